@@ -1,0 +1,368 @@
+/*
+ * evstore.h -- the whole public contract of libevstore.
+ *
+ * evstore is an event store: streams of immutable events, appended with
+ * optimistic concurrency (expected versions, as in KurrentDB), numbered by a
+ * gapless global position, isolated by tenant, durable on return.
+ *
+ * Conventions (see docs/API.md for the long form):
+ *   - Every function returns 0 (EVS_OK) or a negative EVS_E* code from the
+ *     list below; evs_last_error() then holds a one-line detail message for
+ *     the calling thread, e.g. "expected version 4 but stream account-7 is
+ *     at 6".
+ *   - Outputs come first: `T **out` results belong to the caller and are
+ *     released with the matching `*_free`/`evs_close` (NULL-safe).
+ *   - Strings are NUL-terminated UTF-8. A tenant of NULL or "" is the
+ *     default tenant, except where a function documents NULL as "every
+ *     tenant" (administration reads).
+ *   - Thread safety: one evs_db may be shared by any number of threads;
+ *     an evs_iter belongs to one thread at a time.
+ *   - A rejected call writes nothing and leaves the store usable.
+ */
+#ifndef EVSTORE_H
+#define EVSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define EVS_EXTERN __attribute__((visibility("default")))
+#else
+#define EVS_EXTERN
+#endif
+
+#define EVS_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * One list, generated into the enum and evs_strerror(). Codes are stable.
+ */
+#define EVS_ERRNO_MAP(XX)                                                    \
+    XX(ECONFLICT, -1, "append condition failed (expected version)")         \
+    XX(ENOTFOUND, -2, "not found")                                          \
+    XX(EINVAL, -3, "invalid argument")                                      \
+    XX(ECORRUPT, -4, "store data is corrupt")                               \
+    XX(ENOSPC, -5, "no space left on device")                               \
+    XX(EBACKEND, -6, "backend failure")                                     \
+    XX(ENOMEM, -7, "out of memory")                                         \
+    XX(EIO, -8, "input/output error")                                       \
+    XX(EDUPLICATE, -9, "event id already used by a different event")       \
+    XX(ETOOBIG, -10, "event or append too large")                           \
+    XX(EFORMAT, -11, "unsupported store format version")                    \
+    XX(EBUSY, -12, "store is in use by another process")                    \
+    XX(EREADONLY, -13, "store is open read-only")                           \
+    XX(ECLOSED, -14, "store is closing or has failed")                      \
+    XX(ITEROVER, -15, "end of iteration")
+
+typedef enum evs_errno {
+    EVS_OK = 0,
+#define EVS__ERRNO_ENUM(name, val, msg) EVS_##name = (val),
+    EVS_ERRNO_MAP(EVS__ERRNO_ENUM)
+#undef EVS__ERRNO_ENUM
+} evs_errno;
+
+/* Static text for an error code ("unknown error" for anything else). */
+EVS_EXTERN const char *evs_strerror(int rc);
+
+/*
+ * The detail message of the last failed call made by this thread, or ""
+ * if none. Valid until the next evs_* call on this thread.
+ */
+EVS_EXTERN const char *evs_last_error(void);
+
+/* The library version, e.g. "0.1.0". */
+EVS_EXTERN const char *evs_version(void);
+
+/* ------------------------------------------------------------------ */
+/* Limits (documented in docs/API.md; bytes, excluding the NUL)        */
+/* ------------------------------------------------------------------ */
+
+#define EVS_MAX_TENANT_LEN 128
+#define EVS_MAX_STREAM_LEN 256
+#define EVS_MAX_TYPE_LEN 256
+#define EVS_MAX_TAG_LEN 256
+#define EVS_MAX_TAGS 64
+/* Default limit on data + metadata of one event; see evs_open_options. */
+#define EVS_DEFAULT_MAX_EVENT_SIZE (1024u * 1024u)
+/* Default size of one log segment file. */
+#define EVS_DEFAULT_SEGMENT_SIZE (64u * 1024u * 1024u)
+
+/* ------------------------------------------------------------------ */
+/* Data model                                                          */
+/* ------------------------------------------------------------------ */
+
+/* A 16-byte UUID in network byte order. All zero means "none". */
+typedef struct evs_uuid {
+    uint8_t bytes[16];
+} evs_uuid;
+
+/* 1 if every byte is zero. */
+EVS_EXTERN int evs_uuid_is_nil(const evs_uuid *u);
+/* A new time-ordered UUID (RFC 9562 version 7). Thread-safe. */
+EVS_EXTERN void evs_uuid_generate(evs_uuid *out);
+/* Parse the 36-character text form. EVS_EINVAL if malformed. */
+EVS_EXTERN int evs_uuid_parse(evs_uuid *out, const char *text);
+/* Write the 36-character lowercase text form and a NUL into out. */
+EVS_EXTERN void evs_uuid_format(char out[37], const evs_uuid *u);
+
+/* Expected-version sentinels (values as in KurrentDB). An exact expected
+ * version is any value >= 0: the version of the stream's last event. */
+#define EVS_ANY (-2)           /* no check */
+#define EVS_NO_STREAM (-1)     /* the stream must not exist */
+#define EVS_STREAM_EXISTS (-4) /* the stream must have at least one event */
+
+typedef enum evs_content_type {
+    EVS_CONTENT_JSON = 0,  /* data is UTF-8 JSON; validated on append */
+    EVS_CONTENT_BINARY = 1 /* data is opaque bytes */
+} evs_content_type;
+
+/*
+ * An event to append. Borrowed by evs_append*: nothing is retained after
+ * the call returns.
+ */
+typedef struct evs_event_data {
+    evs_uuid id;           /* nil: the store generates a UUIDv7 */
+    const char *type;      /* required, 1..EVS_MAX_TYPE_LEN bytes */
+    const void *data;      /* may be NULL when data_len is 0 */
+    size_t data_len;       /* bytes */
+    evs_content_type content_type;
+    const void *metadata;  /* JSON (object or any value) or NULL */
+    size_t metadata_len;   /* bytes; 0 = no metadata */
+    const char *const *tags; /* ntags tags, each 1..EVS_MAX_TAG_LEN bytes */
+    size_t ntags;            /* 0..EVS_MAX_TAGS; duplicates are rejected */
+    evs_uuid correlation_id; /* nil = none */
+    evs_uuid causation_id;   /* nil = none */
+    int64_t recorded_at;     /* µs since the Unix epoch; 0 = now */
+} evs_event_data;
+
+/*
+ * A stored event, as returned by iterators. Every pointer is borrowed from
+ * the iterator (zero-copy from the log where possible) and is valid until
+ * the next evs_iter_next() or evs_iter_free() on that iterator. Strings are
+ * NUL-terminated; data and metadata are followed by a NUL byte that is not
+ * counted in their lengths.
+ */
+typedef struct evs_event {
+    uint64_t position;       /* global position, 1-based, gapless */
+    int64_t stream_version;  /* 0-based index in the stream */
+    const char *tenant;      /* "" for the default tenant */
+    const char *stream;
+    const char *type;
+    evs_uuid id;
+    evs_uuid correlation_id; /* nil = none */
+    evs_uuid causation_id;   /* nil = none */
+    int64_t recorded_at;     /* µs since the Unix epoch */
+    evs_content_type content_type;
+    const void *data;
+    size_t data_len;
+    const void *metadata;    /* "" when the event has none */
+    size_t metadata_len;
+    const char *const *tags;
+    size_t ntags;
+} evs_event;
+
+/* ------------------------------------------------------------------ */
+/* Opening and closing                                                 */
+/* ------------------------------------------------------------------ */
+
+typedef struct evs_db evs_db;
+
+#define EVS_OPEN_CREATE 0x1u   /* create the store if it does not exist */
+#define EVS_OPEN_READONLY 0x2u /* no appends; no recovery writes */
+
+#define EVS_OPEN_OPTIONS_VERSION 1
+typedef struct evs_open_options {
+    unsigned version;        /* EVS_OPEN_OPTIONS_VERSION */
+    unsigned flags;          /* EVS_OPEN_* */
+    uint32_t segment_size;   /* bytes per log segment; 0 = default. Used
+                                only when creating a store; 1 MiB..1 GiB */
+    uint32_t max_event_size; /* bytes of data + metadata; 0 = default */
+    int validate_json;       /* 1 (default): reject invalid JSON data and
+                                metadata; 0: store the bytes unchecked */
+} evs_open_options;
+#define EVS_OPEN_OPTIONS_INIT                                                \
+    { EVS_OPEN_OPTIONS_VERSION, EVS_OPEN_CREATE, 0, 0, 1 }
+
+/*
+ * Open the store named by uri: a directory path for the embedded backend
+ * (created when EVS_OPEN_CREATE is set), or "postgresql://..." for the
+ * PostgreSQL backend (not yet available: EVS_EINVAL).
+ *
+ * Opening the embedded store recovers it: a torn tail of the last log
+ * segment (an append that never finished) is truncated, and the index is
+ * caught up from the log.
+ *
+ * Returns EVS_EINVAL (bad uri/options, path is a file, store missing and
+ * no EVS_OPEN_CREATE), EVS_EBUSY (another process has the store open),
+ * EVS_EFORMAT (written by a newer evstore), EVS_ECORRUPT (damage before the
+ * tail: the message names the segment, offset and position), EVS_EIO,
+ * EVS_ENOSPC, EVS_ENOMEM, EVS_EBACKEND. On error *out is NULL.
+ */
+EVS_EXTERN int evs_open(evs_db **out, const char *uri,
+                        const evs_open_options *opts);
+
+/*
+ * Close the store. Waits for appends in flight; every iterator must have
+ * been freed. NULL-safe. Returns 0 or EVS_EIO if the final flush failed.
+ */
+EVS_EXTERN int evs_close(evs_db *db);
+
+/* ------------------------------------------------------------------ */
+/* Appending                                                           */
+/* ------------------------------------------------------------------ */
+
+/* The outcome of appending to one stream. */
+typedef struct evs_append_result {
+    int status;              /* 0, or this part's error (EVS_ECONFLICT) */
+    int64_t stream_version;  /* success: version of the last event
+                                written; conflict: the stream's actual
+                                version (EVS_NO_STREAM when absent) */
+    int64_t first_version;   /* version of the first event written */
+    uint64_t first_position; /* global position of the first event */
+    uint64_t last_position;  /* global position of the last event */
+} evs_append_result;
+
+/*
+ * Append 1..nevents events to one stream, atomically, if the stream's
+ * version matches expected_version (EVS_ANY, EVS_NO_STREAM,
+ * EVS_STREAM_EXISTS or an exact version >= 0; semantics as in KurrentDB).
+ *
+ * Returns only after the events are durable (fdatasync of the log).
+ * Concurrent appends from many threads are committed in groups by one
+ * writer; a failed condition fails only its own append.
+ *
+ * Idempotency: if every event carries an id and the same events (same ids,
+ * same order, same stream, type and data) are already stored, the original
+ * result is returned and nothing is written, whatever expected_version is.
+ *
+ * out may be NULL. Returns 0, EVS_ECONFLICT (out->stream_version holds the
+ * actual version), EVS_EDUPLICATE (an id is used by a different event, or
+ * only some of the ids are stored), EVS_EINVAL (bad name, type, tag, JSON,
+ * nevents == 0), EVS_ETOOBIG, EVS_EREADONLY, EVS_ECLOSED, EVS_EIO,
+ * EVS_ENOSPC, EVS_ENOMEM.
+ */
+EVS_EXTERN int evs_append(evs_append_result *out, evs_db *db,
+                          const char *tenant, const char *stream,
+                          int64_t expected_version,
+                          const evs_event_data *events, size_t nevents);
+
+/* One part of a multi-stream append. */
+typedef struct evs_stream_append {
+    const char *stream;
+    int64_t expected_version; /* as for evs_append */
+    const evs_event_data *events;
+    size_t nevents; /* >= 1 */
+} evs_stream_append;
+
+/*
+ * Atomic multi-stream append (EventCore's multi-stream command write):
+ * all parts are written or none. A stream may appear in one part only.
+ * Events are numbered in part order.
+ *
+ * out: array of nparts results (may be NULL). On EVS_ECONFLICT every part
+ * whose condition failed has status EVS_ECONFLICT and its actual version,
+ * and the detail message lists every failing part. Other errors as for
+ * evs_append.
+ */
+EVS_EXTERN int evs_append_multi(evs_append_result *out, evs_db *db,
+                                const char *tenant,
+                                const evs_stream_append *parts,
+                                size_t nparts);
+
+/* ------------------------------------------------------------------ */
+/* Reading                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct evs_iter evs_iter;
+
+typedef enum evs_direction {
+    EVS_FORWARD = 0,
+    EVS_BACKWARD = 1
+} evs_direction;
+
+/* from_version for a backward read that starts at the newest event. */
+#define EVS_END (-1)
+
+/*
+ * Read a stream. Forward: events with version >= from_version (>= 0),
+ * oldest first. Backward: events with version <= from_version (or from
+ * the newest when from_version is EVS_END), newest first. At most limit
+ * events (0 = no limit). The iterator is a snapshot: it sees the events
+ * committed when it was created and never blocks appends.
+ *
+ * A stream that does not exist yields no events (not an error; use
+ * evs_stream_version to tell). Returns 0, EVS_EINVAL, EVS_ENOMEM,
+ * EVS_EBACKEND.
+ */
+EVS_EXTERN int evs_read_stream(evs_iter **out, evs_db *db,
+                               const char *tenant, const char *stream,
+                               int64_t from_version, evs_direction dir,
+                               uint64_t limit);
+
+/*
+ * Read $all forward: events with global position >= from_position (0 or 1
+ * = from the start), in position order, at most limit (0 = no limit).
+ * tenant: that tenant's events only (positions then have gaps, which hold
+ * other tenants' events); NULL: every tenant's (administration).
+ */
+EVS_EXTERN int evs_read_all(evs_iter **out, evs_db *db, const char *tenant,
+                            uint64_t from_position, uint64_t limit);
+
+/*
+ * Next event of the iterator. Returns 0 and sets *ev, EVS_ITEROVER at the
+ * end, or EVS_ECORRUPT (a record failed its CRC; the message names it).
+ */
+EVS_EXTERN int evs_iter_next(const evs_event **ev, evs_iter *it);
+
+/* Release an iterator. NULL-safe. */
+EVS_EXTERN void evs_iter_free(evs_iter *it);
+
+/*
+ * The version of the stream's last event, or EVS_NO_STREAM (-1) when the
+ * stream has no events (returns 0 in both cases).
+ */
+EVS_EXTERN int evs_stream_version(int64_t *out, evs_db *db,
+                                  const char *tenant, const char *stream);
+
+/*
+ * The head position (newest committed event): of the whole store when
+ * tenant is NULL, else of that tenant's newest event. 0 when empty.
+ */
+EVS_EXTERN int evs_head_position(uint64_t *out, evs_db *db,
+                                 const char *tenant);
+
+typedef struct evs_stats {
+    uint64_t events;        /* events in the store */
+    uint64_t streams;       /* streams with at least one event */
+    uint64_t tenants;       /* tenants with at least one event */
+    uint64_t head_position; /* global head */
+    uint64_t log_bytes;     /* bytes of log segment files on disk */
+    uint64_t index_bytes;   /* bytes of the index files on disk */
+    uint64_t segments;      /* number of log segments */
+} evs_stats;
+
+EVS_EXTERN int evs_stats_get(evs_stats *out, evs_db *db);
+
+/*
+ * Verify the store: every log record's CRC, contiguous positions, and the
+ * index against the log (every entry present and pointing at the right
+ * record, no extra entries). cb (may be NULL) is called once per problem
+ * with a one-line description naming the segment, offset and position.
+ * checked (may be NULL) receives the number of records checked.
+ * Returns 0 when clean, EVS_ECORRUPT when any problem was found.
+ */
+typedef void (*evs_verify_fn)(void *ctx, const char *problem);
+EVS_EXTERN int evs_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb,
+                          void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EVSTORE_H */

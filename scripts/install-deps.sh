@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install the Debian packages evstore needs, only those that are missing.
+# Called by `make test` and `make bench`; safe to run any number of times.
+set -euo pipefail
+
+PKGS=(
+  cmake make gcc pkg-config
+  liblmdb-dev lmdb-utils     # the derived index
+  libisal-dev                # CRC32C (crc32_iscsi)
+  libjansson-dev             # JSON validation and the CLI's JSON
+  uuid-dev                   # UUID text form
+  libssl-dev                 # base64 in the CLI (binary event data)
+  libcmocka-dev              # unit tests
+  libpq-dev postgresql-15    # PostgreSQL backend (issue 7) and its tests
+  gnuplot-nox                # benchmark plots
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  # dpkg-query prints "install ok installed" for a package that is present.
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "install-deps: missing packages (${missing[*]}) and not root; install them with apt-get" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done" >&2

@@ -1,0 +1,80 @@
+/*
+ * internal.h -- what the core (API, validation) and the backends share.
+ *
+ * The public API in evstore.h validates its arguments here in the core and
+ * then calls the backend through a table of functions (as libgit2's refdb
+ * or SQLite's VFS), so every backend sees only well-formed requests.
+ */
+#ifndef EVS_CORE_INTERNAL_H
+#define EVS_CORE_INTERNAL_H
+
+#include "evstore.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Set this thread's detail message and return rc (for `return evs__err(…)`). */
+int evs__err(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Set the detail message verbatim. */
+void evs__set_error_text(const char *msg);
+void evs__clear_error(void);
+
+/* ---- append requests ---------------------------------------------------- */
+
+/*
+ * One validated append (single- or multi-stream), as the core hands it to a
+ * backend. Everything is borrowed from the caller for the duration of the
+ * call. ids[] holds the id of every event in part order (generated ids
+ * already filled in); id_given[i] says whether the caller supplied it.
+ */
+typedef struct evs__append_req {
+    const char *tenant;
+    size_t tenant_len;
+    const evs_stream_append *parts;
+    size_t nparts;
+    size_t nevents;          /* total over all parts */
+    const evs_uuid *ids;     /* nevents */
+    const uint8_t *id_given; /* nevents */
+    size_t *stream_lens;     /* nparts */
+    evs_append_result *results; /* nparts, never NULL here */
+} evs__append_req;
+
+/* ---- backends ---------------------------------------------------------- */
+
+typedef struct evs__backend_ops {
+    const char *name;
+    int (*append)(evs_db *db, evs__append_req *req);
+    int (*read_stream)(evs_iter **out, evs_db *db, const char *tenant,
+                       const char *stream, int64_t from_version,
+                       evs_direction dir, uint64_t limit);
+    int (*read_all)(evs_iter **out, evs_db *db, const char *tenant,
+                    uint64_t from_position, uint64_t limit);
+    int (*iter_next)(const evs_event **ev, evs_iter *it);
+    void (*iter_free)(evs_iter *it);
+    int (*stream_version)(int64_t *out, evs_db *db, const char *tenant,
+                          const char *stream);
+    int (*head_position)(uint64_t *out, evs_db *db, const char *tenant);
+    int (*stats)(evs_stats *out, evs_db *db);
+    int (*verify)(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx);
+    int (*close)(evs_db *db);
+} evs__backend_ops;
+
+/* Every backend's handle starts with this. */
+struct evs_db {
+    const evs__backend_ops *ops;
+    evs_open_options opts;
+};
+
+/* Every backend's iterator starts with this. */
+struct evs_iter {
+    evs_db *db;
+};
+
+/* The embedded backend (src/embedded). */
+int evs__embedded_open(evs_db **out, const char *path,
+                       const evs_open_options *opts);
+
+#endif

@@ -1,0 +1,149 @@
+/*
+ * embedded.h -- internals of the embedded backend: a segmented log (the
+ * source of truth) plus indexes in LMDB derived from it.
+ *
+ *   callers ──encode──▶ queue ──▶ writer thread: check conditions in one
+ *   (many threads)                LMDB write txn, copy records into one
+ *                                 buffer, pwrite + fdatasync the log,
+ *                                 commit the index (no sync), wake callers
+ *
+ *   readers: LMDB read txn (MVCC snapshot) → log location → record in the
+ *            read-only mmap of its segment; they never take the writer's lock.
+ */
+#ifndef EVS_EMBEDDED_H
+#define EVS_EMBEDDED_H
+
+#include "core/internal.h"
+#include "embedded/format.h"
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+
+#define EVS_MAX_SEGMENTS 65536u
+
+typedef struct evs__seg {
+    uint8_t *_Atomic map; /* PROT_READ, whole segment; NULL until published */
+    uint64_t first_position;
+} evs__seg;
+
+/* An append travelling from its caller to the writer. Lives on the
+ * caller's stack; the caller sleeps on `done` until the writer is done. */
+typedef struct evs__emb_req {
+    evs__append_req *core;
+    uint8_t *enc;        /* pre-encoded records, padded, back to back */
+    size_t enc_len;
+    uint32_t *rec_off;   /* offset of each record in enc (core->nevents) */
+    int rc;
+    char msg[1024];
+    sem_t done;
+    struct evs__emb_req *next;
+} evs__emb_req;
+
+typedef struct evs__emb {
+    evs_db base;
+    char *dir;
+    int lock_fd;
+    int dir_fd_log;        /* the log directory, fsync'ed after a new segment */
+    uint32_t seg_size;
+
+    evs__seg *segs;        /* [EVS_MAX_SEGMENTS], index = number - 1 */
+    _Atomic uint32_t nsegs;
+
+    MDB_env *env;
+    MDB_dbi db_meta, db_tenants, db_streams, db_stream_events, db_positions,
+        db_tenant_events, db_event_ids;
+
+    /* published: newest committed (durable and indexed) position */
+    _Atomic uint64_t head;
+
+    /* ---- owned by the writer thread (or by open/close when it is not
+     * running) ---- */
+    int wfd;               /* current (last) segment, O_RDWR */
+    uint32_t wseg;         /* its number */
+    uint32_t woff;         /* next write offset in it */
+    uint64_t next_position;
+    uint64_t next_stream_id;
+    uint32_t next_tenant_id;
+    int64_t last_stamp;    /* recorded_at of the last stamped event */
+    uint8_t *gbuf;         /* the group being built */
+    size_t gbuf_len, gbuf_cap;
+    uint64_t gbuf_first;   /* position of the first record in gbuf */
+    uint64_t groups, grouped_events; /* counters for benchmarks */
+    void *wparts;          /* per-part scratch of the request being checked */
+    size_t wparts_cap;
+
+    /* ---- queue ---- */
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    evs__emb_req *qhead, *qtail;
+    int writer_idle;
+    int stopping;
+    int failed;            /* a write or sync failed: refuse appends */
+    char failed_msg[512];
+    pthread_t writer;
+    int writer_started;
+} evs__emb;
+
+/* ---- log (log.c) ---- */
+const uint8_t *evs__seg_map(evs__emb *s, uint32_t seg);
+int evs__seg_create(evs__emb *s, uint32_t no, uint64_t first_position);
+int evs__segs_open(evs__emb *s, int readonly);
+
+/* Validation result of one record in a segment. */
+enum { EVS_REC_OK = 0, EVS_REC_ZERO, EVS_REC_BAD_MAGIC, EVS_REC_BAD_LEN,
+       EVS_REC_BAD_CRC, EVS_REC_BAD_LAYOUT };
+int evs__rec_check(const uint8_t *p, size_t avail, uint32_t *len);
+const char *evs__rec_problem(int rc);
+/* Decode a record (already checked) into ev; tags into *tags (grown). */
+int evs__rec_decode(const uint8_t *p, evs_event *ev, const char ***tags,
+                    size_t *tags_cap);
+/* Size of the encoded record of one event (before padding). */
+size_t evs__rec_size(size_t tenant_len, size_t stream_len,
+                     const evs_event_data *e);
+/* Encode an event; position-dependent fields are filled by the writer. */
+void evs__rec_encode(uint8_t *p, uint32_t len, const char *tenant,
+                     size_t tenant_len, const char *stream, size_t stream_len,
+                     const evs_event_data *e, const evs_uuid *id);
+/* A record (from the log or the group being built) by location. */
+const uint8_t *evs__rec_at(evs__emb *s, uint64_t loc);
+
+/* ---- index (index.c) ---- */
+int evs__idx_open(evs__emb *s, int readonly);
+int evs__mdb_err(int mrc, const char *what);
+int evs__idx_tenant_get(MDB_txn *txn, evs__emb *s, const char *tenant,
+                        size_t len, uint32_t *id);
+int evs__idx_tenant_put(MDB_txn *txn, evs__emb *s, const char *tenant,
+                        size_t len, uint32_t *id);
+/* Stream head: *sid 0 and *version EVS_NO_STREAM when absent. */
+int evs__idx_stream_get(MDB_txn *txn, evs__emb *s, uint32_t tid,
+                        const char *stream, size_t len, uint64_t *sid,
+                        int64_t *version);
+int evs__idx_stream_put(MDB_txn *txn, evs__emb *s, uint32_t tid,
+                        const char *stream, size_t len, uint64_t sid,
+                        int64_t version);
+int evs__idx_event_put(MDB_txn *txn, evs__emb *s, uint32_t tid, uint64_t sid,
+                       int64_t version, uint64_t position, uint64_t loc,
+                       const uint8_t id[16]);
+int evs__idx_id_get(MDB_txn *txn, evs__emb *s, const uint8_t id[16],
+                    uint64_t *position, uint64_t *loc);
+int evs__idx_applied_get(MDB_txn *txn, evs__emb *s, uint64_t *pos,
+                         uint64_t *loc);
+int evs__idx_applied_put(MDB_txn *txn, evs__emb *s, uint64_t pos, uint64_t loc);
+int evs__idx_seq_put(MDB_txn *txn, evs__emb *s);
+/* Index one record found in the log (recovery): looks up or creates its
+ * tenant and stream. */
+int evs__idx_apply_record(MDB_txn *txn, evs__emb *s, const uint8_t *rec,
+                          uint64_t loc);
+
+/* ---- recovery and verify (recovery.c) ---- */
+int evs__recover(evs__emb *s);
+int evs__emb_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx);
+
+/* ---- writer (writer.c) ---- */
+int evs__writer_start(evs__emb *s);
+void evs__writer_stop(evs__emb *s);
+int evs__emb_append(evs_db *db, evs__append_req *req);
+
+#endif

@@ -1,0 +1,305 @@
+/*
+ * index.c -- the derived indexes in LMDB (layout: format.h).
+ *
+ * The environment is opened with MDB_NOSYNC: an index commit is never
+ * flushed on its own, because the log already holds every committed event
+ * durably and the index records how far it got ("applied"); opening the
+ * store replays the log past that point. LMDB stays consistent across a
+ * process crash either way; after an OS crash the last index commits may
+ * be lost, which the replay repairs (and a mismatch triggers a rebuild).
+ */
+#include "embedded/embedded.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int evs__mdb_err(int mrc, const char *what)
+{
+    int rc = EVS_EBACKEND;
+    if (mrc == MDB_MAP_FULL || mrc == ENOSPC)
+        rc = EVS_ENOSPC;
+    else if (mrc == ENOMEM)
+        rc = EVS_ENOMEM;
+    else if (mrc == MDB_CORRUPTED || mrc == MDB_PAGE_NOTFOUND || mrc == MDB_INVALID)
+        rc = EVS_ECORRUPT;
+    else if (mrc == EIO)
+        rc = EVS_EIO;
+    return evs__err(rc, "index: %s: %s", what, mdb_strerror(mrc));
+}
+
+int evs__idx_open(evs__emb *s, int readonly)
+{
+    char path[4096];
+    int mrc;
+    MDB_txn *txn = NULL;
+    snprintf(path, sizeof(path), "%s/index", s->dir);
+    if (!readonly && mkdir(path, 0755) != 0 && errno != EEXIST)
+        return evs__err(EVS_EIO, "create %s: %s", path, strerror(errno));
+    if ((mrc = mdb_env_create(&s->env)) != 0)
+        return evs__mdb_err(mrc, "create environment");
+    mdb_env_set_maxdbs(s->env, 16);
+    mdb_env_set_maxreaders(s->env, 1024);
+    /* Virtual size only: the file grows with use. 256 GiB of index is
+     * about 2 billion events. */
+    mdb_env_set_mapsize(s->env, (size_t)256 << 30);
+    unsigned flags = MDB_NOSYNC | MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD;
+    if (readonly)
+        flags |= MDB_RDONLY;
+    if ((mrc = mdb_env_open(s->env, path, flags, 0644)) != 0)
+        return evs__mdb_err(mrc, "open");
+    if ((mrc = mdb_txn_begin(s->env, NULL, readonly ? MDB_RDONLY : 0, &txn)) != 0)
+        return evs__mdb_err(mrc, "begin");
+    unsigned cf = readonly ? 0 : MDB_CREATE;
+    struct { const char *name; MDB_dbi *dbi; } dbs[] = {
+        {"meta", &s->db_meta},
+        {"tenants", &s->db_tenants},
+        {"streams", &s->db_streams},
+        {"stream_events", &s->db_stream_events},
+        {"positions", &s->db_positions},
+        {"tenant_events", &s->db_tenant_events},
+        {"event_ids", &s->db_event_ids},
+    };
+    for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+        if ((mrc = mdb_dbi_open(txn, dbs[i].name, cf, dbs[i].dbi)) != 0) {
+            mdb_txn_abort(txn);
+            if (readonly && mrc == MDB_NOTFOUND)
+                return evs__err(EVS_ECORRUPT, "index: sub-database %s is missing; "
+                                "open the store read-write once to rebuild it",
+                                dbs[i].name);
+            return evs__mdb_err(mrc, dbs[i].name);
+        }
+    }
+    /* index format */
+    MDB_val k = {6, "format"}, v;
+    mrc = mdb_get(txn, s->db_meta, &k, &v);
+    if (mrc == MDB_NOTFOUND && !readonly) {
+        uint8_t b[4];
+        evs__put_le32(b, EVS_INDEX_FORMAT);
+        v.mv_size = 4;
+        v.mv_data = b;
+        mrc = mdb_put(txn, s->db_meta, &k, &v, 0);
+    } else if (mrc == 0) {
+        uint32_t f = v.mv_size == 4 ? evs__get_le32(v.mv_data) : 0;
+        if (f != EVS_INDEX_FORMAT) {
+            mdb_txn_abort(txn);
+            return evs__err(f > EVS_INDEX_FORMAT ? EVS_EFORMAT : EVS_ECORRUPT,
+                            "index format %u; this evstore (%s) reads format %u",
+                            f, EVS_VERSION_STRING, EVS_INDEX_FORMAT);
+        }
+    }
+    if (mrc != 0 && mrc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return evs__mdb_err(mrc, "read format");
+    }
+    /* sequences */
+    k.mv_size = 3;
+    k.mv_data = "seq";
+    s->next_stream_id = 1;
+    s->next_tenant_id = 1;
+    if (mdb_get(txn, s->db_meta, &k, &v) == 0 && v.mv_size == 12) {
+        s->next_stream_id = evs__get_le64(v.mv_data);
+        s->next_tenant_id = evs__get_le32((const uint8_t *)v.mv_data + 8);
+    }
+    if ((mrc = mdb_txn_commit(txn)) != 0)
+        return evs__mdb_err(mrc, "commit");
+    return 0;
+}
+
+int evs__idx_tenant_get(MDB_txn *txn, evs__emb *s, const char *tenant,
+                        size_t len, uint32_t *id)
+{
+    uint8_t kb[1 + EVS_MAX_TENANT_LEN];
+    kb[0] = 't';
+    memcpy(kb + 1, tenant, len);
+    MDB_val k = {1 + len, kb}, v;
+    int mrc = mdb_get(txn, s->db_tenants, &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return EVS_ENOTFOUND;
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "tenant lookup");
+    *id = evs__get_le32(v.mv_data);
+    return 0;
+}
+
+int evs__idx_tenant_put(MDB_txn *txn, evs__emb *s, const char *tenant,
+                        size_t len, uint32_t *id)
+{
+    int rc = evs__idx_tenant_get(txn, s, tenant, len, id);
+    if (rc != EVS_ENOTFOUND)
+        return rc;
+    uint8_t kb[1 + EVS_MAX_TENANT_LEN], vb[4];
+    kb[0] = 't';
+    memcpy(kb + 1, tenant, len);
+    *id = s->next_tenant_id++;
+    evs__put_le32(vb, *id);
+    MDB_val k = {1 + len, kb}, v = {4, vb};
+    int mrc = mdb_put(txn, s->db_tenants, &k, &v, 0);
+    return mrc ? evs__mdb_err(mrc, "tenant insert") : 0;
+}
+
+static size_t stream_key(uint8_t *kb, uint32_t tid, const char *stream, size_t len)
+{
+    evs__put_be32(kb, tid);
+    memcpy(kb + 4, stream, len);
+    return 4 + len;
+}
+
+int evs__idx_stream_get(MDB_txn *txn, evs__emb *s, uint32_t tid,
+                        const char *stream, size_t len, uint64_t *sid,
+                        int64_t *version)
+{
+    uint8_t kb[4 + EVS_MAX_STREAM_LEN];
+    MDB_val k = {stream_key(kb, tid, stream, len), kb}, v;
+    int mrc = mdb_get(txn, s->db_streams, &k, &v);
+    if (mrc == MDB_NOTFOUND) {
+        *sid = 0;
+        *version = EVS_NO_STREAM;
+        return 0;
+    }
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "stream lookup");
+    *sid = evs__get_le64(v.mv_data);
+    *version = (int64_t)evs__get_le64((const uint8_t *)v.mv_data + 8);
+    return 0;
+}
+
+int evs__idx_stream_put(MDB_txn *txn, evs__emb *s, uint32_t tid,
+                        const char *stream, size_t len, uint64_t sid,
+                        int64_t version)
+{
+    uint8_t kb[4 + EVS_MAX_STREAM_LEN], vb[16];
+    evs__put_le64(vb, sid);
+    evs__put_le64(vb + 8, (uint64_t)version);
+    MDB_val k = {stream_key(kb, tid, stream, len), kb}, v = {16, vb};
+    int mrc = mdb_put(txn, s->db_streams, &k, &v, 0);
+    return mrc ? evs__mdb_err(mrc, "stream update") : 0;
+}
+
+int evs__idx_event_put(MDB_txn *txn, evs__emb *s, uint32_t tid, uint64_t sid,
+                       int64_t version, uint64_t position, uint64_t loc,
+                       const uint8_t id[16])
+{
+    uint8_t kb[16], vb[16];
+    MDB_val k, v;
+    int mrc;
+
+    /* stream_events: (stream id, version) -> position, location */
+    evs__put_be64(kb, sid);
+    evs__put_be64(kb + 8, (uint64_t)version);
+    evs__put_le64(vb, position);
+    evs__put_le64(vb + 8, loc);
+    k.mv_size = 16; k.mv_data = kb; v.mv_size = 16; v.mv_data = vb;
+    if ((mrc = mdb_put(txn, s->db_stream_events, &k, &v, 0)) != 0)
+        return evs__mdb_err(mrc, "stream_events insert");
+
+    /* positions: position -> location; always the largest key */
+    evs__put_be64(kb, position);
+    evs__put_le64(vb, loc);
+    k.mv_size = 8; v.mv_size = 8;
+    if ((mrc = mdb_put(txn, s->db_positions, &k, &v, MDB_APPEND)) != 0)
+        return evs__mdb_err(mrc, "positions insert");
+
+    /* tenant_events: (tenant id, position) -> location */
+    evs__put_be32(kb, tid);
+    evs__put_be64(kb + 4, position);
+    k.mv_size = 12;
+    if ((mrc = mdb_put(txn, s->db_tenant_events, &k, &v, 0)) != 0)
+        return evs__mdb_err(mrc, "tenant_events insert");
+
+    /* event_ids: id -> position, location */
+    evs__put_le64(vb, position);
+    evs__put_le64(vb + 8, loc);
+    k.mv_size = 16; k.mv_data = (void *)id; v.mv_size = 16;
+    if ((mrc = mdb_put(txn, s->db_event_ids, &k, &v, MDB_NOOVERWRITE)) != 0) {
+        if (mrc == MDB_KEYEXIST)
+            return evs__err(EVS_ECORRUPT, "index: event id at position %llu is "
+                            "already indexed", (unsigned long long)position);
+        return evs__mdb_err(mrc, "event_ids insert");
+    }
+    return 0;
+}
+
+int evs__idx_id_get(MDB_txn *txn, evs__emb *s, const uint8_t id[16],
+                    uint64_t *position, uint64_t *loc)
+{
+    MDB_val k = {16, (void *)id}, v;
+    int mrc = mdb_get(txn, s->db_event_ids, &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return EVS_ENOTFOUND;
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "event id lookup");
+    *position = evs__get_le64(v.mv_data);
+    *loc = evs__get_le64((const uint8_t *)v.mv_data + 8);
+    return 0;
+}
+
+int evs__idx_applied_get(MDB_txn *txn, evs__emb *s, uint64_t *pos, uint64_t *loc)
+{
+    MDB_val k = {7, "applied"}, v;
+    int mrc = mdb_get(txn, s->db_meta, &k, &v);
+    if (mrc == MDB_NOTFOUND) {
+        *pos = 0;
+        *loc = evs__loc(1, EVS_SEG_HEADER_SIZE);
+        return 0;
+    }
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "read applied position");
+    if (v.mv_size != 16)
+        return evs__err(EVS_ECORRUPT, "index: applied position has %zu bytes", v.mv_size);
+    *pos = evs__get_le64(v.mv_data);
+    *loc = evs__get_le64((const uint8_t *)v.mv_data + 8);
+    return 0;
+}
+
+int evs__idx_applied_put(MDB_txn *txn, evs__emb *s, uint64_t pos, uint64_t loc)
+{
+    uint8_t vb[16];
+    evs__put_le64(vb, pos);
+    evs__put_le64(vb + 8, loc);
+    MDB_val k = {7, "applied"}, v = {16, vb};
+    int mrc = mdb_put(txn, s->db_meta, &k, &v, 0);
+    return mrc ? evs__mdb_err(mrc, "write applied position") : 0;
+}
+
+int evs__idx_seq_put(MDB_txn *txn, evs__emb *s)
+{
+    uint8_t vb[12];
+    evs__put_le64(vb, s->next_stream_id);
+    evs__put_le32(vb + 8, s->next_tenant_id);
+    MDB_val k = {3, "seq"}, v = {12, vb};
+    int mrc = mdb_put(txn, s->db_meta, &k, &v, 0);
+    return mrc ? evs__mdb_err(mrc, "write sequences") : 0;
+}
+
+int evs__idx_apply_record(MDB_txn *txn, evs__emb *s, const uint8_t *rec, uint64_t loc)
+{
+    int rc;
+    uint32_t tid;
+    uint64_t sid;
+    int64_t head;
+    size_t tl = evs__get_le16(rec + EVS_REC_OFF_TENANT_LEN);
+    size_t sl = evs__get_le16(rec + EVS_REC_OFF_STREAM_LEN);
+    const char *tenant = (const char *)rec + EVS_REC_OFF_VAR;
+    const char *stream = tenant + tl + 1;
+    int64_t version = (int64_t)evs__get_le64(rec + EVS_REC_OFF_VERSION);
+    uint64_t position = evs__get_le64(rec + EVS_REC_OFF_POSITION);
+
+    if ((rc = evs__idx_tenant_put(txn, s, tenant, tl, &tid)) < 0)
+        return rc;
+    if ((rc = evs__idx_stream_get(txn, s, tid, stream, sl, &sid, &head)) < 0)
+        return rc;
+    if (sid == 0)
+        sid = s->next_stream_id++;
+    if (version != head + 1)
+        return evs__err(EVS_ECORRUPT,
+                        "log record at position %llu has version %lld of stream %s, "
+                        "but the stream is at %lld", (unsigned long long)position,
+                        (long long)version, stream, (long long)head);
+    if ((rc = evs__idx_stream_put(txn, s, tid, stream, sl, sid, version)) < 0)
+        return rc;
+    return evs__idx_event_put(txn, s, tid, sid, version, position, loc,
+                              rec + EVS_REC_OFF_ID);
+}

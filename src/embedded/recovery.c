@@ -1,0 +1,446 @@
+/*
+ * recovery.c -- catching the index up with the log on open, truncating a
+ * torn tail, and `verify`.
+ *
+ * What a crash can leave behind. The writer syncs a segment completely
+ * before it starts the next one, and acknowledges a group only after its
+ * fdatasync, so only the *last group* of the *last segment* can be
+ * incomplete. After a process crash its bytes are either all there or
+ * missing from some point on; after an OS crash any of its pages may be
+ * missing, so valid records can even follow a hole:
+ *
+ *   ... | rec 41 | rec 42 | ~garbage~ | rec 45 | 000000000000...
+ *                 ^ group_first = 42 ...............^ group_first = 42
+ *
+ * Every record carries group_first, the position of the first record of
+ * its write. A damaged record at expected position p is a torn tail when no
+ * valid record after it belongs to a later group (group_first > p): then
+ * the log is cut back to the start of the append (commit) that p belongs
+ * to, so an append is never half-visible. Anything else is damage to
+ * acknowledged data: open fails with EVS_ECORRUPT naming the record, and
+ * nothing is dropped.
+ */
+#include "embedded/embedded.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define REPLAY_TXN_EVENTS 65536
+
+/* Is there a valid record of a later group than position p after off? */
+static int later_group_after(const uint8_t *m, uint32_t size, uint32_t off, uint64_t p,
+                             uint64_t *found_pos, uint32_t *found_off)
+{
+    for (uint32_t q = (off + 8) & ~7u; q + EVS_REC_FIXED <= size; q += 8) {
+        uint32_t len;
+        if (evs__get_le32(m + q) != EVS_REC_MAGIC)
+            continue;
+        if (evs__rec_check(m + q, size - q, &len) != EVS_REC_OK)
+            continue;
+        if (evs__get_le64(m + q + EVS_REC_OFF_GROUP_FIRST) > p) {
+            *found_pos = evs__get_le64(m + q + EVS_REC_OFF_POSITION);
+            *found_off = q;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Zero the last segment from off to its last non-zero byte, and sync. */
+static int truncate_tail(evs__emb *s, const uint8_t *m, uint32_t off)
+{
+    uint32_t end = s->seg_size;
+    while (end > off && evs__get_le64(m + end - 8) == 0)
+        end -= 8;
+    if (end <= off)
+        return 0;
+    static const uint8_t zeros[65536];
+    for (uint32_t o = off; o < end;) {
+        uint32_t n = end - o < sizeof(zeros) ? end - o : (uint32_t)sizeof(zeros);
+        if (pwrite(s->wfd, zeros, n, o) != (ssize_t)n)
+            return evs__err(EVS_EIO, "truncating the torn tail of segment %u: %s",
+                            s->wseg, strerror(errno));
+        o += n;
+    }
+    if (fdatasync(s->wfd) != 0)
+        return evs__err(EVS_EIO, "fdatasync of segment %u: %s", s->wseg, strerror(errno));
+    return 0;
+}
+
+static int drop_index(MDB_txn *txn, evs__emb *s)
+{
+    MDB_dbi dbis[] = {s->db_tenants, s->db_streams, s->db_stream_events,
+                      s->db_positions, s->db_tenant_events, s->db_event_ids};
+    for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
+        int mrc = mdb_drop(txn, dbis[i], 0);
+        if (mrc != 0)
+            return evs__mdb_err(mrc, "rebuild: empty sub-database");
+    }
+    MDB_val k = {7, "applied"};
+    mdb_del(txn, s->db_meta, &k, NULL);
+    s->next_stream_id = 1;
+    s->next_tenant_id = 1;
+    return 0;
+}
+
+int evs__recover(evs__emb *s)
+{
+    MDB_txn *txn = NULL;
+    int rc = 0, mrc;
+    uint64_t applied, L;
+    uint64_t *pending = NULL;
+    size_t npend = 0, pend_cap = 0, in_txn = 0;
+
+    if (atomic_load(&s->nsegs) == 0 && (rc = evs__seg_create(s, 1, 1)) < 0)
+        return rc;
+
+    if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+        return evs__mdb_err(mrc, "begin recovery");
+    if ((rc = evs__idx_applied_get(txn, s, &applied, &L)) < 0)
+        goto out;
+
+    /* The index must agree with the log where it says it ends; if not (an
+     * OS crash lost index pages, or the log was replaced) rebuild it. */
+    if (applied > 0) {
+        MDB_val k, v;
+        uint8_t kb[8];
+        evs__put_be64(kb, applied);
+        k.mv_size = 8;
+        k.mv_data = kb;
+        int ok = 0;
+        if (mdb_get(txn, s->db_positions, &k, &v) == 0 && v.mv_size == 8) {
+            uint64_t loc = evs__get_le64(v.mv_data);
+            const uint8_t *m = evs__seg_map(s, evs__loc_seg(loc));
+            uint32_t off = evs__loc_off(loc), len;
+            if (m && off < s->seg_size &&
+                evs__rec_check(m + off, s->seg_size - off, &len) == EVS_REC_OK &&
+                evs__get_le64(m + off + EVS_REC_OFF_POSITION) == applied &&
+                evs__loc(evs__loc_seg(loc), off + evs__pad8(len)) == L)
+                ok = 1;
+        }
+        if (!ok) {
+            if ((rc = drop_index(txn, s)) < 0)
+                goto out;
+            applied = 0;
+            L = evs__loc(1, EVS_SEG_HEADER_SIZE);
+        }
+    }
+
+    uint32_t nsegs = atomic_load(&s->nsegs);
+    uint32_t seg = evs__loc_seg(L), off = evs__loc_off(L);
+    uint64_t expect = applied + 1;
+    uint32_t pend_off = off; /* start of the append being collected */
+    if (seg == 0 || seg > nsegs) {
+        rc = evs__err(EVS_ECORRUPT, "index points at log segment %u but the log has %u",
+                      seg, nsegs);
+        goto out;
+    }
+    for (;;) {
+        const uint8_t *m = evs__seg_map(s, seg);
+        int last = (seg == nsegs);
+        uint32_t len = 0;
+        int rr = off + 8 <= s->seg_size ? evs__rec_check(m + off, s->seg_size - off, &len)
+                                        : EVS_REC_ZERO;
+        if (rr == EVS_REC_OK && evs__get_le64(m + off + EVS_REC_OFF_POSITION) != expect)
+            rr = EVS_REC_BAD_LAYOUT; /* a valid record out of sequence */
+        if (rr == EVS_REC_OK) {
+            if (npend == pend_cap) {
+                pend_cap = pend_cap ? pend_cap * 2 : 1024;
+                uint64_t *p = realloc(pending, pend_cap * sizeof(*p));
+                if (!p) {
+                    rc = evs__err(EVS_ENOMEM, "out of memory in recovery");
+                    goto out;
+                }
+                pending = p;
+            }
+            pending[npend++] = evs__loc(seg, off);
+            expect++;
+            off += evs__pad8(len);
+            if (evs__get_le16(m + evs__loc_off(pending[npend - 1]) + EVS_REC_OFF_FLAGS) &
+                EVS_REC_FLAG_COMMIT_END) {
+                for (size_t i = 0; i < npend; i++) {
+                    const uint8_t *rec = evs__rec_at(s, pending[i]);
+                    if ((rc = evs__idx_apply_record(txn, s, rec, pending[i])) < 0)
+                        goto out;
+                    s->last_stamp = (int64_t)evs__get_le64(rec + EVS_REC_OFF_RECORDED_AT);
+                }
+                applied = expect - 1;
+                L = evs__loc(seg, off);
+                in_txn += npend;
+                npend = 0;
+                pend_off = off;
+                if (in_txn >= REPLAY_TXN_EVENTS) {
+                    if ((rc = evs__idx_applied_put(txn, s, applied, L)) < 0 ||
+                        (rc = evs__idx_seq_put(txn, s)) < 0)
+                        goto out;
+                    if ((mrc = mdb_txn_commit(txn)) != 0) {
+                        txn = NULL;
+                        rc = evs__mdb_err(mrc, "commit recovery");
+                        goto out;
+                    }
+                    if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+                        txn = NULL;
+                        rc = evs__mdb_err(mrc, "begin recovery");
+                        goto out;
+                    }
+                    in_txn = 0;
+                }
+            }
+            continue;
+        }
+        /* end of the records of this segment, or damage */
+        uint64_t p = expect - npend; /* first position of the unfinished append */
+        if (!last) {
+            if (rr == EVS_REC_ZERO && npend == 0) {
+                seg++;
+                off = pend_off = EVS_SEG_HEADER_SIZE;
+                if (s->segs[seg - 1].first_position != expect) {
+                    rc = evs__err(EVS_ECORRUPT,
+                                  "log segment %u starts at position %" PRIu64
+                                  " but segment %u ended at %" PRIu64,
+                                  seg, s->segs[seg - 1].first_position, seg - 1, expect - 1);
+                    goto out;
+                }
+                continue;
+            }
+            rc = evs__err(EVS_ECORRUPT,
+                          "log segment %u offset %u: record at position %" PRIu64
+                          " is damaged (%s) and it is not the tail of the log; run "
+                          "`evs verify` for a full report", seg, off, expect,
+                          rr == EVS_REC_ZERO ? "append cut short" : evs__rec_problem(rr));
+            goto out;
+        }
+        if (rr != EVS_REC_ZERO) {
+            uint64_t fpos;
+            uint32_t foff;
+            if (later_group_after(m, s->seg_size, off, expect, &fpos, &foff)) {
+                rc = evs__err(EVS_ECORRUPT,
+                              "log segment %u offset %u: record at position %" PRIu64
+                              " is damaged (%s) but later records (position %" PRIu64
+                              " at offset %u) are intact: this is damage, not a torn "
+                              "write; run `evs verify`", seg, off, expect,
+                              evs__rec_problem(rr), fpos, foff);
+                goto out;
+            }
+        }
+        /* torn tail (or clean end): cut back to the last complete append */
+        if ((rc = truncate_tail(s, m, pend_off)) < 0)
+            goto out;
+        expect = p;
+        off = pend_off;
+        break;
+    }
+
+    s->woff = off;
+    s->next_position = expect;
+    if ((rc = evs__idx_applied_put(txn, s, applied, L)) < 0 ||
+        (rc = evs__idx_seq_put(txn, s)) < 0)
+        goto out;
+    mrc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (mrc != 0) {
+        rc = evs__mdb_err(mrc, "commit recovery");
+        goto out;
+    }
+    atomic_store(&s->head, applied);
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    free(pending);
+    return rc;
+}
+
+/* ---- verify ------------------------------------------------------------- */
+
+typedef struct vctx {
+    evs_verify_fn cb;
+    void *ctx;
+    uint64_t problems;
+} vctx;
+
+static void problem(vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(vctx *v, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    v->problems++;
+    if (v->cb && v->problems <= 1000)
+        v->cb(v->ctx, buf);
+}
+
+static uint64_t entries(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_stat st;
+    return mdb_stat(txn, dbi, &st) == 0 ? st.ms_entries : 0;
+}
+
+static void verify_index_entry(evs__emb *s, MDB_txn *txn, vctx *v, const uint8_t *rec,
+                               uint32_t seg, uint32_t off)
+{
+    uint64_t pos = evs__get_le64(rec + EVS_REC_OFF_POSITION);
+    uint64_t loc = evs__loc(seg, off), ipos, iloc, sid;
+    int64_t version = (int64_t)evs__get_le64(rec + EVS_REC_OFF_VERSION), head;
+    uint8_t kb[16];
+    MDB_val k, val;
+    uint32_t tid;
+    size_t tl = evs__get_le16(rec + EVS_REC_OFF_TENANT_LEN);
+    size_t sl = evs__get_le16(rec + EVS_REC_OFF_STREAM_LEN);
+    const char *tenant = (const char *)rec + EVS_REC_OFF_VAR;
+    const char *stream = tenant + tl + 1;
+
+    evs__put_be64(kb, pos);
+    k.mv_size = 8;
+    k.mv_data = kb;
+    if (mdb_get(txn, s->db_positions, &k, &val) != 0 || val.mv_size != 8 ||
+        evs__get_le64(val.mv_data) != loc)
+        problem(v, "index: position %" PRIu64 " is missing from or wrong in the "
+                "positions index (segment %u offset %u)", pos, seg, off);
+    if (evs__idx_id_get(txn, s, rec + EVS_REC_OFF_ID, &ipos, &iloc) != 0 ||
+        ipos != pos || iloc != loc)
+        problem(v, "index: the event id of position %" PRIu64 " is missing from or "
+                "wrong in the event id index", pos);
+    if (evs__idx_tenant_get(txn, s, tenant, tl, &tid) != 0) {
+        problem(v, "index: tenant \"%s\" of position %" PRIu64 " is not indexed",
+                tenant, pos);
+        return;
+    }
+    evs__put_be32(kb, tid);
+    evs__put_be64(kb + 4, pos);
+    k.mv_size = 12;
+    if (mdb_get(txn, s->db_tenant_events, &k, &val) != 0 || val.mv_size != 8 ||
+        evs__get_le64(val.mv_data) != loc)
+        problem(v, "index: position %" PRIu64 " is missing from or wrong in its "
+                "tenant's index", pos);
+    if (evs__idx_stream_get(txn, s, tid, stream, sl, &sid, &head) != 0 || sid == 0 ||
+        head < version) {
+        problem(v, "index: stream %s of position %" PRIu64 " is missing or its head "
+                "(%lld) is below version %lld", stream, pos, (long long)head,
+                (long long)version);
+        return;
+    }
+    evs__put_be64(kb, sid);
+    evs__put_be64(kb + 8, (uint64_t)version);
+    k.mv_size = 16;
+    if (mdb_get(txn, s->db_stream_events, &k, &val) != 0 || val.mv_size != 16 ||
+        evs__get_le64(val.mv_data) != pos ||
+        evs__get_le64((const uint8_t *)val.mv_data + 8) != loc)
+        problem(v, "index: stream %s version %lld (position %" PRIu64 ") is missing "
+                "from or wrong in the stream index", stream, (long long)version, pos);
+}
+
+int evs__emb_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx)
+{
+    evs__emb *s = (evs__emb *)db;
+    MDB_txn *txn = NULL;
+    vctx v = {cb, ctx, 0};
+    uint64_t applied, L, n = 0;
+    int rc, mrc;
+
+    if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return evs__mdb_err(mrc, "begin verify");
+    if ((rc = evs__idx_applied_get(txn, s, &applied, &L)) < 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    uint32_t last_seg = evs__loc_seg(L), last_off = evs__loc_off(L);
+    uint64_t expect = 1;
+    for (uint32_t seg = 1; seg <= last_seg; seg++) {
+        const uint8_t *m = evs__seg_map(s, seg);
+        if (!m) {
+            problem(&v, "segment %u is missing", seg);
+            break;
+        }
+        if (s->segs[seg - 1].first_position != expect)
+            problem(&v, "segment %u header says it starts at position %" PRIu64
+                    " but position %" PRIu64 " is next", seg,
+                    s->segs[seg - 1].first_position, expect);
+        uint32_t end = seg == last_seg ? last_off : s->seg_size;
+        uint32_t off = EVS_SEG_HEADER_SIZE;
+        while (off < end) {
+            uint32_t len = 0;
+            int rr = evs__rec_check(m + off, s->seg_size - off, &len);
+            if (rr == EVS_REC_ZERO && seg != last_seg)
+                break; /* unused end of a full segment */
+            if (rr != EVS_REC_OK) {
+                /* Name the record: its header's position when the header is
+                 * readable, else the position expected there. */
+                uint64_t hp = evs__get_le32(m + off) == EVS_REC_MAGIC &&
+                                      off + EVS_REC_FIXED <= s->seg_size
+                                  ? evs__get_le64(m + off + EVS_REC_OFF_POSITION)
+                                  : 0;
+                uint64_t named = hp == expect ? hp : expect;
+                problem(&v, "log segment %u offset %u: record at position %" PRIu64
+                        " is damaged: %s", seg, off, named, evs__rec_problem(rr));
+                uint32_t rl = off + 12 <= s->seg_size ? evs__get_le32(m + off + EVS_REC_OFF_LEN) : 0;
+                if (rr == EVS_REC_BAD_CRC || rr == EVS_REC_BAD_LAYOUT) {
+                    if (rl >= EVS_REC_FIXED && rl <= s->seg_size - off) {
+                        off += evs__pad8(rl);
+                        expect++;
+                        continue;
+                    }
+                }
+                /* cannot find the next record: resume at the next segment */
+                if (seg < last_seg)
+                    expect = s->segs[seg].first_position;
+                break;
+            }
+            uint64_t pos = evs__get_le64(m + off + EVS_REC_OFF_POSITION);
+            if (pos != expect) {
+                problem(&v, "log segment %u offset %u: position %" PRIu64
+                        " where %" PRIu64 " was expected", seg, off, pos, expect);
+                expect = pos;
+            }
+            if (pos <= applied)
+                verify_index_entry(s, txn, &v, m + off, seg, off);
+            n++;
+            expect++;
+            off += evs__pad8(len);
+        }
+    }
+    if (expect - 1 != applied)
+        problem(&v, "the log holds positions up to %" PRIu64 " but the index says %" PRIu64,
+                expect - 1, applied);
+    struct { const char *name; MDB_dbi dbi; } counted[] = {
+        {"positions", s->db_positions},
+        {"event_ids", s->db_event_ids},
+        {"tenant_events", s->db_tenant_events},
+        {"stream_events", s->db_stream_events},
+    };
+    for (size_t i = 0; i < sizeof(counted) / sizeof(counted[0]); i++) {
+        uint64_t e = entries(txn, counted[i].dbi);
+        if (e != applied)
+            problem(&v, "index: %s has %" PRIu64 " entries for %" PRIu64 " events",
+                    counted[i].name, e, applied);
+    }
+    /* every stream's head + 1 summed must equal the number of events */
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, s->db_streams, &cur) == 0) {
+        MDB_val k, val;
+        uint64_t sum = 0;
+        int op = MDB_FIRST;
+        while (mdb_cursor_get(cur, &k, &val, op) == 0) {
+            op = MDB_NEXT;
+            if (val.mv_size == 16)
+                sum += evs__get_le64((const uint8_t *)val.mv_data + 8) + 1;
+        }
+        mdb_cursor_close(cur);
+        if (sum != applied)
+            problem(&v, "index: stream heads account for %" PRIu64 " events, the log "
+                    "for %" PRIu64, sum, applied);
+    }
+    mdb_txn_abort(txn);
+    if (checked)
+        *checked = n;
+    if (v.problems)
+        return evs__err(EVS_ECORRUPT, "verify found %" PRIu64 " problem%s", v.problems,
+                        v.problems == 1 ? "" : "s");
+    return 0;
+}

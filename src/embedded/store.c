@@ -1,0 +1,493 @@
+/*
+ * store.c -- the embedded backend: open/close, reads and iterators, stats.
+ */
+#include "embedded/embedded.h"
+#include "util/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int emb_close(evs_db *db);
+static int emb_read_stream(evs_iter **out, evs_db *db, const char *tenant,
+                           const char *stream, int64_t from_version,
+                           evs_direction dir, uint64_t limit);
+static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
+                        uint64_t from_position, uint64_t limit);
+static int emb_iter_next(const evs_event **ev, evs_iter *it);
+static void emb_iter_free(evs_iter *it);
+static int emb_stream_version(int64_t *out, evs_db *db, const char *tenant,
+                              const char *stream);
+static int emb_head(uint64_t *out, evs_db *db, const char *tenant);
+static int emb_stats(evs_stats *out, evs_db *db);
+
+static const evs__backend_ops emb_ops = {
+    .name = "embedded",
+    .append = evs__emb_append,
+    .read_stream = emb_read_stream,
+    .read_all = emb_read_all,
+    .iter_next = emb_iter_next,
+    .iter_free = emb_iter_free,
+    .stream_version = emb_stream_version,
+    .head_position = emb_head,
+    .stats = emb_stats,
+    .verify = evs__emb_verify,
+    .close = emb_close,
+};
+
+/* ---- open / close -------------------------------------------------------- */
+
+static int prepare_dir(const char *path, int create)
+{
+    struct stat st;
+    char sub[4096];
+    if (stat(path, &st) != 0) {
+        if (errno != ENOENT)
+            return evs__err(EVS_EIO, "cannot access store %s: %s", path, strerror(errno));
+        if (!create)
+            return evs__err(EVS_EINVAL, "no store at %s (open it with EVS_OPEN_CREATE to "
+                            "create one)", path);
+        if (mkdir(path, 0755) != 0)
+            return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO,
+                            "cannot create store directory %s: %s", path, strerror(errno));
+    } else if (!S_ISDIR(st.st_mode)) {
+        return evs__err(EVS_EINVAL, "%s is a file, not a store directory", path);
+    }
+    snprintf(sub, sizeof(sub), "%s/log", path);
+    if (stat(sub, &st) != 0) {
+        if (!create)
+            return evs__err(EVS_EINVAL, "no store at %s (it has no log/ directory)", path);
+        /* Only turn an empty directory into a store, never someone's data. */
+        DIR *d = opendir(path);
+        int entries = 0;
+        if (d) {
+            struct dirent *de;
+            while ((de = readdir(d)) != NULL)
+                if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+                    strcmp(de->d_name, "LOCK") && strcmp(de->d_name, "index"))
+                    entries++;
+            closedir(d);
+        }
+        if (entries)
+            return evs__err(EVS_EINVAL, "%s is not empty and is not an evstore store "
+                            "(no log/ directory); refusing to create a store in it", path);
+        if (mkdir(sub, 0755) != 0)
+            return evs__err(EVS_EIO, "cannot create %s: %s", sub, strerror(errno));
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) {
+            fsync(fd);
+            close(fd);
+        }
+    } else if (!S_ISDIR(st.st_mode)) {
+        return evs__err(EVS_EINVAL, "%s is not a store (log is not a directory)", path);
+    }
+    return 0;
+}
+
+int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *opts)
+{
+    int rc;
+    int readonly = (opts->flags & EVS_OPEN_READONLY) != 0;
+    int create = (opts->flags & EVS_OPEN_CREATE) && !readonly;
+    char buf[4096];
+
+    if (strlen(path) > 3000)
+        return evs__err(EVS_EINVAL, "store path is too long");
+    if ((rc = prepare_dir(path, create)) < 0)
+        return rc;
+
+    evs__emb *s = calloc(1, sizeof(*s));
+    if (!s)
+        return evs__err(EVS_ENOMEM, "out of memory opening the store");
+    s->base.ops = &emb_ops;
+    s->base.opts = *opts;
+    s->lock_fd = s->dir_fd_log = s->wfd = -1;
+    s->seg_size = opts->segment_size;
+    pthread_mutex_init(&s->qlock, NULL);
+    pthread_cond_init(&s->qcond, NULL);
+    if (!(s->dir = strdup(path)) || !(s->segs = calloc(EVS_MAX_SEGMENTS, sizeof(evs__seg)))) {
+        rc = evs__err(EVS_ENOMEM, "out of memory opening the store");
+        goto fail;
+    }
+
+    /* One process at a time: the log has a single writer. */
+    snprintf(buf, sizeof(buf), "%s/LOCK", path);
+    s->lock_fd = open(buf, (readonly ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC, 0644);
+    if (s->lock_fd < 0 && readonly && errno == ENOENT)
+        s->lock_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->lock_fd < 0) {
+        rc = evs__err(EVS_EIO, "cannot open %s: %s", buf, strerror(errno));
+        goto fail;
+    }
+    if (flock(s->lock_fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+        rc = evs__err(EVS_EBUSY, "store %s is open in another process (%s holds its "
+                      "lock); close it there first", path, buf);
+        goto fail;
+    }
+    snprintf(buf, sizeof(buf), "%s/log", path);
+    s->dir_fd_log = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dir_fd_log < 0) {
+        rc = evs__err(EVS_EIO, "cannot open %s: %s", buf, strerror(errno));
+        goto fail;
+    }
+    if ((rc = evs__segs_open(s, readonly)) < 0)
+        goto fail;
+    if ((rc = evs__idx_open(s, readonly)) < 0)
+        goto fail;
+    if (!readonly) {
+        if ((rc = evs__recover(s)) < 0)
+            goto fail;
+        if ((rc = evs__writer_start(s)) < 0)
+            goto fail;
+    } else {
+        MDB_txn *txn;
+        uint64_t applied = 0, L;
+        if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
+            evs__idx_applied_get(txn, s, &applied, &L);
+            mdb_txn_abort(txn);
+        }
+        atomic_store(&s->head, applied);
+    }
+    *out = &s->base;
+    return 0;
+fail:
+    {
+        char keep[1024];
+        snprintf(keep, sizeof(keep), "%s", evs_last_error());
+        emb_close(&s->base);
+        evs__set_error_text(keep);
+    }
+    return rc;
+}
+
+static int emb_close(evs_db *db)
+{
+    evs__emb *s = (evs__emb *)db;
+    int rc = 0;
+    evs__writer_stop(s);
+    if (s->env) {
+        if (!(s->base.opts.flags & EVS_OPEN_READONLY) && mdb_env_sync(s->env, 1) != 0)
+            rc = evs__err(EVS_EIO, "flushing the index on close failed");
+        mdb_env_close(s->env);
+    }
+    if (s->segs) {
+        uint32_t n = atomic_load(&s->nsegs);
+        for (uint32_t i = 0; i < n; i++) {
+            uint8_t *m = atomic_load(&s->segs[i].map);
+            if (m)
+                munmap(m, s->seg_size);
+        }
+        free(s->segs);
+    }
+    if (s->wfd >= 0)
+        close(s->wfd);
+    if (s->dir_fd_log >= 0)
+        close(s->dir_fd_log);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* releases the flock */
+    pthread_mutex_destroy(&s->qlock);
+    pthread_cond_destroy(&s->qcond);
+    free(s->gbuf);
+    free(s->wparts);
+    free(s->dir);
+    free(s);
+    return rc;
+}
+
+/* ---- iterators ---------------------------------------------------------- */
+
+enum { IT_EMPTY, IT_STREAM_FWD, IT_STREAM_BWD, IT_ALL, IT_TENANT };
+
+typedef struct emb_iter {
+    evs_iter base;
+    evs__emb *s;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_dbi dbi;
+    int kind;
+    int started;
+    uint8_t prefix[8];
+    size_t plen;
+    uint8_t start[16];
+    size_t slen;
+    uint64_t left;
+    evs_event ev;
+    const char **tags;
+    size_t tags_cap;
+} emb_iter;
+
+static int iter_new(emb_iter **out, evs__emb *s, uint64_t limit)
+{
+    emb_iter *it = calloc(1, sizeof(*it));
+    if (!it)
+        return evs__err(EVS_ENOMEM, "out of memory creating an iterator");
+    it->base.db = &s->base;
+    it->s = s;
+    it->left = limit ? limit : UINT64_MAX;
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &it->txn);
+    if (mrc != 0) {
+        free(it);
+        return evs__mdb_err(mrc, "begin read");
+    }
+    *out = it;
+    return 0;
+}
+
+static int iter_cursor(emb_iter *it, MDB_dbi dbi)
+{
+    it->dbi = dbi;
+    int mrc = mdb_cursor_open(it->txn, dbi, &it->cur);
+    return mrc ? evs__mdb_err(mrc, "open cursor") : 0;
+}
+
+static int emb_read_stream(evs_iter **out, evs_db *db, const char *tenant,
+                           const char *stream, int64_t from_version,
+                           evs_direction dir, uint64_t limit)
+{
+    evs__emb *s = (evs__emb *)db;
+    emb_iter *it;
+    int rc;
+    uint32_t tid;
+    uint64_t sid = 0;
+    int64_t head;
+    if ((rc = iter_new(&it, s, limit)) < 0)
+        return rc;
+    it->kind = IT_EMPTY;
+    rc = evs__idx_tenant_get(it->txn, s, tenant, strlen(tenant), &tid);
+    if (rc == 0)
+        rc = evs__idx_stream_get(it->txn, s, tid, stream, strlen(stream), &sid, &head);
+    else if (rc == EVS_ENOTFOUND)
+        rc = 0;
+    if (rc == 0 && sid != 0) {
+        it->kind = dir == EVS_FORWARD ? IT_STREAM_FWD : IT_STREAM_BWD;
+        evs__put_be64(it->prefix, sid);
+        it->plen = 8;
+        uint64_t v = (dir == EVS_BACKWARD && from_version == EVS_END) ? UINT64_MAX
+                                                                     : (uint64_t)from_version;
+        evs__put_be64(it->start, sid);
+        evs__put_be64(it->start + 8, v);
+        it->slen = 16;
+        rc = iter_cursor(it, s->db_stream_events);
+    }
+    if (rc < 0) {
+        emb_iter_free(&it->base);
+        return rc;
+    }
+    *out = &it->base;
+    return 0;
+}
+
+static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
+                        uint64_t from_position, uint64_t limit)
+{
+    evs__emb *s = (evs__emb *)db;
+    emb_iter *it;
+    int rc;
+    uint32_t tid;
+    if ((rc = iter_new(&it, s, limit)) < 0)
+        return rc;
+    if (!tenant) {
+        it->kind = IT_ALL;
+        evs__put_be64(it->start, from_position);
+        it->slen = 8;
+        rc = iter_cursor(it, s->db_positions);
+    } else {
+        rc = evs__idx_tenant_get(it->txn, s, tenant, strlen(tenant), &tid);
+        if (rc == EVS_ENOTFOUND) {
+            it->kind = IT_EMPTY;
+            rc = 0;
+        } else if (rc == 0) {
+            it->kind = IT_TENANT;
+            evs__put_be32(it->prefix, tid);
+            it->plen = 4;
+            evs__put_be32(it->start, tid);
+            evs__put_be64(it->start + 4, from_position);
+            it->slen = 12;
+            rc = iter_cursor(it, s->db_tenant_events);
+        }
+    }
+    if (rc < 0) {
+        emb_iter_free(&it->base);
+        return rc;
+    }
+    *out = &it->base;
+    return 0;
+}
+
+/* Position the cursor on the first entry of a backward read: the largest
+ * key <= start. */
+static int seek_backward(emb_iter *it, MDB_val *k, MDB_val *v)
+{
+    k->mv_size = it->slen;
+    k->mv_data = it->start;
+    int mrc = mdb_cursor_get(it->cur, k, v, MDB_SET_RANGE);
+    if (mrc == MDB_NOTFOUND)
+        return mdb_cursor_get(it->cur, k, v, MDB_LAST);
+    if (mrc != 0)
+        return mrc;
+    if (k->mv_size == it->slen && memcmp(k->mv_data, it->start, it->slen) == 0)
+        return 0;
+    return mdb_cursor_get(it->cur, k, v, MDB_PREV);
+}
+
+static int emb_iter_next(const evs_event **ev, evs_iter *base)
+{
+    emb_iter *it = (emb_iter *)base;
+    MDB_val k, v;
+    int mrc;
+    if (it->kind == IT_EMPTY || it->left == 0)
+        return EVS_ITEROVER;
+    if (!it->started) {
+        it->started = 1;
+        if (it->kind == IT_STREAM_BWD) {
+            mrc = seek_backward(it, &k, &v);
+        } else {
+            k.mv_size = it->slen;
+            k.mv_data = it->start;
+            mrc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
+        }
+    } else {
+        mrc = mdb_cursor_get(it->cur, &k, &v, it->kind == IT_STREAM_BWD ? MDB_PREV : MDB_NEXT);
+    }
+    if (mrc == MDB_NOTFOUND) {
+        it->left = 0;
+        return EVS_ITEROVER;
+    }
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "read");
+    if (it->plen && (k.mv_size < it->plen || memcmp(k.mv_data, it->prefix, it->plen) != 0)) {
+        it->left = 0;
+        return EVS_ITEROVER;
+    }
+    uint64_t loc = it->kind == IT_STREAM_FWD || it->kind == IT_STREAM_BWD
+                       ? evs__get_le64((const uint8_t *)v.mv_data + 8)
+                       : evs__get_le64(v.mv_data);
+    uint32_t seg = evs__loc_seg(loc), off = evs__loc_off(loc), len;
+    const uint8_t *m = evs__seg_map(it->s, seg);
+    if (!m || off >= it->s->seg_size)
+        return evs__err(EVS_ECORRUPT, "index points outside the log (segment %u offset %u)",
+                        seg, off);
+    int rr = evs__rec_check(m + off, it->s->seg_size - off, &len);
+    if (rr != EVS_REC_OK) {
+        uint64_t pos = it->kind == IT_ALL ? evs__get_be64(k.mv_data)
+                       : it->kind == IT_TENANT ? evs__get_be64((const uint8_t *)k.mv_data + 4)
+                                               : evs__get_le64(v.mv_data);
+        return evs__err(EVS_ECORRUPT, "log segment %u offset %u: record at position %" PRIu64
+                        " is damaged: %s", seg, off, pos, evs__rec_problem(rr));
+    }
+    int rc = evs__rec_decode(m + off, &it->ev, &it->tags, &it->tags_cap);
+    if (rc < 0)
+        return rc;
+    it->left--;
+    *ev = &it->ev;
+    return 0;
+}
+
+static void emb_iter_free(evs_iter *base)
+{
+    emb_iter *it = (emb_iter *)base;
+    if (it->cur)
+        mdb_cursor_close(it->cur);
+    if (it->txn)
+        mdb_txn_abort(it->txn);
+    free((void *)it->tags);
+    free(it);
+}
+
+/* ---- small reads ---------------------------------------------------------- */
+
+static int emb_stream_version(int64_t *out, evs_db *db, const char *tenant,
+                              const char *stream)
+{
+    evs__emb *s = (evs__emb *)db;
+    MDB_txn *txn;
+    uint32_t tid;
+    uint64_t sid;
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "begin read");
+    *out = EVS_NO_STREAM;
+    int rc = evs__idx_tenant_get(txn, s, tenant, strlen(tenant), &tid);
+    if (rc == 0)
+        rc = evs__idx_stream_get(txn, s, tid, stream, strlen(stream), &sid, out);
+    else if (rc == EVS_ENOTFOUND)
+        rc = 0;
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+static int emb_head(uint64_t *out, evs_db *db, const char *tenant)
+{
+    evs__emb *s = (evs__emb *)db;
+    if (!tenant) {
+        *out = atomic_load_explicit(&s->head, memory_order_acquire);
+        return 0;
+    }
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    uint32_t tid;
+    *out = 0;
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "begin read");
+    int rc = evs__idx_tenant_get(txn, s, tenant, strlen(tenant), &tid);
+    if (rc == EVS_ENOTFOUND) {
+        rc = 0;
+        goto out;
+    }
+    if (rc < 0)
+        goto out;
+    if ((mrc = mdb_cursor_open(txn, s->db_tenant_events, &cur)) != 0) {
+        rc = evs__mdb_err(mrc, "open cursor");
+        goto out;
+    }
+    /* the tenant's last key: just before (tid + 1, 0) */
+    uint8_t kb[12] = {0};
+    evs__put_be32(kb, tid + 1);
+    MDB_val k = {12, kb}, v;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    mrc = mrc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
+                              : mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    if (mrc == 0 && k.mv_size == 12 && evs__get_be32(k.mv_data) == tid)
+        *out = evs__get_be64((const uint8_t *)k.mv_data + 4);
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+static int emb_stats(evs_stats *out, evs_db *db)
+{
+    evs__emb *s = (evs__emb *)db;
+    MDB_txn *txn;
+    MDB_stat st;
+    uint64_t applied, L;
+    char path[4096];
+    struct stat fst;
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "begin read");
+    int rc = evs__idx_applied_get(txn, s, &applied, &L);
+    out->events = applied;
+    out->head_position = applied;
+    if (mdb_stat(txn, s->db_streams, &st) == 0)
+        out->streams = st.ms_entries;
+    if (mdb_stat(txn, s->db_tenants, &st) == 0)
+        out->tenants = st.ms_entries;
+    mdb_txn_abort(txn);
+    out->segments = atomic_load(&s->nsegs);
+    out->log_bytes = out->segments * (uint64_t)s->seg_size;
+    snprintf(path, sizeof(path), "%s/index/data.mdb", s->dir);
+    if (stat(path, &fst) == 0)
+        out->index_bytes = (uint64_t)fst.st_blocks * 512u;
+    return rc;
+}

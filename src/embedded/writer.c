@@ -1,0 +1,534 @@
+/*
+ * writer.c -- group commit.
+ *
+ * Callers encode their records in their own threads, queue the request and
+ * sleep. One writer thread takes everything queued as one group:
+ *
+ *   ┌ begin LMDB write txn
+ *   │ for each request, in queue order:
+ *   │     idempotency check (event ids) and expected versions, against the
+ *   │     txn, which already holds the earlier requests of this group;
+ *   │     failed → that request alone fails; nothing of it is kept
+ *   │     ok     → number its records, copy them into the group buffer,
+ *   │              put its index entries into the txn
+ *   │ one pwrite of the group buffer, one fdatasync
+ *   │ commit the txn (no sync: the log is the durable copy)
+ *   └ publish the new head, wake every caller of the group
+ *
+ * A request is acknowledged only after fdatasync, and becomes visible to
+ * readers only with the txn commit, so readers never see a non-durable
+ * event. If the log write or sync fails, the group fails and the store
+ * refuses further appends (after a failed fsync the page cache cannot be
+ * trusted): the caller must reopen, which recovers from the log.
+ */
+#include "embedded/embedded.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Per-part state the writer needs while checking one request. */
+typedef struct part_state {
+    uint64_t sid;
+    int64_t version;
+} part_state;
+
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void fmt_expected(char *buf, size_t n, int64_t ev)
+{
+    if (ev == EVS_ANY)
+        snprintf(buf, n, "any");
+    else if (ev == EVS_NO_STREAM)
+        snprintf(buf, n, "no stream");
+    else if (ev == EVS_STREAM_EXISTS)
+        snprintf(buf, n, "stream exists");
+    else
+        snprintf(buf, n, "%lld", (long long)ev);
+}
+
+static int expected_ok(int64_t expected, int64_t actual)
+{
+    switch (expected) {
+    case EVS_ANY: return 1;
+    case EVS_NO_STREAM: return actual == EVS_NO_STREAM;
+    case EVS_STREAM_EXISTS: return actual >= 0;
+    default: return actual == expected;
+    }
+}
+
+static int req_fail(evs__emb_req *r, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int req_fail(evs__emb_req *r, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
+    va_end(ap);
+    r->rc = rc;
+    return 0;
+}
+
+/* Write the group buffer at the current offset and sync it. */
+static int flush_group(evs__emb *s)
+{
+    size_t done = 0;
+    while (done < s->gbuf_len) {
+        ssize_t w = pwrite(s->wfd, s->gbuf + done, s->gbuf_len - done,
+                           (off_t)s->woff + (off_t)done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return evs__err(w < 0 && errno == ENOSPC ? EVS_ENOSPC : EVS_EIO,
+                            "log write to segment %u failed: %s", s->wseg,
+                            w < 0 ? strerror(errno) : "short write");
+        done += (size_t)w;
+    }
+    if (fdatasync(s->wfd) != 0)
+        return evs__err(EVS_EIO, "fdatasync of log segment %u failed: %s", s->wseg,
+                        strerror(errno));
+    s->woff += (uint32_t)s->gbuf_len;
+    s->gbuf_len = 0;
+    return 0;
+}
+
+static int gbuf_reserve(evs__emb *s, size_t add)
+{
+    if (s->gbuf_len + add <= s->gbuf_cap)
+        return 0;
+    size_t cap = s->gbuf_cap ? s->gbuf_cap : (1u << 20);
+    while (cap < s->gbuf_len + add)
+        cap *= 2;
+    uint8_t *p = realloc(s->gbuf, cap);
+    if (!p)
+        return evs__err(EVS_ENOMEM, "out of memory for the commit group");
+    s->gbuf = p;
+    s->gbuf_cap = cap;
+    return 0;
+}
+
+/* ---- one request ------------------------------------------------------- */
+
+/*
+ * Idempotency: the request's first event id is already stored. It is a
+ * retry if every event is stored, in the same order, with the same body;
+ * then its original result is returned. Anything else is EVS_EDUPLICATE.
+ */
+static int check_retry(evs__emb *s, MDB_txn *txn, evs__emb_req *r,
+                       uint64_t first_pos, int *is_retry)
+{
+    evs__append_req *c = r->core;
+    char idt[37];
+    size_t k = 0;
+    *is_retry = 0;
+    for (size_t p = 0; p < c->nparts; p++) {
+        const uint8_t *first = NULL, *last = NULL;
+        for (size_t i = 0; i < c->parts[p].nevents; i++, k++) {
+            uint64_t pos, loc;
+            evs_uuid_format(idt, &c->ids[k]);
+            int rc = c->id_given[k] ? evs__idx_id_get(txn, s, c->ids[k].bytes, &pos, &loc)
+                                    : EVS_ENOTFOUND;
+            if (rc == EVS_ENOTFOUND)
+                return req_fail(r, EVS_EDUPLICATE,
+                                "event %s is already stored at position %" PRIu64
+                                " but event %zu of this append (%s) is not: a retry "
+                                "must resend exactly the same events",
+                                idt, first_pos, k, c->id_given[k] ? idt : "no id");
+            if (rc < 0)
+                return rc;
+            const uint8_t *stored = evs__rec_at(s, loc);
+            const uint8_t *mine = r->enc + r->rec_off[k];
+            uint32_t sl = stored ? evs__get_le32(stored + EVS_REC_OFF_LEN) : 0;
+            uint32_t ml = evs__get_le32(mine + EVS_REC_OFF_LEN);
+            if (pos != first_pos + k || !stored || sl != ml ||
+                memcmp(stored + EVS_REC_OFF_ID, mine + EVS_REC_OFF_ID,
+                       ml - EVS_REC_OFF_ID) != 0)
+                return req_fail(r, EVS_EDUPLICATE,
+                                "event id %s is already used by a different event "
+                                "(position %" PRIu64 "); ids must be unique",
+                                idt, pos);
+            if (!first)
+                first = stored;
+            last = stored;
+        }
+        evs_append_result *res = &c->results[p];
+        res->status = 0;
+        res->first_version = (int64_t)evs__get_le64(first + EVS_REC_OFF_VERSION);
+        res->stream_version = (int64_t)evs__get_le64(last + EVS_REC_OFF_VERSION);
+        res->first_position = evs__get_le64(first + EVS_REC_OFF_POSITION);
+        res->last_position = evs__get_le64(last + EVS_REC_OFF_POSITION);
+    }
+    *is_retry = 1;
+    r->rc = 0;
+    return 0;
+}
+
+/*
+ * Check one request and, if it may be written, stage it in the txn and
+ * the group buffer. Returns < 0 only for failures that break the whole
+ * group (index or I/O errors); a failed condition is recorded in r->rc.
+ */
+static int process_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
+                       int *flushed)
+{
+    evs__append_req *c = r->core;
+    uint32_t tid = 0;
+    int rc;
+    r->rc = 0;
+
+    rc = evs__idx_tenant_get(txn, s, c->tenant, c->tenant_len, &tid);
+    if (rc == EVS_ENOTFOUND)
+        tid = 0;
+    else if (rc < 0)
+        return rc;
+
+    /* idempotency by event id */
+    for (size_t k = 0; k < c->nevents; k++) {
+        if (!c->id_given[k])
+            continue;
+        uint64_t pos, loc;
+        rc = evs__idx_id_get(txn, s, c->ids[k].bytes, &pos, &loc);
+        if (rc == EVS_ENOTFOUND)
+            continue;
+        if (rc < 0)
+            return rc;
+        if (k == 0) {
+            int is_retry;
+            return check_retry(s, txn, r, pos, &is_retry);
+        }
+        char idt[37];
+        evs_uuid_format(idt, &c->ids[k]);
+        return req_fail(r, EVS_EDUPLICATE,
+                        "event id %s (event %zu of this append) is already stored at "
+                        "position %" PRIu64 "; ids must be unique", idt, k, pos);
+    }
+
+    /* expected versions: check every part, report every failure */
+    if (c->nparts > s->wparts_cap) {
+        size_t cap = s->wparts_cap ? s->wparts_cap : 64;
+        while (cap < c->nparts)
+            cap *= 2;
+        part_state *p = realloc(s->wparts, cap * sizeof(*p));
+        if (!p)
+            return evs__err(EVS_ENOMEM, "out of memory checking an append");
+        s->wparts = p;
+        s->wparts_cap = cap;
+    }
+    part_state *w_parts = s->wparts;
+    size_t nconf = 0, mlen = 0;
+    for (size_t p = 0; p < c->nparts; p++) {
+        const evs_stream_append *pa = &c->parts[p];
+        w_parts[p].sid = 0;
+        w_parts[p].version = EVS_NO_STREAM;
+        if (tid != 0 &&
+            (rc = evs__idx_stream_get(txn, s, tid, pa->stream, c->stream_lens[p],
+                                      &w_parts[p].sid, &w_parts[p].version)) < 0)
+            return rc;
+        c->results[p].stream_version = w_parts[p].version;
+        if (!expected_ok(pa->expected_version, w_parts[p].version)) {
+            char e[32];
+            fmt_expected(e, sizeof(e), pa->expected_version);
+            c->results[p].status = EVS_ECONFLICT;
+            if (mlen < sizeof(r->msg))
+                mlen += (size_t)snprintf(r->msg + mlen, sizeof(r->msg) - mlen,
+                                         "%sexpected version %s but stream %s is at %lld%s",
+                                         nconf ? "; " : "", e, pa->stream,
+                                         (long long)w_parts[p].version,
+                                         w_parts[p].version == EVS_NO_STREAM ? " (no stream)" : "");
+            nconf++;
+        }
+    }
+    if (nconf) {
+        r->rc = EVS_ECONFLICT;
+        return 0;
+    }
+
+    /* room in the current segment; an append never spans two segments */
+    if (s->woff + s->gbuf_len + r->enc_len > s->seg_size) {
+        if (s->gbuf_len > 0) {
+            if ((rc = flush_group(s)) < 0)
+                return rc;
+            *flushed = 1;
+        }
+        if ((rc = evs__seg_create(s, s->wseg + 1, s->next_position)) < 0)
+            return rc;
+        s->gbuf_first = s->next_position;
+    }
+
+    if (tid == 0 && (rc = evs__idx_tenant_put(txn, s, c->tenant, c->tenant_len, &tid)) < 0)
+        return rc;
+    if ((rc = gbuf_reserve(s, r->enc_len)) < 0)
+        return rc;
+
+    uint64_t pos = s->next_position, commit_first = pos;
+    uint32_t base = s->woff + (uint32_t)s->gbuf_len;
+    size_t k = 0;
+    for (size_t p = 0; p < c->nparts; p++) {
+        const evs_stream_append *pa = &c->parts[p];
+        uint64_t sid = w_parts[p].sid ? w_parts[p].sid : s->next_stream_id++;
+        int64_t v = w_parts[p].version;
+        evs_append_result *res = &c->results[p];
+        res->status = 0;
+        res->first_version = v + 1;
+        res->first_position = pos;
+        for (size_t i = 0; i < pa->nevents; i++, k++, pos++) {
+            uint8_t *rec = r->enc + r->rec_off[k];
+            uint32_t len = evs__get_le32(rec + EVS_REC_OFF_LEN);
+            uint16_t flags = evs__get_le16(rec + EVS_REC_OFF_FLAGS);
+            if (flags & EVS_REC_FLAG_STAMP_TIME)
+                evs__put_le64(rec + EVS_REC_OFF_RECORDED_AT, (uint64_t)stamp);
+            flags = (k + 1 == c->nevents) ? EVS_REC_FLAG_COMMIT_END : 0;
+            v++;
+            evs__put_le16(rec + EVS_REC_OFF_FLAGS, flags);
+            evs__put_le64(rec + EVS_REC_OFF_POSITION, pos);
+            evs__put_le64(rec + EVS_REC_OFF_VERSION, (uint64_t)v);
+            evs__put_le64(rec + EVS_REC_OFF_COMMIT_FIRST, commit_first);
+            evs__put_le64(rec + EVS_REC_OFF_GROUP_FIRST, s->gbuf_first);
+            evs__put_le32(rec + EVS_REC_OFF_CRC, evs__crc32c(rec + 8, len - 8));
+            uint64_t loc = evs__loc(s->wseg, base + r->rec_off[k]);
+            if ((rc = evs__idx_event_put(txn, s, tid, sid, v, pos, loc,
+                                         rec + EVS_REC_OFF_ID)) < 0)
+                return rc;
+        }
+        if ((rc = evs__idx_stream_put(txn, s, tid, pa->stream, c->stream_lens[p], sid, v)) < 0)
+            return rc;
+        res->stream_version = v;
+        res->last_position = pos - 1;
+    }
+    memcpy(s->gbuf + s->gbuf_len, r->enc, r->enc_len);
+    s->gbuf_len += r->enc_len;
+    s->next_position = pos;
+    return 0;
+}
+
+/* ---- one group ---------------------------------------------------------- */
+
+static void fail_store(evs__emb *s, const char *why)
+{
+    pthread_mutex_lock(&s->qlock);
+    s->failed = 1;
+    snprintf(s->failed_msg, sizeof(s->failed_msg),
+             "the store stopped accepting appends after an error (%s); close "
+             "and reopen it to recover from the log", why);
+    pthread_mutex_unlock(&s->qlock);
+}
+
+static void commit_group(evs__emb *s, evs__emb_req *reqs)
+{
+    MDB_txn *txn = NULL;
+    int rc = 0, mrc, flushed = 0, any = 0;
+    char why[512] = "";
+    uint64_t pos0 = s->next_position, sid0 = s->next_stream_id;
+    uint32_t tid0 = s->next_tenant_id;
+
+    if (s->failed) {
+        for (evs__emb_req *r = reqs; r; r = r->next)
+            req_fail(r, EVS_ECLOSED, "%s", s->failed_msg);
+        goto wake;
+    }
+    if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        rc = evs__mdb_err(mrc, "begin write");
+        goto fail;
+    }
+    int64_t stamp = evs__now_us();
+    if (stamp < s->last_stamp)
+        stamp = s->last_stamp;
+    s->last_stamp = stamp;
+    s->gbuf_len = 0;
+    s->gbuf_first = s->next_position;
+
+    for (evs__emb_req *r = reqs; r; r = r->next) {
+        if ((rc = process_req(s, txn, r, stamp, &flushed)) < 0)
+            goto fail;
+        if (r->rc == 0)
+            any = 1;
+    }
+    if (s->gbuf_len > 0 && (rc = flush_group(s)) < 0) {
+        flushed = 1; /* some bytes may have reached the log */
+        goto fail;
+    }
+    if (any) {
+        if ((rc = evs__idx_applied_put(txn, s, s->next_position - 1,
+                                       evs__loc(s->wseg, s->woff))) < 0 ||
+            (rc = evs__idx_seq_put(txn, s)) < 0) {
+            flushed = 1;
+            goto fail;
+        }
+        mrc = mdb_txn_commit(txn);
+        txn = NULL;
+        if (mrc != 0) {
+            rc = evs__mdb_err(mrc, "commit");
+            flushed = 1;
+            goto fail;
+        }
+        s->groups++;
+        s->grouped_events += s->next_position - pos0;
+        atomic_store_explicit(&s->head, s->next_position - 1, memory_order_release);
+    } else {
+        mdb_txn_abort(txn);
+        txn = NULL;
+    }
+    goto wake;
+
+fail:
+    snprintf(why, sizeof(why), "%s", evs_last_error());
+    if (txn)
+        mdb_txn_abort(txn);
+    s->next_position = pos0;
+    s->next_stream_id = sid0;
+    s->next_tenant_id = tid0;
+    s->gbuf_len = 0;
+    /* Nothing reached the log: the store stays usable. Otherwise the log
+     * may hold events the index does not: only a reopen can reconcile. */
+    if (flushed)
+        fail_store(s, why);
+    for (evs__emb_req *r = reqs; r; r = r->next)
+        if (r->rc == 0)
+            req_fail(r, rc, "%s%s", why,
+                     flushed ? " (the outcome of this append is unknown: reopen "
+                               "the store and retry with the same event ids)" : "");
+wake:
+    for (evs__emb_req *r = reqs, *next; r; r = next) {
+        next = r->next; /* r lives on its caller's stack: read first */
+        sem_post(&r->done);
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    evs__emb *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->qlock);
+        while (!s->qhead && !s->stopping) {
+            s->writer_idle = 1;
+            pthread_cond_wait(&s->qcond, &s->qlock);
+        }
+        s->writer_idle = 0;
+        evs__emb_req *batch = s->qhead;
+        s->qhead = s->qtail = NULL;
+        int stop = s->stopping;
+        pthread_mutex_unlock(&s->qlock);
+        if (batch)
+            commit_group(s, batch);
+        else if (stop)
+            break;
+    }
+    return NULL;
+}
+
+int evs__writer_start(evs__emb *s)
+{
+    if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
+        return evs__err(EVS_ENOMEM, "cannot start the writer thread");
+    s->writer_started = 1;
+    return 0;
+}
+
+void evs__writer_stop(evs__emb *s)
+{
+    if (!s->writer_started)
+        return;
+    pthread_mutex_lock(&s->qlock);
+    s->stopping = 1;
+    pthread_cond_signal(&s->qcond);
+    pthread_mutex_unlock(&s->qlock);
+    pthread_join(s->writer, NULL);
+    s->writer_started = 0;
+}
+
+/* ---- the caller's side -------------------------------------------------- */
+
+typedef struct enc_scratch {
+    uint8_t *buf;
+    size_t cap;
+    uint32_t *offs;
+    size_t offs_cap;
+} enc_scratch;
+static _Thread_local enc_scratch tls_enc;
+
+int evs__emb_append(evs_db *db, evs__append_req *c)
+{
+    evs__emb *s = (evs__emb *)db;
+    size_t total = 0, k = 0;
+    int rc;
+
+    if (c->nevents > tls_enc.offs_cap) {
+        uint32_t *o = realloc(tls_enc.offs, c->nevents * sizeof(uint32_t));
+        if (!o)
+            return evs__err(EVS_ENOMEM, "out of memory encoding an append");
+        tls_enc.offs = o;
+        tls_enc.offs_cap = c->nevents;
+    }
+    uint64_t limit = s->seg_size - EVS_SEG_HEADER_SIZE;
+    for (size_t p = 0; p < c->nparts; p++)
+        for (size_t i = 0; i < c->parts[p].nevents; i++, k++) {
+            size_t n = evs__rec_size(c->tenant_len, c->stream_lens[p],
+                                     &c->parts[p].events[i]);
+            tls_enc.offs[k] = (uint32_t)(total < limit ? total : limit);
+            total += evs__pad8((uint32_t)(n < limit ? n : limit));
+            if (total > limit)
+                return evs__err(EVS_ETOOBIG,
+                                "append of %zu events is over %" PRIu64 " bytes encoded, "
+                                "more than fits in one log segment; split it or "
+                                "create the store with a larger segment_size",
+                                c->nevents, limit);
+        }
+    if (total > tls_enc.cap) {
+        size_t cap = tls_enc.cap ? tls_enc.cap : 65536;
+        while (cap < total)
+            cap *= 2;
+        uint8_t *b = realloc(tls_enc.buf, cap);
+        if (!b)
+            return evs__err(EVS_ENOMEM, "out of memory encoding an append");
+        tls_enc.buf = b;
+        tls_enc.cap = cap;
+    }
+    k = 0;
+    for (size_t p = 0; p < c->nparts; p++)
+        for (size_t i = 0; i < c->parts[p].nevents; i++, k++) {
+            size_t n = evs__rec_size(c->tenant_len, c->stream_lens[p],
+                                     &c->parts[p].events[i]);
+            evs__rec_encode(tls_enc.buf + tls_enc.offs[k], (uint32_t)n, c->tenant,
+                            c->tenant_len, c->parts[p].stream, c->stream_lens[p],
+                            &c->parts[p].events[i], &c->ids[k]);
+        }
+
+    evs__emb_req r;
+    r.core = c;
+    r.enc = tls_enc.buf;
+    r.enc_len = total;
+    r.rec_off = tls_enc.offs;
+    r.rc = 0;
+    r.msg[0] = '\0';
+    r.next = NULL;
+    if (sem_init(&r.done, 0, 0) != 0)
+        return evs__err(EVS_ENOMEM, "sem_init failed");
+
+    pthread_mutex_lock(&s->qlock);
+    if (s->stopping || s->failed) {
+        rc = evs__err(EVS_ECLOSED, "%s", s->failed ? s->failed_msg : "the store is closing");
+        pthread_mutex_unlock(&s->qlock);
+        sem_destroy(&r.done);
+        return rc;
+    }
+    if (s->qtail)
+        s->qtail->next = &r;
+    else
+        s->qhead = &r;
+    s->qtail = &r;
+    if (s->writer_idle)
+        pthread_cond_signal(&s->qcond);
+    pthread_mutex_unlock(&s->qlock);
+
+    while (sem_wait(&r.done) != 0 && errno == EINTR)
+        ;
+    sem_destroy(&r.done);
+    if (r.rc < 0)
+        evs__set_error_text(r.msg);
+    return r.rc;
+}

@@ -1,0 +1,65 @@
+#include "util/util.h"
+
+#include <isa-l/crc.h>
+#include <time.h>
+
+uint32_t evs__crc32c(const void *buf, size_t len)
+{
+    /* crc32_iscsi takes an int length; records are far below 2 GiB, but
+     * feed it in chunks anyway so no caller has to care. */
+    const unsigned char *p = buf;
+    uint32_t crc = 0xFFFFFFFFu;
+    while (len > 0) {
+        int chunk = len > (1u << 30) ? (1 << 30) : (int)len;
+        crc = crc32_iscsi((unsigned char *)p, chunk, crc);
+        p += chunk;
+        len -= (size_t)chunk;
+    }
+    return crc ^ 0xFFFFFFFFu;
+}
+
+int64_t evs__now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+uint64_t evs__mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int evs__utf8_valid(const char *buf, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)buf;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        size_t n;
+        uint32_t cp;
+        if (c == 0)
+            return 0;
+        if (c < 0x80) { i++; continue; }
+        if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
+        else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
+        else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
+        else return 0;
+        if (i + n >= len)
+            return 0; /* truncated sequence */
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        /* overlong forms, surrogates and values past U+10FFFF */
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
+            (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}

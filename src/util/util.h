@@ -1,0 +1,52 @@
+/*
+ * util.h -- small helpers that depend on nothing else in evstore:
+ * CRC32C, clock, little/big-endian codecs, UTF-8 check.
+ */
+#ifndef EVS_UTIL_H
+#define EVS_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* CRC32C (Castagnoli, as in iSCSI), computed by ISA-L's crc32_iscsi. */
+uint32_t evs__crc32c(const void *buf, size_t len);
+
+/* Wall clock, µs since the Unix epoch. */
+int64_t evs__now_us(void);
+/* Monotonic clock, ns. */
+uint64_t evs__mono_ns(void);
+
+/* 1 if buf[0..len) is well-formed UTF-8 with no NUL byte. */
+int evs__utf8_valid(const char *buf, size_t len);
+
+/* Fixed-width codecs. Log records are little-endian; index keys are
+ * big-endian so that LMDB's byte order is numeric order. */
+static inline void evs__put_le16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static inline void evs__put_le32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void evs__put_le64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static inline uint16_t evs__get_le16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static inline uint32_t evs__get_le32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint64_t evs__get_le64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+static inline void evs__put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);  p[3] = (uint8_t)v;
+}
+static inline void evs__put_be64(uint8_t *p, uint64_t v)
+{
+    evs__put_be32(p, (uint32_t)(v >> 32));
+    evs__put_be32(p + 4, (uint32_t)v);
+}
+static inline uint32_t evs__get_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+           ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+static inline uint64_t evs__get_be64(const uint8_t *p)
+{
+    return ((uint64_t)evs__get_be32(p) << 32) | evs__get_be32(p + 4);
+}
+
+#endif
