@@ -39,6 +39,7 @@ typedef struct evs__emb_req {
     char msg[1024];
     sem_t done;
     struct evs__emb_req *next;
+    struct evs__emb_req *kids[2]; /* callers this one wakes when woken */
 } evs__emb_req;
 
 typedef struct evs__emb {
@@ -70,7 +71,11 @@ typedef struct evs__emb {
     uint8_t *gbuf;         /* the group being built */
     size_t gbuf_len, gbuf_cap;
     uint64_t gbuf_first;   /* position of the first record in gbuf */
-    uint64_t groups, grouped_events; /* counters for benchmarks */
+    /* writer counters, printed on close when EVS_DEBUG_WRITER is set */
+    uint64_t groups, grouped_events;
+    uint64_t ns_stage, ns_sync, ns_commit, ns_wake; /* check+index, write+fdatasync, txn commit */
+    evs__emb_req **wake;   /* the group in queue order, for the wake tree */
+    size_t wake_cap;
     void *wparts;          /* per-part scratch of the request being checked */
     size_t wparts_cap;
 

@@ -173,6 +173,12 @@ static int emb_close(evs_db *db)
     evs__emb *s = (evs__emb *)db;
     int rc = 0;
     evs__writer_stop(s);
+    if (getenv("EVS_DEBUG_WRITER") && s->groups)
+        fprintf(stderr, "evstore writer: %llu groups, %.1f events/group, per group: "
+                "stage %.1f us, write+sync %.1f us, commit %.1f us, wake %.1f us\n",
+                (unsigned long long)s->groups, (double)s->grouped_events / s->groups,
+                s->ns_stage / 1e3 / s->groups, s->ns_sync / 1e3 / s->groups,
+                s->ns_commit / 1e3 / s->groups, s->ns_wake / 1e3 / s->groups);
     if (s->env) {
         if (!(s->base.opts.flags & EVS_OPEN_READONLY) && mdb_env_sync(s->env, 1) != 0)
             rc = evs__err(EVS_EIO, "flushing the index on close failed");
@@ -197,6 +203,7 @@ static int emb_close(evs_db *db)
     pthread_cond_destroy(&s->qcond);
     free(s->gbuf);
     free(s->wparts);
+    free(s->wake);
     free(s->dir);
     free(s);
     return rc;

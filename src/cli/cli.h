@@ -1,0 +1,231 @@
+/*
+ * cli.h -- what the `evs` subcommands share: exit statuses, error
+ * reporting, option parsing, a growable buffer, a small arena, the JSON
+ * scanner, base64, RFC 3339 time and the one-line JSON form of an event.
+ *
+ * Every subcommand is `int cmd_<name>(cli_ctx *cx, int argc, char **argv)`
+ * with argv[0] the command name; it returns the process exit status.
+ */
+#ifndef EVS_CLI_H
+#define EVS_CLI_H
+
+#include <getopt.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "evstore.h"
+
+/* ------------------------------------------------------------------ */
+/* Exit statuses (docs/CLI.md "Exit status")                           */
+/* ------------------------------------------------------------------ */
+
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_FAIL 1     /* anything else: I/O, corruption, busy... */
+#define CLI_EXIT_USAGE 2    /* bad flag, argument, number, name or JSON */
+#define CLI_EXIT_CONFLICT 3 /* expected version did not match */
+
+typedef struct cli_ctx {
+    const char *db_uri; /* --db, else $EVS_DB, else "./evstore-data" */
+} cli_ctx;
+
+int cmd_append(cli_ctx *cx, int argc, char **argv);
+int cmd_read(cli_ctx *cx, int argc, char **argv);
+int cmd_all(cli_ctx *cx, int argc, char **argv);
+int cmd_import(cli_ctx *cx, int argc, char **argv);
+int cmd_export(cli_ctx *cx, int argc, char **argv);
+int cmd_stats(cli_ctx *cx, int argc, char **argv);
+int cmd_verify(cli_ctx *cx, int argc, char **argv);
+int cmd_head(cli_ctx *cx, int argc, char **argv);
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+#if defined(__GNUC__)
+#define CLI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define CLI_PRINTF(a, b)
+#endif
+
+/* "evs: <message>\n" on stderr. */
+void cli_err(const char *fmt, ...) CLI_PRINTF(1, 2);
+
+/* "evs: CMD: <message> (see 'evs CMD --help')" on stderr; returns
+ * CLI_EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
+
+/* The exit status for a library error code: EVS_EINVAL -> 2,
+ * EVS_ECONFLICT -> 3, anything else -> 1. */
+int cli_exit_for(int rc);
+
+/* Report a failed library call as "evs: [WHAT: ]<detail>" (the detail is
+ * evs_last_error(), or evs_strerror(rc) when that is empty) and return
+ * cli_exit_for(rc). what may be NULL. */
+int cli_lib_err(int rc, const char *what);
+
+/* The detail text of a failed library call: evs_last_error(), or
+ * evs_strerror(rc) when that is empty. */
+const char *cli_lib_detail(int rc);
+
+/* Open the store for a command. flags: EVS_OPEN_CREATE for writers,
+ * EVS_OPEN_READONLY for readers. On failure prints the reason and returns
+ * the exit status (> 0); returns 0 with *out set on success. */
+int cli_open(evs_db **out, const cli_ctx *cx, unsigned flags);
+
+/* Close, reporting a failed final flush. Returns the exit status to use
+ * given the status the command had so far. */
+int cli_close(evs_db *db, int status);
+
+/* ------------------------------------------------------------------ */
+/* Option parsing (getopt_long with our own one-line messages)         */
+/* ------------------------------------------------------------------ */
+
+#define CLI_OPT_ERR 0x7fff /* returned by cli_getopt after a usage error */
+
+/* Start parsing argv (argv[0] is the command name). */
+void cli_getopt_start(void);
+
+/* getopt_long, permuting (options may follow positionals), with errors
+ * printed by cli_usage(cmd, ...): returns an option's value, -1 at the
+ * end (positionals are then argv[optind..argc-1]), or CLI_OPT_ERR. */
+int cli_getopt(int argc, char **argv, const char *shortopts,
+               const struct option *longopts, const char *cmd);
+
+/* Strict numbers: the whole text, decimal, no sign for unsigned, in
+ * range. Return 0, or -1 when the text is not such a number. */
+int cli_parse_u64(const char *s, uint64_t *out);
+int cli_parse_i64(const char *s, int64_t *out);
+
+/* ------------------------------------------------------------------ */
+/* Growable buffer                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef struct cli_buf {
+    char *p;
+    size_t len;
+    size_t cap;
+} cli_buf;
+
+/* Make room for n more bytes (aborts on out of memory: a CLI has nothing
+ * better to do). */
+void cli_buf_reserve(cli_buf *b, size_t n);
+void cli_buf_put(cli_buf *b, const void *p, size_t n);
+void cli_buf_puts(cli_buf *b, const char *s);
+void cli_buf_putc(cli_buf *b, char c);
+void cli_buf_printf(cli_buf *b, const char *fmt, ...) CLI_PRINTF(2, 3);
+void cli_buf_free(cli_buf *b);
+
+/* Read a whole stream (stdin) into b. Returns 0 or -1 (errno set). */
+int cli_buf_read_all(cli_buf *b, FILE *f);
+
+/* malloc/realloc/strdup that abort with a message on failure. */
+void *cli_xmalloc(size_t n);
+void *cli_xrealloc(void *p, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Arena: many small allocations freed together                        */
+/* ------------------------------------------------------------------ */
+
+typedef struct cli_arena_block cli_arena_block;
+typedef struct cli_arena {
+    cli_arena_block *head;
+} cli_arena;
+
+/* n bytes aligned for any type; stable until cli_arena_reset. */
+void *cli_arena_alloc(cli_arena *a, size_t n);
+/* A NUL-terminated copy of n bytes of p. */
+char *cli_arena_strndup(cli_arena *a, const char *p, size_t n);
+void cli_arena_reset(cli_arena *a);
+
+/* ------------------------------------------------------------------ */
+/* JSON (RFC 8259), without building a tree                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Why our own scanner and not jansson's parser: output embeds the stored
+ * bytes of data and metadata as they are, and import stores the bytes of a
+ * value as they appear in the line. Parsing into a tree and dumping it
+ * again would rewrite numbers (1.10 -> 1.1000000000000001, integers past
+ * 2^63 rejected) and reorder nothing but still change the bytes, so
+ * export -> import would not round-trip. The scanner validates exactly
+ * RFC 8259 (UTF-8 checked) and reports raw spans.
+ */
+
+/* Check that p[0..n) is one JSON value with optional surrounding
+ * whitespace. Returns 0 and sets [*vstart, *vend) to the value without
+ * the whitespace (either pointer may be NULL), or -1 with a message such
+ * as "expected ':' at column 7" in err. */
+int cli_json_check(const char *p, size_t n, size_t *vstart, size_t *vend,
+                   char *err, size_t errlen);
+
+/* Append the valid JSON text p[0..n) to b without whitespace outside
+ * strings (so that it fits on one line). */
+void cli_json_minify(cli_buf *b, const char *p, size_t n);
+
+/* Append the JSON value p[0..n) (known valid) to b, on one line: as it
+ * is when it holds no line break, else minified. */
+void cli_json_put_value(cli_buf *b, const char *p, size_t n);
+
+/* Append s[0..n) as a JSON string literal (bytes that are not valid
+ * UTF-8 become U+FFFD). */
+void cli_json_put_str(cli_buf *b, const char *s, size_t n);
+
+/* One member of a scanned object. */
+typedef struct cli_json_member {
+    const char *key;  /* decoded, NUL-terminated (in the arena) */
+    const char *val;  /* raw text of the value */
+    size_t val_len;
+} cli_json_member;
+
+/* Scan the object p[0..n) (whitespace around it allowed) into its
+ * members, in order, allocated in the arena. Returns the count, or -1
+ * with a message in err. */
+int cli_json_object(cli_arena *a, const char *p, size_t n,
+                    cli_json_member **out, char *err, size_t errlen);
+
+/* The elements of the array p[0..n) (raw, known valid): returns the
+ * count and their spans, allocated in the arena, or -1 if not an array. */
+int cli_json_array(cli_arena *a, const char *p, size_t n,
+                   const char ***vals, size_t **lens);
+
+/* Decode the JSON string literal p[0..n) (known valid) into a NUL-
+ * terminated UTF-8 string in the arena. Returns NULL when p is not a
+ * string or decodes to text containing U+0000. */
+char *cli_json_string(cli_arena *a, const char *p, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Base64 (RFC 4648, with padding)                                     */
+/* ------------------------------------------------------------------ */
+
+void cli_base64_put(cli_buf *b, const void *p, size_t n);
+/* Decode into the arena. Returns 0, or -1 when the text is not base64. */
+int cli_base64_decode(cli_arena *a, const char *p, size_t n, void **out,
+                      size_t *outlen);
+
+/* ------------------------------------------------------------------ */
+/* Time: RFC 3339 UTC with microseconds                                */
+/* ------------------------------------------------------------------ */
+
+#define CLI_TIME_LEN 64
+/* "2026-11-22T02:19:18.123456Z" */
+void cli_time_format(char out[CLI_TIME_LEN], int64_t us);
+/* Parse RFC 3339 (any offset, 0..9 fraction digits; digits past the
+ * microsecond are dropped). Returns 0 or -1. */
+int cli_time_parse(int64_t *us, const char *s, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Events as JSON Lines                                                */
+/* ------------------------------------------------------------------ */
+
+/* Append the one-line JSON form of ev and a newline to b (docs/CLI.md
+ * "Event lines"). with_tenant: include the "tenant" key. */
+void cli_event_json(cli_buf *b, const evs_event *ev, int with_tenant);
+
+/* Write every event of it to f as JSON Lines, then flush f. On a read or
+ * write error prints "evs: WHAT: ..." and returns the exit status; else
+ * returns 0. *count (may be NULL) receives the number of events written. */
+int cli_write_events(evs_iter *it, FILE *f, int with_tenant, const char *what,
+                     uint64_t *count);
+
+#endif /* EVS_CLI_H */

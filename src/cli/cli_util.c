@@ -1,0 +1,630 @@
+/*
+ * cli_util.c -- the helpers every `evs` subcommand shares (see cli.h).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+void cli_err(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("evs: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "evs: %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'evs %s --help')\n", cmd);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_exit_for(int rc)
+{
+    /* EVS_EINVAL from the library is always about what the user gave us
+     * (a name, a type, a tag, JSON, the --db path): a usage error. */
+    if (rc == EVS_EINVAL)
+        return CLI_EXIT_USAGE;
+    if (rc == EVS_ECONFLICT)
+        return CLI_EXIT_CONFLICT;
+    return CLI_EXIT_FAIL;
+}
+
+const char *cli_lib_detail(int rc)
+{
+    const char *detail = evs_last_error();
+
+    if (detail == NULL || detail[0] == '\0')
+        detail = evs_strerror(rc);
+    return detail;
+}
+
+int cli_lib_err(int rc, const char *what)
+{
+    const char *detail = cli_lib_detail(rc);
+
+    if (what != NULL)
+        cli_err("%s: %s", what, detail);
+    else
+        cli_err("%s", detail);
+    return cli_exit_for(rc);
+}
+
+int cli_open(evs_db **out, const cli_ctx *cx, unsigned flags)
+{
+    evs_open_options o = EVS_OPEN_OPTIONS_INIT;
+    struct stat st;
+    int rc;
+
+    *out = NULL;
+    if (cx->db_uri[0] == '\0') {
+        cli_err("the store path is empty (give --db PATH or set EVS_DB)");
+        return CLI_EXIT_USAGE;
+    }
+    o.flags = flags;
+    rc = evs_open(out, cx->db_uri, &o);
+    if (rc == EVS_EINVAL && !(flags & EVS_OPEN_CREATE) &&
+        strstr(cx->db_uri, "://") == NULL && stat(cx->db_uri, &st) != 0 &&
+        errno == ENOENT) {
+        /* The library's message speaks of EVS_OPEN_CREATE; say it in
+         * the CLI's words. */
+        cli_err("no store at %s (evs append or evs import creates one; "
+                "--db or EVS_DB names another)", cx->db_uri);
+        return CLI_EXIT_USAGE;
+    }
+    if (rc < 0)
+        return cli_lib_err(rc, NULL);
+    return 0;
+}
+
+int cli_close(evs_db *db, int status)
+{
+    int rc = evs_close(db);
+
+    if (rc < 0) {
+        int st = cli_lib_err(rc, "close");
+        return status != CLI_EXIT_OK ? status : st;
+    }
+    return status;
+}
+
+/* ------------------------------------------------------------------ */
+/* Options                                                             */
+/* ------------------------------------------------------------------ */
+
+void cli_getopt_start(void)
+{
+    /* 0 makes glibc reinitialise its scanning state (a second command
+     * parsed in one process, as main does after the global options). */
+    optind = 0;
+    opterr = 0;
+}
+
+int cli_getopt(int argc, char **argv, const char *shortopts,
+               const struct option *longopts, const char *cmd)
+{
+    const char *arg;
+    char spec[64];
+    int c;
+
+    /* A leading ':' makes a missing value return ':' rather than '?'. */
+    snprintf(spec, sizeof spec, ":%s", shortopts);
+    c = getopt_long(argc, argv, spec, longopts, NULL);
+    if (c != '?' && c != ':')
+        return c;
+    /* glibc has stepped past a bad long option; a bad short one inside a
+     * cluster ("-xh") is known only by optopt. */
+    arg = argv[optind - 1];
+    if (c == ':') {
+        if (strncmp(arg, "--", 2) == 0)
+            cli_usage(cmd, "option '%s' needs a value", arg);
+        else
+            cli_usage(cmd, "option '-%c' needs a value", optopt);
+    } else if (optopt != 0 && strncmp(arg, "--", 2) == 0) {
+        cli_usage(cmd, "option '%s' takes no value", arg);
+    } else if (optopt != 0) {
+        cli_usage(cmd, "unknown option '-%c'", optopt);
+    } else {
+        cli_usage(cmd, "unknown option '%s'", arg);
+    }
+    return CLI_OPT_ERR;
+}
+
+int cli_parse_u64(const char *s, uint64_t *out)
+{
+    unsigned long long v;
+    char *end;
+
+    if (s[0] < '0' || s[0] > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int cli_parse_i64(const char *s, int64_t *out)
+{
+    long long v;
+    char *end;
+
+    if (!((s[0] >= '0' && s[0] <= '9') ||
+          (s[0] == '-' && s[1] >= '0' && s[1] <= '9')))
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Memory                                                              */
+/* ------------------------------------------------------------------ */
+
+static void oom(void)
+{
+    cli_err("out of memory");
+    exit(CLI_EXIT_FAIL);
+}
+
+void *cli_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+
+    if (p == NULL)
+        oom();
+    return p;
+}
+
+void *cli_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+
+    if (q == NULL)
+        oom();
+    return q;
+}
+
+void cli_buf_reserve(cli_buf *b, size_t n)
+{
+    size_t cap;
+
+    if (b->cap - b->len > n)
+        return;
+    cap = b->cap ? b->cap : 256;
+    while (cap - b->len <= n) {
+        if (cap > SIZE_MAX / 2)
+            oom();
+        cap *= 2;
+    }
+    b->p = cli_xrealloc(b->p, cap);
+    b->cap = cap;
+}
+
+void cli_buf_put(cli_buf *b, const void *p, size_t n)
+{
+    cli_buf_reserve(b, n);
+    if (n > 0)
+        memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void cli_buf_puts(cli_buf *b, const char *s)
+{
+    cli_buf_put(b, s, strlen(s));
+}
+
+void cli_buf_putc(cli_buf *b, char c)
+{
+    cli_buf_reserve(b, 1);
+    b->p[b->len++] = c;
+    b->p[b->len] = '\0';
+}
+
+void cli_buf_printf(cli_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    cli_buf_reserve(b, 64);
+    va_start(ap, fmt);
+    n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= b->cap - b->len) {
+        cli_buf_reserve(b, (size_t)n);
+        va_start(ap, fmt);
+        vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+    }
+    b->len += (size_t)n;
+}
+
+void cli_buf_free(cli_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+int cli_buf_read_all(cli_buf *b, FILE *f)
+{
+    size_t n;
+
+    for (;;) {
+        cli_buf_reserve(b, 65536);
+        n = fread(b->p + b->len, 1, b->cap - b->len - 1, f);
+        b->len += n;
+        b->p[b->len] = '\0';
+        if (n == 0)
+            break;
+    }
+    return ferror(f) ? -1 : 0;
+}
+
+/* Arena blocks: a header, then the bytes. Big requests get a block of
+ * their own, so a 1 MiB event does not waste a 64 KiB block's tail. */
+struct cli_arena_block {
+    cli_arena_block *next;
+    size_t used, size;
+    _Alignas(max_align_t) unsigned char data[];
+};
+
+#define ARENA_BLOCK (64u * 1024u)
+
+void *cli_arena_alloc(cli_arena *a, size_t n)
+{
+    cli_arena_block *blk = a->head;
+    size_t al = _Alignof(max_align_t);
+    size_t need = (n + al - 1) & ~(al - 1);
+    void *p;
+
+    if (blk == NULL || blk->size - blk->used < need) {
+        size_t size = need > ARENA_BLOCK / 4 ? need : ARENA_BLOCK;
+
+        blk = cli_xmalloc(sizeof *blk + size);
+        blk->used = 0;
+        blk->size = size;
+        if (size == ARENA_BLOCK || a->head == NULL) {
+            blk->next = a->head;
+            a->head = blk;
+        } else {
+            /* Keep the current small block in front for later requests. */
+            blk->next = a->head->next;
+            a->head->next = blk;
+        }
+    }
+    p = blk->data + blk->used;
+    blk->used += need;
+    return p;
+}
+
+char *cli_arena_strndup(cli_arena *a, const char *p, size_t n)
+{
+    char *s = cli_arena_alloc(a, n + 1);
+
+    if (n > 0)
+        memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
+void cli_arena_reset(cli_arena *a)
+{
+    cli_arena_block *blk = a->head, *next;
+
+    for (; blk != NULL; blk = next) {
+        next = blk->next;
+        free(blk);
+    }
+    a->head = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Base64, by OpenSSL                                                  */
+/* ------------------------------------------------------------------ */
+
+void cli_base64_put(cli_buf *b, const void *p, size_t n)
+{
+    const unsigned char *src = p;
+    /* EVP_EncodeBlock takes an int length: encode in chunks that are a
+     * multiple of 3 bytes, so the pieces join without padding. */
+    const size_t chunk = 3u * 1024u * 1024u;
+
+    while (n > 0) {
+        size_t take = n < chunk ? n : chunk;
+        size_t outmax = 4 * ((take + 2) / 3);
+        int w;
+
+        cli_buf_reserve(b, outmax + 1);
+        w = EVP_EncodeBlock((unsigned char *)b->p + b->len, src, (int)take);
+        b->len += (size_t)w;
+        b->p[b->len] = '\0';
+        src += take;
+        n -= take;
+    }
+}
+
+static int b64_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+int cli_base64_decode(cli_arena *a, const char *p, size_t n, void **out,
+                      size_t *outlen)
+{
+    unsigned char *dst;
+    size_t pad = 0, i;
+    int w;
+
+    /* EVP_DecodeBlock skips whitespace and does not report padding; we
+     * want the strict form: length a multiple of 4, '=' only at the end. */
+    if (n % 4 != 0 || n / 4 > (size_t)INT32_MAX / 3)
+        return -1;
+    if (n > 0 && p[n - 1] == '=')
+        pad = (n > 1 && p[n - 2] == '=') ? 2 : 1;
+    for (i = 0; i < n - pad; i++)
+        if (!b64_char(p[i]))
+            return -1;
+    dst = cli_arena_alloc(a, n / 4 * 3 + 1);
+    if (n == 0) {
+        *out = dst;
+        *outlen = 0;
+        return 0;
+    }
+    w = EVP_DecodeBlock(dst, (const unsigned char *)p, (int)n);
+    if (w < 0 || (size_t)w < pad)
+        return -1;
+    *out = dst;
+    *outlen = (size_t)w - pad;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Time                                                                */
+/* ------------------------------------------------------------------ */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date, and back
+ * (H. Hinnant's algorithms; exact for every int year we can meet). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    int64_t era;
+    unsigned yoe, doy, doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = (unsigned)(y - era * 400);
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    int64_t era;
+    unsigned doe, yoe, doy, mp;
+
+    z += 719468;
+    era = (z >= 0 ? z : z - 146096) / 146097;
+    doe = (unsigned)(z - era * 146097);
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+void cli_time_format(char out[CLI_TIME_LEN], int64_t us)
+{
+    int64_t secs = us / 1000000, frac = us % 1000000, days, sod, y;
+    unsigned m, d;
+
+    if (frac < 0) { /* floor, so that times before 1970 print right */
+        frac += 1000000;
+        secs -= 1;
+    }
+    days = secs / 86400;
+    sod = secs % 86400;
+    if (sod < 0) {
+        sod += 86400;
+        days -= 1;
+    }
+    civil_from_days(days, &y, &m, &d);
+    snprintf(out, CLI_TIME_LEN, "%04" PRId64 "-%02u-%02uT%02d:%02d:%02d.%06dZ",
+             y, m, d, (int)(sod / 3600), (int)(sod / 60 % 60),
+             (int)(sod % 60), (int)frac);
+}
+
+/* n decimal digits at s, or -1. */
+static int digits(const char *s, size_t n)
+{
+    int v = 0;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+int cli_time_parse(int64_t *us, const char *s, size_t n)
+{
+    static const unsigned mdays[12] = {31, 29, 31, 30, 31, 30,
+                                       31, 31, 30, 31, 30, 31};
+    int y, mo, d, h, mi, sec, frac = 0, scale = 100000, off = 0;
+    size_t i;
+
+    /* YYYY-MM-DDTHH:MM:SS */
+    if (n < 20 || s[4] != '-' || s[7] != '-' ||
+        (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || s[13] != ':' ||
+        s[16] != ':')
+        return -1;
+    y = digits(s, 4);
+    mo = digits(s + 5, 2);
+    d = digits(s + 8, 2);
+    h = digits(s + 11, 2);
+    mi = digits(s + 14, 2);
+    sec = digits(s + 17, 2);
+    if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 ||
+        mi > 59 || sec < 0 || sec > 59 || (unsigned)d > mdays[mo - 1])
+        return -1;
+    if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
+        return -1;
+    i = 19;
+    if (i < n && s[i] == '.') {
+        size_t start = ++i;
+
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            frac += (s[i] - '0') * scale;
+            scale /= 10;
+        }
+        if (i == start)
+            return -1;
+    }
+    if (i + 1 == n && (s[i] == 'Z' || s[i] == 'z')) {
+        off = 0;
+    } else if (i + 6 == n && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
+        int oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
+
+        if (oh < 0 || oh > 23 || om < 0 || om > 59)
+            return -1;
+        off = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
+    } else {
+        return -1;
+    }
+    *us = ((days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 +
+            h * 3600 + mi * 60 + sec - off) *
+           1000000) +
+          frac;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Events as JSON Lines                                                */
+/* ------------------------------------------------------------------ */
+
+static void put_uuid(cli_buf *b, const char *key, const evs_uuid *u)
+{
+    char text[37];
+
+    evs_uuid_format(text, u);
+    cli_buf_printf(b, ",\"%s\":\"%s\"", key, text);
+}
+
+/* A JSON payload (data or metadata): embedded as JSON when it is valid
+ * JSON, else -- the store was written with validate_json off -- as
+ * "<key>_base64", which keeps every byte and still makes a valid line. */
+static void put_payload(cli_buf *b, const char *key, const void *p, size_t n,
+                        int is_data)
+{
+    const char *s = p ? p : "";
+    size_t vs, ve;
+    char err[8];
+
+    if (cli_json_check(s, n, &vs, &ve, err, sizeof err) == 0) {
+        cli_buf_printf(b, ",\"%s\":", key);
+        cli_json_put_value(b, s + vs, ve - vs);
+        return;
+    }
+    if (is_data)
+        cli_buf_puts(b, ",\"content_type\":\"json\"");
+    cli_buf_printf(b, ",\"%s_base64\":\"", key);
+    cli_base64_put(b, s, n);
+    cli_buf_putc(b, '"');
+}
+
+void cli_event_json(cli_buf *b, const evs_event *ev, int with_tenant)
+{
+    char when[CLI_TIME_LEN];
+    size_t i;
+
+    cli_buf_printf(b, "{\"position\":%" PRIu64, ev->position);
+    if (with_tenant) {
+        cli_buf_puts(b, ",\"tenant\":");
+        cli_json_put_str(b, ev->tenant, strlen(ev->tenant));
+    }
+    cli_buf_puts(b, ",\"stream\":");
+    cli_json_put_str(b, ev->stream, strlen(ev->stream));
+    cli_buf_printf(b, ",\"version\":%" PRId64 ",\"type\":", ev->stream_version);
+    cli_json_put_str(b, ev->type, strlen(ev->type));
+    put_uuid(b, "id", &ev->id);
+    if (ev->content_type == EVS_CONTENT_BINARY) {
+        cli_buf_puts(b, ",\"content_type\":\"binary\",\"data_base64\":\"");
+        cli_base64_put(b, ev->data ? ev->data : "", ev->data_len);
+        cli_buf_putc(b, '"');
+    } else {
+        put_payload(b, "data", ev->data, ev->data_len, 1);
+    }
+    if (ev->metadata_len > 0)
+        put_payload(b, "metadata", ev->metadata, ev->metadata_len, 0);
+    cli_buf_puts(b, ",\"tags\":[");
+    for (i = 0; i < ev->ntags; i++) {
+        if (i > 0)
+            cli_buf_putc(b, ',');
+        cli_json_put_str(b, ev->tags[i], strlen(ev->tags[i]));
+    }
+    cli_buf_putc(b, ']');
+    if (!evs_uuid_is_nil(&ev->correlation_id))
+        put_uuid(b, "correlation_id", &ev->correlation_id);
+    if (!evs_uuid_is_nil(&ev->causation_id))
+        put_uuid(b, "causation_id", &ev->causation_id);
+    cli_time_format(when, ev->recorded_at);
+    cli_buf_printf(b, ",\"recorded_at\":\"%s\"}\n", when);
+}
+
+int cli_write_events(evs_iter *it, FILE *f, int with_tenant, const char *what,
+                     uint64_t *count)
+{
+    const evs_event *ev;
+    cli_buf line = {0};
+    uint64_t n = 0;
+    int rc, status = CLI_EXIT_OK;
+
+    while ((rc = evs_iter_next(&ev, it)) == 0) {
+        line.len = 0;
+        cli_event_json(&line, ev, with_tenant);
+        if (fwrite(line.p, 1, line.len, f) != line.len)
+            break;
+        n++;
+    }
+    if (rc != 0 && rc != EVS_ITEROVER)
+        status = cli_lib_err(rc, what);
+    if (fflush(f) != 0 || ferror(f)) {
+        cli_err("%s: cannot write the output: %s", what, strerror(errno));
+        status = CLI_EXIT_FAIL;
+    }
+    if (count != NULL)
+        *count = n;
+    cli_buf_free(&line);
+    return status;
+}

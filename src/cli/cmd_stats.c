@@ -1,0 +1,63 @@
+/*
+ * cmd_stats.c -- `evs stats`: counts and sizes of the store, as JSON.
+ */
+#include "cli.h"
+
+#include <inttypes.h>
+
+static const char help[] =
+    "usage: evs stats\n"
+    "\n"
+    "Print one JSON object: events, streams, tenants, head_position,\n"
+    "log_bytes, index_bytes, segments and bytes_on_disk (log + index).\n"
+    "\n"
+    "Options:\n"
+    "  --db URI        the store\n"
+    "  -h, --help      this help\n";
+
+enum { OPT_DB = 0x100 };
+
+static const struct option options[] = {
+    {"db", required_argument, NULL, OPT_DB},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+int cmd_stats(cli_ctx *cx, int argc, char **argv)
+{
+    evs_stats st;
+    evs_db *db = NULL;
+    int c, rc, status;
+
+    cli_getopt_start();
+    while ((c = cli_getopt(argc, argv, "h", options, "stats")) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(help, stdout);
+            return CLI_EXIT_OK;
+        case OPT_DB:
+            cx->db_uri = optarg;
+            break;
+        default:
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (argc - optind > 0)
+        return cli_usage("stats", "unexpected argument '%s'", argv[optind]);
+
+    if ((status = cli_open(&db, cx, EVS_OPEN_READONLY)) != 0)
+        return status;
+    rc = evs_stats_get(&st, db);
+    if (rc < 0) {
+        status = cli_lib_err(rc, NULL);
+    } else {
+        printf("{\"events\":%" PRIu64 ",\"streams\":%" PRIu64
+               ",\"tenants\":%" PRIu64 ",\"head_position\":%" PRIu64
+               ",\"log_bytes\":%" PRIu64 ",\"index_bytes\":%" PRIu64
+               ",\"segments\":%" PRIu64 ",\"bytes_on_disk\":%" PRIu64 "}\n",
+               st.events, st.streams, st.tenants, st.head_position,
+               st.log_bytes, st.index_bytes, st.segments,
+               st.log_bytes + st.index_bytes);
+    }
+    return cli_close(db, status);
+}

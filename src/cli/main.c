@@ -1,0 +1,126 @@
+/*
+ * main.c -- `evs [--db URI] COMMAND ...`: global options, then hand the
+ * rest of the command line to cmd_<name>() (one file per command).
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef int (*cmd_fn)(cli_ctx *, int, char **);
+
+static const struct command {
+    const char *name;
+    cmd_fn fn;
+    const char *summary;
+} commands[] = {
+    {"append", cmd_append, "append one event to a stream"},
+    {"read", cmd_read, "print the events of a stream"},
+    {"all", cmd_all, "print the events of $all, in global order"},
+    {"head", cmd_head, "print the head position"},
+    {"import", cmd_import, "append events from JSON Lines"},
+    {"export", cmd_export, "write every event of every tenant as JSON Lines"},
+    {"stats", cmd_stats, "print counts and sizes of the store"},
+    {"verify", cmd_verify, "check the log and the index for damage"},
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+    size_t i;
+
+    fputs("usage: evs [--db URI] COMMAND [ARGS...]\n"
+          "\n"
+          "The store is URI (a directory), else $EVS_DB, else ./evstore-data.\n"
+          "\n"
+          "Commands:\n",
+          f);
+    for (i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fputs("\n"
+          "Options:\n"
+          "  --db URI      the store (also accepted after the command)\n"
+          "  -h, --help    this help; 'evs COMMAND --help' for a command's\n"
+          "  --version     print the version\n"
+          "\n"
+          "Exit status: 0 ok, 1 error, 2 usage error, 3 version conflict.\n",
+          f);
+}
+
+static const struct command *find(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    const struct command *cmd;
+    cli_ctx cx;
+    const char *env = getenv("EVS_DB");
+    int i;
+
+    cx.db_uri = env != NULL && env[0] != '\0' ? env : "./evstore-data";
+
+    /* Global options stop at the first word that is not one: the
+     * command. A hand parser, because getopt would permute the command's
+     * own options into ours. */
+    for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        } else if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
+            printf("evs %s (libevstore %s)\n", EVS_VERSION_STRING,
+                   evs_version());
+            return CLI_EXIT_OK;
+        } else if (strcmp(a, "--db") == 0) {
+            if (i + 1 >= argc) {
+                cli_err("option '--db' needs a value (see 'evs --help')");
+                return CLI_EXIT_USAGE;
+            }
+            cx.db_uri = argv[++i];
+        } else if (strncmp(a, "--db=", 5) == 0) {
+            cx.db_uri = a + 5;
+        } else {
+            cli_err("unknown option '%s' (see 'evs --help')", a);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(argv[i], "help") == 0) {
+        /* `evs help CMD` is `evs CMD --help`. */
+        static char help_flag[] = "--help";
+        char *hargv[3];
+
+        if (i + 1 >= argc) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        }
+        cmd = find(argv[i + 1]);
+        if (cmd == NULL) {
+            cli_err("unknown command '%s' (see 'evs --help')", argv[i + 1]);
+            return CLI_EXIT_USAGE;
+        }
+        hargv[0] = argv[i + 1];
+        hargv[1] = help_flag;
+        hargv[2] = NULL;
+        return cmd->fn(&cx, 2, hargv);
+    }
+    cmd = find(argv[i]);
+    if (cmd == NULL) {
+        cli_err("unknown command '%s' (see 'evs --help')", argv[i]);
+        return CLI_EXIT_USAGE;
+    }
+    cli_getopt_start();
+    return cmd->fn(&cx, argc - i, argv + i);
+}
