@@ -7,6 +7,7 @@ PKGS=(
   cmake make gcc pkg-config
   liblmdb-dev lmdb-utils     # the derived index
   libisal-dev                # CRC32C (crc32_iscsi)
+  libxxhash-dev              # hashing in the writer's group overlay
   libjansson-dev             # JSON validation and the CLI's JSON
   uuid-dev                   # UUID text form
   libssl-dev                 # base64 in the CLI (binary event data)

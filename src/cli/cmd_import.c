@@ -84,6 +84,11 @@ static const char *const keys[NKEYS] = {
     "correlation_id", "causation_id", "recorded_at",
 };
 
+static const char *events_word(uint64_t n)
+{
+    return n == 1 ? "event" : "events";
+}
+
 static int is_null(const char *v, size_t n)
 {
     return n == 4 && memcmp(v, "null", 4) == 0;
@@ -439,9 +444,10 @@ static int replay_one_by_one(importer *im)
             if (rc < 0) {
                 end_progress(im);
                 cli_err("import: line %zu of %s: %s; the %" PRIu64
-                        " events before it are in the store", im->lines[i],
+                        " %s before it are in the store", im->lines[i],
                         im->name, cli_lib_detail(rc),
-                        im->written + im->present);
+                        im->written + im->present,
+                        events_word(im->written + im->present));
                 return CLI_EXIT_FAIL;
             }
             if (res.first_position > head)
@@ -487,8 +493,9 @@ static int flush(importer *im)
     } else {
         end_progress(im);
         cli_err("import: %s (stopped at line %zu; the %" PRIu64
-                " events before it are in the store)", cli_lib_detail(rc),
-                im->lines[0], im->written + im->present);
+                " %s before it are in the store)", cli_lib_detail(rc),
+                im->lines[0], im->written + im->present,
+                events_word(im->written + im->present));
         status = CLI_EXIT_FAIL;
     }
     free(sa);
@@ -535,8 +542,9 @@ static int run(importer *im, FILE *in)
                 goto out;
             end_progress(im);
             cli_err("import: line %zu of %s: %s; the %" PRIu64
-                    " events before it are in the store",
-                    lineno, im->name, err, im->written + im->present);
+                    " %s before it are in the store",
+                    lineno, im->name, err, im->written + im->present,
+                    events_word(im->written + im->present));
             status = CLI_EXIT_FAIL;
             goto out;
         }
@@ -564,8 +572,9 @@ static int run(importer *im, FILE *in)
             goto out;
         end_progress(im);
         cli_err("import: cannot read %s after line %zu: %s; the %" PRIu64
-                " events before it are in the store", im->name, lineno,
-                strerror(err_no), im->written + im->present);
+                " %s before it are in the store", im->name, lineno,
+                strerror(err_no), im->written + im->present,
+                events_word(im->written + im->present));
         status = CLI_EXIT_FAIL;
         goto out;
     }
@@ -639,11 +648,12 @@ int cmd_import(cli_ctx *cx, int argc, char **argv)
 
     im.name = name;
     status = run(&im, in);
+    fprintf(stderr, "imported %" PRIu64 " %s", im.written,
+            events_word(im.written));
     if (im.present > 0)
-        fprintf(stderr, "imported %" PRIu64 " events (%" PRIu64
-                " were already in the store)\n", im.written, im.present);
-    else
-        fprintf(stderr, "imported %" PRIu64 " events\n", im.written);
+        fprintf(stderr, " (%" PRIu64 " %s already in the store)",
+                im.present, im.present == 1 ? "was" : "were");
+    fputc('\n', stderr);
 out:
     status = cli_close(im.db, status);
     if (path != NULL)

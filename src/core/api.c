@@ -124,10 +124,12 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
                        const evs_event_data *e)
 {
     int rc;
+    /* The message prefix is built only when something is wrong: this runs
+     * for every event of every append. */
     char ctx[EVS_MAX_STREAM_LEN + 64];
-    snprintf(ctx, sizeof(ctx), "stream %s, event %zu: ", stream, idx);
-    if ((rc = check_name(ctx, "type", e->type, EVS_MAX_TYPE_LEN, NULL)) < 0)
-        return rc;
+#define EVS__CTX() (snprintf(ctx, sizeof(ctx), "stream %s, event %zu: ", stream, idx), ctx)
+    if ((rc = check_name("", "type", e->type, EVS_MAX_TYPE_LEN, NULL)) < 0)
+        return check_name(EVS__CTX(), "type", e->type, EVS_MAX_TYPE_LEN, NULL);
     if (e->content_type != EVS_CONTENT_JSON && e->content_type != EVS_CONTENT_BINARY)
         return evs__err(EVS_EINVAL, "stream %s, event %zu: unknown content type %d",
                         stream, idx, (int)e->content_type);
@@ -152,8 +154,8 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
         return evs__err(EVS_EINVAL, "stream %s, event %zu: tags is NULL but ntags is %zu",
                         stream, idx, e->ntags);
     for (size_t t = 0; t < e->ntags; t++) {
-        if ((rc = check_name(ctx, "a tag", e->tags[t], EVS_MAX_TAG_LEN, NULL)) < 0)
-            return rc;
+        if ((rc = check_name("", "a tag", e->tags[t], EVS_MAX_TAG_LEN, NULL)) < 0)
+            return check_name(EVS__CTX(), "a tag", e->tags[t], EVS_MAX_TAG_LEN, NULL);
         for (size_t u = 0; u < t; u++)
             if (strcmp(e->tags[u], e->tags[t]) == 0)
                 return evs__err(EVS_EINVAL,
@@ -173,6 +175,7 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
             return rc;
     }
     return 0;
+#undef EVS__CTX
 }
 
 /* ---- append ------------------------------------------------------------ */
@@ -229,10 +232,11 @@ int evs_append_multi(evs_append_result *out, evs_db *db, const char *tenant,
 
     for (size_t p = 0; p < nparts; p++) {
         const evs_stream_append *pa = &parts[p];
-        char ctx[48];
-        snprintf(ctx, sizeof(ctx), "append part %zu: ", p);
-        if ((rc = check_name(ctx, "stream name", pa->stream, EVS_MAX_STREAM_LEN, NULL)) < 0)
-            return rc;
+        if (check_name("", "stream name", pa->stream, EVS_MAX_STREAM_LEN, NULL) < 0) {
+            char ctx[48];
+            snprintf(ctx, sizeof(ctx), "append part %zu: ", p);
+            return check_name(ctx, "stream name", pa->stream, EVS_MAX_STREAM_LEN, NULL);
+        }
         if ((rc = check_expected(pa->expected_version, pa->stream)) < 0)
             return rc;
         if (!pa->events || pa->nevents == 0)

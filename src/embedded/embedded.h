@@ -15,6 +15,7 @@
 
 #include "core/internal.h"
 #include "embedded/format.h"
+#include "embedded/overlay.h"
 
 #include <lmdb.h>
 #include <pthread.h>
@@ -40,7 +41,18 @@ typedef struct evs__emb_req {
     sem_t done;
     struct evs__emb_req *next;
     struct evs__emb_req *kids[2]; /* callers this one wakes when woken */
+    int retry;           /* an idempotent retry: nothing to write */
 } evs__emb_req;
+
+/* One event of the group being committed, for its index entries. */
+typedef struct evs__staged {
+    uint32_t tid;
+    uint64_t sid;
+    int64_t version;
+    uint64_t position;
+    uint64_t loc;
+    const uint8_t *id;   /* in the request's encoded record */
+} evs__staged;
 
 typedef struct evs__emb {
     evs_db base;
@@ -76,6 +88,9 @@ typedef struct evs__emb {
     uint64_t ns_stage, ns_sync, ns_commit, ns_wake; /* check+index, write+fdatasync, txn commit */
     evs__emb_req **wake;   /* the group in queue order, for the wake tree */
     size_t wake_cap;
+    evs__overlay ov;       /* the group's changes before they are indexed */
+    evs__staged *staged;
+    size_t nstaged, staged_cap;
     void *wparts;          /* per-part scratch of the request being checked */
     size_t wparts_cap;
 
@@ -89,6 +104,14 @@ typedef struct evs__emb {
     char failed_msg[512];
     pthread_t writer;
     int writer_started;
+
+    /* ---- syncer: writes and syncs a group while the writer indexes it ---- */
+    pthread_t syncer;
+    int syncer_started;
+    pthread_mutex_t sync_lock;
+    pthread_cond_t sync_cond;
+    int sync_job, sync_stop, sync_rc;
+    char sync_msg[512];
 } evs__emb;
 
 /* ---- log (log.c) ---- */
@@ -119,6 +142,8 @@ int evs__idx_open(evs__emb *s, int readonly);
 int evs__mdb_err(int mrc, const char *what);
 int evs__idx_tenant_get(MDB_txn *txn, evs__emb *s, const char *tenant,
                         size_t len, uint32_t *id);
+int evs__idx_tenant_insert(MDB_txn *txn, evs__emb *s, const char *tenant,
+                           size_t len, uint32_t id);
 int evs__idx_tenant_put(MDB_txn *txn, evs__emb *s, const char *tenant,
                         size_t len, uint32_t *id);
 /* Stream head: *sid 0 and *version EVS_NO_STREAM when absent. */

@@ -132,11 +132,17 @@ int evs__idx_tenant_put(MDB_txn *txn, evs__emb *s, const char *tenant,
     int rc = evs__idx_tenant_get(txn, s, tenant, len, id);
     if (rc != EVS_ENOTFOUND)
         return rc;
+    *id = s->next_tenant_id++;
+    return evs__idx_tenant_insert(txn, s, tenant, len, *id);
+}
+
+int evs__idx_tenant_insert(MDB_txn *txn, evs__emb *s, const char *tenant,
+                           size_t len, uint32_t id)
+{
     uint8_t kb[1 + EVS_MAX_TENANT_LEN], vb[4];
     kb[0] = 't';
     memcpy(kb + 1, tenant, len);
-    *id = s->next_tenant_id++;
-    evs__put_le32(vb, *id);
+    evs__put_le32(vb, id);
     MDB_val k = {1 + len, kb}, v = {4, vb};
     int mrc = mdb_put(txn, s->db_tenants, &k, &v, 0);
     return mrc ? evs__mdb_err(mrc, "tenant insert") : 0;

@@ -177,7 +177,8 @@ int evs__segs_open(evs__emb *s, int readonly)
         }
         nos[n++] = (uint32_t)v;
     }
-    qsort(nos, n, sizeof(*nos), cmp_u32);
+    if (n > 1)
+        qsort(nos, n, sizeof(*nos), cmp_u32);
     for (size_t i = 0; i < n; i++) {
         uint32_t no = nos[i];
         if (no != i + 1) {

@@ -113,6 +113,8 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
     s->seg_size = opts->segment_size;
     pthread_mutex_init(&s->qlock, NULL);
     pthread_cond_init(&s->qcond, NULL);
+    pthread_mutex_init(&s->sync_lock, NULL);
+    pthread_cond_init(&s->sync_cond, NULL);
     if (!(s->dir = strdup(path)) || !(s->segs = calloc(EVS_MAX_SEGMENTS, sizeof(evs__seg)))) {
         rc = evs__err(EVS_ENOMEM, "out of memory opening the store");
         goto fail;
@@ -201,6 +203,10 @@ static int emb_close(evs_db *db)
         close(s->lock_fd); /* releases the flock */
     pthread_mutex_destroy(&s->qlock);
     pthread_cond_destroy(&s->qcond);
+    pthread_mutex_destroy(&s->sync_lock);
+    pthread_cond_destroy(&s->sync_cond);
+    evs__ov_free(&s->ov);
+    free(s->staged);
     free(s->gbuf);
     free(s->wparts);
     free(s->wake);

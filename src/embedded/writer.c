@@ -22,6 +22,7 @@
  * trusted): the caller must reopen, which recovers from the log.
  */
 #include "embedded/embedded.h"
+#include "embedded/overlay.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -112,42 +113,89 @@ static int gbuf_reserve(evs__emb *s, size_t add)
     return 0;
 }
 
-/* ---- one request ------------------------------------------------------- */
+/* ---- lookups: this group's overlay first, then the txn ------------------ */
+
+static int tenant_lookup(evs__emb *s, MDB_txn *txn, const char *t, size_t len,
+                         uint32_t *tid)
+{
+    evs__ov_entry *e = evs__ov_find(&s->ov, OV_TENANT, 0, t, len);
+    if (e) {
+        *tid = e->tid;
+        return 0;
+    }
+    int rc = evs__idx_tenant_get(txn, s, t, len, tid);
+    if (rc == EVS_ENOTFOUND) {
+        *tid = 0;
+        return 0;
+    }
+    return rc;
+}
+
+static int id_lookup(evs__emb *s, MDB_txn *txn, const uint8_t id[16], uint64_t *pos,
+                     uint64_t *loc)
+{
+    evs__ov_entry *e = evs__ov_find(&s->ov, OV_ID, 0, id, 16);
+    if (e) {
+        *pos = e->a;
+        *loc = (uint64_t)e->b;
+        return 0;
+    }
+    return evs__idx_id_get(txn, s, id, pos, loc);
+}
+
+static int stream_lookup(evs__emb *s, MDB_txn *txn, uint32_t tid, const char *name,
+                         size_t len, uint64_t *sid, int64_t *version)
+{
+    *sid = 0;
+    *version = EVS_NO_STREAM;
+    if (tid == 0)
+        return 0;
+    evs__ov_entry *e = evs__ov_find(&s->ov, OV_STREAM, tid, name, len);
+    if (e) {
+        *sid = e->a;
+        *version = e->b;
+        return 0;
+    }
+    return evs__idx_stream_get(txn, s, tid, name, len, sid, version);
+}
+
+/* ---- phase A: check and stage one request ------------------------------ */
 
 /*
  * Idempotency: the request's first event id is already stored. It is a
  * retry if every event is stored, in the same order, with the same body;
  * then its original result is returned. Anything else is EVS_EDUPLICATE.
  */
-static int check_retry(evs__emb *s, MDB_txn *txn, evs__emb_req *r,
-                       uint64_t first_pos, int *is_retry)
+static int check_retry(evs__emb *s, MDB_txn *txn, evs__emb_req *r, uint64_t first_pos)
 {
     evs__append_req *c = r->core;
     char idt[37];
     size_t k = 0;
-    *is_retry = 0;
     for (size_t p = 0; p < c->nparts; p++) {
         const uint8_t *first = NULL, *last = NULL;
         for (size_t i = 0; i < c->parts[p].nevents; i++, k++) {
             uint64_t pos, loc;
             evs_uuid_format(idt, &c->ids[k]);
-            int rc = c->id_given[k] ? evs__idx_id_get(txn, s, c->ids[k].bytes, &pos, &loc)
+            int rc = c->id_given[k] ? id_lookup(s, txn, c->ids[k].bytes, &pos, &loc)
                                     : EVS_ENOTFOUND;
             if (rc == EVS_ENOTFOUND)
                 return req_fail(r, EVS_EDUPLICATE,
-                                "event %s is already stored at position %" PRIu64
-                                " but event %zu of this append (%s) is not: a retry "
-                                "must resend exactly the same events",
-                                idt, first_pos, k, c->id_given[k] ? idt : "no id");
+                                "the first event of this append is already stored (at "
+                                "position %" PRIu64 ") but event %zu (%s) is not: a "
+                                "retry must resend exactly the same events",
+                                first_pos, k, c->id_given[k] ? idt : "no id");
             if (rc < 0)
                 return rc;
             const uint8_t *stored = evs__rec_at(s, loc);
             const uint8_t *mine = r->enc + r->rec_off[k];
             uint32_t sl = stored ? evs__get_le32(stored + EVS_REC_OFF_LEN) : 0;
             uint32_t ml = evs__get_le32(mine + EVS_REC_OFF_LEN);
+            /* Same event = same bytes from the id on: ids, stream, type,
+             * tags, metadata, data (the tenant is compared too). */
             if (pos != first_pos + k || !stored || sl != ml ||
                 memcmp(stored + EVS_REC_OFF_ID, mine + EVS_REC_OFF_ID,
-                       ml - EVS_REC_OFF_ID) != 0)
+                       ml - EVS_REC_OFF_ID) != 0 ||
+                memcmp(stored + EVS_REC_OFF_TENANT_LEN, mine + EVS_REC_OFF_TENANT_LEN, 2) != 0)
                 return req_fail(r, EVS_EDUPLICATE,
                                 "event id %s is already used by a different event "
                                 "(position %" PRIu64 "); ids must be unique",
@@ -163,28 +211,42 @@ static int check_retry(evs__emb *s, MDB_txn *txn, evs__emb_req *r,
         res->first_position = evs__get_le64(first + EVS_REC_OFF_POSITION);
         res->last_position = evs__get_le64(last + EVS_REC_OFF_POSITION);
     }
-    *is_retry = 1;
     r->rc = 0;
+    r->retry = 1;
+    return 0;
+}
+
+static int staged_reserve(evs__emb *s, size_t add)
+{
+    if (s->nstaged + add <= s->staged_cap)
+        return 0;
+    size_t cap = s->staged_cap ? s->staged_cap : 1024;
+    while (cap < s->nstaged + add)
+        cap *= 2;
+    evs__staged *p = realloc(s->staged, cap * sizeof(*p));
+    if (!p)
+        return evs__err(EVS_ENOMEM, "out of memory staging a group");
+    s->staged = p;
+    s->staged_cap = cap;
     return 0;
 }
 
 /*
- * Check one request and, if it may be written, stage it in the txn and
- * the group buffer. Returns < 0 only for failures that break the whole
- * group (index or I/O errors); a failed condition is recorded in r->rc.
+ * Check one request and, if it may be written, number its records, copy
+ * them into the group buffer and note its index entries (s->staged and the
+ * overlay). Returns < 0 only for failures that break the whole group; a
+ * failed condition is recorded in r->rc.
  */
-static int process_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
-                       int *flushed)
+static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
+                     int *flushed)
 {
     evs__append_req *c = r->core;
     uint32_t tid = 0;
     int rc;
     r->rc = 0;
+    r->retry = 0;
 
-    rc = evs__idx_tenant_get(txn, s, c->tenant, c->tenant_len, &tid);
-    if (rc == EVS_ENOTFOUND)
-        tid = 0;
-    else if (rc < 0)
+    if ((rc = tenant_lookup(s, txn, c->tenant, c->tenant_len, &tid)) < 0)
         return rc;
 
     /* idempotency by event id */
@@ -192,15 +254,13 @@ static int process_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp
         if (!c->id_given[k])
             continue;
         uint64_t pos, loc;
-        rc = evs__idx_id_get(txn, s, c->ids[k].bytes, &pos, &loc);
+        rc = id_lookup(s, txn, c->ids[k].bytes, &pos, &loc);
         if (rc == EVS_ENOTFOUND)
             continue;
         if (rc < 0)
             return rc;
-        if (k == 0) {
-            int is_retry;
-            return check_retry(s, txn, r, pos, &is_retry);
-        }
+        if (k == 0)
+            return check_retry(s, txn, r, pos);
         char idt[37];
         evs_uuid_format(idt, &c->ids[k]);
         return req_fail(r, EVS_EDUPLICATE,
@@ -223,11 +283,8 @@ static int process_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp
     size_t nconf = 0, mlen = 0;
     for (size_t p = 0; p < c->nparts; p++) {
         const evs_stream_append *pa = &c->parts[p];
-        w_parts[p].sid = 0;
-        w_parts[p].version = EVS_NO_STREAM;
-        if (tid != 0 &&
-            (rc = evs__idx_stream_get(txn, s, tid, pa->stream, c->stream_lens[p],
-                                      &w_parts[p].sid, &w_parts[p].version)) < 0)
+        if ((rc = stream_lookup(s, txn, tid, pa->stream, c->stream_lens[p],
+                                &w_parts[p].sid, &w_parts[p].version)) < 0)
             return rc;
         c->results[p].stream_version = w_parts[p].version;
         if (!expected_ok(pa->expected_version, w_parts[p].version)) {
@@ -259,11 +316,18 @@ static int process_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp
             return rc;
         s->gbuf_first = s->next_position;
     }
+    if ((rc = gbuf_reserve(s, r->enc_len)) < 0 ||
+        (rc = staged_reserve(s, c->nevents)) < 0)
+        return rc;
+    if (evs__ov_reserve(&s->ov, c->nevents + c->nparts + 1) < 0)
+        return evs__err(EVS_ENOMEM, "out of memory staging a group");
 
-    if (tid == 0 && (rc = evs__idx_tenant_put(txn, s, c->tenant, c->tenant_len, &tid)) < 0)
-        return rc;
-    if ((rc = gbuf_reserve(s, r->enc_len)) < 0)
-        return rc;
+    if (tid == 0) {
+        tid = s->next_tenant_id++;
+        evs__ov_entry *e = evs__ov_add(&s->ov, OV_TENANT, 0, c->tenant, c->tenant_len);
+        e->tid = tid;
+        e->is_new = 1;
+    }
 
     uint64_t pos = s->next_position, commit_first = pos;
     uint32_t base = s->woff + (uint32_t)s->gbuf_len;
@@ -291,12 +355,22 @@ static int process_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp
             evs__put_le64(rec + EVS_REC_OFF_GROUP_FIRST, s->gbuf_first);
             evs__put_le32(rec + EVS_REC_OFF_CRC, evs__crc32c(rec + 8, len - 8));
             uint64_t loc = evs__loc(s->wseg, base + r->rec_off[k]);
-            if ((rc = evs__idx_event_put(txn, s, tid, sid, v, pos, loc,
-                                         rec + EVS_REC_OFF_ID)) < 0)
-                return rc;
+            evs__staged *st = &s->staged[s->nstaged++];
+            st->tid = tid;
+            st->sid = sid;
+            st->version = v;
+            st->position = pos;
+            st->loc = loc;
+            st->id = rec + EVS_REC_OFF_ID;
+            evs__ov_entry *e = evs__ov_add(&s->ov, OV_ID, 0, st->id, 16);
+            e->a = pos;
+            e->b = (int64_t)loc;
         }
-        if ((rc = evs__idx_stream_put(txn, s, tid, pa->stream, c->stream_lens[p], sid, v)) < 0)
-            return rc;
+        evs__ov_entry *e = evs__ov_find(&s->ov, OV_STREAM, tid, pa->stream, c->stream_lens[p]);
+        if (!e)
+            e = evs__ov_add(&s->ov, OV_STREAM, tid, pa->stream, c->stream_lens[p]);
+        e->a = sid;
+        e->b = v;
         res->stream_version = v;
         res->last_position = pos - 1;
     }
@@ -305,6 +379,60 @@ static int process_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp
     s->next_position = pos;
     return 0;
 }
+
+/* ---- phase B: the group's index entries --------------------------------- */
+
+static int index_group(evs__emb *s, MDB_txn *txn)
+{
+    int rc;
+    evs__overlay *ov = &s->ov;
+    for (size_t i = 0; i < ov->cap && ov->count; i++) {
+        evs__ov_entry *e = &ov->t[i];
+        if (e->gen == ov->gen && e->kind == OV_TENANT && e->is_new &&
+            (rc = evs__idx_tenant_insert(txn, s, e->key, e->key_len, e->tid)) < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < s->nstaged; i++) {
+        evs__staged *st = &s->staged[i];
+        if ((rc = evs__idx_event_put(txn, s, st->tid, st->sid, st->version, st->position,
+                                     st->loc, st->id)) < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < ov->nstreams; i++) {
+        evs__ov_entry *e = ov->streams[i];
+        if ((rc = evs__idx_stream_put(txn, s, e->tid, e->key, e->key_len, e->a, e->b)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- the syncer: pwrite + fdatasync while the writer indexes ------------ */
+
+static void *syncer_main(void *arg)
+{
+    evs__emb *s = arg;
+    pthread_mutex_lock(&s->sync_lock);
+    for (;;) {
+        while (!s->sync_job && !s->sync_stop)
+            pthread_cond_wait(&s->sync_cond, &s->sync_lock);
+        if (!s->sync_job)
+            break;
+        pthread_mutex_unlock(&s->sync_lock);
+        int rc = flush_group(s);
+        pthread_mutex_lock(&s->sync_lock);
+        s->sync_rc = rc;
+        if (rc < 0)
+            snprintf(s->sync_msg, sizeof(s->sync_msg), "%s", evs_last_error());
+        s->sync_job = 0;
+        pthread_cond_broadcast(&s->sync_cond);
+    }
+    pthread_mutex_unlock(&s->sync_lock);
+    return NULL;
+}
+
+/* Groups smaller than this are synced inline: handing them to the syncer
+ * costs two thread switches, more than their index work. */
+#define EVS_PIPELINE_MIN_EVENTS 8
 
 /* ---- one group ---------------------------------------------------------- */
 
@@ -341,18 +469,52 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs)
     s->last_stamp = stamp;
     s->gbuf_len = 0;
     s->gbuf_first = s->next_position;
+    s->nstaged = 0;
+    evs__ov_reset(&s->ov);
 
     uint64_t t0 = evs__mono_ns();
     for (evs__emb_req *r = reqs; r; r = r->next) {
-        if ((rc = process_req(s, txn, r, stamp, &flushed)) < 0)
+        if ((rc = stage_req(s, txn, r, stamp, &flushed)) < 0)
             goto fail;
-        if (r->rc == 0)
+        if (r->rc == 0 && !r->retry)
             any = 1;
     }
     uint64_t t1 = evs__mono_ns();
-    if (s->gbuf_len > 0 && (rc = flush_group(s)) < 0) {
-        flushed = 1; /* some bytes may have reached the log */
-        goto fail;
+    if (s->nstaged >= EVS_PIPELINE_MIN_EVENTS && s->gbuf_len > 0) {
+        /* log write and sync on the syncer, index entries here meanwhile */
+        pthread_mutex_lock(&s->sync_lock);
+        s->sync_job = 1;
+        pthread_cond_broadcast(&s->sync_cond);
+        pthread_mutex_unlock(&s->sync_lock);
+        int irc = index_group(s, txn);
+        char imsg[512];
+        if (irc < 0)
+            snprintf(imsg, sizeof(imsg), "%s", evs_last_error());
+        pthread_mutex_lock(&s->sync_lock);
+        while (s->sync_job)
+            pthread_cond_wait(&s->sync_cond, &s->sync_lock);
+        rc = s->sync_rc;
+        pthread_mutex_unlock(&s->sync_lock);
+        if (rc < 0) {
+            evs__set_error_text(s->sync_msg);
+            flushed = 1; /* some bytes may have reached the log */
+            goto fail;
+        }
+        if (irc < 0) {
+            evs__set_error_text(imsg);
+            rc = irc;
+            flushed = 1;
+            goto fail;
+        }
+    } else {
+        if (s->gbuf_len > 0 && (rc = flush_group(s)) < 0) {
+            flushed = 1;
+            goto fail;
+        }
+        if ((rc = index_group(s, txn)) < 0) {
+            flushed = 1;
+            goto fail;
+        }
     }
     uint64_t t2 = evs__mono_ns();
     s->ns_stage += t1 - t0;
@@ -456,8 +618,13 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+static void syncer_stop(evs__emb *s);
+
 int evs__writer_start(evs__emb *s)
 {
+    if (pthread_create(&s->syncer, NULL, syncer_main, s) != 0)
+        return evs__err(EVS_ENOMEM, "cannot start the syncer thread");
+    s->syncer_started = 1;
     if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
         return evs__err(EVS_ENOMEM, "cannot start the writer thread");
     s->writer_started = 1;
@@ -466,14 +633,29 @@ int evs__writer_start(evs__emb *s)
 
 void evs__writer_stop(evs__emb *s)
 {
-    if (!s->writer_started)
+    if (!s->writer_started) {
+        syncer_stop(s);
         return;
+    }
     pthread_mutex_lock(&s->qlock);
     s->stopping = 1;
     pthread_cond_signal(&s->qcond);
     pthread_mutex_unlock(&s->qlock);
     pthread_join(s->writer, NULL);
     s->writer_started = 0;
+    syncer_stop(s);
+}
+
+static void syncer_stop(evs__emb *s)
+{
+    if (!s->syncer_started)
+        return;
+    pthread_mutex_lock(&s->sync_lock);
+    s->sync_stop = 1;
+    pthread_cond_broadcast(&s->sync_cond);
+    pthread_mutex_unlock(&s->sync_lock);
+    pthread_join(s->syncer, NULL);
+    s->syncer_started = 0;
 }
 
 /* ---- the caller's side -------------------------------------------------- */

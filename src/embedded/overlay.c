@@ -1,0 +1,122 @@
+#include "embedded/overlay.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+static uint64_t ov_hash(int kind, uint32_t tid, const void *key, size_t len)
+{
+    uint64_t h = XXH3_64bits_withSeed(key, len, ((uint64_t)kind << 32) | tid);
+    return h ? h : 1;
+}
+
+void evs__ov_reset(evs__overlay *ov)
+{
+    ov->gen++;
+    ov->count = 0;
+    ov->nstreams = 0;
+    if (ov->gen == 0) { /* wrapped: old entries could look current */
+        if (ov->t)
+            memset(ov->t, 0, ov->cap * sizeof(*ov->t));
+        ov->gen = 1;
+    }
+}
+
+void evs__ov_free(evs__overlay *ov)
+{
+    free(ov->t);
+    free(ov->streams);
+    memset(ov, 0, sizeof(*ov));
+}
+
+static int same(const evs__ov_entry *e, uint64_t h, int kind, uint32_t tid,
+                const void *key, size_t len)
+{
+    return e->hash == h && e->kind == kind && e->tid == tid && e->key_len == len &&
+           memcmp(e->key, key, len) == 0;
+}
+
+evs__ov_entry *evs__ov_find(evs__overlay *ov, int kind, uint32_t tid,
+                            const void *key, size_t len)
+{
+    if (ov->count == 0)
+        return NULL;
+    uint64_t h = ov_hash(kind, tid, key, len);
+    for (size_t i = h & (ov->cap - 1);; i = (i + 1) & (ov->cap - 1)) {
+        evs__ov_entry *e = &ov->t[i];
+        if (e->gen != ov->gen)
+            return NULL;
+        if (same(e, h, kind, tid, key, len))
+            return e;
+    }
+}
+
+static int ov_grow(evs__overlay *ov, size_t want)
+{
+    size_t cap = ov->cap ? ov->cap : 1024;
+    while (cap < want * 2)
+        cap *= 2;
+    if (cap == ov->cap)
+        return 0;
+    evs__ov_entry *t = calloc(cap, sizeof(*t));
+    if (!t)
+        return -1;
+    for (size_t i = 0; i < ov->cap; i++) {
+        evs__ov_entry *e = &ov->t[i];
+        if (e->gen != ov->gen)
+            continue;
+        size_t j = e->hash & (cap - 1);
+        while (t[j].gen == ov->gen)
+            j = (j + 1) & (cap - 1);
+        t[j] = *e;
+    }
+    /* stream list points into the old table: re-point it */
+    size_t ns = 0;
+    for (size_t j = 0; j < cap; j++)
+        if (t[j].gen == ov->gen && t[j].kind == 2 /* OV_STREAM */)
+            ov->streams[ns++] = &t[j];
+    free(ov->t);
+    ov->t = t;
+    ov->cap = cap;
+    return 0;
+}
+
+int evs__ov_reserve(evs__overlay *ov, size_t n)
+{
+    if (ov->count + n > ov->cap / 2 && ov_grow(ov, ov->count + n) < 0)
+        return -1;
+    if (ov->nstreams + n > ov->streams_cap) {
+        size_t cap = ov->streams_cap ? ov->streams_cap : 256;
+        while (cap < ov->nstreams + n)
+            cap *= 2;
+        evs__ov_entry **p = realloc(ov->streams, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        ov->streams = p;
+        ov->streams_cap = cap;
+    }
+    return 0;
+}
+
+evs__ov_entry *evs__ov_add(evs__overlay *ov, int kind, uint32_t tid,
+                           const void *key, size_t len)
+{
+    if (evs__ov_reserve(ov, 1) < 0)
+        return NULL;
+    uint64_t h = ov_hash(kind, tid, key, len);
+    size_t i = h & (ov->cap - 1);
+    while (ov->t[i].gen == ov->gen)
+        i = (i + 1) & (ov->cap - 1);
+    evs__ov_entry *e = &ov->t[i];
+    memset(e, 0, sizeof(*e));
+    e->hash = h;
+    e->gen = ov->gen;
+    e->kind = (uint8_t)kind;
+    e->tid = tid;
+    e->key = key;
+    e->key_len = len;
+    ov->count++;
+    if (kind == OV_STREAM)
+        ov->streams[ov->nstreams++] = e;
+    return e;
+}
