@@ -183,7 +183,9 @@ typedef struct evs_open_options {
     unsigned flags;          /* EVS_OPEN_* */
     uint32_t segment_size;   /* bytes per log segment; 0 = default. Used
                                 only when creating a store; 1 MiB..1 GiB */
-    uint32_t max_event_size; /* bytes of data + metadata; 0 = default */
+    uint32_t max_event_size; /* bytes of data + metadata of one event; 0 =
+                                default (1 MiB, or segment_size - 64 KiB if
+                                smaller); at most segment_size - 64 KiB */
     int validate_json;       /* 1 (default): reject invalid JSON data and
                                 metadata; 0: store the bytes unchecked */
 } evs_open_options;

@@ -36,12 +36,17 @@ int evs_open(evs_db **out, const char *uri, const evs_open_options *opts)
         return evs__err(EVS_EINVAL,
                         "evs_open: segment_size %u out of range (1 MiB .. 1 GiB)",
                         o.segment_size);
+    /* One event's record (data, metadata, names, tags and a 128-byte
+     * header) must fit in a segment: keep 64 KiB for everything but data
+     * and metadata. */
+    uint32_t room = o.segment_size - (64u << 10);
     if (o.max_event_size == 0)
-        o.max_event_size = EVS_DEFAULT_MAX_EVENT_SIZE;
-    if (o.max_event_size > o.segment_size / 2)
+        o.max_event_size = EVS_DEFAULT_MAX_EVENT_SIZE < room ? EVS_DEFAULT_MAX_EVENT_SIZE : room;
+    if (o.max_event_size > room)
         return evs__err(EVS_EINVAL,
-                        "evs_open: max_event_size %u must be at most half the "
-                        "segment size (%u)", o.max_event_size, o.segment_size);
+                        "evs_open: max_event_size %u does not fit in a segment of %u "
+                        "bytes (at most %u); raise segment_size or lower max_event_size",
+                        o.max_event_size, o.segment_size, room);
     if (o.flags & ~(EVS_OPEN_CREATE | EVS_OPEN_READONLY))
         return evs__err(EVS_EINVAL, "evs_open: unknown flags 0x%x", o.flags);
 

@@ -60,6 +60,8 @@ typedef struct evs__emb {
     int lock_fd;
     int dir_fd_log;        /* the log directory, fsync'ed after a new segment */
     uint32_t seg_size;
+    int readonly;
+    pthread_mutex_t map_lock; /* read-only opens: mapping segments made later */
 
     evs__seg *segs;        /* [EVS_MAX_SEGMENTS], index = number - 1 */
     _Atomic uint32_t nsegs;

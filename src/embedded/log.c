@@ -22,10 +22,50 @@
 
 /* ---- segments ---------------------------------------------------------- */
 
+static int map_segment(evs__emb *s, uint32_t no, int fd, const char *path);
+static void seg_path(char *buf, size_t n, const evs__emb *s, uint32_t no,
+                     const char *suffix);
+
+/*
+ * A read-only open sees segments that a writer in another process created
+ * after it opened: map them when the index first points into them.
+ */
+static const uint8_t *map_later_segments(evs__emb *s, uint32_t seg)
+{
+    char path[4096];
+    const uint8_t *m = NULL;
+    pthread_mutex_lock(&s->map_lock);
+    for (uint32_t no = atomic_load(&s->nsegs) + 1; no <= seg && no <= EVS_MAX_SEGMENTS; no++) {
+        seg_path(path, sizeof(path), s, no, "");
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            break;
+        uint8_t h[EVS_SEG_HEADER_SIZE];
+        int ok = pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
+                 memcmp(h, EVS_SEG_MAGIC, 8) == 0 &&
+                 evs__get_le32(h + 60) == evs__crc32c(h, 60) &&
+                 evs__get_le64(h + 24) == s->seg_size;
+        if (ok) {
+            s->segs[no - 1].first_position = evs__get_le64(h + 32);
+            ok = map_segment(s, no, fd, path) == 0;
+        }
+        close(fd);
+        if (!ok)
+            break;
+        atomic_store_explicit(&s->nsegs, no, memory_order_release);
+    }
+    if (seg <= atomic_load(&s->nsegs))
+        m = atomic_load_explicit(&s->segs[seg - 1].map, memory_order_acquire);
+    pthread_mutex_unlock(&s->map_lock);
+    return m;
+}
+
 const uint8_t *evs__seg_map(evs__emb *s, uint32_t seg)
 {
-    if (seg == 0 || seg > atomic_load_explicit(&s->nsegs, memory_order_acquire))
+    if (seg == 0)
         return NULL;
+    if (seg > atomic_load_explicit(&s->nsegs, memory_order_acquire))
+        return s->readonly ? map_later_segments(s, seg) : NULL;
     return atomic_load_explicit(&s->segs[seg - 1].map, memory_order_acquire);
 }
 

@@ -24,10 +24,11 @@ typedef struct evs__ov_entry {
     uint32_t gen;
     uint8_t kind;
     uint8_t is_new;     /* tenant created / stream created in this group */
-    uint32_t tid;       /* OV_STREAM: its tenant; OV_TENANT: the tenant id */
+    uint32_t tid;       /* OV_STREAM: its tenant id (part of the key); else 0 */
     const char *key;    /* name (borrowed from the request) or 16-byte id */
     size_t key_len;
-    uint64_t a;         /* OV_STREAM: stream id; OV_ID: position */
+    uint64_t a;         /* OV_STREAM: stream id; OV_ID: position;
+                           OV_TENANT: the tenant id */
     int64_t b;          /* OV_STREAM: head version; OV_ID: location */
 } evs__ov_entry;
 

@@ -114,26 +114,34 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
     pthread_mutex_init(&s->qlock, NULL);
     pthread_cond_init(&s->qcond, NULL);
     pthread_mutex_init(&s->sync_lock, NULL);
+    pthread_mutex_init(&s->map_lock, NULL);
     pthread_cond_init(&s->sync_cond, NULL);
     if (!(s->dir = strdup(path)) || !(s->segs = calloc(EVS_MAX_SEGMENTS, sizeof(evs__seg)))) {
         rc = evs__err(EVS_ENOMEM, "out of memory opening the store");
         goto fail;
     }
 
-    /* One process at a time: the log has a single writer. */
-    snprintf(buf, sizeof(buf), "%s/LOCK", path);
-    s->lock_fd = open(buf, (readonly ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC, 0644);
-    if (s->lock_fd < 0 && readonly && errno == ENOENT)
-        s->lock_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (s->lock_fd < 0) {
-        rc = evs__err(EVS_EIO, "cannot open %s: %s", buf, strerror(errno));
-        goto fail;
+    /*
+     * One read-write process at a time: the log has a single writer.
+     * Read-only opens take no lock: they read only what the index says is
+     * committed, which recovery never truncates, so they can run beside
+     * the writer (e.g. `evs read` while an application appends).
+     */
+    if (!readonly) {
+        snprintf(buf, sizeof(buf), "%s/LOCK", path);
+        s->lock_fd = open(buf, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (s->lock_fd < 0) {
+            rc = evs__err(EVS_EIO, "cannot open %s: %s", buf, strerror(errno));
+            goto fail;
+        }
+        if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            rc = evs__err(EVS_EBUSY, "store %s is open for writing in another process "
+                          "(%s is locked); close it there first, or open it read-only",
+                          path, buf);
+            goto fail;
+        }
     }
-    if (flock(s->lock_fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
-        rc = evs__err(EVS_EBUSY, "store %s is open in another process (%s holds its "
-                      "lock); close it there first", path, buf);
-        goto fail;
-    }
+    s->readonly = readonly;
     snprintf(buf, sizeof(buf), "%s/log", path);
     s->dir_fd_log = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->dir_fd_log < 0) {
@@ -204,6 +212,7 @@ static int emb_close(evs_db *db)
     pthread_mutex_destroy(&s->qlock);
     pthread_cond_destroy(&s->qcond);
     pthread_mutex_destroy(&s->sync_lock);
+    pthread_mutex_destroy(&s->map_lock);
     pthread_cond_destroy(&s->sync_cond);
     evs__ov_free(&s->ov);
     free(s->staged);
@@ -440,9 +449,19 @@ static int emb_stream_version(int64_t *out, evs_db *db, const char *tenant,
 static int emb_head(uint64_t *out, evs_db *db, const char *tenant)
 {
     evs__emb *s = (evs__emb *)db;
-    if (!tenant) {
+    if (!tenant && !s->readonly) {
         *out = atomic_load_explicit(&s->head, memory_order_acquire);
         return 0;
+    }
+    if (!tenant) { /* a writer elsewhere may have moved it: ask the index */
+        MDB_txn *t;
+        uint64_t loc;
+        int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t);
+        if (mrc != 0)
+            return evs__mdb_err(mrc, "begin read");
+        int rc = evs__idx_applied_get(t, s, out, &loc);
+        mdb_txn_abort(t);
+        return rc;
     }
     MDB_txn *txn;
     MDB_cursor *cur = NULL;
@@ -498,6 +517,8 @@ static int emb_stats(evs_stats *out, evs_db *db)
         out->tenants = st.ms_entries;
     mdb_txn_abort(txn);
     out->segments = atomic_load(&s->nsegs);
+    if (evs__loc_seg(L) > out->segments) /* read-only: a writer rolled on */
+        out->segments = evs__loc_seg(L);
     out->log_bytes = out->segments * (uint64_t)s->seg_size;
     snprintf(path, sizeof(path), "%s/index/data.mdb", s->dir);
     if (stat(path, &fst) == 0)

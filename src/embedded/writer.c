@@ -120,7 +120,7 @@ static int tenant_lookup(evs__emb *s, MDB_txn *txn, const char *t, size_t len,
 {
     evs__ov_entry *e = evs__ov_find(&s->ov, OV_TENANT, 0, t, len);
     if (e) {
-        *tid = e->tid;
+        *tid = (uint32_t)e->a;
         return 0;
     }
     int rc = evs__idx_tenant_get(txn, s, t, len, tid);
@@ -325,7 +325,7 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
     if (tid == 0) {
         tid = s->next_tenant_id++;
         evs__ov_entry *e = evs__ov_add(&s->ov, OV_TENANT, 0, c->tenant, c->tenant_len);
-        e->tid = tid;
+        e->a = tid; /* not e->tid: that is part of the entry's key */
         e->is_new = 1;
     }
 
@@ -389,7 +389,7 @@ static int index_group(evs__emb *s, MDB_txn *txn)
     for (size_t i = 0; i < ov->cap && ov->count; i++) {
         evs__ov_entry *e = &ov->t[i];
         if (e->gen == ov->gen && e->kind == OV_TENANT && e->is_new &&
-            (rc = evs__idx_tenant_insert(txn, s, e->key, e->key_len, e->tid)) < 0)
+            (rc = evs__idx_tenant_insert(txn, s, e->key, e->key_len, (uint32_t)e->a)) < 0)
             return rc;
     }
     for (size_t i = 0; i < s->nstaged; i++) {
