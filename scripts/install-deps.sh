@@ -8,7 +8,9 @@ PKGS=(
   liblmdb-dev lmdb-utils     # the derived index
   libisal-dev                # CRC32C (crc32_iscsi)
   libxxhash-dev              # hashing in the writer's group overlay
-  libjansson-dev             # JSON validation and the CLI's JSON
+  g++                        # the one C++ file: simdjson's wrapper
+  libsimdjson-dev            # JSON validation in the library
+  libjansson-dev             # JSON building in the CLI
   uuid-dev                   # UUID text form
   libssl-dev                 # base64 in the CLI (binary event data)
   libcmocka-dev              # unit tests

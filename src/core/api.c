@@ -4,9 +4,10 @@
  * reaches the writer, so a rejected call writes nothing.
  */
 #include "core/internal.h"
+#include "util/json.h"
 #include "util/util.h"
 
-#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -113,15 +114,15 @@ static int check_expected(int64_t ev, const char *stream)
 static int check_json(const char *what, const char *stream, size_t idx,
                       const void *buf, size_t len)
 {
-    json_error_t jerr;
-    json_t *j = json_loadb(buf, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    if (!j)
+    char why[160];
+    int r = evs__json_check(buf, len, why, sizeof(why));
+    if (r == -2)
+        return evs__err(EVS_ENOMEM, "out of memory validating JSON");
+    if (r != 0)
         return evs__err(EVS_EINVAL,
-                        "stream %s, event %zu: %s is not valid JSON: %s "
-                        "(line %d, column %d); declare it EVS_CONTENT_BINARY "
-                        "if it is not JSON",
-                        stream, idx, what, jerr.text, jerr.line, jerr.column);
-    json_decref(j);
+                        "stream %s, event %zu: %s is not valid JSON (%s); declare "
+                        "it EVS_CONTENT_BINARY if it is not JSON",
+                        stream, idx, what, why);
     return 0;
 }
 
