@@ -56,7 +56,7 @@ extern "C" {
     XX(EDUPLICATE, -9, "event id already used by a different event")       \
     XX(ETOOBIG, -10, "event or append too large")                           \
     XX(EFORMAT, -11, "unsupported store format version")                    \
-    XX(EBUSY, -12, "store is in use by another process")                    \
+    XX(EBUSY, -12, "store is open for writing by another process")          \
     XX(EREADONLY, -13, "store is open read-only")                           \
     XX(ECLOSED, -14, "store is closing or has failed")                      \
     XX(ITEROVER, -15, "end of iteration")
@@ -119,7 +119,8 @@ EVS_EXTERN void evs_uuid_format(char out[37], const evs_uuid *u);
 #define EVS_STREAM_EXISTS (-4) /* the stream must have at least one event */
 
 typedef enum evs_content_type {
-    EVS_CONTENT_JSON = 0,  /* data is UTF-8 JSON; validated on append */
+    EVS_CONTENT_JSON = 0,  /* data is one UTF-8 JSON value (object, array or
+                              scalar); validated on append; may be empty */
     EVS_CONTENT_BINARY = 1 /* data is opaque bytes */
 } evs_content_type;
 
@@ -128,7 +129,8 @@ typedef enum evs_content_type {
  * the call returns.
  */
 typedef struct evs_event_data {
-    evs_uuid id;           /* nil: the store generates a UUIDv7 */
+    evs_uuid id;           /* nil: the store generates a UUIDv7. Ids are
+                              unique per store (across tenants) */
     const char *type;      /* required, 1..EVS_MAX_TYPE_LEN bytes */
     const void *data;      /* may be NULL when data_len is 0 */
     size_t data_len;       /* bytes */
@@ -201,10 +203,17 @@ typedef struct evs_open_options {
  * segment (an append that never finished) is truncated, and the index is
  * caught up from the log.
  *
+ * Only one process may open a store for writing; EVS_OPEN_READONLY opens
+ * take no lock and may run beside the writer (they see what it has
+ * committed, and never recover).
+ *
  * Returns EVS_EINVAL (bad uri/options, path is a file, store missing and
- * no EVS_OPEN_CREATE), EVS_EBUSY (another process has the store open),
- * EVS_EFORMAT (written by a newer evstore), EVS_ECORRUPT (damage before the
- * tail: the message names the segment, offset and position), EVS_EIO,
+ * no EVS_OPEN_CREATE, a non-empty directory that is not a store), EVS_EBUSY
+ * (another process has the store open for writing), EVS_EFORMAT (written by
+ * a newer evstore), EVS_ECORRUPT (damage found while catching the index up
+ * with the log, i.e. in records the index does not cover yet, that is not
+ * a torn tail: the message names the segment, offset and position; damage
+ * in indexed records is found by evs_verify and by reads), EVS_EIO,
  * EVS_ENOSPC, EVS_ENOMEM, EVS_EBACKEND. On error *out is NULL.
  */
 EVS_EXTERN int evs_open(evs_db **out, const char *uri,
@@ -247,8 +256,11 @@ typedef struct evs_append_result {
  * out may be NULL. Returns 0, EVS_ECONFLICT (out->stream_version holds the
  * actual version), EVS_EDUPLICATE (an id is used by a different event, or
  * only some of the ids are stored), EVS_EINVAL (bad name, type, tag, JSON,
- * nevents == 0), EVS_ETOOBIG, EVS_EREADONLY, EVS_ECLOSED, EVS_EIO,
- * EVS_ENOSPC, EVS_ENOMEM.
+ * nevents == 0, the same id twice in this append), EVS_ETOOBIG (an event
+ * over max_event_size, or the append does not fit in one log segment),
+ * EVS_EREADONLY, EVS_ECLOSED (closing, or a failed log write/sync made the
+ * store refuse appends: reopen it), EVS_EIO or EVS_ENOSPC (the append's
+ * outcome is then unknown: retry with the same ids), EVS_ENOMEM.
  */
 EVS_EXTERN int evs_append(evs_append_result *out, evs_db *db,
                           const char *tenant, const char *stream,
@@ -319,7 +331,8 @@ EVS_EXTERN int evs_read_all(evs_iter **out, evs_db *db, const char *tenant,
 
 /*
  * Next event of the iterator. Returns 0 and sets *ev, EVS_ITEROVER at the
- * end, or EVS_ECORRUPT (a record failed its CRC; the message names it).
+ * end, or EVS_ECORRUPT (a record failed its check; the message gives its
+ * segment, offset and "position N").
  */
 EVS_EXTERN int evs_iter_next(const evs_event **ev, evs_iter *it);
 
@@ -356,8 +369,9 @@ EVS_EXTERN int evs_stats_get(evs_stats *out, evs_db *db);
  * Verify the store: every log record's CRC, contiguous positions, and the
  * index against the log (every entry present and pointing at the right
  * record, no extra entries). cb (may be NULL) is called once per problem
- * with a one-line description naming the segment, offset and position.
- * checked (may be NULL) receives the number of records checked.
+ * with a one-line description naming the segment, offset and "position N"
+ * (at most 1000 calls). checked (may be NULL) receives the number of log
+ * records (= events) checked. Runs on a snapshot: appends may continue.
  * Returns 0 when clean, EVS_ECORRUPT when any problem was found.
  */
 typedef void (*evs_verify_fn)(void *ctx, const char *problem);

@@ -188,28 +188,9 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
 
 /* Per-thread scratch reused across calls: no allocation per append once
  * warm. The caller blocks until the backend is done with it. */
-typedef struct scratch {
-    void *buf;
-    size_t cap;
-} scratch;
-static _Thread_local scratch tls_ids;
-static _Thread_local scratch tls_sorted;
-static _Thread_local scratch tls_results;
-
-static void *scratch_get(scratch *s, size_t need)
-{
-    if (need > s->cap) {
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        void *p = realloc(s->buf, cap);
-        if (!p)
-            return NULL;
-        s->buf = p;
-        s->cap = cap;
-    }
-    return s->buf;
-}
+static _Thread_local evs__scratch tls_ids;
+static _Thread_local evs__scratch tls_sorted;
+static _Thread_local evs__scratch tls_results;
 
 static int cmp_uuid(const void *a, const void *b) { return memcmp(a, b, 16); }
 
@@ -260,7 +241,7 @@ int evs_append_multi(evs_append_result *out, evs_db *db, const char *tenant,
     /* Scratch layout: ids[nevents] | id_given[nevents] | stream_lens[nparts] */
     size_t off_given = nevents * sizeof(evs_uuid);
     size_t off_lens = (off_given + nevents + 7) & ~(size_t)7;
-    uint8_t *s = scratch_get(&tls_ids, off_lens + nparts * sizeof(size_t));
+    uint8_t *s = evs__scratch_get(&tls_ids, off_lens + nparts * sizeof(size_t));
     if (!s)
         return evs__err(EVS_ENOMEM, "append: out of memory");
     evs_uuid *ids = (evs_uuid *)s;
@@ -282,7 +263,7 @@ int evs_append_multi(evs_append_result *out, evs_db *db, const char *tenant,
     /* The same id twice in one append, or the same stream in two parts,
      * cannot be what the caller meant. */
     if (nevents > 1) {
-        evs_uuid *sorted = scratch_get(&tls_sorted, nevents * sizeof(evs_uuid));
+        evs_uuid *sorted = evs__scratch_get(&tls_sorted, nevents * sizeof(evs_uuid));
         if (!sorted)
             return evs__err(EVS_ENOMEM, "append: out of memory");
         memcpy(sorted, ids, nevents * sizeof(evs_uuid));
@@ -295,7 +276,7 @@ int evs_append_multi(evs_append_result *out, evs_db *db, const char *tenant,
             }
     }
     if (nparts > 1) {
-        const char **names = scratch_get(&tls_sorted, nparts * sizeof(char *));
+        const char **names = evs__scratch_get(&tls_sorted, nparts * sizeof(char *));
         if (!names)
             return evs__err(EVS_ENOMEM, "append: out of memory");
         for (size_t p = 0; p < nparts; p++)
@@ -310,7 +291,7 @@ int evs_append_multi(evs_append_result *out, evs_db *db, const char *tenant,
 
     evs_append_result *results = out;
     if (!results) {
-        results = scratch_get(&tls_results, nparts * sizeof(*results));
+        results = evs__scratch_get(&tls_results, nparts * sizeof(*results));
         if (!results)
             return evs__err(EVS_ENOMEM, "append: out of memory");
     }

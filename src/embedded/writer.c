@@ -660,13 +660,8 @@ static void syncer_stop(evs__emb *s)
 
 /* ---- the caller's side -------------------------------------------------- */
 
-typedef struct enc_scratch {
-    uint8_t *buf;
-    size_t cap;
-    uint32_t *offs;
-    size_t offs_cap;
-} enc_scratch;
-static _Thread_local enc_scratch tls_enc;
+static _Thread_local evs__scratch tls_enc;  /* encoded records */
+static _Thread_local evs__scratch tls_offs; /* offset of each record */
 
 int evs__emb_append(evs_db *db, evs__append_req *c)
 {
@@ -674,19 +669,15 @@ int evs__emb_append(evs_db *db, evs__append_req *c)
     size_t total = 0, k = 0;
     int rc;
 
-    if (c->nevents > tls_enc.offs_cap) {
-        uint32_t *o = realloc(tls_enc.offs, c->nevents * sizeof(uint32_t));
-        if (!o)
-            return evs__err(EVS_ENOMEM, "out of memory encoding an append");
-        tls_enc.offs = o;
-        tls_enc.offs_cap = c->nevents;
-    }
+    uint32_t *offs = evs__scratch_get(&tls_offs, c->nevents * sizeof(uint32_t));
+    if (!offs)
+        return evs__err(EVS_ENOMEM, "out of memory encoding an append");
     uint64_t limit = s->seg_size - EVS_SEG_HEADER_SIZE;
     for (size_t p = 0; p < c->nparts; p++)
         for (size_t i = 0; i < c->parts[p].nevents; i++, k++) {
             size_t n = evs__rec_size(c->tenant_len, c->stream_lens[p],
                                      &c->parts[p].events[i]);
-            tls_enc.offs[k] = (uint32_t)(total < limit ? total : limit);
+            offs[k] = (uint32_t)(total < limit ? total : limit);
             total += evs__pad8((uint32_t)(n < limit ? n : limit));
             if (total > limit)
                 return evs__err(EVS_ETOOBIG,
@@ -695,31 +686,24 @@ int evs__emb_append(evs_db *db, evs__append_req *c)
                                 "create the store with a larger segment_size",
                                 c->nevents, limit);
         }
-    if (total > tls_enc.cap) {
-        size_t cap = tls_enc.cap ? tls_enc.cap : 65536;
-        while (cap < total)
-            cap *= 2;
-        uint8_t *b = realloc(tls_enc.buf, cap);
-        if (!b)
-            return evs__err(EVS_ENOMEM, "out of memory encoding an append");
-        tls_enc.buf = b;
-        tls_enc.cap = cap;
-    }
+    uint8_t *enc = evs__scratch_get(&tls_enc, total);
+    if (!enc)
+        return evs__err(EVS_ENOMEM, "out of memory encoding an append");
     k = 0;
     for (size_t p = 0; p < c->nparts; p++)
         for (size_t i = 0; i < c->parts[p].nevents; i++, k++) {
             size_t n = evs__rec_size(c->tenant_len, c->stream_lens[p],
                                      &c->parts[p].events[i]);
-            evs__rec_encode(tls_enc.buf + tls_enc.offs[k], (uint32_t)n, c->tenant,
+            evs__rec_encode(enc + offs[k], (uint32_t)n, c->tenant,
                             c->tenant_len, c->parts[p].stream, c->stream_lens[p],
                             &c->parts[p].events[i], &c->ids[k]);
         }
 
     evs__emb_req r;
     r.core = c;
-    r.enc = tls_enc.buf;
+    r.enc = enc;
     r.enc_len = total;
-    r.rec_off = tls_enc.offs;
+    r.rec_off = offs;
     r.rc = 0;
     r.msg[0] = '\0';
     r.next = NULL;

@@ -9,18 +9,16 @@
 #include <new>
 
 namespace {
-thread_local simdjson::dom::parser *tl_parser;
-thread_local simdjson::padded_string tl_buf;
+// One parser per thread, destroyed (with its buffers) at thread exit.
+thread_local simdjson::dom::parser tl_parser;
 }
 
 extern "C" int evs__json_check(const void *buf, size_t len, char *err, size_t errlen)
 {
     try {
-        if (!tl_parser)
-            tl_parser = new simdjson::dom::parser();
         simdjson::dom::element doc;
         // parse() copies into the parser's padded buffer when needed.
-        auto rc = tl_parser->parse(static_cast<const char *>(buf), len, true).get(doc);
+        auto rc = tl_parser.parse(static_cast<const char *>(buf), len, true).get(doc);
         if (rc == simdjson::SUCCESS)
             return 0;
         if (rc == simdjson::MEMALLOC)

@@ -1,7 +1,51 @@
 #include "util/util.h"
 
 #include <isa-l/crc.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <time.h>
+
+/* ---- per-thread scratch ------------------------------------------------ */
+
+#define EVS_MAX_SCRATCH 16
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static _Thread_local evs__scratch *scratch_reg[EVS_MAX_SCRATCH];
+static _Thread_local int scratch_n;
+
+static void scratch_free_all(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < scratch_n; i++) {
+        free(scratch_reg[i]->buf);
+        scratch_reg[i]->buf = NULL;
+        scratch_reg[i]->cap = 0;
+    }
+    scratch_n = 0;
+}
+
+static void scratch_key_init(void) { pthread_key_create(&scratch_key, scratch_free_all); }
+
+void *evs__scratch_get(evs__scratch *s, size_t need)
+{
+    if (need <= s->cap)
+        return s->buf;
+    size_t cap = s->cap ? s->cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    void *p = realloc(s->buf, cap);
+    if (!p)
+        return NULL;
+    if (!s->buf) { /* first allocation on this thread: free it at exit */
+        pthread_once(&scratch_once, scratch_key_init);
+        if (scratch_n < EVS_MAX_SCRATCH)
+            scratch_reg[scratch_n++] = s;
+        pthread_setspecific(scratch_key, scratch_reg);
+    }
+    s->buf = p;
+    s->cap = cap;
+    return p;
+}
 
 uint32_t evs__crc32c(const void *buf, size_t len)
 {

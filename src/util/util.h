@@ -12,6 +12,17 @@
 /* CRC32C (Castagnoli, as in iSCSI), computed by ISA-L's crc32_iscsi. */
 uint32_t evs__crc32c(const void *buf, size_t len);
 
+/*
+ * A per-thread scratch buffer, reused across calls so hot paths do not
+ * allocate per call; freed when the thread exits. Declare it
+ * `static _Thread_local evs__scratch x;`. NULL when out of memory.
+ */
+typedef struct evs__scratch {
+    void *buf;
+    size_t cap;
+} evs__scratch;
+void *evs__scratch_get(evs__scratch *s, size_t need);
+
 /* Wall clock, µs since the Unix epoch. */
 int64_t evs__now_us(void);
 /* Monotonic clock, ns. */
