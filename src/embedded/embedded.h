@@ -107,6 +107,15 @@ typedef struct evs__emb {
     pthread_t writer;
     int writer_started;
 
+    /* ---- preallocator: zero-fills the next segment ahead of time ---- */
+    pthread_t prep_thread;
+    int prep_started, prep_stop, prep_busy;
+    pthread_mutex_t prep_lock;
+    pthread_cond_t prep_cond;
+    uint32_t prep_want;    /* segment number asked for */
+    uint32_t prep_no;      /* segment number being made / made */
+    int prep_fd;           /* the made file, -1 if none */
+
     /* ---- syncer: writes and syncs a group while the writer indexes it ---- */
     pthread_t syncer;
     int syncer_started;
@@ -120,6 +129,10 @@ typedef struct evs__emb {
 const uint8_t *evs__seg_map(evs__emb *s, uint32_t seg);
 int evs__seg_create(evs__emb *s, uint32_t no, uint64_t first_position);
 int evs__segs_open(evs__emb *s, int readonly);
+int evs__prealloc_start(evs__emb *s);
+void evs__prealloc_stop(evs__emb *s);
+/* Ask for segment `no` to be made ahead (no-op if already asked). */
+void evs__prealloc_request(evs__emb *s, uint32_t no);
 
 /* Validation result of one record in a segment. */
 enum { EVS_REC_OK = 0, EVS_REC_ZERO, EVS_REC_BAD_MAGIC, EVS_REC_BAD_LEN,

@@ -115,6 +115,9 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
     pthread_cond_init(&s->qcond, NULL);
     pthread_mutex_init(&s->sync_lock, NULL);
     pthread_mutex_init(&s->map_lock, NULL);
+    pthread_mutex_init(&s->prep_lock, NULL);
+    pthread_cond_init(&s->prep_cond, NULL);
+    s->prep_fd = -1;
     pthread_cond_init(&s->sync_cond, NULL);
     if (!(s->dir = strdup(path)) || !(s->segs = calloc(EVS_MAX_SEGMENTS, sizeof(evs__seg)))) {
         rc = evs__err(EVS_ENOMEM, "out of memory opening the store");
@@ -155,7 +158,7 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
     if (!readonly) {
         if ((rc = evs__recover(s)) < 0)
             goto fail;
-        if ((rc = evs__writer_start(s)) < 0)
+        if ((rc = evs__prealloc_start(s)) < 0 || (rc = evs__writer_start(s)) < 0)
             goto fail;
     } else {
         MDB_txn *txn;
@@ -183,6 +186,7 @@ static int emb_close(evs_db *db)
     evs__emb *s = (evs__emb *)db;
     int rc = 0;
     evs__writer_stop(s);
+    evs__prealloc_stop(s);
     if (getenv("EVS_DEBUG_WRITER") && s->groups)
         fprintf(stderr, "evstore writer: %llu groups, %.1f events/group, per group: "
                 "stage %.1f us, write+sync %.1f us, commit %.1f us, wake %.1f us\n",
@@ -213,6 +217,8 @@ static int emb_close(evs_db *db)
     pthread_cond_destroy(&s->qcond);
     pthread_mutex_destroy(&s->sync_lock);
     pthread_mutex_destroy(&s->map_lock);
+    pthread_mutex_destroy(&s->prep_lock);
+    pthread_cond_destroy(&s->prep_cond);
     pthread_cond_destroy(&s->sync_cond);
     evs__ov_free(&s->ov);
     free(s->staged);

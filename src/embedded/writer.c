@@ -535,6 +535,8 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs)
         }
         s->groups++;
         s->grouped_events += s->next_position - pos0;
+        if (s->woff > s->seg_size / 2)
+            evs__prealloc_request(s, s->wseg + 1);
         s->ns_commit += evs__mono_ns() - t2;
         atomic_store_explicit(&s->head, s->next_position - 1, memory_order_release);
     } else {
