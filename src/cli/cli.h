@@ -1,7 +1,7 @@
 /*
  * cli.h -- what the `evs` subcommands share: exit statuses, error
- * reporting, option parsing, a growable buffer, a small arena, the JSON
- * scanner, base64, RFC 3339 time and the one-line JSON form of an event.
+ * reporting, option parsing, a growable buffer, a small arena, JSON
+ * reading and writing, base64, RFC 3339 time and the one-line JSON form of an event.
  *
  * Every subcommand is `int cmd_<name>(cli_ctx *cx, int argc, char **argv)`
  * with argv[0] the command name; it returns the process exit status.
@@ -139,23 +139,26 @@ char *cli_arena_strndup(cli_arena *a, const char *p, size_t n);
 void cli_arena_reset(cli_arena *a);
 
 /* ------------------------------------------------------------------ */
-/* JSON (RFC 8259), without building a tree                            */
+/* JSON (RFC 8259), by simdjson, without building a tree               */
 /* ------------------------------------------------------------------ */
 
 /*
- * Why our own scanner and not jansson's parser: output embeds the stored
+ * Why raw text and not a tree (jansson's, say): output embeds the stored
  * bytes of data and metadata as they are, and import stores the bytes of a
  * value as they appear in the line. Parsing into a tree and dumping it
- * again would rewrite numbers (1.10 -> 1.1000000000000001, integers past
- * 2^63 rejected) and reorder nothing but still change the bytes, so
- * export -> import would not round-trip. The scanner validates exactly
- * RFC 8259 (UTF-8 checked) and reports raw spans.
+ * again would rewrite numbers (1.10 -> 1.1000000000000001) and change the
+ * bytes, so export -> import would not round-trip. simdjson's on-demand
+ * parser hands out the raw text of each value instead, after its DOM
+ * parser has checked the whole text (src/util/json.h) -- the same check
+ * the library makes, so evs and the library agree on what is JSON
+ * (integers beyond 64 bits are not).
  */
 
 /* Check that p[0..n) is one JSON value with optional surrounding
  * whitespace. Returns 0 and sets [*vstart, *vend) to the value without
  * the whitespace (either pointer may be NULL), or -1 with a message such
- * as "expected ':' at column 7" in err. */
+ * as "unterminated string at column 7" in err (the place is simdjson's
+ * best effort, and left out when it has none). */
 int cli_json_check(const char *p, size_t n, size_t *vstart, size_t *vend,
                    char *err, size_t errlen);
 
@@ -167,32 +170,32 @@ void cli_json_minify(cli_buf *b, const char *p, size_t n);
  * is when it holds no line break, else minified. */
 void cli_json_put_value(cli_buf *b, const char *p, size_t n);
 
-/* Append s[0..n) as a JSON string literal (bytes that are not valid
- * UTF-8 become U+FFFD). */
+/* Append s[0..n) as a JSON string literal, by jansson (bytes that are not
+ * valid UTF-8 become U+FFFD). */
 void cli_json_put_str(cli_buf *b, const char *s, size_t n);
 
-/* One member of a scanned object. */
+/* One member of a read object. */
 typedef struct cli_json_member {
-    const char *key;  /* decoded, NUL-terminated (in the arena) */
-    const char *val;  /* raw text of the value */
+    const char *key; /* decoded, NUL-terminated (in the arena) */
+    const char *val; /* raw text of the value, in the caller's text */
     size_t val_len;
+    const char *str; /* a string value decoded, NUL-terminated (in the
+                      * arena); NULL when the value is not a string or
+                      * holds U+0000 */
 } cli_json_member;
 
-/* Scan the object p[0..n) (whitespace around it allowed) into its
- * members, in order, allocated in the arena. Returns the count, or -1
- * with a message in err. */
+/* Read the object p[0..n) (whitespace around it allowed) into its
+ * members, in order, allocated in the arena; val points into p. Returns
+ * the count, or -1 with a message in err (not JSON, not an object, a key
+ * holding U+0000). */
 int cli_json_object(cli_arena *a, const char *p, size_t n,
                     cli_json_member **out, char *err, size_t errlen);
 
-/* The elements of the array p[0..n) (raw, known valid): returns the
- * count and their spans, allocated in the arena, or -1 if not an array. */
-int cli_json_array(cli_arena *a, const char *p, size_t n,
-                   const char ***vals, size_t **lens);
-
-/* Decode the JSON string literal p[0..n) (known valid) into a NUL-
- * terminated UTF-8 string in the arena. Returns NULL when p is not a
- * string or decodes to text containing U+0000. */
-char *cli_json_string(cli_arena *a, const char *p, size_t n);
+/* Read the array of strings p[0..n) into a NULL-terminated array of
+ * decoded strings in the arena. Returns the count, or -1 when p is not an
+ * array of strings (or a string holds U+0000). */
+int cli_json_strings(cli_arena *a, const char *p, size_t n,
+                     const char ***out);
 
 /* ------------------------------------------------------------------ */
 /* Base64 (RFC 4648, with padding)                                     */

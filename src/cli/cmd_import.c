@@ -95,25 +95,23 @@ static int is_null(const char *v, size_t n)
 }
 
 /* A string member; NULL (and an error) when it is not a string. */
-static const char *get_string(cli_arena *a, const cli_json_member *m,
-                              char *err, size_t errlen)
+static const char *get_string(const cli_json_member *m, char *err,
+                              size_t errlen)
 {
-    const char *s = cli_json_string(a, m->val, m->val_len);
-
-    if (s == NULL)
+    if (m->str == NULL)
         snprintf(err, errlen, "\"%s\" must be a string", m->key);
-    return s;
+    return m->str;
 }
 
 /* An optional UUID member: a string, or null / absent for none. */
-static int get_uuid(cli_arena *a, const cli_json_member *m, evs_uuid *out,
-                    char *err, size_t errlen)
+static int get_uuid(const cli_json_member *m, evs_uuid *out, char *err,
+                    size_t errlen)
 {
     const char *s;
 
     if (is_null(m->val, m->val_len))
         return 0;
-    if ((s = get_string(a, m, err, errlen)) == NULL)
+    if ((s = get_string(m, err, errlen)) == NULL)
         return -1;
     if (evs_uuid_parse(out, s) < 0) {
         snprintf(err, errlen, "\"%s\" is not a UUID: \"%.40s\"", m->key, s);
@@ -153,36 +151,36 @@ static int parse_line(cli_arena *a, const char *p, size_t n, line_event *le,
      * the events itself (the same numbers when importing into an empty
      * store). */
     if (by_key[K_TENANT] != NULL &&
-        (le->tenant = get_string(a, by_key[K_TENANT], err, errlen)) == NULL)
+        (le->tenant = get_string(by_key[K_TENANT], err, errlen)) == NULL)
         return -1;
     if (by_key[K_STREAM] == NULL) {
         snprintf(err, errlen, "missing \"stream\"");
         return -1;
     }
-    if ((le->stream = get_string(a, by_key[K_STREAM], err, errlen)) == NULL)
+    if ((le->stream = get_string(by_key[K_STREAM], err, errlen)) == NULL)
         return -1;
     if (by_key[K_TYPE] == NULL) {
         snprintf(err, errlen, "missing \"type\"");
         return -1;
     }
-    if ((le->ev.type = get_string(a, by_key[K_TYPE], err, errlen)) == NULL)
+    if ((le->ev.type = get_string(by_key[K_TYPE], err, errlen)) == NULL)
         return -1;
     if (by_key[K_ID] != NULL &&
-        get_uuid(a, by_key[K_ID], &le->ev.id, err, errlen) < 0)
+        get_uuid(by_key[K_ID], &le->ev.id, err, errlen) < 0)
         return -1;
     if (by_key[K_CORRELATION] != NULL &&
-        get_uuid(a, by_key[K_CORRELATION], &le->ev.correlation_id, err,
+        get_uuid(by_key[K_CORRELATION], &le->ev.correlation_id, err,
                  errlen) < 0)
         return -1;
     if (by_key[K_CAUSATION] != NULL &&
-        get_uuid(a, by_key[K_CAUSATION], &le->ev.causation_id, err,
+        get_uuid(by_key[K_CAUSATION], &le->ev.causation_id, err,
                  errlen) < 0)
         return -1;
 
     /* Data: "data" (a JSON value, stored as its text) or "data_base64"
      * (bytes, binary unless content_type says json). */
     if (by_key[K_CONTENT_TYPE] != NULL) {
-        ctype = get_string(a, by_key[K_CONTENT_TYPE], err, errlen);
+        ctype = get_string(by_key[K_CONTENT_TYPE], err, errlen);
         if (ctype == NULL)
             return -1;
         if (strcmp(ctype, "json") != 0 && strcmp(ctype, "binary") != 0) {
@@ -206,7 +204,7 @@ static int parse_line(cli_arena *a, const char *p, size_t n, line_event *le,
         le->ev.data_len = by_key[K_DATA]->val_len;
     } else {
         const cli_json_member *d = by_key[K_DATA_BASE64];
-        const char *s = get_string(a, d, err, errlen);
+        const char *s = get_string(d, err, errlen);
         void *bytes;
 
         if (s == NULL)
@@ -231,7 +229,7 @@ static int parse_line(cli_arena *a, const char *p, size_t n, line_event *le,
         le->ev.metadata = by_key[K_METADATA]->val;
         le->ev.metadata_len = by_key[K_METADATA]->val_len;
     } else if (by_key[K_METADATA_BASE64] != NULL) {
-        const char *s = get_string(a, by_key[K_METADATA_BASE64], err, errlen);
+        const char *s = get_string(by_key[K_METADATA_BASE64], err, errlen);
         void *bytes;
 
         if (s == NULL)
@@ -246,22 +244,13 @@ static int parse_line(cli_arena *a, const char *p, size_t n, line_event *le,
 
     if (by_key[K_TAGS] != NULL &&
         !is_null(by_key[K_TAGS]->val, by_key[K_TAGS]->val_len)) {
-        const char **vals, **tags;
-        size_t *lens;
-        int nt = cli_json_array(a, by_key[K_TAGS]->val,
-                                by_key[K_TAGS]->val_len, &vals, &lens);
+        const char **tags;
+        int nt = cli_json_strings(a, by_key[K_TAGS]->val,
+                                  by_key[K_TAGS]->val_len, &tags);
 
         if (nt < 0) {
             snprintf(err, errlen, "\"tags\" must be an array of strings");
             return -1;
-        }
-        tags = cli_arena_alloc(a, ((size_t)nt + 1) * sizeof *tags);
-        for (i = 0; i < nt; i++) {
-            tags[i] = cli_json_string(a, vals[i], lens[i]);
-            if (tags[i] == NULL) {
-                snprintf(err, errlen, "\"tags\" must be an array of strings");
-                return -1;
-            }
         }
         le->ev.tags = tags;
         le->ev.ntags = (size_t)nt;
@@ -269,7 +258,7 @@ static int parse_line(cli_arena *a, const char *p, size_t n, line_event *le,
 
     if (by_key[K_RECORDED_AT] != NULL &&
         !is_null(by_key[K_RECORDED_AT]->val, by_key[K_RECORDED_AT]->val_len)) {
-        const char *s = get_string(a, by_key[K_RECORDED_AT], err, errlen);
+        const char *s = get_string(by_key[K_RECORDED_AT], err, errlen);
 
         if (s == NULL)
             return -1;

@@ -2,10 +2,12 @@
  * embedded.h -- internals of the embedded backend: a segmented log (the
  * source of truth) plus indexes in LMDB derived from it.
  *
- *   callers ──encode──▶ queue ──▶ writer thread: check conditions in one
- *   (many threads)                LMDB write txn, copy records into one
- *                                 buffer, pwrite + fdatasync the log,
- *                                 commit the index (no sync), wake callers
+ *   callers ──encode──▶ queue ──▶ writer thread (or a lone caller inline):
+ *   (many threads)                check conditions in one LMDB write txn,
+ *                                 copy records into one buffer, pwrite +
+ *                                 fdatasync the log (syncer thread) while
+ *                                 indexing, commit the index (no sync),
+ *                                 wake callers
  *
  *   readers: LMDB read txn (MVCC snapshot) → log location → record in the
  *            read-only mmap of its segment; they never take the writer's lock.
@@ -73,8 +75,8 @@ typedef struct evs__emb {
     /* published: newest committed (durable and indexed) position */
     _Atomic uint64_t head;
 
-    /* ---- owned by the writer thread (or by open/close when it is not
-     * running) ---- */
+    /* ---- owned by the leader of the group being committed (or by
+     * open/close) ---- */
     int wfd;               /* current (last) segment, O_RDWR */
     uint32_t wseg;         /* its number */
     uint32_t woff;         /* next write offset in it */
@@ -96,16 +98,17 @@ typedef struct evs__emb {
     void *wparts;          /* per-part scratch of the request being checked */
     size_t wparts_cap;
 
-    /* ---- queue ---- */
+    /* ---- queue of appends waiting for a group ---- */
     pthread_mutex_t qlock;
-    pthread_cond_t qcond;
     evs__emb_req *qhead, *qtail;
-    int writer_idle;
+    pthread_cond_t qcond;  /* wakes the writer thread */
+    int busy;              /* a group is being committed (writer or inline) */
+    int writer_idle;       /* the writer thread waits on qcond */
     int stopping;
-    int failed;            /* a write or sync failed: refuse appends */
-    char failed_msg[512];
     pthread_t writer;
     int writer_started;
+    int failed;            /* a write or sync failed: refuse appends */
+    char failed_msg[512];
 
     /* ---- preallocator: zero-fills the next segment ahead of time ---- */
     pthread_t prep_thread;
@@ -186,8 +189,8 @@ int evs__idx_apply_record(MDB_txn *txn, evs__emb *s, const uint8_t *rec,
 int evs__recover(evs__emb *s);
 int evs__emb_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx);
 
-/* ---- writer (writer.c) ---- */
-int evs__writer_start(evs__emb *s);
+/* ---- group commit (writer.c) ---- */
+int evs__writer_start(evs__emb *s); /* the writer and syncer threads */
 void evs__writer_stop(evs__emb *s);
 int evs__emb_append(evs_db *db, evs__append_req *req);
 
