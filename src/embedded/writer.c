@@ -617,7 +617,7 @@ static void *writer_main(void *arg)
     evs__emb *s = arg;
     pthread_mutex_lock(&s->qlock);
     for (;;) {
-        while ((!s->qhead || s->busy) && !s->stopping) {
+        while (s->busy || (!s->qhead && !s->stopping)) {
             s->writer_idle = 1;
             pthread_cond_wait(&s->qcond, &s->qlock);
         }
