@@ -68,6 +68,11 @@ int cli_lib_err(int rc, const char *what);
  * evs_strerror(rc) when that is empty. */
 const char *cli_lib_detail(int rc);
 
+/* 0, or -- when the store path is empty -- a message and CLI_EXIT_USAGE.
+ * cli_open checks this first; a command opening the store itself calls
+ * it. */
+int cli_check_db(const cli_ctx *cx);
+
 /* Open the store for a command. flags: EVS_OPEN_CREATE for writers,
  * EVS_OPEN_READONLY for readers. On failure prints the reason and returns
  * the exit status (> 0); returns 0 with *out set on success. */
@@ -81,16 +86,84 @@ int cli_close(evs_db *db, int status);
 /* Option parsing (getopt_long with our own one-line messages)         */
 /* ------------------------------------------------------------------ */
 
-#define CLI_OPT_ERR 0x7fff /* returned by cli_getopt after a usage error */
+/*
+ * Every command describes itself with a cli_cmd and parses its options
+ * with cli_next_opt, which handles the options they all share:
+ *
+ *     -h, --help      print the command's help on stdout, exit 0
+ *     --db URI        the store (cx->db_uri)
+ *
+ * and, for the commands whose table holds CLI_SCOPE_OPTIONS (reads across
+ * streams), --tenant NAME and --all-tenants into a cli_scope. A command's
+ * own option values start at 0x100; a table ends with CLI_OPTIONS_END.
+ */
+enum { CLI_OPT_DB = 0x7f00, CLI_OPT_TENANT, CLI_OPT_ALL_TENANTS };
+
+#define CLI_SCOPE_OPTIONS                                   \
+    {"tenant", required_argument, NULL, CLI_OPT_TENANT},    \
+    {"all-tenants", no_argument, NULL, CLI_OPT_ALL_TENANTS}
+
+#define CLI_OPTIONS_END                             \
+    {"db", required_argument, NULL, CLI_OPT_DB},    \
+    {"help", no_argument, NULL, 'h'},               \
+    {NULL, 0, NULL, 0}
+
+typedef struct cli_cmd {
+    const char *name;              /* "all": the name in messages */
+    const char *help;              /* printed by -h, --help */
+    const struct option *options;  /* ends with CLI_OPTIONS_END */
+} cli_cmd;
+
+/* The option table of a command with no options of its own. */
+extern const struct option cli_no_options[];
+
+/* The last lines of most commands' help: the shared options. */
+#define CLI_HELP_SHARED                        \
+    "  --db URI        the store\n"            \
+    "  -h, --help      this help\n"
+
+/* What --tenant and --all-tenants chose. */
+typedef struct cli_scope {
+    const char *tenant; /* --tenant NAME, else "" (the default tenant) */
+    int have_tenant;
+    int all_tenants;
+} cli_scope;
+
+#define CLI_SCOPE_INIT {"", 0, 0}
 
 /* Start parsing argv (argv[0] is the command name). */
 void cli_getopt_start(void);
 
-/* getopt_long, permuting (options may follow positionals), with errors
- * printed by cli_usage(cmd, ...): returns an option's value, -1 at the
- * end (positionals are then argv[optind..argc-1]), or CLI_OPT_ERR. */
-int cli_getopt(int argc, char **argv, const char *shortopts,
-               const struct option *longopts, const char *cmd);
+/* The next of the command's own options (getopt_long, permuting: options
+ * may follow positionals; optarg holds its value), the shared ones handled
+ * here. Returns -1 when parsing is over; *stop is then the exit status to
+ * return at once (CLI_EXIT_OK after --help, CLI_EXIT_USAGE after a usage
+ * error, already reported), or -1 to go on with the positionals
+ * argv[optind..argc-1]. scope may be NULL when the table has no
+ * CLI_SCOPE_OPTIONS. */
+int cli_next_opt(int *stop, cli_ctx *cx, cli_scope *scope,
+                 const cli_cmd *cmd, int argc, char **argv);
+
+/* cli_next_opt for a command with no options of its own: returns *stop. */
+int cli_parse_opts(cli_ctx *cx, cli_scope *scope, const cli_cmd *cmd,
+                   int argc, char **argv);
+
+/* After the options: 0 when no positional is left, else a usage error
+ * "unexpected argument" and CLI_EXIT_USAGE. */
+int cli_no_args(const char *cmd, int argc, char **argv);
+
+/* After the options: the optional [FILE|-] positional. *path gets FILE,
+ * or NULL for none or "-" (the standard stream). Returns 0, or reports
+ * "too many arguments" and returns CLI_EXIT_USAGE. */
+int cli_file_arg(const char **path, const char *cmd, int argc, char **argv);
+
+/* 0, or -- when both --tenant and --all-tenants were given -- a usage
+ * error and CLI_EXIT_USAGE. */
+int cli_scope_check(const cli_scope *scope, const char *cmd);
+
+/* The tenant argument of evs_read_all or evs_head_position for scope:
+ * NULL (every tenant) with --all-tenants, else the tenant. */
+const char *cli_scope_tenant(const cli_scope *scope);
 
 /* Strict numbers: the whole text, decimal, no sign for unsigned, in
  * range. Return 0, or -1 when the text is not such a number. */

@@ -70,6 +70,15 @@ int cli_lib_err(int rc, const char *what)
     return cli_exit_for(rc);
 }
 
+int cli_check_db(const cli_ctx *cx)
+{
+    if (cx->db_uri[0] == '\0') {
+        cli_err("the store path is empty (give --db PATH or set EVS_DB)");
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
 int cli_open(evs_db **out, const cli_ctx *cx, unsigned flags)
 {
     evs_open_options o = EVS_OPEN_OPTIONS_INIT;
@@ -77,10 +86,8 @@ int cli_open(evs_db **out, const cli_ctx *cx, unsigned flags)
     int rc;
 
     *out = NULL;
-    if (cx->db_uri[0] == '\0') {
-        cli_err("the store path is empty (give --db PATH or set EVS_DB)");
-        return CLI_EXIT_USAGE;
-    }
+    if ((rc = cli_check_db(cx)) != 0)
+        return rc;
     o.flags = flags;
     rc = evs_open(out, cx->db_uri, &o);
     if (rc == EVS_EINVAL && !(flags & EVS_OPEN_CREATE) &&
@@ -120,16 +127,18 @@ void cli_getopt_start(void)
     opterr = 0;
 }
 
-int cli_getopt(int argc, char **argv, const char *shortopts,
-               const struct option *longopts, const char *cmd)
+#define OPT_ERR 0x7fff /* returned by getopt_cmd after a usage error */
+
+/* getopt_long, with errors printed by cli_usage(cmd, ...): returns an
+ * option's value, -1 at the end, or OPT_ERR. */
+static int getopt_cmd(int argc, char **argv, const struct option *longopts,
+                      const char *cmd)
 {
     const char *arg;
-    char spec[64];
     int c;
 
     /* A leading ':' makes a missing value return ':' rather than '?'. */
-    snprintf(spec, sizeof spec, ":%s", shortopts);
-    c = getopt_long(argc, argv, spec, longopts, NULL);
+    c = getopt_long(argc, argv, ":h", longopts, NULL);
     if (c != '?' && c != ':')
         return c;
     /* glibc has stepped past a bad long option; a bad short one inside a
@@ -147,7 +156,86 @@ int cli_getopt(int argc, char **argv, const char *shortopts,
     } else {
         cli_usage(cmd, "unknown option '%s'", arg);
     }
-    return CLI_OPT_ERR;
+    return OPT_ERR;
+}
+
+int cli_next_opt(int *stop, cli_ctx *cx, cli_scope *scope,
+                 const cli_cmd *cmd, int argc, char **argv)
+{
+    int c;
+
+    *stop = -1;
+    for (;;) {
+        c = getopt_cmd(argc, argv, cmd->options, cmd->name);
+        switch (c) {
+        case -1:
+            return -1;
+        case 'h':
+            fputs(cmd->help, stdout);
+            *stop = CLI_EXIT_OK;
+            return -1;
+        case CLI_OPT_DB:
+            cx->db_uri = optarg;
+            break;
+        case CLI_OPT_TENANT:
+            scope->tenant = optarg;
+            scope->have_tenant = 1;
+            break;
+        case CLI_OPT_ALL_TENANTS:
+            scope->all_tenants = 1;
+            break;
+        case OPT_ERR:
+            *stop = CLI_EXIT_USAGE;
+            return -1;
+        default:
+            return c;
+        }
+    }
+}
+
+const struct option cli_no_options[] = {
+    CLI_OPTIONS_END,
+};
+
+int cli_parse_opts(cli_ctx *cx, cli_scope *scope, const cli_cmd *cmd,
+                   int argc, char **argv)
+{
+    int stop;
+
+    /* The table holds only shared options: nothing comes back but -1. */
+    while (cli_next_opt(&stop, cx, scope, cmd, argc, argv) != -1)
+        continue;
+    return stop;
+}
+
+int cli_no_args(const char *cmd, int argc, char **argv)
+{
+    if (argc - optind > 0)
+        return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+    return 0;
+}
+
+int cli_file_arg(const char **path, const char *cmd, int argc, char **argv)
+{
+    *path = NULL;
+    if (argc - optind > 1)
+        return cli_usage(cmd, "too many arguments ('%s')", argv[optind + 1]);
+    if (argc - optind == 1 && strcmp(argv[optind], "-") != 0)
+        *path = argv[optind];
+    return 0;
+}
+
+int cli_scope_check(const cli_scope *scope, const char *cmd)
+{
+    if (scope->all_tenants && scope->have_tenant)
+        return cli_usage(cmd, "--tenant and --all-tenants exclude each "
+                         "other");
+    return 0;
+}
+
+const char *cli_scope_tenant(const cli_scope *scope)
+{
+    return scope->all_tenants ? NULL : scope->tenant;
 }
 
 int cli_parse_u64(const char *s, uint64_t *out)

@@ -37,8 +37,7 @@ enum {
     OPT_TENANT,
     OPT_BINARY,
     OPT_CORRELATION,
-    OPT_CAUSATION,
-    OPT_DB
+    OPT_CAUSATION
 };
 
 static const struct option options[] = {
@@ -50,10 +49,10 @@ static const struct option options[] = {
     {"binary", no_argument, NULL, OPT_BINARY},
     {"correlation-id", required_argument, NULL, OPT_CORRELATION},
     {"causation-id", required_argument, NULL, OPT_CAUSATION},
-    {"db", required_argument, NULL, OPT_DB},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+    CLI_OPTIONS_END,
 };
+
+static const cli_cmd cmd = {"append", help, options};
 
 static int parse_expect(const char *s, int64_t *out)
 {
@@ -84,7 +83,7 @@ int cmd_append(cli_ctx *cx, int argc, char **argv)
     const char **tags = NULL;
     size_t ntags = 0;
     const char *metadata = NULL, *tenant = NULL, *data_arg = NULL;
-    int binary = 0, c, rc, status = CLI_EXIT_OK, npos;
+    int binary = 0, c, rc, stop, status = CLI_EXIT_OK, npos;
     int64_t expect = EVS_ANY;
     cli_buf input = {0}, out = {0};
     evs_db *db = NULL;
@@ -92,12 +91,8 @@ int cmd_append(cli_ctx *cx, int argc, char **argv)
 
     memset(&ev, 0, sizeof ev);
     cli_getopt_start();
-    while ((c = cli_getopt(argc, argv, "h", options, "append")) != -1) {
+    while ((c = cli_next_opt(&stop, cx, NULL, &cmd, argc, argv)) != -1) {
         switch (c) {
-        case 'h':
-            fputs(help, stdout);
-            status = CLI_EXIT_OK;
-            goto out;
         case OPT_EXPECT:
             if (parse_expect(optarg, &expect) < 0) {
                 status = cli_usage("append", "--expect: '%s' is not any, "
@@ -133,13 +128,11 @@ int cmd_append(cli_ctx *cx, int argc, char **argv)
         case OPT_BINARY:
             binary = 1;
             break;
-        case OPT_DB:
-            cx->db_uri = optarg;
-            break;
-        default:
-            status = CLI_EXIT_USAGE;
-            goto out;
         }
+    }
+    if (stop >= 0) {
+        status = stop;
+        goto out;
     }
     npos = argc - optind;
     if (npos < 2) {

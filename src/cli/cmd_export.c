@@ -17,45 +17,23 @@ static const char help[] =
     "'evs export | evs --db OTHER import' copies a store.\n"
     "\n"
     "Options:\n"
-    "  --db URI        the store\n"
-    "  -h, --help      this help\n";
+    CLI_HELP_SHARED;
 
-enum { OPT_DB = 0x100 };
-
-static const struct option options[] = {
-    {"db", required_argument, NULL, OPT_DB},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
+static const cli_cmd cmd = {"export", help, cli_no_options};
 
 int cmd_export(cli_ctx *cx, int argc, char **argv)
 {
-    const char *path = NULL;
+    const char *path;
     evs_db *db = NULL;
     evs_iter *it = NULL;
     FILE *f = stdout;
-    int c, rc, status;
+    int rc, status;
 
     cli_getopt_start();
-    while ((c = cli_getopt(argc, argv, "h", options, "export")) != -1) {
-        switch (c) {
-        case 'h':
-            fputs(help, stdout);
-            return CLI_EXIT_OK;
-        case OPT_DB:
-            cx->db_uri = optarg;
-            break;
-        default:
-            return CLI_EXIT_USAGE;
-        }
-    }
-    if (argc - optind > 1)
-        return cli_usage("export", "too many arguments ('%s')",
-                         argv[optind + 1]);
-    if (argc - optind == 1 && strcmp(argv[optind], "-") != 0)
-        path = argv[optind];
-
-    if ((status = cli_open(&db, cx, EVS_OPEN_READONLY)) != 0)
+    if ((status = cli_parse_opts(cx, NULL, &cmd, argc, argv)) >= 0)
+        return status;
+    if ((status = cli_file_arg(&path, "export", argc, argv)) != 0 ||
+        (status = cli_open(&db, cx, EVS_OPEN_READONLY)) != 0)
         return status;
     /* The iterator is a snapshot: appends during the export are not in
      * it, and the file is a consistent copy as of its start. */

@@ -15,55 +15,30 @@ static const char help[] =
     "Options:\n"
     "  --tenant NAME   that tenant's head\n"
     "  --all-tenants   the head of the whole store\n"
-    "  --db URI        the store\n"
-    "  -h, --help      this help\n";
-
-enum { OPT_TENANT = 0x100, OPT_ALL_TENANTS, OPT_DB };
+    CLI_HELP_SHARED;
 
 static const struct option options[] = {
-    {"tenant", required_argument, NULL, OPT_TENANT},
-    {"all-tenants", no_argument, NULL, OPT_ALL_TENANTS},
-    {"db", required_argument, NULL, OPT_DB},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+    CLI_SCOPE_OPTIONS,
+    CLI_OPTIONS_END,
 };
+
+static const cli_cmd cmd = {"head", help, options};
 
 int cmd_head(cli_ctx *cx, int argc, char **argv)
 {
-    const char *tenant = "";
-    int all_tenants = 0, have_tenant = 0, c, rc, status;
+    cli_scope scope = CLI_SCOPE_INIT;
+    int rc, status;
     uint64_t head = 0;
     evs_db *db = NULL;
 
     cli_getopt_start();
-    while ((c = cli_getopt(argc, argv, "h", options, "head")) != -1) {
-        switch (c) {
-        case 'h':
-            fputs(help, stdout);
-            return CLI_EXIT_OK;
-        case OPT_TENANT:
-            tenant = optarg;
-            have_tenant = 1;
-            break;
-        case OPT_ALL_TENANTS:
-            all_tenants = 1;
-            break;
-        case OPT_DB:
-            cx->db_uri = optarg;
-            break;
-        default:
-            return CLI_EXIT_USAGE;
-        }
-    }
-    if (argc - optind > 0)
-        return cli_usage("head", "unexpected argument '%s'", argv[optind]);
-    if (all_tenants && have_tenant)
-        return cli_usage("head", "--tenant and --all-tenants exclude each "
-                         "other");
-
-    if ((status = cli_open(&db, cx, EVS_OPEN_READONLY)) != 0)
+    if ((status = cli_parse_opts(cx, &scope, &cmd, argc, argv)) >= 0)
         return status;
-    rc = evs_head_position(&head, db, all_tenants ? NULL : tenant);
+    if ((status = cli_no_args("head", argc, argv)) != 0 ||
+        (status = cli_scope_check(&scope, "head")) != 0 ||
+        (status = cli_open(&db, cx, EVS_OPEN_READONLY)) != 0)
+        return status;
+    rc = evs_head_position(&head, db, cli_scope_tenant(&scope));
     if (rc < 0)
         status = cli_lib_err(rc, NULL);
     else

@@ -47,14 +47,14 @@ static const char help[] =
     "  --db URI        the store (created when missing)\n"
     "  -h, --help      this help\n";
 
-enum { OPT_BATCH = 0x100, OPT_DB };
+enum { OPT_BATCH = 0x100 };
 
 static const struct option options[] = {
     {"batch", required_argument, NULL, OPT_BATCH},
-    {"db", required_argument, NULL, OPT_DB},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+    CLI_OPTIONS_END,
 };
+
+static const cli_cmd cmd = {"import", help, options};
 
 #define DEFAULT_BATCH 1000
 #define MAX_BATCH 100000
@@ -579,36 +579,27 @@ int cmd_import(cli_ctx *cx, int argc, char **argv)
 {
     importer im;
     uint64_t batch = DEFAULT_BATCH;
-    const char *path = NULL, *name = "standard input";
+    const char *path;
     FILE *in = stdin;
     size_t tsize = 1;
     int c, status;
 
     memset(&im, 0, sizeof im);
     cli_getopt_start();
-    while ((c = cli_getopt(argc, argv, "h", options, "import")) != -1) {
+    while ((c = cli_next_opt(&status, cx, NULL, &cmd, argc, argv)) != -1) {
         switch (c) {
-        case 'h':
-            fputs(help, stdout);
-            return CLI_EXIT_OK;
         case OPT_BATCH:
             if (cli_parse_u64(optarg, &batch) < 0 || batch < 1 ||
                 batch > MAX_BATCH)
                 return cli_usage("import", "--batch: '%s' is not a number "
                                  "from 1 to %d", optarg, MAX_BATCH);
             break;
-        case OPT_DB:
-            cx->db_uri = optarg;
-            break;
-        default:
-            return CLI_EXIT_USAGE;
         }
     }
-    if (argc - optind > 1)
-        return cli_usage("import", "too many arguments ('%s')",
-                         argv[optind + 1]);
-    if (argc - optind == 1 && strcmp(argv[optind], "-") != 0)
-        path = name = argv[optind];
+    if (status >= 0)
+        return status;
+    if ((status = cli_file_arg(&path, "import", argc, argv)) != 0)
+        return status;
 
     if (path != NULL && (in = fopen(path, "r")) == NULL) {
         cli_err("import: cannot open %s: %s", path, strerror(errno));
@@ -635,7 +626,7 @@ int cmd_import(cli_ctx *cx, int argc, char **argv)
     }
     im.progress = isatty(STDERR_FILENO);
 
-    im.name = name;
+    im.name = path != NULL ? path : "standard input";
     status = run(&im, in);
     fprintf(stderr, "imported %" PRIu64 " %s", im.written,
             events_word(im.written));

@@ -17,20 +17,19 @@ static const char help[] =
     "  --backward      newest first\n"
     "  --limit N       at most N events (0 = all, the default)\n"
     "  --tenant NAME   tenant (default: the default tenant)\n"
-    "  --db URI        the store\n"
-    "  -h, --help      this help\n";
+    CLI_HELP_SHARED;
 
-enum { OPT_FROM = 0x100, OPT_BACKWARD, OPT_LIMIT, OPT_TENANT, OPT_DB };
+enum { OPT_FROM = 0x100, OPT_BACKWARD, OPT_LIMIT, OPT_TENANT };
 
 static const struct option options[] = {
     {"from", required_argument, NULL, OPT_FROM},
     {"backward", no_argument, NULL, OPT_BACKWARD},
     {"limit", required_argument, NULL, OPT_LIMIT},
     {"tenant", required_argument, NULL, OPT_TENANT},
-    {"db", required_argument, NULL, OPT_DB},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+    CLI_OPTIONS_END,
 };
+
+static const cli_cmd cmd = {"read", help, options};
 
 int cmd_read(cli_ctx *cx, int argc, char **argv)
 {
@@ -42,11 +41,8 @@ int cmd_read(cli_ctx *cx, int argc, char **argv)
     evs_iter *it = NULL;
 
     cli_getopt_start();
-    while ((c = cli_getopt(argc, argv, "h", options, "read")) != -1) {
+    while ((c = cli_next_opt(&status, cx, NULL, &cmd, argc, argv)) != -1) {
         switch (c) {
-        case 'h':
-            fputs(help, stdout);
-            return CLI_EXIT_OK;
         case OPT_FROM:
             if (cli_parse_u64(optarg, &from_u) < 0 || from_u > INT64_MAX)
                 return cli_usage("read", "--from: '%s' is not a version "
@@ -65,13 +61,10 @@ int cmd_read(cli_ctx *cx, int argc, char **argv)
         case OPT_TENANT:
             tenant = optarg;
             break;
-        case OPT_DB:
-            cx->db_uri = optarg;
-            break;
-        default:
-            return CLI_EXIT_USAGE;
         }
     }
+    if (status >= 0)
+        return status;
     if (argc - optind < 1)
         return cli_usage("read", "missing STREAM");
     if (argc - optind > 1)

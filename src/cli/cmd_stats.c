@@ -12,40 +12,21 @@ static const char help[] =
     "log_bytes, index_bytes, segments and bytes_on_disk (log + index).\n"
     "\n"
     "Options:\n"
-    "  --db URI        the store\n"
-    "  -h, --help      this help\n";
+    CLI_HELP_SHARED;
 
-enum { OPT_DB = 0x100 };
-
-static const struct option options[] = {
-    {"db", required_argument, NULL, OPT_DB},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
+static const cli_cmd cmd = {"stats", help, cli_no_options};
 
 int cmd_stats(cli_ctx *cx, int argc, char **argv)
 {
     evs_stats st;
     evs_db *db = NULL;
-    int c, rc, status;
+    int rc, status;
 
     cli_getopt_start();
-    while ((c = cli_getopt(argc, argv, "h", options, "stats")) != -1) {
-        switch (c) {
-        case 'h':
-            fputs(help, stdout);
-            return CLI_EXIT_OK;
-        case OPT_DB:
-            cx->db_uri = optarg;
-            break;
-        default:
-            return CLI_EXIT_USAGE;
-        }
-    }
-    if (argc - optind > 0)
-        return cli_usage("stats", "unexpected argument '%s'", argv[optind]);
-
-    if ((status = cli_open(&db, cx, EVS_OPEN_READONLY)) != 0)
+    if ((status = cli_parse_opts(cx, NULL, &cmd, argc, argv)) >= 0)
+        return status;
+    if ((status = cli_no_args("stats", argc, argv)) != 0 ||
+        (status = cli_open(&db, cx, EVS_OPEN_READONLY)) != 0)
         return status;
     rc = evs_stats_get(&st, db);
     if (rc < 0) {

@@ -15,16 +15,9 @@ static const char help[] =
     "opened because it is).\n"
     "\n"
     "Options:\n"
-    "  --db URI        the store\n"
-    "  -h, --help      this help\n";
+    CLI_HELP_SHARED;
 
-enum { OPT_DB = 0x100 };
-
-static const struct option options[] = {
-    {"db", required_argument, NULL, OPT_DB},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
+static const cli_cmd cmd = {"verify", help, cli_no_options};
 
 static void on_problem(void *ctx, const char *problem)
 {
@@ -39,27 +32,17 @@ int cmd_verify(cli_ctx *cx, int argc, char **argv)
     evs_open_options o = EVS_OPEN_OPTIONS_INIT;
     uint64_t checked = 0, nproblems = 0;
     evs_db *db = NULL;
-    int c, rc, status = CLI_EXIT_OK;
+    int rc, status;
 
     cli_getopt_start();
-    while ((c = cli_getopt(argc, argv, "h", options, "verify")) != -1) {
-        switch (c) {
-        case 'h':
-            fputs(help, stdout);
-            return CLI_EXIT_OK;
-        case OPT_DB:
-            cx->db_uri = optarg;
-            break;
-        default:
-            return CLI_EXIT_USAGE;
-        }
-    }
-    if (argc - optind > 0)
-        return cli_usage("verify", "unexpected argument '%s'", argv[optind]);
-    if (cx->db_uri[0] == '\0') {
-        cli_err("the store path is empty (give --db PATH or set EVS_DB)");
-        return CLI_EXIT_USAGE;
-    }
+    if ((status = cli_parse_opts(cx, NULL, &cmd, argc, argv)) >= 0)
+        return status;
+    /* Not cli_open: damage that stops the store from opening is a finding
+     * here, not a failure (and a missing store keeps the library's
+     * message). */
+    if ((status = cli_no_args("verify", argc, argv)) != 0 ||
+        (status = cli_check_db(cx)) != 0)
+        return status;
 
     /* Read-only: verify reports what is on disk and repairs nothing (a
      * torn tail is left for the next writer's recovery to truncate). */
@@ -68,8 +51,7 @@ int cmd_verify(cli_ctx *cx, int argc, char **argv)
     if (rc == EVS_ECORRUPT) {
         /* Damage found while opening is what verify is for: report it as
          * a problem, not as a failure to run. */
-        printf("%s\n", evs_last_error()[0] ? evs_last_error()
-                                           : evs_strerror(rc));
+        printf("%s\n", cli_lib_detail(rc));
         printf("verify: 0 records checked, 1 problems (the store cannot be "
                "opened)\n");
         fflush(stdout);
@@ -84,8 +66,7 @@ int cmd_verify(cli_ctx *cx, int argc, char **argv)
     } else {
         if (rc == EVS_ECORRUPT && nproblems == 0) {
             /* Damage without a callback line: print the summary reason. */
-            printf("%s\n", evs_last_error()[0] ? evs_last_error()
-                                               : evs_strerror(rc));
+            printf("%s\n", cli_lib_detail(rc));
             nproblems = 1;
         }
         printf("verify: %" PRIu64 " records checked, %" PRIu64 " problems\n",

@@ -357,11 +357,28 @@ int items(const void *buf, size_t len, bool object, evs__json_item_fn fn,
         std::snprintf(err, errlen, "%s", reason(rc));
     return -1;
 }
+
+// Run f, which may throw std::bad_alloc (or, defensively, anything else):
+// an exception must not cross into C, so it becomes -2 for out of memory
+// or -1 with what in err.
+template <typename F>
+int guarded(char *err, size_t errlen, const char *what, F f)
+{
+    try {
+        return f();
+    } catch (const std::bad_alloc &) {
+        return -2;
+    } catch (...) {
+        if (err && errlen)
+            std::snprintf(err, errlen, "%s", what);
+        return -1;
+    }
+}
 } // namespace
 
 extern "C" int evs__json_check(const void *buf, size_t len, char *err, size_t errlen)
 {
-    try {
+    return guarded(err, errlen, "JSON check failed", [&] {
         simdjson::dom::element doc;
         // parse() copies into the parser's padded buffer when needed.
         auto rc = tl_parser.parse(static_cast<const char *>(buf), len, true).get(doc);
@@ -372,13 +389,7 @@ extern "C" int evs__json_check(const void *buf, size_t len, char *err, size_t er
         if (err && errlen)
             std::snprintf(err, errlen, "%s", simdjson::error_message(rc));
         return -1;
-    } catch (const std::bad_alloc &) {
-        return -2;
-    } catch (...) {
-        if (err && errlen)
-            std::snprintf(err, errlen, "JSON check failed");
-        return -1;
-    }
+    });
 }
 
 extern "C" int evs__json_minify(const void *buf, size_t len, char *out, size_t *outlen)
@@ -395,15 +406,9 @@ extern "C" int evs__json_check_at(const void *buf, size_t len, size_t *where,
                                   char *err, size_t errlen)
 {
     *where = EVS__JSON_NOWHERE;
-    try {
+    return guarded(err, errlen, "JSON check failed", [&] {
         return check_padded(copy_padded(buf, len), len, where, err, errlen);
-    } catch (const std::bad_alloc &) {
-        return -2;
-    } catch (...) {
-        if (err && errlen)
-            std::snprintf(err, errlen, "JSON check failed");
-        return -1;
-    }
+    });
 }
 
 extern "C" int evs__json_object_items(const void *buf, size_t len,
@@ -411,15 +416,9 @@ extern "C" int evs__json_object_items(const void *buf, size_t len,
                                       size_t *where, char *err, size_t errlen)
 {
     *where = EVS__JSON_NOWHERE;
-    try {
+    return guarded(err, errlen, "JSON read failed", [&] {
         return items(buf, len, true, fn, ctx, where, err, errlen);
-    } catch (const std::bad_alloc &) {
-        return -2;
-    } catch (...) {
-        if (err && errlen)
-            std::snprintf(err, errlen, "JSON read failed");
-        return -1;
-    }
+    });
 }
 
 extern "C" int evs__json_array_items(const void *buf, size_t len,
@@ -427,13 +426,7 @@ extern "C" int evs__json_array_items(const void *buf, size_t len,
                                      size_t *where, char *err, size_t errlen)
 {
     *where = EVS__JSON_NOWHERE;
-    try {
+    return guarded(err, errlen, "JSON read failed", [&] {
         return items(buf, len, false, fn, ctx, where, err, errlen);
-    } catch (const std::bad_alloc &) {
-        return -2;
-    } catch (...) {
-        if (err && errlen)
-            std::snprintf(err, errlen, "JSON read failed");
-        return -1;
-    }
+    });
 }

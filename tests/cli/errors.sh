@@ -3,33 +3,10 @@
 # the problem, and nothing written.
 # Usage: errors.sh PATH/TO/evs
 set -euo pipefail
-EVS=${1:?usage: $0 PATH/TO/evs}
 NAME=cli_errors
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 export EVS_DB="$T/db"
-pass=0
-failed=0
 
-ok() { pass=$((pass + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-run() {
-    local want=$1 name=$2 got=0
-    shift 2
-    "$@" >"$T/out" 2>"$T/err" || got=$?
-    if [ "$got" -eq "$want" ]; then ok; else
-        bad "$name: exit $got, want $want; stderr: $(head -c 300 "$T/err")"
-    fi
-}
-has() {
-    if grep -qiF -- "$3" "$2"; then ok; else
-        bad "$1: '$3' not in $(head -c 400 "$2")"
-    fi
-}
-same() {
-    if [ "$2" = "$3" ]; then ok; else bad "$1: got '$2', want '$3'"; fi
-}
-field() { sed -n "s/.*\"$1\":\\([0-9-]*\\).*/\\1/p" "$2" | head -n 1; }
 # reason NAME TEXT: stderr is one line, "evs: ...", containing TEXT.
 reason() {
     local lines
@@ -37,9 +14,8 @@ reason() {
     if [ "$lines" = 1 ] && grep -q '^evs: ' "$T/err"; then ok; else
         bad "$1: stderr is not one 'evs: ' line: $(head -c 300 "$T/err")"
     fi
-    has "$1" "$T/err" "$2"
+    has_i "$1" "$T/err" "$2"
 }
-events() { "$EVS" stats | sed -n 's/.*"events":\([0-9]*\).*/\1/p'; }
 
 # --- read-only commands on a missing store: exit 2 (EVS_EINVAL), the path
 # named, nothing created ------------------------------------------------------
@@ -99,7 +75,7 @@ same "usage errors wrote nothing" "$(events)" 3
 # --- invalid JSON: exit 2, the problem named, nothing written --------------------
 run 2 "invalid JSON data" "$EVS" append acct-1 E '{"a":}'
 reason "invalid JSON reason" "not valid JSON"
-has "invalid JSON says where" "$T/err" "column 6"
+has_i "invalid JSON says where" "$T/err" "column 6"
 run 2 "trailing garbage" "$EVS" append acct-1 E '{"a":1} x'
 run 2 "not JSON at all" "$EVS" append acct-1 E 'hello'
 run 2 "empty stdin" "$EVS" append acct-1 E - </dev/null
@@ -107,7 +83,7 @@ run 2 "invalid metadata" "$EVS" append acct-1 E '{}' --metadata '{bad'
 reason "invalid metadata reason" "metadata"
 printf '{"a":\n  nope}' >"$T/bad.json"
 run 2 "invalid JSON from stdin" "$EVS" append acct-1 E - <"$T/bad.json"
-has "multi-line error names the line" "$T/err" "line 2"
+has_i "multi-line error names the line" "$T/err" "line 2"
 same "invalid JSON wrote nothing" "$(events)" 3
 
 # --- names the library rejects --------------------------------------------------
@@ -154,5 +130,4 @@ reason "newer format reason" "format"
 run 1 "newer format: read" "$EVS" --db "$T/newer" read acct-1
 same "newer format store untouched" "$(cksum <"$seg")" "$sum_before"
 
-echo "$NAME: $pass passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -3,34 +3,10 @@
 # nothing; a bad line stops the import with its number; verify is clean.
 # Usage: import_export.sh PATH/TO/evs
 set -euo pipefail
-EVS=${1:?usage: $0 PATH/TO/evs}
 NAME=cli_import_export
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 A="$T/a"
 B="$T/b"
-pass=0
-failed=0
-
-ok() { pass=$((pass + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-run() {
-    local want=$1 name=$2 got=0
-    shift 2
-    "$@" >"$T/out" 2>"$T/err" || got=$?
-    if [ "$got" -eq "$want" ]; then ok; else
-        bad "$name: exit $got, want $want; stderr: $(head -c 300 "$T/err")"
-    fi
-}
-has() {
-    if grep -qF -- "$3" "$2"; then ok; else
-        bad "$1: '$3' not in $(head -c 400 "$2")"
-    fi
-}
-same() {
-    if [ "$2" = "$3" ]; then ok; else bad "$1: got '$2', want '$3'"; fi
-}
-events() { "$EVS" --db "$1" stats | sed -n 's/.*"events":\([0-9]*\).*/\1/p'; }
 
 # --- a source store: tenants, interleaved streams, every kind of field ------
 a() { "$EVS" --db "$A" append "$@" >/dev/null; }
@@ -137,5 +113,4 @@ printf 'Z' | dd of="$seg" bs=1 seek=20 conv=notrunc status=none
 run 1 "verify unopenable" "$EVS" --db "$T/damaged" verify
 has "verify unopenable summary" "$T/out" "0 records checked, 1 problems"
 
-echo "$NAME: $pass passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

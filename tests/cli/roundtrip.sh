@@ -2,38 +2,9 @@
 # evs append / read / all / head / stats: what goes in comes out.
 # Usage: roundtrip.sh PATH/TO/evs
 set -euo pipefail
-EVS=${1:?usage: $0 PATH/TO/evs}
 NAME=cli_roundtrip
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 export EVS_DB="$T/db"
-pass=0
-failed=0
-
-ok() { pass=$((pass + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-
-# run WANT_STATUS NAME CMD...: run, keep stdout in $T/out and stderr in
-# $T/err, check the exit status.
-run() {
-    local want=$1 name=$2 got=0
-    shift 2
-    "$@" >"$T/out" 2>"$T/err" || got=$?
-    if [ "$got" -eq "$want" ]; then ok; else
-        bad "$name: exit $got, want $want; stderr: $(head -c 300 "$T/err")"
-    fi
-}
-# has NAME FILE TEXT: FILE contains the fixed string TEXT.
-has() {
-    if grep -qF -- "$3" "$2"; then ok; else
-        bad "$1: '$3' not in $(head -c 400 "$2")"
-    fi
-}
-# same NAME GOT WANT
-same() {
-    if [ "$2" = "$3" ]; then ok; else bad "$1: got '$2', want '$3'"; fi
-}
-field() { sed -n "s/.*\"$1\":\\([0-9-]*\\).*/\\1/p" "$2" | head -n 1; }
 
 # --- append prints stream, version, position -------------------------------
 run 0 "first append" "$EVS" append account-1 Opened '{"owner":"ann","n":1.10}' \
@@ -141,5 +112,4 @@ done
 run 0 "evs --version" "$EVS" --version
 has "version" "$T/out" "evs "
 
-echo "$NAME: $pass passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary
