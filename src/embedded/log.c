@@ -102,15 +102,26 @@ static int map_segment(evs__emb *s, uint32_t no, int fd, const char *path)
     return 0;
 }
 
-/* Fill a new segment file with zeros to its full size and sync it. */
+/*
+ * Fill a new segment file with zeros to its full size and sync it. The
+ * zeros go to disk 1 MiB at a time (sync_file_range): one fdatasync of 64
+ * MiB of dirty pages held the appenders' log syncs up for 70-90 ms in the
+ * engine benchmark; small steps let them through in between.
+ */
 static int fill_zeros(evs__emb *s, int fd, const char *path)
 {
     static const uint8_t zeros[1u << 16];
+    const size_t step = 1u << 20;
     for (size_t off = 0; off < s->seg_size; off += sizeof(zeros)) {
         size_t n = s->seg_size - off < sizeof(zeros) ? s->seg_size - off : sizeof(zeros);
         ssize_t w = pwrite(fd, zeros, n, (off_t)off);
         if (w != (ssize_t)n)
             return io_err(w < 0 ? errno : ENOSPC, "preallocate", path);
+        if ((off + n) % step == 0 &&
+            sync_file_range(fd, (off64_t)(off + n - step), (off64_t)step,
+                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+            return io_err(errno, "sync_file_range", path);
     }
     if (fdatasync(fd) != 0)
         return io_err(errno, "fdatasync", path);
