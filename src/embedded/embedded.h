@@ -118,6 +118,7 @@ typedef struct evs__emb {
     uint32_t prep_want;    /* segment number asked for */
     uint32_t prep_no;      /* segment number being made / made */
     int prep_fd;           /* the made file, -1 if none */
+    _Atomic int prep_urgent; /* the writer waits for it: stop pacing */
 
     /* ---- syncer: writes and syncs a group while the writer indexes it ---- */
     pthread_t syncer;

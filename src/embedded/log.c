@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- segments ---------------------------------------------------------- */
@@ -108,10 +109,10 @@ static int map_segment(evs__emb *s, uint32_t no, int fd, const char *path)
  * MiB of dirty pages held the appenders' log syncs up for 70-90 ms in the
  * engine benchmark; small steps let them through in between.
  */
-static int fill_zeros(evs__emb *s, int fd, const char *path)
+static int fill_zeros(evs__emb *s, int fd, const char *path, int paced)
 {
     static const uint8_t zeros[1u << 16];
-    const size_t step = 1u << 20;
+    const size_t step = 256u << 10;
     for (size_t off = 0; off < s->seg_size; off += sizeof(zeros)) {
         size_t n = s->seg_size - off < sizeof(zeros) ? s->seg_size - off : sizeof(zeros);
         ssize_t w = pwrite(fd, zeros, n, (off_t)off);
@@ -122,6 +123,12 @@ static int fill_zeros(evs__emb *s, int fd, const char *path)
                             SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                 SYNC_FILE_RANGE_WAIT_AFTER) != 0)
             return io_err(errno, "sync_file_range", path);
+        /* Ahead of need, leave the disk to the log between steps; once the
+         * writer waits for this segment, go flat out. */
+        if (paced && (off + n) % step == 0 && !atomic_load(&s->prep_urgent)) {
+            struct timespec ts = {0, 500 * 1000};
+            nanosleep(&ts, NULL);
+        }
     }
     if (fdatasync(fd) != 0)
         return io_err(errno, "fdatasync", path);
@@ -152,7 +159,7 @@ static void *prealloc_main(void *arg)
         int fd = -1, rc;
         seg_path(tmp, sizeof(tmp), s, no, ".tmp");
         fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        rc = fd < 0 ? io_err(errno, "create", tmp) : fill_zeros(s, fd, tmp);
+        rc = fd < 0 ? io_err(errno, "create", tmp) : fill_zeros(s, fd, tmp, 1);
         if (rc < 0 && fd >= 0) {
             close(fd);
             unlink(tmp);
@@ -214,8 +221,10 @@ static int take_prepared(evs__emb *s, uint32_t no)
     if (!s->prep_started)
         return -1;
     pthread_mutex_lock(&s->prep_lock);
+    atomic_store(&s->prep_urgent, 1);
     while (s->prep_busy && s->prep_no == no)
         pthread_cond_wait(&s->prep_cond, &s->prep_lock);
+    atomic_store(&s->prep_urgent, 0);
     if (s->prep_no == no && s->prep_fd >= 0) {
         fd = s->prep_fd;
         s->prep_fd = -1;
@@ -244,7 +253,7 @@ int evs__seg_create(evs__emb *s, uint32_t no, uint64_t first_position)
         fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0)
             return io_err(errno, "create", tmp);
-        if ((rc = fill_zeros(s, fd, tmp)) < 0)
+        if ((rc = fill_zeros(s, fd, tmp, 0)) < 0)
             goto out;
     }
     header_encode(h, no, s->seg_size, first_position);
