@@ -38,20 +38,28 @@ int evs__idx_open(evs__emb *s, int readonly)
     snprintf(path, sizeof(path), "%s/index", s->dir);
     if (!readonly && mkdir(path, 0755) != 0 && errno != EEXIST)
         return evs__err(EVS_EIO, "create %s: %s", path, strerror(errno));
-    if ((mrc = mdb_env_create(&s->env)) != 0)
-        return evs__mdb_err(mrc, "create environment");
-    mdb_env_set_maxdbs(s->env, 16);
-    mdb_env_set_maxreaders(s->env, 1024);
     /* With MDB_WRITEMAP (dirty pages written in place: commits cost a few
      * µs instead of a pwrite per page) LMDB sizes data.mdb to the map size
      * as a sparse file: its apparent size is 64 GiB, its blocks on disk are
-     * what the index uses. 64 GiB of index is roughly 400 M events. */
-    mdb_env_set_mapsize(s->env, (size_t)64 << 30);
+     * what the index uses. 64 GiB of index is roughly 400 M events. Where
+     * the address space is limited (ulimit -v, valgrind) a 64 GiB map fails:
+     * then try smaller ones, down to 1 GiB. */
     unsigned flags = MDB_NOSYNC | MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD | MDB_WRITEMAP;
     if (readonly)
         flags |= MDB_RDONLY;
-    if ((mrc = mdb_env_open(s->env, path, flags, 0644)) != 0)
-        return evs__mdb_err(mrc, "open");
+    for (unsigned gib = 64;; gib /= 4) {
+        if ((mrc = mdb_env_create(&s->env)) != 0)
+            return evs__mdb_err(mrc, "create environment");
+        mdb_env_set_maxdbs(s->env, 16);
+        mdb_env_set_maxreaders(s->env, 1024);
+        mdb_env_set_mapsize(s->env, (size_t)gib << 30);
+        if ((mrc = mdb_env_open(s->env, path, flags, 0644)) == 0)
+            break;
+        mdb_env_close(s->env);
+        s->env = NULL;
+        if ((mrc != EINVAL && mrc != ENOMEM) || gib == 1)
+            return evs__mdb_err(mrc, "open");
+    }
     if ((mrc = mdb_txn_begin(s->env, NULL, readonly ? MDB_RDONLY : 0, &txn)) != 0)
         return evs__mdb_err(mrc, "begin");
     unsigned cf = readonly ? 0 : MDB_CREATE;
