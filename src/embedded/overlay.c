@@ -15,6 +15,7 @@ void evs__ov_reset(evs__overlay *ov)
     ov->gen++;
     ov->count = 0;
     ov->nstreams = 0;
+    ov->ntenants = 0;
     if (ov->gen == 0) { /* wrapped: old entries could look current */
         if (ov->t)
             memset(ov->t, 0, ov->cap * sizeof(*ov->t));
@@ -26,6 +27,7 @@ void evs__ov_free(evs__overlay *ov)
 {
     free(ov->t);
     free(ov->streams);
+    free(ov->tenants);
     memset(ov, 0, sizeof(*ov));
 }
 
@@ -70,11 +72,16 @@ static int ov_grow(evs__overlay *ov, size_t want)
             j = (j + 1) & (cap - 1);
         t[j] = *e;
     }
-    /* stream list points into the old table: re-point it */
-    size_t ns = 0;
-    for (size_t j = 0; j < cap; j++)
-        if (t[j].gen == ov->gen && t[j].kind == 2 /* OV_STREAM */)
+    /* the stream and tenant lists point into the old table: re-point them */
+    size_t ns = 0, nt = 0;
+    for (size_t j = 0; j < cap; j++) {
+        if (t[j].gen != ov->gen)
+            continue;
+        if (t[j].kind == OV_STREAM)
             ov->streams[ns++] = &t[j];
+        else if (t[j].kind == OV_TENANT)
+            ov->tenants[nt++] = &t[j];
+    }
     free(ov->t);
     ov->t = t;
     ov->cap = cap;
@@ -85,6 +92,14 @@ int evs__ov_reserve(evs__overlay *ov, size_t n)
 {
     if (ov->count + n > ov->cap / 2 && ov_grow(ov, ov->count + n) < 0)
         return -1;
+    if (ov->ntenants + 1 > ov->tenants_cap) {
+        size_t cap = ov->tenants_cap ? ov->tenants_cap * 2 : 16;
+        evs__ov_entry **p = realloc(ov->tenants, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        ov->tenants = p;
+        ov->tenants_cap = cap;
+    }
     if (ov->nstreams + n > ov->streams_cap) {
         size_t cap = ov->streams_cap ? ov->streams_cap : 256;
         while (cap < ov->nstreams + n)
@@ -118,5 +133,7 @@ evs__ov_entry *evs__ov_add(evs__overlay *ov, int kind, uint32_t tid,
     ov->count++;
     if (kind == OV_STREAM)
         ov->streams[ov->nstreams++] = e;
+    else if (kind == OV_TENANT)
+        ov->tenants[ov->ntenants++] = e;
     return e;
 }

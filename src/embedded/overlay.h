@@ -37,10 +37,12 @@ typedef struct evs__overlay {
     size_t cap;         /* power of two */
     size_t count;
     uint32_t gen;
-    /* entries of this group by kind, for phase B (indices into t are not
-     * stable across growth, so keep copies of the keys instead) */
+    /* the group's stream and tenant entries, for phase B (re-pointed
+     * when the table grows) */
     evs__ov_entry **streams;
     size_t nstreams, streams_cap;
+    evs__ov_entry **tenants; /* tenants first seen in this group */
+    size_t ntenants, tenants_cap;
 } evs__overlay;
 
 void evs__ov_reset(evs__overlay *ov);

@@ -387,10 +387,9 @@ static int index_group(evs__emb *s, MDB_txn *txn)
 {
     int rc;
     evs__overlay *ov = &s->ov;
-    for (size_t i = 0; i < ov->cap && ov->count; i++) {
-        evs__ov_entry *e = &ov->t[i];
-        if (e->gen == ov->gen && e->kind == OV_TENANT && e->is_new &&
-            (rc = evs__idx_tenant_insert(txn, s, e->key, e->key_len, (uint32_t)e->a)) < 0)
+    for (size_t i = 0; i < ov->ntenants; i++) {
+        evs__ov_entry *e = ov->tenants[i];
+        if ((rc = evs__idx_tenant_insert(txn, s, e->key, e->key_len, (uint32_t)e->a)) < 0)
             return rc;
     }
     for (size_t i = 0; i < s->nstaged; i++) {
