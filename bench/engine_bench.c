@@ -1583,114 +1583,103 @@ static void counts_str(char *buf, size_t size, const op_counts *c)
              (unsigned long long)c->conflicts, (unsigned long long)c->errors);
 }
 
+/* Append a goal row named name with its target; fill it in with
+ * goal_set or goal_not_run. */
+static goal *goal_add(goal *list, int *n, const char *name, const char *target)
+{
+    goal *g = &list[(*n)++];
+    snprintf(g->name, sizeof g->name, "%s", name);
+    g->target = target;
+    return g;
+}
+
+static void goal_not_run(goal *g)
+{
+    snprintf(g->measured, sizeof g->measured, "-");
+    g->verdict = "not run";
+}
+
+static void goal_set(goal *g, int ok, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void goal_set(goal *g, int ok, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->measured, sizeof g->measured, fmt, ap);
+    va_end(ap);
+    g->verdict = verdict(ok);
+}
+
 static void compute_goals(report *r)
 {
     goal *g;
     const append_result *a;
+    char name[96];
 
-    g = &r->goals[r->ngoals++];
-    snprintf(g->name, sizeof g->name, "%s", "durable appends, 1 thread");
-    g->target = ">= 8,000 appends/s";
-    if ((a = find_level(r->app, r->napp, 1))) {
-        snprintf(g->measured, sizeof g->measured, "%.0f appends/s",
-                 a->ops_per_s);
-        g->verdict = verdict(clean(&a->c) && a->ops_per_s >= 8000);
-    } else {
-        snprintf(g->measured, sizeof g->measured, "-");
-        g->verdict = "not run";
-    }
+    g = goal_add(r->goals, &r->ngoals, "durable appends, 1 thread", ">= 8,000 appends/s");
+    if ((a = find_level(r->app, r->napp, 1)))
+        goal_set(g, clean(&a->c) && a->ops_per_s >= 8000, "%.0f appends/s", a->ops_per_s);
+    else
+        goal_not_run(g);
 
-    g = &r->goals[r->ngoals++];
-    snprintf(g->name, sizeof g->name, "%s", "durable appends, 64 threads");
-    g->target = ">= 200,000 appends/s and p95 <= 1 ms";
-    if ((a = find_level(r->app, r->napp, 64))) {
-        snprintf(g->measured, sizeof g->measured,
+    g = goal_add(r->goals, &r->ngoals, "durable appends, 64 threads",
+                 ">= 200,000 appends/s and p95 <= 1 ms");
+    if ((a = find_level(r->app, r->napp, 64)))
+        goal_set(g, clean(&a->c) && a->ops_per_s >= 200000 && a->lat.p95 <= 1.0,
                  "%.0f appends/s, p95 %.3f ms", a->ops_per_s, a->lat.p95);
-        g->verdict = verdict(clean(&a->c) && a->ops_per_s >= 200000 &&
-                             a->lat.p95 <= 1.0);
-    } else {
-        snprintf(g->measured, sizeof g->measured, "-");
-        g->verdict = "not run";
-    }
+    else
+        goal_not_run(g);
 
     /* At most 4 batch rows fit beside the 4 other goals. */
     for (int i = 0; i < r->nbatch && i < 4; i++) {
         a = &r->batch[i];
-        g = &r->goals[r->ngoals++];
-        snprintf(g->name, sizeof g->name, "100-event batches, %d thread%s",
-                 a->threads, a->threads == 1 ? "" : "s");
-        g->target = ">= 1,000,000 events/s";
-        snprintf(g->measured, sizeof g->measured, "%.0f events/s",
+        snprintf(name, sizeof name, "100-event batches, %d thread%s", a->threads,
+                 a->threads == 1 ? "" : "s");
+        g = goal_add(r->goals, &r->ngoals, name, ">= 1,000,000 events/s");
+        goal_set(g, clean(&a->c) && a->events_per_s >= 1e6, "%.0f events/s",
                  a->events_per_s);
-        g->verdict = verdict(clean(&a->c) && a->events_per_s >= 1e6);
     }
-
-    if (r->nbatch == 0) {
-        g = &r->goals[r->ngoals++];
-        snprintf(g->name, sizeof g->name, "100-event batches");
-        g->target = ">= 1,000,000 events/s";
-        snprintf(g->measured, sizeof g->measured, "-");
-        g->verdict = "not run";
-    }
+    if (r->nbatch == 0)
+        goal_not_run(goal_add(r->goals, &r->ngoals, "100-event batches",
+                              ">= 1,000,000 events/s"));
 
     /* Interleaved first: it is the layout a real aggregate has. */
     int ran_reads = (r->o->phases & P_READ) != 0;
     for (int i = 1; i >= 0; i--) {
         const read_result *rd = &r->rd[i];
-        g = &r->goals[r->ngoals++];
-        snprintf(g->name, sizeof g->name, "read a 1000-event stream (%s)",
+        snprintf(name, sizeof name, "read a 1000-event stream (%s)",
                  i ? "interleaved" : "contiguous");
-        g->target = "p50 <= 0.5 ms (p95 shown)";
-        if (ran_reads) {
-            snprintf(g->measured, sizeof g->measured,
-                     "p50 %.3f ms, p95 %.3f ms", rd->lat.p50, rd->lat.p95);
-            g->verdict = verdict(clean(&rd->c) && rd->lat.p50 <= 0.5);
-        } else {
-            snprintf(g->measured, sizeof g->measured, "-");
-            g->verdict = "not run";
-        }
+        g = goal_add(r->goals, &r->ngoals, name, "p50 <= 0.5 ms (p95 shown)");
+        if (ran_reads)
+            goal_set(g, clean(&rd->c) && rd->lat.p50 <= 0.5, "p50 %.3f ms, p95 %.3f ms",
+                     rd->lat.p50, rd->lat.p95);
+        else
+            goal_not_run(g);
     }
 
     /* The seeds' targets, for context. */
-    g = &r->seeds[r->nseeds++];
-    snprintf(g->name, sizeof g->name, "%s", "single append");
-    g->target = "< 10 ms (judged on p99, 1 thread)";
-    if ((a = find_level(r->app, r->napp, 1))) {
-        snprintf(g->measured, sizeof g->measured, "p99 %.3f ms",
-                 a->lat.p99);
-        g->verdict = verdict(clean(&a->c) && a->lat.p99 < 10);
-    } else {
-        snprintf(g->measured, sizeof g->measured, "-");
-        g->verdict = "not run";
-    }
+    g = goal_add(r->seeds, &r->nseeds, "single append", "< 10 ms (judged on p99, 1 thread)");
+    if ((a = find_level(r->app, r->napp, 1)))
+        goal_set(g, clean(&a->c) && a->lat.p99 < 10, "p99 %.3f ms", a->lat.p99);
+    else
+        goal_not_run(g);
 
-    g = &r->seeds[r->nseeds++];
-    snprintf(g->name, sizeof g->name, "%s", "100-event batch");
-    g->target = "< 50 ms (judged on p99, 1 thread)";
-    if ((a = find_level(r->batch, r->nbatch, 1))) {
-        snprintf(g->measured, sizeof g->measured, "p99 %.3f ms",
-                 a->lat.p99);
-        g->verdict = verdict(clean(&a->c) && a->lat.p99 < 50);
-    } else {
-        snprintf(g->measured, sizeof g->measured, "-");
-        g->verdict = "not run";
-    }
+    g = goal_add(r->seeds, &r->nseeds, "100-event batch", "< 50 ms (judged on p99, 1 thread)");
+    if ((a = find_level(r->batch, r->nbatch, 1)))
+        goal_set(g, clean(&a->c) && a->lat.p99 < 50, "p99 %.3f ms", a->lat.p99);
+    else
+        goal_not_run(g);
 
-    g = &r->seeds[r->nseeds++];
-    snprintf(g->name, sizeof g->name, "%s", "1000-event aggregate load");
-    g->target = "< 20 ms (judged on p99, interleaved stream)";
-    if (ran_reads) {
-        snprintf(g->measured, sizeof g->measured, "p99 %.3f ms",
+    g = goal_add(r->seeds, &r->nseeds, "1000-event aggregate load",
+                 "< 20 ms (judged on p99, interleaved stream)");
+    if (ran_reads)
+        goal_set(g, clean(&r->rd[1].c) && r->rd[1].lat.p99 < 20, "p99 %.3f ms",
                  r->rd[1].lat.p99);
-        g->verdict = verdict(clean(&r->rd[1].c) && r->rd[1].lat.p99 < 20);
-    } else {
-        snprintf(g->measured, sizeof g->measured, "-");
-        g->verdict = "not run";
-    }
+    else
+        goal_not_run(g);
 
-    g = &r->seeds[r->nseeds++];
-    snprintf(g->name, sizeof g->name, "%s", "P95 latency");
-    g->target = "< 10 ms (worst append p95 over all levels)";
+    g = goal_add(r->seeds, &r->nseeds, "P95 latency",
+                 "< 10 ms (worst append p95 over all levels)");
     double worst = 0;
     int worst_t = 0, ok = r->napp > 0;
     for (int i = 0; i < r->napp; i++) {
@@ -1700,9 +1689,11 @@ static void compute_goals(report *r)
             worst_t = r->app[i].threads;
         }
     }
-    snprintf(g->measured, sizeof g->measured, "p95 %.3f ms (%d thread%s)",
-             worst, worst_t, worst_t == 1 ? "" : "s");
-    g->verdict = r->napp ? verdict(ok && worst < 10) : "not run";
+    if (r->napp)
+        goal_set(g, ok && worst < 10, "p95 %.3f ms (%d thread%s)", worst, worst_t,
+                 worst_t == 1 ? "" : "s");
+    else
+        goal_not_run(g);
 }
 
 /* ------------------------------------------------------------------ */
