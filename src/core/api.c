@@ -83,22 +83,28 @@ static int check_tenant(const char *tenant, size_t *len)
     return 0;
 }
 
-/* ctx prefixes the message, e.g. "stream account-7: " (may be ""). */
-static int check_name(const char *ctx, const char *what, const char *s,
-                      size_t max, size_t *len)
+/* What is wrong with a name (stream, type, tag) of at most max bytes, or
+ * NULL when nothing is: callers add the context to the message. */
+_Static_assert(EVS_MAX_STREAM_LEN == 256 && EVS_MAX_TYPE_LEN == 256 && EVS_MAX_TAG_LEN == 256,
+               "name_problem's message says 256");
+static const char *name_problem(const char *s, size_t max)
 {
     if (!s)
-        return evs__err(EVS_EINVAL, "%s%s is NULL", ctx, what);
+        return "is NULL";
     size_t n = strnlen(s, max + 1);
     if (n == 0)
-        return evs__err(EVS_EINVAL, "%s%s is empty", ctx, what);
+        return "is empty";
     if (n > max)
-        return evs__err(EVS_EINVAL, "%s%s is longer than %zu bytes", ctx, what, max);
+        return "is longer than 256 bytes";
     if (!evs__utf8_valid(s, n))
-        return evs__err(EVS_EINVAL, "%s%s is not valid UTF-8", ctx, what);
-    if (len)
-        *len = n;
-    return 0;
+        return "is not valid UTF-8";
+    return NULL;
+}
+
+static int check_stream(const char *stream)
+{
+    const char *why = name_problem(stream, EVS_MAX_STREAM_LEN);
+    return why ? evs__err(EVS_EINVAL, "stream name %s", why) : 0;
 }
 
 static int check_expected(int64_t ev, const char *stream)
@@ -130,12 +136,9 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
                        const evs_event_data *e)
 {
     int rc;
-    /* The message prefix is built only when something is wrong: this runs
-     * for every event of every append. */
-    char ctx[EVS_MAX_STREAM_LEN + 64];
-#define EVS__CTX() (snprintf(ctx, sizeof(ctx), "stream %s, event %zu: ", stream, idx), ctx)
-    if ((rc = check_name("", "type", e->type, EVS_MAX_TYPE_LEN, NULL)) < 0)
-        return check_name(EVS__CTX(), "type", e->type, EVS_MAX_TYPE_LEN, NULL);
+    const char *why;
+    if ((why = name_problem(e->type, EVS_MAX_TYPE_LEN)))
+        return evs__err(EVS_EINVAL, "stream %s, event %zu: type %s", stream, idx, why);
     if (e->content_type != EVS_CONTENT_JSON && e->content_type != EVS_CONTENT_BINARY)
         return evs__err(EVS_EINVAL, "stream %s, event %zu: unknown content type %d",
                         stream, idx, (int)e->content_type);
@@ -160,8 +163,9 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
         return evs__err(EVS_EINVAL, "stream %s, event %zu: tags is NULL but ntags is %zu",
                         stream, idx, e->ntags);
     for (size_t t = 0; t < e->ntags; t++) {
-        if ((rc = check_name("", "a tag", e->tags[t], EVS_MAX_TAG_LEN, NULL)) < 0)
-            return check_name(EVS__CTX(), "a tag", e->tags[t], EVS_MAX_TAG_LEN, NULL);
+        if ((why = name_problem(e->tags[t], EVS_MAX_TAG_LEN)))
+            return evs__err(EVS_EINVAL, "stream %s, event %zu: tag %zu %s", stream, idx,
+                            t, why);
         for (size_t u = 0; u < t; u++)
             if (strcmp(e->tags[u], e->tags[t]) == 0)
                 return evs__err(EVS_EINVAL,
@@ -181,7 +185,6 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
             return rc;
     }
     return 0;
-#undef EVS__CTX
 }
 
 /* ---- append ------------------------------------------------------------ */
@@ -219,11 +222,9 @@ int evs_append_multi(evs_append_result *out, evs_db *db, const char *tenant,
 
     for (size_t p = 0; p < nparts; p++) {
         const evs_stream_append *pa = &parts[p];
-        if (check_name("", "stream name", pa->stream, EVS_MAX_STREAM_LEN, NULL) < 0) {
-            char ctx[48];
-            snprintf(ctx, sizeof(ctx), "append part %zu: ", p);
-            return check_name(ctx, "stream name", pa->stream, EVS_MAX_STREAM_LEN, NULL);
-        }
+        const char *why = name_problem(pa->stream, EVS_MAX_STREAM_LEN);
+        if (why)
+            return evs__err(EVS_EINVAL, "append part %zu: stream name %s", p, why);
         if ((rc = check_expected(pa->expected_version, pa->stream)) < 0)
             return rc;
         if (!pa->events || pa->nevents == 0)
@@ -335,7 +336,7 @@ int evs_read_stream(evs_iter **out, evs_db *db, const char *tenant,
         return evs__err(EVS_EINVAL, "read_stream: db is NULL");
     if ((rc = check_tenant(tenant, &tl)) < 0)
         return rc;
-    if ((rc = check_name("", "stream name", stream, EVS_MAX_STREAM_LEN, NULL)) < 0)
+    if ((rc = check_stream(stream)) < 0)
         return rc;
     if (dir != EVS_FORWARD && dir != EVS_BACKWARD)
         return evs__err(EVS_EINVAL, "read_stream: unknown direction %d", (int)dir);
@@ -390,7 +391,7 @@ int evs_stream_version(int64_t *out, evs_db *db, const char *tenant,
         return evs__err(EVS_EINVAL, "stream_version: NULL argument");
     if ((rc = check_tenant(tenant, &tl)) < 0)
         return rc;
-    if ((rc = check_name("", "stream name", stream, EVS_MAX_STREAM_LEN, NULL)) < 0)
+    if ((rc = check_stream(stream)) < 0)
         return rc;
     return db->ops->stream_version(out, db, tenant ? tenant : "", stream);
 }
