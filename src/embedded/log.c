@@ -329,14 +329,9 @@ int evs__segs_open(evs__emb *s, int readonly)
         unsigned long long v = strtoull(name, &end, 16);
         if (end != name + 16 || v == 0 || v > EVS_MAX_SEGMENTS)
             continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            uint32_t *p = realloc(nos, cap * sizeof(*nos));
-            if (!p) {
-                rc = evs__err(EVS_ENOMEM, "out of memory listing segments");
-                goto out;
-            }
-            nos = p;
+        if (evs__grow(&nos, &cap, n + 1, sizeof(*nos)) < 0) {
+            rc = evs__err(EVS_ENOMEM, "out of memory listing segments");
+            goto out;
         }
         nos[n++] = (uint32_t)v;
     }

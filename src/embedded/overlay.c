@@ -1,4 +1,5 @@
 #include "embedded/overlay.h"
+#include "util/util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -92,24 +93,9 @@ int evs__ov_reserve(evs__overlay *ov, size_t n)
 {
     if (ov->count + n > ov->cap / 2 && ov_grow(ov, ov->count + n) < 0)
         return -1;
-    if (ov->ntenants + 1 > ov->tenants_cap) {
-        size_t cap = ov->tenants_cap ? ov->tenants_cap * 2 : 16;
-        evs__ov_entry **p = realloc(ov->tenants, cap * sizeof(*p));
-        if (!p)
-            return -1;
-        ov->tenants = p;
-        ov->tenants_cap = cap;
-    }
-    if (ov->nstreams + n > ov->streams_cap) {
-        size_t cap = ov->streams_cap ? ov->streams_cap : 256;
-        while (cap < ov->nstreams + n)
-            cap *= 2;
-        evs__ov_entry **p = realloc(ov->streams, cap * sizeof(*p));
-        if (!p)
-            return -1;
-        ov->streams = p;
-        ov->streams_cap = cap;
-    }
+    if (evs__grow(&ov->tenants, &ov->tenants_cap, ov->ntenants + 1, sizeof(*ov->tenants)) < 0 ||
+        evs__grow(&ov->streams, &ov->streams_cap, ov->nstreams + n, sizeof(*ov->streams)) < 0)
+        return -1;
     return 0;
 }
 

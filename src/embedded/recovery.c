@@ -149,14 +149,9 @@ int evs__recover(evs__emb *s)
         if (rr == EVS_REC_OK && evs__get_le64(m + off + EVS_REC_OFF_POSITION) != expect)
             rr = EVS_REC_BAD_LAYOUT; /* a valid record out of sequence */
         if (rr == EVS_REC_OK) {
-            if (npend == pend_cap) {
-                pend_cap = pend_cap ? pend_cap * 2 : 1024;
-                uint64_t *p = realloc(pending, pend_cap * sizeof(*p));
-                if (!p) {
-                    rc = evs__err(EVS_ENOMEM, "out of memory in recovery");
-                    goto out;
-                }
-                pending = p;
+            if (evs__grow(&pending, &pend_cap, npend + 1, sizeof(*pending)) < 0) {
+                rc = evs__err(EVS_ENOMEM, "out of memory in recovery");
+                goto out;
             }
             pending[npend++] = evs__loc(seg, off);
             expect++;

@@ -99,20 +99,6 @@ static int flush_group(evs__emb *s)
     return 0;
 }
 
-static int gbuf_reserve(evs__emb *s, size_t add)
-{
-    if (s->gbuf_len + add <= s->gbuf_cap)
-        return 0;
-    size_t cap = s->gbuf_cap ? s->gbuf_cap : (1u << 20);
-    while (cap < s->gbuf_len + add)
-        cap *= 2;
-    uint8_t *p = realloc(s->gbuf, cap);
-    if (!p)
-        return evs__err(EVS_ENOMEM, "out of memory for the commit group");
-    s->gbuf = p;
-    s->gbuf_cap = cap;
-    return 0;
-}
 
 /* ---- lookups: this group's overlay first, then the txn ------------------ */
 
@@ -217,21 +203,6 @@ static int check_retry(evs__emb *s, MDB_txn *txn, evs__emb_req *r, uint64_t firs
     return 0;
 }
 
-static int staged_reserve(evs__emb *s, size_t add)
-{
-    if (s->nstaged + add <= s->staged_cap)
-        return 0;
-    size_t cap = s->staged_cap ? s->staged_cap : 1024;
-    while (cap < s->nstaged + add)
-        cap *= 2;
-    evs__staged *p = realloc(s->staged, cap * sizeof(*p));
-    if (!p)
-        return evs__err(EVS_ENOMEM, "out of memory staging a group");
-    s->staged = p;
-    s->staged_cap = cap;
-    return 0;
-}
-
 /*
  * Check one request and, if it may be written, number its records, copy
  * them into the group buffer and note its index entries (s->staged and the
@@ -270,16 +241,8 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
     }
 
     /* expected versions: check every part, report every failure */
-    if (c->nparts > s->wparts_cap) {
-        size_t cap = s->wparts_cap ? s->wparts_cap : 64;
-        while (cap < c->nparts)
-            cap *= 2;
-        part_state *p = realloc(s->wparts, cap * sizeof(*p));
-        if (!p)
-            return evs__err(EVS_ENOMEM, "out of memory checking an append");
-        s->wparts = p;
-        s->wparts_cap = cap;
-    }
+    if (evs__grow(&s->wparts, &s->wparts_cap, c->nparts, sizeof(part_state)) < 0)
+        return evs__err(EVS_ENOMEM, "out of memory checking an append");
     part_state *w_parts = s->wparts;
     size_t nconf = 0, mlen = 0;
     for (size_t p = 0; p < c->nparts; p++) {
@@ -317,9 +280,9 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
             return rc;
         s->gbuf_first = s->next_position;
     }
-    if ((rc = gbuf_reserve(s, r->enc_len)) < 0 ||
-        (rc = staged_reserve(s, c->nevents)) < 0)
-        return rc;
+    if (evs__grow(&s->gbuf, &s->gbuf_cap, s->gbuf_len + r->enc_len, 1) < 0 ||
+        evs__grow(&s->staged, &s->staged_cap, s->nstaged + c->nevents, sizeof(evs__staged)) < 0)
+        return evs__err(EVS_ENOMEM, "out of memory staging a group");
     if (evs__ov_reserve(&s->ov, c->nevents + c->nparts + 1) < 0)
         return evs__err(EVS_ENOMEM, "out of memory staging a group");
 
@@ -575,22 +538,16 @@ wake:;
     for (evs__emb_req *r = reqs; r; r = r->next) {
         if (r == me)
             continue;
-        if (n == s->wake_cap) {
-            size_t cap = s->wake_cap ? s->wake_cap * 2 : 256;
-            evs__emb_req **a = realloc(s->wake, cap * sizeof(*a));
-            if (!a) {
-                /* no memory for the tree: wake everyone directly */
-                for (evs__emb_req *q = reqs, *next; q; q = next) {
-                    next = q->next;
-                    if (q == me)
-                        continue;
-                    q->kids[0] = q->kids[1] = NULL;
-                    sem_post(&q->done);
-                }
-                return;
+        if (evs__grow(&s->wake, &s->wake_cap, n + 1, sizeof(*s->wake)) < 0) {
+            /* no memory for the tree: wake everyone directly */
+            for (evs__emb_req *q = reqs, *next; q; q = next) {
+                next = q->next;
+                if (q == me)
+                    continue;
+                q->kids[0] = q->kids[1] = NULL;
+                sem_post(&q->done);
             }
-            s->wake = a;
-            s->wake_cap = cap;
+            return;
         }
         s->wake[n++] = r;
     }

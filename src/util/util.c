@@ -2,6 +2,7 @@
 
 #include <isa-l/crc.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -26,25 +27,40 @@ static void scratch_free_all(void *arg)
 
 static void scratch_key_init(void) { pthread_key_create(&scratch_key, scratch_free_all); }
 
+int evs__grow(void *bufp, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 16;
+    while (c < need) {
+        if (c > SIZE_MAX / 2)
+            return -1;
+        c *= 2;
+    }
+    if (c > SIZE_MAX / size)
+        return -1;
+    void *old;
+    memcpy(&old, bufp, sizeof(old));
+    void *p = realloc(old, c * size);
+    if (!p)
+        return -1;
+    memcpy(bufp, &p, sizeof(p));
+    *cap = c;
+    return 0;
+}
+
 void *evs__scratch_get(evs__scratch *s, size_t need)
 {
-    if (need <= s->cap)
-        return s->buf;
-    size_t cap = s->cap ? s->cap : 4096;
-    while (cap < need)
-        cap *= 2;
-    void *p = realloc(s->buf, cap);
-    if (!p)
+    int first = s->buf == NULL;
+    if (evs__grow(&s->buf, &s->cap, need < 4096 ? 4096 : need, 1) < 0)
         return NULL;
-    if (!s->buf) { /* first allocation on this thread: free it at exit */
+    if (first && s->buf) { /* first allocation on this thread: free it at exit */
         pthread_once(&scratch_once, scratch_key_init);
         if (scratch_n < EVS_MAX_SCRATCH)
             scratch_reg[scratch_n++] = s;
         pthread_setspecific(scratch_key, scratch_reg);
     }
-    s->buf = p;
-    s->cap = cap;
-    return p;
+    return s->buf;
 }
 
 uint32_t evs__crc32c(const void *buf, size_t len)

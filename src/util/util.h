@@ -17,6 +17,13 @@ uint32_t evs__crc32c(const void *buf, size_t len);
  * allocate per call; freed when the thread exits. Declare it
  * `static _Thread_local evs__scratch x;`. NULL when out of memory.
  */
+/*
+ * Make room for `need` elements of `size` bytes in the array *bufp (a
+ * pointer to the array pointer) whose capacity is *cap elements, doubling.
+ * Returns 0, or -1 when out of memory (the array is then unchanged).
+ */
+int evs__grow(void *bufp, size_t *cap, size_t need, size_t size);
+
 typedef struct evs__scratch {
     void *buf;
     size_t cap;
