@@ -107,7 +107,8 @@ typedef struct evs_uuid {
 EVS_EXTERN int evs_uuid_is_nil(const evs_uuid *u);
 /* A new time-ordered UUID (RFC 9562 version 7). Thread-safe. */
 EVS_EXTERN void evs_uuid_generate(evs_uuid *out);
-/* Parse the 36-character text form. EVS_EINVAL if malformed. */
+/* Parse the 36-character text form (any case). Returns 0, or EVS_EINVAL
+ * (NULL argument, or malformed: the detail message quotes the text). */
 EVS_EXTERN int evs_uuid_parse(evs_uuid *out, const char *text);
 /* Write the 36-character lowercase text form and a NUL into out. */
 EVS_EXTERN void evs_uuid_format(char out[37], const evs_uuid *u);
@@ -324,15 +325,20 @@ EVS_EXTERN int evs_read_stream(evs_iter **out, evs_db *db,
  * Read $all forward: events with global position >= from_position (0 or 1
  * = from the start), in position order, at most limit (0 = no limit).
  * tenant: that tenant's events only (positions then have gaps, which hold
- * other tenants' events); NULL: every tenant's (administration).
+ * other tenants' events); NULL: every tenant's (administration). A snapshot
+ * like evs_read_stream; a tenant with no events yields none. Semantics of
+ * $all as in KurrentDB (from_position inclusive). Returns 0, EVS_EINVAL
+ * (out or db NULL, bad tenant name), EVS_ENOMEM, EVS_EBACKEND.
  */
 EVS_EXTERN int evs_read_all(evs_iter **out, evs_db *db, const char *tenant,
                             uint64_t from_position, uint64_t limit);
 
 /*
- * Next event of the iterator. Returns 0 and sets *ev, EVS_ITEROVER at the
- * end, or EVS_ECORRUPT (a record failed its check; the message gives its
- * segment, offset and "position N").
+ * Next event of the iterator. Returns 0 and sets *ev (borrowed: valid
+ * until the next call on this iterator or evs_iter_free), EVS_ITEROVER at
+ * the end (and on every later call), EVS_EINVAL (ev or it NULL), or
+ * EVS_ECORRUPT (a record failed its check; the message gives its segment,
+ * offset and "position N"). One thread at a time per iterator.
  */
 EVS_EXTERN int evs_iter_next(const evs_event **ev, evs_iter *it);
 
@@ -341,14 +347,18 @@ EVS_EXTERN void evs_iter_free(evs_iter *it);
 
 /*
  * The version of the stream's last event, or EVS_NO_STREAM (-1) when the
- * stream has no events (returns 0 in both cases).
+ * stream has no events (returns 0 in both cases). Reads committed state,
+ * never blocks appends. Returns EVS_EINVAL (NULL out/db, bad tenant or
+ * stream name) or EVS_EBACKEND otherwise.
  */
 EVS_EXTERN int evs_stream_version(int64_t *out, evs_db *db,
                                   const char *tenant, const char *stream);
 
 /*
- * The head position (newest committed event): of the whole store when
- * tenant is NULL, else of that tenant's newest event. 0 when empty.
+ * The head position (the tracking token of the newest committed event):
+ * of the whole store when tenant is NULL, else of that tenant's newest
+ * event. 0 when empty. Returns 0, EVS_EINVAL (NULL out/db, bad tenant
+ * name), EVS_EBACKEND.
  */
 EVS_EXTERN int evs_head_position(uint64_t *out, evs_db *db,
                                  const char *tenant);
@@ -363,6 +373,10 @@ typedef struct evs_stats {
     uint64_t segments;      /* number of log segments */
 } evs_stats;
 
+/*
+ * Counts and sizes of the store, from one snapshot (appends may continue).
+ * Returns 0, EVS_EINVAL (NULL argument), EVS_EBACKEND.
+ */
 EVS_EXTERN int evs_stats_get(evs_stats *out, evs_db *db);
 
 /*
@@ -372,7 +386,9 @@ EVS_EXTERN int evs_stats_get(evs_stats *out, evs_db *db);
  * with a one-line description naming the segment, offset and "position N"
  * (at most 1000 calls). checked (may be NULL) receives the number of log
  * records (= events) checked. Runs on a snapshot: appends may continue.
- * Returns 0 when clean, EVS_ECORRUPT when any problem was found.
+ * Returns 0 when clean, EVS_ECORRUPT when any problem was found, EVS_EINVAL
+ * (db NULL), EVS_EBACKEND (the index could not be read). May take seconds
+ * per million events: every record is read and CRC-checked.
  */
 typedef void (*evs_verify_fn)(void *ctx, const char *problem);
 EVS_EXTERN int evs_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb,

@@ -65,6 +65,17 @@ int evs_close(evs_db *db)
     return db->ops->close(db);
 }
 
+int evs_uuid_parse(evs_uuid *out, const char *text)
+{
+    evs__clear_error();
+    if (!out || !text)
+        return evs__err(EVS_EINVAL, "uuid_parse: NULL argument");
+    if (evs__uuid_parse(out, text) != 0)
+        return evs__err(EVS_EINVAL, "\"%.64s\" is not a UUID (expected 36 characters "
+                        "like 01a2011e-961d-775e-8f45-a0207a72a97d)", text);
+    return 0;
+}
+
 /* ---- validation -------------------------------------------------------- */
 
 static int check_tenant(const char *tenant, size_t *len)

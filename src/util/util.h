@@ -30,6 +30,10 @@ typedef struct evs__scratch {
 } evs__scratch;
 void *evs__scratch_get(evs__scratch *s, size_t need);
 
+/* Parse the 36-character text form of a UUID: 0, or -1 if malformed. */
+struct evs_uuid;
+int evs__uuid_parse(struct evs_uuid *out, const char *text);
+
 /* Wall clock, µs since the Unix epoch. */
 int64_t evs__now_us(void);
 /* Monotonic clock, ns. */

@@ -48,13 +48,11 @@ void evs_uuid_generate(evs_uuid *out)
     b[8] = (uint8_t)(0x80 | (b[8] & 0x3F));
 }
 
-int evs_uuid_parse(evs_uuid *out, const char *text)
+int evs__uuid_parse(evs_uuid *out, const char *text)
 {
-    if (!out || !text || strlen(text) != 36)
-        return EVS_EINVAL;
     uuid_t u;
-    if (uuid_parse(text, u) != 0)
-        return EVS_EINVAL;
+    if (strlen(text) != 36 || uuid_parse(text, u) != 0)
+        return -1;
     memcpy(out->bytes, u, 16);
     return 0;
 }
