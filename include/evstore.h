@@ -45,7 +45,7 @@ extern "C" {
  * One list, generated into the enum and evs_strerror(). Codes are stable.
  */
 #define EVS_ERRNO_MAP(XX)                                                    \
-    XX(ECONFLICT, -1, "append condition failed (expected version)")         \
+    XX(ECONFLICT, -1, "append condition failed")                            \
     XX(ENOTFOUND, -2, "not found")                                          \
     XX(EINVAL, -3, "invalid argument")                                      \
     XX(ECORRUPT, -4, "store data is corrupt")                               \
@@ -139,7 +139,8 @@ typedef struct evs_event_data {
     const void *metadata;  /* JSON (object or any value) or NULL */
     size_t metadata_len;   /* bytes; 0 = no metadata */
     const char *const *tags; /* ntags tags, each 1..EVS_MAX_TAG_LEN bytes */
-    size_t ntags;            /* 0..EVS_MAX_TAGS; duplicates are rejected */
+    size_t ntags;            /* 0..EVS_MAX_TAGS; duplicates are rejected;
+                                tags starting with '$' are reserved */
     evs_uuid correlation_id; /* nil = none */
     evs_uuid causation_id;   /* nil = none */
     int64_t recorded_at;     /* µs since the Unix epoch; 0 = now */
@@ -292,6 +293,127 @@ EVS_EXTERN int evs_append_multi(evs_append_result *out, evs_db *db,
                                 size_t nparts);
 
 /* ------------------------------------------------------------------ */
+/* Dynamic consistency boundaries (DCB, dcb.events)                    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * One query item: matches an event whose type is one of `types` (ntypes
+ * == 0: any type) AND that carries every tag in `tags` (ntags == 0: any
+ * tags). An item with neither types nor tags matches every event.
+ *
+ * Stream membership is queryable like a tag: the tag "$stream:NAME"
+ * matches the events of stream NAME (no tag is stored for it; the stream
+ * index answers). Other tags starting with '$' are reserved.
+ */
+typedef struct evs_query_item {
+    const char *const *types; /* ntypes names, each 1..EVS_MAX_TYPE_LEN */
+    size_t ntypes;
+    const char *const *tags;  /* ntags tags, each 1..EVS_MAX_TAG_LEN */
+    size_t ntags;
+} evs_query_item;
+
+/*
+ * A DCB query: its items are OR'ed. nitems == 0 is the "all" query: it
+ * matches every event (as UmaDB's query without items). Limits: at most
+ * EVS_MAX_QUERY_ITEMS items and EVS_MAX_QUERY_TERMS types + tags in all.
+ */
+typedef struct evs_query {
+    const evs_query_item *items;
+    size_t nitems;
+} evs_query;
+
+#define EVS_MAX_QUERY_ITEMS 1024
+#define EVS_MAX_QUERY_TERMS 4096
+/* The tag prefix that selects a stream's events in a query item. */
+#define EVS_STREAM_TAG_PREFIX "$stream:"
+
+/*
+ * An append condition (DCB): the append fails with EVS_ECONFLICT if any
+ * event of the append's tenant matching fail_if_events_match has a
+ * position > after. after == 0 checks the whole store. An after beyond
+ * the head is allowed (nothing can match yet).
+ */
+typedef struct evs_append_condition {
+    evs_query fail_if_events_match;
+    uint64_t after; /* exclusive; a consistency marker (evs_iter_marker) */
+} evs_append_condition;
+
+#define EVS_MAX_CONDITIONS 64
+#define EVS_MAX_TAG_FIELDS 64
+
+/*
+ * The general append: stream parts with expected versions, DCB append
+ * conditions and payload-derived tags, all checked and written as one
+ * atomic step inside the group commit.
+ */
+#define EVS_APPEND_REQUEST_VERSION 1
+typedef struct evs_append_request {
+    unsigned version;       /* EVS_APPEND_REQUEST_VERSION */
+    const char *tenant;     /* NULL or "": the default tenant */
+    /* 1..65536 parts. A part whose stream is NULL holds events that
+     * belong to no stream (pure DCB events, found by type and tags only);
+     * its expected_version must be EVS_ANY, and at most one part may be
+     * such a part. Its result has stream_version and first_version
+     * EVS_NO_STREAM. */
+    const evs_stream_append *parts;
+    size_t nparts;
+    /* 0..EVS_MAX_CONDITIONS conditions, all of which must hold. */
+    const evs_append_condition *conditions;
+    size_t nconditions;
+    /*
+     * Payload predicates: for each name here, every JSON event whose data
+     * is an object with a top-level member of that name gets the tag
+     * "NAME:VALUE": a string's unescaped text, or the JSON text of a
+     * number, true or false. null, objects, arrays and absent members
+     * give no tag. A derived tag equal to an explicit one is kept once.
+     * A derived tag longer than EVS_MAX_TAG_LEN, or more than
+     * EVS_MAX_TAGS tags on one event, is EVS_EINVAL.
+     */
+    const char *const *tag_fields;
+    size_t ntag_fields; /* 0..EVS_MAX_TAG_FIELDS */
+} evs_append_request;
+#define EVS_APPEND_REQUEST_INIT                                              \
+    { EVS_APPEND_REQUEST_VERSION, NULL, NULL, 0, NULL, 0, NULL, 0 }
+
+/*
+ * Append as described by req (the one append path: evs_append and
+ * evs_append_multi are this without conditions).
+ *
+ * results: nparts results or NULL, as for evs_append_multi. conflicts:
+ * nconditions positions or NULL; on return, conflicts[i] is the position
+ * of the first event after conditions[i].after that matches its query,
+ * or 0 when that condition held.
+ *
+ * Every expected version and every condition is checked, atomically with
+ * the write, against the committed store and every append committed before
+ * this one in the same group: two concurrent appends with the same
+ * condition never both succeed. A retry (its first event id is stored) is
+ * answered from the stored events before any condition is checked, as
+ * for evs_append.
+ *
+ * Returns 0; EVS_ECONFLICT when any expected version or condition failed
+ * (the detail message lists every failed one, e.g. "condition 0: event at
+ * position 17 matches fail_if_events_match (after 12)"); EVS_EINVAL (bad
+ * query, tag, tag field, a streamless part with an expected version, and
+ * everything evs_append_multi rejects); other codes as evs_append.
+ * Semantics: dcb.events (append condition), KurrentDB (expected version),
+ * EventCore (multi-stream).
+ */
+EVS_EXTERN int evs_append_ex(evs_append_result *results, uint64_t *conflicts,
+                             evs_db *db, const evs_append_request *req);
+
+/*
+ * The DCB append of the specification: 1..nevents events that belong to
+ * no stream, appended if `condition` (NULL: none) holds. out (may be
+ * NULL) gets the positions; *conflict (may be NULL) the first offending
+ * position on EVS_ECONFLICT, else 0. Errors as evs_append_ex.
+ */
+EVS_EXTERN int evs_dcb_append(evs_append_result *out, uint64_t *conflict,
+                              evs_db *db, const char *tenant,
+                              const evs_event_data *events, size_t nevents,
+                              const evs_append_condition *condition);
+
+/* ------------------------------------------------------------------ */
 /* Reading                                                             */
 /* ------------------------------------------------------------------ */
 
@@ -344,6 +466,33 @@ EVS_EXTERN int evs_iter_next(const evs_event **ev, evs_iter *it);
 
 /* Release an iterator. NULL-safe. */
 EVS_EXTERN void evs_iter_free(evs_iter *it);
+
+/*
+ * Read the events of `tenant` that match `query` (DCB read). Forward:
+ * events with position > position_bound (0 = from the start), oldest
+ * first. Backward: events with position < position_bound (0 = from the
+ * newest), newest first. At most limit events (0 = no limit). A snapshot
+ * like evs_read_stream. Only the postings of the query's types and tags
+ * are touched, never the whole log.
+ *
+ * Returns 0, EVS_EINVAL (NULL out/db/query, bad tenant, type or tag, too
+ * many items or terms, unknown direction), EVS_ENOMEM, EVS_EBACKEND.
+ */
+EVS_EXTERN int evs_read_query(evs_iter **out, evs_db *db, const char *tenant,
+                              const evs_query *query, uint64_t position_bound,
+                              evs_direction dir, uint64_t limit);
+
+/*
+ * The consistency marker of a read (DCB): the position of the newest event
+ * the read has considered, to pass as evs_append_condition.after. Once
+ * evs_iter_next returned EVS_ITEROVER, every event up to it that matches
+ * was returned. For a forward read stopped by its limit that is the last
+ * event returned; otherwise (exhausted, or backward) it is the store's head
+ * when the read began, also when nothing matched. Before the end of a
+ * forward read it is the last event returned so far. Works for every
+ * iterator. Returns 0 or EVS_EINVAL (NULL argument).
+ */
+EVS_EXTERN int evs_iter_marker(uint64_t *out, const evs_iter *it);
 
 /*
  * The version of the stream's last event, or EVS_NO_STREAM (-1) when the

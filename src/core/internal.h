@@ -38,8 +38,12 @@ typedef struct evs__append_req {
     size_t nevents;          /* total over all parts */
     const evs_uuid *ids;     /* nevents */
     const uint8_t *id_given; /* nevents */
-    size_t *stream_lens;     /* nparts */
+    size_t *stream_lens;     /* nparts; 0 = a part of events with no stream
+                                (its stream is "", expected EVS_ANY) */
     evs_append_result *results; /* nparts, never NULL here */
+    const evs_append_condition *conds; /* nconds DCB conditions, validated */
+    size_t nconds;
+    uint64_t *conflicts;     /* nconds, never NULL when nconds > 0 */
 } evs__append_req;
 
 /* ---- backends ---------------------------------------------------------- */
@@ -52,7 +56,12 @@ typedef struct evs__backend_ops {
                        evs_direction dir, uint64_t limit);
     int (*read_all)(evs_iter **out, evs_db *db, const char *tenant,
                     uint64_t from_position, uint64_t limit);
+    /* query validated; tenant never NULL */
+    int (*read_query)(evs_iter **out, evs_db *db, const char *tenant,
+                      const evs_query *query, uint64_t position_bound,
+                      evs_direction dir, uint64_t limit);
     int (*iter_next)(const evs_event **ev, evs_iter *it);
+    int (*iter_marker)(uint64_t *out, const evs_iter *it);
     void (*iter_free)(evs_iter *it);
     int (*stream_version)(int64_t *out, evs_db *db, const char *tenant,
                           const char *stream);
