@@ -53,7 +53,7 @@ typedef struct evs__staged {
     int64_t version;
     uint64_t position;
     uint64_t loc;
-    const uint8_t *id;   /* in the request's encoded record */
+    const uint8_t *rec;  /* the request's encoded record */
 } evs__staged;
 
 typedef struct evs__emb {
@@ -70,7 +70,8 @@ typedef struct evs__emb {
 
     MDB_env *env;
     MDB_dbi db_meta, db_tenants, db_streams, db_stream_events, db_positions,
-        db_tenant_events, db_event_ids;
+        db_tenant_events, db_event_ids, db_postings;
+    int idx_upgrade;       /* the index has an older format: rebuild it */
 
     /* published: newest committed (durable and indexed) position */
     _Atomic uint64_t head;
@@ -95,6 +96,7 @@ typedef struct evs__emb {
     evs__overlay ov;       /* the group's changes before they are indexed */
     evs__staged *staged;
     size_t nstaged, staged_cap;
+    size_t nindexed;       /* staged events already put into the txn */
     void *wparts;          /* per-part scratch of the request being checked */
     size_t wparts_cap;
 
@@ -172,9 +174,14 @@ int evs__idx_stream_get(MDB_txn *txn, evs__emb *s, uint32_t tid,
 int evs__idx_stream_put(MDB_txn *txn, evs__emb *s, uint32_t tid,
                         const char *stream, size_t len, uint64_t sid,
                         int64_t version);
+/* Every index entry of one event (rec: its encoded record, which gives
+ * the id, type and tags). sid 0: an event without a stream. */
 int evs__idx_event_put(MDB_txn *txn, evs__emb *s, uint32_t tid, uint64_t sid,
                        int64_t version, uint64_t position, uint64_t loc,
-                       const uint8_t id[16]);
+                       const uint8_t *rec);
+/* The postings key of a term (EVS_TERM_TYPE or EVS_TERM_TAG). */
+void evs__term_key(uint8_t key[12], uint32_t tid, unsigned kind, const char *text,
+                   size_t len);
 int evs__idx_id_get(MDB_txn *txn, evs__emb *s, const uint8_t id[16],
                     uint64_t *position, uint64_t *loc);
 int evs__idx_applied_get(MDB_txn *txn, evs__emb *s, uint64_t *pos,
@@ -185,6 +192,22 @@ int evs__idx_seq_put(MDB_txn *txn, evs__emb *s);
  * tenant and stream. */
 int evs__idx_apply_record(MDB_txn *txn, evs__emb *s, const uint8_t *rec,
                           uint64_t loc);
+
+/* ---- DCB queries (query.c) ---- */
+typedef struct evs__qplan evs__qplan;
+/* Compile a validated query for tenant tid in txn. The plan copies the
+ * query; it must be freed before txn ends. in_writer: txn is the writer's
+ * (records may be in the group being built; no CRC checks). */
+int evs__qplan_new(evs__qplan **out, evs__emb *s, MDB_txn *txn, uint32_t tid,
+                   const evs_query *q, int backward, int in_writer);
+/* The first match at or after `from` (forward plan) or at or before it
+ * (backward). Seeks must be monotonic in the plan's direction. Returns 1
+ * and the match, 0 when there is none, or an error. */
+int evs__qplan_seek(evs__qplan *pl, uint64_t from, uint64_t *pos, uint64_t *loc,
+                    const uint8_t **rec);
+void evs__qplan_free(evs__qplan *pl);
+/* Does the record match the query (checked, unhashed)? */
+int evs__query_matches(const evs_query *q, const uint8_t *rec);
 
 /* ---- recovery and verify (recovery.c) ---- */
 int evs__recover(evs__emb *s);

@@ -107,10 +107,24 @@ static inline uint32_t evs__pad8(uint32_t n) { return (n + 7u) & ~7u; }
  *   positions      u64 BE position -> u64 LE location
  *   tenant_events  u32 BE tenant id + u64 BE position -> u64 LE location
  *   event_ids      16-byte id -> u64 LE position, u64 LE location
+ *   postings       (MDB_DUPSORT | MDB_DUPFIXED) u32 BE tenant id + u64 BE
+ *                  term hash -> sorted duplicates of u64 BE position +
+ *                  u64 LE location: one entry per event for its type and
+ *                  one per tag. The term hash is XXH3-64 of the type (seed
+ *                  EVS_TERM_TYPE) or tag (seed EVS_TERM_TAG). Two terms may
+ *                  share a hash: readers check every candidate against its
+ *                  record, so a collision costs a read, never a wrong answer.
+ *
+ * Events without a stream (stream name length 0, version -1) have no
+ * streams / stream_events entries.
  *
  * A location is (segment number << 32) | byte offset in the segment.
+ * Format 1 (no postings) is upgraded on a read-write open by rebuilding
+ * the index from the log.
  */
-#define EVS_INDEX_FORMAT 1u
+#define EVS_INDEX_FORMAT 2u
+#define EVS_TERM_TYPE 1u
+#define EVS_TERM_TAG 2u
 
 static inline uint64_t evs__loc(uint32_t seg, uint32_t off)
 {

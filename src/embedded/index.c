@@ -12,6 +12,7 @@
 #include "util/util.h"
 
 #include <errno.h>
+#include <xxhash.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -71,9 +72,11 @@ int evs__idx_open(evs__emb *s, int readonly)
         {"positions", &s->db_positions},
         {"tenant_events", &s->db_tenant_events},
         {"event_ids", &s->db_event_ids},
+        {"postings", &s->db_postings},
     };
     for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
-        if ((mrc = mdb_dbi_open(txn, dbs[i].name, cf, dbs[i].dbi)) != 0) {
+        unsigned df = dbs[i].dbi == &s->db_postings ? MDB_DUPSORT | MDB_DUPFIXED : 0;
+        if ((mrc = mdb_dbi_open(txn, dbs[i].name, cf | df, dbs[i].dbi)) != 0) {
             mdb_txn_abort(txn);
             if (readonly && mrc == MDB_NOTFOUND)
                 return evs__err(EVS_ECORRUPT, "index: sub-database %s is missing; "
@@ -93,7 +96,20 @@ int evs__idx_open(evs__emb *s, int readonly)
         mrc = mdb_put(txn, s->db_meta, &k, &v, 0);
     } else if (mrc == 0) {
         uint32_t f = v.mv_size == 4 ? evs__get_le32(v.mv_data) : 0;
-        if (f != EVS_INDEX_FORMAT) {
+        if (f >= 1 && f < EVS_INDEX_FORMAT && !readonly) {
+            /* an older index: recovery rebuilds it from the log */
+            uint8_t b[4];
+            evs__put_le32(b, EVS_INDEX_FORMAT);
+            v.mv_size = 4;
+            v.mv_data = b;
+            mrc = mdb_put(txn, s->db_meta, &k, &v, 0);
+            s->idx_upgrade = 1;
+        } else if (f >= 1 && f < EVS_INDEX_FORMAT) {
+            mdb_txn_abort(txn);
+            return evs__err(EVS_EFORMAT, "index format %u is older than this evstore's "
+                            "(%u); open the store read-write once to upgrade it", f,
+                            EVS_INDEX_FORMAT);
+        } else if (f != EVS_INDEX_FORMAT) {
             mdb_txn_abort(txn);
             return evs__err(f > EVS_INDEX_FORMAT ? EVS_EFORMAT : EVS_ECORRUPT,
                             "index format %u; this evstore (%s) reads format %u",
@@ -194,27 +210,47 @@ int evs__idx_stream_put(MDB_txn *txn, evs__emb *s, uint32_t tid,
     return mrc ? evs__mdb_err(mrc, "stream update") : 0;
 }
 
+void evs__term_key(uint8_t key[12], uint32_t tid, unsigned kind, const char *text,
+                   size_t len)
+{
+    evs__put_be32(key, tid);
+    evs__put_be64(key + 4, XXH3_64bits_withSeed(text, len, kind));
+}
+
+static int posting_put(MDB_txn *txn, evs__emb *s, uint32_t tid, unsigned kind,
+                       const char *text, size_t len, const uint8_t val[16])
+{
+    uint8_t kb[12];
+    evs__term_key(kb, tid, kind, text, len);
+    MDB_val k = {12, kb}, v = {16, (void *)val};
+    int mrc = mdb_put(txn, s->db_postings, &k, &v, 0);
+    return mrc ? evs__mdb_err(mrc, "postings insert") : 0;
+}
+
 int evs__idx_event_put(MDB_txn *txn, evs__emb *s, uint32_t tid, uint64_t sid,
                        int64_t version, uint64_t position, uint64_t loc,
-                       const uint8_t id[16])
+                       const uint8_t *rec)
 {
     uint8_t kb[16], vb[16];
     MDB_val k, v;
-    int mrc;
+    int mrc, rc;
+    const uint8_t *id = rec + EVS_REC_OFF_ID;
 
     /* stream_events: (stream id, version) -> position, location */
-    evs__put_be64(kb, sid);
-    evs__put_be64(kb + 8, (uint64_t)version);
-    evs__put_le64(vb, position);
-    evs__put_le64(vb + 8, loc);
-    k.mv_size = 16; k.mv_data = kb; v.mv_size = 16; v.mv_data = vb;
-    if ((mrc = mdb_put(txn, s->db_stream_events, &k, &v, 0)) != 0)
-        return evs__mdb_err(mrc, "stream_events insert");
+    if (sid != 0) {
+        evs__put_be64(kb, sid);
+        evs__put_be64(kb + 8, (uint64_t)version);
+        evs__put_le64(vb, position);
+        evs__put_le64(vb + 8, loc);
+        k.mv_size = 16; k.mv_data = kb; v.mv_size = 16; v.mv_data = vb;
+        if ((mrc = mdb_put(txn, s->db_stream_events, &k, &v, 0)) != 0)
+            return evs__mdb_err(mrc, "stream_events insert");
+    }
 
     /* positions: position -> location; always the largest key */
     evs__put_be64(kb, position);
     evs__put_le64(vb, loc);
-    k.mv_size = 8; v.mv_size = 8;
+    k.mv_size = 8; k.mv_data = kb; v.mv_size = 8; v.mv_data = vb;
     if ((mrc = mdb_put(txn, s->db_positions, &k, &v, MDB_APPEND)) != 0)
         return evs__mdb_err(mrc, "positions insert");
 
@@ -234,6 +270,24 @@ int evs__idx_event_put(MDB_txn *txn, evs__emb *s, uint32_t tid, uint64_t sid,
             return evs__err(EVS_ECORRUPT, "index: event id at position %llu is "
                             "already indexed", (unsigned long long)position);
         return evs__mdb_err(mrc, "event_ids insert");
+    }
+
+    /* postings: the type, then each tag -> position (BE, the sort order),
+     * location */
+    evs__put_be64(vb, position);
+    evs__put_le64(vb + 8, loc);
+    const char *p = (const char *)rec + EVS_REC_OFF_VAR;
+    p += evs__get_le16(rec + EVS_REC_OFF_TENANT_LEN) + 1;
+    p += evs__get_le16(rec + EVS_REC_OFF_STREAM_LEN) + 1;
+    size_t tl = evs__get_le16(rec + EVS_REC_OFF_TYPE_LEN);
+    if ((rc = posting_put(txn, s, tid, EVS_TERM_TYPE, p, tl, vb)) < 0)
+        return rc;
+    p += tl + 1;
+    for (size_t i = 0, n = evs__get_le16(rec + EVS_REC_OFF_NTAGS); i < n; i++) {
+        size_t l = strlen(p);
+        if ((rc = posting_put(txn, s, tid, EVS_TERM_TAG, p, l, vb)) < 0)
+            return rc;
+        p += l + 1;
     }
     return 0;
 }
@@ -294,7 +348,7 @@ int evs__idx_apply_record(MDB_txn *txn, evs__emb *s, const uint8_t *rec, uint64_
 {
     int rc;
     uint32_t tid;
-    uint64_t sid;
+    uint64_t sid = 0;
     int64_t head;
     size_t tl = evs__get_le16(rec + EVS_REC_OFF_TENANT_LEN);
     size_t sl = evs__get_le16(rec + EVS_REC_OFF_STREAM_LEN);
@@ -305,17 +359,23 @@ int evs__idx_apply_record(MDB_txn *txn, evs__emb *s, const uint8_t *rec, uint64_
 
     if ((rc = evs__idx_tenant_put(txn, s, tenant, tl, &tid)) < 0)
         return rc;
-    if ((rc = evs__idx_stream_get(txn, s, tid, stream, sl, &sid, &head)) < 0)
-        return rc;
-    if (sid == 0)
-        sid = s->next_stream_id++;
-    if (version != head + 1)
-        return evs__err(EVS_ECORRUPT,
-                        "log record at position %llu has version %lld of stream %s, "
-                        "but the stream is at %lld", (unsigned long long)position,
-                        (long long)version, stream, (long long)head);
-    if ((rc = evs__idx_stream_put(txn, s, tid, stream, sl, sid, version)) < 0)
-        return rc;
-    return evs__idx_event_put(txn, s, tid, sid, version, position, loc,
-                              rec + EVS_REC_OFF_ID);
+    if (sl == 0) { /* an event without a stream */
+        if (version != EVS_NO_STREAM)
+            return evs__err(EVS_ECORRUPT, "log record at position %llu has no stream "
+                            "but version %lld", (unsigned long long)position,
+                            (long long)version);
+    } else {
+        if ((rc = evs__idx_stream_get(txn, s, tid, stream, sl, &sid, &head)) < 0)
+            return rc;
+        if (sid == 0)
+            sid = s->next_stream_id++;
+        if (version != head + 1)
+            return evs__err(EVS_ECORRUPT,
+                            "log record at position %llu has version %lld of stream %s, "
+                            "but the stream is at %lld", (unsigned long long)position,
+                            (long long)version, stream, (long long)head);
+        if ((rc = evs__idx_stream_put(txn, s, tid, stream, sl, sid, version)) < 0)
+            return rc;
+    }
+    return evs__idx_event_put(txn, s, tid, sid, version, position, loc, rec);
 }

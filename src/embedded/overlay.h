@@ -24,6 +24,7 @@ typedef struct evs__ov_entry {
     uint32_t gen;
     uint8_t kind;
     uint8_t is_new;     /* tenant created / stream created in this group */
+    uint8_t dirty;      /* OV_STREAM, OV_TENANT: changed since last put in the txn */
     uint32_t tid;       /* OV_STREAM: its tenant id (part of the key); else 0 */
     const char *key;    /* name (borrowed from the request) or 16-byte id */
     size_t key_len;

@@ -22,7 +22,11 @@ static int emb_read_stream(evs_iter **out, evs_db *db, const char *tenant,
                            evs_direction dir, uint64_t limit);
 static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
                         uint64_t from_position, uint64_t limit);
+static int emb_read_query(evs_iter **out, evs_db *db, const char *tenant,
+                          const evs_query *query, uint64_t bound, evs_direction dir,
+                          uint64_t limit);
 static int emb_iter_next(const evs_event **ev, evs_iter *it);
+static int emb_iter_marker(uint64_t *out, const evs_iter *it);
 static void emb_iter_free(evs_iter *it);
 static int emb_stream_version(int64_t *out, evs_db *db, const char *tenant,
                               const char *stream);
@@ -34,7 +38,9 @@ static const evs__backend_ops emb_ops = {
     .append = evs__emb_append,
     .read_stream = emb_read_stream,
     .read_all = emb_read_all,
+    .read_query = emb_read_query,
     .iter_next = emb_iter_next,
+    .iter_marker = emb_iter_marker,
     .iter_free = emb_iter_free,
     .stream_version = emb_stream_version,
     .head_position = emb_head,
@@ -232,7 +238,7 @@ static int emb_close(evs_db *db)
 
 /* ---- iterators ---------------------------------------------------------- */
 
-enum { IT_EMPTY, IT_STREAM_FWD, IT_STREAM_BWD, IT_ALL, IT_TENANT };
+enum { IT_EMPTY, IT_STREAM_FWD, IT_STREAM_BWD, IT_ALL, IT_TENANT, IT_QUERY };
 
 typedef struct emb_iter {
     evs_iter base;
@@ -247,6 +253,12 @@ typedef struct emb_iter {
     uint8_t start[16];
     size_t slen;
     uint64_t left;
+    evs__qplan *plan;    /* IT_QUERY */
+    uint64_t next_from;  /* IT_QUERY: where the next seek starts */
+    int backward;
+    int exhausted;       /* the read reached its end (not its limit) */
+    uint64_t snap_head;  /* the head position in this read's snapshot */
+    uint64_t last_pos;   /* forward: last position returned (or the bound) */
     evs_event ev;
     const char **tags;
     size_t tags_cap;
@@ -264,6 +276,13 @@ static int iter_new(emb_iter **out, evs__emb *s, uint64_t limit)
     if (mrc != 0) {
         free(it);
         return evs__mdb_err(mrc, "begin read");
+    }
+    uint64_t loc;
+    int rc = evs__idx_applied_get(it->txn, s, &it->snap_head, &loc);
+    if (rc < 0) {
+        mdb_txn_abort(it->txn);
+        free(it);
+        return rc;
     }
     *out = it;
     return 0;
@@ -294,6 +313,7 @@ static int emb_read_stream(evs_iter **out, evs_db *db, const char *tenant,
         rc = evs__idx_stream_get(it->txn, s, tid, stream, strlen(stream), &sid, &head);
     else if (rc == EVS_ENOTFOUND)
         rc = 0;
+    it->backward = dir == EVS_BACKWARD;
     if (rc == 0 && sid != 0) {
         it->kind = dir == EVS_FORWARD ? IT_STREAM_FWD : IT_STREAM_BWD;
         evs__put_be64(it->prefix, sid);
@@ -322,6 +342,7 @@ static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
     uint32_t tid;
     if ((rc = iter_new(&it, s, limit)) < 0)
         return rc;
+    it->last_pos = from_position - 1;
     if (!tenant) {
         it->kind = IT_ALL;
         evs__put_be64(it->start, from_position);
@@ -350,6 +371,68 @@ static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
     return 0;
 }
 
+static int emb_read_query(evs_iter **out, evs_db *db, const char *tenant,
+                          const evs_query *query, uint64_t bound, evs_direction dir,
+                          uint64_t limit)
+{
+    evs__emb *s = (evs__emb *)db;
+    emb_iter *it;
+    uint32_t tid;
+    int rc;
+    if ((rc = iter_new(&it, s, limit)) < 0)
+        return rc;
+    it->kind = IT_EMPTY;
+    it->backward = dir == EVS_BACKWARD;
+    it->last_pos = it->backward ? 0 : bound;
+    rc = evs__idx_tenant_get(it->txn, s, tenant, strlen(tenant), &tid);
+    if (rc == EVS_ENOTFOUND) {
+        rc = 0;
+    } else if (rc == 0) {
+        if (it->backward)
+            it->next_from = bound == 0 || bound - 1 > it->snap_head ? it->snap_head
+                                                                     : bound - 1;
+        else
+            it->next_from = bound + 1;
+        if ((it->backward ? it->next_from > 0 : bound < it->snap_head) &&
+            (rc = evs__qplan_new(&it->plan, s, it->txn, tid, query, it->backward, 0)) == 0)
+            it->kind = IT_QUERY;
+    }
+    if (rc < 0) {
+        emb_iter_free(&it->base);
+        return rc;
+    }
+    *out = &it->base;
+    return 0;
+}
+
+static int query_next(const evs_event **ev, emb_iter *it)
+{
+    uint64_t pos, loc;
+    const uint8_t *rec;
+    int r = evs__qplan_seek(it->plan, it->next_from, &pos, &loc, &rec);
+    if (r < 0)
+        return r;
+    if (r == 0) {
+        it->exhausted = 1;
+        it->left = 0;
+        return EVS_ITEROVER;
+    }
+    if ((r = evs__rec_decode(rec, &it->ev, &it->tags, &it->tags_cap)) < 0)
+        return r;
+    it->next_from = it->backward ? pos - 1 : pos + 1;
+    it->left--;
+    it->last_pos = pos;
+    *ev = &it->ev;
+    return 0;
+}
+
+static int emb_iter_marker(uint64_t *out, const evs_iter *base)
+{
+    const emb_iter *it = (const emb_iter *)base;
+    *out = it->backward || it->exhausted ? it->snap_head : it->last_pos;
+    return 0;
+}
+
 /* Position the cursor on the first entry of a backward read: the largest
  * key <= start. */
 static int seek_backward(emb_iter *it, MDB_val *k, MDB_val *v)
@@ -371,8 +454,14 @@ static int emb_iter_next(const evs_event **ev, evs_iter *base)
     emb_iter *it = (emb_iter *)base;
     MDB_val k, v;
     int mrc;
-    if (it->kind == IT_EMPTY || it->left == 0)
+    if (it->kind == IT_EMPTY) {
+        it->exhausted = 1;
         return EVS_ITEROVER;
+    }
+    if (it->left == 0)
+        return EVS_ITEROVER;
+    if (it->kind == IT_QUERY)
+        return query_next(ev, it);
     if (!it->started) {
         it->started = 1;
         if (it->kind == IT_STREAM_BWD) {
@@ -387,12 +476,14 @@ static int emb_iter_next(const evs_event **ev, evs_iter *base)
     }
     if (mrc == MDB_NOTFOUND) {
         it->left = 0;
+        it->exhausted = 1;
         return EVS_ITEROVER;
     }
     if (mrc != 0)
         return evs__mdb_err(mrc, "read");
     if (it->plen && (k.mv_size < it->plen || memcmp(k.mv_data, it->prefix, it->plen) != 0)) {
         it->left = 0;
+        it->exhausted = 1;
         return EVS_ITEROVER;
     }
     uint64_t loc = it->kind == IT_STREAM_FWD || it->kind == IT_STREAM_BWD
@@ -415,6 +506,7 @@ static int emb_iter_next(const evs_event **ev, evs_iter *base)
     if (rc < 0)
         return rc;
     it->left--;
+    it->last_pos = it->ev.position;
     *ev = &it->ev;
     return 0;
 }
@@ -422,6 +514,7 @@ static int emb_iter_next(const evs_event **ev, evs_iter *base)
 static void emb_iter_free(evs_iter *base)
 {
     emb_iter *it = (emb_iter *)base;
+    evs__qplan_free(it->plan);
     if (it->cur)
         mdb_cursor_close(it->cur);
     if (it->txn)

@@ -135,7 +135,7 @@ static int stream_lookup(evs__emb *s, MDB_txn *txn, uint32_t tid, const char *na
 {
     *sid = 0;
     *version = EVS_NO_STREAM;
-    if (tid == 0)
+    if (tid == 0 || len == 0) /* new tenant, or events without a stream */
         return 0;
     evs__ov_entry *e = evs__ov_find(&s->ov, OV_STREAM, tid, name, len);
     if (e) {
@@ -203,6 +203,51 @@ static int check_retry(evs__emb *s, MDB_txn *txn, evs__emb_req *r, uint64_t firs
     return 0;
 }
 
+static int index_pending(evs__emb *s, MDB_txn *txn);
+
+/*
+ * The request's DCB conditions, against the txn. Every earlier request of
+ * this group is indexed into the txn first (index_pending), so a condition
+ * sees them: two appends with the same condition in one group cannot both
+ * pass. Failures are appended to r->msg at *mlen; returns the number of
+ * failed conditions, or < 0 for an error that breaks the group.
+ */
+static int check_conditions(evs__emb *s, MDB_txn *txn, evs__emb_req *r, uint32_t tid,
+                            size_t *mlen, size_t nfailed)
+{
+    evs__append_req *c = r->core;
+    int rc, failed = 0;
+    if (c->nconds == 0 || tid == 0) /* a tenant without events matches nothing */
+        return 0;
+    if ((rc = index_pending(s, txn)) < 0)
+        return rc;
+    for (size_t i = 0; i < c->nconds; i++) {
+        const evs_append_condition *cd = &c->conds[i];
+        evs__qplan *pl;
+        uint64_t pos = 0, loc;
+        const uint8_t *rec;
+        if (cd->after == UINT64_MAX)
+            continue;
+        if ((rc = evs__qplan_new(&pl, s, txn, tid, &cd->fail_if_events_match, 0, 1)) < 0)
+            return rc;
+        rc = evs__qplan_seek(pl, cd->after + 1, &pos, &loc, &rec);
+        evs__qplan_free(pl);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            continue;
+        c->conflicts[i] = pos;
+        if (*mlen < sizeof(r->msg))
+            *mlen += (size_t)snprintf(r->msg + *mlen, sizeof(r->msg) - *mlen,
+                                      "%scondition %zu: the event at position %" PRIu64
+                                      " matches fail_if_events_match (after %" PRIu64 ")",
+                                      nfailed + (size_t)failed ? "; " : "", i, pos,
+                                      cd->after);
+        failed++;
+    }
+    return failed;
+}
+
 /*
  * Check one request and, if it may be written, number its records, copy
  * them into the group buffer and note its index entries (s->staged and the
@@ -264,7 +309,9 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
             nconf++;
         }
     }
-    if (nconf) {
+    if ((rc = check_conditions(s, txn, r, tid, &mlen, nconf)) < 0)
+        return rc;
+    if (nconf || rc > 0) {
         r->rc = EVS_ECONFLICT;
         return 0;
     }
@@ -291,6 +338,7 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
         evs__ov_entry *e = evs__ov_add(&s->ov, OV_TENANT, 0, c->tenant, c->tenant_len);
         e->a = tid; /* not e->tid: that is part of the entry's key */
         e->is_new = 1;
+        e->dirty = 1;
     }
 
     uint64_t pos = s->next_position, commit_first = pos;
@@ -298,11 +346,12 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
     size_t k = 0;
     for (size_t p = 0; p < c->nparts; p++) {
         const evs_stream_append *pa = &c->parts[p];
-        uint64_t sid = w_parts[p].sid ? w_parts[p].sid : s->next_stream_id++;
+        int streamless = c->stream_lens[p] == 0;
+        uint64_t sid = w_parts[p].sid || streamless ? w_parts[p].sid : s->next_stream_id++;
         int64_t v = w_parts[p].version;
         evs_append_result *res = &c->results[p];
         res->status = 0;
-        res->first_version = v + 1;
+        res->first_version = streamless ? EVS_NO_STREAM : v + 1;
         res->first_position = pos;
         for (size_t i = 0; i < pa->nevents; i++, k++, pos++) {
             uint8_t *rec = r->enc + r->rec_off[k];
@@ -311,7 +360,8 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
             if (flags & EVS_REC_FLAG_STAMP_TIME)
                 evs__put_le64(rec + EVS_REC_OFF_RECORDED_AT, (uint64_t)stamp);
             flags = (k + 1 == c->nevents) ? EVS_REC_FLAG_COMMIT_END : 0;
-            v++;
+            if (!streamless)
+                v++;
             evs__put_le16(rec + EVS_REC_OFF_FLAGS, flags);
             evs__put_le64(rec + EVS_REC_OFF_POSITION, pos);
             evs__put_le64(rec + EVS_REC_OFF_VERSION, (uint64_t)v);
@@ -325,18 +375,21 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
             st->version = v;
             st->position = pos;
             st->loc = loc;
-            st->id = rec + EVS_REC_OFF_ID;
-            evs__ov_entry *e = evs__ov_add(&s->ov, OV_ID, 0, st->id, 16);
+            st->rec = rec;
+            evs__ov_entry *e = evs__ov_add(&s->ov, OV_ID, 0, rec + EVS_REC_OFF_ID, 16);
             e->a = pos;
             e->b = (int64_t)loc;
         }
+        res->stream_version = v;
+        res->last_position = pos - 1;
+        if (streamless)
+            continue;
         evs__ov_entry *e = evs__ov_find(&s->ov, OV_STREAM, tid, pa->stream, c->stream_lens[p]);
         if (!e)
             e = evs__ov_add(&s->ov, OV_STREAM, tid, pa->stream, c->stream_lens[p]);
         e->a = sid;
         e->b = v;
-        res->stream_version = v;
-        res->last_position = pos - 1;
+        e->dirty = 1;
     }
     memcpy(s->gbuf + s->gbuf_len, r->enc, r->enc_len);
     s->gbuf_len += r->enc_len;
@@ -346,25 +399,38 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
 
 /* ---- phase B: the group's index entries --------------------------------- */
 
-static int index_group(evs__emb *s, MDB_txn *txn)
+/*
+ * Put the index entries of the staged events not indexed yet (from
+ * s->nindexed), and of the tenants and stream heads changed since the
+ * last call. Runs once per group in phase B, and also in phase A before a
+ * request with DCB conditions is checked (check_conditions).
+ */
+static int index_pending(evs__emb *s, MDB_txn *txn)
 {
     int rc;
     evs__overlay *ov = &s->ov;
     for (size_t i = 0; i < ov->ntenants; i++) {
         evs__ov_entry *e = ov->tenants[i];
+        if (!e->dirty)
+            continue;
         if ((rc = evs__idx_tenant_insert(txn, s, e->key, e->key_len, (uint32_t)e->a)) < 0)
             return rc;
+        e->dirty = 0;
     }
-    for (size_t i = 0; i < s->nstaged; i++) {
+    for (size_t i = s->nindexed; i < s->nstaged; i++) {
         evs__staged *st = &s->staged[i];
         if ((rc = evs__idx_event_put(txn, s, st->tid, st->sid, st->version, st->position,
-                                     st->loc, st->id)) < 0)
+                                     st->loc, st->rec)) < 0)
             return rc;
     }
+    s->nindexed = s->nstaged;
     for (size_t i = 0; i < ov->nstreams; i++) {
         evs__ov_entry *e = ov->streams[i];
+        if (!e->dirty)
+            continue;
         if ((rc = evs__idx_stream_put(txn, s, e->tid, e->key, e->key_len, e->a, e->b)) < 0)
             return rc;
+        e->dirty = 0;
     }
     return 0;
 }
@@ -432,7 +498,7 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
     s->last_stamp = stamp;
     s->gbuf_len = 0;
     s->gbuf_first = s->next_position;
-    s->nstaged = 0;
+    s->nstaged = s->nindexed = 0;
     evs__ov_reset(&s->ov);
 
     uint64_t t0 = evs__mono_ns();
@@ -449,7 +515,7 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
         s->sync_job = 1;
         pthread_cond_broadcast(&s->sync_cond);
         pthread_mutex_unlock(&s->sync_lock);
-        int irc = index_group(s, txn);
+        int irc = index_pending(s, txn);
         char imsg[512];
         if (irc < 0)
             snprintf(imsg, sizeof(imsg), "%s", evs_last_error());
@@ -474,7 +540,7 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
             flushed = 1;
             goto fail;
         }
-        if ((rc = index_group(s, txn)) < 0) {
+        if ((rc = index_pending(s, txn)) < 0) {
             flushed = 1;
             goto fail;
         }
