@@ -155,9 +155,10 @@ typedef struct evs_event_data {
  */
 typedef struct evs_event {
     uint64_t position;       /* global position, 1-based, gapless */
-    int64_t stream_version;  /* 0-based index in the stream */
+    int64_t stream_version;  /* 0-based index in the stream; EVS_NO_STREAM
+                                (-1) for an event without a stream */
     const char *tenant;      /* "" for the default tenant */
-    const char *stream;
+    const char *stream;      /* "" for an event without a stream (DCB) */
     const char *type;
     evs_uuid id;
     evs_uuid correlation_id; /* nil = none */
@@ -382,7 +383,9 @@ typedef struct evs_append_request {
  * results: nparts results or NULL, as for evs_append_multi. conflicts:
  * nconditions positions or NULL; on return, conflicts[i] is the position
  * of the first event after conditions[i].after that matches its query,
- * or 0 when that condition held.
+ * or 0 when that condition held. On EVS_ECONFLICT, a failed expected
+ * version shows as results[p].status == EVS_ECONFLICT and a failed
+ * condition as conflicts[i] != 0; both are checked, so both may show.
  *
  * Every expected version and every condition is checked, atomically with
  * the write, against the committed store and every append committed before
@@ -488,7 +491,8 @@ EVS_EXTERN int evs_read_query(evs_iter **out, evs_db *db, const char *tenant,
  * evs_iter_next returned EVS_ITEROVER, every event up to it that matches
  * was returned. For a forward read stopped by its limit that is the last
  * event returned; otherwise (exhausted, or backward) it is the store's head
- * when the read began, also when nothing matched. Before the end of a
+ * when the read began (the global head position, whatever the tenant:
+ * positions are global), also when nothing matched. Before the end of a
  * forward read it is the last event returned so far. Works for every
  * iterator. Returns 0 or EVS_EINVAL (NULL argument).
  */

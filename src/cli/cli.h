@@ -1,7 +1,8 @@
 /*
  * cli.h -- what the `evs` subcommands share: exit statuses, error
  * reporting, option parsing, a growable buffer, a small arena, JSON
- * reading and writing, base64, RFC 3339 time and the one-line JSON form of an event.
+ * reading and writing, DCB queries from flags or JSON, base64, RFC 3339
+ * time and the one-line JSON form of an event.
  *
  * Every subcommand is `int cmd_<name>(cli_ctx *cx, int argc, char **argv)`
  * with argv[0] the command name; it returns the process exit status.
@@ -23,7 +24,7 @@
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1     /* anything else: I/O, corruption, busy... */
 #define CLI_EXIT_USAGE 2    /* bad flag, argument, number, name or JSON */
-#define CLI_EXIT_CONFLICT 3 /* expected version did not match */
+#define CLI_EXIT_CONFLICT 3 /* expected version or append condition */
 
 typedef struct cli_ctx {
     const char *db_uri; /* --db, else $EVS_DB, else "./evstore-data" */
@@ -37,6 +38,7 @@ int cmd_export(cli_ctx *cx, int argc, char **argv);
 int cmd_stats(cli_ctx *cx, int argc, char **argv);
 int cmd_verify(cli_ctx *cx, int argc, char **argv);
 int cmd_head(cli_ctx *cx, int argc, char **argv);
+int cmd_query(cli_ctx *cx, int argc, char **argv);
 
 /* ------------------------------------------------------------------ */
 /* Errors                                                              */
@@ -170,6 +172,11 @@ const char *cli_scope_tenant(const cli_scope *scope);
 int cli_parse_u64(const char *s, uint64_t *out);
 int cli_parse_i64(const char *s, int64_t *out);
 
+/* A global position flag: 0 with *out set, or a usage error "CMD: FLAG:
+ * 'S' is not a position (a number >= 0)" and CLI_EXIT_USAGE. */
+int cli_parse_position(uint64_t *out, const char *cmd, const char *flag,
+                       const char *s);
+
 /* ------------------------------------------------------------------ */
 /* Growable buffer                                                     */
 /* ------------------------------------------------------------------ */
@@ -264,11 +271,62 @@ typedef struct cli_json_member {
 int cli_json_object(cli_arena *a, const char *p, size_t n,
                     cli_json_member **out, char *err, size_t errlen);
 
+/* Read the array p[0..n) (whitespace around it allowed) into its
+ * elements, in order, allocated in the arena (key NULL; val points into
+ * p). Returns the count, or -1 with a message in err (not JSON, not an
+ * array). */
+int cli_json_array(cli_arena *a, const char *p, size_t n,
+                   cli_json_member **out, char *err, size_t errlen);
+
 /* Read the array of strings p[0..n) into a NULL-terminated array of
  * decoded strings in the arena. Returns the count, or -1 when p is not an
  * array of strings (or a string holds U+0000). */
 int cli_json_strings(cli_arena *a, const char *p, size_t n,
                      const char ***out);
+
+/* ------------------------------------------------------------------ */
+/* DCB queries (cli_query.c)                                           */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A query comes either as the specification's JSON,
+ *
+ *     {"items":[{"types":["A","B"],"tags":["k:v"]}, ...]}
+ *
+ * (items OR'ed; in an item, any of its types AND all of its tags; "items"
+ * absent, null or [] = every event), or as shorthand flags collected in
+ * the order given: --type T and --tag K:V add to the current item, --or
+ * starts the next one. No flag at all is the query of every event.
+ * Everything built lives in the arena; names point into argv or the JSON
+ * text's arena copies.
+ */
+typedef enum { CLI_QTERM_TYPE, CLI_QTERM_TAG, CLI_QTERM_OR } cli_qterm_kind;
+
+typedef struct cli_qterm {
+    cli_qterm_kind kind;
+    const char *text; /* NULL for CLI_QTERM_OR */
+} cli_qterm;
+
+typedef struct cli_qflags {
+    cli_qterm *terms;
+    size_t n;
+} cli_qflags;
+
+/* Record one shorthand flag. */
+void cli_qflags_add(cli_qflags *f, cli_qterm_kind kind, const char *text);
+void cli_qflags_free(cli_qflags *f);
+
+/* Build the query of the flags. Returns 0, or -1 with a message in err
+ * (an --or with no --type or --tag on one side of it). */
+int cli_query_from_flags(evs_query *out, cli_arena *a, const cli_qflags *f,
+                         char *err, size_t errlen);
+
+/* Parse the JSON text p[0..n) of a query. Returns 0, or -1 with a message
+ * in err naming what is wrong and where (not JSON, an unknown key, an item
+ * that is not an object, "types" that is not an array of strings...).
+ * Names are checked by the library when the query is used. */
+int cli_query_from_json(evs_query *out, cli_arena *a, const char *p,
+                        size_t n, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------ */
 /* Base64 (RFC 4648, with padding)                                     */

@@ -159,7 +159,6 @@ typedef struct collect {
     cli_json_member *m;
     size_t n, cap;
     int key_has_nul; /* a name holds U+0000: not usable as C text */
-    int not_string;  /* an array element is not text */
 } collect;
 
 /* A copy in the arena, or NULL when the text holds U+0000 (it would cut
@@ -184,15 +183,17 @@ static void grow(collect *c)
     c->m = bigger;
 }
 
-static void on_member(void *ctx, const evs__json_item *it)
+/* One member of an object (key set) or element of an array (key NULL). */
+static void on_item(void *ctx, const evs__json_item *it)
 {
     collect *c = ctx;
     cli_json_member *m;
 
     grow(c);
     m = &c->m[c->n++];
-    m->key = text_copy(c->a, it->key, it->key_len);
-    if (m->key == NULL) {
+    m->key = NULL;
+    if (it->key != NULL &&
+        (m->key = text_copy(c->a, it->key, it->key_len)) == NULL) {
         c->key_has_nul = 1;
         m->key = "";
     }
@@ -201,14 +202,19 @@ static void on_member(void *ctx, const evs__json_item *it)
     m->str = text_copy(c->a, it->str, it->str_len);
 }
 
-int cli_json_object(cli_arena *a, const char *p, size_t n,
-                    cli_json_member **out, char *err, size_t errlen)
+/* The members or elements of p[0..n), walked by items
+ * (evs__json_object_items or _array_items): cli_json_object and
+ * cli_json_array. */
+static int read_items(cli_arena *a,
+                      int (*items)(const void *, size_t, evs__json_item_fn,
+                                   void *, size_t *, char *, size_t),
+                      const char *p, size_t n, cli_json_member **out,
+                      char *err, size_t errlen)
 {
-    collect c = {a, NULL, 0, 0, 0, 0};
+    collect c = {a, NULL, 0, 0, 0};
     char reason[160];
     size_t where;
-    int rc = evs__json_object_items(p, n, on_member, &c, &where, reason,
-                                    sizeof reason);
+    int rc = items(p, n, on_item, &c, &where, reason, sizeof reason);
 
     if (rc < 0) {
         report(rc, reason, p, n, where, err, errlen);
@@ -222,35 +228,33 @@ int cli_json_object(cli_arena *a, const char *p, size_t n,
     return (int)c.n;
 }
 
-static void on_element(void *ctx, const evs__json_item *it)
+int cli_json_object(cli_arena *a, const char *p, size_t n,
+                    cli_json_member **out, char *err, size_t errlen)
 {
-    collect *c = ctx;
-    cli_json_member *m;
+    return read_items(a, evs__json_object_items, p, n, out, err, errlen);
+}
 
-    grow(c);
-    m = &c->m[c->n++];
-    m->key = NULL;
-    m->val = it->raw;
-    m->val_len = it->raw_len;
-    m->str = text_copy(c->a, it->str, it->str_len);
-    if (m->str == NULL)
-        c->not_string = 1;
+int cli_json_array(cli_arena *a, const char *p, size_t n,
+                   cli_json_member **out, char *err, size_t errlen)
+{
+    return read_items(a, evs__json_array_items, p, n, out, err, errlen);
 }
 
 int cli_json_strings(cli_arena *a, const char *p, size_t n,
                      const char ***out)
 {
-    collect c = {a, NULL, 0, 0, 0, 0};
+    cli_json_member *m = NULL;
     const char **s;
-    size_t where, i;
+    char err[160]; /* unused: the caller says what is wrong */
+    int count = cli_json_array(a, p, n, &m, err, sizeof err), i;
 
-    if (evs__json_array_items(p, n, on_element, &c, &where, NULL, 0) < 0 ||
-        c.not_string)
+    if (count < 0)
         return -1;
-    s = cli_arena_alloc(a, (c.n + 1) * sizeof *s);
-    for (i = 0; i < c.n; i++)
-        s[i] = c.m[i].str;
-    s[c.n] = NULL;
+    s = cli_arena_alloc(a, ((size_t)count + 1) * sizeof *s);
+    for (i = 0; i < count; i++)
+        if ((s[i] = m[i].str) == NULL)
+            return -1;
+    s[count] = NULL;
     *out = s;
-    return (int)c.n;
+    return count;
 }

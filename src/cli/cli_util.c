@@ -269,6 +269,15 @@ int cli_parse_i64(const char *s, int64_t *out)
     return 0;
 }
 
+int cli_parse_position(uint64_t *out, const char *cmd, const char *flag,
+                       const char *s)
+{
+    if (cli_parse_u64(s, out) < 0)
+        return cli_usage(cmd, "%s: '%s' is not a position (a number >= 0)",
+                         flag, s);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Memory                                                              */
 /* ------------------------------------------------------------------ */
@@ -661,9 +670,14 @@ void cli_event_json(cli_buf *b, const evs_event *ev, int with_tenant)
         cli_buf_puts(b, ",\"tenant\":");
         cli_json_put_str(b, ev->tenant, strlen(ev->tenant));
     }
-    cli_buf_puts(b, ",\"stream\":");
-    cli_json_put_str(b, ev->stream, strlen(ev->stream));
-    cli_buf_printf(b, ",\"version\":%" PRId64 ",\"type\":", ev->stream_version);
+    if (ev->stream[0] != '\0') {
+        cli_buf_puts(b, ",\"stream\":");
+        cli_json_put_str(b, ev->stream, strlen(ev->stream));
+        cli_buf_printf(b, ",\"version\":%" PRId64, ev->stream_version);
+    } else { /* an event of no stream (a DCB event): no name is empty */
+        cli_buf_puts(b, ",\"stream\":null,\"version\":null");
+    }
+    cli_buf_puts(b, ",\"type\":");
     cli_json_put_str(b, ev->type, strlen(ev->type));
     put_uuid(b, "id", &ev->id);
     if (ev->content_type == EVS_CONTENT_BINARY) {

@@ -42,9 +42,9 @@ int cmd_all(cli_ctx *cx, int argc, char **argv)
     while ((c = cli_next_opt(&status, cx, &scope, &cmd, argc, argv)) != -1) {
         switch (c) {
         case OPT_FROM:
-            if (cli_parse_u64(optarg, &from) < 0)
-                return cli_usage("all", "--from: '%s' is not a position "
-                                 "(a number >= 0)", optarg);
+            if ((status = cli_parse_position(&from, "all", "--from",
+                                             optarg)) != 0)
+                return status;
             break;
         case OPT_LIMIT:
             if (cli_parse_u64(optarg, &limit) < 0)

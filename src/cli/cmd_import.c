@@ -2,8 +2,9 @@
  * cmd_import.c -- `evs import [FILE|-]`: append events read as JSON Lines
  * (the shape `evs export` writes), in large atomic batches.
  *
- * Order. The store numbers the events of one evs_append_multi call in part
- * order, each part one stream. A batch therefore keeps the file's order
+ * Order. The store numbers the events of one evs_append_ex call in part
+ * order, each part one stream (or the events of no stream: "stream":null,
+ * kept as stream "" here, a name no stream has). A batch therefore keeps the file's order
  * only while every event either continues the batch's last part or starts
  * a new stream. So the batch is flushed (written) before an event when:
  *
@@ -157,8 +158,17 @@ static int parse_line(cli_arena *a, const char *p, size_t n, line_event *le,
         snprintf(err, errlen, "missing \"stream\"");
         return -1;
     }
-    if ((le->stream = get_string(by_key[K_STREAM], err, errlen)) == NULL)
+    /* null: an event of no stream, "" inside the importer (a stream name
+     * is never empty). */
+    if (is_null(by_key[K_STREAM]->val, by_key[K_STREAM]->val_len))
+        le->stream = "";
+    else if ((le->stream = get_string(by_key[K_STREAM], err, errlen)) == NULL)
         return -1;
+    else if (le->stream[0] == '\0') {
+        snprintf(err, errlen, "\"stream\" is empty (null is an event of no "
+                 "stream)");
+        return -1;
+    }
     if (by_key[K_TYPE] == NULL) {
         snprintf(err, errlen, "missing \"type\"");
         return -1;
@@ -413,6 +423,23 @@ static void end_progress(importer *im)
     }
 }
 
+/* Append n parts of the batch as one atomic step; a part of stream ""
+ * holds the events of no stream. Returns the library's code. */
+static int append_parts(importer *im, evs_stream_append *sa, size_t n,
+                        evs_append_result *res)
+{
+    evs_append_request req = EVS_APPEND_REQUEST_INIT;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (sa[i].stream[0] == '\0')
+            sa[i].stream = NULL;
+    req.tenant = im->tenant;
+    req.parts = sa;
+    req.nparts = n;
+    return evs_append_ex(res, NULL, im->db, &req);
+}
+
 /* One event at a time, to get past a batch that straddles stored and new
  * events, and to name the line of an event the store rejects. */
 static int replay_one_by_one(importer *im)
@@ -423,13 +450,13 @@ static int replay_one_by_one(importer *im)
         const part *pt = &im->parts[pi];
 
         for (i = pt->first; i < pt->first + pt->n; i++) {
+            evs_stream_append one = {pt->stream, EVS_ANY, &im->events[i], 1};
             evs_append_result res;
             uint64_t head = 0;
             int rc;
 
             if ((rc = evs_head_position(&head, im->db, NULL)) == 0)
-                rc = evs_append(&res, im->db, im->tenant, pt->stream,
-                                EVS_ANY, &im->events[i], 1);
+                rc = append_parts(im, &one, 1, &res);
             if (rc < 0) {
                 end_progress(im);
                 cli_err("import: line %zu of %s: %s; the %" PRIu64
@@ -467,7 +494,7 @@ static int flush(importer *im)
         sa[i].nevents = im->parts[i].n;
     }
     if ((rc = evs_head_position(&head, im->db, NULL)) == 0)
-        rc = evs_append_multi(res, im->db, im->tenant, sa, im->nparts);
+        rc = append_parts(im, sa, im->nparts, res);
     if (rc == 0) {
         for (i = 0; i < im->nparts; i++) {
             if (res[i].first_position > head)

@@ -14,9 +14,10 @@ static const struct command {
     cmd_fn fn;
     const char *summary;
 } commands[] = {
-    {"append", cmd_append, "append one event to a stream"},
+    {"append", cmd_append, "append one event (to a stream, or of none)"},
     {"read", cmd_read, "print the events of a stream"},
     {"all", cmd_all, "print the events of $all, in global order"},
+    {"query", cmd_query, "print the events matching a DCB query"},
     {"head", cmd_head, "print the head position"},
     {"import", cmd_import, "append events from JSON Lines"},
     {"export", cmd_export, "write every event of every tenant as JSON Lines"},
@@ -44,7 +45,8 @@ static void usage(FILE *f)
           "  -h, --help    this help; 'evs COMMAND --help' for a command's\n"
           "  --version     print the version\n"
           "\n"
-          "Exit status: 0 ok, 1 error, 2 usage error, 3 version conflict.\n",
+          "Exit status: 0 ok, 1 error, 2 usage error, 3 conflict (expected\n"
+          "version or append condition).\n",
           f);
 }
 

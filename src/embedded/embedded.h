@@ -179,6 +179,8 @@ int evs__idx_stream_put(MDB_txn *txn, evs__emb *s, uint32_t tid,
 int evs__idx_event_put(MDB_txn *txn, evs__emb *s, uint32_t tid, uint64_t sid,
                        int64_t version, uint64_t position, uint64_t loc,
                        const uint8_t *rec);
+/* Reads EVS_DEBUG_TERM_HASH_BITS (tests: force hash collisions). */
+void evs__term_hash_debug_init(void);
 /* The postings key of a term (EVS_TERM_TYPE or EVS_TERM_TAG). */
 void evs__term_key(uint8_t key[12], uint32_t tid, unsigned kind, const char *text,
                    size_t len);

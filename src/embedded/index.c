@@ -12,6 +12,7 @@
 #include "util/util.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <xxhash.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,6 +37,8 @@ int evs__idx_open(evs__emb *s, int readonly)
     char path[4096];
     int mrc;
     MDB_txn *txn = NULL;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, evs__term_hash_debug_init);
     snprintf(path, sizeof(path), "%s/index", s->dir);
     if (!readonly && mkdir(path, 0755) != 0 && errno != EEXIST)
         return evs__err(EVS_EIO, "create %s: %s", path, strerror(errno));
@@ -210,11 +213,26 @@ int evs__idx_stream_put(MDB_txn *txn, evs__emb *s, uint32_t tid,
     return mrc ? evs__mdb_err(mrc, "stream update") : 0;
 }
 
+/*
+ * Tests force term hash collisions with EVS_DEBUG_TERM_HASH_BITS=n (1..63):
+ * only the low n bits of each hash are kept, so many terms share a list
+ * and every answer depends on the record check. A store written so must
+ * always be opened so (the postings would not be found otherwise).
+ */
+static uint64_t term_mask = UINT64_MAX;
+
+void evs__term_hash_debug_init(void)
+{
+    const char *e = getenv("EVS_DEBUG_TERM_HASH_BITS");
+    int bits = e ? atoi(e) : 0;
+    term_mask = bits >= 1 && bits <= 63 ? (UINT64_C(1) << bits) - 1 : UINT64_MAX;
+}
+
 void evs__term_key(uint8_t key[12], uint32_t tid, unsigned kind, const char *text,
                    size_t len)
 {
     evs__put_be32(key, tid);
-    evs__put_be64(key + 4, XXH3_64bits_withSeed(text, len, kind));
+    evs__put_be64(key + 4, XXH3_64bits_withSeed(text, len, kind) & term_mask);
 }
 
 static int posting_put(MDB_txn *txn, evs__emb *s, uint32_t tid, unsigned kind,

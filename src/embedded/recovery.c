@@ -327,17 +327,25 @@ static void verify_index_entry(evs__emb *s, MDB_txn *txn, vctx *v, const uint8_t
         evs__get_le64(val.mv_data) != loc)
         problem(v, "index: position %" PRIu64 " is missing from or wrong in its "
                 "tenant's index", pos);
-    /* postings: the type and every tag */
-    uint8_t pk[12], pv[16];
+    /* postings: the type and every tag. Terms of one event whose hashes
+     * collide share one entry (same key, same value): count keys once. */
+    uint8_t pk[65][12], pv[16];
     evs__put_be64(pv, pos);
     evs__put_le64(pv + 8, loc);
     const char *t = stream + sl + 1;
     size_t n = evs__get_le16(rec + EVS_REC_OFF_NTAGS);
-    for (size_t i = 0; i <= n; i++) {
+    for (size_t i = 0; i <= n && i < 65; i++) {
         size_t l = i == 0 ? evs__get_le16(rec + EVS_REC_OFF_TYPE_LEN) : strlen(t);
-        evs__term_key(pk, tid, i == 0 ? EVS_TERM_TYPE : EVS_TERM_TAG, t, l);
+        evs__term_key(pk[i], tid, i == 0 ? EVS_TERM_TYPE : EVS_TERM_TAG, t, l);
+        size_t j = 0;
+        while (j < i && memcmp(pk[j], pk[i], 12) != 0)
+            j++;
+        if (j < i) {
+            t += l + 1;
+            continue;
+        }
         k.mv_size = 12;
-        k.mv_data = pk;
+        k.mv_data = pk[i];
         val.mv_size = 16;
         val.mv_data = pv;
         if (mdb_cursor_get(v->pcur, &k, &val, MDB_GET_BOTH) != 0)
