@@ -304,7 +304,9 @@ EVS_EXTERN int evs_append_multi(evs_append_result *out, evs_db *db,
  *
  * Stream membership is queryable like a tag: the tag "$stream:NAME"
  * matches the events of stream NAME (no tag is stored for it; the stream
- * index answers). Other tags starting with '$' are reserved.
+ * index answers); NAME may be up to EVS_MAX_STREAM_LEN bytes. Other tags
+ * starting with '$' are reserved. The same type or tag twice in one item
+ * is allowed (it changes nothing).
  */
 typedef struct evs_query_item {
     const char *const *types; /* ntypes names, each 1..EVS_MAX_TYPE_LEN */
@@ -362,13 +364,14 @@ typedef struct evs_append_request {
     const evs_append_condition *conditions;
     size_t nconditions;
     /*
-     * Payload predicates: for each name here, every JSON event whose data
+     * Payload predicates: for each name here (1..254 bytes of UTF-8, not
+     * starting with '$'), every JSON event whose data
      * is an object with a top-level member of that name gets the tag
      * "NAME:VALUE": a string's unescaped text, or the JSON text of a
      * number, true or false. null, objects, arrays and absent members
      * give no tag. A derived tag equal to an explicit one is kept once.
-     * A derived tag longer than EVS_MAX_TAG_LEN, or more than
-     * EVS_MAX_TAGS tags on one event, is EVS_EINVAL.
+     * A derived tag longer than EVS_MAX_TAG_LEN, a string value holding
+     * U+0000, or more than EVS_MAX_TAGS tags on one event, is EVS_EINVAL.
      */
     const char *const *tag_fields;
     size_t ntag_fields; /* 0..EVS_MAX_TAG_FIELDS */
@@ -489,12 +492,14 @@ EVS_EXTERN int evs_read_query(evs_iter **out, evs_db *db, const char *tenant,
  * The consistency marker of a read (DCB): the position of the newest event
  * the read has considered, to pass as evs_append_condition.after. Once
  * evs_iter_next returned EVS_ITEROVER, every event up to it that matches
- * was returned. For a forward read stopped by its limit that is the last
- * event returned; otherwise (exhausted, or backward) it is the store's head
+ * was returned. For a forward read stopped by its limit (it returned
+ * `limit` events, whether or not more would match) that is the last event
+ * returned; otherwise (exhausted, or backward) it is the store's head
  * when the read began (the global head position, whatever the tenant:
  * positions are global), also when nothing matched. Before the end of a
- * forward read it is the last event returned so far. Works for every
- * iterator. Returns 0 or EVS_EINVAL (NULL argument).
+ * forward read it is the last event returned so far, or, before the first,
+ * the read's lower bound (capped at that head). Works for every iterator.
+ * Returns 0 or EVS_EINVAL (NULL argument).
  */
 EVS_EXTERN int evs_iter_marker(uint64_t *out, const evs_iter *it);
 
@@ -518,7 +523,8 @@ EVS_EXTERN int evs_head_position(uint64_t *out, evs_db *db,
 
 typedef struct evs_stats {
     uint64_t events;        /* events in the store */
-    uint64_t streams;       /* streams with at least one event */
+    uint64_t streams;       /* streams with at least one event (events
+                               without a stream are in no stream) */
     uint64_t tenants;       /* tenants with at least one event */
     uint64_t head_position; /* global head */
     uint64_t log_bytes;     /* bytes of log segment files on disk */

@@ -356,6 +356,23 @@ int tu_read_all(tu_events *out, evs_db *db, const char *tenant,
     return rc;
 }
 
+int tu_read_query(tu_events *out, uint64_t *marker, evs_db *db,
+                  const char *tenant, const evs_query *query,
+                  uint64_t position_bound, evs_direction dir,
+                  uint64_t limit)
+{
+    evs_iter *it = NULL;
+    int rc = evs_read_query(&it, db, tenant, query, position_bound, dir,
+                            limit);
+    if (rc != 0)
+        return rc;
+    rc = tu_collect(out, it);
+    if (rc == 0 && marker != NULL)
+        rc = evs_iter_marker(marker, it);
+    evs_iter_free(it);
+    return rc;
+}
+
 void tu_events_clear(tu_events *ev)
 {
     size_t i;
@@ -707,6 +724,18 @@ uint64_t tu_seed(const char *name)
         seed &= 0xffffffffffffull; /* short enough to retype */
     }
     print_message("%s: seed=%" PRIu64 " (set EVS_TEST_SEED to replay)\n",
+                  name, seed);
+    return seed;
+}
+
+uint64_t tu_seed_default(const char *name, uint64_t dflt)
+{
+    const char *env = getenv("EVS_TEST_SEED");
+    uint64_t seed = dflt;
+    if (env != NULL && env[0] != '\0')
+        seed = strtoull(env, NULL, 0);
+    print_message("%s: seed=%" PRIu64 " (set EVS_TEST_SEED to replay or "
+                  "change)\n",
                   name, seed);
     return seed;
 }

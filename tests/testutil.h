@@ -157,6 +157,15 @@ int tu_read_stream(tu_events *out, evs_db *db, const char *tenant,
 /* evs_read_all + tu_collect + evs_iter_free. */
 int tu_read_all(tu_events *out, evs_db *db, const char *tenant,
                 uint64_t from_position, uint64_t limit);
+/*
+ * evs_read_query + tu_collect + evs_iter_marker (after the end, into
+ * *marker when marker is not NULL) + evs_iter_free. Returns the first
+ * error. Does not assert: usable from worker threads.
+ */
+int tu_read_query(tu_events *out, uint64_t *marker, evs_db *db,
+                  const char *tenant, const evs_query *query,
+                  uint64_t position_bound, evs_direction dir,
+                  uint64_t limit);
 void tu_events_free(tu_events *ev);
 void tu_events_clear(tu_events *ev);
 
@@ -228,6 +237,9 @@ int tu_run_cli(char **out, const char *const *argv);
  * can be replayed with EVS_TEST_SEED=N.
  */
 uint64_t tu_seed(const char *name);
+/* The same, but without EVS_TEST_SEED the seed is dflt (a deterministic
+ * run by default). */
+uint64_t tu_seed_default(const char *name, uint64_t dflt);
 
 /* xorshift64* generator, one per thread. */
 typedef struct tu_rng {

@@ -233,20 +233,23 @@ static int check_query(const evs_query *q, const char *what)
                                 t, why);
         for (size_t t = 0; t < it->ntags; t++) {
             const char *tag = it->tags[t];
+            size_t pl = strlen(EVS_STREAM_TAG_PREFIX);
+            if (tag && strncmp(tag, EVS_STREAM_TAG_PREFIX, pl) == 0) {
+                /* "$stream:NAME": NAME is a stream name (up to 256 bytes) */
+                if ((why = name_problem(tag + pl, EVS_MAX_STREAM_LEN)))
+                    return evs__err(EVS_EINVAL, "%s: query item %zu: tag %zu: the stream "
+                                    "name after \"%s\" %s", what, i, t,
+                                    EVS_STREAM_TAG_PREFIX, why);
+                continue;
+            }
             if ((why = name_problem(tag, EVS_MAX_TAG_LEN)))
                 return evs__err(EVS_EINVAL, "%s: query item %zu: tag %zu %s", what, i,
                                 t, why);
-            if (tag[0] != '$')
-                continue;
-            size_t pl = strlen(EVS_STREAM_TAG_PREFIX);
-            if (strncmp(tag, EVS_STREAM_TAG_PREFIX, pl) != 0)
+            if (tag[0] == '$')
                 return evs__err(EVS_EINVAL, "%s: query item %zu: tag \"%s\" starts with "
                                 "'$', which is reserved; the only '$' tag is \"%sNAME\" "
                                 "(the events of stream NAME)", what, i, tag,
                                 EVS_STREAM_TAG_PREFIX);
-            if (tag[pl] == '\0')
-                return evs__err(EVS_EINVAL, "%s: query item %zu: tag \"%s\" names no "
-                                "stream", what, i, tag);
         }
     }
     return 0;

@@ -342,7 +342,7 @@ static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
     uint32_t tid;
     if ((rc = iter_new(&it, s, limit)) < 0)
         return rc;
-    it->last_pos = from_position - 1;
+    it->last_pos = from_position - 1 < it->snap_head ? from_position - 1 : it->snap_head;
     if (!tenant) {
         it->kind = IT_ALL;
         evs__put_be64(it->start, from_position);
@@ -383,7 +383,7 @@ static int emb_read_query(evs_iter **out, evs_db *db, const char *tenant,
         return rc;
     it->kind = IT_EMPTY;
     it->backward = dir == EVS_BACKWARD;
-    it->last_pos = it->backward ? 0 : bound;
+    it->last_pos = it->backward ? 0 : bound < it->snap_head ? bound : it->snap_head;
     rc = evs__idx_tenant_get(it->txn, s, tenant, strlen(tenant), &tid);
     if (rc == EVS_ENOTFOUND) {
         rc = 0;
