@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Run the engine benchmark. `make bench` builds, then calls
-# `bash bench/run.sh BUILD_DIR`; this script builds nothing itself.
+# Run the benchmarks: engine_bench, then dcb_bench. `make bench` builds,
+# then calls `bash bench/run.sh BUILD_DIR`; this script builds nothing
+# itself.
 #
-#   EVS_BENCH_OUT   where the results go (default: bench-results/ in the repo)
-#   EVS_BENCH_DIR   where the temporary stores go (default: EVS_BENCH_OUT, so
-#                   on the repository's filesystem); they are deleted after
-#   EVS_BENCH_ARGS  extra engine_bench arguments, e.g. "--quick"
+#   EVS_BENCH_OUT       where the results go (default: bench-results/ in the
+#                       repo)
+#   EVS_BENCH_DIR       where the temporary stores go (default:
+#                       EVS_BENCH_OUT, so on the repository's filesystem);
+#                       they are deleted after
+#   EVS_BENCH_ARGS      extra engine_bench arguments, e.g. "--quick"
+#   EVS_DCB_BENCH_ARGS  extra dcb_bench arguments (default: "--quick" when
+#                       EVS_BENCH_ARGS has --quick, else none)
 #
-# The Markdown report is printed and written to engine.md, every figure to
-# engine.json. Exits with engine_bench's status (3: some operation failed or
-# a count did not match the store; the report says which).
+# Each Markdown report is printed and written to engine.md / dcb.md, every
+# figure to engine.json / dcb.json. Exits with the first non-zero status of
+# the two (3: some operation failed, a query answered wrongly or a count
+# did not match the store; the report says which).
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -19,11 +25,12 @@ fi
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=$1
 case $build in /*) ;; *) build=$repo/$build ;; esac
-bench=$build/engine_bench
-if [ ! -x "$bench" ]; then
-  echo "run.sh: $bench not found: build first (make bench does)" >&2
-  exit 2
-fi
+for b in engine_bench dcb_bench; do
+  if [ ! -x "$build/$b" ]; then
+    echo "run.sh: $build/$b not found: build first (make bench does)" >&2
+    exit 2
+  fi
+done
 
 out=${EVS_BENCH_OUT:-$repo/bench-results}
 mkdir -p "$out"
@@ -50,19 +57,35 @@ digest=$(cd "$repo" && find "${libsrc[@]}" -type f \
   | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -c1-12) || true
 label="evstore $commit, library sources sha256:$digest"
 
-# Results of an earlier run must not pass for this one's.
-rm -f "$out/engine.json" "$out/engine.md"
-rc=0
-# Word splitting of EVS_BENCH_ARGS is intended: it holds several flags.
-# shellcheck disable=SC2086
-"$bench" --dir "$dir" --label "$label" \
-  --json "$out/engine.json" --md "$out/engine.md" ${EVS_BENCH_ARGS:-} || rc=$?
+dcb_args=${EVS_DCB_BENCH_ARGS-}
+if [ -z "${EVS_DCB_BENCH_ARGS+set}" ]; then
+  case " ${EVS_BENCH_ARGS:-} " in *" --quick "*) dcb_args=--quick ;; esac
+fi
 
-echo
-if [ -s "$out/engine.md" ]; then
-  echo "Results: $out/engine.md (report) and $out/engine.json (every figure)"
-fi
-if [ $rc -ne 0 ]; then
-  echo "run.sh: engine_bench exited with status $rc" >&2
-fi
+# Results of an earlier run must not pass for this one's.
+rm -f "$out/engine.json" "$out/engine.md" "$out/dcb.json" "$out/dcb.md"
+rc=0
+# run NAME ARGS: one benchmark, its report to NAME.md and NAME.json; the
+# first failure's status is kept.
+run() {
+  local name=$1 bench=$build/$2 status=0
+  shift 2
+  "$bench" --dir "$dir" --label "$label" \
+    --json "$out/$name.json" --md "$out/$name.md" "$@" || status=$?
+  echo
+  if [ -s "$out/$name.md" ]; then
+    echo "Results: $out/$name.md (report) and $out/$name.json (every figure)"
+  fi
+  if [ $status -ne 0 ]; then
+    echo "run.sh: $(basename "$bench") exited with status $status" >&2
+    [ $rc -ne 0 ] || rc=$status
+  fi
+  echo
+}
+# Word splitting of the *_ARGS variables is intended: they hold several
+# flags.
+# shellcheck disable=SC2086
+run engine engine_bench ${EVS_BENCH_ARGS:-}
+# shellcheck disable=SC2086
+run dcb dcb_bench $dcb_args
 exit $rc
