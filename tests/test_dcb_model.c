@@ -121,27 +121,12 @@ typedef struct remembered {
     evs_append_result res[MAX_PARTS];
 } remembered;
 
-static unsigned op_no;
-static int verbose;
-static char op_desc[512];
 static uint64_t seed;
-
-static void describe(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-static void describe(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(op_desc, sizeof op_desc, fmt, ap);
-    va_end(ap);
-    if (verbose)
-        print_message("op %u: %s\n", op_no, op_desc);
-}
 
 /* Say which operation failed before asserting. */
 #define MFAIL(...)                                                           \
     do {                                                                     \
-        print_error("op %u (%s), seed %" PRIu64 ": ", op_no, op_desc,       \
+        print_error("op %u (%s), seed %" PRIu64 ": ", tu_op_no, tu_op_desc,  \
                     seed);                                                   \
         print_error(__VA_ARGS__);                                            \
         print_error("\n");                                                   \
@@ -595,7 +580,7 @@ static void op_query(model *m, evs_db *db, tu_rng *r)
     gen_query(r, &q);
     gen_read(r, m, &bound, &dir, &limit);
     fmt_query(qs, sizeof qs, &q);
-    describe("query tenant \"%s\" %s %s bound %" PRIu64 " limit %" PRIu64,
+    tu_describe("query tenant \"%s\" %s %s bound %" PRIu64 " limit %" PRIu64,
              tenant_name[tenant], qs,
              dir == EVS_FORWARD ? "forward" : "backward", bound, limit);
     check_query(m, db, tenant, &q, bound, dir, limit);
@@ -642,7 +627,7 @@ static void describe_req(const char *what, const m_req *q)
                                 " if-none %s after %" PRIu64, qs,
                                 q->conds[i].after);
     }
-    describe("%s", buf);
+    tu_describe("%s", buf);
 }
 
 /* Call the store with the rendered request. */
@@ -807,7 +792,7 @@ static void gen_req(model *m, evs_db *db, tu_rng *r, m_req *q)
                 bound = 0;
                 limit = dir == EVS_BACKWARD ? 1 : 0;
             }
-            describe("decision read for a condition");
+            tu_describe("decision read for a condition");
             q->conds[i].after =
                 check_query(m, db, q->tenant, &q->conds[i].q, bound, dir,
                             limit);
@@ -913,7 +898,7 @@ static void check_everything(const model *m, evs_db *db)
     for (t = 0; t <= NTEN; t++) {
         tu_events e = {0};
         size_t i, k = 0;
-        describe("full check of tenant \"%s\"", tenant_name[t]);
+        tu_describe("full check of tenant \"%s\"", tenant_name[t]);
         check_query(m, db, t, &all, 0, EVS_FORWARD, 0);
         check_query(m, db, t, &all, 0, EVS_BACKWARD, 0);
         MCHECK_RC(tu_read_all(&e, db, tenant_name[t], 0, 0), 0);
@@ -952,7 +937,6 @@ static void test_dcb_model(void **state)
     int t, k;
 
     assert_non_null(mem);
-    verbose = getenv("EVS_TEST_VERBOSE") != NULL;
     seed = tu_seed_default("dcb model", DEFAULT_SEED);
     if (bits != NULL)
         print_message("EVS_DEBUG_TERM_HASH_BITS=%s: term hashes collide\n",
@@ -963,7 +947,7 @@ static void test_dcb_model(void **state)
             m.head[t][k] = -1;
     tu_rng_init(&r, seed);
 
-    for (op_no = 1; op_no <= nops; op_no++) {
+    for (tu_op_no = 1; tu_op_no <= nops; tu_op_no++) {
         unsigned dice = (unsigned)tu_rng_range(&r, 0, 999);
         if (dice < 450) {
             op_append(&m, s->db, &r, mem, &nmem, stats);
@@ -974,7 +958,7 @@ static void test_dcb_model(void **state)
             op_query(&m, s->db, &r);
             queries++;
         } else {
-            describe("stats");
+            tu_describe("stats");
             {
                 evs_stats st = tu_stats(s->db);
                 if (st.events != m.n || st.head_position != m.n)
@@ -983,15 +967,15 @@ static void test_dcb_model(void **state)
                           st.events, st.head_position, m.n);
             }
         }
-        if (op_no == nops / 3 || op_no == 2 * nops / 3 ||
+        if (tu_op_no == nops / 3 || tu_op_no == 2 * nops / 3 ||
             tu_rng_range(&r, 0, 999) == 0) {
-            describe("close and reopen");
+            tu_describe("close and reopen");
             tu_store_reopen(s);
             reopens++;
             check_everything(&m, s->db);
         }
     }
-    describe("final check");
+    tu_describe("final check");
     check_everything(&m, s->db);
     MCHECK_RC(evs_verify(NULL, s->db, NULL, NULL), 0);
     tu_store_reopen(s);

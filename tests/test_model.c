@@ -123,17 +123,13 @@ static int m_condition_holds(int64_t expected, int64_t version)
 /* Context for failure messages                                        */
 /* ------------------------------------------------------------------ */
 
-static unsigned op_no;
-static char op_desc[256];
-static int verbose;
-
 #define MCHECK_INT(a, b)                                                     \
     do {                                                                     \
         int64_t ma_ = (int64_t)(a), mb_ = (int64_t)(b);                      \
         if (ma_ != mb_)                                                      \
             print_error("op %u (%s): %s = %" PRId64 " but the model says "   \
                         "%" PRId64 "\n",                                     \
-                        op_no, op_desc, #a, ma_, mb_);                       \
+                        tu_op_no, tu_op_desc, #a, ma_, mb_);                 \
         assert_int_equal(ma_, mb_);                                          \
     } while (0)
 
@@ -141,23 +137,11 @@ static int verbose;
     do {                                                                     \
         int mrc_ = (expr), mw_ = (want);                                     \
         if (mrc_ != mw_) {                                                   \
-            print_error("op %u (%s):\n", op_no, op_desc);                    \
+            print_error("op %u (%s):\n", tu_op_no, tu_op_desc);              \
             tu_report_rc(#expr, mrc_, mw_, __FILE__, __LINE__);              \
         }                                                                    \
         assert_int_equal(mrc_, mw_);                                         \
     } while (0)
-
-static void describe(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-static void describe(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(op_desc, sizeof op_desc, fmt, ap);
-    va_end(ap);
-    if (verbose)
-        print_message("op %u: %s\n", op_no, op_desc);
-}
 
 /* ------------------------------------------------------------------ */
 /* Comparing the store with the model                                  */
@@ -178,7 +162,7 @@ static void check_event(model *m, const tu_event_copy *e, uint64_t want_pos)
         strcmp(e->data, me->data) != 0)
         print_error("op %u (%s): position %" PRIu64 " is %s/%s %s %s; the "
                     "model has %s/%s %s %s\n",
-                    op_no, op_desc, want_pos, e->tenant, e->stream, e->type,
+                    tu_op_no, tu_op_desc, want_pos, e->tenant, e->stream, e->type,
                     e->data, tenant_name[me->tenant], stream, me->type,
                     me->data);
     assert_string_equal(e->tenant, tenant_name[me->tenant]);
@@ -212,7 +196,7 @@ static void check_read_stream(model *m, evs_db *db, int t, int s,
     size_t want_n = 0, i;
 
     snprintf(stream, sizeof stream, "s-%d", s);
-    describe("read_stream %s/%s from %" PRId64 " %s limit %" PRIu64,
+    tu_describe("read_stream %s/%s from %" PRId64 " %s limit %" PRIu64,
              tenant_name[t], stream, from,
              dir == EVS_FORWARD ? "forward" : "backward", limit);
     MCHECK_RC(tu_read_stream(&e, db, tenant_arg[t], stream, from, dir, limit),
@@ -243,7 +227,7 @@ static void check_read_all(model *m, evs_db *db, int t, uint64_t from,
     uint64_t p;
     size_t i = 0;
 
-    describe("read_all %s from %" PRIu64 " limit %" PRIu64,
+    tu_describe("read_all %s from %" PRIu64 " limit %" PRIu64,
              t < 0 ? "(every tenant)" : tenant_name[t], from, limit);
     MCHECK_RC(tu_read_all(&e, db, t < 0 ? NULL : tenant_name[t], from, limit),
               0);
@@ -255,7 +239,7 @@ static void check_read_all(model *m, evs_db *db, int t, uint64_t from,
         if (i >= e.n) {
             print_error("op %u (%s): the store stops before position %" PRIu64
                         "\n",
-                        op_no, op_desc, p);
+                        tu_op_no, tu_op_desc, p);
             MCHECK_INT(e.n, i + 1);
         }
         check_event(m, &e.v[i], p);
@@ -271,7 +255,7 @@ static void check_counts(model *m, evs_db *db)
     uint64_t streams = 0, tenants = 0;
     int t, s;
 
-    describe("stats");
+    tu_describe("stats");
     for (t = 0; t < NTENANTS; t++) {
         int any = 0;
         for (s = 0; s < NSTREAMS; s++)
@@ -373,7 +357,7 @@ static void op_append(model *m, evs_db *db, tu_rng *r, remembered *mem,
 
     snprintf(stream, sizeof stream, "s-%d", s);
     random_events(r, ev, n, data, tagv, tagmask, 0);
-    describe("append %zu to %s/%s expected %" PRId64 " (at %" PRId64 ")", n,
+    tu_describe("append %zu to %s/%s expected %" PRId64 " (at %" PRId64 ")", n,
              tenant_name[t], stream, expected, v);
     memset(&res, 0xcd, sizeof res);
     MCHECK_RC(evs_append(&res, db, tenant_arg[t], stream, expected, ev, n),
@@ -450,7 +434,7 @@ static void op_resend(model *m, evs_db *db, tu_rng *r, remembered *mem,
         ev[k].data = other;
         ev[k].data_len = strlen(other);
     }
-    describe("%s of an append of %zu to %s/%s expected %" PRId64,
+    tu_describe("%s of an append of %zu to %s/%s expected %" PRId64,
              damage ? "damaged re-send" : "re-send", rm->n,
              tenant_name[rm->tenant], stream, expected);
     memset(&res, 0xcd, sizeof res);
@@ -503,7 +487,7 @@ static void op_multi(model *m, evs_db *db, tu_rng *r)
                                names[i], parts[i].nevents,
                                parts[i].expected_version, v[i]);
     }
-    describe("multi in %s:%s", tenant_name[t], desc);
+    tu_describe("multi in %s:%s", tenant_name[t], desc);
     memset(res, 0xcd, sizeof res);
     MCHECK_RC(evs_append_multi(res, db, tenant_arg[t], parts, nparts),
               ok ? 0 : EVS_ECONFLICT);
@@ -561,7 +545,7 @@ static void op_versions_and_heads(model *m, evs_db *db)
 {
     int t, s;
     uint64_t h;
-    describe("versions and heads");
+    tu_describe("versions and heads");
     for (t = 0; t < NTENANTS; t++) {
         for (s = 0; s < NSTREAMS; s++) {
             char stream[16];
@@ -580,7 +564,7 @@ static void op_versions_and_heads(model *m, evs_db *db)
 static void check_verify(evs_db *db)
 {
     uint64_t checked = 0;
-    describe("verify");
+    tu_describe("verify");
     MCHECK_RC(evs_verify(&checked, db, NULL, NULL), 0);
 }
 
@@ -597,11 +581,10 @@ static void test_model(void **state)
     tu_rng r;
 
     assert_non_null(mem);
-    verbose = getenv("EVS_TEST_VERBOSE") != NULL;
     memset(&m, 0, sizeof m);
     tu_rng_init(&r, seed);
 
-    for (op_no = 1; op_no <= nops; op_no++) {
+    for (tu_op_no = 1; tu_op_no <= nops; tu_op_no++) {
         unsigned dice = (unsigned)tu_rng_range(&r, 0, 999);
         if (dice < 400)
             op_append(&m, s->db, &r, mem, &nmem);
@@ -620,13 +603,13 @@ static void test_model(void **state)
         else if (dice < 992)
             check_counts(&m, s->db);
         else {
-            describe("close and reopen");
+            tu_describe("close and reopen");
             tu_store_reopen(s);
             reopens++;
             check_verify(s->db);
         }
     }
-    describe("final check");
+    tu_describe("final check");
     check_read_all(&m, s->db, -1, 0, 0);
     op_versions_and_heads(&m, s->db);
     check_counts(&m, s->db);

@@ -817,3 +817,18 @@ void tu_failures_reset(void)
     fail_first[0] = '\0';
     pthread_mutex_unlock(&fail_mu);
 }
+
+/* ---- model tests ---------------------------------------------------- */
+
+unsigned tu_op_no;
+char tu_op_desc[512];
+
+void tu_describe(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tu_op_desc, sizeof tu_op_desc, fmt, ap);
+    va_end(ap);
+    if (getenv("EVS_TEST_VERBOSE"))
+        print_message("op %u: %s\n", tu_op_no, tu_op_desc);
+}

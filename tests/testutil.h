@@ -273,4 +273,13 @@ void tu_failures_reset(void);
         assert_int_equal(tu_failures(), 0);                                  \
     } while (0)
 
+/* ------------------------------------------------------------------ */
+/* Model tests: what the current operation is, for failure messages    */
+/* ------------------------------------------------------------------ */
+
+extern unsigned tu_op_no;      /* number of the operation being checked */
+extern char tu_op_desc[512];   /* its description (tu_describe) */
+/* Set tu_op_desc; print it too when EVS_TEST_VERBOSE is set. */
+void tu_describe(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif /* EVS_TESTUTIL_H */
