@@ -197,9 +197,10 @@ int evs__idx_apply_record(MDB_txn *txn, evs__emb *s, const uint8_t *rec,
 
 /* ---- DCB queries (query.c) ---- */
 typedef struct evs__qplan evs__qplan;
-/* Compile a validated query for tenant tid in txn. The plan copies the
- * query; it must be freed before txn ends. in_writer: txn is the writer's
- * (records may be in the group being built; no CRC checks). */
+/* Compile a validated query for tenant tid in txn; free the plan before
+ * txn ends. in_writer: txn is the writer's (records may be in the group
+ * being built; no CRC checks) and q must outlive the plan; otherwise the
+ * plan copies q. */
 int evs__qplan_new(evs__qplan **out, evs__emb *s, MDB_txn *txn, uint32_t tid,
                    const evs_query *q, int backward, int in_writer);
 /* The first match at or after `from` (forward plan) or at or before it

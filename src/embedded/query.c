@@ -52,7 +52,8 @@ struct evs__qplan {
     int backward;
     int in_writer;      /* records may be in the group being built */
     uint32_t tid;
-    evs_query q;        /* a deep copy, for checking candidates */
+    evs_query q;        /* for checking candidates: a deep copy (reads) or
+                           the request's own (writer) */
     qnode *root;
     qnode *nodes;
     size_t nnodes;
@@ -497,8 +498,12 @@ int evs__qplan_new(evs__qplan **out, evs__emb *s, MDB_txn *txn, uint32_t tid,
         evs__qplan_free(pl);
         return evs__err(EVS_ENOMEM, "out of memory compiling a query");
     }
-    if ((rc = copy_query(pl, q)) < 0)
+    /* An iterator outlives its caller's query: copy it. The writer's plan
+     * lives only while the append's request does: borrow it. */
+    if (!in_writer && (rc = copy_query(pl, q)) < 0)
         goto fail;
+    if (in_writer)
+        pl->q = *q;
     int all = q->nitems == 0;
     for (size_t i = 0; i < q->nitems; i++)
         if (q->items[i].ntypes == 0 && q->items[i].ntags == 0)

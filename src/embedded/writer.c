@@ -708,16 +708,19 @@ int evs__emb_append(evs_db *db, evs__append_req *c)
     size_t total = 0, k = 0;
     int rc;
 
-    uint32_t *offs = evs__scratch_get(&tls_offs, c->nevents * sizeof(uint32_t));
+    /* offs[k]: offset of record k in enc; lens[k]: its encoded size */
+    uint32_t *offs = evs__scratch_get(&tls_offs, 2 * c->nevents * sizeof(uint32_t));
     if (!offs)
         return evs__err(EVS_ENOMEM, "out of memory encoding an append");
+    uint32_t *lens = offs + c->nevents;
     uint64_t limit = s->seg_size - EVS_SEG_HEADER_SIZE;
     for (size_t p = 0; p < c->nparts; p++)
         for (size_t i = 0; i < c->parts[p].nevents; i++, k++) {
             size_t n = evs__rec_size(c->tenant_len, c->stream_lens[p],
                                      &c->parts[p].events[i]);
+            lens[k] = (uint32_t)(n < limit ? n : limit);
             offs[k] = (uint32_t)(total < limit ? total : limit);
-            total += evs__pad8((uint32_t)(n < limit ? n : limit));
+            total += evs__pad8(lens[k]);
             if (total > limit)
                 return evs__err(EVS_ETOOBIG,
                                 "append of %zu events is over %" PRIu64 " bytes encoded, "
@@ -731,9 +734,7 @@ int evs__emb_append(evs_db *db, evs__append_req *c)
     k = 0;
     for (size_t p = 0; p < c->nparts; p++)
         for (size_t i = 0; i < c->parts[p].nevents; i++, k++) {
-            size_t n = evs__rec_size(c->tenant_len, c->stream_lens[p],
-                                     &c->parts[p].events[i]);
-            evs__rec_encode(enc + offs[k], (uint32_t)n, c->tenant,
+            evs__rec_encode(enc + offs[k], lens[k], c->tenant,
                             c->tenant_len, c->parts[p].stream, c->stream_lens[p],
                             &c->parts[p].events[i], &c->ids[k]);
         }
