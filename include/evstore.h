@@ -449,6 +449,28 @@ EVS_EXTERN int evs_read_stream(evs_iter **out, evs_db *db,
                                int64_t from_version, evs_direction dir,
                                uint64_t limit);
 
+/* One stream of evs_read_streams. */
+typedef struct evs_stream_read {
+    const char *stream;   /* 1..EVS_MAX_STREAM_LEN bytes */
+    int64_t from_version; /* >= 0: events with version >= from_version */
+} evs_stream_read;
+
+#define EVS_MAX_READ_STREAMS 65536
+
+/*
+ * Read several streams of one tenant forward, from one snapshot (one
+ * index transaction: the versions seen are consistent with each other),
+ * stream by stream in the order given; each event's `stream` says whose
+ * it is. A stream that does not exist yields nothing. For the command
+ * executor and anyone who folds several streams into one decision
+ * (EventCore's multi-stream read). 1..EVS_MAX_READ_STREAMS streams; the
+ * same stream twice is EVS_EINVAL. Returns 0, EVS_EINVAL (NULL argument,
+ * bad name, from_version < 0, nstreams 0 or too many, a duplicate),
+ * EVS_ENOMEM, EVS_EBACKEND.
+ */
+EVS_EXTERN int evs_read_streams(evs_iter **out, evs_db *db, const char *tenant,
+                                const evs_stream_read *streams, size_t nstreams);
+
 /*
  * Read $all forward: events with global position >= from_position (0 or 1
  * = from the start), in position order, at most limit (0 = no limit).

@@ -752,6 +752,47 @@ int evs_read_stream(evs_iter **out, evs_db *db, const char *tenant,
                                 dir, limit);
 }
 
+int evs_read_streams(evs_iter **out, evs_db *db, const char *tenant,
+                     const evs_stream_read *streams, size_t nstreams)
+{
+    int rc;
+    size_t tl;
+    evs__clear_error();
+    if (!out)
+        return evs__err(EVS_EINVAL, "read_streams: out is NULL");
+    *out = NULL;
+    if (!db || !streams)
+        return evs__err(EVS_EINVAL, "read_streams: %s is NULL", db ? "streams" : "db");
+    if ((rc = check_tenant(tenant, &tl)) < 0)
+        return rc;
+    if (nstreams == 0 || nstreams > EVS_MAX_READ_STREAMS)
+        return evs__err(EVS_EINVAL, "read_streams: %zu streams (give 1..%d)", nstreams,
+                        EVS_MAX_READ_STREAMS);
+    for (size_t i = 0; i < nstreams; i++) {
+        if ((rc = check_stream(streams[i].stream)) < 0)
+            return evs__err(rc, "read_streams: stream %zu: %s", i, evs_last_error());
+        if (streams[i].from_version < 0)
+            return evs__err(EVS_EINVAL, "read_streams: stream %s: from_version %lld "
+                            "(give a version >= 0)", streams[i].stream,
+                            (long long)streams[i].from_version);
+    }
+    const char **names = malloc(nstreams * sizeof(*names));
+    if (!names)
+        return evs__err(EVS_ENOMEM, "out of memory reading %zu streams", nstreams);
+    for (size_t i = 0; i < nstreams; i++)
+        names[i] = streams[i].stream;
+    qsort(names, nstreams, sizeof(*names), cmp_str_ptr);
+    for (size_t i = 1; i < nstreams; i++)
+        if (strcmp(names[i - 1], names[i]) == 0) {
+            rc = evs__err(EVS_EINVAL, "read_streams: stream %s is listed twice", names[i]);
+            break;
+        }
+    free(names);
+    if (rc < 0)
+        return rc;
+    return db->ops->read_streams(out, db, tenant ? tenant : "", streams, nstreams);
+}
+
 int evs_read_all(evs_iter **out, evs_db *db, const char *tenant,
                  uint64_t from_position, uint64_t limit)
 {

@@ -60,6 +60,9 @@ typedef struct evs__backend_ops {
     int (*read_query)(evs_iter **out, evs_db *db, const char *tenant,
                       const evs_query *query, uint64_t position_bound,
                       evs_direction dir, uint64_t limit);
+    /* streams validated (names, from_version >= 0); tenant never NULL */
+    int (*read_streams)(evs_iter **out, evs_db *db, const char *tenant,
+                        const evs_stream_read *streams, size_t nstreams);
     int (*iter_next)(const evs_event **ev, evs_iter *it);
     int (*iter_marker)(uint64_t *out, const evs_iter *it);
     void (*iter_free)(evs_iter *it);

@@ -25,6 +25,8 @@ static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
 static int emb_read_query(evs_iter **out, evs_db *db, const char *tenant,
                           const evs_query *query, uint64_t bound, evs_direction dir,
                           uint64_t limit);
+static int emb_read_streams(evs_iter **out, evs_db *db, const char *tenant,
+                            const evs_stream_read *streams, size_t n);
 static int emb_iter_next(const evs_event **ev, evs_iter *it);
 static int emb_iter_marker(uint64_t *out, const evs_iter *it);
 static void emb_iter_free(evs_iter *it);
@@ -39,6 +41,7 @@ static const evs__backend_ops emb_ops = {
     .read_stream = emb_read_stream,
     .read_all = emb_read_all,
     .read_query = emb_read_query,
+    .read_streams = emb_read_streams,
     .iter_next = emb_iter_next,
     .iter_marker = emb_iter_marker,
     .iter_free = emb_iter_free,
@@ -238,7 +241,7 @@ static int emb_close(evs_db *db)
 
 /* ---- iterators ---------------------------------------------------------- */
 
-enum { IT_EMPTY, IT_STREAM_FWD, IT_STREAM_BWD, IT_ALL, IT_TENANT, IT_QUERY };
+enum { IT_EMPTY, IT_STREAM_FWD, IT_STREAM_BWD, IT_ALL, IT_TENANT, IT_QUERY, IT_STREAMS };
 
 typedef struct emb_iter {
     evs_iter base;
@@ -259,6 +262,9 @@ typedef struct emb_iter {
     int exhausted;       /* the read reached its end (not its limit) */
     uint64_t snap_head;  /* the head position in this read's snapshot */
     uint64_t last_pos;   /* forward: last position returned (or the bound) */
+    uint64_t *msid;      /* IT_STREAMS: stream id (0 = absent), from version */
+    int64_t *mfrom;
+    size_t mn, mi;       /* IT_STREAMS: number of streams, the current one */
     evs_event ev;
     const char **tags;
     size_t tags_cap;
@@ -405,6 +411,79 @@ static int emb_read_query(evs_iter **out, evs_db *db, const char *tenant,
     return 0;
 }
 
+/* Several streams from one snapshot, one after another (the command
+ * executor's read: one read transaction, no per-stream round trips). */
+static int emb_read_streams(evs_iter **out, evs_db *db, const char *tenant,
+                            const evs_stream_read *streams, size_t n)
+{
+    evs__emb *s = (evs__emb *)db;
+    emb_iter *it;
+    uint32_t tid;
+    int rc;
+    if ((rc = iter_new(&it, s, 0)) < 0)
+        return rc;
+    it->kind = IT_EMPTY;
+    rc = evs__idx_tenant_get(it->txn, s, tenant, strlen(tenant), &tid);
+    if (rc == EVS_ENOTFOUND) {
+        rc = 0;
+    } else if (rc == 0) {
+        it->msid = calloc(n, sizeof(*it->msid));
+        it->mfrom = calloc(n, sizeof(*it->mfrom));
+        if (!it->msid || !it->mfrom)
+            rc = evs__err(EVS_ENOMEM, "out of memory reading %zu streams", n);
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            int64_t head;
+            rc = evs__idx_stream_get(it->txn, s, tid, streams[i].stream,
+                                     strlen(streams[i].stream), &it->msid[i], &head);
+            it->mfrom[i] = streams[i].from_version;
+        }
+        it->mn = n;
+        if (rc == 0 && (rc = iter_cursor(it, s->db_stream_events)) == 0)
+            it->kind = IT_STREAMS;
+    }
+    if (rc < 0) {
+        emb_iter_free(&it->base);
+        return rc;
+    }
+    *out = &it->base;
+    return 0;
+}
+
+/* IT_STREAMS: position the cursor on the next entry, moving on to the next
+ * stream when one ends. Returns an MDB code. */
+static int streams_step(emb_iter *it, MDB_val *k, MDB_val *v)
+{
+    for (;;) {
+        int mrc;
+        if (it->started) {
+            mrc = mdb_cursor_get(it->cur, k, v, MDB_NEXT);
+            if (mrc == 0 && k->mv_size == 16 && memcmp(k->mv_data, it->prefix, 8) == 0)
+                return 0;
+            if (mrc != 0 && mrc != MDB_NOTFOUND)
+                return mrc;
+            it->started = 0;
+            it->mi++;
+        }
+        while (it->mi < it->mn && it->msid[it->mi] == 0)
+            it->mi++;
+        if (it->mi >= it->mn)
+            return MDB_NOTFOUND;
+        it->started = 1;
+        evs__put_be64(it->prefix, it->msid[it->mi]);
+        evs__put_be64(it->start, it->msid[it->mi]);
+        evs__put_be64(it->start + 8, (uint64_t)it->mfrom[it->mi]);
+        k->mv_size = 16;
+        k->mv_data = it->start;
+        mrc = mdb_cursor_get(it->cur, k, v, MDB_SET_RANGE);
+        if (mrc == 0 && k->mv_size == 16 && memcmp(k->mv_data, it->prefix, 8) == 0)
+            return 0;
+        if (mrc != 0 && mrc != MDB_NOTFOUND)
+            return mrc;
+        it->started = 0;
+        it->mi++;
+    }
+}
+
 static int query_next(const evs_event **ev, emb_iter *it)
 {
     uint64_t pos, loc;
@@ -462,7 +541,9 @@ static int emb_iter_next(const evs_event **ev, evs_iter *base)
         return EVS_ITEROVER;
     if (it->kind == IT_QUERY)
         return query_next(ev, it);
-    if (!it->started) {
+    if (it->kind == IT_STREAMS) {
+        mrc = streams_step(it, &k, &v);
+    } else if (!it->started) {
         it->started = 1;
         if (it->kind == IT_STREAM_BWD) {
             mrc = seek_backward(it, &k, &v);
@@ -486,7 +567,8 @@ static int emb_iter_next(const evs_event **ev, evs_iter *base)
         it->exhausted = 1;
         return EVS_ITEROVER;
     }
-    uint64_t loc = it->kind == IT_STREAM_FWD || it->kind == IT_STREAM_BWD
+    uint64_t loc = it->kind == IT_STREAM_FWD || it->kind == IT_STREAM_BWD ||
+                           it->kind == IT_STREAMS
                        ? evs__get_le64((const uint8_t *)v.mv_data + 8)
                        : evs__get_le64(v.mv_data);
     uint32_t seg = evs__loc_seg(loc), off = evs__loc_off(loc), len;
@@ -515,6 +597,8 @@ static void emb_iter_free(evs_iter *base)
 {
     emb_iter *it = (emb_iter *)base;
     evs__qplan_free(it->plan);
+    free(it->msid);
+    free(it->mfrom);
     if (it->cur)
         mdb_cursor_close(it->cur);
     if (it->txn)
