@@ -182,9 +182,10 @@ typedef struct evs_db evs_db;
 #define EVS_OPEN_CREATE 0x1u   /* create the store if it does not exist */
 #define EVS_OPEN_READONLY 0x2u /* no appends; no recovery writes */
 
-#define EVS_OPEN_OPTIONS_VERSION 1
+/* Version 2 added snapshot_keep; version 1 structs are still accepted. */
+#define EVS_OPEN_OPTIONS_VERSION 2
 typedef struct evs_open_options {
-    unsigned version;        /* EVS_OPEN_OPTIONS_VERSION */
+    unsigned version;        /* EVS_OPEN_OPTIONS_VERSION (1 or 2) */
     unsigned flags;          /* EVS_OPEN_* */
     uint32_t segment_size;   /* bytes per log segment; 0 = default. Used
                                 only when creating a store; 1 MiB..1 GiB */
@@ -193,9 +194,12 @@ typedef struct evs_open_options {
                                 smaller); at most segment_size - 64 KiB */
     int validate_json;       /* 1 (default): reject invalid JSON data and
                                 metadata; 0: store the bytes unchecked */
+    uint32_t snapshot_keep;  /* snapshots kept per stream (the newest ones);
+                                0 = default (3); 1..1000 */
 } evs_open_options;
 #define EVS_OPEN_OPTIONS_INIT                                                \
-    { EVS_OPEN_OPTIONS_VERSION, EVS_OPEN_CREATE, 0, 0, 1 }
+    { EVS_OPEN_OPTIONS_VERSION, EVS_OPEN_CREATE, 0, 0, 1, 0 }
+#define EVS_DEFAULT_SNAPSHOT_KEEP 3
 
 /*
  * Open the store named by uri: a directory path for the embedded backend
@@ -349,9 +353,11 @@ typedef struct evs_append_condition {
  * conditions and payload-derived tags, all checked and written as one
  * atomic step inside the group commit.
  */
-#define EVS_APPEND_REQUEST_VERSION 1
+/* Version 2 added the checkpoint fields; version 1 structs are still
+ * accepted. */
+#define EVS_APPEND_REQUEST_VERSION 2
 typedef struct evs_append_request {
-    unsigned version;       /* EVS_APPEND_REQUEST_VERSION */
+    unsigned version;       /* EVS_APPEND_REQUEST_VERSION (1 or 2) */
     const char *tenant;     /* NULL or "": the default tenant */
     /* 1..65536 parts. A part whose stream is NULL holds events that
      * belong to no stream (pure DCB events, found by type and tags only);
@@ -375,9 +381,21 @@ typedef struct evs_append_request {
      */
     const char *const *tag_fields;
     size_t ntag_fields; /* 0..EVS_MAX_TAG_FIELDS */
+    /*
+     * A checkpoint update committed atomically with the events (exactly-
+     * once projections into the same store): NULL, or the name of a
+     * checkpoint of this tenant (see evs_checkpoint_set) to move to
+     * checkpoint_token. The same rules as evs_checkpoint_set apply: it may
+     * not move backward (EVS_EINVAL) nor beyond the head; if another
+     * writer moves it between the check and the commit the whole append
+     * fails with EVS_ECONFLICT (the message says so) and nothing is
+     * written.
+     */
+    const char *checkpoint;
+    uint64_t checkpoint_token;
 } evs_append_request;
 #define EVS_APPEND_REQUEST_INIT                                              \
-    { EVS_APPEND_REQUEST_VERSION, NULL, NULL, 0, NULL, 0, NULL, 0 }
+    { EVS_APPEND_REQUEST_VERSION, NULL, NULL, 0, NULL, 0, NULL, 0, NULL, 0 }
 
 /*
  * Append as described by req (the one append path: evs_append and
@@ -574,6 +592,253 @@ EVS_EXTERN int evs_stats_get(evs_stats *out, evs_db *db);
 typedef void (*evs_verify_fn)(void *ctx, const char *problem);
 EVS_EXTERN int evs_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb,
                           void *ctx);
+
+
+/* ------------------------------------------------------------------ */
+/* Tracking: tokens, blocking reads, subscriptions, consumer groups    */
+/* (the EAF/Axon tracking event processor; groups as in Message DB)    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A tracking token is a global position meaning "every event up to and
+ * including this position has been seen": a read after token T yields the
+ * events with position > T. A tenant's reader uses global positions too
+ * (it sees gaps), so every token compares with every other as a plain
+ * integer (<, ==, >). 0 is before the first event.
+ */
+
+/* The head token: the newest committed event of the store (tenant NULL:
+ * an atomic load) or of a tenant (one index lookup). 0 when empty. Reading
+ * after it yields only events committed later. Same as evs_head_position.
+ * Returns 0, EVS_EINVAL (NULL out/db, bad tenant), EVS_EBACKEND. */
+EVS_EXTERN int evs_token_head(uint64_t *out, evs_db *db, const char *tenant);
+
+/* The tail token: just before the oldest event of the tenant (NULL: of
+ * the store, which is always 0), so that reading after it yields every
+ * event. 0 for a tenant without events. One index lookup. Returns 0,
+ * EVS_EINVAL, EVS_EBACKEND. */
+EVS_EXTERN int evs_token_tail(uint64_t *out, evs_db *db, const char *tenant);
+
+/*
+ * The token at a time: just before the first event, in position order,
+ * whose recorded_at is >= time_us (µs since the Unix epoch); the head
+ * token when no event is that recent. Reading after it yields that event
+ * and everything after it (recorded_at grows with position for events the
+ * store stamps; events imported with their own recorded_at may be out of
+ * order, and are then returned by position, not by time). A tenant's
+ * reader may use it as is (tokens are global). One lookup in a sparse
+ * per-millisecond time index plus a read of the events of that
+ * millisecond. Returns 0, EVS_EINVAL (NULL argument), EVS_EBACKEND.
+ */
+EVS_EXTERN int evs_token_at(uint64_t *out, evs_db *db, int64_t time_us);
+
+/* The tag prefix that selects a category's events in a query item: the
+ * category of a stream is its name up to the first '-' (the whole name
+ * when it has none), as in Message DB: "account-42" is in "account". */
+#define EVS_CATEGORY_TAG_PREFIX "$category:"
+
+/*
+ * What a tracking reader reads. Events of system streams (names starting
+ * with '$', such as checkpoints) are never returned.
+ */
+#define EVS_TRACKING_VERSION 1
+typedef struct evs_tracking {
+    unsigned version;          /* EVS_TRACKING_VERSION */
+    const char *tenant;        /* NULL or "": the default tenant */
+    int all_tenants;           /* 1: every tenant's events (administration);
+                                  tenant must be NULL and there may be no
+                                  category, types or query */
+    const char *category;      /* NULL: any; else only events of streams of
+                                  this category (1..EVS_MAX_STREAM_LEN) */
+    const char *const *types;  /* ntypes event types, OR'ed; 0: any type */
+    size_t ntypes;             /* 0..EVS_MAX_QUERY_TERMS */
+    const evs_query *query;    /* NULL: none; else a DCB query (then
+                                  category and types must be unset: put
+                                  them in the query's items, with a
+                                  "$category:NAME" tag) */
+    /* Consumer group (Message DB's consumer_group_member/size): with
+     * group_size >= 2, only the events of streams that belong to member
+     * group_member (0..group_size-1): XXH3-64 of the stream's id part
+     * (the name after the first '-', the whole name without one) modulo
+     * group_size. Each stream belongs to exactly one member, so the
+     * members together see every event once and each stream in order.
+     * Events without a stream are shared out by their event id. */
+    uint32_t group_member;
+    uint32_t group_size;       /* 0 or 1: no consumer group; at most 1024 */
+} evs_tracking;
+#define EVS_TRACKING_INIT { EVS_TRACKING_VERSION, NULL, 0, NULL, NULL, 0, NULL, 0, 0 }
+
+/* timeout_us of evs_read_tracking: wait as long as it takes. */
+#define EVS_WAIT_FOREVER (-1)
+
+/*
+ * Tracking read (mayBlock): up to limit (0 = no limit) events matching
+ * *t with position > after, oldest first. When there are none, waits up
+ * to timeout_us µs (0: no wait; EVS_WAIT_FOREVER) for commits that bring
+ * one, woken by the commit itself (a futex in the store directory's
+ * `notify` file, so also across processes: a read-only open is woken by
+ * the writing process); then returns an iterator that may be empty.
+ * Commits of events that do not match do not end the wait.
+ *
+ * The next token is evs_iter_marker(it) once the iterator has returned
+ * EVS_ITEROVER: every event up to it has been considered, also those that
+ * did not match (so a filtered reader never re-reads them). A snapshot
+ * like evs_read_stream.
+ *
+ * Returns 0, EVS_EINVAL (NULL out/db/t, unknown version, bad names, a
+ * query with category/types, all_tenants with a filter, group_member >=
+ * group_size, group_size > 1024, timeout_us < 0 other than
+ * EVS_WAIT_FOREVER), EVS_ENOMEM, EVS_EBACKEND (also: the notify file
+ * could not be opened, so the read cannot wait; with timeout_us 0 it
+ * works without one).
+ */
+EVS_EXTERN int evs_read_tracking(evs_iter **out, evs_db *db, const evs_tracking *t,
+                                 uint64_t after, uint64_t limit, int64_t timeout_us);
+
+/*
+ * A subscription: a thread that reads *filter catch-up-then-live and
+ * calls back per batch. It never skips an event and never delivers one
+ * twice within a run; across runs, the checkpoint decides (at-least-once
+ * from the stored token, or exactly-once when the callback stores its
+ * checkpoint atomically with its own append, see evs_append_request).
+ */
+typedef struct evs_subscription evs_subscription;
+
+/*
+ * Called on the subscription's thread with 1..batch_size events in
+ * position order (every pointer valid only during the call) and the token
+ * after the batch. Return 0 to go on; any other value stops the
+ * subscription and becomes the result of evs_subscription_free.
+ */
+typedef int (*evs_subscription_fn)(void *ctx, const evs_event *const *events,
+                                   size_t n, uint64_t token);
+
+#define EVS_SUBSCRIPTION_OPTIONS_VERSION 1
+typedef struct evs_subscription_options {
+    unsigned version;          /* EVS_SUBSCRIPTION_OPTIONS_VERSION */
+    evs_tracking filter;       /* what to read (EVS_TRACKING_INIT: the
+                                  default tenant's events) */
+    uint64_t from;             /* start after this token when there is no
+                                  stored checkpoint (0: from the start) */
+    const char *checkpoint;    /* NULL: none. Else the name of a checkpoint
+                                  of the filter's tenant: start after it if
+                                  stored, and store the token after the
+                                  batches the callback accepted (every
+                                  checkpoint_every_ms, and when stopping) */
+    uint32_t checkpoint_every_ms; /* 0: after every batch */
+    uint32_t batch_size;       /* events per callback; 0 = 256 */
+} evs_subscription_options;
+#define EVS_SUBSCRIPTION_OPTIONS_INIT                                        \
+    { EVS_SUBSCRIPTION_OPTIONS_VERSION, EVS_TRACKING_INIT, 0, NULL, 0, 0 }
+
+/*
+ * Start a subscription on a new thread. Returns 0, EVS_EINVAL (NULL
+ * argument, bad options as for evs_read_tracking, bad checkpoint name,
+ * all_tenants with a checkpoint), EVS_EREADONLY (a checkpoint on a
+ * read-only open), EVS_ENOMEM, EVS_EBACKEND. The subscription must be
+ * freed before evs_close.
+ */
+EVS_EXTERN int evs_subscribe(evs_subscription **out, evs_db *db,
+                             const evs_subscription_options *opts,
+                             evs_subscription_fn fn, void *ctx);
+
+/* Ask the subscription to stop after the current batch. Returns at once;
+ * thread-safe; may be called from the callback. NULL-safe. */
+EVS_EXTERN void evs_subscription_stop(evs_subscription *sub);
+
+/* The token after the last batch the callback accepted (from any thread). */
+EVS_EXTERN uint64_t evs_subscription_token(const evs_subscription *sub);
+
+/*
+ * Stop (if running), wait for the thread, store the checkpoint (if any)
+ * and free. Returns 0 when it was stopped by evs_subscription_stop, the
+ * callback's non-zero value when the callback stopped it, or the negative
+ * EVS_E* error that ended it (evs_last_error() then has its message).
+ * NULL-safe (returns 0). Must not be called from the callback.
+ */
+EVS_EXTERN int evs_subscription_free(evs_subscription *sub);
+
+/* ------------------------------------------------------------------ */
+/* Checkpoints                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A checkpoint is a named consumer's token, stored in the store per
+ * tenant, durably (as an event of the system stream "$checkpoint-NAME",
+ * which no read of $all, query or tracking read returns). Names are
+ * 1..EVS_MAX_CHECKPOINT_NAME_LEN bytes of UTF-8.
+ */
+#define EVS_MAX_CHECKPOINT_NAME_LEN 200
+
+/* The stored token. Returns 0, EVS_ENOTFOUND (never stored in this
+ * tenant: the message names the checkpoint and tenant), EVS_EINVAL (NULL
+ * out/db, bad tenant or name), EVS_ECORRUPT, EVS_EBACKEND. */
+EVS_EXTERN int evs_checkpoint_get(uint64_t *out, evs_db *db, const char *tenant,
+                                  const char *name);
+
+/*
+ * Store token as checkpoint `name` of the tenant, durable on return. A
+ * checkpoint only moves forward: a token below the stored one is
+ * EVS_EINVAL (the message gives both), the same token is a no-op, a token
+ * beyond the store's head is EVS_EINVAL. Concurrent setters are
+ * serialised: the highest token wins. Returns 0, EVS_EINVAL, EVS_EREADONLY,
+ * and the errors of evs_append.
+ */
+EVS_EXTERN int evs_checkpoint_set(evs_db *db, const char *tenant, const char *name,
+                                  uint64_t token);
+
+/* ------------------------------------------------------------------ */
+/* Snapshots                                                           */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A snapshot is the serialized state of a stream's aggregate at a stream
+ * version, with the name of its schema (so a reader can tell an old
+ * shape). Snapshots are a cache kept in the index, not in the log: only
+ * the newest snapshot_keep per stream are kept (evs_open_options), and a
+ * crash of the machine may lose the newest ones (a load then starts from
+ * an older one or from the first event: slower, never wrong).
+ */
+typedef struct evs_snapshot {
+    int64_t version;      /* the last stream version the state includes */
+    const char *schema;   /* NUL-terminated, 1..EVS_MAX_TYPE_LEN bytes */
+    const void *data;     /* data_len bytes, followed by a NUL */
+    size_t data_len;
+    int64_t saved_at;     /* µs since the Unix epoch */
+} evs_snapshot;
+
+#define EVS_MAX_SNAPSHOT_SIZE (64u * 1024u * 1024u)
+
+/*
+ * Save a snapshot of stream at version (0..the stream's version). Saving
+ * a version again replaces it. Returns 0, EVS_EINVAL (NULL db, bad names,
+ * data NULL with data_len > 0, version < 0, a stream that does not exist
+ * or a version beyond its last: the message gives the stream's version),
+ * EVS_ETOOBIG (over EVS_MAX_SNAPSHOT_SIZE), EVS_EREADONLY, EVS_ENOSPC,
+ * EVS_EBACKEND.
+ */
+EVS_EXTERN int evs_snapshot_save(evs_db *db, const char *tenant, const char *stream,
+                                 int64_t version, const char *schema,
+                                 const void *data, size_t data_len);
+
+/*
+ * The newest snapshot of stream with version <= max_version (EVS_END: the
+ * newest of all). *out is the caller's (evs_snapshot_free). Returns 0,
+ * EVS_ENOTFOUND (none), EVS_EINVAL, EVS_ENOMEM, EVS_EBACKEND.
+ */
+EVS_EXTERN int evs_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
+                                 const char *stream, int64_t max_version);
+EVS_EXTERN void evs_snapshot_free(evs_snapshot *snap);
+
+/*
+ * Load an aggregate in one call: *snap gets the newest snapshot (NULL
+ * when there is none: not an error) and *events the stream's events after
+ * it (from version snap->version + 1, or 0), oldest first. Both are the
+ * caller's. Returns 0, EVS_EINVAL, EVS_ENOMEM, EVS_EBACKEND; on error both
+ * are NULL.
+ */
+EVS_EXTERN int evs_aggregate_load(evs_snapshot **snap, evs_iter **events, evs_db *db,
+                                  const char *tenant, const char *stream);
 
 #ifdef __cplusplus
 }

@@ -24,13 +24,22 @@ int evs_open(evs_db **out, const char *uri, const evs_open_options *opts)
     if (!uri || !*uri)
         return evs__err(EVS_EINVAL, "evs_open: empty store uri; give a directory path");
     if (opts) {
-        if (opts->version != EVS_OPEN_OPTIONS_VERSION)
+        if (opts->version != 1 && opts->version != EVS_OPEN_OPTIONS_VERSION)
             return evs__err(EVS_EINVAL,
-                            "evs_open: options version %u, this library knows %d "
+                            "evs_open: options version %u, this library knows 1..%d "
                             "(initialise with EVS_OPEN_OPTIONS_INIT)",
                             opts->version, EVS_OPEN_OPTIONS_VERSION);
-        o = *opts;
+        if (opts->version == 1) /* a version 1 struct ends before snapshot_keep */
+            memcpy(&o, opts, offsetof(evs_open_options, snapshot_keep));
+        else
+            o = *opts;
+        o.version = EVS_OPEN_OPTIONS_VERSION;
     }
+    if (o.snapshot_keep == 0)
+        o.snapshot_keep = EVS_DEFAULT_SNAPSHOT_KEEP;
+    if (o.snapshot_keep > 1000)
+        return evs__err(EVS_EINVAL, "evs_open: snapshot_keep %u out of range (1..1000)",
+                        o.snapshot_keep);
     if (o.segment_size == 0)
         o.segment_size = EVS_DEFAULT_SEGMENT_SIZE;
     if (o.segment_size < (1u << 20) || o.segment_size > (1u << 30))
@@ -78,7 +87,7 @@ int evs_uuid_parse(evs_uuid *out, const char *text)
 
 /* ---- validation -------------------------------------------------------- */
 
-static int check_tenant(const char *tenant, size_t *len)
+int evs__check_tenant(const char *tenant, size_t *len)
 {
     if (!tenant) {
         *len = 0;
@@ -97,8 +106,8 @@ static int check_tenant(const char *tenant, size_t *len)
 /* What is wrong with a name (stream, type, tag) of at most max bytes, or
  * NULL when nothing is: callers add the context to the message. */
 _Static_assert(EVS_MAX_STREAM_LEN == 256 && EVS_MAX_TYPE_LEN == 256 && EVS_MAX_TAG_LEN == 256,
-               "name_problem's message says 256");
-static const char *name_problem(const char *s, size_t max)
+               "evs__name_problem's message says 256");
+const char *evs__name_problem(const char *s, size_t max)
 {
     if (!s)
         return "is NULL";
@@ -114,7 +123,7 @@ static const char *name_problem(const char *s, size_t max)
 
 static int check_stream(const char *stream)
 {
-    const char *why = name_problem(stream, EVS_MAX_STREAM_LEN);
+    const char *why = evs__name_problem(stream, EVS_MAX_STREAM_LEN);
     return why ? evs__err(EVS_EINVAL, "stream name %s", why) : 0;
 }
 
@@ -148,7 +157,7 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
 {
     int rc;
     const char *why;
-    if ((why = name_problem(e->type, EVS_MAX_TYPE_LEN)))
+    if ((why = evs__name_problem(e->type, EVS_MAX_TYPE_LEN)))
         return evs__err(EVS_EINVAL, "stream %s, event %zu: type %s", stream, idx, why);
     if (e->content_type != EVS_CONTENT_JSON && e->content_type != EVS_CONTENT_BINARY)
         return evs__err(EVS_EINVAL, "stream %s, event %zu: unknown content type %d",
@@ -174,7 +183,7 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
         return evs__err(EVS_EINVAL, "stream %s, event %zu: tags is NULL but ntags is %zu",
                         stream, idx, e->ntags);
     for (size_t t = 0; t < e->ntags; t++) {
-        if ((why = name_problem(e->tags[t], EVS_MAX_TAG_LEN)))
+        if ((why = evs__name_problem(e->tags[t], EVS_MAX_TAG_LEN)))
             return evs__err(EVS_EINVAL, "stream %s, event %zu: tag %zu %s", stream, idx,
                             t, why);
         if (e->tags[t][0] == '$')
@@ -207,7 +216,7 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
 
 /* A query as the spec shapes it; what is wrong is said with `what` (e.g.
  * "condition 2") in front. */
-static int check_query(const evs_query *q, const char *what)
+int evs__check_query(const evs_query *q, const char *what)
 {
     const char *why;
     size_t terms = 0;
@@ -228,7 +237,7 @@ static int check_query(const evs_query *q, const char *what)
             return evs__err(EVS_EINVAL, "%s: query has more than %d types and tags in "
                             "all", what, EVS_MAX_QUERY_TERMS);
         for (size_t t = 0; t < it->ntypes; t++)
-            if ((why = name_problem(it->types[t], EVS_MAX_TYPE_LEN)))
+            if ((why = evs__name_problem(it->types[t], EVS_MAX_TYPE_LEN)))
                 return evs__err(EVS_EINVAL, "%s: query item %zu: type %zu %s", what, i,
                                 t, why);
         for (size_t t = 0; t < it->ntags; t++) {
@@ -236,20 +245,35 @@ static int check_query(const evs_query *q, const char *what)
             size_t pl = strlen(EVS_STREAM_TAG_PREFIX);
             if (tag && strncmp(tag, EVS_STREAM_TAG_PREFIX, pl) == 0) {
                 /* "$stream:NAME": NAME is a stream name (up to 256 bytes) */
-                if ((why = name_problem(tag + pl, EVS_MAX_STREAM_LEN)))
+                if ((why = evs__name_problem(tag + pl, EVS_MAX_STREAM_LEN)))
                     return evs__err(EVS_EINVAL, "%s: query item %zu: tag %zu: the stream "
                                     "name after \"%s\" %s", what, i, t,
                                     EVS_STREAM_TAG_PREFIX, why);
                 continue;
             }
-            if ((why = name_problem(tag, EVS_MAX_TAG_LEN)))
+            size_t cl = strlen(EVS_CATEGORY_TAG_PREFIX);
+            if (tag && strncmp(tag, EVS_CATEGORY_TAG_PREFIX, cl) == 0) {
+                /* "$category:NAME": NAME is a category (a stream name
+                 * prefix without '-') */
+                if ((why = evs__name_problem(tag + cl, EVS_MAX_STREAM_LEN)))
+                    return evs__err(EVS_EINVAL, "%s: query item %zu: tag %zu: the category "
+                                    "after \"%s\" %s", what, i, t,
+                                    EVS_CATEGORY_TAG_PREFIX, why);
+                if (strchr(tag + cl, '-'))
+                    return evs__err(EVS_EINVAL, "%s: query item %zu: category \"%s\" "
+                                    "contains '-'; a category is the part of a stream "
+                                    "name before the first '-'", what, i, tag + cl);
+                continue;
+            }
+            if ((why = evs__name_problem(tag, EVS_MAX_TAG_LEN)))
                 return evs__err(EVS_EINVAL, "%s: query item %zu: tag %zu %s", what, i,
                                 t, why);
             if (tag[0] == '$')
                 return evs__err(EVS_EINVAL, "%s: query item %zu: tag \"%s\" starts with "
-                                "'$', which is reserved; the only '$' tag is \"%sNAME\" "
-                                "(the events of stream NAME)", what, i, tag,
-                                EVS_STREAM_TAG_PREFIX);
+                                "'$', which is reserved; the '$' tags are \"%sNAME\" "
+                                "(the events of stream NAME) and \"%sNAME\" (of category "
+                                "NAME)", what, i, tag, EVS_STREAM_TAG_PREFIX,
+                                EVS_CATEGORY_TAG_PREFIX);
         }
     }
     return 0;
@@ -462,14 +486,14 @@ static const char *part_name(const evs_stream_append *pa)
 }
 
 /* Checks of the request that do not need derived tags. */
-static int check_request(const evs_db *db, const evs_append_request *r, size_t *tenant_len,
-                         size_t *nevents)
+static int check_request(const evs_db *db, const evs_append_request *r, size_t nsystem,
+                         size_t *tenant_len, size_t *nevents)
 {
     int rc;
     size_t streamless = 0;
     const char *why;
-    if (r->version != EVS_APPEND_REQUEST_VERSION)
-        return evs__err(EVS_EINVAL, "append: request version %u, this library knows %d "
+    if (r->version != 1 && r->version != EVS_APPEND_REQUEST_VERSION)
+        return evs__err(EVS_EINVAL, "append: request version %u, this library knows 1..%d "
                         "(initialise with EVS_APPEND_REQUEST_INIT)", r->version,
                         EVS_APPEND_REQUEST_VERSION);
     if (!r->parts || r->nparts == 0)
@@ -477,7 +501,7 @@ static int check_request(const evs_db *db, const evs_append_request *r, size_t *
     if (r->nparts > 65536)
         return evs__err(EVS_EINVAL, "append: %zu streams in one append, at most 65536",
                         r->nparts);
-    if ((rc = check_tenant(r->tenant, tenant_len)) < 0)
+    if ((rc = evs__check_tenant(r->tenant, tenant_len)) < 0)
         return rc;
     if (r->nconditions > EVS_MAX_CONDITIONS)
         return evs__err(EVS_EINVAL, "append: %zu conditions, at most %d; merge their "
@@ -489,7 +513,7 @@ static int check_request(const evs_db *db, const evs_append_request *r, size_t *
     for (size_t c = 0; c < r->nconditions; c++) {
         char what[48];
         snprintf(what, sizeof(what), "append condition %zu", c);
-        if ((rc = check_query(&r->conditions[c].fail_if_events_match, what)) < 0)
+        if ((rc = evs__check_query(&r->conditions[c].fail_if_events_match, what)) < 0)
             return rc;
     }
     if (r->ntag_fields > EVS_MAX_TAG_FIELDS)
@@ -499,7 +523,7 @@ static int check_request(const evs_db *db, const evs_append_request *r, size_t *
         return evs__err(EVS_EINVAL, "append: tag_fields is NULL but ntag_fields is %zu",
                         r->ntag_fields);
     for (size_t f = 0; f < r->ntag_fields; f++) {
-        if ((why = name_problem(r->tag_fields[f], EVS_MAX_TAG_LEN - 2)))
+        if ((why = evs__name_problem(r->tag_fields[f], EVS_MAX_TAG_LEN - 2)))
             return evs__err(EVS_EINVAL, "append: tag field %zu %s", f,
                             strcmp(why, "is longer than 256 bytes") ? why
                                                                    : "is longer than 254 bytes");
@@ -519,8 +543,12 @@ static int check_request(const evs_db *db, const evs_append_request *r, size_t *
                                 "expected_version must be EVS_ANY (got %lld); use an "
                                 "append condition instead", p, (long long)pa->expected_version);
         } else {
-            if ((why = name_problem(pa->stream, EVS_MAX_STREAM_LEN)))
+            if ((why = evs__name_problem(pa->stream, EVS_MAX_STREAM_LEN)))
                 return evs__err(EVS_EINVAL, "append part %zu: stream name %s", p, why);
+            if (pa->stream[0] == '$' && p + nsystem < r->nparts)
+                return evs__err(EVS_EINVAL, "append part %zu: stream %s starts with '$', "
+                                "which is reserved for the store's system streams "
+                                "(checkpoints); choose another name", p, pa->stream);
             if ((rc = check_expected(pa->expected_version, pa->stream)) < 0)
                 return rc;
         }
@@ -541,15 +569,23 @@ static int check_request(const evs_db *db, const evs_append_request *r, size_t *
 int evs_append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
                   const evs_append_request *r)
 {
-    int rc;
-    size_t tenant_len, nevents = 0;
-    void *arena = NULL;
     evs__clear_error();
     if (!db || !r)
         return evs__err(EVS_EINVAL, "append: %s is NULL", db ? "request" : "db");
+    if (r->version >= 2 && r->checkpoint)
+        return evs__append_checkpointed(out, conflicts, db, r);
+    return evs__append_ex(out, conflicts, db, r, 0);
+}
+
+int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
+                   const evs_append_request *r, size_t nsystem)
+{
+    int rc;
+    size_t tenant_len, nevents = 0;
+    void *arena = NULL;
     if (db->opts.flags & EVS_OPEN_READONLY)
         return evs__err(EVS_EREADONLY, "append: the store is open read-only");
-    if ((rc = check_request(db, r, &tenant_len, &nevents)) < 0)
+    if ((rc = check_request(db, r, nsystem, &tenant_len, &nevents)) < 0)
         return rc;
 
     size_t nparts = r->nparts;
@@ -734,7 +770,7 @@ int evs_read_stream(evs_iter **out, evs_db *db, const char *tenant,
     *out = NULL;
     if (!db)
         return evs__err(EVS_EINVAL, "read_stream: db is NULL");
-    if ((rc = check_tenant(tenant, &tl)) < 0)
+    if ((rc = evs__check_tenant(tenant, &tl)) < 0)
         return rc;
     if ((rc = check_stream(stream)) < 0)
         return rc;
@@ -763,7 +799,7 @@ int evs_read_streams(evs_iter **out, evs_db *db, const char *tenant,
     *out = NULL;
     if (!db || !streams)
         return evs__err(EVS_EINVAL, "read_streams: %s is NULL", db ? "streams" : "db");
-    if ((rc = check_tenant(tenant, &tl)) < 0)
+    if ((rc = evs__check_tenant(tenant, &tl)) < 0)
         return rc;
     if (nstreams == 0 || nstreams > EVS_MAX_READ_STREAMS)
         return evs__err(EVS_EINVAL, "read_streams: %zu streams (give 1..%d)", nstreams,
@@ -804,7 +840,7 @@ int evs_read_all(evs_iter **out, evs_db *db, const char *tenant,
     *out = NULL;
     if (!db)
         return evs__err(EVS_EINVAL, "read_all: db is NULL");
-    if ((rc = check_tenant(tenant, &tl)) < 0)
+    if ((rc = evs__check_tenant(tenant, &tl)) < 0)
         return rc;
     return db->ops->read_all(out, db, tenant, from_position ? from_position : 1, limit);
 }
@@ -820,11 +856,11 @@ int evs_read_query(evs_iter **out, evs_db *db, const char *tenant, const evs_que
     *out = NULL;
     if (!db || !query)
         return evs__err(EVS_EINVAL, "read_query: %s is NULL", db ? "query" : "db");
-    if ((rc = check_tenant(tenant, &tl)) < 0)
+    if ((rc = evs__check_tenant(tenant, &tl)) < 0)
         return rc;
     if (dir != EVS_FORWARD && dir != EVS_BACKWARD)
         return evs__err(EVS_EINVAL, "read_query: unknown direction %d", (int)dir);
-    if ((rc = check_query(query, "read_query")) < 0)
+    if ((rc = evs__check_query(query, "read_query")) < 0)
         return rc;
     return db->ops->read_query(out, db, tenant ? tenant : "", query, position_bound, dir,
                                limit);
@@ -858,7 +894,7 @@ int evs_stream_version(int64_t *out, evs_db *db, const char *tenant,
     evs__clear_error();
     if (!out || !db)
         return evs__err(EVS_EINVAL, "stream_version: NULL argument");
-    if ((rc = check_tenant(tenant, &tl)) < 0)
+    if ((rc = evs__check_tenant(tenant, &tl)) < 0)
         return rc;
     if ((rc = check_stream(stream)) < 0)
         return rc;
@@ -872,7 +908,7 @@ int evs_head_position(uint64_t *out, evs_db *db, const char *tenant)
     evs__clear_error();
     if (!out || !db)
         return evs__err(EVS_EINVAL, "head_position: NULL argument");
-    if ((rc = check_tenant(tenant, &tl)) < 0)
+    if ((rc = evs__check_tenant(tenant, &tl)) < 0)
         return rc;
     return db->ops->head_position(out, db, tenant);
 }

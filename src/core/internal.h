@@ -11,6 +11,7 @@
 #include "evstore.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,6 +47,19 @@ typedef struct evs__append_req {
     uint64_t *conflicts;     /* nconds, never NULL when nconds > 0 */
 } evs__append_req;
 
+/* A validated tracking read, as the core hands it to a backend: category
+ * and types are folded into query. */
+typedef struct evs__tracking {
+    const char *tenant;     /* NULL: every tenant (then query is NULL) */
+    const evs_query *query; /* NULL: every event */
+    uint32_t member, size;  /* consumer group; size 0: none */
+} evs__tracking;
+
+/* Does a consumer group member own this event? The hash of the stream's
+ * id part (after the first '-'), or of the event id for an event without
+ * a stream (every backend must agree: src/core/tracking.c). */
+int evs__group_owns(const evs_event *ev, uint32_t member, uint32_t size);
+
 /* ---- backends ---------------------------------------------------------- */
 
 typedef struct evs__backend_ops {
@@ -70,6 +84,20 @@ typedef struct evs__backend_ops {
                           const char *stream);
     int (*head_position)(uint64_t *out, evs_db *db, const char *tenant);
     int (*stats)(evs_stats *out, evs_db *db);
+    /* wait: 0 = never, else until deadline_ns (CLOCK_MONOTONIC; 0 = no
+     * deadline) or *cancel (may be NULL) becomes non-zero */
+    int (*read_tracking)(evs_iter **out, evs_db *db, const evs__tracking *t,
+                         uint64_t after, uint64_t limit, int wait, uint64_t deadline_ns,
+                         const _Atomic int *cancel);
+    /* end every wait in read_tracking early (they re-check *cancel) */
+    void (*wake_readers)(evs_db *db);
+    int (*token_tail)(uint64_t *out, evs_db *db, const char *tenant);
+    int (*token_at)(uint64_t *out, evs_db *db, int64_t time_us);
+    int (*snapshot_save)(evs_db *db, const char *tenant, const char *stream,
+                         int64_t version, const char *schema, const void *data,
+                         size_t len);
+    int (*snapshot_load)(evs_snapshot **out, evs_db *db, const char *tenant,
+                         const char *stream, int64_t max_version);
     int (*verify)(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx);
     int (*close)(evs_db *db);
 } evs__backend_ops;
@@ -79,6 +107,20 @@ struct evs_db {
     const evs__backend_ops *ops;
     evs_open_options opts;
 };
+
+/* Validators shared by the API files (api.c). Each returns 0 or EVS_EINVAL
+ * with a message. */
+int evs__check_tenant(const char *tenant, size_t *len);
+/* What is wrong with a name of at most max bytes, or NULL. */
+const char *evs__name_problem(const char *s, size_t max);
+int evs__check_query(const evs_query *q, const char *what);
+/* evs_append_ex that may write the trailing nsystem parts to system
+ * streams ('$' names: checkpoints) */
+int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
+                   const evs_append_request *r, size_t nsystem);
+/* evs_append_ex of a request with a checkpoint update (tracking.c) */
+int evs__append_checkpointed(evs_append_result *out, uint64_t *conflicts, evs_db *db,
+                             const evs_append_request *r);
 
 /* Every backend's iterator starts with this. */
 struct evs_iter {

@@ -70,11 +70,16 @@ typedef struct evs__emb {
 
     MDB_env *env;
     MDB_dbi db_meta, db_tenants, db_streams, db_stream_events, db_positions,
-        db_tenant_events, db_event_ids, db_postings;
+        db_tenant_events, db_event_ids, db_postings, db_times, db_snapshots;
     int idx_upgrade;       /* the index has an older format: rebuild it */
 
     /* published: newest committed (durable and indexed) position */
     _Atomic uint64_t head;
+
+    /* commit notification for blocking reads (notify.c): a shared mapping
+     * of <dir>/notify, NULL if it could not be opened */
+    struct evs__notify *notify;
+    int notify_fd;
 
     /* ---- owned by the leader of the group being committed (or by
      * open/close) ---- */
@@ -85,6 +90,8 @@ typedef struct evs__emb {
     uint64_t next_stream_id;
     uint32_t next_tenant_id;
     int64_t last_stamp;    /* recorded_at of the last stamped event */
+    int64_t time_max_ms;   /* the times index's last millisecond (INT64_MIN:
+                              none); see format.h */
     uint8_t *gbuf;         /* the group being built */
     size_t gbuf_len, gbuf_cap;
     uint64_t gbuf_first;   /* position of the first record in gbuf */
@@ -211,6 +218,42 @@ int evs__qplan_seek(evs__qplan *pl, uint64_t from, uint64_t *pos, uint64_t *loc,
 void evs__qplan_free(evs__qplan *pl);
 /* Does the record match the query (checked, unhashed)? */
 int evs__query_matches(const evs_query *q, const uint8_t *rec);
+
+/* The time index key of a millisecond (sign flipped: byte order = order). */
+static inline void evs__time_key(uint8_t kb[8], int64_t ms)
+{
+    uint64_t u = (uint64_t)ms ^ (UINT64_C(1) << 63);
+    for (int i = 7; i >= 0; i--, u >>= 8)
+        kb[i] = (uint8_t)u;
+}
+static inline int64_t evs__floor_ms(int64_t us)
+{
+    return us >= 0 ? us / 1000 : -((-us + 999) / 1000);
+}
+/* The last millisecond of the times index (INT64_MIN when empty). */
+int evs__idx_time_max(MDB_txn *txn, evs__emb *s, int64_t *ms);
+
+/* ---- commit notification (notify.c) ---- */
+/* Map <dir>/notify (created if missing and the directory is writable). */
+int evs__notify_open(evs__emb *s);
+void evs__notify_close(evs__emb *s);
+/* Writer: publish a new head and wake every waiter (in any process). */
+void evs__notify_publish(evs__emb *s, uint64_t head);
+/* Wake every waiter without a new head (a subscription being stopped). */
+void evs__notify_kick(evs__emb *s);
+/* The notify word now; pass it to evs__notify_wait. */
+uint32_t evs__notify_seq(evs__emb *s);
+/* Sleep until the notify word differs from seq or deadline_ns
+ * (CLOCK_MONOTONIC; 0 = no deadline) passes. Returns 0, or EVS_EBACKEND
+ * when there is no notify file. */
+int evs__notify_wait(evs__emb *s, uint32_t seq, uint64_t deadline_ns);
+
+/* ---- snapshots (snapshot.c) ---- */
+int evs__emb_snapshot_save(evs_db *db, const char *tenant, const char *stream,
+                           int64_t version, const char *schema, const void *data,
+                           size_t len);
+int evs__emb_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
+                           const char *stream, int64_t max_version);
 
 /* ---- recovery and verify (recovery.c) ---- */
 int evs__recover(evs__emb *s);

@@ -115,16 +115,50 @@ static inline uint32_t evs__pad8(uint32_t n) { return (n + 7u) & ~7u; }
  *                  share a hash: readers check every candidate against its
  *                  record, so a collision costs a read, never a wrong answer.
  *
+                  An event with a stream also has a posting for its
+ *                  category (seed EVS_TERM_CATEGORY): the stream name up
+ *                  to the first '-' (all of it without one).
+ *   times          i64 BE (sign bit flipped) millisecond -> u64 LE position:
+ *                  a sparse time index. An entry (m, p) says that p is the
+ *                  first position whose running maximum of recorded_at
+ *                  (over positions 1..p) reaches millisecond m; one entry
+ *                  per millisecond the maximum enters, so it is monotonic
+ *                  even when imported recorded_at values are not.
+ *   snapshots      tenant name, NUL, stream name, NUL, u64 BE version ->
+ *                  i64 LE saved_at, u16 LE schema length, schema, NUL,
+ *                  data, NUL. A cache, keyed by names (not ids) so that it
+ *                  survives index rebuilds; never rebuilt from the log.
+ *
  * Events without a stream (stream name length 0, version -1) have no
- * streams / stream_events entries.
+ * streams / stream_events entries. Events of system streams (names
+ * starting with '$': checkpoints) have no tenant_events and no postings
+ * entries: no tenant read or query finds them; they are read through
+ * their stream.
  *
  * A location is (segment number << 32) | byte offset in the segment.
- * Format 1 (no postings) is upgraded on a read-write open by rebuilding
- * the index from the log.
+ * Formats 1 (no postings) and 2 (no categories, times, hidden system
+ * events) are upgraded on a read-write open by rebuilding the index from
+ * the log.
  */
-#define EVS_INDEX_FORMAT 2u
+#define EVS_INDEX_FORMAT 3u
 #define EVS_TERM_TYPE 1u
 #define EVS_TERM_TAG 2u
+#define EVS_TERM_CATEGORY 3u
+
+/* A system stream's name starts with '$' (reserved for the store). */
+static inline int evs__is_system_stream(const char *name, size_t len)
+{
+    return len > 0 && name[0] == '$';
+}
+
+/* The category of a stream name: its length up to the first '-'. */
+static inline size_t evs__category_len(const char *name, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (name[i] == '-')
+            return i;
+    return len;
+}
 
 static inline uint64_t evs__loc(uint32_t seg, uint32_t off)
 {

@@ -76,6 +76,8 @@ int evs__idx_open(evs__emb *s, int readonly)
         {"tenant_events", &s->db_tenant_events},
         {"event_ids", &s->db_event_ids},
         {"postings", &s->db_postings},
+        {"times", &s->db_times},
+        {"snapshots", &s->db_snapshots},
     };
     for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
         unsigned df = dbs[i].dbi == &s->db_postings ? MDB_DUPSORT | MDB_DUPFIXED : 0;
@@ -132,9 +134,29 @@ int evs__idx_open(evs__emb *s, int readonly)
         s->next_stream_id = evs__get_le64(v.mv_data);
         s->next_tenant_id = evs__get_le32((const uint8_t *)v.mv_data + 8);
     }
+    int rc = evs__idx_time_max(txn, s, &s->time_max_ms);
+    if (rc < 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
     if ((mrc = mdb_txn_commit(txn)) != 0)
         return evs__mdb_err(mrc, "commit");
     return 0;
+}
+
+int evs__idx_time_max(MDB_txn *txn, evs__emb *s, int64_t *ms)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    *ms = INT64_MIN;
+    int mrc = mdb_cursor_open(txn, s->db_times, &cur);
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "times: open cursor");
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (mrc == 0 && k.mv_size == 8)
+        *ms = (int64_t)(evs__get_be64(k.mv_data) ^ (UINT64_C(1) << 63));
+    mdb_cursor_close(cur);
+    return mrc == 0 || mrc == MDB_NOTFOUND ? 0 : evs__mdb_err(mrc, "times: last");
 }
 
 int evs__idx_tenant_get(MDB_txn *txn, evs__emb *s, const char *tenant,
@@ -272,11 +294,31 @@ int evs__idx_event_put(MDB_txn *txn, evs__emb *s, uint32_t tid, uint64_t sid,
     if ((mrc = mdb_put(txn, s->db_positions, &k, &v, MDB_APPEND)) != 0)
         return evs__mdb_err(mrc, "positions insert");
 
+    /* times: the millisecond the running maximum of recorded_at enters */
+    int64_t ms = evs__floor_ms((int64_t)evs__get_le64(rec + EVS_REC_OFF_RECORDED_AT));
+    if (ms > s->time_max_ms) {
+        uint8_t tk[8], tv[8];
+        evs__time_key(tk, ms);
+        evs__put_le64(tv, position);
+        MDB_val k2 = {8, tk}, v2 = {8, tv};
+        if ((mrc = mdb_put(txn, s->db_times, &k2, &v2, MDB_APPEND)) != 0)
+            return evs__mdb_err(mrc, "times insert");
+        s->time_max_ms = ms;
+    }
+
+    const char *p = (const char *)rec + EVS_REC_OFF_VAR;
+    p += evs__get_le16(rec + EVS_REC_OFF_TENANT_LEN) + 1;
+    const char *stream = p;
+    size_t sl = evs__get_le16(rec + EVS_REC_OFF_STREAM_LEN);
+    p += sl + 1;
+    /* system events (checkpoints) are found through their stream only */
+    int system = evs__is_system_stream(stream, sl);
+
     /* tenant_events: (tenant id, position) -> location */
     evs__put_be32(kb, tid);
     evs__put_be64(kb + 4, position);
     k.mv_size = 12;
-    if ((mrc = mdb_put(txn, s->db_tenant_events, &k, &v, 0)) != 0)
+    if (!system && (mrc = mdb_put(txn, s->db_tenant_events, &k, &v, 0)) != 0)
         return evs__mdb_err(mrc, "tenant_events insert");
 
     /* event_ids: id -> position, location */
@@ -290,13 +332,16 @@ int evs__idx_event_put(MDB_txn *txn, evs__emb *s, uint32_t tid, uint64_t sid,
         return evs__mdb_err(mrc, "event_ids insert");
     }
 
-    /* postings: the type, then each tag -> position (BE, the sort order),
-     * location */
+    /* postings: the category, the type, then each tag -> position (BE, the
+     * sort order), location */
+    if (system)
+        return 0;
     evs__put_be64(vb, position);
     evs__put_le64(vb + 8, loc);
-    const char *p = (const char *)rec + EVS_REC_OFF_VAR;
-    p += evs__get_le16(rec + EVS_REC_OFF_TENANT_LEN) + 1;
-    p += evs__get_le16(rec + EVS_REC_OFF_STREAM_LEN) + 1;
+    if (sl > 0 &&
+        (rc = posting_put(txn, s, tid, EVS_TERM_CATEGORY, stream,
+                          evs__category_len(stream, sl), vb)) < 0)
+        return rc;
     size_t tl = evs__get_le16(rec + EVS_REC_OFF_TYPE_LEN);
     if ((rc = posting_put(txn, s, tid, EVS_TERM_TYPE, p, tl, vb)) < 0)
         return rc;

@@ -7,8 +7,9 @@
  *   query  = OR of items              (nitems == 0: the tenant's events)
  *   item   = AND of its tags' lists and the OR of its types' lists
  *            (neither types nor tags: the tenant's events)
- *   leaves = a term's postings (type or tag), a stream's events
- *            ("$stream:NAME", from stream_events), or a tenant's events
+ *   leaves = a term's postings (type, tag, or category for a
+ *            "$category:NAME" tag), a stream's events ("$stream:NAME",
+ *            from stream_events), or a tenant's events
  *
  * Every list can seek to the first entry at or after a position (forward)
  * or the last at or before it (backward): postings with
@@ -342,6 +343,11 @@ static int term_leaf(evs__qplan *pl, qnode **out, unsigned kind, const char *tex
         *out = n;
         return leaf_cursor(pl, n, s->db_stream_events);
     }
+    size_t cl = strlen(EVS_CATEGORY_TAG_PREFIX);
+    if (kind == EVS_TERM_TAG && strncmp(text, EVS_CATEGORY_TAG_PREFIX, cl) == 0) {
+        kind = EVS_TERM_CATEGORY;
+        text += cl;
+    }
     n = node_new(pl, QN_POSTING);
     evs__term_key(n->key, pl->tid, kind, text, strlen(text));
     if ((rc = leaf_cursor(pl, n, s->db_postings)) < 0)
@@ -551,9 +557,13 @@ void evs__qplan_free(evs__qplan *pl)
 static int has_tag(const char *stream, size_t sl, const char *tags, size_t ntags,
                    const char *want)
 {
-    size_t pl = strlen(EVS_STREAM_TAG_PREFIX);
+    size_t pl = strlen(EVS_STREAM_TAG_PREFIX), cl = strlen(EVS_CATEGORY_TAG_PREFIX);
     if (strncmp(want, EVS_STREAM_TAG_PREFIX, pl) == 0)
         return sl > 0 && strlen(want + pl) == sl && memcmp(want + pl, stream, sl) == 0;
+    if (strncmp(want, EVS_CATEGORY_TAG_PREFIX, cl) == 0) {
+        size_t n = evs__category_len(stream, sl);
+        return sl > 0 && strlen(want + cl) == n && memcmp(want + cl, stream, n) == 0;
+    }
     for (size_t i = 0; i < ntags; i++) {
         size_t l = strlen(tags);
         if (strcmp(tags, want) == 0)
@@ -565,11 +575,13 @@ static int has_tag(const char *stream, size_t sl, const char *tags, size_t ntags
 
 int evs__query_matches(const evs_query *q, const uint8_t *rec)
 {
-    if (q->nitems == 0)
-        return 1;
     const char *stream = (const char *)rec + EVS_REC_OFF_VAR +
                          evs__get_le16(rec + EVS_REC_OFF_TENANT_LEN) + 1;
     size_t sl = evs__get_le16(rec + EVS_REC_OFF_STREAM_LEN);
+    if (evs__is_system_stream(stream, sl))
+        return 0; /* no query sees checkpoints, not even "$stream:$checkpoint-x" */
+    if (q->nitems == 0)
+        return 1;
     const char *type = stream + sl + 1;
     size_t tl = evs__get_le16(rec + EVS_REC_OFF_TYPE_LEN);
     const char *tags = type + tl + 1;

@@ -76,7 +76,7 @@ static int drop_index(MDB_txn *txn, evs__emb *s)
 {
     MDB_dbi dbis[] = {s->db_tenants, s->db_streams, s->db_stream_events,
                       s->db_positions, s->db_tenant_events, s->db_event_ids,
-                      s->db_postings};
+                      s->db_postings, s->db_times};
     for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
         int mrc = mdb_drop(txn, dbis[i], 0);
         if (mrc != 0)
@@ -86,6 +86,7 @@ static int drop_index(MDB_txn *txn, evs__emb *s)
     mdb_del(txn, s->db_meta, &k, NULL);
     s->next_stream_id = 1;
     s->next_tenant_id = 1;
+    s->time_max_ms = INT64_MIN;
     return 0;
 }
 
@@ -269,6 +270,7 @@ typedef struct vctx {
     uint64_t postings;    /* expected number of postings */
     uint64_t streamless;  /* events without a stream */
     uint64_t unread;      /* damaged records: their index entries are unknown */
+    uint64_t system;      /* events of system streams (no tenant_events) */
 } vctx;
 
 static void problem(vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -320,39 +322,53 @@ static void verify_index_entry(evs__emb *s, MDB_txn *txn, vctx *v, const uint8_t
                 tenant, pos);
         return;
     }
+    int system = evs__is_system_stream(stream, sl);
     evs__put_be32(kb, tid);
     evs__put_be64(kb + 4, pos);
     k.mv_size = 12;
-    if (mdb_get(txn, s->db_tenant_events, &k, &val) != 0 || val.mv_size != 8 ||
-        evs__get_le64(val.mv_data) != loc)
+    int te = mdb_get(txn, s->db_tenant_events, &k, &val);
+    if (system) {
+        v->system++;
+        if (te == 0)
+            problem(v, "index: position %" PRIu64 " (system stream %s) is in its "
+                    "tenant's index, where system events never are", pos, stream);
+    } else if (te != 0 || val.mv_size != 8 || evs__get_le64(val.mv_data) != loc) {
         problem(v, "index: position %" PRIu64 " is missing from or wrong in its "
                 "tenant's index", pos);
-    /* postings: the type and every tag. Terms of one event whose hashes
+    }
+    /* postings: the category (events with a stream), the type and every
+     * tag; none for system events. Terms of one event whose hashes
      * collide share one entry (same key, same value): count keys once. */
-    uint8_t pk[65][12], pv[16];
+    uint8_t pk[66][12], pv[16];
     evs__put_be64(pv, pos);
     evs__put_le64(pv + 8, loc);
     const char *t = stream + sl + 1;
     size_t n = evs__get_le16(rec + EVS_REC_OFF_NTAGS);
-    for (size_t i = 0; i <= n && i < 65; i++) {
-        size_t l = i == 0 ? evs__get_le16(rec + EVS_REC_OFF_TYPE_LEN) : strlen(t);
-        evs__term_key(pk[i], tid, i == 0 ? EVS_TERM_TYPE : EVS_TERM_TAG, t, l);
-        size_t j = 0;
-        while (j < i && memcmp(pk[j], pk[i], 12) != 0)
-            j++;
-        if (j < i) {
+    for (size_t i = 0, nk = 0; !system && i <= n + 1 && i < 66; i++) {
+        const char *term = i == 0 ? stream : t;
+        size_t l = i == 0   ? evs__category_len(stream, sl)
+                   : i == 1 ? evs__get_le16(rec + EVS_REC_OFF_TYPE_LEN)
+                            : strlen(t);
+        if (i > 0)
             t += l + 1;
+        if (i == 0 && sl == 0)
+            continue; /* no stream, no category */
+        unsigned kind = i == 0 ? EVS_TERM_CATEGORY : i == 1 ? EVS_TERM_TYPE : EVS_TERM_TAG;
+        evs__term_key(pk[nk], tid, kind, term, l);
+        size_t j = 0;
+        while (j < nk && memcmp(pk[j], pk[nk], 12) != 0)
+            j++;
+        if (j < nk)
             continue;
-        }
         k.mv_size = 12;
-        k.mv_data = pk[i];
+        k.mv_data = pk[nk++];
         val.mv_size = 16;
         val.mv_data = pv;
         if (mdb_cursor_get(v->pcur, &k, &val, MDB_GET_BOTH) != 0)
-            problem(v, "index: the %s \"%s\" of position %" PRIu64 " is missing from "
-                    "the postings", i == 0 ? "type" : "tag", t, pos);
+            problem(v, "index: the %s \"%.*s\" of position %" PRIu64 " is missing from "
+                    "the postings", i == 0 ? "category" : i == 1 ? "type" : "tag", (int)l,
+                    term, pos);
         v->postings++;
-        t += l + 1;
     }
     if (sl == 0) {
         v->streamless++;
@@ -380,7 +396,7 @@ int evs__emb_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx)
 {
     evs__emb *s = (evs__emb *)db;
     MDB_txn *txn = NULL;
-    vctx v = {cb, ctx, 0, NULL, 0, 0, 0};
+    vctx v = {cb, ctx, 0, NULL, 0, 0, 0, 0};
     uint64_t applied, L, n = 0;
     int rc, mrc;
 
@@ -457,13 +473,13 @@ int evs__emb_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx)
     struct { const char *name; MDB_dbi dbi; uint64_t want; } counted[] = {
         {"positions", s->db_positions, applied},
         {"event_ids", s->db_event_ids, applied},
-        {"tenant_events", s->db_tenant_events, applied},
+        {"tenant_events", s->db_tenant_events, applied - v.system},
         {"stream_events", s->db_stream_events, applied - v.streamless},
         {"postings", s->db_postings, v.postings},
     };
-    /* the last two counts come from reading every record: only exact
+    /* the last three counts come from reading every record: only exact
      * when none was damaged (each damaged one is reported already) */
-    size_t ncounted = sizeof(counted) / sizeof(counted[0]) - (v.unread ? 2 : 0);
+    size_t ncounted = sizeof(counted) / sizeof(counted[0]) - (v.unread ? 3 : 0);
     for (size_t i = 0; i < ncounted; i++) {
         uint64_t e = entries(txn, counted[i].dbi);
         if (e != counted[i].want)

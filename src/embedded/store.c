@@ -34,6 +34,12 @@ static int emb_stream_version(int64_t *out, evs_db *db, const char *tenant,
                               const char *stream);
 static int emb_head(uint64_t *out, evs_db *db, const char *tenant);
 static int emb_stats(evs_stats *out, evs_db *db);
+static int emb_read_tracking(evs_iter **out, evs_db *db, const evs__tracking *t,
+                             uint64_t after, uint64_t limit, int wait, uint64_t deadline_ns,
+                             const _Atomic int *cancel);
+static void emb_wake_readers(evs_db *db);
+static int emb_token_tail(uint64_t *out, evs_db *db, const char *tenant);
+static int emb_token_at(uint64_t *out, evs_db *db, int64_t time_us);
 
 static const evs__backend_ops emb_ops = {
     .name = "embedded",
@@ -48,6 +54,12 @@ static const evs__backend_ops emb_ops = {
     .stream_version = emb_stream_version,
     .head_position = emb_head,
     .stats = emb_stats,
+    .read_tracking = emb_read_tracking,
+    .wake_readers = emb_wake_readers,
+    .token_tail = emb_token_tail,
+    .token_at = emb_token_at,
+    .snapshot_save = evs__emb_snapshot_save,
+    .snapshot_load = evs__emb_snapshot_load,
     .verify = evs__emb_verify,
     .close = emb_close,
 };
@@ -118,7 +130,7 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
         return evs__err(EVS_ENOMEM, "out of memory opening the store");
     s->base.ops = &emb_ops;
     s->base.opts = *opts;
-    s->lock_fd = s->dir_fd_log = s->wfd = -1;
+    s->lock_fd = s->dir_fd_log = s->wfd = s->notify_fd = -1;
     s->seg_size = opts->segment_size;
     pthread_mutex_init(&s->qlock, NULL);
     pthread_cond_init(&s->qcond, NULL);
@@ -164,6 +176,13 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
         goto fail;
     if ((rc = evs__idx_open(s, readonly)) < 0)
         goto fail;
+    /* Blocking reads need it; a read-only open of a store in a directory it
+     * cannot write still reads (its reads just cannot wait). */
+    if ((rc = evs__notify_open(s)) < 0) {
+        if (!readonly)
+            goto fail;
+        evs__clear_error();
+    }
     if (!readonly) {
         if ((rc = evs__recover(s)) < 0)
             goto fail;
@@ -196,6 +215,7 @@ static int emb_close(evs_db *db)
     int rc = 0;
     evs__writer_stop(s);
     evs__prealloc_stop(s);
+    evs__notify_close(s);
     if (getenv("EVS_DEBUG_WRITER") && s->groups)
         fprintf(stderr, "evstore writer: %llu groups, %.1f events/group, per group: "
                 "stage %.1f us, write+sync %.1f us, commit %.1f us, wake %.1f us\n",
@@ -260,6 +280,9 @@ typedef struct emb_iter {
     uint64_t next_from;  /* IT_QUERY: where the next seek starts */
     int backward;
     int exhausted;       /* the read reached its end (not its limit) */
+    int peeked;          /* tracking: it->ev was read ahead, not yet returned */
+    int skip_system;     /* $all of every tenant: skip system streams' events */
+    uint32_t gmember, gsize; /* consumer group filter (gsize 0: none) */
     uint64_t snap_head;  /* the head position in this read's snapshot */
     uint64_t last_pos;   /* forward: last position returned (or the bound) */
     uint64_t *msid;      /* IT_STREAMS: stream id (0 = absent), from version */
@@ -351,6 +374,7 @@ static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
     it->last_pos = from_position - 1 < it->snap_head ? from_position - 1 : it->snap_head;
     if (!tenant) {
         it->kind = IT_ALL;
+        it->skip_system = 1;
         evs__put_be64(it->start, from_position);
         it->slen = 8;
         rc = iter_cursor(it, s->db_positions);
@@ -528,9 +552,30 @@ static int seek_backward(emb_iter *it, MDB_val *k, MDB_val *v)
     return mdb_cursor_get(it->cur, k, v, MDB_PREV);
 }
 
+static int iter_step(const evs_event **ev, emb_iter *it);
+
 static int emb_iter_next(const evs_event **ev, evs_iter *base)
 {
     emb_iter *it = (emb_iter *)base;
+    if (it->peeked) {
+        it->peeked = 0;
+        *ev = &it->ev;
+        return 0;
+    }
+    for (;;) {
+        int rc = iter_step(ev, it);
+        if (rc != 0 || !(it->skip_system || it->gsize))
+            return rc;
+        const evs_event *e = *ev;
+        if ((!it->skip_system || e->stream[0] != '$') &&
+            (!it->gsize || evs__group_owns(e, it->gmember, it->gsize)))
+            return 0;
+        it->left++; /* skipped events do not count against the limit */
+    }
+}
+
+static int iter_step(const evs_event **ev, emb_iter *it)
+{
     MDB_val k, v;
     int mrc;
     if (it->kind == IT_EMPTY) {
@@ -605,6 +650,192 @@ static void emb_iter_free(evs_iter *base)
         mdb_txn_abort(it->txn);
     free((void *)it->tags);
     free(it);
+}
+
+/* ---- tracking reads ------------------------------------------------------- */
+
+static int tracking_iter(emb_iter **out, evs__emb *s, const evs__tracking *t, uint64_t after,
+                         uint64_t limit)
+{
+    evs_iter *base;
+    int rc = t->query ? emb_read_query(&base, &s->base, t->tenant, t->query, after,
+                                       EVS_FORWARD, limit)
+                      : emb_read_all(&base, &s->base, t->tenant,
+                                     after == UINT64_MAX ? after : after + 1, limit);
+    if (rc < 0)
+        return rc;
+    emb_iter *it = (emb_iter *)base;
+    if (t->size >= 2) {
+        it->gmember = t->member;
+        it->gsize = t->size;
+    }
+    *out = it;
+    return 0;
+}
+
+/*
+ * Read ahead one event; when there is none, wait for the next commit (see
+ * notify.c for why no wake-up is lost) and look again from the head of
+ * the snapshot that found nothing: commits of events that do not match
+ * keep the reader waiting, and are never scanned twice.
+ */
+static int emb_read_tracking(evs_iter **out, evs_db *db, const evs__tracking *t,
+                             uint64_t after, uint64_t limit, int wait, uint64_t deadline_ns,
+                             const _Atomic int *cancel)
+{
+    evs__emb *s = (evs__emb *)db;
+    if (wait && !s->notify)
+        return evs__notify_wait(s, 0, 0); /* the error */
+    for (;;) {
+        uint32_t seq = evs__notify_seq(s);
+        emb_iter *it;
+        const evs_event *ev;
+        int rc = tracking_iter(&it, s, t, after, limit);
+        if (rc < 0)
+            return rc;
+        rc = emb_iter_next(&ev, &it->base);
+        if (rc == 0)
+            it->peeked = 1;
+        int done = rc != EVS_ITEROVER || !wait || (cancel && atomic_load(cancel)) ||
+                   (deadline_ns && evs__mono_ns() >= deadline_ns);
+        if (rc < 0 && rc != EVS_ITEROVER) {
+            emb_iter_free(&it->base);
+            return rc;
+        }
+        if (done) {
+            *out = &it->base;
+            return 0;
+        }
+        if (it->snap_head > after)
+            after = it->snap_head;
+        emb_iter_free(&it->base);
+        if ((rc = evs__notify_wait(s, seq, deadline_ns)) < 0)
+            return rc;
+    }
+}
+
+static void emb_wake_readers(evs_db *db)
+{
+    evs__notify_kick((evs__emb *)db);
+}
+
+/* ---- tokens --------------------------------------------------------------- */
+
+static int emb_token_tail(uint64_t *out, evs_db *db, const char *tenant)
+{
+    evs__emb *s = (evs__emb *)db;
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    uint32_t tid;
+    *out = 0;
+    if (!tenant)
+        return 0; /* positions start at 1 and are never removed */
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "begin read");
+    int rc = evs__idx_tenant_get(txn, s, tenant, strlen(tenant), &tid);
+    if (rc == EVS_ENOTFOUND) {
+        rc = 0;
+        goto out;
+    }
+    if (rc < 0)
+        goto out;
+    if ((mrc = mdb_cursor_open(txn, s->db_tenant_events, &cur)) != 0) {
+        rc = evs__mdb_err(mrc, "open cursor");
+        goto out;
+    }
+    uint8_t kb[12] = {0};
+    evs__put_be32(kb, tid);
+    MDB_val k = {12, kb}, v;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (mrc == 0 && k.mv_size == 12 && evs__get_be32(k.mv_data) == tid)
+        *out = evs__get_be64((const uint8_t *)k.mv_data + 4) - 1;
+    else if (mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = evs__mdb_err(mrc, "tenant_events lookup");
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/*
+ * The times index maps each millisecond the running maximum of recorded_at
+ * enters to the first position where it does (format.h). The first event
+ * with recorded_at >= t is therefore at or after the entry of floor(t):
+ * if that entry's millisecond is later than t's, it is that entry's
+ * position; if it is t's own millisecond, the first event from there on
+ * whose recorded_at reaches t (a read of that millisecond's events).
+ */
+static int emb_token_at(uint64_t *out, evs_db *db, int64_t time_us)
+{
+    evs__emb *s = (evs__emb *)db;
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    uint64_t head, L;
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "begin read");
+    int rc = evs__idx_applied_get(txn, s, &head, &L);
+    if (rc < 0)
+        goto out;
+    *out = head;
+    if ((mrc = mdb_cursor_open(txn, s->db_times, &cur)) != 0) {
+        rc = evs__mdb_err(mrc, "open cursor");
+        goto out;
+    }
+    int64_t ms = evs__floor_ms(time_us);
+    uint8_t kb[8];
+    evs__time_key(kb, ms);
+    MDB_val k = {8, kb}, v;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (mrc == MDB_NOTFOUND)
+        goto out; /* nothing that recent: the head */
+    if (mrc != 0 || v.mv_size != 8) {
+        rc = mrc ? evs__mdb_err(mrc, "times lookup")
+                 : evs__err(EVS_ECORRUPT, "index: a times entry has a bad value");
+        goto out;
+    }
+    uint64_t p = evs__get_le64(v.mv_data);
+    if (memcmp(k.mv_data, kb, 8) != 0 || p > head) {
+        *out = p <= head ? p - 1 : head;
+        goto out;
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if ((mrc = mdb_cursor_open(txn, s->db_positions, &cur)) != 0) {
+        rc = evs__mdb_err(mrc, "open cursor");
+        goto out;
+    }
+    uint8_t pb[8];
+    evs__put_be64(pb, p);
+    k.mv_size = 8;
+    k.mv_data = pb;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        uint64_t loc = evs__get_le64(v.mv_data);
+        uint32_t seg = evs__loc_seg(loc), off = evs__loc_off(loc), len;
+        const uint8_t *m = evs__seg_map(s, seg);
+        int rr = m && off < s->seg_size ? evs__rec_check(m + off, s->seg_size - off, &len)
+                                        : EVS_REC_BAD_LEN;
+        if (rr != EVS_REC_OK) {
+            rc = evs__err(EVS_ECORRUPT, "log segment %u offset %u: record at position %"
+                          PRIu64 " is damaged: %s", seg, off, evs__get_be64(k.mv_data),
+                          evs__rec_problem(rr));
+            goto out;
+        }
+        if ((int64_t)evs__get_le64(m + off + EVS_REC_OFF_RECORDED_AT) >= time_us) {
+            *out = evs__get_be64(k.mv_data) - 1;
+            goto out;
+        }
+    }
+    if (mrc != MDB_NOTFOUND)
+        rc = evs__mdb_err(mrc, "positions scan");
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
 }
 
 /* ---- small reads ---------------------------------------------------------- */

@@ -482,6 +482,7 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
     char why[512] = "";
     uint64_t pos0 = s->next_position, sid0 = s->next_stream_id;
     uint32_t tid0 = s->next_tenant_id;
+    int64_t ms0 = s->time_max_ms;
 
     if (s->failed) {
         for (evs__emb_req *r = reqs; r; r = r->next)
@@ -567,7 +568,8 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
         if (s->woff > s->seg_size / 2)
             evs__prealloc_request(s, s->wseg + 1);
         s->ns_commit += evs__mono_ns() - t2;
-        atomic_store_explicit(&s->head, s->next_position - 1, memory_order_release);
+        atomic_store_explicit(&s->head, s->next_position - 1, memory_order_seq_cst);
+        evs__notify_publish(s, s->next_position - 1);
     } else {
         mdb_txn_abort(txn);
         txn = NULL;
@@ -581,6 +583,7 @@ fail:
     s->next_position = pos0;
     s->next_stream_id = sid0;
     s->next_tenant_id = tid0;
+    s->time_max_ms = ms0;
     s->gbuf_len = 0;
     /* Nothing reached the log: the store stays usable. Otherwise the log
      * may hold events the index does not: only a reopen can reconcile. */
