@@ -263,7 +263,8 @@ typedef struct evs_append_result {
  * out may be NULL. Returns 0, EVS_ECONFLICT (out->stream_version holds the
  * actual version), EVS_EDUPLICATE (an id is used by a different event, or
  * only some of the ids are stored), EVS_EINVAL (bad name, type, tag, JSON,
- * nevents == 0, the same id twice in this append), EVS_ETOOBIG (an event
+ * nevents == 0, the same id twice in this append, a stream name starting
+ * with '$': reserved for system streams), EVS_ETOOBIG (an event
  * over max_event_size, or the append does not fit in one log segment),
  * EVS_EREADONLY, EVS_ECLOSED (closing, or a failed log write/sync made the
  * store refuse appends: reopen it), EVS_EIO or EVS_ENOSPC (the append's
@@ -495,7 +496,9 @@ EVS_EXTERN int evs_read_streams(evs_iter **out, evs_db *db, const char *tenant,
  * tenant: that tenant's events only (positions then have gaps, which hold
  * other tenants' events); NULL: every tenant's (administration). A snapshot
  * like evs_read_stream; a tenant with no events yields none. Semantics of
- * $all as in KurrentDB (from_position inclusive). Returns 0, EVS_EINVAL
+ * $all as in KurrentDB (from_position inclusive), except that events of
+ * system streams (checkpoints, names starting with '$') are never
+ * returned: they are read through their stream. Returns 0, EVS_EINVAL
  * (out or db NULL, bad tenant name), EVS_ENOMEM, EVS_EBACKEND.
  */
 EVS_EXTERN int evs_read_all(evs_iter **out, evs_db *db, const char *tenant,

@@ -80,6 +80,8 @@ typedef struct evs__emb {
      * of <dir>/notify, NULL if it could not be opened */
     struct evs__notify *notify;
     int notify_fd;
+    int notify_ro;         /* mapped read-only (a read-only open that cannot
+                              write the file) */
 
     /* ---- owned by the leader of the group being committed (or by
      * open/close) ---- */

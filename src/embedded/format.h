@@ -7,6 +7,7 @@
  *     <dir>/LOCK                    flock'ed by the process that has it open
  *     <dir>/log/%016llx.evslog      log segments, numbered from 1
  *     <dir>/index/data.mdb          LMDB environment: the derived indexes
+ *     <dir>/notify                  commit notifications (notify.c)
  *
  * The log is the source of truth. The index can always be rebuilt from it.
  *

@@ -57,17 +57,24 @@ int evs__notify_open(evs__emb *s)
     struct stat st;
     snprintf(path, sizeof(path), "%s/notify", s->dir);
     s->notify = NULL;
+    int prot = PROT_READ | PROT_WRITE;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 && s->readonly) {
+        /* waiting needs only to read the word (another process bumps it) */
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        prot = PROT_READ;
+    }
     if (fd < 0)
         return evs__err(EVS_EBACKEND, "cannot open %s for commit notifications: %s",
                         path, strerror(errno));
     if (fstat(fd, &st) != 0 ||
-        (st.st_size < (off_t)NOTIFY_SIZE && ftruncate(fd, NOTIFY_SIZE) != 0)) {
+        (st.st_size < (off_t)NOTIFY_SIZE &&
+         (prot == PROT_READ || ftruncate(fd, NOTIFY_SIZE) != 0))) {
         int e = errno;
         close(fd);
         return evs__err(EVS_EBACKEND, "cannot size %s: %s", path, strerror(e));
     }
-    void *m = mmap(NULL, NOTIFY_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *m = mmap(NULL, NOTIFY_SIZE, prot, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED) {
         int e = errno;
         close(fd);
@@ -75,7 +82,8 @@ int evs__notify_open(evs__emb *s)
     }
     s->notify = m;
     s->notify_fd = fd;
-    if (memcmp(s->notify->magic, NOTIFY_MAGIC, 8) != 0)
+    s->notify_ro = prot == PROT_READ;
+    if (prot != PROT_READ && memcmp(s->notify->magic, NOTIFY_MAGIC, 8) != 0)
         memcpy(s->notify->magic, NOTIFY_MAGIC, 8);
     return 0;
 }
@@ -93,7 +101,10 @@ void evs__notify_kick(evs__emb *s)
 {
     if (!s->notify)
         return;
-    atomic_fetch_add_explicit(&s->notify->seq, 1, memory_order_seq_cst);
+    /* A read-only mapping cannot bump the word: then only the waiters
+     * already asleep wake (see evs__notify_wait for the others). */
+    if (!s->notify_ro)
+        atomic_fetch_add_explicit(&s->notify->seq, 1, memory_order_seq_cst);
     syscall(SYS_futex, &s->notify->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
@@ -114,11 +125,16 @@ int evs__notify_wait(evs__emb *s, uint32_t seq, uint64_t deadline_ns)
         return evs__err(EVS_EBACKEND, "cannot wait for commits: the store's notify "
                         "file could not be opened (is the store directory writable?)");
     struct timespec ts, *tp = NULL;
-    if (deadline_ns) {
+    if (deadline_ns || s->notify_ro) {
         uint64_t now = evs__mono_ns();
-        if (now >= deadline_ns)
+        if (deadline_ns && now >= deadline_ns)
             return 0;
-        uint64_t left = deadline_ns - now;
+        uint64_t left = deadline_ns ? deadline_ns - now : UINT64_MAX;
+        /* A kick from this process cannot change a read-only word, so a
+         * waiter that checked its cancel flag just before the kick would
+         * sleep on: such waits end every 50 ms to look again. */
+        if (s->notify_ro && left > 50000000u)
+            left = 50000000u;
         ts.tv_sec = (time_t)(left / 1000000000u);
         ts.tv_nsec = (long)(left % 1000000000u);
         tp = &ts;
