@@ -2,7 +2,8 @@
  * cli.h -- what the `evs` subcommands share: exit statuses, error
  * reporting, option parsing, a growable buffer, a small arena, JSON
  * reading and writing, DCB queries from flags or JSON, base64, RFC 3339
- * time and the one-line JSON form of an event.
+ * time, the one-line JSON form of an event, and following (tracking reads
+ * printed until a signal).
  *
  * Every subcommand is `int cmd_<name>(cli_ctx *cx, int argc, char **argv)`
  * with argv[0] the command name; it returns the process exit status.
@@ -39,6 +40,11 @@ int cmd_stats(cli_ctx *cx, int argc, char **argv);
 int cmd_verify(cli_ctx *cx, int argc, char **argv);
 int cmd_head(cli_ctx *cx, int argc, char **argv);
 int cmd_query(cli_ctx *cx, int argc, char **argv);
+int cmd_tail(cli_ctx *cx, int argc, char **argv);
+int cmd_token_at(cli_ctx *cx, int argc, char **argv);
+int cmd_subscribe(cli_ctx *cx, int argc, char **argv);
+int cmd_checkpoint(cli_ctx *cx, int argc, char **argv);
+int cmd_snapshot(cli_ctx *cx, int argc, char **argv);
 
 /* ------------------------------------------------------------------ */
 /* Errors                                                              */
@@ -361,5 +367,40 @@ void cli_event_json(cli_buf *b, const evs_event *ev, int with_tenant);
  * returns 0. *count (may be NULL) receives the number of events written. */
 int cli_write_events(evs_iter *it, FILE *f, int with_tenant, const char *what,
                      uint64_t *count);
+
+/* ------------------------------------------------------------------ */
+/* Following: tracking reads until a signal (cli_follow.c)             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * `all --follow`, `read --follow` and `subscribe` print what tracking
+ * reads return, batch by batch (each flushed), waiting for commits when
+ * there is nothing new, until SIGINT or SIGTERM (a clean stop, exit 0)
+ * or a limit.
+ */
+typedef struct cli_follow {
+    evs_db *db;
+    const evs_tracking *filter;
+    uint64_t token;   /* in: read after it; out: the token after every
+                       * event considered (printed or filtered out) */
+    uint64_t limit;   /* stop once count reaches it; 0: no limit */
+    uint64_t count;   /* in/out: events printed so far */
+    int64_t from_version; /* > 0: skip events of a lower stream version
+                           * (read --follow --from V beyond the stream) */
+    int with_tenant;  /* event lines carry "tenant" */
+    const char *what; /* the command, for messages */
+} cli_follow;
+
+/* Make SIGINT and SIGTERM set the flag cli_follow_run stops on (a second
+ * one then kills as usual). Call before the first read. */
+void cli_follow_signals(void);
+
+/* 1 once SIGINT or SIGTERM arrived (after cli_follow_signals). */
+int cli_follow_stopping(void);
+
+/* Read and print until a signal or f->limit. Returns 0 (stopped by
+ * either), or the exit status after a read or write error, reported.
+ * f->token and f->count are kept current, also on error. */
+int cli_follow_run(cli_follow *f);
 
 #endif /* EVS_CLI_H */

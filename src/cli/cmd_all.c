@@ -1,5 +1,6 @@
 /*
- * cmd_all.c -- `evs all`: print $all, the events in global order.
+ * cmd_all.c -- `evs all`: print $all, the events in global order;
+ * with --follow, then the events committed later, until Ctrl-C.
  */
 #include "cli.h"
 
@@ -17,24 +18,51 @@ static const char help[] =
     "  --limit N       at most N events (0 = all, the default)\n"
     "  --tenant NAME   that tenant's events\n"
     "  --all-tenants   every tenant's events, each line with its tenant\n"
+    "  --follow        then wait for new events and print them as they\n"
+    "                  are committed, like 'tail -f', until Ctrl-C\n"
+    "                  (SIGINT or SIGTERM: exit 0) or --limit events\n"
     CLI_HELP_SHARED;
 
-enum { OPT_FROM = 0x100, OPT_LIMIT };
+enum { OPT_FROM = 0x100, OPT_LIMIT, OPT_FOLLOW };
 
 static const struct option options[] = {
     {"from", required_argument, NULL, OPT_FROM},
     {"limit", required_argument, NULL, OPT_LIMIT},
+    {"follow", no_argument, NULL, OPT_FOLLOW},
     CLI_SCOPE_OPTIONS,
     CLI_OPTIONS_END,
 };
 
 static const cli_cmd cmd = {"all", help, options};
 
+/* --follow: the same events by tracking reads, which wait for commits.
+ * Position POS is the token POS - 1 (a token is exclusive). */
+static int follow(evs_db *db, const cli_scope *scope, uint64_t from,
+                  uint64_t limit)
+{
+    evs_tracking t = EVS_TRACKING_INIT;
+    cli_follow f;
+
+    memset(&f, 0, sizeof f);
+    if (scope->all_tenants)
+        t.all_tenants = 1;
+    else
+        t.tenant = scope->tenant;
+    f.db = db;
+    f.filter = &t;
+    f.token = from > 0 ? from - 1 : 0;
+    f.limit = limit;
+    f.with_tenant = scope->all_tenants || scope->tenant[0] != '\0';
+    f.what = "all";
+    cli_follow_signals();
+    return cli_follow_run(&f);
+}
+
 int cmd_all(cli_ctx *cx, int argc, char **argv)
 {
     cli_scope scope = CLI_SCOPE_INIT;
     uint64_t from = 0, limit = 0;
-    int c, rc, status;
+    int c, rc, status, follow_on = 0;
     evs_db *db = NULL;
     evs_iter *it = NULL;
 
@@ -51,6 +79,9 @@ int cmd_all(cli_ctx *cx, int argc, char **argv)
                 return cli_usage("all", "--limit: '%s' is not a number >= 0",
                                  optarg);
             break;
+        case OPT_FOLLOW:
+            follow_on = 1;
+            break;
         }
     }
     if (status >= 0)
@@ -59,6 +90,8 @@ int cmd_all(cli_ctx *cx, int argc, char **argv)
         (status = cli_scope_check(&scope, "all")) != 0 ||
         (status = cli_open(&db, cx, EVS_OPEN_READONLY)) != 0)
         return status;
+    if (follow_on)
+        return cli_close(db, follow(db, &scope, from, limit));
     rc = evs_read_all(&it, db, cli_scope_tenant(&scope), from, limit);
     if (rc < 0)
         status = cli_lib_err(rc, NULL);

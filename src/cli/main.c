@@ -15,10 +15,16 @@ static const struct command {
     const char *summary;
 } commands[] = {
     {"append", cmd_append, "append one event (to a stream, or of none)"},
-    {"read", cmd_read, "print the events of a stream"},
-    {"all", cmd_all, "print the events of $all, in global order"},
+    {"read", cmd_read, "print the events of a stream (--follow: live)"},
+    {"all", cmd_all, "print the events of $all, in global order (--follow)"},
     {"query", cmd_query, "print the events matching a DCB query"},
     {"head", cmd_head, "print the head position"},
+    {"tail", cmd_tail, "print the tail token (before the oldest event)"},
+    {"token-at", cmd_token_at, "print the tracking token at a time"},
+    {"subscribe", cmd_subscribe,
+     "print events by filter or consumer group, live, with a checkpoint"},
+    {"checkpoint", cmd_checkpoint, "get or set a named consumer's token"},
+    {"snapshot", cmd_snapshot, "save or load a stream's snapshot"},
     {"import", cmd_import, "append events from JSON Lines"},
     {"export", cmd_export, "write every event of every tenant as JSON Lines"},
     {"stats", cmd_stats, "print counts and sizes of the store"},
@@ -38,7 +44,7 @@ static void usage(FILE *f)
           "Commands:\n",
           f);
     for (i = 0; i < NCOMMANDS; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fputs("\n"
           "Options:\n"
           "  --db URI      the store (also accepted after the command)\n"
