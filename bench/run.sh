@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the benchmarks: engine_bench, then dcb_bench. `make bench` builds,
+# Run the benchmarks: engine_bench, dcb_bench, then tracking_bench. `make
+# bench` builds,
 # then calls `bash bench/run.sh BUILD_DIR`; this script builds nothing
 # itself.
 #
@@ -9,13 +10,15 @@
 #                       EVS_BENCH_OUT, so on the repository's filesystem);
 #                       they are deleted after
 #   EVS_BENCH_ARGS      extra engine_bench arguments, e.g. "--quick"
-#   EVS_DCB_BENCH_ARGS  extra dcb_bench arguments (default: "--quick" when
-#                       EVS_BENCH_ARGS has --quick, else none)
+#   EVS_DCB_BENCH_ARGS  extra dcb_bench and tracking_bench arguments
+#                       (default: "--quick" when EVS_BENCH_ARGS has --quick,
+#                       else none)
 #
-# Each Markdown report is printed and written to engine.md / dcb.md, every
-# figure to engine.json / dcb.json. Exits with the first non-zero status of
-# the two (3: some operation failed, a query answered wrongly or a count
-# did not match the store; the report says which).
+# Each Markdown report is printed and written to engine.md / dcb.md /
+# tracking.md, every figure to engine.json / dcb.json / tracking.json.
+# Exits with the first non-zero status of the three (3: some operation
+# failed, a query answered wrongly or a count did not match the store; the
+# report says which).
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -25,7 +28,7 @@ fi
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=$1
 case $build in /*) ;; *) build=$repo/$build ;; esac
-for b in engine_bench dcb_bench; do
+for b in engine_bench dcb_bench tracking_bench; do
   if [ ! -x "$build/$b" ]; then
     echo "run.sh: $build/$b not found: build first (make bench does)" >&2
     exit 2
@@ -63,7 +66,8 @@ if [ -z "${EVS_DCB_BENCH_ARGS+set}" ]; then
 fi
 
 # Results of an earlier run must not pass for this one's.
-rm -f "$out/engine.json" "$out/engine.md" "$out/dcb.json" "$out/dcb.md"
+rm -f "$out/engine.json" "$out/engine.md" "$out/dcb.json" "$out/dcb.md" \
+  "$out/tracking.json" "$out/tracking.md"
 rc=0
 # run NAME ARGS: one benchmark, its report to NAME.md and NAME.json; the
 # first failure's status is kept.
@@ -88,4 +92,6 @@ run() {
 run engine engine_bench ${EVS_BENCH_ARGS:-}
 # shellcheck disable=SC2086
 run dcb dcb_bench $dcb_args
+# shellcheck disable=SC2086
+run tracking tracking_bench $dcb_args
 exit $rc

@@ -630,8 +630,8 @@ EVS_EXTERN int evs_token_tail(uint64_t *out, evs_db *db, const char *tenant);
  * store stamps; events imported with their own recorded_at may be out of
  * order, and are then returned by position, not by time). A tenant's
  * reader may use it as is (tokens are global). One lookup in a sparse
- * per-millisecond time index plus a read of the events of that
- * millisecond. Returns 0, EVS_EINVAL (NULL argument), EVS_EBACKEND.
+ * time index (an entry wherever the running maximum of recorded_at
+ * grows). Returns 0, EVS_EINVAL (NULL argument), EVS_EBACKEND.
  */
 EVS_EXTERN int evs_token_at(uint64_t *out, evs_db *db, int64_t time_us);
 

@@ -92,8 +92,8 @@ typedef struct evs__emb {
     uint64_t next_stream_id;
     uint32_t next_tenant_id;
     int64_t last_stamp;    /* recorded_at of the last stamped event */
-    int64_t time_max_ms;   /* the times index's last millisecond (INT64_MIN:
-                              none); see format.h */
+    int64_t time_max_us;   /* the times index's last key: the running maximum
+                              of recorded_at (INT64_MIN: none); format.h */
     uint8_t *gbuf;         /* the group being built */
     size_t gbuf_len, gbuf_cap;
     uint64_t gbuf_first;   /* position of the first record in gbuf */
@@ -221,19 +221,15 @@ void evs__qplan_free(evs__qplan *pl);
 /* Does the record match the query (checked, unhashed)? */
 int evs__query_matches(const evs_query *q, const uint8_t *rec);
 
-/* The time index key of a millisecond (sign flipped: byte order = order). */
-static inline void evs__time_key(uint8_t kb[8], int64_t ms)
+/* The times index key of a recorded_at (sign flipped: byte order = order). */
+static inline void evs__time_key(uint8_t kb[8], int64_t us)
 {
-    uint64_t u = (uint64_t)ms ^ (UINT64_C(1) << 63);
+    uint64_t u = (uint64_t)us ^ (UINT64_C(1) << 63);
     for (int i = 7; i >= 0; i--, u >>= 8)
         kb[i] = (uint8_t)u;
 }
-static inline int64_t evs__floor_ms(int64_t us)
-{
-    return us >= 0 ? us / 1000 : -((-us + 999) / 1000);
-}
-/* The last millisecond of the times index (INT64_MIN when empty). */
-int evs__idx_time_max(MDB_txn *txn, evs__emb *s, int64_t *ms);
+/* The last recorded_at of the times index (INT64_MIN when empty). */
+int evs__idx_time_max(MDB_txn *txn, evs__emb *s, int64_t *us);
 
 /* ---- commit notification (notify.c) ---- */
 /* Map <dir>/notify (created if missing and the directory is writable). */

@@ -119,12 +119,13 @@ static inline uint32_t evs__pad8(uint32_t n) { return (n + 7u) & ~7u; }
                   An event with a stream also has a posting for its
  *                  category (seed EVS_TERM_CATEGORY): the stream name up
  *                  to the first '-' (all of it without one).
- *   times          i64 BE (sign bit flipped) millisecond -> u64 LE position:
- *                  a sparse time index. An entry (m, p) says that p is the
- *                  first position whose running maximum of recorded_at
- *                  (over positions 1..p) reaches millisecond m; one entry
- *                  per millisecond the maximum enters, so it is monotonic
- *                  even when imported recorded_at values are not.
+ *   times          i64 BE (sign bit flipped) recorded_at (µs) -> u64 LE
+ *                  position: wherever the running maximum of recorded_at
+ *                  (over positions 1..p) grows, the first position p with
+ *                  that maximum. Events the writer stamps share their
+ *                  group's clock read, so that is about one entry per
+ *                  group; the map is monotonic even when imported
+ *                  recorded_at values are not.
  *   snapshots      tenant name, NUL, stream name, NUL, u64 BE version ->
  *                  i64 LE saved_at, u16 LE schema length, schema, NUL,
  *                  data, NUL. A cache, keyed by names (not ids) so that it

@@ -134,7 +134,7 @@ int evs__idx_open(evs__emb *s, int readonly)
         s->next_stream_id = evs__get_le64(v.mv_data);
         s->next_tenant_id = evs__get_le32((const uint8_t *)v.mv_data + 8);
     }
-    int rc = evs__idx_time_max(txn, s, &s->time_max_ms);
+    int rc = evs__idx_time_max(txn, s, &s->time_max_us);
     if (rc < 0) {
         mdb_txn_abort(txn);
         return rc;
@@ -144,17 +144,17 @@ int evs__idx_open(evs__emb *s, int readonly)
     return 0;
 }
 
-int evs__idx_time_max(MDB_txn *txn, evs__emb *s, int64_t *ms)
+int evs__idx_time_max(MDB_txn *txn, evs__emb *s, int64_t *us)
 {
     MDB_cursor *cur;
     MDB_val k, v;
-    *ms = INT64_MIN;
+    *us = INT64_MIN;
     int mrc = mdb_cursor_open(txn, s->db_times, &cur);
     if (mrc != 0)
         return evs__mdb_err(mrc, "times: open cursor");
     mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
     if (mrc == 0 && k.mv_size == 8)
-        *ms = (int64_t)(evs__get_be64(k.mv_data) ^ (UINT64_C(1) << 63));
+        *us = (int64_t)(evs__get_be64(k.mv_data) ^ (UINT64_C(1) << 63));
     mdb_cursor_close(cur);
     return mrc == 0 || mrc == MDB_NOTFOUND ? 0 : evs__mdb_err(mrc, "times: last");
 }
@@ -294,16 +294,17 @@ int evs__idx_event_put(MDB_txn *txn, evs__emb *s, uint32_t tid, uint64_t sid,
     if ((mrc = mdb_put(txn, s->db_positions, &k, &v, MDB_APPEND)) != 0)
         return evs__mdb_err(mrc, "positions insert");
 
-    /* times: the millisecond the running maximum of recorded_at enters */
-    int64_t ms = evs__floor_ms((int64_t)evs__get_le64(rec + EVS_REC_OFF_RECORDED_AT));
-    if (ms > s->time_max_ms) {
+    /* times: where the running maximum of recorded_at grows (once per group
+     * for events the writer stamps: they share the group's clock read) */
+    int64_t at = (int64_t)evs__get_le64(rec + EVS_REC_OFF_RECORDED_AT);
+    if (at > s->time_max_us) {
         uint8_t tk[8], tv[8];
-        evs__time_key(tk, ms);
+        evs__time_key(tk, at);
         evs__put_le64(tv, position);
         MDB_val k2 = {8, tk}, v2 = {8, tv};
         if ((mrc = mdb_put(txn, s->db_times, &k2, &v2, MDB_APPEND)) != 0)
             return evs__mdb_err(mrc, "times insert");
-        s->time_max_ms = ms;
+        s->time_max_us = at;
     }
 
     const char *p = (const char *)rec + EVS_REC_OFF_VAR;

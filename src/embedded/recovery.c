@@ -86,7 +86,7 @@ static int drop_index(MDB_txn *txn, evs__emb *s)
     mdb_del(txn, s->db_meta, &k, NULL);
     s->next_stream_id = 1;
     s->next_tenant_id = 1;
-    s->time_max_ms = INT64_MIN;
+    s->time_max_us = INT64_MIN;
     return 0;
 }
 

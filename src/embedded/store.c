@@ -760,12 +760,11 @@ out:
 }
 
 /*
- * The times index maps each millisecond the running maximum of recorded_at
- * enters to the first position where it does (format.h). The first event
- * with recorded_at >= t is therefore at or after the entry of floor(t):
- * if that entry's millisecond is later than t's, it is that entry's
- * position; if it is t's own millisecond, the first event from there on
- * whose recorded_at reaches t (a read of that millisecond's events).
+ * The times index has an entry (t, p) wherever the running maximum of
+ * recorded_at grows: p is the first position whose event reached t. So
+ * the first event with recorded_at >= t is the entry at or after t — one
+ * cursor seek — even when imports put older times after newer ones
+ * (format.h).
  */
 static int emb_token_at(uint64_t *out, evs_db *db, int64_t time_us)
 {
@@ -776,61 +775,25 @@ static int emb_token_at(uint64_t *out, evs_db *db, int64_t time_us)
     int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (mrc != 0)
         return evs__mdb_err(mrc, "begin read");
-    int rc = evs__idx_applied_get(txn, s, &head, &L);
-    if (rc < 0)
-        goto out;
-    *out = head;
+    int rc = 0;
     if ((mrc = mdb_cursor_open(txn, s->db_times, &cur)) != 0) {
         rc = evs__mdb_err(mrc, "open cursor");
         goto out;
     }
-    int64_t ms = evs__floor_ms(time_us);
     uint8_t kb[8];
-    evs__time_key(kb, ms);
+    evs__time_key(kb, time_us);
     MDB_val k = {8, kb}, v;
     mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    if (mrc == MDB_NOTFOUND)
-        goto out; /* nothing that recent: the head */
-    if (mrc != 0 || v.mv_size != 8) {
+    if (mrc == 0 && v.mv_size == 8) {
+        *out = evs__get_le64(v.mv_data) - 1;
+    } else if (mrc == MDB_NOTFOUND) {
+        /* nothing that recent: the head (of this snapshot) */
+        rc = evs__idx_applied_get(txn, s, &head, &L);
+        *out = head;
+    } else {
         rc = mrc ? evs__mdb_err(mrc, "times lookup")
                  : evs__err(EVS_ECORRUPT, "index: a times entry has a bad value");
-        goto out;
     }
-    uint64_t p = evs__get_le64(v.mv_data);
-    if (memcmp(k.mv_data, kb, 8) != 0 || p > head) {
-        *out = p <= head ? p - 1 : head;
-        goto out;
-    }
-    mdb_cursor_close(cur);
-    cur = NULL;
-    if ((mrc = mdb_cursor_open(txn, s->db_positions, &cur)) != 0) {
-        rc = evs__mdb_err(mrc, "open cursor");
-        goto out;
-    }
-    uint8_t pb[8];
-    evs__put_be64(pb, p);
-    k.mv_size = 8;
-    k.mv_data = pb;
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); mrc == 0;
-         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        uint64_t loc = evs__get_le64(v.mv_data);
-        uint32_t seg = evs__loc_seg(loc), off = evs__loc_off(loc), len;
-        const uint8_t *m = evs__seg_map(s, seg);
-        int rr = m && off < s->seg_size ? evs__rec_check(m + off, s->seg_size - off, &len)
-                                        : EVS_REC_BAD_LEN;
-        if (rr != EVS_REC_OK) {
-            rc = evs__err(EVS_ECORRUPT, "log segment %u offset %u: record at position %"
-                          PRIu64 " is damaged: %s", seg, off, evs__get_be64(k.mv_data),
-                          evs__rec_problem(rr));
-            goto out;
-        }
-        if ((int64_t)evs__get_le64(m + off + EVS_REC_OFF_RECORDED_AT) >= time_us) {
-            *out = evs__get_be64(k.mv_data) - 1;
-            goto out;
-        }
-    }
-    if (mrc != MDB_NOTFOUND)
-        rc = evs__mdb_err(mrc, "positions scan");
 out:
     if (cur)
         mdb_cursor_close(cur);

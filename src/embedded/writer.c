@@ -482,7 +482,7 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
     char why[512] = "";
     uint64_t pos0 = s->next_position, sid0 = s->next_stream_id;
     uint32_t tid0 = s->next_tenant_id;
-    int64_t ms0 = s->time_max_ms;
+    int64_t ms0 = s->time_max_us;
 
     if (s->failed) {
         for (evs__emb_req *r = reqs; r; r = r->next)
@@ -583,7 +583,7 @@ fail:
     s->next_position = pos0;
     s->next_stream_id = sid0;
     s->next_tenant_id = tid0;
-    s->time_max_ms = ms0;
+    s->time_max_us = ms0;
     s->gbuf_len = 0;
     /* Nothing reached the log: the store stays usable. Otherwise the log
      * may hold events the index does not: only a reopen can reconcile. */
