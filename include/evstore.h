@@ -386,11 +386,13 @@ typedef struct evs_append_request {
      * A checkpoint update committed atomically with the events (exactly-
      * once projections into the same store): NULL, or the name of a
      * checkpoint of this tenant (see evs_checkpoint_set) to move to
-     * checkpoint_token. The same rules as evs_checkpoint_set apply: it may
-     * not move backward (EVS_EINVAL) nor beyond the head; if another
-     * writer moves it between the check and the commit the whole append
-     * fails with EVS_ECONFLICT (the message says so) and nothing is
-     * written.
+     * checkpoint_token. The rules of evs_checkpoint_set apply: it may not
+     * move backward (EVS_EINVAL), nor beyond the head before this append
+     * (EVS_EINVAL); the same token is allowed. If another writer moves it
+     * between the check and the commit, the whole append fails with
+     * EVS_ECONFLICT (the message says so) and nothing is written. A retry
+     * (the first event's id is stored) returns the original result,
+     * wherever the checkpoint is now. Costs one more (small) event.
      */
     const char *checkpoint;
     uint64_t checkpoint_token;
@@ -565,9 +567,11 @@ EVS_EXTERN int evs_head_position(uint64_t *out, evs_db *db,
                                  const char *tenant);
 
 typedef struct evs_stats {
-    uint64_t events;        /* events in the store */
+    uint64_t events;        /* events in the store, system streams'
+                               (checkpoints) included */
     uint64_t streams;       /* streams with at least one event (events
-                               without a stream are in no stream) */
+                               without a stream are in no stream; system
+                               streams included) */
     uint64_t tenants;       /* tenants with at least one event */
     uint64_t head_position; /* global head */
     uint64_t log_bytes;     /* bytes of log segment files on disk */
@@ -652,7 +656,8 @@ typedef struct evs_tracking {
                                   tenant must be NULL and there may be no
                                   category, types or query */
     const char *category;      /* NULL: any; else only events of streams of
-                                  this category (1..EVS_MAX_STREAM_LEN) */
+                                  this category (1..EVS_MAX_STREAM_LEN bytes,
+                                  no '-': EVS_EINVAL) */
     const char *const *types;  /* ntypes event types, OR'ed; 0: any type */
     size_t ntypes;             /* 0..EVS_MAX_QUERY_TERMS */
     const evs_query *query;    /* NULL: none; else a DCB query (then
@@ -666,7 +671,7 @@ typedef struct evs_tracking {
      * group_size. Each stream belongs to exactly one member, so the
      * members together see every event once and each stream in order.
      * Events without a stream are shared out by their event id. */
-    uint32_t group_member;
+    uint32_t group_member;     /* < group_size (0 when group_size is 0) */
     uint32_t group_size;       /* 0 or 1: no consumer group; at most 1024 */
 } evs_tracking;
 #define EVS_TRACKING_INIT { EVS_TRACKING_VERSION, NULL, 0, NULL, NULL, 0, NULL, 0, 0 }
@@ -685,8 +690,9 @@ typedef struct evs_tracking {
  *
  * The next token is evs_iter_marker(it) once the iterator has returned
  * EVS_ITEROVER: every event up to it has been considered, also those that
- * did not match (so a filtered reader never re-reads them). A snapshot
- * like evs_read_stream.
+ * did not match (so a filtered reader never re-reads them); it is never
+ * below `after` (also when `after` is beyond the head). A snapshot like
+ * evs_read_stream.
  *
  * Returns 0, EVS_EINVAL (NULL out/db/t, unknown version, bad names, a
  * query with category/types, all_tenants with a filter, group_member >=
@@ -710,8 +716,9 @@ typedef struct evs_subscription evs_subscription;
 /*
  * Called on the subscription's thread with 1..batch_size events in
  * position order (every pointer valid only during the call) and the token
- * after the batch. Return 0 to go on; any other value stops the
- * subscription and becomes the result of evs_subscription_free.
+ * after the batch. Return 0 to accept the batch and go on; any other value
+ * refuses the batch (its token is not taken, nor stored as checkpoint),
+ * stops the subscription and becomes the result of evs_subscription_free.
  */
 typedef int (*evs_subscription_fn)(void *ctx, const evs_event *const *events,
                                    size_t n, uint64_t token);
@@ -749,12 +756,14 @@ EVS_EXTERN int evs_subscribe(evs_subscription **out, evs_db *db,
  * thread-safe; may be called from the callback. NULL-safe. */
 EVS_EXTERN void evs_subscription_stop(evs_subscription *sub);
 
-/* The token after the last batch the callback accepted (from any thread). */
+/* The token after the last batch the callback accepted (from any thread;
+ * NULL-safe: 0). */
 EVS_EXTERN uint64_t evs_subscription_token(const evs_subscription *sub);
 
 /*
- * Stop (if running), wait for the thread, store the checkpoint (if any)
- * and free. Returns 0 when it was stopped by evs_subscription_stop, the
+ * Stop (if running), wait for the thread, store the checkpoint (if any:
+ * the token after the last accepted batch, however the run ended) and
+ * free. Returns 0 when it was stopped by evs_subscription_stop, the
  * callback's non-zero value when the callback stopped it, or the negative
  * EVS_E* error that ended it (evs_last_error() then has its message).
  * NULL-safe (returns 0). Must not be called from the callback.
@@ -767,9 +776,10 @@ EVS_EXTERN int evs_subscription_free(evs_subscription *sub);
 
 /*
  * A checkpoint is a named consumer's token, stored in the store per
- * tenant, durably (as an event of the system stream "$checkpoint-NAME",
- * which no read of $all, query or tracking read returns). Names are
- * 1..EVS_MAX_CHECKPOINT_NAME_LEN bytes of UTF-8.
+ * tenant, durably (as an event of type "$checkpoint" whose data is the
+ * token, 8 bytes little-endian, in the system stream "$checkpoint-NAME",
+ * which no read of $all, query or tracking read returns; evs_read_stream
+ * reads it). Names are 1..EVS_MAX_CHECKPOINT_NAME_LEN bytes of UTF-8.
  */
 #define EVS_MAX_CHECKPOINT_NAME_LEN 200
 
@@ -825,8 +835,9 @@ EVS_EXTERN int evs_snapshot_save(evs_db *db, const char *tenant, const char *str
                                  const void *data, size_t data_len);
 
 /*
- * The newest snapshot of stream with version <= max_version (EVS_END: the
- * newest of all). *out is the caller's (evs_snapshot_free). Returns 0,
+ * The newest snapshot (highest version) of stream with version <=
+ * max_version (EVS_END: of all). "Keep the newest K" counts by version
+ * too: saving a version older than the K kept ones keeps it not. *out is the caller's (evs_snapshot_free). Returns 0,
  * EVS_ENOTFOUND (none), EVS_EINVAL, EVS_ENOMEM, EVS_EBACKEND.
  */
 EVS_EXTERN int evs_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,

@@ -91,6 +91,8 @@ typedef struct evs__backend_ops {
                          const _Atomic int *cancel);
     /* end every wait in read_tracking early (they re-check *cancel) */
     void (*wake_readers)(evs_db *db);
+    /* is an event with this id stored? 0 and its position, or EVS_ENOTFOUND */
+    int (*event_position)(uint64_t *out, evs_db *db, const evs_uuid *id);
     int (*token_tail)(uint64_t *out, evs_db *db, const char *tenant);
     int (*token_at)(uint64_t *out, evs_db *db, int64_t time_us);
     int (*snapshot_save)(evs_db *db, const char *tenant, const char *stream,

@@ -313,29 +313,65 @@ int evs_checkpoint_set(evs_db *db, const char *tenant, const char *name, uint64_
     }
 }
 
+/* The id of the checkpoint event of a checkpointed append whose first
+ * event has a caller-given id: derived from that id and the checkpoint's
+ * name, so that a retry of the whole request (same ids) is recognised as
+ * one and answered from the stored events. A UUIDv8 (RFC 9562). */
+static void checkpoint_event_id(evs_uuid *out, const evs_uuid *first, const char *name)
+{
+    uint8_t buf[16 + EVS_MAX_CHECKPOINT_NAME_LEN];
+    size_t n = strlen(name);
+    memcpy(buf, first->bytes, 16);
+    memcpy(buf + 16, name, n);
+    XXH128_hash_t h = XXH3_128bits(buf, 16 + n);
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, h);
+    memcpy(out->bytes, c.digest, 16);
+    out->bytes[6] = (uint8_t)((out->bytes[6] & 0x0f) | 0x80);
+    out->bytes[8] = (uint8_t)((out->bytes[8] & 0x3f) | 0x80);
+}
+
+/*
+ * An append with a checkpoint update: the caller's parts plus one part
+ * that appends the checkpoint event to "$checkpoint-NAME" with the version
+ * read here as expected version, so that a concurrent move of the
+ * checkpoint fails the whole append. The part is added also when the
+ * token equals the stored one: it is what guards the append.
+ */
 int evs__append_checkpointed(evs_append_result *out, uint64_t *conflicts, evs_db *db,
                              const evs_append_request *r)
 {
     char stream[sizeof(CHECKPOINT_PREFIX) + EVS_MAX_CHECKPOINT_NAME_LEN];
     size_t tl;
-    uint64_t stored;
+    uint64_t stored, pos;
     int64_t version;
-    int found, rc;
+    int found, rc, retry = 0;
     if (db->opts.flags & EVS_OPEN_READONLY)
         return evs__err(EVS_EREADONLY, "append: the store is open read-only");
     if ((rc = evs__check_tenant(r->tenant, &tl)) < 0 ||
         (rc = checkpoint_stream(stream, sizeof(stream), r->checkpoint, "append")) < 0)
         return rc;
-    if (!r->parts || r->nparts == 0 || r->nparts > 65536)
-        return evs__err(EVS_EINVAL, "append: %zu parts (give 1..65536)", r->nparts);
+    if (!r->parts || r->nparts == 0 || r->nparts > 65536 || !r->parts[0].events ||
+        r->parts[0].nevents == 0)
+        return evs__err(EVS_EINVAL, "append: no events to append (give 1..65536 parts of "
+                        "at least one event)");
     const char *tenant = r->tenant ? r->tenant : "";
+    const evs_uuid *first = &r->parts[0].events[0].id;
     if ((rc = checkpoint_read(db, tenant, stream, &stored, &version, &found)) < 0)
         return rc;
-    evs_append_request r2 = *r;
-    r2.checkpoint = NULL;
-    if ((rc = checkpoint_allowed(db, r->checkpoint, r->checkpoint_token, found, stored,
-                                 "append")) != 0)
-        return rc > 0 ? evs__append_ex(out, conflicts, db, &r2, 0) : rc;
+    /* A retry (its first event is stored) is answered from the stored
+     * events, whatever the checkpoint has done since. */
+    if (!evs_uuid_is_nil(first)) {
+        rc = db->ops->event_position(&pos, db, first);
+        if (rc == 0)
+            retry = 1;
+        else if (rc != EVS_ENOTFOUND)
+            return rc;
+    }
+    if (!retry &&
+        (rc = checkpoint_allowed(db, r->checkpoint, r->checkpoint_token, found, stored,
+                                 "append")) < 0)
+        return rc;
 
     evs_stream_append *parts = malloc((r->nparts + 1) * sizeof(*parts));
     evs_append_result *res = malloc((r->nparts + 1) * sizeof(*res));
@@ -347,8 +383,12 @@ int evs__append_checkpointed(evs_append_result *out, uint64_t *conflicts, evs_db
     evs_event_data e;
     uint8_t data[8];
     checkpoint_event(&e, data, r->checkpoint_token);
+    if (!evs_uuid_is_nil(first))
+        checkpoint_event_id(&e.id, first, r->checkpoint);
     memcpy(parts, r->parts, r->nparts * sizeof(*parts));
     parts[r->nparts] = (evs_stream_append){stream, version, &e, 1};
+    evs_append_request r2 = *r;
+    r2.checkpoint = NULL;
     r2.parts = parts;
     r2.nparts = r->nparts + 1;
     rc = evs__append_ex(res, conflicts, db, &r2, 1);
@@ -488,7 +528,8 @@ static void *sub_main(void *arg)
                 rc = evs__err(EVS_ENOMEM, "subscription: out of memory");
                 break;
             }
-            memcpy(tags + ntags, ev->tags, ev->ntags * sizeof(*tags));
+            if (ev->ntags)
+                memcpy(tags + ntags, ev->tags, ev->ntags * sizeof(*tags));
             tag_off[n++] = ntags;
             ntags += ev->ntags;
         }
@@ -507,6 +548,8 @@ static void *sub_main(void *arg)
         db->ops->iter_free(it);
         if (cb != 0) { /* the batch is not acknowledged */
             sub->result = cb;
+            snprintf(sub->msg, sizeof(sub->msg), "the subscription's callback stopped it "
+                     "with %d", cb);
             break;
         }
         token = next;
@@ -522,8 +565,9 @@ static void *sub_main(void *arg)
             last_store = evs__mono_ns();
         }
     }
-    if (sub->checkpoint && token > stored && sub->result >= 0 &&
-        (rc = evs_checkpoint_set(db, tenant, sub->checkpoint, token)) < 0)
+    /* the batches accepted so far are done, however the run ended */
+    if (sub->checkpoint && token > stored &&
+        (rc = evs_checkpoint_set(db, tenant, sub->checkpoint, token)) < 0 && sub->result == 0)
         sub_fail(sub, rc);
 out:
     free(evp);
@@ -627,7 +671,7 @@ int evs_subscription_free(evs_subscription *sub)
     evs_subscription_stop(sub);
     pthread_join(sub->thread, NULL);
     int rc = sub->result;
-    if (rc < 0)
+    if (rc != 0)
         evs__set_error_text(sub->msg);
     else
         evs__clear_error();

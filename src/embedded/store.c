@@ -39,6 +39,7 @@ static int emb_read_tracking(evs_iter **out, evs_db *db, const evs__tracking *t,
                              const _Atomic int *cancel);
 static void emb_wake_readers(evs_db *db);
 static int emb_token_tail(uint64_t *out, evs_db *db, const char *tenant);
+static int emb_event_position(uint64_t *out, evs_db *db, const evs_uuid *id);
 static int emb_token_at(uint64_t *out, evs_db *db, int64_t time_us);
 
 static const evs__backend_ops emb_ops = {
@@ -57,6 +58,7 @@ static const evs__backend_ops emb_ops = {
     .read_tracking = emb_read_tracking,
     .wake_readers = emb_wake_readers,
     .token_tail = emb_token_tail,
+    .event_position = emb_event_position,
     .token_at = emb_token_at,
     .snapshot_save = evs__emb_snapshot_save,
     .snapshot_load = evs__emb_snapshot_load,
@@ -283,6 +285,7 @@ typedef struct emb_iter {
     int peeked;          /* tracking: it->ev was read ahead, not yet returned */
     int skip_system;     /* $all of every tenant: skip system streams' events */
     uint32_t gmember, gsize; /* consumer group filter (gsize 0: none) */
+    uint64_t marker_floor; /* tracking: the marker never goes below `after` */
     uint64_t snap_head;  /* the head position in this read's snapshot */
     uint64_t last_pos;   /* forward: last position returned (or the bound) */
     uint64_t *msid;      /* IT_STREAMS: stream id (0 = absent), from version */
@@ -533,6 +536,8 @@ static int emb_iter_marker(uint64_t *out, const evs_iter *base)
 {
     const emb_iter *it = (const emb_iter *)base;
     *out = it->backward || it->exhausted ? it->snap_head : it->last_pos;
+    if (*out < it->marker_floor)
+        *out = it->marker_floor;
     return 0;
 }
 
@@ -665,6 +670,7 @@ static int tracking_iter(emb_iter **out, evs__emb *s, const evs__tracking *t, ui
     if (rc < 0)
         return rc;
     emb_iter *it = (emb_iter *)base;
+    it->marker_floor = after;
     if (t->size >= 2) {
         it->gmember = t->member;
         it->gsize = t->size;
@@ -720,6 +726,19 @@ static void emb_wake_readers(evs_db *db)
 }
 
 /* ---- tokens --------------------------------------------------------------- */
+
+static int emb_event_position(uint64_t *out, evs_db *db, const evs_uuid *id)
+{
+    evs__emb *s = (evs__emb *)db;
+    MDB_txn *txn;
+    uint64_t loc;
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "begin read");
+    int rc = evs__idx_id_get(txn, s, id->bytes, out, &loc);
+    mdb_txn_abort(txn);
+    return rc;
+}
 
 static int emb_token_tail(uint64_t *out, evs_db *db, const char *tenant)
 {
