@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run the benchmarks: engine_bench, dcb_bench, then tracking_bench. `make
-# bench` builds,
+# Run the benchmarks: engine_bench, dcb_bench, tracking_bench, then
+# command_bench. `make bench` builds,
 # then calls `bash bench/run.sh BUILD_DIR`; this script builds nothing
 # itself.
 #
@@ -10,13 +10,14 @@
 #                       EVS_BENCH_OUT, so on the repository's filesystem);
 #                       they are deleted after
 #   EVS_BENCH_ARGS      extra engine_bench arguments, e.g. "--quick"
-#   EVS_DCB_BENCH_ARGS  extra dcb_bench and tracking_bench arguments
+#   EVS_DCB_BENCH_ARGS  extra dcb_bench, tracking_bench and command_bench
+#                       arguments
 #                       (default: "--quick" when EVS_BENCH_ARGS has --quick,
 #                       else none)
 #
 # Each Markdown report is printed and written to engine.md / dcb.md /
-# tracking.md, every figure to engine.json / dcb.json / tracking.json.
-# Exits with the first non-zero status of the three (3: some operation
+# tracking.md / command.md, every figure to the matching .json.
+# Exits with the first non-zero status of the four (3: some operation
 # failed, a query answered wrongly or a count did not match the store; the
 # report says which).
 set -euo pipefail
@@ -28,7 +29,7 @@ fi
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=$1
 case $build in /*) ;; *) build=$repo/$build ;; esac
-for b in engine_bench dcb_bench tracking_bench; do
+for b in engine_bench dcb_bench tracking_bench command_bench; do
   if [ ! -x "$build/$b" ]; then
     echo "run.sh: $build/$b not found: build first (make bench does)" >&2
     exit 2
@@ -67,7 +68,7 @@ fi
 
 # Results of an earlier run must not pass for this one's.
 rm -f "$out/engine.json" "$out/engine.md" "$out/dcb.json" "$out/dcb.md" \
-  "$out/tracking.json" "$out/tracking.md"
+  "$out/tracking.json" "$out/tracking.md" "$out/command.json" "$out/command.md"
 rc=0
 # run NAME ARGS: one benchmark, its report to NAME.md and NAME.json; the
 # first failure's status is kept.
@@ -94,4 +95,6 @@ run engine engine_bench ${EVS_BENCH_ARGS:-}
 run dcb dcb_bench $dcb_args
 # shellcheck disable=SC2086
 run tracking tracking_bench $dcb_args
+# shellcheck disable=SC2086
+run command command_bench $dcb_args
 exit $rc
