@@ -309,8 +309,10 @@ EVS_EXTERN int evs_append_multi(evs_append_result *out, evs_db *db,
  *
  * Stream membership is queryable like a tag: the tag "$stream:NAME"
  * matches the events of stream NAME (no tag is stored for it; the stream
- * index answers); NAME may be up to EVS_MAX_STREAM_LEN bytes. Other tags
- * starting with '$' are reserved. The same type or tag twice in one item
+ * index answers); NAME may be up to EVS_MAX_STREAM_LEN bytes. The tag
+ * "$category:NAME" (EVS_CATEGORY_TAG_PREFIX) matches the events of every
+ * stream of category NAME (no '-' in NAME). Other tags starting with '$'
+ * are reserved. The same type or tag twice in one item
  * is allowed (it changes nothing).
  */
 typedef struct evs_query_item {
