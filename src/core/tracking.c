@@ -187,11 +187,13 @@ int evs_read_tracking(evs_iter **out, evs_db *db, const evs_tracking *t, uint64_
 
 static int checkpoint_stream(char *buf, size_t cap, const char *name, const char *what)
 {
+    /* evs__name_problem's length message says 256: check the length here */
+    if (name && strnlen(name, EVS_MAX_CHECKPOINT_NAME_LEN + 1) > EVS_MAX_CHECKPOINT_NAME_LEN)
+        return evs__err(EVS_EINVAL, "%s: checkpoint name is longer than %d bytes", what,
+                        EVS_MAX_CHECKPOINT_NAME_LEN);
     const char *why = evs__name_problem(name, EVS_MAX_CHECKPOINT_NAME_LEN);
     if (why)
-        return evs__err(EVS_EINVAL, "%s: checkpoint name %s%s", what,
-                        strcmp(why, "is longer than 256 bytes") ? why : "is longer than ",
-                        strcmp(why, "is longer than 256 bytes") ? "" : "200 bytes");
+        return evs__err(EVS_EINVAL, "%s: checkpoint name %s", what, why);
     snprintf(buf, cap, "%s%s", CHECKPOINT_PREFIX, name);
     return 0;
 }

@@ -235,9 +235,8 @@ int evs__idx_time_max(MDB_txn *txn, evs__emb *s, int64_t *us);
 /* Map <dir>/notify (created if missing and the directory is writable). */
 int evs__notify_open(evs__emb *s);
 void evs__notify_close(evs__emb *s);
-/* Writer: publish a new head and wake every waiter (in any process). */
-void evs__notify_publish(evs__emb *s, uint64_t head);
-/* Wake every waiter without a new head (a subscription being stopped). */
+/* Bump the notify word and wake every waiter (in any process): the writer
+ * after each index commit, and a subscription being stopped. */
 void evs__notify_kick(evs__emb *s);
 /* The notify word now; pass it to evs__notify_wait. */
 uint32_t evs__notify_seq(evs__emb *s);

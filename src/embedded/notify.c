@@ -108,12 +108,6 @@ void evs__notify_kick(evs__emb *s)
     syscall(SYS_futex, &s->notify->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-void evs__notify_publish(evs__emb *s, uint64_t head)
-{
-    (void)head; /* readers take the head from their own snapshot */
-    evs__notify_kick(s);
-}
-
 uint32_t evs__notify_seq(evs__emb *s)
 {
     return s->notify ? atomic_load_explicit(&s->notify->seq, memory_order_seq_cst) : 0;

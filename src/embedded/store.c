@@ -740,15 +740,14 @@ static int emb_event_position(uint64_t *out, evs_db *db, const evs_uuid *id)
     return rc;
 }
 
-static int emb_token_tail(uint64_t *out, evs_db *db, const char *tenant)
+/* The position of a tenant's first (last = 0) or last (last = 1) event, 0
+ * when it has none: one seek in tenant_events. */
+static int tenant_edge(uint64_t *out, evs__emb *s, const char *tenant, int last)
 {
-    evs__emb *s = (evs__emb *)db;
     MDB_txn *txn;
     MDB_cursor *cur = NULL;
     uint32_t tid;
     *out = 0;
-    if (!tenant)
-        return 0; /* positions start at 1 and are never removed */
     int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (mrc != 0)
         return evs__mdb_err(mrc, "begin read");
@@ -763,18 +762,35 @@ static int emb_token_tail(uint64_t *out, evs_db *db, const char *tenant)
         rc = evs__mdb_err(mrc, "open cursor");
         goto out;
     }
+    /* first: the first key >= (tid, 0); last: the key just before (tid + 1, 0) */
     uint8_t kb[12] = {0};
-    evs__put_be32(kb, tid);
+    evs__put_be32(kb, last ? tid + 1 : tid);
     MDB_val k = {12, kb}, v;
     mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (last && mrc == MDB_NOTFOUND)
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    else if (last && mrc == 0)
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
     if (mrc == 0 && k.mv_size == 12 && evs__get_be32(k.mv_data) == tid)
-        *out = evs__get_be64((const uint8_t *)k.mv_data + 4) - 1;
+        *out = evs__get_be64((const uint8_t *)k.mv_data + 4);
     else if (mrc != 0 && mrc != MDB_NOTFOUND)
         rc = evs__mdb_err(mrc, "tenant_events lookup");
 out:
     if (cur)
         mdb_cursor_close(cur);
     mdb_txn_abort(txn);
+    return rc;
+}
+
+static int emb_token_tail(uint64_t *out, evs_db *db, const char *tenant)
+{
+    uint64_t first;
+    *out = 0;
+    if (!tenant)
+        return 0; /* positions start at 1 and are never removed */
+    int rc = tenant_edge(&first, (evs__emb *)db, tenant, 0);
+    if (rc == 0 && first > 0)
+        *out = first - 1;
     return rc;
 }
 
@@ -859,38 +875,7 @@ static int emb_head(uint64_t *out, evs_db *db, const char *tenant)
         mdb_txn_abort(t);
         return rc;
     }
-    MDB_txn *txn;
-    MDB_cursor *cur = NULL;
-    uint32_t tid;
-    *out = 0;
-    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (mrc != 0)
-        return evs__mdb_err(mrc, "begin read");
-    int rc = evs__idx_tenant_get(txn, s, tenant, strlen(tenant), &tid);
-    if (rc == EVS_ENOTFOUND) {
-        rc = 0;
-        goto out;
-    }
-    if (rc < 0)
-        goto out;
-    if ((mrc = mdb_cursor_open(txn, s->db_tenant_events, &cur)) != 0) {
-        rc = evs__mdb_err(mrc, "open cursor");
-        goto out;
-    }
-    /* the tenant's last key: just before (tid + 1, 0) */
-    uint8_t kb[12] = {0};
-    evs__put_be32(kb, tid + 1);
-    MDB_val k = {12, kb}, v;
-    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    mrc = mrc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
-                              : mdb_cursor_get(cur, &k, &v, MDB_PREV);
-    if (mrc == 0 && k.mv_size == 12 && evs__get_be32(k.mv_data) == tid)
-        *out = evs__get_be64((const uint8_t *)k.mv_data + 4);
-out:
-    if (cur)
-        mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return rc;
+    return tenant_edge(out, s, tenant, 1);
 }
 
 static int emb_stats(evs_stats *out, evs_db *db)

@@ -569,7 +569,7 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
             evs__prealloc_request(s, s->wseg + 1);
         s->ns_commit += evs__mono_ns() - t2;
         atomic_store_explicit(&s->head, s->next_position - 1, memory_order_seq_cst);
-        evs__notify_publish(s, s->next_position - 1);
+        evs__notify_kick(s); /* wake blocked tracking reads */
     } else {
         mdb_txn_abort(txn);
         txn = NULL;
