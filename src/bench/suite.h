@@ -1,0 +1,107 @@
+/*
+ * suite.h -- the scenarios of `evs bench` (issue 6) and what the runner
+ * gives them.
+ *
+ * The runner (suite.c) opens a fresh store (or --db with --force), loads
+ * the generated data (gen.h, default 1M events), then runs each selected
+ * scenario: setup once, then one timed level per concurrency level
+ * (threads calling op in a loop: a warm-up whose operations are counted
+ * apart and excluded, then the measured window), then check, then
+ * teardown. Every operation ends in exactly one outcome (BENCH_*), and the
+ * four counts add up to the operations attempted; the runner verifies
+ * that and reports it beside every throughput.
+ *
+ * Scenarios use the public API only (evstore.h, evstore_command.h), so
+ * they run unchanged on every backend.
+ */
+#ifndef EVS_BENCH_SUITE_H
+#define EVS_BENCH_SUITE_H
+
+#include <evstore.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gen.h"
+
+/* The outcome of one operation. For reads, COMMITTED means "completed
+ * with the expected answer". */
+enum {
+    BENCH_COMMITTED = 0,
+    BENCH_REJECTED = 1, /* business rule said no (e.g. insufficient funds,
+                           a DCB claim already taken): a correct answer */
+    BENCH_CONFLICT = 2, /* still conflicting after the retries */
+    BENCH_ERROR = 3     /* anything else: err says what */
+};
+
+/* What every scenario is given. */
+typedef struct bench_ctx {
+    evs_db *db;
+    const char *db_uri;       /* the store's path or URI */
+    const gen_config *gen;    /* what was loaded before the scenarios */
+    const gen_stats *loaded;  /* and what that produced */
+    uint64_t seed;            /* the run's seed (--seed) */
+    int quick;                /* --quick: keep setup small */
+    /* a fresh tenant name for this scenario's own data ("bench-NAME"), so
+       scenarios do not see each other's events */
+    const char *tenant;
+} bench_ctx;
+
+/* A target a scenario's figures are judged against. */
+typedef enum bench_metric {
+    BENCH_OPS_PER_S,    /* committed operations per second */
+    BENCH_ITEMS_PER_S,  /* items (events written or read) per second */
+    BENCH_P50_MS,
+    BENCH_P95_MS,
+    BENCH_P99_MS
+} bench_metric;
+
+typedef struct bench_target {
+    const char *name;    /* e.g. "single-stream commands/s" */
+    const char *source;  /* e.g. "seed 000 (EventCore)" or "evstore goal
+                            (docs/PERFORMANCE.md)" */
+    bench_metric metric;
+    int at_least;        /* 1: measured >= value meets it; 0: <= */
+    double value;
+    int threads;         /* the level it is judged at; 0 = the best level */
+} bench_target;
+
+typedef struct bench_scenario {
+    const char *name;   /* selectable name, e.g. "bank" (lowercase, '-') */
+    const char *title;  /* e.g. "Single-stream financial commands" */
+    const char *what;   /* one paragraph: what one operation is, what is
+                           timed, what the items are */
+    const char *item;   /* what items count, e.g. "events"; NULL: none */
+    const int *levels;  /* default concurrency levels (threads), full run */
+    int nlevels;
+    const int *quick_levels; /* the same for --quick */
+    int nquick_levels;
+    const bench_target *targets;
+    int ntargets;
+
+    /* Once, before the levels (not timed): create the scenario's data.
+       Returns 0 or -1 with a message in err (the scenario is then
+       reported as failed and the others still run). */
+    int (*setup)(void **state, bench_ctx *ctx, char *err, size_t errsize);
+    /* In each thread of a level, before the start; NULL = no state. */
+    void *(*thread_init)(void *state, int thread, int nthreads);
+    /* One operation: returns a BENCH_* outcome; sets *t0 and *t1
+       (CLOCK_MONOTONIC ns) around what is timed; adds the items it wrote
+       or read to *items; on BENCH_ERROR writes what failed to err. */
+    int (*op)(void *tstate, uint64_t *t0, uint64_t *t1, uint64_t *items,
+              char *err, size_t errsize);
+    void (*thread_fini)(void *tstate);
+    /* After the levels: check the store agrees with the outcomes (e.g.
+       balances, versions, counts). NULL = nothing to check. Returns 0 or
+       -1 with a message (the report shows it; the run's exit status is 3). */
+    int (*check)(void *state, bench_ctx *ctx, char *err, size_t errsize);
+    void (*teardown)(void *state);
+} bench_scenario;
+
+/* Every scenario, in report order (scenarios.c); NULL-terminated. */
+extern const bench_scenario *const bench_scenarios[];
+
+/* The scenario named name, or NULL. */
+const bench_scenario *bench_scenario_find(const char *name);
+
+#endif
