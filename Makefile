@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test bench clean asan
+.PHONY: all deps build test bench microbench clean asan
 
 all: build
 
@@ -20,7 +20,16 @@ build: deps $(BUILD)/CMakeCache.txt
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# The performance validation suite (docs/BENCH.md): generates 1M events
+# into a fresh store, runs every scenario, writes bench-results/report.md,
+# report.json and the plots. EVS_BENCH_ARGS: more options (e.g. --quick).
 bench: build
+	EVS_BENCH_LABEL="$${EVS_BENCH_LABEL:-evstore $$(git rev-parse --short HEAD 2>/dev/null || echo 'no commit')$$(GIT_OPTIONAL_LOCKS=0 git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' + uncommitted changes')}" \
+	  $(BUILD)/evs bench --out bench-results $(EVS_BENCH_ARGS)
+
+# The micro-benchmarks of the engine, DCB, tracking and the command
+# executor (bench/*_bench.c, bench/run.sh).
+microbench: build
 	bash bench/run.sh $(BUILD)
 
 # The suite under AddressSanitizer and UndefinedBehaviorSanitizer.

@@ -1303,7 +1303,7 @@ static int g_level_seq; /* numbers the levels: every level's tags are new */
 static void bench_claims(evs_db *db, const options *o, int nthreads,
                          int conditional, level_result *r, level_check *chk)
 {
-    static const level_ops ops = {claim_init, claim_op, op_state_free};
+    static const level_ops ops = {claim_init, claim_op, op_state_free, NULL};
     char name[64];
     snprintf(name, sizeof name, "%s-%dt",
              conditional ? "conditional" : "unconditional", nthreads);
@@ -1321,7 +1321,7 @@ static void bench_claims(evs_db *db, const options *o, int nthreads,
 static void bench_race(evs_db *db, const options *o, level_result *r,
                        level_check *chk)
 {
-    static const level_ops ops = {race_init, race_op, op_state_free};
+    static const level_ops ops = {race_init, race_op, op_state_free, NULL};
     char name[64];
     snprintf(name, sizeof name, "race-%dt-%db", o->race_threads,
              o->boundaries);

@@ -336,7 +336,7 @@ static void append_fini(void *state)
 
 static level_result bench_appends(const options *o, int nthreads, int nev)
 {
-    static const level_ops ops = {append_init, append_op, append_fini};
+    static const level_ops ops = {append_init, append_op, append_fini, NULL};
     level_result r;
     char name[64];
     snprintf(name, sizeof name, "%s-%dt", nev == 1 ? "append" : "batch",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the benchmarks: engine_bench, dcb_bench, tracking_bench, then
-# command_bench. `make bench` builds,
+# command_bench. `make microbench` builds,
 # then calls `bash bench/run.sh BUILD_DIR`; this script builds nothing
 # itself.
 #
@@ -31,7 +31,7 @@ build=$1
 case $build in /*) ;; *) build=$repo/$build ;; esac
 for b in engine_bench dcb_bench tracking_bench command_bench; do
   if [ ! -x "$build/$b" ]; then
-    echo "run.sh: $build/$b not found: build first (make bench does)" >&2
+    echo "run.sh: $build/$b not found: build first (make microbench does)" >&2
     exit 2
   fi
 done

@@ -14,8 +14,8 @@ PKGS=(
   uuid-dev                   # UUID text form
   libssl-dev                 # base64 in the CLI (binary event data)
   libcmocka-dev              # unit tests
-  # gnuplot-nox comes with the plots of `evs bench` (issue 6)
-  # libpq-dev and postgresql-15 come with the PostgreSQL backend (issue 7)
+  gnuplot-nox                # the plots of `evs bench` (optional there)
+  libpq-dev postgresql-15     # the PostgreSQL backend (issue 7) and its tests
 )
 
 missing=()

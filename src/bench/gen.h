@@ -25,6 +25,17 @@
  *
  * Thread rules: a gen is used by one thread at a time; gen_load is
  * synchronous.
+ *
+ * Refinements made with the implementation (gen.c), all additions:
+ *   - the size buckets as constants (GEN_SIZE_*: 1 KB = 1024 B, the
+ *     buckets are [100, 500], [1024, 5119], [5120, 10240]) and
+ *     gen_size_bucket() to classify a size;
+ *   - gen_is_business_hours(), the definition the statistics use;
+ *   - gen_stats.metadata_bytes; streams_len_over_100 counts the streams
+ *     of at least GEN_LONG_STREAM (100) events;
+ *   - limits GEN_MAX_MONTHS and GEN_MAX_BATCH checked by gen_new;
+ *   - gen_config.stream_base, so that generating twice into one store
+ *     does not collide on stream names or ids.
  */
 #ifndef EVS_BENCH_GEN_H
 #define EVS_BENCH_GEN_H
@@ -36,6 +47,15 @@
 
 #define GEN_MAX_TENANTS 1000
 #define GEN_SIZE_BUCKETS 3 /* 100-500 B, 1-5 KB, 5-10 KB */
+#define GEN_SIZE_0_MIN 100
+#define GEN_SIZE_0_MAX 500
+#define GEN_SIZE_1_MIN 1024
+#define GEN_SIZE_1_MAX 5119
+#define GEN_SIZE_2_MIN 5120
+#define GEN_SIZE_2_MAX 10240
+#define GEN_MAX_MONTHS 600
+#define GEN_MAX_BATCH 65536  /* parts of one evs_append_ex at most */
+#define GEN_LONG_STREAM 100  /* streams_len_over_100 counts >= this */
 
 typedef struct gen_config {
     uint64_t events;        /* events to generate, >= 1; default 1000000 */
@@ -51,6 +71,11 @@ typedef struct gen_config {
                                1000 */
     int progress;           /* 0: silent; 1: a bar on a terminal (stderr),
                                plain lines otherwise */
+    uint64_t stream_base;   /* added to every stream number (default 0), and
+                               mixed into the seed when not 0: a second
+                               generation into the same store (evs generate
+                               --force sets the store's head position) gets
+                               other stream names and event ids */
 } gen_config;
 
 /* Fills cfg with the defaults above. */
@@ -60,15 +85,20 @@ void gen_config_init(gen_config *cfg);
 typedef struct gen_stats {
     uint64_t events, streams, snapshots, appends;
     uint64_t data_bytes;                   /* payload bytes */
+    uint64_t metadata_bytes;               /* metadata bytes */
     uint64_t size_bucket[GEN_SIZE_BUCKETS];/* events per payload bucket */
     uint64_t size_other;                   /* payloads outside them: 0 */
     uint32_t tenants;
     uint64_t per_tenant[GEN_MAX_TENANTS];  /* events per tenant */
     uint64_t stream_len_min, stream_len_max;
-    uint64_t streams_len_1, streams_len_over_100; /* counts */
+    uint64_t streams_len_1, streams_len_over_100; /* counts: streams of
+                                     exactly 1, of >= GEN_LONG_STREAM */
     int64_t first_us, last_us;             /* recorded_at range */
-    uint64_t business_hours;               /* events on weekdays 08-18 */
+    uint64_t business_hours;               /* events on weekdays 08-18
+                                              UTC (gen_is_business_hours) */
     double seconds;                        /* wall time of gen_load */
+    /* Stream lengths are those reached so far: a stream still alive when
+     * the count is reached ends short of its planned length. */
 } gen_stats;
 
 /* One generated event, borrowed until the next gen_next/gen_free. */
@@ -84,7 +114,8 @@ typedef struct gen_event {
 typedef struct gen gen;
 
 /* A generator for cfg (copied). Returns 0, or EVS_EINVAL with a message
- * in err (zero events, zero or too many tenants...). */
+ * in err (zero events, zero or too many tenants, months or batch_events
+ * out of range, a span starting before 1970), or EVS_ENOMEM. */
 int gen_new(gen **out, const gen_config *cfg, char *err, size_t errsize);
 /* The next event: 0, or 1 after the last one. */
 int gen_next(gen *g, gen_event *out);
@@ -95,6 +126,12 @@ void gen_snapshot(gen *g, const char **schema, const void **data,
 /* Statistics of what has been generated so far. */
 const gen_stats *gen_get_stats(const gen *g);
 void gen_free(gen *g);
+
+/* The bucket of a payload of n bytes (0..GEN_SIZE_BUCKETS-1), or -1. */
+int gen_size_bucket(size_t n);
+/* 1 if us (µs since the epoch) is on a weekday (Monday-Friday), 08:00 to
+ * 18:00 UTC. */
+int gen_is_business_hours(int64_t us);
 
 /* Generates cfg->events events into db in batched appends (each append:
  * one tenant, several streams, exact expected versions) and saves the

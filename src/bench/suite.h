@@ -104,4 +104,61 @@ extern const bench_scenario *const bench_scenarios[];
 /* The scenario named name, or NULL. */
 const bench_scenario *bench_scenario_find(const char *name);
 
+/* ------------------------------------------------------------------ */
+/* The runner (suite.c), called by `evs bench` (src/cli/cmd_bench.c)  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * What the runner does with a scenario, beyond the comments above:
+ *   - thread_init NULL: op gets the scenario's state (setup's *state) as
+ *     its tstate; thread_init returning NULL is an error of every
+ *     operation of that thread (counted, reported, the scenario failed);
+ *   - op must set *t0 <= *t1; when it leaves them 0 (or t1 < t0), the
+ *     whole call is timed instead;
+ *   - an op returning anything but a BENCH_* outcome counts as an error;
+ *   - items/s is the items the measured operations reported (whatever
+ *     their outcome) over the measured window; ops/s is committed ones;
+ *   - a scenario fails (exit status 3, the others still run) when its
+ *     setup fails, an operation ends in BENCH_ERROR, the counts of a level
+ *     do not add up, or its check fails.
+ */
+
+#define BENCH_MAX_SCENARIOS 64
+#define BENCH_MAX_LEVELS 16
+
+typedef struct bench_options {
+    const char *db_uri;  /* NULL: a fresh store in a temporary directory
+                            under dir, removed after unless keep */
+    int force;           /* allow a db_uri that already holds events */
+    const char *dir;     /* parent of the fresh store's directory; NULL:
+                            out */
+    const char *out;     /* results directory (created); NULL:
+                            "bench-results" */
+    const char *label;   /* free text in the report (e.g. the commit);
+                            NULL: $EVS_BENCH_LABEL, else none */
+    const bench_scenario *scenarios[BENCH_MAX_SCENARIOS];
+    int nscenarios;      /* 0: every scenario, in report order */
+    int threads[BENCH_MAX_LEVELS];
+    int nthreads;        /* 0: each scenario's own levels */
+    uint64_t events;     /* generated before the scenarios; 0: 1000000,
+                            or 50000 with quick */
+    double seconds;      /* measured seconds per level; <= 0: default */
+    double warmup;       /* warm-up seconds per level; < 0: default */
+    uint64_t seed;       /* generator and scenarios; default 1 */
+    int quick;           /* the short run (< 1 minute on 2 cores) */
+    int keep;            /* keep the fresh store */
+    int plots;           /* 1 (default): draw the PNGs with gnuplot */
+    const char *command; /* the command line, quoted in the report */
+} bench_options;
+
+void bench_options_init(bench_options *o);
+
+/* Runs the suite and writes the report (OUT/report.md, report.json, the
+ * plots); prints progress on stderr and the Markdown summary on stdout.
+ * Returns the exit status: 0; 1 cannot run (results directory not
+ * writable, store cannot be opened or is not empty without force, the
+ * data could not be loaded, the report could not be written); 3 a
+ * scenario failed (see above). Usage errors (2) are the caller's. */
+int bench_suite_run(const bench_options *o);
+
 #endif

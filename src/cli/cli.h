@@ -29,6 +29,8 @@
 
 typedef struct cli_ctx {
     const char *db_uri; /* --db, else $EVS_DB, else "./evstore-data" */
+    int db_given;       /* 1: --db before the command (`evs bench` uses a
+                           store only when told on its command line) */
 } cli_ctx;
 
 int cmd_append(cli_ctx *cx, int argc, char **argv);
@@ -45,6 +47,8 @@ int cmd_token_at(cli_ctx *cx, int argc, char **argv);
 int cmd_subscribe(cli_ctx *cx, int argc, char **argv);
 int cmd_checkpoint(cli_ctx *cx, int argc, char **argv);
 int cmd_snapshot(cli_ctx *cx, int argc, char **argv);
+int cmd_generate(cli_ctx *cx, int argc, char **argv);
+int cmd_bench(cli_ctx *cx, int argc, char **argv);
 
 /* ------------------------------------------------------------------ */
 /* Errors                                                              */

@@ -29,6 +29,8 @@ static const struct command {
     {"export", cmd_export, "write every event of every tenant as JSON Lines"},
     {"stats", cmd_stats, "print counts and sizes of the store"},
     {"verify", cmd_verify, "check the log and the index for damage"},
+    {"generate", cmd_generate, "fill a store with realistic test data"},
+    {"bench", cmd_bench, "measure: data, scenarios, report (bench-results/)"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -74,6 +76,7 @@ int main(int argc, char **argv)
     int i;
 
     cx.db_uri = env != NULL && env[0] != '\0' ? env : "./evstore-data";
+    cx.db_given = 0;
 
     /* Global options stop at the first word that is not one: the
      * command. A hand parser, because getopt would permute the command's
@@ -94,8 +97,10 @@ int main(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             }
             cx.db_uri = argv[++i];
+            cx.db_given = 1;
         } else if (strncmp(a, "--db=", 5) == 0) {
             cx.db_uri = a + 5;
+            cx.db_given = 1;
         } else {
             cli_err("unknown option '%s' (see 'evs --help')", a);
             return CLI_EXIT_USAGE;

@@ -1,13 +1,18 @@
 /*
- * bench_util.h -- what the benchmarks (engine_bench, dcb_bench) share:
- * clocks and process counters, the sync probe, latency samples and
- * nearest-rank percentiles, operation accounting, timed multi-thread
+ * bench_util.h -- what the benchmarks share: the micro-benchmarks
+ * (bench/NAME_bench.c) and the `evs bench` runner (suite.c): clocks and
+ * process counters, the sync probe, latency samples and nearest-rank
+ * percentiles, operation accounting (committed / rejected / conflict /
+ * error, and the items each operation wrote or read), timed multi-thread
  * levels with their "where the time goes" figures, the machine
  * description, goal rows, and the Markdown/JSON pieces of the reports.
  *
  * Every benchmark links bench_util.c into its own executable: the sync
  * probe works by defining fdatasync and fsync in the executable, which
- * interposes them for the static library and for LMDB alike.
+ * interposes them for the static library and for LMDB alike. `evs` links
+ * it too (for `evs bench`), so every evs command goes through the probe's
+ * wrappers: the raw system call plus two clock reads, negligible beside a
+ * sync.
  */
 #ifndef EVS_BENCH_UTIL_H
 #define EVS_BENCH_UTIL_H
@@ -37,6 +42,13 @@ extern int g_keep;
 /* --json and --md files, opened early; die() removes them half-written. */
 extern const char *g_outputs[2];
 extern int g_failures; /* errors or broken consistency checks: exit 3 */
+/* die()'s exit status: 2 (the default: the micro-benchmarks die mostly on
+ * bad arguments); `evs bench` sets 1 ("cannot run") once its arguments
+ * are parsed. */
+extern int g_die_status;
+/* The exit status when a worker thread does not return after its level
+ * (the library looks hung): 4 by default; `evs bench` sets 1. */
+extern int g_hang_status;
 
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void *xcalloc(size_t n, size_t size);
@@ -107,13 +119,25 @@ int cmp_double(const void *a, const void *b);
 
 /* ---- operation accounting ---- */
 
+/* The outcome of one operation (the values of suite.h's BENCH_*). */
+enum { OP_COMMITTED = 0, OP_REJECTED = 1, OP_CONFLICT = 2, OP_ERROR = 3 };
+
+/* Every operation ends in exactly one outcome, so attempted = committed +
+ * rejected + conflicts + errors (counts_ok). rejected and items were added
+ * for `evs bench`; the micro-benchmarks leave them 0 (their operations
+ * are either appends or checked reads: no business rule). */
 typedef struct op_counts {
     uint64_t attempted, committed, conflicts, errors;
+    uint64_t rejected; /* a business rule said no: a correct answer */
+    uint64_t items;    /* items (events written or read) the operations
+                          reported, whatever their outcome */
 } op_counts;
 
 void counts_add(op_counts *a, const op_counts *b);
+/* 1 when attempted = committed + rejected + conflicts + errors. */
 int counts_ok(const op_counts *c);
-/* "attempted/committed/conflicts/errors" */
+/* "attempted/committed/conflicts/errors" (the micro-benchmarks' form;
+ * rejected is not shown: they never have any) */
 void counts_str(char *buf, size_t size, const op_counts *c);
 /* A run whose operations did not all commit cannot meet a goal. */
 int clean(const op_counts *c);
@@ -169,6 +193,13 @@ typedef struct machine {
 /* Describes the machine and the filesystem holding dir (sets
  * g_disk_name). */
 void describe_machine(machine *m, const char *dir);
+
+/* The disk's sync latency as the store sees it: n writes of wsize bytes,
+ * each followed by fdatasync, into a preallocated temporary file in dir
+ * (removed after), after n/20 (at least 10) unmeasured ones. Returns 0
+ * with the latencies in *out, or -1 with a message in err (never dies). */
+int fsync_probe(const char *dir, long n, size_t wsize, lat_summary *out,
+                char *err, size_t errsize);
 
 /* ---- a run ---- */
 
@@ -228,7 +259,17 @@ typedef struct level_ops {
     int (*op)(void *state, uint64_t *t0, uint64_t *t1, char *err,
               size_t errsize);
     void (*fini)(void *state);
+    /* Instead of op when set (`evs bench`): returns an OP_* outcome (any
+     * other value counts as an error) and adds the items it wrote or read
+     * to *items. */
+    int (*op_outcome)(void *state, uint64_t *t0, uint64_t *t1,
+                      uint64_t *items, char *err, size_t errsize);
 } level_ops;
+
+/* The latency curve every level keeps (for the plots): the nearest-rank
+ * percentile at each of curve_pct[] (0 is the minimum, 100 the maximum). */
+#define CURVE_POINTS 104
+extern const double curve_pct[CURVE_POINTS];
 
 typedef struct level_result {
     int threads;
@@ -238,7 +279,10 @@ typedef struct level_result {
     op_counts c;      /* measured */
     double ops_per_s; /* committed operations per second */
     double events_per_s;
+    double items_per_s; /* op_outcome: measured c.items / window; else
+                           events_per_s */
     lat_summary lat;
+    double curve_ms[CURVE_POINTS]; /* latency at curve_pct[i] */
     uint64_t syncs;   /* fdatasync/fsync calls during the window */
     double sync_s;    /* seconds inside them (summed over threads) */
     double cpu_user, cpu_sys; /* CPU seconds during the window */

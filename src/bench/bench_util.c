@@ -1,6 +1,6 @@
 /*
- * bench_util.c -- the pieces engine_bench and dcb_bench share (see
- * bench_util.h).
+ * bench_util.c -- the pieces the micro-benchmarks (bench/NAME_bench.c) and
+ * `evs bench` share (see bench_util.h).
  *
  * Why fdatasync and fsync are defined here: defining the symbols in the
  * executable interposes them for the static library and for shared
@@ -11,6 +11,7 @@
 #include "bench_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <pthread.h>
@@ -29,6 +30,8 @@ char g_root[PATH_MAX - 128];
 int g_keep;
 const char *g_outputs[2];
 int g_failures;
+int g_die_status = 2;
+int g_hang_status = 4;
 
 /* ------------------------------------------------------------------ */
 /* Time, the sync probe, process counters                             */
@@ -206,7 +209,7 @@ void die(const char *fmt, ...)
     for (int i = 0; i < 2; i++)
         if (g_outputs[i])
             unlink(g_outputs[i]);
-    exit(2);
+    exit(g_die_status);
 }
 
 void bench_init(const char *prog)
@@ -253,7 +256,20 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Nearest-rank percentile of sorted v[0..n). */
+/* min, 1..99, then the tail. */
+const double curve_pct[CURVE_POINTS] = {
+    0,    1,    2,    3,    4,    5,    6,    7,    8,    9,    10,   11,
+    12,   13,   14,   15,   16,   17,   18,   19,   20,   21,   22,   23,
+    24,   25,   26,   27,   28,   29,   30,   31,   32,   33,   34,   35,
+    36,   37,   38,   39,   40,   41,   42,   43,   44,   45,   46,   47,
+    48,   49,   50,   51,   52,   53,   54,   55,   56,   57,   58,   59,
+    60,   61,   62,   63,   64,   65,   66,   67,   68,   69,   70,   71,
+    72,   73,   74,   75,   76,   77,   78,   79,   80,   81,   82,   83,
+    84,   85,   86,   87,   88,   89,   90,   91,   92,   93,   94,   95,
+    96,   97,   98,   99,   99.5, 99.9, 99.99, 100};
+
+/* Nearest-rank percentile of sorted v[0..n): the value at rank
+ * ceil(p/100 * n), at least 1. */
 static double pct_ms(const uint64_t *v, size_t n, double p)
 {
     size_t rank = (size_t)ceil(p / 100.0 * (double)n);
@@ -563,6 +579,69 @@ void describe_machine(machine *m, const char *dir)
     describe_fs(m, dir);
 }
 
+int fsync_probe(const char *dir, long n, size_t wsize, lat_summary *out,
+                char *err, size_t errsize)
+{
+    long warm = n / 20 > 10 ? n / 20 : 10, total = n + warm;
+    size_t filesize = (size_t)total * wsize;
+    char path[PATH_MAX];
+    char *buf = NULL;
+    samples s = {0};
+    int rc = -1;
+
+    memset(out, 0, sizeof *out);
+    if (snprintf(path, sizeof path, "%s/.evs-fsync-probe-XXXXXX", dir) >=
+        (int)sizeof path) {
+        snprintf(err, errsize, "%s: path too long", dir);
+        return -1;
+    }
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        snprintf(err, errsize, "cannot create a file in %s: %s", dir,
+                 strerror(errno));
+        return -1;
+    }
+    /* Preallocated with real zeros, as the log's segments are: an
+     * unwritten extent would cost a journal commit on every fdatasync. */
+    if (!(buf = calloc(1, 1u << 20)) || !(s.v = calloc((size_t)n, 8))) {
+        snprintf(err, errsize, "out of memory");
+        goto out;
+    }
+    s.cap = (size_t)n;
+    for (size_t off = 0; off < filesize; off += 1u << 20) {
+        size_t len = filesize - off < (1u << 20) ? filesize - off : 1u << 20;
+        if (pwrite(fd, buf, len, (off_t)off) != (ssize_t)len) {
+            snprintf(err, errsize, "writing %s: %s", path, strerror(errno));
+            goto out;
+        }
+    }
+    if (fsync(fd) != 0) {
+        snprintf(err, errsize, "fsync(%s): %s", path, strerror(errno));
+        goto out;
+    }
+    memset(buf, 'e', wsize);
+    for (long i = 0; i < total; i++) {
+        uint64_t t0 = now_ns();
+        if (pwrite(fd, buf, wsize, (off_t)((size_t)i * wsize)) !=
+                (ssize_t)wsize ||
+            fdatasync(fd) != 0) {
+            snprintf(err, errsize, "write+fdatasync on %s: %s", path,
+                     strerror(errno));
+            goto out;
+        }
+        if (i >= warm)
+            s.v[s.n++] = now_ns() - t0;
+    }
+    *out = summarize(&s);
+    rc = 0;
+out:
+    close(fd);
+    unlink(path);
+    free(buf);
+    free(s.v);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ */
 /* A run                                                              */
 /* ------------------------------------------------------------------ */
@@ -728,11 +807,14 @@ void counts_add(op_counts *a, const op_counts *b)
     a->committed += b->committed;
     a->conflicts += b->conflicts;
     a->errors += b->errors;
+    a->rejected += b->rejected;
+    a->items += b->items;
 }
 
 int counts_ok(const op_counts *c)
 {
-    return c->attempted == c->committed + c->conflicts + c->errors;
+    return c->attempted ==
+           c->committed + c->rejected + c->conflicts + c->errors;
 }
 
 /* ------------------------------------------------------------------ */
@@ -768,17 +850,32 @@ static void *level_worker(void *arg)
     pthread_barrier_wait(&ctx->start);
     int phase;
     while ((phase = atomic_load(&ctx->phase)) != PH_STOP) {
-        uint64_t t0 = 0, t1 = 0;
+        uint64_t t0 = 0, t1 = 0, items = 0;
+        int outcome;
         err[0] = 0;
-        int rc = ctx->ops->op(state, &t0, &t1, err, sizeof err);
+        if (ctx->ops->op_outcome) {
+            outcome = ctx->ops->op_outcome(state, &t0, &t1, &items, err,
+                                           sizeof err);
+        } else {
+            int rc = ctx->ops->op(state, &t0, &t1, err, sizeof err);
+            outcome = rc == 0                ? OP_COMMITTED
+                      : rc == EVS_ECONFLICT ? OP_CONFLICT
+                                            : OP_ERROR;
+        }
         op_counts *c = phase == PH_MEASURE ? &w->c : &w->warm;
         c->attempted++;
-        if (rc == 0) {
+        c->items += items;
+        if (outcome == OP_COMMITTED) {
             c->committed++;
-        } else if (rc == EVS_ECONFLICT) {
+        } else if (outcome == OP_REJECTED) {
+            c->rejected++;
+        } else if (outcome == OP_CONFLICT) {
             c->conflicts++;
         } else {
             c->errors++;
+            if (outcome != OP_ERROR && !err[0])
+                snprintf(err, sizeof err, "the operation returned %d, "
+                         "not an outcome", outcome);
             if (!w->error[0])
                 snprintf(w->error, sizeof w->error, "%s", err);
         }
@@ -802,7 +899,7 @@ static void join_or_die(pthread_t th)
                 "%s: a worker thread did not return within %d s after "
                 "the end of its level (%s): the library looks hung\n",
                 g_prog, JOIN_TIMEOUT_S, strerror(rc));
-        _exit(4);
+        _exit(g_hang_status);
     }
 }
 
@@ -914,7 +1011,11 @@ void level_run(level_result *r, const level_ops *ops, void *arg,
         r->window_s = seconds;
     r->ops_per_s = (double)r->c.committed / r->window_s;
     r->events_per_s = r->ops_per_s * events_per_op;
-    r->lat = summarize(&all);
+    r->items_per_s = ops->op_outcome ? (double)r->c.items / r->window_s
+                                     : r->events_per_s;
+    r->lat = summarize(&all); /* sorts all.v */
+    for (int i = 0; i < CURVE_POINTS && all.n; i++)
+        r->curve_ms[i] = pct_ms(all.v, all.n, curve_pct[i]);
     free(all.v);
 }
 
@@ -1130,10 +1231,11 @@ void json_lat(FILE *f, const lat_summary *l)
 void json_counts(FILE *f, const op_counts *c)
 {
     fprintf(f,
-            "{\"attempted\": %llu, \"committed\": %llu, \"conflicts\": %llu, "
-            "\"errors\": %llu}",
+            "{\"attempted\": %llu, \"committed\": %llu, \"rejected\": %llu, "
+            "\"conflicts\": %llu, \"errors\": %llu}",
             (unsigned long long)c->attempted,
             (unsigned long long)c->committed,
+            (unsigned long long)c->rejected,
             (unsigned long long)c->conflicts, (unsigned long long)c->errors);
 }
 

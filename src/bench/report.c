@@ -1,0 +1,990 @@
+/*
+ * report.c -- the report of `evs bench`: OUT/report.md for people (like
+ * the seeds' reports: a targets table with verdicts, then the details),
+ * OUT/report.json with every figure for machines (built with jansson), and
+ * PNG plots drawn by gnuplot from .dat/.gp files left beside them.
+ *
+ * The Markdown and the JSON are written from the same suite_report with
+ * the same formats (RATE_FMT, MS_FMT), and tests/test_bench.c checks that
+ * every figure of the targets and level tables equals the JSON's.
+ */
+#include "report.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ */
+/* Targets                                                             */
+/* ------------------------------------------------------------------ */
+
+static int is_rate(bench_metric m)
+{
+    return m == BENCH_OPS_PER_S || m == BENCH_ITEMS_PER_S;
+}
+
+static double metric_of(const level_result *l, bench_metric m)
+{
+    switch (m) {
+    case BENCH_OPS_PER_S: return l->ops_per_s;
+    case BENCH_ITEMS_PER_S: return l->items_per_s;
+    case BENCH_P50_MS: return l->lat.p50;
+    case BENCH_P95_MS: return l->lat.p95;
+    case BENCH_P99_MS: return l->lat.p99;
+    }
+    return 0;
+}
+
+static const char *metric_key(bench_metric m)
+{
+    switch (m) {
+    case BENCH_OPS_PER_S: return "ops_per_s";
+    case BENCH_ITEMS_PER_S: return "items_per_s";
+    case BENCH_P50_MS: return "p50_ms";
+    case BENCH_P95_MS: return "p95_ms";
+    case BENCH_P99_MS: return "p99_ms";
+    }
+    return "?";
+}
+
+/* The unit of a metric's figures, e.g. "ops/s", "events/s", "ms p95". */
+static void metric_unit(char *out, size_t size, const bench_scenario *sc,
+                        bench_metric m)
+{
+    switch (m) {
+    case BENCH_OPS_PER_S: snprintf(out, size, "ops/s"); break;
+    case BENCH_ITEMS_PER_S:
+        snprintf(out, size, "%s/s", sc->item ? sc->item : "items");
+        break;
+    case BENCH_P50_MS: snprintf(out, size, "ms p50"); break;
+    case BENCH_P95_MS: snprintf(out, size, "ms p95"); break;
+    case BENCH_P99_MS: snprintf(out, size, "ms p99"); break;
+    }
+}
+
+/* A level whose every operation ended cleanly: no error, no conflict. */
+static int level_clean(const level_result *l)
+{
+    return l->c.errors == 0 && l->c.conflicts == 0 && l->warm.errors == 0;
+}
+
+/* The level a target with threads == 0 is judged at: the best by its
+ * metric among the levels that could meet it (clean ones for a rate,
+ * error-free ones with samples for a latency), else the best of all. */
+static const level_result *best_level(const scen_result *s,
+                                      const bench_target *t)
+{
+    const level_result *best = NULL, *best_ok = NULL;
+    for (int i = 0; i < s->n; i++) {
+        const level_result *l = &s->lv[i];
+        double v = metric_of(l, t->metric);
+        int usable = is_rate(t->metric) ? level_clean(l)
+                                        : l->c.errors == 0 && l->lat.n > 0;
+        int better_all = !best || (t->at_least
+                                       ? v > metric_of(best, t->metric)
+                                       : v < metric_of(best, t->metric));
+        int better_ok = !best_ok ||
+                        (t->at_least ? v > metric_of(best_ok, t->metric)
+                                     : v < metric_of(best_ok, t->metric));
+        if (better_all)
+            best = l;
+        if (usable && better_ok)
+            best_ok = l;
+    }
+    return best_ok ? best_ok : best;
+}
+
+static void judge(target_result *tr, const scen_result *s)
+{
+    const bench_target *t = tr->t;
+    const level_result *l = NULL;
+
+    tr->verdict = "not run";
+    if (!s->ran) {
+        snprintf(tr->note, sizeof tr->note, "%s",
+                 s->setup_error[0] ? "the scenario's setup failed"
+                                   : "the scenario did not run");
+        return;
+    }
+    if (t->threads > 0) {
+        l = level_find(s->lv, s->n, t->threads);
+        if (!l) {
+            snprintf(tr->note, sizeof tr->note,
+                     "judged at %d threads, a level this run did not have",
+                     t->threads);
+            return;
+        }
+    } else {
+        l = best_level(s, t);
+        if (!l) {
+            snprintf(tr->note, sizeof tr->note, "no level ran");
+            return;
+        }
+    }
+    tr->have = 1;
+    tr->threads = l->threads;
+    tr->measured = metric_of(l, t->metric);
+    int ok = t->at_least ? tr->measured >= t->value
+                         : tr->measured <= t->value;
+    if (is_rate(t->metric) && !level_clean(l)) {
+        ok = 0;
+        snprintf(tr->note, sizeof tr->note,
+                 "errors or conflicts at this level: a throughput target is "
+                 "met only when every operation ended cleanly");
+    } else if (!is_rate(t->metric) && (l->c.errors || l->lat.n == 0)) {
+        ok = 0;
+        snprintf(tr->note, sizeof tr->note, "%s",
+                 l->lat.n == 0 ? "no operation measured"
+                               : "errors at this level");
+    }
+    if (!s->accounting_ok) {
+        ok = 0;
+        snprintf(tr->note, sizeof tr->note, "the outcomes did not add up");
+    } else if (s->check == 1) {
+        ok = 0;
+        snprintf(tr->note, sizeof tr->note, "the scenario's check failed");
+    }
+    tr->verdict = ok ? "met" : "not met";
+}
+
+void report_targets(suite_report *r)
+{
+    int n = 0;
+    for (int i = 0; i < r->nsr; i++)
+        n += r->sr[i].sc->ntargets;
+    r->tr = xcalloc((size_t)n, sizeof *r->tr);
+    r->ntr = 0;
+    for (int i = 0; i < r->nsr; i++) {
+        const scen_result *s = &r->sr[i];
+        for (int k = 0; k < s->sc->ntargets; k++) {
+            target_result *tr = &r->tr[r->ntr++];
+            tr->sc = s->sc;
+            tr->t = &s->sc->targets[k];
+            judge(tr, s);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Markdown                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Table cells must not hold '|' or line breaks. */
+static void md_cell(FILE *f, const char *s)
+{
+    for (; s && *s; s++) {
+        if (*s == '|')
+            fputs("\\|", f);
+        else if (*s == '\n' || *s == '\r')
+            fputc(' ', f);
+        else
+            fputc(*s, f);
+    }
+}
+
+static const char *plural(long n) { return n == 1 ? "" : "s"; }
+
+static void md_target_value(FILE *f, const target_result *tr)
+{
+    char unit[64];
+    double v = tr->t->value;
+    metric_unit(unit, sizeof unit, tr->sc, tr->t->metric);
+    /* whole numbers in full (1000000, not 1e+06) */
+    if (v == floor(v) && fabs(v) < 1e15)
+        fprintf(f, "%s %.0f %s", tr->t->at_least ? "≥" : "≤", v, unit);
+    else
+        fprintf(f, "%s %g %s", tr->t->at_least ? "≥" : "≤", v, unit);
+}
+
+static void md_targets(FILE *f, const suite_report *r)
+{
+    if (r->ntr == 0) {
+        fprintf(f, "_No scenario of this run has a target._\n");
+        return;
+    }
+    fprintf(f, "| target | source | scenario | level | target value | "
+               "measured | verdict | note |\n"
+               "|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < r->ntr; i++) {
+        const target_result *tr = &r->tr[i];
+        char unit[64];
+        metric_unit(unit, sizeof unit, tr->sc, tr->t->metric);
+        fputs("| ", f);
+        md_cell(f, tr->t->name);
+        fputs(" | ", f);
+        md_cell(f, tr->t->source);
+        fprintf(f, " | `%s` | ", tr->sc->name);
+        if (!tr->have)
+            fprintf(f, "-");
+        else
+            fprintf(f, "%s%d thread%s%s", tr->t->threads ? "" : "best (",
+                    tr->threads, plural(tr->threads),
+                    tr->t->threads ? "" : ")");
+        fputs(" | ", f);
+        md_target_value(f, tr);
+        fputs(" | ", f);
+        if (!tr->have)
+            fprintf(f, "-");
+        else if (is_rate(tr->t->metric))
+            fprintf(f, RATE_FMT " %s", tr->measured, unit);
+        else
+            fprintf(f, MS_FMT " %s", tr->measured, unit);
+        fprintf(f, " | **%s** | ", tr->verdict);
+        md_cell(f, tr->note[0] ? tr->note : "");
+        fputs(" |\n", f);
+    }
+}
+
+static const char *scen_status(const scen_result *s, const suite_report *r)
+{
+    if (!r->gen_ok)
+        return "not run";
+    if (!s->ran)
+        return "FAILED";
+    return s->failed ? "FAILED" : "ok";
+}
+
+void report_summary_md(FILE *f, const suite_report *r, const char *dir)
+{
+    const bench_options *o = r->o;
+    int met = 0, notmet = 0, notrun = 0, failed = 0;
+    for (int i = 0; i < r->ntr; i++) {
+        if (strcmp(r->tr[i].verdict, "met") == 0)
+            met++;
+        else if (strcmp(r->tr[i].verdict, "not met") == 0)
+            notmet++;
+        else
+            notrun++;
+    }
+    for (int i = 0; i < r->nsr; i++)
+        failed += r->sr[i].failed;
+
+    fprintf(f, "# evstore performance report (`evs bench`)\n\n");
+    fprintf(f, "%s run, %s%s%s, evstore %s, %s store (%s); %g s "
+               "measured per level after %g s of warm-up (excluded). "
+               "Exit status %d.\n\n",
+            o->quick ? "Quick" : "Full", r->date, r->label ? ", " : "",
+            r->label ? r->label : "", r->version,
+            r->fresh ? "a fresh embedded" : "the given", r->store, r->seconds,
+            r->warmup, r->status);
+    fprintf(f, "## Summary\n\n");
+    fprintf(f, "Targets: %d met, %d not met, %d not run. Scenarios: %d run, "
+               "%d failed.\n\n",
+            met, notmet, notrun, r->nsr, failed);
+    md_targets(f, r);
+    fprintf(f, "\n");
+    if (!r->gen_ok)
+        fprintf(f, "**The data could not be loaded: %s.** No scenario "
+                   "ran.\n\n",
+                r->gen_error);
+    fprintf(f, "| scenario | outcome | levels (threads) | attempted | "
+               "committed | rejected | conflicts | errors |\n"
+               "|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < r->nsr; i++) {
+        const scen_result *s = &r->sr[i];
+        op_counts sum = {0};
+        fprintf(f, "| `%s` | %s | ", s->sc->name, scen_status(s, r));
+        for (int k = 0; k < s->n; k++) {
+            counts_add(&sum, &s->lv[k].c);
+            fprintf(f, "%s%d", k ? ", " : "", s->lv[k].threads);
+        }
+        fprintf(f, "%s | %llu | %llu | %llu | %llu | %llu |\n",
+                s->n ? "" : "-", (unsigned long long)sum.attempted,
+                (unsigned long long)sum.committed,
+                (unsigned long long)sum.rejected,
+                (unsigned long long)sum.conflicts,
+                (unsigned long long)sum.errors);
+    }
+    for (int i = 0; i < r->nsr; i++) {
+        const scen_result *s = &r->sr[i];
+        if (s->setup_error[0])
+            fprintf(f, "\n- `%s`: setup failed: %s", s->sc->name,
+                    s->setup_error);
+        if (!s->accounting_ok)
+            fprintf(f, "\n- `%s`: **the outcomes of a level do not add up "
+                       "to the operations attempted**",
+                    s->sc->name);
+        for (int k = 0; k < s->n; k++)
+            if (s->lv[k].error[0])
+                fprintf(f, "\n- `%s`, %d thread%s: first error: %s",
+                        s->sc->name, s->lv[k].threads,
+                        plural(s->lv[k].threads), s->lv[k].error);
+        if (s->check == 1)
+            fprintf(f, "\n- `%s`: check failed: %s", s->sc->name,
+                    s->check_error);
+    }
+    fprintf(f, "\n\nFull report: %s/report.md; every figure: "
+               "%s/report.json; plots: %s.\n",
+            dir, dir, r->plots_drawn ? "the .png files there" : r->plots_note);
+}
+
+static void md_environment(FILE *f, const suite_report *r)
+{
+    fprintf(f, "## Environment\n\n");
+    md_machine_rows(f, &r->m, r->label, r->version, r->store);
+    if (r->fsync_ok)
+        fprintf(f, "| fdatasync at start | %zu-byte write + fdatasync, %ld "
+                   "samples in %s: p50 " MS_FMT " ms, p90 " MS_FMT
+                   " ms, p99 " MS_FMT " ms, max " MS_FMT " ms |\n",
+                r->fsync_bytes, r->fsync_n, r->fsync_dir, r->fsync.p50,
+                r->fsync.p90, r->fsync.p99, r->fsync.max);
+    else
+        fprintf(f, "| fdatasync at start | not measured: %s |\n",
+                r->fsync_error);
+    fprintf(f, "| durability | fdatasync on (see below) |\n");
+    fprintf(f, "| store | %s |\n",
+            r->fresh ? "fresh, in a temporary directory (removed after "
+                       "unless --keep)"
+                     : "given by --db");
+    fprintf(f, "| run time | %.1f s (load average at start / end: %s / "
+               "%s) |\n\n",
+            r->total_s, r->load_start, r->load_end);
+}
+
+static void md_durability(FILE *f)
+{
+    fprintf(f,
+            "## Durability\n\n"
+            "fdatasync on: the embedded store has no other mode. An append "
+            "(evs_append, evs_append_ex, the append of a command) returns "
+            "success only after its log records were written and "
+            "fdatasync'ed; appends of concurrent callers share one "
+            "fdatasync (group commit). The index (LMDB) is derived from "
+            "the log and is not synced per commit: after a crash it is "
+            "caught up from the log. So every operation counted as "
+            "committed that wrote events was durable when it returned, and "
+            "reads never see an event that is not durable.\n\n");
+}
+
+static void md_generator(FILE *f, const suite_report *r)
+{
+    const gen_stats *g = &r->gst;
+    fprintf(f, "## Data load (generator)\n\n");
+    fprintf(f, "Before the scenarios, `gen_load` (the generator of `evs "
+               "generate`, seed %llu) wrote the data set in batched appends "
+               "of up to %u events, durable like every append, with a "
+               "snapshot every %u events where the aggregate has them. "
+               "Timed as a whole (wall time).\n\n",
+            (unsigned long long)r->gen.seed, r->gen.batch_events,
+            r->gen.snapshot_every);
+    if (!r->gen_ok) {
+        fprintf(f, "**Failed: %s**\n\n", r->gen_error);
+        return;
+    }
+    fprintf(f, "| events | streams | snapshots | appends | tenants | payload "
+               "MiB | seconds | events/s |\n|---|---|---|---|---|---|---|---|\n");
+    fprintf(f, "| %llu | %llu | %llu | %llu | %u | %.1f | %.3f | " RATE_FMT
+               " |\n\n",
+            (unsigned long long)g->events, (unsigned long long)g->streams,
+            (unsigned long long)g->snapshots, (unsigned long long)g->appends,
+            g->tenants, (double)g->data_bytes / 1048576.0, r->gen_s,
+            r->gen_s > 0 ? (double)g->events / r->gen_s : 0.0);
+    double ev = g->events ? (double)g->events : 1;
+    uint64_t top = 0;
+    uint32_t ntop = (g->tenants + 4) / 5;
+    /* the 20 % of the tenants holding most events */
+    uint64_t *pt = xcalloc(g->tenants ? g->tenants : 1, sizeof *pt);
+    for (uint32_t i = 0; i < g->tenants && i < GEN_MAX_TENANTS; i++)
+        pt[i] = g->per_tenant[i];
+    for (uint32_t k = 0; k < ntop; k++) {
+        uint32_t m = k;
+        for (uint32_t i = k + 1; i < g->tenants; i++)
+            if (pt[i] > pt[m])
+                m = i;
+        uint64_t t = pt[k];
+        pt[k] = pt[m];
+        pt[m] = t;
+        top += pt[k];
+    }
+    free(pt);
+    fprintf(f, "Shape: payloads 100-500 B %.1f %%, 1-5 KB %.1f %%, 5-10 KB "
+               "%.1f %% (other: %llu); the top %u of %u tenants hold %.1f %% "
+               "of the events; stream lengths %llu..%llu (%llu streams of 1 "
+               "event, %llu over 100); %.1f %% on weekday business hours.\n\n",
+            100.0 * (double)g->size_bucket[0] / ev,
+            100.0 * (double)g->size_bucket[1] / ev,
+            100.0 * (double)g->size_bucket[2] / ev,
+            (unsigned long long)g->size_other, ntop, g->tenants,
+            100.0 * (double)top / ev, (unsigned long long)g->stream_len_min,
+            (unsigned long long)g->stream_len_max,
+            (unsigned long long)g->streams_len_1,
+            (unsigned long long)g->streams_len_over_100,
+            100.0 * (double)g->business_hours / ev);
+}
+
+static void md_levels(FILE *f, const scen_result *s)
+{
+    fprintf(f, "| threads | attempted | committed | rejected | conflicts | "
+               "errors | ops/s | %s/s | p50 ms | p90 ms | p95 ms | p99 ms | "
+               "max ms |\n"
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+            s->sc->item ? s->sc->item : "items");
+    for (int i = 0; i < s->n; i++) {
+        const level_result *l = &s->lv[i];
+        fprintf(f, "| %d | %llu | %llu | %llu | %llu | %llu | " RATE_FMT
+                   " | ",
+                l->threads, (unsigned long long)l->c.attempted,
+                (unsigned long long)l->c.committed,
+                (unsigned long long)l->c.rejected,
+                (unsigned long long)l->c.conflicts,
+                (unsigned long long)l->c.errors, l->ops_per_s);
+        if (s->sc->item)
+            fprintf(f, RATE_FMT, l->items_per_s);
+        else
+            fprintf(f, "-");
+        fprintf(f, " | " MS_FMT " | " MS_FMT " | " MS_FMT " | " MS_FMT
+                   " | " MS_FMT " |\n",
+                l->lat.p50, l->lat.p90, l->lat.p95, l->lat.p99, l->lat.max);
+    }
+}
+
+static void md_scenario(FILE *f, const suite_report *r, const scen_result *s)
+{
+    const bench_scenario *sc = s->sc;
+    fprintf(f, "### `%s`: %s\n\n", sc->name, sc->title ? sc->title : "");
+    if (sc->what)
+        fprintf(f, "%s\n\n", sc->what);
+    if (!r->gen_ok) {
+        fprintf(f, "_Not run: the data could not be loaded._\n\n");
+        return;
+    }
+    fprintf(f, "Outcome: **%s**. Setup %.2f s (not timed); its own data in "
+               "tenant `%s`.\n\n",
+            scen_status(s, r), s->setup_s, s->tenant);
+    if (!s->ran) {
+        fprintf(f, "Setup failed: %s\n\n", s->setup_error);
+        return;
+    }
+    md_levels(f, s);
+    fprintf(f, "\nMeasured windows (from the start of the window to the "
+               "return of its last operation):");
+    for (int i = 0; i < s->n; i++)
+        fprintf(f, "%s %d thread%s %.3f s", i ? "," : "", s->lv[i].threads,
+                plural(s->lv[i].threads), s->lv[i].window_s);
+    fprintf(f, ". Warm-up: %g s per level, excluded from every figure "
+               "above; operations started in it:",
+            s->n ? s->lv[0].warmup_s : 0.0);
+    for (int i = 0; i < s->n; i++)
+        fprintf(f, "%s %d thread%s %llu", i ? "," : "", s->lv[i].threads,
+                plural(s->lv[i].threads),
+                (unsigned long long)s->lv[i].warm.attempted);
+    fprintf(f, ".\n\nAccounting: %s.\n\n",
+            s->accounting_ok ? "attempted = committed + rejected + "
+                               "conflicts + errors at every level, warm-up "
+                               "included"
+                             : "**BROKEN: the outcomes of a level do not add "
+                               "up to the operations attempted**");
+    for (int i = 0; i < s->n; i++)
+        if (s->lv[i].error[0])
+            fprintf(f, "- %d thread%s, first error: %s\n", s->lv[i].threads,
+                    plural(s->lv[i].threads), s->lv[i].error);
+    if (s->check == 1)
+        fprintf(f, "Check: **FAILED**: %s (%.2f s)\n\n", s->check_error,
+                s->check_s);
+    else if (s->check == 0)
+        fprintf(f, "Check: the store agrees with the outcomes (%.2f s).\n\n",
+                s->check_s);
+    else
+        fprintf(f, "Check: none for this scenario.\n\n");
+    if (r->plots_drawn && s->n)
+        fprintf(f, "![latency percentiles of `%s`](latency-%s.png)\n\n",
+                sc->name, sc->name);
+}
+
+static void write_md(FILE *f, const suite_report *r, const char *dir)
+{
+    report_summary_md(f, r, dir);
+    fprintf(f, "\n");
+    md_environment(f, r);
+    md_durability(f);
+    md_generator(f, r);
+    fprintf(f, "## Scenarios\n\n"
+               "Per level: threads calling the operation in a loop; "
+               "attempted = committed + rejected + conflicts + errors; "
+               "ops/s = committed operations per second of the measured "
+               "window; items/s = items the measured operations reported "
+               "(events written or read) per second; latency = each "
+               "measured operation's timed part, nearest-rank percentiles "
+               "over every sample (no averages), milliseconds.\n\n");
+    for (int i = 0; i < r->nsr; i++)
+        md_scenario(f, r, &r->sr[i]);
+    fprintf(f, "## Throughput vs concurrency\n\n");
+    if (r->plots_drawn)
+        fprintf(f, "![committed operations per second by threads, every "
+                   "scenario](throughput.png)\n\n");
+    else
+        fprintf(f, "_No plots: %s._\n\n", r->plots_note);
+    fprintf(f, "## Store at the end\n\n");
+    if (r->end_ok)
+        fprintf(f, "%llu events in %llu streams of %llu tenants; log %.1f "
+                   "MiB in %llu segments, index %.1f MiB.\n\n",
+                (unsigned long long)r->end.events,
+                (unsigned long long)r->end.streams,
+                (unsigned long long)r->end.tenants,
+                (double)r->end.log_bytes / 1048576.0,
+                (unsigned long long)r->end.segments,
+                (double)r->end.index_bytes / 1048576.0);
+    else
+        fprintf(f, "Not available (evs_stats_get failed).\n\n");
+    fprintf(f, "## Command\n\n`%s`\n\nSee docs/BENCH.md for what each "
+               "scenario does and how to read this report.\n",
+            r->o->command ? r->o->command : "evs bench");
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON                                                                */
+/* ------------------------------------------------------------------ */
+
+/* A finite real (jansson refuses NaN and infinities). */
+static json_t *real(double v) { return json_real(isfinite(v) ? v : 0.0); }
+
+static json_t *str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static json_t *j_lat(const lat_summary *l)
+{
+    return json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "samples",
+                     (json_int_t)l->n, "min", real(l->min), "p50",
+                     real(l->p50), "p90", real(l->p90), "p95", real(l->p95),
+                     "p99", real(l->p99), "max", real(l->max));
+}
+
+static json_t *j_counts(const op_counts *c)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "attempted",
+                     (json_int_t)c->attempted, "committed",
+                     (json_int_t)c->committed, "rejected",
+                     (json_int_t)c->rejected, "conflicts",
+                     (json_int_t)c->conflicts, "errors",
+                     (json_int_t)c->errors, "items", (json_int_t)c->items);
+}
+
+static json_t *j_level(const scen_result *s, const level_result *l)
+{
+    json_t *o = json_pack(
+        "{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o}",
+        "threads", l->threads, "attempted", (json_int_t)l->c.attempted,
+        "committed", (json_int_t)l->c.committed, "rejected",
+        (json_int_t)l->c.rejected, "conflicts", (json_int_t)l->c.conflicts,
+        "errors", (json_int_t)l->c.errors, "items",
+        (json_int_t)l->c.items, "ops_per_s", real(l->ops_per_s),
+        "items_per_s", s->sc->item ? real(l->items_per_s) : json_null(),
+        "latency_ms", j_lat(&l->lat), "warmup_s", real(l->warmup_s),
+        "window_s", real(l->window_s));
+    json_object_set_new(o, "accounting_ok",
+                        json_boolean(counts_ok(&l->c) && counts_ok(&l->warm)));
+    json_object_set_new(o, "warmup_excluded", j_counts(&l->warm));
+    json_t *curve = json_array();
+    for (int i = 0; i < CURVE_POINTS && l->lat.n; i++)
+        json_array_append_new(curve, json_pack("[o, o]", real(curve_pct[i]),
+                                               real(l->curve_ms[i])));
+    json_object_set_new(o, "latency_curve_pct_ms", curve);
+    json_object_set_new(
+        o, "process",
+        json_pack("{s:I, s:o, s:o, s:o, s:o, s:I}", "syncs",
+                  (json_int_t)l->syncs, "sync_s", real(l->sync_s),
+                  "cpu_user_s", real(l->cpu_user), "cpu_sys_s",
+                  real(l->cpu_sys), "other_cpu_s", real(l->other_cpu_s),
+                  "context_switches", (json_int_t)l->csw));
+    json_object_set_new(o, "first_error",
+                        l->error[0] ? json_string(l->error) : json_null());
+    return o;
+}
+
+static json_t *j_scenario(const suite_report *r, const scen_result *s)
+{
+    const bench_scenario *sc = s->sc;
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(sc->name));
+    json_object_set_new(o, "title", str_or_null(sc->title));
+    json_object_set_new(o, "what", str_or_null(sc->what));
+    json_object_set_new(o, "item", str_or_null(sc->item));
+    json_object_set_new(o, "outcome", json_string(scen_status(s, r)));
+    json_object_set_new(o, "tenant", json_string(s->tenant));
+    json_object_set_new(o, "setup_s", real(s->setup_s));
+    json_object_set_new(o, "setup_error", s->setup_error[0]
+                                              ? json_string(s->setup_error)
+                                              : json_null());
+    json_object_set_new(o, "accounting_ok", json_boolean(s->accounting_ok));
+    json_object_set_new(o, "check",
+                        json_string(s->check < 0    ? "none"
+                                    : s->check == 0 ? "held"
+                                                    : "failed"));
+    json_object_set_new(o, "check_error", s->check_error[0]
+                                              ? json_string(s->check_error)
+                                              : json_null());
+    json_object_set_new(o, "check_s", real(s->check_s));
+    json_t *lv = json_array();
+    for (int i = 0; i < s->n; i++)
+        json_array_append_new(lv, j_level(s, &s->lv[i]));
+    json_object_set_new(o, "levels", lv);
+    return o;
+}
+
+static json_t *j_target(const target_result *tr)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(tr->t->name));
+    json_object_set_new(o, "source", json_string(tr->t->source));
+    json_object_set_new(o, "scenario", json_string(tr->sc->name));
+    json_object_set_new(o, "metric", json_string(metric_key(tr->t->metric)));
+    json_object_set_new(o, "comparison",
+                        json_string(tr->t->at_least ? ">=" : "<="));
+    json_object_set_new(o, "value", real(tr->t->value));
+    json_object_set_new(o, "threads", json_integer(tr->t->threads));
+    json_object_set_new(o, "judged_threads",
+                        tr->have ? json_integer(tr->threads) : json_null());
+    json_object_set_new(o, "measured",
+                        tr->have ? real(tr->measured) : json_null());
+    json_object_set_new(o, "verdict", json_string(tr->verdict));
+    json_object_set_new(o, "note",
+                        tr->note[0] ? json_string(tr->note) : json_null());
+    return o;
+}
+
+static json_t *j_generator(const suite_report *r)
+{
+    const gen_stats *g = &r->gst;
+    json_t *o = json_object();
+    json_object_set_new(o, "ok", json_boolean(r->gen_ok));
+    json_object_set_new(o, "error",
+                        r->gen_ok ? json_null() : json_string(r->gen_error));
+    json_object_set_new(
+        o, "config",
+        json_pack("{s:I, s:i, s:I, s:I, s:i, s:i, s:i}", "events",
+                  (json_int_t)r->gen.events, "tenants", (int)r->gen.tenants,
+                  "seed", (json_int_t)r->gen.seed, "end_us",
+                  (json_int_t)r->gen.end_us, "months", (int)r->gen.months,
+                  "snapshot_every", (int)r->gen.snapshot_every,
+                  "batch_events", (int)r->gen.batch_events));
+    json_object_set_new(o, "seconds", real(r->gen_s));
+    json_object_set_new(o, "events_per_s",
+                        real(r->gen_s > 0 ? (double)g->events / r->gen_s : 0));
+    json_t *st = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:[I, I, I], s:I, s:i, s:I, s:I, s:I, "
+        "s:I, s:I, s:I, s:I, s:o}",
+        "events", (json_int_t)g->events, "streams", (json_int_t)g->streams,
+        "snapshots", (json_int_t)g->snapshots, "appends",
+        (json_int_t)g->appends, "data_bytes", (json_int_t)g->data_bytes,
+        "size_buckets", (json_int_t)g->size_bucket[0],
+        (json_int_t)g->size_bucket[1], (json_int_t)g->size_bucket[2],
+        "size_other", (json_int_t)g->size_other, "tenants", (int)g->tenants,
+        "stream_len_min", (json_int_t)g->stream_len_min, "stream_len_max",
+        (json_int_t)g->stream_len_max, "streams_len_1",
+        (json_int_t)g->streams_len_1, "streams_len_over_100",
+        (json_int_t)g->streams_len_over_100, "first_us",
+        (json_int_t)g->first_us, "last_us", (json_int_t)g->last_us,
+        "business_hours", (json_int_t)g->business_hours, "gen_seconds",
+        real(g->seconds));
+    json_t *pt = json_array();
+    for (uint32_t i = 0; i < g->tenants && i < GEN_MAX_TENANTS; i++)
+        json_array_append_new(pt, json_integer((json_int_t)g->per_tenant[i]));
+    json_object_set_new(st, "per_tenant", pt);
+    json_object_set_new(o, "stats", st);
+    return o;
+}
+
+static json_t *j_environment(const suite_report *r)
+{
+    const machine *m = &r->m;
+    json_t *o = json_pack(
+        "{s:s, s:i, s:o, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "cpu",
+        m->cpu, "cores", (int)m->cores, "ram_gib", real(m->ram_gib),
+        "kernel", m->kernel, "fs_type", m->fs_type, "fs_source",
+        m->fs_source, "fs_mount", m->fs_mount, "fs_options", m->fs_opts,
+        "disk", m->disk, "build", m->build, "evstore_version", r->version);
+    json_object_set_new(o, "label", str_or_null(r->label));
+    json_object_set_new(o, "store", json_string(r->store));
+    json_object_set_new(o, "fresh_store", json_boolean(r->fresh));
+    json_t *fs = json_object();
+    json_object_set_new(fs, "measured", json_boolean(r->fsync_ok));
+    json_object_set_new(fs, "dir", json_string(r->fsync_dir));
+    json_object_set_new(fs, "write_bytes", json_integer((json_int_t)r->fsync_bytes));
+    json_object_set_new(fs, "samples", json_integer(r->fsync_n));
+    json_object_set_new(fs, "latency_ms", j_lat(&r->fsync));
+    json_object_set_new(fs, "error",
+                        r->fsync_ok ? json_null() : json_string(r->fsync_error));
+    json_object_set_new(o, "fdatasync_at_start", fs);
+    json_object_set_new(o, "loadavg_start", json_string(r->load_start));
+    json_object_set_new(o, "loadavg_end", json_string(r->load_end));
+    return o;
+}
+
+static json_t *j_report(const suite_report *r)
+{
+    const bench_options *o = r->o;
+    json_t *root = json_object();
+    json_object_set_new(root, "tool", json_string("evs bench"));
+    json_object_set_new(root, "date", json_string(r->date));
+    json_object_set_new(root, "command", str_or_null(o->command));
+    json_t *opt = json_object();
+    json_object_set_new(opt, "quick", json_boolean(o->quick));
+    json_object_set_new(opt, "events", json_integer((json_int_t)r->gen.events));
+    json_object_set_new(opt, "seconds", real(r->seconds));
+    json_object_set_new(opt, "warmup_s", real(r->warmup));
+    json_object_set_new(opt, "seed", json_integer((json_int_t)o->seed));
+    json_t *th = json_array();
+    for (int i = 0; i < o->nthreads; i++)
+        json_array_append_new(th, json_integer(o->threads[i]));
+    json_object_set_new(opt, "threads", o->nthreads ? th : json_null());
+    if (!o->nthreads)
+        json_decref(th);
+    json_object_set_new(opt, "db", str_or_null(o->db_uri));
+    json_object_set_new(opt, "force", json_boolean(o->force));
+    json_object_set_new(root, "options", opt);
+    json_object_set_new(root, "environment", j_environment(r));
+    json_object_set_new(
+        root, "durability",
+        json_pack("{s:s, s:s}", "mode", "fdatasync",
+                  "acknowledged", "an append returns after its log records "
+                                  "were fdatasync'ed (group commit); the "
+                                  "index is derived and caught up from "
+                                  "the log after a crash"));
+    json_object_set_new(root, "generator", j_generator(r));
+    json_t *sa = json_array();
+    for (int i = 0; i < r->nsr; i++)
+        json_array_append_new(sa, j_scenario(r, &r->sr[i]));
+    json_object_set_new(root, "scenarios", sa);
+    json_t *ta = json_array();
+    for (int i = 0; i < r->ntr; i++)
+        json_array_append_new(ta, j_target(&r->tr[i]));
+    json_object_set_new(root, "targets", ta);
+    json_object_set_new(
+        root, "store_end",
+        r->end_ok
+            ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "events",
+                        (json_int_t)r->end.events, "streams",
+                        (json_int_t)r->end.streams, "tenants",
+                        (json_int_t)r->end.tenants, "head_position",
+                        (json_int_t)r->end.head_position, "log_bytes",
+                        (json_int_t)r->end.log_bytes, "index_bytes",
+                        (json_int_t)r->end.index_bytes, "segments",
+                        (json_int_t)r->end.segments)
+            : json_null());
+    json_object_set_new(root, "plots",
+                        json_pack("{s:b, s:s}", "drawn", r->plots_drawn,
+                                  "note", r->plots_note));
+    json_object_set_new(root, "total_s", real(r->total_s));
+    json_object_set_new(root, "exit_status", json_integer(r->status));
+    return root;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writing                                                             */
+/* ------------------------------------------------------------------ */
+
+int report_write(const suite_report *r, const char *dir, char *err,
+                 size_t errsize)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 8];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!(f = fopen(tmp, "w"))) {
+        snprintf(err, errsize, "%s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    write_md(f, r, dir);
+    if (fflush(f) != 0 || ferror(f) || fclose(f) != 0 ||
+        rename(tmp, path) != 0) {
+        snprintf(err, errsize, "%s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+
+    json_t *root = j_report(r);
+    snprintf(path, sizeof path, "%s/report.json", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int rc = json_dump_file(root, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    json_decref(root);
+    if (rc != 0 || rename(tmp, path) != 0) {
+        snprintf(err, errsize, "%s: cannot write it", path);
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Plots                                                               */
+/* ------------------------------------------------------------------ */
+
+/* Runs `gnuplot FILE` in dir, its messages appended to dir/gnuplot.log.
+ * Returns 0, 127 when gnuplot cannot be run, else its exit status. */
+static int run_gnuplot(const char *dir, const char *file)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return 127;
+    if (pid == 0) {
+        if (chdir(dir) != 0)
+            _exit(126);
+        FILE *log = fopen("gnuplot.log", "a");
+        if (log) {
+            dup2(fileno(log), 1);
+            dup2(fileno(log), 2);
+        }
+        execlp("gnuplot", "gnuplot", file, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return 127;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 126;
+}
+
+static int write_latency_plot(const char *dir, const scen_result *s,
+                              int run)
+{
+    char path[PATH_MAX];
+    FILE *f;
+    const char *name = s->sc->name;
+
+    snprintf(path, sizeof path, "%s/latency-%s.dat", dir, name);
+    if (!(f = fopen(path, "w")))
+        return -1;
+    fprintf(f, "# latency of `%s` by percentile, one block per level\n"
+               "# columns: percentile, milliseconds (nearest rank)\n",
+            name);
+    for (int i = 0; i < s->n; i++) {
+        fprintf(f, "%s# %d threads\n", i ? "\n\n" : "", s->lv[i].threads);
+        for (int k = 0; k < CURVE_POINTS && s->lv[i].lat.n; k++)
+            fprintf(f, "%g %.6f\n", curve_pct[k], s->lv[i].curve_ms[k]);
+    }
+    fclose(f);
+
+    snprintf(path, sizeof path, "%s/latency-%s.gp", dir, name);
+    if (!(f = fopen(path, "w")))
+        return -1;
+    /* x: 1/(1 - p), so that the tail gets room (HdrHistogram's plot). */
+    fprintf(f,
+            "set terminal pngcairo size 900,540 noenhanced\n"
+            "set output 'latency-%s.png'\n"
+            "set title 'evs bench: %s, latency by percentile (warm-up "
+            "excluded)'\n"
+            "set logscale x\nset logscale y\n"
+            /* gnuplot reads tic labels as formats: %% is a '%' */
+            "set xtics ('0%%%%' 1, '50%%%%' 2, '90%%%%' 10, '99%%%%' 100, "
+            "'99.9%%%%' 1000, '99.99%%%%' 10000)\n"
+            "set xlabel 'percentile'\nset ylabel 'milliseconds'\n"
+            "set grid\nset key top left\n"
+            "plot ",
+            name, name);
+    int any = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (!s->lv[i].lat.n)
+            continue;
+        fprintf(f, "%s'latency-%s.dat' index %d using "
+                   "(($1 < 100) ? 1/(1-$1/100.0) : 1/0):2 with linespoints "
+                   "pointsize 0.5 title '%d thread%s'",
+                any ? ", \\\n     " : "", name, i, s->lv[i].threads,
+                plural(s->lv[i].threads));
+        any = 1;
+    }
+    if (!any)
+        fprintf(f, "NaN notitle");
+    fprintf(f, "\n");
+    fclose(f);
+    snprintf(path, sizeof path, "latency-%s.gp", name);
+    return run ? run_gnuplot(dir, path) : 0;
+}
+
+static int write_throughput_plot(const char *dir, const suite_report *r,
+                                 int run)
+{
+    char path[PATH_MAX];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/throughput.dat", dir);
+    if (!(f = fopen(path, "w")))
+        return -1;
+    fprintf(f, "# committed operations per second by threads, one block "
+               "per scenario\n# columns: threads, ops/s\n");
+    int block = 0;
+    for (int i = 0; i < r->nsr; i++) {
+        const scen_result *s = &r->sr[i];
+        if (!s->n)
+            continue;
+        fprintf(f, "%s# %s\n", block++ ? "\n\n" : "", s->sc->name);
+        for (int k = 0; k < s->n; k++)
+            fprintf(f, "%d %.3f\n", s->lv[k].threads, s->lv[k].ops_per_s);
+    }
+    fclose(f);
+
+    snprintf(path, sizeof path, "%s/throughput.gp", dir);
+    if (!(f = fopen(path, "w")))
+        return -1;
+    fprintf(f, "set terminal pngcairo size 1000,600 noenhanced\n"
+               "set output 'throughput.png'\n"
+               "set title 'evs bench: committed operations per second by "
+               "concurrency'\n"
+               "set logscale x 2\nset logscale y\n"
+               "set xlabel 'threads'\nset ylabel 'ops/s'\n"
+               "set grid\nset key outside right\n"
+               "plot ");
+    block = 0;
+    for (int i = 0; i < r->nsr; i++) {
+        const scen_result *s = &r->sr[i];
+        if (!s->n)
+            continue;
+        fprintf(f, "%s'throughput.dat' index %d using 1:($2 > 0 ? $2 : 1/0) "
+                   "with linespoints title '%s'",
+                block ? ", \\\n     " : "", block, s->sc->name);
+        block++;
+    }
+    if (!block)
+        fprintf(f, "NaN notitle");
+    fprintf(f, "\n");
+    fclose(f);
+    return run ? run_gnuplot(dir, "throughput.gp") : 0;
+}
+
+void report_plots(suite_report *r, const char *dir, int plots)
+{
+    r->plots_drawn = 0;
+    if (!plots) {
+        snprintf(r->plots_note, sizeof r->plots_note,
+                 "not drawn (--no-plots)");
+        return;
+    }
+    /* The inputs are written even when gnuplot is missing, to be drawn
+     * later. */
+    int failed = 0, missing = 0;
+    for (int i = 0; i < r->nsr; i++) {
+        if (!r->sr[i].n)
+            continue;
+        int rc = write_latency_plot(dir, &r->sr[i], !missing);
+        missing |= rc == 127;
+        failed |= rc != 0;
+    }
+    int rc = write_throughput_plot(dir, r, !missing);
+    missing |= rc == 127;
+    failed |= rc != 0;
+    if (missing)
+        snprintf(r->plots_note, sizeof r->plots_note,
+                 "not drawn: gnuplot is not installed (apt-get install "
+                 "gnuplot-nox, then run `gnuplot FILE.gp` in %s: the .dat "
+                 "and .gp inputs are there)",
+                 dir);
+    else if (failed)
+        snprintf(r->plots_note, sizeof r->plots_note,
+                 "gnuplot failed on some of them: see %s/gnuplot.log", dir);
+    else
+        snprintf(r->plots_note, sizeof r->plots_note, "drawn");
+    r->plots_drawn = !failed && !missing;
+    /* gnuplot.log only when gnuplot said something */
+    char log[PATH_MAX];
+    struct stat st;
+    snprintf(log, sizeof log, "%s/gnuplot.log", dir);
+    if (stat(log, &st) == 0 && st.st_size == 0)
+        unlink(log);
+}

@@ -1,0 +1,99 @@
+/*
+ * report.h -- what the `evs bench` runner (suite.c) measured, and the
+ * report written from it (report.c): OUT/report.md, OUT/report.json and the
+ * plots. Private to src/bench.
+ */
+#ifndef EVS_BENCH_REPORT_H
+#define EVS_BENCH_REPORT_H
+
+#include "bench_util.h"
+#include "gen.h"
+#include "suite.h"
+
+#include <limits.h>
+
+/* One scenario's results. */
+typedef struct scen_result {
+    const bench_scenario *sc;
+    char tenant[80];      /* the ctx.tenant it was given */
+    int ran;              /* setup succeeded and its levels ran */
+    int failed;           /* see suite.h: setup, errors, accounting, check */
+    int accounting_ok;    /* every level's counts (warm-up too) add up */
+    int check;            /* -1: no check; 0: held; 1: failed */
+    char setup_error[512];
+    char check_error[512];
+    double setup_s, check_s;
+    level_result lv[BENCH_MAX_LEVELS];
+    int n;
+} scen_result;
+
+/* A target judged against the figures. */
+typedef struct target_result {
+    const bench_scenario *sc;
+    const bench_target *t;
+    int have;             /* a level to judge it on exists */
+    int threads;          /* the level judged */
+    double measured;
+    const char *verdict;  /* "met", "not met", "not run" */
+    char note[200];       /* why, when not plainly met / not met */
+} target_result;
+
+typedef struct suite_report {
+    const bench_options *o;
+    double seconds, warmup; /* the levels' window and warm-up */
+    const char *label;
+    const char *version;
+    char date[40];
+    machine m;
+    char store[PATH_MAX];   /* the store's path (or URI) */
+    int fresh;              /* 1: a fresh store in a temp dir */
+    /* fdatasync latency at start */
+    int fsync_ok;
+    long fsync_n;
+    size_t fsync_bytes;
+    lat_summary fsync;
+    char fsync_dir[PATH_MAX];
+    char fsync_error[256];
+    /* the data load */
+    gen_config gen;
+    gen_stats gst;
+    int gen_ok;             /* 1 loaded, 0 failed */
+    double gen_s;           /* wall time of gen_load */
+    char gen_error[512];
+    /* the scenarios */
+    scen_result *sr;
+    int nsr;
+    target_result *tr;
+    int ntr;
+    /* the store at the end */
+    evs_stats end;
+    int end_ok;
+    double total_s;
+    char load_start[64], load_end[64];
+    int status;             /* the exit status */
+    /* plots */
+    int plots_drawn;        /* 1: every PNG drawn */
+    char plots_note[400];   /* why not, when not */
+} suite_report;
+
+/* Judges every target of the run's scenarios (fills r->tr, r->ntr). */
+void report_targets(suite_report *r);
+
+/* The number formats shared by the Markdown and the JSON test: ops/s and
+ * items/s with one decimal, milliseconds with three. */
+#define RATE_FMT "%.1f"
+#define MS_FMT "%.3f"
+
+/* Writes the .dat and .gp files of the plots in dir and runs gnuplot on
+ * them (unless plots is 0); sets r->plots_drawn and r->plots_note. */
+void report_plots(suite_report *r, const char *dir, int plots);
+
+/* Writes dir/report.md and dir/report.json. Returns 0, or -1 with a
+ * message in err. */
+int report_write(const suite_report *r, const char *dir, char *err,
+                 size_t errsize);
+
+/* The summary (title, targets table, scenario outcomes) to f. */
+void report_summary_md(FILE *f, const suite_report *r, const char *dir);
+
+#endif

@@ -1,0 +1,703 @@
+/*
+ * scen_commands.c -- the command scenarios of `evs bench`: the seeds'
+ * two domains (EventCore, seeds 000/001) through the command executor
+ * (evs_command_execute), as bench/command_bench.c runs them:
+ *
+ *   bank  single-stream financial commands: 45 % deposits, 45 %
+ *         withdrawals (rejected on insufficient funds), 10 % transfers
+ *         between two accounts (the one multi-stream bank command);
+ *   shop  e-commerce orders: read the new order's stream and 2-5 product
+ *         streams, reserve stock on each product, record the order on it
+ *         and on the customer's stream (appended without a read).
+ *
+ * The executor retries conflicts (10 attempts, 100 µs to 20 ms full-jitter
+ * backoff, its default policy) and keeps a state cache, so the figures are
+ * those of an application using the executor as documented.
+ */
+#include "scen_util.h"
+
+#include <evstore_command.h>
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CACHE_ENTRIES 65536
+#define NAME_LEN 32
+
+static evs_executor *executor_new(evs_db *db, char *err, size_t errsize)
+{
+    evs_executor_options eo = EVS_EXECUTOR_OPTIONS_INIT;
+    evs_executor *ex = NULL;
+    int rc;
+    eo.cache_entries = CACHE_ENTRIES;
+    if ((rc = evs_executor_new(&ex, db, &eo)) < 0)
+        scen_fail(err, errsize, rc, "evs_executor_new");
+    return ex;
+}
+
+/* The executor's outcome as a bench outcome, err filled on an error. */
+static int outcome_of(const evs_command_result *r, const char *what,
+                      char *err, size_t errsize)
+{
+    switch (r->outcome) {
+    case EVS_CMD_COMMITTED: return BENCH_COMMITTED;
+    case EVS_CMD_REJECTED: return BENCH_REJECTED;
+    case EVS_CMD_CONFLICT: return BENCH_CONFLICT;
+    default:
+        scen_msg(err, errsize, "%s: %s (%s)", what, r->reason,
+                 evs_strerror(r->error));
+        return BENCH_ERROR;
+    }
+}
+
+/* Appends one event to each of names[0..n) (new streams), 100 streams an
+   append. */
+static int create_streams(evs_db *db, const char *tenant, char (*names)[NAME_LEN],
+                          int n, const char *type, const char *const *json,
+                          char *err, size_t errsize)
+{
+    evs_stream_append parts[100];
+    evs_event_data evs[100];
+    int rc;
+    for (int i = 0; i < n; i += 100) {
+        int k = n - i < 100 ? n - i : 100;
+        for (int j = 0; j < k; j++) {
+            scen_event(&evs[j], type, json[i + j], strlen(json[i + j]));
+            parts[j] = (evs_stream_append){names[i + j], EVS_NO_STREAM,
+                                           &evs[j], 1};
+        }
+        if ((rc = evs_append_multi(NULL, db, tenant, parts, (size_t)k)) < 0) {
+            scen_fail(err, errsize, rc, "creating %s..%s", names[i],
+                      names[i + k - 1]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* bank                                                                */
+/* ------------------------------------------------------------------ */
+
+#define OPENING 1000
+
+typedef struct bank_state {
+    evs_db *db;
+    evs_executor *ex;
+    char tenant[EVS_MAX_TENANT_LEN + 1];
+    uint64_t seed;
+    int naccounts;
+    char (*accounts)[NAME_LEN];
+    /* committed, warm-up included: what check expects in the store */
+    _Atomic int64_t deposited, withdrawn;
+    _Atomic uint64_t events;
+} bank_state;
+
+typedef struct bank_thread {
+    bank_state *s;
+    uint64_t rng;
+} bank_thread;
+
+typedef struct account {
+    int open;
+    int64_t balance;
+} account;
+
+/* Opened sets the balance; Deposited and TransferredIn add; Withdrawn and
+   TransferredOut subtract. */
+static int account_apply(void *state, const evs_event *e)
+{
+    account *a = state;
+    int64_t amount = scen_json_int(e->data, "\"amount\":");
+    if (strcmp(e->type, "Opened") == 0) {
+        a->open = 1;
+        a->balance = amount;
+    } else if (strcmp(e->type, "Deposited") == 0 ||
+               strcmp(e->type, "TransferredIn") == 0) {
+        a->balance += amount;
+    } else {
+        a->balance -= amount;
+    }
+    return 0;
+}
+
+static const evs_fold account_fold = {"account", sizeof(account), NULL,
+                                      account_apply, NULL, NULL};
+
+typedef struct bank_args {
+    int kind; /* 0 deposit, 1 withdrawal, 2 transfer */
+    const char *from, *to;
+    int64_t amount;
+} bank_args;
+
+static int bank_handle(evs_decision *d, const evs_cmd_state *s, size_t n,
+                       void *args)
+{
+    static const char *const types[] = {"Deposited", "Withdrawn",
+                                        "TransferredOut"};
+    const bank_args *b = args;
+    const account *a = s[0].state;
+    char json[64];
+    evs_event_data ev;
+    size_t len;
+    int rc;
+    if (!a->open)
+        return evs_decision_reject(d, 1, "%s is not open", b->from);
+    if (b->kind != 0 && a->balance < b->amount)
+        return evs_decision_reject(d, 2, "insufficient funds: %lld < %lld",
+                                   (long long)a->balance,
+                                   (long long)b->amount);
+    len = (size_t)snprintf(json, sizeof json, "{\"amount\":%lld}",
+                           (long long)b->amount);
+    scen_event(&ev, types[b->kind], json, len);
+    rc = evs_decision_emit(d, b->from, &ev);
+    if (rc == 0 && b->kind == 2) {
+        scen_event(&ev, "TransferredIn", json, len);
+        rc = evs_decision_emit(d, b->to, &ev);
+    }
+    return rc;
+}
+
+static void bank_teardown(void *state)
+{
+    bank_state *s = state;
+    if (!s)
+        return;
+    evs_executor_free(s->ex);
+    free(s->accounts);
+    free(s);
+}
+
+static int bank_setup(void **state, bench_ctx *ctx, char *err, size_t errsize)
+{
+    bank_state *s = calloc(1, sizeof *s);
+    const char **json = NULL;
+    static const char opening[] = "{\"amount\":1000}";
+    if (!s) {
+        scen_msg(err, errsize, "out of memory");
+        return -1;
+    }
+    s->db = ctx->db;
+    s->seed = ctx->seed;
+    snprintf(s->tenant, sizeof s->tenant, "%s", ctx->tenant);
+    s->naccounts = ctx->quick ? 100 : 1000;
+    s->accounts = calloc((size_t)s->naccounts, sizeof *s->accounts);
+    json = calloc((size_t)s->naccounts, sizeof *json);
+    if (!s->accounts || !json) {
+        scen_msg(err, errsize, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < s->naccounts; i++) {
+        snprintf(s->accounts[i], NAME_LEN, "account-%04d", i);
+        json[i] = opening;
+    }
+    if (create_streams(s->db, s->tenant, s->accounts, s->naccounts, "Opened",
+                       json, err, errsize) < 0)
+        goto fail;
+    s->events = (uint64_t)s->naccounts;
+    if (!(s->ex = executor_new(s->db, err, errsize)))
+        goto fail;
+    free(json);
+    *state = s;
+    return 0;
+fail:
+    free(json);
+    bank_teardown(s);
+    return -1;
+}
+
+static void *bank_thread_init(void *state, int thread, int nthreads)
+{
+    bank_thread *t = calloc(1, sizeof *t);
+    if (t) {
+        t->s = state;
+        t->rng = scen_seed(t->s->seed ^ 0xBA4C, thread);
+    }
+    return t;
+}
+
+/* One command: a deposit, withdrawal or transfer of 1..1000. The timed
+   part is evs_command_execute, retries and backoff included. */
+static int bank_op(void *tstate, uint64_t *t0, uint64_t *t1, uint64_t *items,
+                   char *err, size_t errsize)
+{
+    bank_thread *t = tstate;
+    bank_state *s = t->s;
+    int r = (int)scen_below(&t->rng, 100);
+    int a = (int)scen_below(&t->rng, (uint64_t)s->naccounts);
+    bank_args b = {r < 45 ? 0 : r < 90 ? 1 : 2, s->accounts[a], NULL, 0};
+    evs_cmd_stream st[2] = {{s->accounts[a], EVS_CMD_READ, &account_fold},
+                            {NULL, EVS_CMD_READ, NULL}};
+    evs_command cmd = EVS_COMMAND_INIT;
+    evs_command_result res;
+    b.amount = 1 + (int64_t)scen_below(&t->rng, 1000);
+    if (b.kind == 2) {
+        int c = (int)scen_below(&t->rng, (uint64_t)s->naccounts - 1);
+        c += c >= a;
+        b.to = s->accounts[c];
+        st[1] = (evs_cmd_stream){b.to, EVS_CMD_READ, &account_fold};
+    }
+    cmd.name = b.kind == 0 ? "deposit" : b.kind == 1 ? "withdraw" : "transfer";
+    cmd.tenant = s->tenant;
+    cmd.streams = st;
+    cmd.nstreams = b.kind == 2 ? 2 : 1;
+    cmd.handle = bank_handle;
+    cmd.args = &b;
+    *t0 = scen_now_ns();
+    evs_command_execute(&res, s->ex, &cmd);
+    *t1 = scen_now_ns();
+    if (res.outcome == EVS_CMD_COMMITTED) {
+        atomic_fetch_add(&s->events, (uint64_t)res.nevents);
+        *items += res.nevents;
+        if (b.kind == 0)
+            atomic_fetch_add(&s->deposited, b.amount);
+        else if (b.kind == 1)
+            atomic_fetch_add(&s->withdrawn, b.amount);
+    }
+    return outcome_of(&res, cmd.name, err, errsize);
+}
+
+/* Every account replayed: no balance ever below zero, the total equal to
+   the openings + committed deposits - committed withdrawals (transfers
+   conserve money), and the tenant holding exactly the committed events. */
+static int bank_check(void *state, bench_ctx *ctx, char *err, size_t errsize)
+{
+    bank_state *s = state;
+    int64_t total = 0, want;
+    uint64_t n;
+    int rc;
+    for (int i = 0; i < s->naccounts; i++) {
+        evs_iter *it;
+        const evs_event *e;
+        account acc = {0, 0};
+        if ((rc = evs_read_stream(&it, s->db, s->tenant, s->accounts[i], 0,
+                                  EVS_FORWARD, 0)) < 0) {
+            scen_fail(err, errsize, rc, "reading %s", s->accounts[i]);
+            return -1;
+        }
+        while ((rc = evs_iter_next(&e, it)) == 0) {
+            account_apply(&acc, e);
+            if (acc.balance < 0) {
+                scen_msg(err, errsize, "%s went to %lld at version %lld",
+                         s->accounts[i], (long long)acc.balance,
+                         (long long)e->stream_version);
+                evs_iter_free(it);
+                return -1;
+            }
+        }
+        if (rc != EVS_ITEROVER) {
+            scen_fail(err, errsize, rc, "reading %s", s->accounts[i]);
+            evs_iter_free(it);
+            return -1;
+        }
+        evs_iter_free(it);
+        total += acc.balance;
+    }
+    want = (int64_t)s->naccounts * OPENING + atomic_load(&s->deposited) -
+           atomic_load(&s->withdrawn);
+    if (total != want) {
+        scen_msg(err, errsize, "balances sum to %lld, expected %lld "
+                 "(openings + committed deposits - withdrawals)",
+                 (long long)total, (long long)want);
+        return -1;
+    }
+    if (scen_count_events(&n, s->db, s->tenant, err, errsize) < 0)
+        return -1;
+    if (n != atomic_load(&s->events)) {
+        scen_msg(err, errsize, "the tenant holds %llu events, the committed "
+                 "commands wrote %llu", (unsigned long long)n,
+                 (unsigned long long)atomic_load(&s->events));
+        return -1;
+    }
+    return 0;
+}
+
+static void free_thread(void *tstate) { free(tstate); }
+
+static const int write_levels[] = {1, 8, 64, 256};
+static const int quick_levels[] = {1, 8};
+
+static const bench_target bank_targets[] = {
+    {"single-stream commands/s", "seed 000/001 (EventCore PRD: 5-10 K ops/s)",
+     BENCH_OPS_PER_S, 1, 5000, 0},
+    {"command p95 (ms)", "seed 001 (EventCore PRD: P95 < 10 ms)",
+     BENCH_P95_MS, 0, 10.0, 8},
+    {"bank commands/s at 64 threads",
+     "evstore goal (docs/PERFORMANCE.md, commands: >= 150 K/s)",
+     BENCH_OPS_PER_S, 1, 150000, 64},
+    {"bank command p95 at 64 threads (ms)",
+     "evstore goal (docs/PERFORMANCE.md, commands: p95 <= 2 ms)",
+     BENCH_P95_MS, 0, 2.0, 64},
+};
+
+const bench_scenario scen_bank = {
+    .name = "bank",
+    .title = "Single-stream financial commands",
+    .what = "One operation is one bank command through the command executor "
+            "(evs_command_execute, state cache on, default retry policy): "
+            "45 % deposits, 45 % withdrawals (rejected when the balance is "
+            "short), 10 % transfers between two accounts, amounts 1-1000, "
+            "over 1000 accounts (100 with --quick) opened with 1000 each. "
+            "Timed: the whole command, reads, decision, durable append and "
+            "retries. Items: events written. Check: every account replayed "
+            "never goes below zero, balances sum to the openings plus "
+            "committed deposits minus committed withdrawals, and the tenant "
+            "holds exactly the committed events.",
+    .item = "events",
+    .levels = write_levels,
+    .nlevels = 4,
+    .quick_levels = quick_levels,
+    .nquick_levels = 2,
+    .targets = bank_targets,
+    .ntargets = 4,
+    .setup = bank_setup,
+    .thread_init = bank_thread_init,
+    .op = bank_op,
+    .thread_fini = free_thread,
+    .check = bank_check,
+    .teardown = bank_teardown,
+};
+
+/* ------------------------------------------------------------------ */
+/* shop                                                                */
+/* ------------------------------------------------------------------ */
+
+#define MAX_LINES 5
+#define PLENTY 100000000 /* stock of most products: never runs out */
+#define SCARCE 50        /* stock of every SCARCE_EVERY-th product */
+#define SCARCE_EVERY 50
+
+typedef struct shop_state {
+    evs_db *db;
+    evs_executor *ex;
+    char tenant[EVS_MAX_TENANT_LEN + 1];
+    uint64_t seed;
+    int nproducts, ncustomers;
+    char (*products)[NAME_LEN];
+    char (*customers)[NAME_LEN];
+    int64_t *initial;            /* stock per product */
+    _Atomic int64_t *reserved;   /* per product, by committed orders */
+    _Atomic uint64_t events;
+    _Atomic uint32_t instances;  /* thread_init calls: order names */
+} shop_state;
+
+typedef struct shop_thread {
+    shop_state *s;
+    uint64_t rng, seq;
+    uint32_t instance;
+} shop_thread;
+
+typedef struct product {
+    int exists;
+    int64_t stock;
+} product;
+
+static int product_apply(void *state, const evs_event *e)
+{
+    product *p = state;
+    if (strcmp(e->type, "ProductAdded") == 0) {
+        p->exists = 1;
+        p->stock = scen_json_int(e->data, "\"stock\":");
+    } else if (strcmp(e->type, "StockReserved") == 0) {
+        p->stock -= scen_json_int(e->data, "\"qty\":");
+    }
+    return 0;
+}
+
+static const evs_fold product_fold = {"product", sizeof(product), NULL,
+                                      product_apply, NULL, NULL};
+
+typedef struct placed {
+    int placed;
+} placed;
+
+static int order_apply(void *state, const evs_event *e)
+{
+    ((placed *)state)->placed = 1;
+    return 0;
+}
+
+static const evs_fold order_fold = {"order", sizeof(placed), NULL,
+                                    order_apply, NULL, NULL};
+
+typedef struct order_args {
+    const shop_state *s;
+    const char *order, *customer;
+    int nlines;
+    int product[MAX_LINES];
+    int64_t qty[MAX_LINES];
+} order_args;
+
+/* s[0] the order, s[1] the customer (append only), s[2..] the products. */
+static int order_handle(evs_decision *d, const evs_cmd_state *s, size_t n,
+                        void *args)
+{
+    const order_args *o = args;
+    char json[512], one[96];
+    evs_event_data ev;
+    size_t len, l1;
+    int rc;
+    if (((const placed *)s[0].state)->placed)
+        return evs_decision_reject(d, 1, "order %s exists", o->order);
+    for (int i = 0; i < o->nlines; i++) {
+        const product *p = s[2 + i].state;
+        if (!p->exists || p->stock < o->qty[i])
+            return evs_decision_reject(d, 2, "%s: %lld left, %lld ordered",
+                                       o->s->products[o->product[i]],
+                                       (long long)p->stock,
+                                       (long long)o->qty[i]);
+    }
+    len = (size_t)snprintf(json, sizeof json,
+                           "{\"customer\":\"%s\",\"lines\":[", o->customer);
+    for (int i = 0; i < o->nlines; i++) {
+        const char *name = o->s->products[o->product[i]];
+        l1 = (size_t)snprintf(one, sizeof one,
+                              "{\"order\":\"%s\",\"qty\":%lld}", o->order,
+                              (long long)o->qty[i]);
+        scen_event(&ev, "StockReserved", one, l1);
+        if ((rc = evs_decision_emit(d, name, &ev)) < 0)
+            return rc;
+        len += (size_t)snprintf(json + len, sizeof json - len,
+                                "%s{\"product\":\"%s\",\"qty\":%lld}",
+                                i ? "," : "", name, (long long)o->qty[i]);
+    }
+    len += (size_t)snprintf(json + len, sizeof json - len, "]}");
+    scen_event(&ev, "OrderPlaced", json, len);
+    if ((rc = evs_decision_emit(d, o->order, &ev)) < 0)
+        return rc;
+    len = (size_t)snprintf(json, sizeof json, "{\"order\":\"%s\"}", o->order);
+    scen_event(&ev, "OrderRecorded", json, len);
+    return evs_decision_emit(d, o->customer, &ev);
+}
+
+static void shop_teardown(void *state)
+{
+    shop_state *s = state;
+    if (!s)
+        return;
+    evs_executor_free(s->ex);
+    free(s->products);
+    free(s->customers);
+    free(s->initial);
+    free((void *)s->reserved);
+    free(s);
+}
+
+static int shop_setup(void **state, bench_ctx *ctx, char *err, size_t errsize)
+{
+    shop_state *s = calloc(1, sizeof *s);
+    const char **json = NULL;
+    char (*stock)[40] = NULL;
+    static const char joined[] = "{\"since\":\"2026-01-01\"}";
+    if (!s) {
+        scen_msg(err, errsize, "out of memory");
+        return -1;
+    }
+    s->db = ctx->db;
+    s->seed = ctx->seed;
+    snprintf(s->tenant, sizeof s->tenant, "%s", ctx->tenant);
+    s->nproducts = ctx->quick ? 200 : 1000;
+    s->ncustomers = ctx->quick ? 200 : 1000;
+    s->products = calloc((size_t)s->nproducts, sizeof *s->products);
+    s->customers = calloc((size_t)s->ncustomers, sizeof *s->customers);
+    s->initial = calloc((size_t)s->nproducts, sizeof *s->initial);
+    s->reserved = calloc((size_t)s->nproducts, sizeof *s->reserved);
+    stock = calloc((size_t)s->nproducts, sizeof *stock);
+    json = calloc((size_t)(s->nproducts > s->ncustomers ? s->nproducts
+                                                        : s->ncustomers),
+                  sizeof *json);
+    if (!s->products || !s->customers || !s->initial || !s->reserved ||
+        !stock || !json) {
+        scen_msg(err, errsize, "out of memory");
+        goto fail;
+    }
+    /* a few scarce products, so that some orders are rejected for stock
+       while most go through */
+    for (int i = 0; i < s->nproducts; i++) {
+        snprintf(s->products[i], NAME_LEN, "product-%04d", i);
+        s->initial[i] = i % SCARCE_EVERY == SCARCE_EVERY - 1 ? SCARCE : PLENTY;
+        snprintf(stock[i], sizeof stock[i], "{\"stock\":%lld}",
+                 (long long)s->initial[i]);
+        json[i] = stock[i];
+    }
+    if (create_streams(s->db, s->tenant, s->products, s->nproducts,
+                       "ProductAdded", json, err, errsize) < 0)
+        goto fail;
+    for (int i = 0; i < s->ncustomers; i++) {
+        snprintf(s->customers[i], NAME_LEN, "customer-%04d", i);
+        json[i] = joined;
+    }
+    if (create_streams(s->db, s->tenant, s->customers, s->ncustomers,
+                       "CustomerRegistered", json, err, errsize) < 0)
+        goto fail;
+    s->events = (uint64_t)(s->nproducts + s->ncustomers);
+    if (!(s->ex = executor_new(s->db, err, errsize)))
+        goto fail;
+    free(json);
+    free(stock);
+    *state = s;
+    return 0;
+fail:
+    free(json);
+    free(stock);
+    shop_teardown(s);
+    return -1;
+}
+
+static void *shop_thread_init(void *state, int thread, int nthreads)
+{
+    shop_thread *t = calloc(1, sizeof *t);
+    if (t) {
+        t->s = state;
+        t->instance = atomic_fetch_add(&t->s->instances, 1);
+        t->rng = scen_seed(t->s->seed ^ 0x540B, (int)t->instance);
+    }
+    return t;
+}
+
+/* One order of 2-5 distinct products, 1-3 of each, by a random customer.
+   Timed: evs_command_execute. */
+static int shop_op(void *tstate, uint64_t *t0, uint64_t *t1, uint64_t *items,
+                   char *err, size_t errsize)
+{
+    shop_thread *t = tstate;
+    shop_state *s = t->s;
+    char order[NAME_LEN];
+    order_args a;
+    evs_cmd_stream st[2 + MAX_LINES];
+    evs_command cmd = EVS_COMMAND_INIT;
+    evs_command_result res;
+    snprintf(order, sizeof order, "order-%u-%llu", t->instance,
+             (unsigned long long)t->seq++);
+    a.s = s;
+    a.order = order;
+    a.customer = s->customers[scen_below(&t->rng, (uint64_t)s->ncustomers)];
+    a.nlines = 2 + (int)scen_below(&t->rng, MAX_LINES - 1);
+    st[0] = (evs_cmd_stream){order, EVS_CMD_READ, &order_fold};
+    st[1] = (evs_cmd_stream){a.customer, EVS_CMD_APPEND, NULL};
+    for (int i = 0; i < a.nlines; i++) {
+        int p, dup;
+        do { /* distinct products */
+            p = (int)scen_below(&t->rng, (uint64_t)s->nproducts);
+            dup = 0;
+            for (int j = 0; j < i; j++)
+                dup |= a.product[j] == p;
+        } while (dup);
+        a.product[i] = p;
+        a.qty[i] = 1 + (int64_t)scen_below(&t->rng, 3);
+        st[2 + i] = (evs_cmd_stream){s->products[p], EVS_CMD_READ,
+                                     &product_fold};
+    }
+    cmd.name = "place-order";
+    cmd.tenant = s->tenant;
+    cmd.streams = st;
+    cmd.nstreams = 2 + (size_t)a.nlines;
+    cmd.handle = order_handle;
+    cmd.args = &a;
+    *t0 = scen_now_ns();
+    evs_command_execute(&res, s->ex, &cmd);
+    *t1 = scen_now_ns();
+    if (res.outcome == EVS_CMD_COMMITTED) {
+        atomic_fetch_add(&s->events, (uint64_t)res.nevents);
+        *items += res.nevents;
+        for (int i = 0; i < a.nlines; i++)
+            atomic_fetch_add(&s->reserved[a.product[i]], a.qty[i]);
+    }
+    return outcome_of(&res, cmd.name, err, errsize);
+}
+
+/* Every product replayed: stock never below zero, reservations equal to
+   the committed order lines; the tenant holds exactly the committed
+   events. */
+static int shop_check(void *state, bench_ctx *ctx, char *err, size_t errsize)
+{
+    shop_state *s = state;
+    uint64_t n;
+    int rc;
+    for (int i = 0; i < s->nproducts; i++) {
+        evs_iter *it;
+        const evs_event *e;
+        product p = {0, 0};
+        int64_t reserved = 0;
+        if ((rc = evs_read_stream(&it, s->db, s->tenant, s->products[i], 0,
+                                  EVS_FORWARD, 0)) < 0) {
+            scen_fail(err, errsize, rc, "reading %s", s->products[i]);
+            return -1;
+        }
+        while ((rc = evs_iter_next(&e, it)) == 0) {
+            product_apply(&p, e);
+            if (strcmp(e->type, "StockReserved") == 0)
+                reserved += scen_json_int(e->data, "\"qty\":");
+            if (p.stock < 0) {
+                scen_msg(err, errsize, "%s oversold: stock %lld at version "
+                         "%lld", s->products[i], (long long)p.stock,
+                         (long long)e->stream_version);
+                evs_iter_free(it);
+                return -1;
+            }
+        }
+        if (rc != EVS_ITEROVER) {
+            scen_fail(err, errsize, rc, "reading %s", s->products[i]);
+            evs_iter_free(it);
+            return -1;
+        }
+        evs_iter_free(it);
+        if (reserved != atomic_load(&s->reserved[i]) ||
+            p.stock != s->initial[i] - reserved) {
+            scen_msg(err, errsize, "%s: %lld reserved in the store (stock "
+                     "%lld of %lld), %lld by committed orders",
+                     s->products[i], (long long)reserved, (long long)p.stock,
+                     (long long)s->initial[i],
+                     (long long)atomic_load(&s->reserved[i]));
+            return -1;
+        }
+    }
+    if (scen_count_events(&n, s->db, s->tenant, err, errsize) < 0)
+        return -1;
+    if (n != atomic_load(&s->events)) {
+        scen_msg(err, errsize, "the tenant holds %llu events, setup and the "
+                 "committed orders wrote %llu", (unsigned long long)n,
+                 (unsigned long long)atomic_load(&s->events));
+        return -1;
+    }
+    return 0;
+}
+
+static const bench_target shop_targets[] = {
+    {"multi-stream commands/s", "seed 000/001 (EventCore PRD: 2-5 K ops/s)",
+     BENCH_OPS_PER_S, 1, 2000, 0},
+    {"order p95 (ms)", "seed 001 (EventCore PRD: P95 < 10 ms)",
+     BENCH_P95_MS, 0, 10.0, 8},
+    {"orders/s", "evstore goal (docs/PERFORMANCE.md, commands: >= 50 K/s)",
+     BENCH_OPS_PER_S, 1, 50000, 0},
+};
+
+const bench_scenario scen_shop = {
+    .name = "shop",
+    .title = "Multi-stream e-commerce orders",
+    .what = "One operation is one order through the command executor: it "
+            "reads the new order's stream and 2-5 distinct product streams "
+            "(1000 products, 200 with --quick; every 50th has only 50 in "
+            "stock), reserves 1-3 of each (StockReserved on the product), "
+            "writes OrderPlaced to the order and OrderRecorded to the "
+            "customer's stream (appended without a read), all in one atomic "
+            "multi-stream append; out of stock is a rejection. Timed: the "
+            "whole command with retries. Items: events written. Check: no "
+            "stock below zero, each product's reservations equal the "
+            "committed order lines, the tenant holds exactly the committed "
+            "events.",
+    .item = "events",
+    .levels = write_levels,
+    .nlevels = 4,
+    .quick_levels = quick_levels,
+    .nquick_levels = 2,
+    .targets = shop_targets,
+    .ntargets = 3,
+    .setup = shop_setup,
+    .thread_init = shop_thread_init,
+    .op = shop_op,
+    .thread_fini = free_thread,
+    .check = shop_check,
+    .teardown = shop_teardown,
+};

@@ -1,0 +1,84 @@
+/*
+ * scen_util.h -- what the scenarios of `evs bench` (scen_*.c) share: the
+ * clock, a per-thread random generator, error text, and the extern
+ * declarations of every scenario (listed in report order in scenarios.c).
+ * Private to src/bench.
+ */
+#ifndef EVS_BENCH_SCEN_UTIL_H
+#define EVS_BENCH_SCEN_UTIL_H
+
+#include "suite.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+/* CLOCK_MONOTONIC in ns (what bench_scenario.op reports in t0 and t1). */
+static inline uint64_t scen_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* xorshift64*: a cheap per-thread generator, deterministic per seed. */
+static inline uint64_t scen_rand(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* A non-zero generator state from a seed and a thread number. */
+static inline uint64_t scen_seed(uint64_t seed, int thread)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ULL + (uint64_t)thread + 1;
+    s ^= s >> 31;
+    return s ? s : 0x1234567u;
+}
+
+/* Uniform in [0, n). */
+static inline uint64_t scen_below(uint64_t *s, uint64_t n)
+{
+    return n ? scen_rand(s) % n : 0;
+}
+
+/* err <- "what: evs message (code text)" for a failed evs_* call. */
+void scen_fail(char *err, size_t errsize, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* err <- the formatted text. */
+void scen_msg(char *err, size_t errsize, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The generator's tenant i ("tenant-00"...: see gen.h). */
+void scen_gen_tenant(char *out, size_t outsize, uint32_t i);
+
+/* Sums the generator's tenant shares: the tenant holding most events. */
+uint32_t scen_biggest_tenant(const bench_ctx *ctx);
+
+/* ev <- a JSON event of type with data[0..len), no tags, id and time
+   left to the store. */
+void scen_event(evs_event_data *ev, const char *type, const char *data,
+                size_t len);
+
+/* The integer after key (e.g. "\"amount\":") in a NUL-terminated JSON
+   text, 0 when absent. Only for the scenarios' own flat payloads. */
+int64_t scen_json_int(const void *data, const char *key);
+
+/* *n <- the events of tenant, counted by reading them all. Returns 0 or
+   -1 with a message in err. */
+int scen_count_events(uint64_t *n, evs_db *db, const char *tenant, char *err,
+                      size_t errsize);
+
+/* The scenarios, one per scen_*.c definition. */
+extern const bench_scenario scen_bank, scen_shop, scen_batch, scen_append1,
+    scen_append5, scen_dcb_query, scen_dcb_workflow, scen_aggregate,
+    scen_aggregate_snapshot, scen_stream_batches, scen_tokens, scen_catchup,
+    scen_mixed;
+
+#endif

@@ -1,0 +1,563 @@
+/*
+ * suite.c -- the runner of `evs bench` (issue 6): checks where the results
+ * go, opens the store (a fresh one by default), describes the machine and
+ * measures fdatasync, loads the generated data (gen.h), runs each selected
+ * scenario (suite.h) level by level through bench_util's level_run,
+ * verifies that every level's outcomes add up, and hands the figures to
+ * report.c.
+ *
+ * Order matters for honesty and for not wasting a user's time: everything
+ * that can refuse (results directory, store, a non-empty store without
+ * --force) refuses before anything is measured or written to the store.
+ */
+#include "report.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <dirent.h>
+
+_Static_assert((int)BENCH_COMMITTED == (int)OP_COMMITTED &&
+                   (int)BENCH_REJECTED == (int)OP_REJECTED &&
+                   (int)BENCH_CONFLICT == (int)OP_CONFLICT &&
+                   (int)BENCH_ERROR == (int)OP_ERROR,
+               "suite.h's outcomes are bench_util's");
+
+#define PROG "evs bench"
+#define DEFAULT_EVENTS 1000000u
+#define QUICK_EVENTS 50000u
+#define DEFAULT_SECONDS 5.0
+#define DEFAULT_WARMUP 1.0
+#define QUICK_SECONDS 0.5
+#define QUICK_WARMUP 0.2
+#define FSYNC_SAMPLES 1000
+#define QUICK_FSYNC_SAMPLES 200
+#define FSYNC_WRITE 4096
+
+void bench_options_init(bench_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->warmup = -1;
+    o->seed = 1;
+    o->plots = 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* The results directory                                               */
+/* ------------------------------------------------------------------ */
+
+/* mkdir -p. */
+static int mkdir_p(const char *path, char *err, size_t errsize)
+{
+    char buf[PATH_MAX];
+    struct stat st;
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        snprintf(err, errsize, "%s: path too long", path);
+        return -1;
+    }
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != 0)
+            continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+            snprintf(err, errsize, "cannot create %.900s: %s", buf,
+                     strerror(errno));
+            return -1;
+        }
+        *p = c;
+        if (!c)
+            break;
+    }
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errsize, "%s is not a directory", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* The directory exists (created) and takes a file. */
+static int check_writable(const char *dir, char *err, size_t errsize)
+{
+    char path[PATH_MAX];
+    if (mkdir_p(dir, err, errsize) != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/.evs-bench-write-test-XXXXXX", dir);
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        snprintf(err, errsize, "cannot write in %s: %s", dir,
+                 strerror(errno));
+        return -1;
+    }
+    int ok = write(fd, "x", 1) == 1;
+    close(fd);
+    unlink(path);
+    if (!ok) {
+        snprintf(err, errsize, "cannot write in %s: %s", dir,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The files an earlier run wrote, so that none passes for this run's. */
+static void clear_old_results(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        const char *dot = strrchr(n, '.');
+        int ours = strcmp(n, "report.md") == 0 ||
+                   strcmp(n, "report.json") == 0 ||
+                   strcmp(n, "gnuplot.log") == 0 ||
+                   ((strncmp(n, "latency-", 8) == 0 ||
+                     strncmp(n, "throughput.", 11) == 0) &&
+                    dot &&
+                    (strcmp(dot, ".png") == 0 || strcmp(dot, ".dat") == 0 ||
+                     strcmp(dot, ".gp") == 0));
+        if (ours) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "%s/%s", dir, n);
+            unlink(path);
+        }
+    }
+    closedir(d);
+}
+
+/* ------------------------------------------------------------------ */
+/* The store                                                           */
+/* ------------------------------------------------------------------ */
+
+static const char *lib_detail(int rc)
+{
+    const char *d = evs_last_error();
+    return d && d[0] ? d : evs_strerror(rc);
+}
+
+/* Opens the store for writing into *db. A store given by --db is first
+ * opened read-only (no lock, no recovery: nothing written) to count its
+ * events, and refused when it has some and force is not set. */
+static int open_store(suite_report *r, const bench_options *o, evs_db **db,
+                      char *err, size_t errsize)
+{
+    evs_open_options opts = EVS_OPEN_OPTIONS_INIT;
+    int rc;
+
+    *db = NULL;
+    if (!o->db_uri) {
+        make_root(o->dir ? o->dir : o->out); /* dies with status 1 */
+        r->fresh = 1;
+        snprintf(r->store, sizeof r->store, "%s/store", g_root);
+        if ((rc = evs_open(db, r->store, &opts)) < 0) {
+            snprintf(err, errsize, "cannot create a store in %.900s: %s",
+                     r->store, lib_detail(rc));
+            return -1;
+        }
+        return 0;
+    }
+    snprintf(r->store, sizeof r->store, "%s", o->db_uri);
+    struct stat st;
+    if (strstr(o->db_uri, "://") || stat(o->db_uri, &st) == 0) {
+        evs_db *ro = NULL;
+        evs_stats s;
+        opts.flags = EVS_OPEN_READONLY;
+        if ((rc = evs_open(&ro, o->db_uri, &opts)) < 0) {
+            snprintf(err, errsize, "--db %s: cannot open the store: %s",
+                     o->db_uri, lib_detail(rc));
+            return -1;
+        }
+        rc = evs_stats_get(&s, ro);
+        if (rc < 0) {
+            snprintf(err, errsize, "--db %s: cannot count its events: %s",
+                     o->db_uri, lib_detail(rc));
+            evs_close(ro);
+            return -1;
+        }
+        evs_close(ro);
+        if (s.events > 0 && !o->force) {
+            snprintf(err, errsize,
+                     "--db %s holds %llu events: the bench writes into the "
+                     "store it measures, so it runs on a fresh store unless "
+                     "told otherwise (omit --db, or add --force to write "
+                     "into this one)",
+                     o->db_uri, (unsigned long long)s.events);
+            return -1;
+        }
+    }
+    opts.flags = EVS_OPEN_CREATE;
+    if ((rc = evs_open(db, o->db_uri, &opts)) < 0) {
+        snprintf(err, errsize, "--db %s: cannot open the store for writing: %s",
+                 o->db_uri, lib_detail(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* The directory whose filesystem holds the store (for the machine
+ * description and the fdatasync probe). */
+static void store_fs_dir(char *out, size_t size, const suite_report *r)
+{
+    if (r->fresh) {
+        snprintf(out, size, "%s", g_root);
+        return;
+    }
+    snprintf(out, size, "%s", r->store);
+    size_t n = strlen(out);
+    while (n > 1 && out[n - 1] == '/')
+        out[--n] = 0;
+    char *slash = strrchr(out, '/');
+    if (!slash)
+        snprintf(out, size, ".");
+    else if (slash == out)
+        out[1] = 0;
+    else
+        *slash = 0;
+}
+
+/* Writes back dirty pages of the store's filesystem before a level, so
+ * that one level's writeback does not land in the next one's window. */
+static void flush_fs(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        syncfs(fd);
+        close(fd);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* A level: the scenario's op under level_run                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct lvl_arg {
+    const bench_scenario *sc;
+    void *state;
+    int nthreads;
+} lvl_arg;
+
+typedef struct lvl_thread {
+    const bench_scenario *sc;
+    void *ts;
+    int own;         /* ts came from thread_init */
+    int init_failed; /* thread_init returned NULL */
+} lvl_thread;
+
+static void *w_init(void *arg, int id)
+{
+    lvl_arg *a = arg;
+    lvl_thread *t = xcalloc(1, sizeof *t);
+    t->sc = a->sc;
+    if (a->sc->thread_init) {
+        t->ts = a->sc->thread_init(a->state, id, a->nthreads);
+        t->own = 1;
+        t->init_failed = t->ts == NULL;
+    } else {
+        t->ts = a->state;
+    }
+    return t;
+}
+
+static int w_op(void *st, uint64_t *t0, uint64_t *t1, uint64_t *items,
+                char *err, size_t errsize)
+{
+    lvl_thread *t = st;
+    if (t->init_failed) {
+        /* Every operation of this thread is an error; slowed down so that
+         * it does not fill memory with samples. */
+        *t0 = now_ns();
+        sleep_s(0.001);
+        *t1 = now_ns();
+        snprintf(err, errsize, "thread_init failed (returned NULL)");
+        return OP_ERROR;
+    }
+    uint64_t a = 0, b = 0, c0 = now_ns();
+    int rc = t->sc->op(t->ts, &a, &b, items, err, errsize);
+    uint64_t c1 = now_ns();
+    if (a == 0 || b < a) { /* not timed by the scenario: the whole call */
+        a = c0;
+        b = c1;
+    }
+    *t0 = a;
+    *t1 = b;
+    if (rc < BENCH_COMMITTED || rc > BENCH_ERROR) {
+        snprintf(err, errsize, "op returned %d, not a BENCH_* outcome", rc);
+        return OP_ERROR;
+    }
+    if (rc == BENCH_ERROR && !err[0])
+        snprintf(err, errsize, "error (the scenario gave no message)");
+    return rc;
+}
+
+static void w_fini(void *st)
+{
+    lvl_thread *t = st;
+    if (t->own && t->ts && t->sc->thread_fini)
+        t->sc->thread_fini(t->ts);
+    free(t);
+}
+
+static const level_ops scenario_ops = {w_init, NULL, w_fini, w_op};
+
+/* ------------------------------------------------------------------ */
+/* A scenario                                                          */
+/* ------------------------------------------------------------------ */
+
+static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
+                         const char *fsdir, int idx, int nsc)
+{
+    const bench_scenario *sc = s->sc;
+    const bench_options *o = r->o;
+    char err[512] = "";
+    void *state = NULL;
+    bench_ctx ctx;
+
+    snprintf(s->tenant, sizeof s->tenant, "bench-%s", sc->name);
+    memset(&ctx, 0, sizeof ctx);
+    ctx.db = db;
+    ctx.db_uri = r->store;
+    ctx.gen = &r->gen;
+    ctx.loaded = &r->gst;
+    ctx.seed = o->seed;
+    ctx.quick = o->quick;
+    ctx.tenant = s->tenant;
+    s->check = -1;
+    s->accounting_ok = 1;
+
+    fprintf(stderr, PROG ": [%d/%d] %s: setup\n", idx + 1, nsc, sc->name);
+    uint64_t t0 = now_ns();
+    int rc = sc->setup ? sc->setup(&state, &ctx, err, sizeof err) : 0;
+    s->setup_s = (double)(now_ns() - t0) / 1e9;
+    if (rc != 0) {
+        snprintf(s->setup_error, sizeof s->setup_error, "%s",
+                 err[0] ? err : "setup failed (no message)");
+        fprintf(stderr, PROG ": %s: SETUP FAILED: %s\n", sc->name,
+                s->setup_error);
+        s->failed = 1;
+        if (sc->teardown && state)
+            sc->teardown(state);
+        return;
+    }
+    s->ran = 1;
+
+    const int *levels = o->nthreads ? o->threads
+                        : o->quick  ? sc->quick_levels
+                                    : sc->levels;
+    int nlevels = o->nthreads ? o->nthreads
+                  : o->quick  ? sc->nquick_levels
+                              : sc->nlevels;
+    if (nlevels > BENCH_MAX_LEVELS)
+        nlevels = BENCH_MAX_LEVELS;
+    for (int i = 0; i < nlevels; i++) {
+        lvl_arg a = {sc, state, levels[i]};
+        level_result *lv = &s->lv[s->n++];
+        fprintf(stderr,
+                PROG ": [%d/%d] %s, %d thread%s: %.1f s warm-up + %.1f s\n",
+                idx + 1, nsc, sc->name, levels[i], levels[i] == 1 ? "" : "s",
+                r->warmup, r->seconds);
+        flush_fs(fsdir);
+        level_run(lv, &scenario_ops, &a, levels[i], 1, r->warmup,
+                  r->seconds);
+        if (!counts_ok(&lv->c) || !counts_ok(&lv->warm)) {
+            s->accounting_ok = 0;
+            s->failed = 1;
+            fprintf(stderr,
+                    PROG ": %s, %d threads: ACCOUNTING BROKEN: attempted "
+                         "%llu != committed %llu + rejected %llu + "
+                         "conflicts %llu + errors %llu\n",
+                    sc->name, levels[i], (unsigned long long)lv->c.attempted,
+                    (unsigned long long)lv->c.committed,
+                    (unsigned long long)lv->c.rejected,
+                    (unsigned long long)lv->c.conflicts,
+                    (unsigned long long)lv->c.errors);
+        }
+        if (lv->c.errors || lv->warm.errors) {
+            s->failed = 1;
+            fprintf(stderr, PROG ": %s, %d threads: %llu error(s); first: %s\n",
+                    sc->name, levels[i],
+                    (unsigned long long)(lv->c.errors + lv->warm.errors),
+                    lv->error);
+        }
+    }
+
+    if (sc->check) {
+        err[0] = 0;
+        t0 = now_ns();
+        rc = sc->check(state, &ctx, err, sizeof err);
+        s->check_s = (double)(now_ns() - t0) / 1e9;
+        s->check = rc != 0;
+        if (rc != 0) {
+            snprintf(s->check_error, sizeof s->check_error, "%s",
+                     err[0] ? err : "check failed (no message)");
+            s->failed = 1;
+            fprintf(stderr, PROG ": %s: CHECK FAILED: %s\n", sc->name,
+                    s->check_error);
+        }
+    }
+    if (sc->teardown)
+        sc->teardown(state);
+}
+
+/* ------------------------------------------------------------------ */
+/* The run                                                             */
+/* ------------------------------------------------------------------ */
+
+int bench_suite_run(const bench_options *o_in)
+{
+    bench_options o = *o_in;
+    static suite_report r;
+    char err[1024] = "";
+    char fsdir[PATH_MAX];
+    evs_db *db = NULL;
+
+    memset(&r, 0, sizeof r);
+    if (!o.out)
+        o.out = "bench-results";
+    r.o = &o;
+    r.seconds = o.seconds > 0 ? o.seconds
+                : o.quick     ? QUICK_SECONDS
+                              : DEFAULT_SECONDS;
+    r.warmup = o.warmup >= 0 ? o.warmup
+               : o.quick     ? QUICK_WARMUP
+                             : DEFAULT_WARMUP;
+    r.label = o.label ? o.label : getenv("EVS_BENCH_LABEL");
+    if (r.label && !r.label[0])
+        r.label = NULL;
+    r.version = evs_version();
+
+    bench_init(PROG);
+    g_die_status = 1;
+    g_hang_status = 1;
+    g_keep = o.keep;
+
+    /* 1. Where the results go: before anything else. */
+    if (check_writable(o.out, err, sizeof err) != 0) {
+        fprintf(stderr, PROG ": --out: %s\n", err);
+        return 1;
+    }
+    if (o.dir && strcmp(o.dir, o.out) != 0 && !o.db_uri &&
+        check_writable(o.dir, err, sizeof err) != 0) {
+        fprintf(stderr, PROG ": --dir: %s\n", err);
+        return 1;
+    }
+
+    /* 2. The store. */
+    if (open_store(&r, &o, &db, err, sizeof err) != 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        if (r.fresh && !o.keep)
+            rm_rf(g_root);
+        return 1;
+    }
+    clear_old_results(o.out);
+    uint64_t t_start = now_ns();
+    loadavg(r.load_start, sizeof r.load_start);
+
+    /* 3. The environment, and fdatasync as the store's filesystem does
+     * it. */
+    store_fs_dir(fsdir, sizeof fsdir, &r);
+    describe_machine(&r.m, r.fresh ? g_root : r.store);
+    snprintf(r.date, sizeof r.date, "%s", r.m.date);
+#ifndef __OPTIMIZE__
+    fprintf(stderr, PROG ": warning: built without optimization\n");
+#endif
+    fprintf(stderr, PROG ": store %s (%s on %s)\n", r.store, r.m.fs_type,
+            r.m.disk);
+    r.fsync_n = o.quick ? QUICK_FSYNC_SAMPLES : FSYNC_SAMPLES;
+    r.fsync_bytes = FSYNC_WRITE;
+    snprintf(r.fsync_dir, sizeof r.fsync_dir, "%s", fsdir);
+    r.fsync_ok = fsync_probe(fsdir, r.fsync_n, r.fsync_bytes, &r.fsync,
+                             r.fsync_error, sizeof r.fsync_error) == 0;
+    if (r.fsync_ok)
+        fprintf(stderr, PROG ": fdatasync of %zu B: p50 %.3f ms, p99 %.3f ms\n",
+                r.fsync_bytes, r.fsync.p50, r.fsync.p99);
+    else
+        fprintf(stderr, PROG ": fdatasync probe failed: %s\n", r.fsync_error);
+
+    /* 4. The data. */
+    gen_config_init(&r.gen);
+    r.gen.events = o.events ? o.events
+                   : o.quick ? QUICK_EVENTS
+                             : DEFAULT_EVENTS;
+    r.gen.seed = o.seed;
+    r.gen.progress = 1;
+    fprintf(stderr, PROG ": generating %llu events\n",
+            (unsigned long long)r.gen.events);
+    uint64_t t0 = now_ns();
+    int rc = gen_load(db, &r.gen, &r.gst, r.gen_error, sizeof r.gen_error);
+    r.gen_s = (double)(now_ns() - t0) / 1e9;
+    r.gen_ok = rc == 0;
+    if (!r.gen_ok) {
+        if (!r.gen_error[0])
+            snprintf(r.gen_error, sizeof r.gen_error, "%s", evs_strerror(rc));
+        fprintf(stderr, PROG ": loading the data failed: %s\n", r.gen_error);
+    } else {
+        fprintf(stderr, PROG ": %llu events in %.1f s (%.0f events/s)\n",
+                (unsigned long long)r.gst.events, r.gen_s,
+                r.gen_s > 0 ? (double)r.gst.events / r.gen_s : 0.0);
+    }
+
+    /* 5. The scenarios. */
+    const bench_scenario *all[BENCH_MAX_SCENARIOS];
+    int nsc = 0;
+    if (o.nscenarios) {
+        for (int i = 0; i < o.nscenarios; i++)
+            all[nsc++] = o.scenarios[i];
+    } else {
+        for (int i = 0; bench_scenarios[i] && nsc < BENCH_MAX_SCENARIOS; i++)
+            all[nsc++] = bench_scenarios[i];
+    }
+    r.sr = xcalloc((size_t)nsc, sizeof *r.sr);
+    r.nsr = nsc;
+    for (int i = 0; i < nsc; i++) {
+        r.sr[i].sc = all[i];
+        r.sr[i].check = -1;
+        r.sr[i].accounting_ok = 1;
+    }
+    if (r.gen_ok)
+        for (int i = 0; i < nsc; i++)
+            run_scenario(&r, &r.sr[i], db, fsdir, i, nsc);
+
+    /* 6. The end. */
+    r.end_ok = evs_stats_get(&r.end, db) == 0;
+    rc = evs_close(db);
+    if (rc < 0)
+        fprintf(stderr, PROG ": closing the store: %s\n", lib_detail(rc));
+    if (r.fresh) {
+        if (o.keep)
+            fprintf(stderr, PROG ": store kept in %s\n", r.store);
+        else
+            rm_rf(g_root);
+    }
+    r.total_s = (double)(now_ns() - t_start) / 1e9;
+    loadavg(r.load_end, sizeof r.load_end);
+
+    r.status = 0;
+    if (!r.gen_ok) {
+        r.status = 1;
+    } else {
+        for (int i = 0; i < nsc; i++)
+            if (r.sr[i].failed)
+                r.status = 3;
+    }
+    report_targets(&r);
+    report_plots(&r, o.out, o.plots);
+    if (report_write(&r, o.out, err, sizeof err) != 0) {
+        fprintf(stderr, PROG ": writing the report: %s\n", err);
+        r.status = 1;
+    }
+    report_summary_md(stdout, &r, o.out);
+    fflush(stdout);
+    if (r.status == 3)
+        fprintf(stderr,
+                PROG ": a scenario failed (setup, an error, outcomes that do "
+                     "not add up, or its check): see %s/report.md\n",
+                o.out);
+    free(r.sr);
+    free(r.tr);
+    return r.status;
+}

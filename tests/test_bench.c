@@ -1,0 +1,431 @@
+/*
+ * test_bench.c -- `evs bench --quick` on a fresh store (issue 6): exit
+ * status 0, every scenario ran, at every level (and in every warm-up)
+ * attempted = committed + rejected + conflicts + errors, and every figure
+ * of the Markdown report's tables -- the targets table, the data load row,
+ * the per-level tables and the scenario totals -- equals the JSON's,
+ * formatted as the report formats it (src/bench/report.h: ops/s and items/s
+ * with one decimal, milliseconds with three).
+ *
+ * Bad input (exit statuses, refusals, a store held by another writer) is
+ * tests/cli/bench.sh. The run is short (--events 20000, 0.2 s per level):
+ * its figures are noise; only their consistency is checked.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef EVS_CLI_PATH
+#error "EVS_CLI_PATH: the evs under test (tests/CMakeLists.txt)"
+#endif
+
+static char g_dir[PATH_MAX];
+
+/* ------------------------------------------------------------------ */
+/* Markdown tables                                                     */
+/* ------------------------------------------------------------------ */
+
+#define MAX_CELLS 32
+
+typedef struct row {
+    char *cell[MAX_CELLS];
+    int n;
+} row;
+
+/* Splits a table line "| a | b |" into trimmed cells (in place; "\|" is
+ * a '|' inside a cell). */
+static int split_row(char *line, row *r)
+{
+    r->n = 0;
+    if (line[0] != '|')
+        return -1;
+    char *p = line + 1, *out = line + 1, *start = out;
+    for (; *p && *p != '\n'; p++) {
+        if (p[0] == '\\' && p[1] == '|') {
+            *out++ = '|';
+            p++;
+        } else if (*p == '|') {
+            *out++ = 0;
+            while (*start == ' ')
+                start++;
+            for (char *e = start + strlen(start); e > start && e[-1] == ' ';)
+                *--e = 0;
+            if (r->n < MAX_CELLS)
+                r->cell[r->n++] = start;
+            start = out;
+        } else {
+            *out++ = *p;
+        }
+    }
+    return 0;
+}
+
+typedef struct md {
+    char **lines;
+    int n;
+} md;
+
+static void md_load(md *m, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *line = NULL;
+    size_t cap = 0;
+    m->lines = NULL;
+    m->n = 0;
+    while (getline(&line, &cap, f) >= 0) {
+        m->lines = realloc(m->lines, sizeof *m->lines * (size_t)(m->n + 1));
+        assert_non_null(m->lines);
+        m->lines[m->n++] = strdup(line);
+    }
+    free(line);
+    fclose(f);
+}
+
+static void md_free(md *m)
+{
+    for (int i = 0; i < m->n; i++)
+        free(m->lines[i]);
+    free(m->lines);
+}
+
+/* The index of the first line at or after from that starts with prefix,
+ * or -1. */
+static int md_find(const md *m, int from, const char *prefix)
+{
+    for (int i = from; i < m->n; i++)
+        if (strncmp(m->lines[i], prefix, strlen(prefix)) == 0)
+            return i;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Comparisons                                                         */
+/* ------------------------------------------------------------------ */
+
+static void mismatch(const char *what, const char *got, const char *want)
+{
+    print_error("%s: markdown '%s', json '%s'\n", what, got, want);
+    fail();
+}
+
+/* A cell holding a count equals the JSON integer. */
+static void same_int(const char *what, const char *cell, json_t *v)
+{
+    char want[32];
+    assert_true(json_is_integer(v));
+    snprintf(want, sizeof want, "%lld", (long long)json_integer_value(v));
+    if (strcmp(cell, want) != 0)
+        mismatch(what, cell, want);
+}
+
+/* A cell (or its first word) holding a number printed with fmt equals
+ * the JSON number printed with fmt. */
+static void same_real(const char *what, const char *cell, json_t *v,
+                      const char *fmt)
+{
+    char want[64], got[64];
+    assert_true(json_is_number(v));
+    snprintf(want, sizeof want, fmt, json_number_value(v));
+    snprintf(got, sizeof got, "%.*s", (int)strcspn(cell, " "), cell);
+    if (strcmp(got, want) != 0)
+        mismatch(what, got, want);
+}
+
+static json_t *get(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v) {
+        print_error("JSON member '%s' missing\n", key);
+        fail();
+    }
+    return v;
+}
+
+static uint64_t u(json_t *o, const char *key)
+{
+    json_t *v = get(o, key);
+    assert_true(json_is_integer(v));
+    return (uint64_t)json_integer_value(v);
+}
+
+/* ------------------------------------------------------------------ */
+/* The checks                                                          */
+/* ------------------------------------------------------------------ */
+
+static void check_accounting(json_t *root)
+{
+    json_t *scs = get(root, "scenarios"), *sc;
+    size_t i;
+    assert_true(json_array_size(scs) > 0);
+    json_array_foreach(scs, i, sc) {
+        const char *name = json_string_value(get(sc, "name"));
+        json_t *levels = get(sc, "levels"), *lv;
+        size_t k;
+        if (strcmp(json_string_value(get(sc, "outcome")), "ok") != 0) {
+            print_error("scenario %s: outcome %s\n", name,
+                        json_string_value(get(sc, "outcome")));
+            fail();
+        }
+        assert_true(json_array_size(levels) > 0);
+        json_array_foreach(levels, k, lv) {
+            uint64_t a = u(lv, "attempted");
+            uint64_t sum = u(lv, "committed") + u(lv, "rejected") +
+                           u(lv, "conflicts") + u(lv, "errors");
+            if (a != sum) {
+                print_error("%s, %lld threads: attempted %llu, outcomes "
+                            "sum to %llu\n",
+                            name, (long long)u(lv, "threads"),
+                            (unsigned long long)a, (unsigned long long)sum);
+                fail();
+            }
+            assert_true(a > 0);
+            assert_true(json_is_true(get(lv, "accounting_ok")));
+            json_t *w = get(lv, "warmup_excluded");
+            assert_int_equal(u(w, "attempted"),
+                             u(w, "committed") + u(w, "rejected") +
+                                 u(w, "conflicts") + u(w, "errors"));
+            json_t *lat = get(lv, "latency_ms");
+            double p50 = json_number_value(get(lat, "p50")),
+                   p90 = json_number_value(get(lat, "p90")),
+                   p95 = json_number_value(get(lat, "p95")),
+                   p99 = json_number_value(get(lat, "p99")),
+                   max = json_number_value(get(lat, "max"));
+            assert_true(p50 <= p90 && p90 <= p95 && p95 <= p99 && p99 <= max);
+            assert_int_equal(u(lat, "samples"), a);
+            assert_true(json_number_value(get(lv, "window_s")) > 0);
+        }
+    }
+}
+
+static void check_targets(json_t *root, md *m)
+{
+    json_t *targets = get(root, "targets");
+    int at = md_find(m, 0, "| target | source |");
+    assert_true(at >= 0);
+    at += 2; /* the header and the |---| line */
+    for (size_t i = 0; i < json_array_size(targets); i++, at++) {
+        json_t *t = json_array_get(targets, i);
+        row r;
+        char buf[128];
+        assert_true(at < m->n);
+        assert_int_equal(split_row(m->lines[at], &r), 0);
+        assert_int_equal(r.n, 8);
+        assert_string_equal(r.cell[0], json_string_value(get(t, "name")));
+        assert_string_equal(r.cell[1], json_string_value(get(t, "source")));
+        snprintf(buf, sizeof buf, "`%s`",
+                 json_string_value(get(t, "scenario")));
+        assert_string_equal(r.cell[2], buf);
+        /* "≥ 5000 ops/s": the number after the sign */
+        const char *num = strchr(r.cell[4], ' ');
+        assert_non_null(num);
+        double value = strtod(num + 1, NULL);
+        double want = json_number_value(get(t, "value"));
+        if (fabs(value - want) > 1e-9 * fabs(want))
+            mismatch("target value", r.cell[4], "(json value)");
+        assert_string_equal(strncmp(r.cell[4], "≥", strlen("≥")) == 0 ? ">="
+                                                                       : "<=",
+                            json_string_value(get(t, "comparison")));
+        json_t *measured = get(t, "measured");
+        const char *metric = json_string_value(get(t, "metric"));
+        int rate = strstr(metric, "_per_s") != NULL;
+        if (json_is_null(measured))
+            assert_string_equal(r.cell[5], "-");
+        else
+            same_real("measured", r.cell[5], measured, rate ? "%.1f" : "%.3f");
+        snprintf(buf, sizeof buf, "**%s**",
+                 json_string_value(get(t, "verdict")));
+        assert_string_equal(r.cell[6], buf);
+        json_t *jt = get(t, "judged_threads");
+        if (!json_is_null(jt)) {
+            snprintf(buf, sizeof buf, "%lld thread",
+                     (long long)json_integer_value(jt));
+            assert_non_null(strstr(r.cell[3], buf));
+        }
+    }
+    /* and no row more */
+    assert_true(at >= m->n || m->lines[at][0] != '|');
+}
+
+static void check_generator(json_t *root, md *m)
+{
+    json_t *g = get(root, "generator"), *st = get(g, "stats");
+    int at = md_find(m, 0, "| events | streams | snapshots |");
+    row r;
+    assert_true(at >= 0);
+    assert_int_equal(split_row(m->lines[at + 2], &r), 0);
+    assert_int_equal(r.n, 8);
+    same_int("generated events", r.cell[0], get(st, "events"));
+    same_int("streams", r.cell[1], get(st, "streams"));
+    same_int("snapshots", r.cell[2], get(st, "snapshots"));
+    same_int("appends", r.cell[3], get(st, "appends"));
+    same_int("tenants", r.cell[4], get(st, "tenants"));
+    same_real("load seconds", r.cell[6], get(g, "seconds"), "%.3f");
+    same_real("load events/s", r.cell[7], get(g, "events_per_s"), "%.1f");
+}
+
+static json_t *scenario_named(json_t *root, const char *name)
+{
+    json_t *scs = get(root, "scenarios"), *sc;
+    size_t i;
+    json_array_foreach(scs, i, sc)
+        if (strcmp(json_string_value(get(sc, "name")), name) == 0)
+            return sc;
+    print_error("scenario %s of the markdown is not in the JSON\n", name);
+    fail();
+    return NULL;
+}
+
+static void check_levels(json_t *root, md *m)
+{
+    static const char *const lat[] = {"p50", "p90", "p95", "p99", "max"};
+    size_t seen = 0;
+    int at = md_find(m, 0, "## Scenarios");
+    assert_true(at >= 0);
+    while ((at = md_find(m, at + 1, "### `")) >= 0) {
+        char name[128];
+        const char *p = m->lines[at] + 5;
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(p, "`"), p);
+        json_t *sc = scenario_named(root, name), *levels = get(sc, "levels");
+        int next = md_find(m, at + 1, "### `");
+        int t = md_find(m, at + 1, "| threads | attempted |");
+        assert_true(t >= 0 && (next < 0 || t < next));
+        seen++;
+        t += 2;
+        for (size_t k = 0; k < json_array_size(levels); k++, t++) {
+            json_t *lv = json_array_get(levels, k), *l = get(lv, "latency_ms");
+            row r;
+            assert_int_equal(split_row(m->lines[t], &r), 0);
+            assert_int_equal(r.n, 13);
+            same_int("threads", r.cell[0], get(lv, "threads"));
+            same_int("attempted", r.cell[1], get(lv, "attempted"));
+            same_int("committed", r.cell[2], get(lv, "committed"));
+            same_int("rejected", r.cell[3], get(lv, "rejected"));
+            same_int("conflicts", r.cell[4], get(lv, "conflicts"));
+            same_int("errors", r.cell[5], get(lv, "errors"));
+            same_real("ops/s", r.cell[6], get(lv, "ops_per_s"), "%.1f");
+            if (json_is_null(get(lv, "items_per_s")))
+                assert_string_equal(r.cell[7], "-");
+            else
+                same_real("items/s", r.cell[7], get(lv, "items_per_s"),
+                          "%.1f");
+            for (int q = 0; q < 5; q++)
+                same_real(lat[q], r.cell[8 + q], get(l, lat[q]), "%.3f");
+        }
+        assert_true(m->lines[t][0] != '|');
+    }
+    assert_int_equal(seen, json_array_size(get(root, "scenarios")));
+}
+
+/* The summary's per-scenario totals are the sums of the levels. */
+static void check_totals(json_t *root, md *m)
+{
+    static const char *const keys[] = {"attempted", "committed", "rejected",
+                                       "conflicts", "errors"};
+    int at = md_find(m, 0, "| scenario | outcome |");
+    assert_true(at >= 0);
+    at += 2;
+    for (; at < m->n && m->lines[at][0] == '|'; at++) {
+        row r;
+        char name[128];
+        assert_int_equal(split_row(m->lines[at], &r), 0);
+        assert_int_equal(r.n, 8);
+        snprintf(name, sizeof name, "%.*s", (int)strlen(r.cell[0]) - 2,
+                 r.cell[0] + 1);
+        json_t *sc = scenario_named(root, name), *levels = get(sc, "levels");
+        assert_string_equal(r.cell[1],
+                            json_string_value(get(sc, "outcome")));
+        for (int q = 0; q < 5; q++) {
+            uint64_t sum = 0;
+            for (size_t k = 0; k < json_array_size(levels); k++)
+                sum += u(json_array_get(levels, k), keys[q]);
+            char want[32];
+            snprintf(want, sizeof want, "%llu", (unsigned long long)sum);
+            if (strcmp(r.cell[3 + q], want) != 0)
+                mismatch(keys[q], r.cell[3 + q], want);
+        }
+    }
+}
+
+static void test_quick_run(void **state)
+{
+    (void)state;
+    char cmd[PATH_MAX * 6 + 256], path[PATH_MAX + 32];
+    snprintf(cmd, sizeof cmd,
+             "'%s' bench --quick --events 20000 --seconds 0.2 --warmup 0.05 "
+             "--out '%s/out' --dir '%s' >'%s/stdout' 2>'%s/stderr'",
+             EVS_CLI_PATH, g_dir, g_dir, g_dir, g_dir);
+    int st = system(cmd);
+    int status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (status != 0) {
+        snprintf(cmd, sizeof cmd, "tail -n 30 '%s/stderr' >&2", g_dir);
+        if (system(cmd) != 0)
+            print_error("(no stderr)\n");
+    }
+    assert_int_equal(status, 0);
+
+    json_error_t jerr;
+    snprintf(path, sizeof path, "%s/out/report.json", g_dir);
+    json_t *root = json_load_file(path, 0, &jerr);
+    if (!root)
+        print_error("%s: %s (line %d)\n", path, jerr.text, jerr.line);
+    assert_non_null(root);
+    assert_int_equal(json_integer_value(get(root, "exit_status")), 0);
+    check_accounting(root);
+
+    md m;
+    snprintf(path, sizeof path, "%s/out/report.md", g_dir);
+    md_load(&m, path);
+    check_targets(root, &m);
+    check_generator(root, &m);
+    check_levels(root, &m);
+    check_totals(root, &m);
+    md_free(&m);
+
+    /* stdout: the summary, the same targets table */
+    snprintf(path, sizeof path, "%s/stdout", g_dir);
+    md_load(&m, path);
+    check_targets(root, &m);
+    md_free(&m);
+    json_decref(root);
+
+    /* the fresh store's temporary directory is gone */
+    snprintf(cmd, sizeof cmd, "ls -d '%s'/evs-bench-* >/dev/null 2>&1",
+             g_dir);
+    assert_int_not_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(g_dir, sizeof g_dir, "%s/test_bench-XXXXXX",
+             tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(g_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_quick_run),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[PATH_MAX + 16];
+    if (rc == 0) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", g_dir);
+    } else {
+        fprintf(stderr, "test_bench: results kept in %s\n", g_dir);
+    }
+    return rc;
+}
