@@ -328,6 +328,65 @@ static void check_levels(json_t *root, md *m)
     assert_int_equal(seen, json_array_size(get(root, "scenarios")));
 }
 
+/* Each verdict follows from the JSON's figures: "not run" exactly when
+ * nothing was measured; otherwise "met" only when the measured value is on
+ * the right side of the target, the scenario's outcomes added up and its
+ * check held, and (for a throughput) the judged level had no error or
+ * conflict, (for a latency) no error. */
+static json_t *level_of(json_t *sc, json_int_t threads)
+{
+    json_t *levels = get(sc, "levels"), *lv;
+    size_t k;
+    json_array_foreach(levels, k, lv)
+        if (json_integer_value(get(lv, "threads")) == threads)
+            return lv;
+    return NULL;
+}
+
+static void check_verdicts(json_t *root)
+{
+    json_t *targets = get(root, "targets"), *t;
+    size_t i;
+    json_array_foreach(targets, i, t) {
+        const char *verdict = json_string_value(get(t, "verdict"));
+        json_t *measured = get(t, "measured");
+        if (json_is_null(measured)) {
+            assert_string_equal(verdict, "not run");
+            continue;
+        }
+        assert_string_not_equal(verdict, "not run");
+        json_t *sc = scenario_named(root, json_string_value(get(t, "scenario")));
+        json_t *lv = level_of(sc, json_integer_value(get(t, "judged_threads")));
+        assert_non_null(lv);
+        json_int_t want_threads = json_integer_value(get(t, "threads"));
+        if (want_threads > 0)
+            assert_int_equal(json_integer_value(get(lv, "threads")),
+                             want_threads);
+        double v = json_number_value(measured);
+        double target = json_number_value(get(t, "value"));
+        int at_least = strcmp(json_string_value(get(t, "comparison")),
+                              ">=") == 0;
+        int rate = strstr(json_string_value(get(t, "metric")), "_per_s") !=
+                   NULL;
+        int ok = at_least ? v >= target : v <= target;
+        if (rate)
+            ok &= u(lv, "errors") == 0 && u(lv, "conflicts") == 0 &&
+                  u(get(lv, "warmup_excluded"), "errors") == 0;
+        else
+            ok &= u(lv, "errors") == 0 &&
+                  u(get(lv, "latency_ms"), "samples") > 0;
+        ok &= json_is_true(get(sc, "accounting_ok")) &&
+              strcmp(json_string_value(get(sc, "check")), "failed") != 0;
+        if (strcmp(verdict, ok ? "met" : "not met") != 0) {
+            print_error("target %s of %s: verdict %s, the figures say %s\n",
+                        json_string_value(get(t, "name")),
+                        json_string_value(get(t, "scenario")), verdict,
+                        ok ? "met" : "not met");
+            fail();
+        }
+    }
+}
+
 /* The summary's per-scenario totals are the sums of the levels. */
 static void check_totals(json_t *root, md *m)
 {
@@ -383,6 +442,7 @@ static void test_quick_run(void **state)
     assert_non_null(root);
     assert_int_equal(json_integer_value(get(root, "exit_status")), 0);
     check_accounting(root);
+    check_verdicts(root);
 
     md m;
     snprintf(path, sizeof path, "%s/out/report.md", g_dir);

@@ -119,6 +119,23 @@ void sleep_s(double s)
         ;
 }
 
+_Atomic int g_interrupted;
+
+/* sleep_s, cut short once g_interrupted is set. Polled every 20 ms rather
+ * than woken by the signal: the signal thread may not be the sleeper, and
+ * the window's end is taken from the operations, not from this sleep. */
+static void sleep_unless_interrupted(double s)
+{
+    uint64_t end = now_ns() + (uint64_t)(s * 1e9);
+    for (;;) {
+        uint64_t now = now_ns();
+        if (atomic_load(&g_interrupted) || now >= end)
+            return;
+        double left = (double)(end - now) / 1e9;
+        sleep_s(left < 0.02 ? left : 0.02);
+    }
+}
+
 uint64_t ctx_switches(void)
 {
     struct rusage ru;
@@ -215,8 +232,11 @@ void die(const char *fmt, ...)
 void bench_init(const char *prog)
 {
     g_prog = prog;
-    g_sync_v = xcalloc(SYNC_SAMPLES_MAX, sizeof *g_sync_v);
-    g_slow = xcalloc(SLOW_SYNCS_MAX, sizeof *g_slow);
+    /* once per process: `evs bench`'s runner may be called again (tests) */
+    if (!g_sync_v)
+        g_sync_v = xcalloc(SYNC_SAMPLES_MAX, sizeof *g_sync_v);
+    if (!g_slow)
+        g_slow = xcalloc(SLOW_SYNCS_MAX, sizeof *g_slow);
 }
 
 void *xcalloc(size_t n, size_t size)
@@ -269,10 +289,13 @@ const double curve_pct[CURVE_POINTS] = {
     96,   97,   98,   99,   99.5, 99.9, 99.99, 100};
 
 /* Nearest-rank percentile of sorted v[0..n): the value at rank
- * ceil(p/100 * n), at least 1. */
+ * ceil(p/100 * n), at least 1. In integers, p in hundredths of a percent:
+ * in doubles p/100 * n lands just above a whole number for some n (99.9 %
+ * of 1000 gives 999.0000000000001, rank 1000 instead of 999). */
 static double pct_ms(const uint64_t *v, size_t n, double p)
 {
-    size_t rank = (size_t)ceil(p / 100.0 * (double)n);
+    uint64_t bp = (uint64_t)llround(p * 100.0); /* 99.99 -> 9999 */
+    size_t rank = (size_t)((bp * (uint64_t)n + 9999) / 10000);
     if (rank < 1)
         rank = 1;
     if (rank > n)
@@ -881,7 +904,9 @@ static void *level_worker(void *arg)
         }
         if (phase == PH_MEASURE) {
             samples_push(&w->s, t1 - t0);
-            w->last_done = t1;
+            /* the return, not t1: an operation may check its answer
+             * after the part it times, and the window holds all of it */
+            w->last_done = now_ns();
         }
     }
     ctx->ops->fini(state);
@@ -899,6 +924,8 @@ static void join_or_die(pthread_t th)
                 "%s: a worker thread did not return within %d s after "
                 "the end of its level (%s): the library looks hung\n",
                 g_prog, JOIN_TIMEOUT_S, strerror(rc));
+        if (g_root[0] && !g_keep)
+            rm_rf(g_root);
         _exit(g_hang_status);
     }
 }
@@ -934,7 +961,7 @@ void level_run(level_result *r, const level_ops *ops, void *arg,
     pthread_attr_destroy(&attr);
     pthread_barrier_wait(&ctx.start);
 
-    sleep_s(warmup);
+    sleep_unless_interrupted(warmup);
     double u0 = cpu_seconds(0), s0 = cpu_seconds(1);
     double m0 = machine_busy_s();
     uint64_t csw0 = ctx_switches();
@@ -945,7 +972,7 @@ void level_run(level_result *r, const level_ops *ops, void *arg,
     atomic_store(&g_sync_rec, 1);
     uint64_t t0 = now_ns();
     atomic_store(&ctx.phase, PH_MEASURE);
-    sleep_s(seconds);
+    sleep_unless_interrupted(seconds);
     atomic_store(&ctx.phase, PH_STOP);
     for (int t = 0; t < nthreads; t++)
         join_or_die(ws[t].th);

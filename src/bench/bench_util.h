@@ -58,6 +58,11 @@ void rm_rf(const char *path);
 
 uint64_t now_ns(void); /* CLOCK_MONOTONIC */
 void sleep_s(double s);
+
+/* The signal that asked the run to stop (SIGINT, SIGTERM), 0 while none
+ * did. Set by `evs bench`'s signal thread (suite.c); level_run then ends
+ * its warm-up or window early (the micro-benchmarks never set it). */
+extern _Atomic int g_interrupted;
 /* Context switches of the whole process (all threads), voluntary (a
  * thread blocked) plus involuntary (preempted). */
 uint64_t ctx_switches(void);
@@ -305,7 +310,8 @@ typedef struct level_result {
 
 /* Runs a level; fills every field but segments, store_events and
  * store_check (the caller's checks). events_per_op: events one committed
- * operation writes. */
+ * operation writes. Ends early (a shorter window) once g_interrupted is
+ * set. */
 void level_run(level_result *r, const level_ops *ops, void *ctx,
                int nthreads, int events_per_op, double warmup,
                double seconds);

@@ -1695,8 +1695,16 @@ int gen_load(evs_db *db, const gen_config *cfg, gen_stats *st, char *err,
     while (gen_next(g, &e) == 0) {
         size_t need = need_for(&e);
 
-        if (must_flush(&L, &e, need) && (rc = flush(&L, err, errsize)) < 0)
-            goto out;
+        if (must_flush(&L, &e, need)) {
+            if ((rc = flush(&L, err, errsize)) < 0)
+                goto out;
+            if (cfg->stop != NULL && atomic_load(cfg->stop)) {
+                snprintf(err, errsize, "stopped after %" PRIu64 " events",
+                         L.stored);
+                rc = 1;
+                goto out;
+            }
+        }
         add(&L, g, &e);
     }
     if ((rc = flush(&L, err, errsize)) < 0)
@@ -1710,7 +1718,7 @@ out:
         st->appends = L.appends;
         st->seconds = elapsed(&L.t0, &t1);
     }
-    if (rc < 0 && L.cfg != NULL && L.cfg->progress && L.tty && L.drawn)
+    if (rc != 0 && L.cfg != NULL && L.cfg->progress && L.tty && L.drawn)
         fputc('\n', stderr);
     gen_free(g);
     free(L.ev);

@@ -35,13 +35,15 @@
  *     of at least GEN_LONG_STREAM (100) events;
  *   - limits GEN_MAX_MONTHS and GEN_MAX_BATCH checked by gen_new;
  *   - gen_config.stream_base, so that generating twice into one store
- *     does not collide on stream names or ids.
+ *     does not collide on stream names or ids;
+ *   - gen_config.stop, so that an interrupted `evs bench` stops loading.
  */
 #ifndef EVS_BENCH_GEN_H
 #define EVS_BENCH_GEN_H
 
 #include <evstore.h>
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +78,9 @@ typedef struct gen_config {
                                generation into the same store (evs generate
                                --force sets the store's head position) gets
                                other stream names and event ids */
+    const _Atomic int *stop;/* NULL (default), or gen_load stops between
+                               appends once *stop is non-zero (set by
+                               another thread: `evs bench` on Ctrl-C) */
 } gen_config;
 
 /* Fills cfg with the defaults above. */
@@ -135,9 +140,10 @@ int gen_is_business_hours(int64_t us);
 
 /* Generates cfg->events events into db in batched appends (each append:
  * one tenant, several streams, exact expected versions) and saves the
- * snapshots; fills *st (may be NULL). Returns 0, or the evs_* error code of
- * the first failed call with a message in err (what was appended stays;
- * the message says how much). */
+ * snapshots; fills *st (may be NULL). Returns 0; 1 when *cfg->stop became
+ * non-zero (a message in err; what was appended stays); or the evs_* error
+ * code of the first failed call with a message in err (what was appended
+ * stays; the message says how much). */
 int gen_load(evs_db *db, const gen_config *cfg, gen_stats *st, char *err,
              size_t errsize);
 

@@ -252,7 +252,7 @@ static const char *scen_status(const scen_result *s, const suite_report *r)
 void report_summary_md(FILE *f, const suite_report *r, const char *dir)
 {
     const bench_options *o = r->o;
-    int met = 0, notmet = 0, notrun = 0, failed = 0;
+    int met = 0, notmet = 0, notrun = 0, failed = 0, run = 0;
     for (int i = 0; i < r->ntr; i++) {
         if (strcmp(r->tr[i].verdict, "met") == 0)
             met++;
@@ -261,8 +261,10 @@ void report_summary_md(FILE *f, const suite_report *r, const char *dir)
         else
             notrun++;
     }
-    for (int i = 0; i < r->nsr; i++)
+    for (int i = 0; i < r->nsr; i++) {
         failed += r->sr[i].failed;
+        run += r->sr[i].ran || r->sr[i].failed; /* a failed setup ran */
+    }
 
     fprintf(f, "# evstore performance report (`evs bench`)\n\n");
     fprintf(f, "%s run, %s%s%s, evstore %s, %s store (%s); %g s "
@@ -275,7 +277,7 @@ void report_summary_md(FILE *f, const suite_report *r, const char *dir)
     fprintf(f, "## Summary\n\n");
     fprintf(f, "Targets: %d met, %d not met, %d not run. Scenarios: %d run, "
                "%d failed.\n\n",
-            met, notmet, notrun, r->nsr, failed);
+            met, notmet, notrun, run, failed);
     md_targets(f, r);
     fprintf(f, "\n");
     if (!r->gen_ok)

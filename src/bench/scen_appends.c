@@ -207,20 +207,12 @@ static int append_check(void *state, bench_ctx *ctx, char *err,
                         size_t errsize)
 {
     append_state *s = state;
-    uint64_t n;
     if (s->problem[0]) {
         scen_msg(err, errsize, "%s", s->problem);
         return -1;
     }
-    if (scen_count_events(&n, s->db, s->tenant, err, errsize) < 0)
-        return -1;
-    if (n != atomic_load(&s->events)) {
-        scen_msg(err, errsize, "the tenant holds %llu events, %llu were "
-                 "acknowledged", (unsigned long long)n,
-                 (unsigned long long)atomic_load(&s->events));
-        return -1;
-    }
-    return 0;
+    return scen_check_events(s->db, s->tenant, atomic_load(&s->events),
+                             "the acknowledged appends", err, errsize);
 }
 
 static void append_teardown(void *state)
@@ -263,12 +255,8 @@ const bench_scenario scen_append1 = {
             "acknowledged appends left, and the scenario's tenant holds "
             "exactly the acknowledged events.",
     .item = "events",
-    .levels = append_levels,
-    .nlevels = 4,
-    .quick_levels = append_quick,
-    .nquick_levels = 2,
-    .targets = append1_targets,
-    .ntargets = 5,
+    SCEN_LEVELS(append_levels, append_quick),
+    SCEN_TARGETS(append1_targets),
     .setup = append1_setup,
     .thread_init = append_thread_init,
     .op = append_op,
@@ -291,12 +279,8 @@ const bench_scenario scen_append5 = {
             "Timed: the evs_append call. Items: events written. Check: as "
             "append-1.",
     .item = "events",
-    .levels = append_levels,
-    .nlevels = 4,
-    .quick_levels = append_quick,
-    .nquick_levels = 2,
-    .targets = append5_targets,
-    .ntargets = 1,
+    SCEN_LEVELS(append_levels, append_quick),
+    SCEN_TARGETS(append5_targets),
     .setup = append5_setup,
     .thread_init = append_thread_init,
     .op = append_op,
@@ -326,12 +310,8 @@ const bench_scenario scen_batch = {
             "return. Timed: the evs_append_multi call. Items: events "
             "written (100 per operation). Check: as append-1.",
     .item = "events",
-    .levels = batch_levels,
-    .nlevels = 3,
-    .quick_levels = batch_quick,
-    .nquick_levels = 2,
-    .targets = batch_targets,
-    .ntargets = 3,
+    SCEN_LEVELS(batch_levels, batch_quick),
+    SCEN_TARGETS(batch_targets),
     .setup = batch_setup,
     .thread_init = append_thread_init,
     .op = append_op,

@@ -258,6 +258,24 @@ static int bank_op(void *tstate, uint64_t *t0, uint64_t *t1, uint64_t *items,
     return outcome_of(&res, cmd.name, err, errsize);
 }
 
+typedef struct account_replay {
+    const char *name;
+    account acc;
+} account_replay;
+
+static int account_replay_one(void *arg, const evs_event *e, char *err,
+                              size_t errsize)
+{
+    account_replay *r = arg;
+    account_apply(&r->acc, e);
+    if (r->acc.balance < 0) {
+        scen_msg(err, errsize, "%s went to %lld at version %lld", r->name,
+                 (long long)r->acc.balance, (long long)e->stream_version);
+        return -1;
+    }
+    return 0;
+}
+
 /* Every account replayed: no balance ever below zero, the total equal to
    the openings + committed deposits - committed withdrawals (transfers
    conserve money), and the tenant holding exactly the committed events. */
@@ -265,34 +283,12 @@ static int bank_check(void *state, bench_ctx *ctx, char *err, size_t errsize)
 {
     bank_state *s = state;
     int64_t total = 0, want;
-    uint64_t n;
-    int rc;
     for (int i = 0; i < s->naccounts; i++) {
-        evs_iter *it;
-        const evs_event *e;
-        account acc = {0, 0};
-        if ((rc = evs_read_stream(&it, s->db, s->tenant, s->accounts[i], 0,
-                                  EVS_FORWARD, 0)) < 0) {
-            scen_fail(err, errsize, rc, "reading %s", s->accounts[i]);
+        account_replay r = {s->accounts[i], {0, 0}};
+        if (scen_replay_stream(s->db, s->tenant, s->accounts[i],
+                               account_replay_one, &r, err, errsize) < 0)
             return -1;
-        }
-        while ((rc = evs_iter_next(&e, it)) == 0) {
-            account_apply(&acc, e);
-            if (acc.balance < 0) {
-                scen_msg(err, errsize, "%s went to %lld at version %lld",
-                         s->accounts[i], (long long)acc.balance,
-                         (long long)e->stream_version);
-                evs_iter_free(it);
-                return -1;
-            }
-        }
-        if (rc != EVS_ITEROVER) {
-            scen_fail(err, errsize, rc, "reading %s", s->accounts[i]);
-            evs_iter_free(it);
-            return -1;
-        }
-        evs_iter_free(it);
-        total += acc.balance;
+        total += r.acc.balance;
     }
     want = (int64_t)s->naccounts * OPENING + atomic_load(&s->deposited) -
            atomic_load(&s->withdrawn);
@@ -302,18 +298,10 @@ static int bank_check(void *state, bench_ctx *ctx, char *err, size_t errsize)
                  (long long)total, (long long)want);
         return -1;
     }
-    if (scen_count_events(&n, s->db, s->tenant, err, errsize) < 0)
-        return -1;
-    if (n != atomic_load(&s->events)) {
-        scen_msg(err, errsize, "the tenant holds %llu events, the committed "
-                 "commands wrote %llu", (unsigned long long)n,
-                 (unsigned long long)atomic_load(&s->events));
-        return -1;
-    }
-    return 0;
+    return scen_check_events(s->db, s->tenant, atomic_load(&s->events),
+                             "setup and the committed commands", err, errsize);
 }
 
-static void free_thread(void *tstate) { free(tstate); }
 
 static const int write_levels[] = {1, 8, 64, 256};
 static const int quick_levels[] = {1, 8};
@@ -345,16 +333,12 @@ const bench_scenario scen_bank = {
             "committed deposits minus committed withdrawals, and the tenant "
             "holds exactly the committed events.",
     .item = "events",
-    .levels = write_levels,
-    .nlevels = 4,
-    .quick_levels = quick_levels,
-    .nquick_levels = 2,
-    .targets = bank_targets,
-    .ntargets = 4,
+    SCEN_LEVELS(write_levels, quick_levels),
+    SCEN_TARGETS(bank_targets),
     .setup = bank_setup,
     .thread_init = bank_thread_init,
     .op = bank_op,
-    .thread_fini = free_thread,
+    .thread_fini = scen_free,
     .check = bank_check,
     .teardown = bank_teardown,
 };
@@ -607,61 +591,52 @@ static int shop_op(void *tstate, uint64_t *t0, uint64_t *t1, uint64_t *items,
     return outcome_of(&res, cmd.name, err, errsize);
 }
 
+typedef struct product_replay {
+    const char *name;
+    product p;
+    int64_t reserved;
+} product_replay;
+
+static int product_replay_one(void *arg, const evs_event *e, char *err,
+                              size_t errsize)
+{
+    product_replay *r = arg;
+    product_apply(&r->p, e);
+    if (strcmp(e->type, "StockReserved") == 0)
+        r->reserved += scen_json_int(e->data, "\"qty\":");
+    if (r->p.stock < 0) {
+        scen_msg(err, errsize, "%s oversold: stock %lld at version %lld",
+                 r->name, (long long)r->p.stock,
+                 (long long)e->stream_version);
+        return -1;
+    }
+    return 0;
+}
+
 /* Every product replayed: stock never below zero, reservations equal to
    the committed order lines; the tenant holds exactly the committed
    events. */
 static int shop_check(void *state, bench_ctx *ctx, char *err, size_t errsize)
 {
     shop_state *s = state;
-    uint64_t n;
-    int rc;
     for (int i = 0; i < s->nproducts; i++) {
-        evs_iter *it;
-        const evs_event *e;
-        product p = {0, 0};
-        int64_t reserved = 0;
-        if ((rc = evs_read_stream(&it, s->db, s->tenant, s->products[i], 0,
-                                  EVS_FORWARD, 0)) < 0) {
-            scen_fail(err, errsize, rc, "reading %s", s->products[i]);
+        product_replay r = {s->products[i], {0, 0}, 0};
+        if (scen_replay_stream(s->db, s->tenant, s->products[i],
+                               product_replay_one, &r, err, errsize) < 0)
             return -1;
-        }
-        while ((rc = evs_iter_next(&e, it)) == 0) {
-            product_apply(&p, e);
-            if (strcmp(e->type, "StockReserved") == 0)
-                reserved += scen_json_int(e->data, "\"qty\":");
-            if (p.stock < 0) {
-                scen_msg(err, errsize, "%s oversold: stock %lld at version "
-                         "%lld", s->products[i], (long long)p.stock,
-                         (long long)e->stream_version);
-                evs_iter_free(it);
-                return -1;
-            }
-        }
-        if (rc != EVS_ITEROVER) {
-            scen_fail(err, errsize, rc, "reading %s", s->products[i]);
-            evs_iter_free(it);
-            return -1;
-        }
-        evs_iter_free(it);
-        if (reserved != atomic_load(&s->reserved[i]) ||
-            p.stock != s->initial[i] - reserved) {
+        if (r.reserved != atomic_load(&s->reserved[i]) ||
+            r.p.stock != s->initial[i] - r.reserved) {
             scen_msg(err, errsize, "%s: %lld reserved in the store (stock "
                      "%lld of %lld), %lld by committed orders",
-                     s->products[i], (long long)reserved, (long long)p.stock,
+                     s->products[i], (long long)r.reserved,
+                     (long long)r.p.stock,
                      (long long)s->initial[i],
                      (long long)atomic_load(&s->reserved[i]));
             return -1;
         }
     }
-    if (scen_count_events(&n, s->db, s->tenant, err, errsize) < 0)
-        return -1;
-    if (n != atomic_load(&s->events)) {
-        scen_msg(err, errsize, "the tenant holds %llu events, setup and the "
-                 "committed orders wrote %llu", (unsigned long long)n,
-                 (unsigned long long)atomic_load(&s->events));
-        return -1;
-    }
-    return 0;
+    return scen_check_events(s->db, s->tenant, atomic_load(&s->events),
+                             "setup and the committed orders", err, errsize);
 }
 
 static const bench_target shop_targets[] = {
@@ -688,16 +663,12 @@ const bench_scenario scen_shop = {
             "committed order lines, the tenant holds exactly the committed "
             "events.",
     .item = "events",
-    .levels = write_levels,
-    .nlevels = 4,
-    .quick_levels = quick_levels,
-    .nquick_levels = 2,
-    .targets = shop_targets,
-    .ntargets = 3,
+    SCEN_LEVELS(write_levels, quick_levels),
+    SCEN_TARGETS(shop_targets),
     .setup = shop_setup,
     .thread_init = shop_thread_init,
     .op = shop_op,
-    .thread_fini = free_thread,
+    .thread_fini = scen_free,
     .check = shop_check,
     .teardown = shop_teardown,
 };

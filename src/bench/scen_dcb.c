@@ -220,7 +220,6 @@ static int query_op(void *tstate, uint64_t *t0, uint64_t *t1,
     return BENCH_COMMITTED;
 }
 
-static void free_thread(void *tstate) { free(tstate); }
 
 static const int query_levels[] = {1, 2, 8};
 static const int query_quick[] = {1, 2};
@@ -247,16 +246,12 @@ const bench_scenario scen_dcb_query = {
             "returned. An answer whose count or types differ from what "
             "setup wrote is an error.",
     .item = "events",
-    .levels = query_levels,
-    .nlevels = 3,
-    .quick_levels = query_quick,
-    .nquick_levels = 2,
-    .targets = query_targets,
-    .ntargets = 2,
+    SCEN_LEVELS(query_levels, query_quick),
+    SCEN_TARGETS(query_targets),
     .setup = query_setup,
     .thread_init = query_thread_init,
     .op = query_op,
-    .thread_fini = free_thread,
+    .thread_fini = scen_free,
     .check = NULL,
     .teardown = query_teardown,
 };
@@ -566,16 +561,12 @@ const bench_scenario scen_dcb_workflow = {
             "twice, never over capacity, and the stored subscriptions equal "
             "the committed ones.",
     .item = "events",
-    .levels = course_levels,
-    .nlevels = 4,
-    .quick_levels = course_quick,
-    .nquick_levels = 2,
-    .targets = course_targets,
-    .ntargets = 2,
+    SCEN_LEVELS(course_levels, course_quick),
+    SCEN_TARGETS(course_targets),
     .setup = course_setup,
     .thread_init = course_thread_init,
     .op = course_op,
-    .thread_fini = free_thread,
+    .thread_fini = scen_free,
     .check = course_check,
     .teardown = course_teardown,
 };

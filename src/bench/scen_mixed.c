@@ -239,23 +239,14 @@ static int mixed_op(void *tstate, uint64_t *t0, uint64_t *t1,
     return BENCH_COMMITTED;
 }
 
-static void free_thread(void *tstate) { free(tstate); }
 
 /* The tenant holds exactly setup's events and the acknowledged appends. */
 static int mixed_check(void *state, bench_ctx *ctx, char *err,
                        size_t errsize)
 {
     mixed_state *s = state;
-    uint64_t n;
-    if (scen_count_events(&n, s->db, s->tenant, err, errsize) < 0)
-        return -1;
-    if (n != atomic_load(&s->events)) {
-        scen_msg(err, errsize, "the tenant holds %llu events, setup and the "
-                 "acknowledged appends wrote %llu", (unsigned long long)n,
-                 (unsigned long long)atomic_load(&s->events));
-        return -1;
-    }
-    return 0;
+    return scen_check_events(s->db, s->tenant, atomic_load(&s->events),
+                             "setup and the acknowledged appends", err, errsize);
 }
 
 static const int mixed_levels[] = {1, 8, 64};
@@ -279,16 +270,12 @@ const bench_scenario scen_mixed = {
             "count is checked against setup; check: the tenant holds "
             "exactly setup's events plus the acknowledged appends.",
     .item = "events",
-    .levels = mixed_levels,
-    .nlevels = 3,
-    .quick_levels = mixed_quick,
-    .nquick_levels = 2,
-    .targets = mixed_targets,
-    .ntargets = 1,
+    SCEN_LEVELS(mixed_levels, mixed_quick),
+    SCEN_TARGETS(mixed_targets),
     .setup = mixed_setup,
     .thread_init = mixed_thread_init,
     .op = mixed_op,
-    .thread_fini = free_thread,
+    .thread_fini = scen_free,
     .check = mixed_check,
     .teardown = mixed_teardown,
 };

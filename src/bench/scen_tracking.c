@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void free_thread(void *tstate) { free(tstate); }
-static void free_state(void *state) { free(state); }
 
 /* ------------------------------------------------------------------ */
 /* tokens: head / tail / token_at                                      */
@@ -22,6 +20,9 @@ static void free_state(void *state) { free(state); }
 typedef struct tokens_state {
     evs_db *db;
     uint64_t seed;
+    /* the generated tenants that received events: with a small --events
+       some get none, and an empty tenant's head is 0 */
+    uint32_t tenants[GEN_MAX_TENANTS];
     uint32_t ntenants;
     int64_t first_us, last_us;
 } tokens_state;
@@ -47,7 +48,14 @@ static int tokens_setup(void **state, bench_ctx *ctx, char *err,
     }
     s->db = ctx->db;
     s->seed = ctx->seed;
-    s->ntenants = ctx->loaded->tenants ? ctx->loaded->tenants : 1;
+    for (uint32_t i = 0; i < ctx->loaded->tenants && i < GEN_MAX_TENANTS; i++)
+        if (ctx->loaded->per_tenant[i] > 0)
+            s->tenants[s->ntenants++] = i;
+    if (s->ntenants == 0) { /* events > 0: cannot happen, but never % 0 */
+        free(s);
+        scen_msg(err, errsize, "tokens: no generated tenant has events");
+        return -1;
+    }
     s->first_us = ctx->loaded->first_us;
     s->last_us = ctx->loaded->last_us;
     *state = s;
@@ -79,7 +87,7 @@ static int tokens_op(void *tstate, uint64_t *t0, uint64_t *t1,
 
     if (kind == 1 || kind == 2)
         scen_gen_tenant(t->tenant, sizeof t->tenant,
-                        (uint32_t)scen_below(&t->rng, s->ntenants));
+                        s->tenants[scen_below(&t->rng, s->ntenants)]);
     if (kind == 3 && s->last_us > s->first_us)
         when = s->first_us +
                (int64_t)scen_below(&t->rng,
@@ -97,7 +105,8 @@ static int tokens_op(void *tstate, uint64_t *t0, uint64_t *t1,
         return BENCH_ERROR;
     }
     /* the answer is checked outside the timed part: a token never beyond
-       the store's head, and a loaded tenant always has a head */
+       the store's head, and a tenant that received events (the only ones
+       picked) always has a head */
     if ((rc = evs_token_head(&head, s->db, NULL)) < 0) {
         scen_fail(err, errsize, rc, "evs_token_head");
         return BENCH_ERROR;
@@ -127,22 +136,19 @@ const bench_scenario scen_tokens = {
     .name = "tokens",
     .title = "Tracking token operations",
     .what = "One operation is one token call, in turn: the store's head, a "
-            "random generated tenant's head, its tail, and the token at a "
-            "random time within the loaded data. Only the call is timed; "
+            "random generated tenant's head (among the tenants that "
+            "received events), its tail, and the token at a random time"
+            " within the loaded data. Only the call is timed; "
             "the answer is then checked against the store's head.",
     .item = NULL,
-    .levels = tokens_levels,
-    .nlevels = 3,
-    .quick_levels = tokens_quick,
-    .nquick_levels = 2,
-    .targets = tokens_targets,
-    .ntargets = 2,
+    SCEN_LEVELS(tokens_levels, tokens_quick),
+    SCEN_TARGETS(tokens_targets),
     .setup = tokens_setup,
     .thread_init = tokens_thread_init,
     .op = tokens_op,
-    .thread_fini = free_thread,
+    .thread_fini = scen_free,
     .check = NULL,
-    .teardown = free_state,
+    .teardown = scen_free,
 };
 
 /* ------------------------------------------------------------------ */
@@ -370,16 +376,12 @@ const bench_scenario scen_aggregate = {
             "the fold. Items: events folded. A balance or event count other "
             "than what setup wrote is an error.",
     .item = "events",
-    .levels = read_levels,
-    .nlevels = 3,
-    .quick_levels = read_quick,
-    .nquick_levels = 2,
-    .targets = agg_targets,
-    .ntargets = 2,
+    SCEN_LEVELS(read_levels, read_quick),
+    SCEN_TARGETS(agg_targets),
     .setup = agg_setup,
     .thread_init = agg_thread_init,
     .op = agg_op,
-    .thread_fini = free_thread,
+    .thread_fini = scen_free,
     .check = NULL,
     .teardown = agg_teardown,
 };
@@ -400,16 +402,12 @@ const bench_scenario scen_aggregate_snapshot = {
             "Items: events folded after the snapshot. The balance must be "
             "the whole stream's, from the newest snapshot.",
     .item = "events",
-    .levels = read_levels,
-    .nlevels = 3,
-    .quick_levels = read_quick,
-    .nquick_levels = 2,
-    .targets = aggsnap_targets,
-    .ntargets = 1,
+    SCEN_LEVELS(read_levels, read_quick),
+    SCEN_TARGETS(aggsnap_targets),
     .setup = aggsnap_setup,
     .thread_init = agg_thread_init,
     .op = agg_op,
-    .thread_fini = free_thread,
+    .thread_fini = scen_free,
     .check = NULL,
     .teardown = agg_teardown,
 };
@@ -565,18 +563,14 @@ const bench_scenario scen_stream_batches = {
             "Items: events read. Positions must grow, and a batch short of "
             "1000 must have reached the tenant's head.",
     .item = "events",
-    .levels = read_levels,
-    .nlevels = 3,
-    .quick_levels = read_quick,
-    .nquick_levels = 2,
-    .targets = batches_targets,
-    .ntargets = 2,
+    SCEN_LEVELS(read_levels, read_quick),
+    SCEN_TARGETS(batches_targets),
     .setup = track_setup,
     .thread_init = batches_thread_init,
     .op = batches_op,
-    .thread_fini = free_thread,
+    .thread_fini = scen_free,
     .check = NULL,
-    .teardown = free_state,
+    .teardown = scen_free,
 };
 
 static void *catchup_thread_init(void *state, int thread, int nthreads)
@@ -645,16 +639,12 @@ const bench_scenario scen_catchup = {
             "Items: events processed; operations are batches. Positions "
             "must grow and the token never go back.",
     .item = "events",
-    .levels = catchup_levels,
-    .nlevels = 3,
-    .quick_levels = catchup_quick,
-    .nquick_levels = 2,
-    .targets = catchup_targets,
-    .ntargets = 2,
+    SCEN_LEVELS(catchup_levels, catchup_quick),
+    SCEN_TARGETS(catchup_targets),
     .setup = track_setup,
     .thread_init = catchup_thread_init,
     .op = catchup_op,
-    .thread_fini = free_thread,
+    .thread_fini = scen_free,
     .check = NULL,
-    .teardown = free_state,
+    .teardown = scen_free,
 };

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+void scen_free(void *state) { free(state); }
+
 void scen_msg(char *err, size_t errsize, const char *fmt, ...)
 {
     va_list ap;
@@ -66,24 +68,55 @@ int64_t scen_json_int(const void *data, const char *key)
     return p ? strtoll(p + strlen(key), NULL, 10) : 0;
 }
 
-int scen_count_events(uint64_t *n, evs_db *db, const char *tenant, char *err,
-                      size_t errsize)
+int scen_replay_stream(evs_db *db, const char *tenant, const char *stream,
+                       int (*each)(void *arg, const evs_event *e, char *err,
+                                   size_t errsize),
+                       void *arg, char *err, size_t errsize)
+{
+    evs_iter *it = NULL;
+    const evs_event *e;
+    int rc;
+    if ((rc = evs_read_stream(&it, db, tenant, stream, 0, EVS_FORWARD, 0)) <
+        0) {
+        scen_fail(err, errsize, rc, "reading %s", stream);
+        return -1;
+    }
+    while ((rc = evs_iter_next(&e, it)) == 0) {
+        if (each(arg, e, err, errsize) != 0) {
+            evs_iter_free(it);
+            return -1;
+        }
+    }
+    evs_iter_free(it);
+    if (rc != EVS_ITEROVER) {
+        scen_fail(err, errsize, rc, "reading %s", stream);
+        return -1;
+    }
+    return 0;
+}
+
+int scen_check_events(evs_db *db, const char *tenant, uint64_t want,
+                      const char *who, char *err, size_t errsize)
 {
     evs_iter *it = NULL;
     const evs_event *ev;
+    uint64_t n = 0;
     int rc;
-    *n = 0;
     if ((rc = evs_read_all(&it, db, tenant, 0, 0)) < 0) {
         scen_fail(err, errsize, rc, "reading the events of %s", tenant);
         return -1;
     }
     while ((rc = evs_iter_next(&ev, it)) == 0)
-        (*n)++;
+        n++;
+    evs_iter_free(it);
     if (rc != EVS_ITEROVER) {
         scen_fail(err, errsize, rc, "reading the events of %s", tenant);
-        evs_iter_free(it);
         return -1;
     }
-    evs_iter_free(it);
+    if (n != want) {
+        scen_msg(err, errsize, "the tenant holds %llu events, %s wrote %llu",
+                 (unsigned long long)n, who, (unsigned long long)want);
+        return -1;
+    }
     return 0;
 }

@@ -47,6 +47,19 @@ static inline uint64_t scen_below(uint64_t *s, uint64_t n)
     return n ? scen_rand(s) % n : 0;
 }
 
+/* The elements of an array (not a pointer). */
+#define SCEN_COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* bench_scenario's level and target fields from the arrays, counted by
+   the compiler. */
+#define SCEN_LEVELS(full, quick)                                             \
+    .levels = (full), .nlevels = SCEN_COUNT(full), .quick_levels = (quick), \
+    .nquick_levels = SCEN_COUNT(quick)
+#define SCEN_TARGETS(t) .targets = (t), .ntargets = SCEN_COUNT(t)
+
+/* free() as a thread_fini or teardown, for state that owns nothing. */
+void scen_free(void *state);
+
 /* err <- "what: evs message (code text)" for a failed evs_* call. */
 void scen_fail(char *err, size_t errsize, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -70,10 +83,19 @@ void scen_event(evs_event_data *ev, const char *type, const char *data,
    text, 0 when absent. Only for the scenarios' own flat payloads. */
 int64_t scen_json_int(const void *data, const char *key);
 
-/* *n <- the events of tenant, counted by reading them all. Returns 0 or
-   -1 with a message in err. */
-int scen_count_events(uint64_t *n, evs_db *db, const char *tenant, char *err,
-                      size_t errsize);
+/* Calls each(arg, e, err, errsize) on every event of the stream, oldest
+   first, and stops at the first call that returns non-zero (it wrote err).
+   Returns 0, or -1 with a message in err. For the scenarios' checks. */
+int scen_replay_stream(evs_db *db, const char *tenant, const char *stream,
+                       int (*each)(void *arg, const evs_event *e, char *err,
+                                   size_t errsize),
+                       void *arg, char *err, size_t errsize);
+
+/* The tenant holds exactly want events, counted by reading them all (who:
+   what wrote them, for the message). Returns 0 or -1 with a message in
+   err. */
+int scen_check_events(evs_db *db, const char *tenant, uint64_t want,
+                      const char *who, char *err, size_t errsize);
 
 /* The scenarios, one per scen_*.c definition. */
 extern const bench_scenario scen_bank, scen_shop, scen_batch, scen_append1,

@@ -14,6 +14,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -131,6 +133,84 @@ static void clear_old_results(const char *dir)
 }
 
 /* ------------------------------------------------------------------ */
+/* Ctrl-C and SIGTERM                                                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * SIGINT and SIGTERM are blocked in every thread of the run (the mask is
+ * set before the store opens, so the library's threads and the workers
+ * inherit it) and taken by one thread in sigwait: no code runs in signal
+ * context, and no system call of the store or the workers sees EINTR.
+ *
+ *   first signal  -> g_interrupted = signo; the level under way ends its
+ *                    window, the runner stops between levels (and the
+ *                    generator between appends), closes the store, removes
+ *                    the fresh one, writes no report, exits 128 + signo
+ *   second signal -> the same at once (remove, _exit), for a run that does
+ *                    not get to a level's end
+ */
+
+static sigset_t sig_set, sig_old;
+static pthread_t sig_thread;
+static int sig_on;
+static _Atomic int sig_done; /* the run is over: the next signal ends the
+                                thread */
+
+static void say(const char *s) { (void)!write(STDERR_FILENO, s, strlen(s)); }
+
+static void *sig_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int sig;
+        if (sigwait(&sig_set, &sig) != 0)
+            continue;
+        if (atomic_load(&sig_done))
+            return NULL;
+        int first = 0;
+        atomic_compare_exchange_strong(&g_interrupted, &first, sig);
+        if (first == 0) {
+            say(PROG ": interrupted: stopping after the current step (again "
+                     "to stop at once)\n");
+            continue;
+        }
+        say(PROG ": interrupted again: stopping now\n");
+        if (g_root[0] && !g_keep)
+            rm_rf(g_root);
+        _exit(128 + first);
+    }
+    return NULL;
+}
+
+static void signals_take(void)
+{
+    atomic_store(&g_interrupted, 0);
+    atomic_store(&sig_done, 0);
+    sigemptyset(&sig_set);
+    sigaddset(&sig_set, SIGINT);
+    sigaddset(&sig_set, SIGTERM);
+    if (pthread_sigmask(SIG_BLOCK, &sig_set, &sig_old) != 0)
+        return;
+    sig_on = pthread_create(&sig_thread, NULL, sig_main, NULL) == 0;
+    if (!sig_on)
+        pthread_sigmask(SIG_SETMASK, &sig_old, NULL);
+}
+
+/* Back to the caller's handling: the thread is woken by a signal of its
+ * own (not cancelled: a cancelled sigwait upsets ASan's stack bookkeeping).
+ * A signal that arrives after this is the caller's again. */
+static void signals_give_back(void)
+{
+    if (!sig_on)
+        return;
+    atomic_store(&sig_done, 1);
+    pthread_kill(sig_thread, SIGTERM);
+    pthread_join(sig_thread, NULL);
+    sig_on = 0;
+    pthread_sigmask(SIG_SETMASK, &sig_old, NULL);
+}
+
+/* ------------------------------------------------------------------ */
 /* The store                                                           */
 /* ------------------------------------------------------------------ */
 
@@ -142,14 +222,16 @@ static const char *lib_detail(int rc)
 
 /* Opens the store for writing into *db. A store given by --db is first
  * opened read-only (no lock, no recovery: nothing written) to count its
- * events, and refused when it has some and force is not set. */
+ * events, and refused when it has some and force is not set; *head is its
+ * head position then (0 for a fresh or empty store). */
 static int open_store(suite_report *r, const bench_options *o, evs_db **db,
-                      char *err, size_t errsize)
+                      uint64_t *head, char *err, size_t errsize)
 {
     evs_open_options opts = EVS_OPEN_OPTIONS_INIT;
     int rc;
 
     *db = NULL;
+    *head = 0;
     if (!o->db_uri) {
         make_root(o->dir ? o->dir : o->out); /* dies with status 1 */
         r->fresh = 1;
@@ -196,6 +278,18 @@ static int open_store(suite_report *r, const bench_options *o, evs_db **db,
                  o->db_uri, lib_detail(rc));
         return -1;
     }
+    /* The head as the writer sees it (after recovery, which the read-only
+     * look above does not run). */
+    evs_stats s;
+    if ((rc = evs_stats_get(&s, *db)) < 0) {
+        snprintf(err, errsize, "--db %s: cannot count its events: %s",
+                 o->db_uri, lib_detail(rc));
+        evs_close(*db);
+        *db = NULL;
+        return -1;
+    }
+    if (s.events > 0)
+        *head = s.head_position;
     return 0;
 }
 
@@ -353,7 +447,7 @@ static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
                               : sc->nlevels;
     if (nlevels > BENCH_MAX_LEVELS)
         nlevels = BENCH_MAX_LEVELS;
-    for (int i = 0; i < nlevels; i++) {
+    for (int i = 0; i < nlevels && !atomic_load(&g_interrupted); i++) {
         lvl_arg a = {sc, state, levels[i]};
         level_result *lv = &s->lv[s->n++];
         fprintf(stderr,
@@ -385,7 +479,7 @@ static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
         }
     }
 
-    if (sc->check) {
+    if (sc->check && !atomic_load(&g_interrupted)) {
         err[0] = 0;
         t0 = now_ns();
         rc = sc->check(state, &ctx, err, sizeof err);
@@ -407,7 +501,17 @@ static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
 /* The run                                                             */
 /* ------------------------------------------------------------------ */
 
-int bench_suite_run(const bench_options *o_in)
+static int suite_run(const bench_options *o_in);
+
+int bench_suite_run(const bench_options *o)
+{
+    signals_take();
+    int status = suite_run(o);
+    signals_give_back();
+    return status;
+}
+
+static int suite_run(const bench_options *o_in)
 {
     bench_options o = *o_in;
     static suite_report r;
@@ -447,7 +551,8 @@ int bench_suite_run(const bench_options *o_in)
     }
 
     /* 2. The store. */
-    if (open_store(&r, &o, &db, err, sizeof err) != 0) {
+    uint64_t head = 0;
+    if (open_store(&r, &o, &db, &head, err, sizeof err) != 0) {
         fprintf(stderr, PROG ": %s\n", err);
         if (r.fresh && !o.keep)
             rm_rf(g_root);
@@ -485,13 +590,20 @@ int bench_suite_run(const bench_options *o_in)
                              : DEFAULT_EVENTS;
     r.gen.seed = o.seed;
     r.gen.progress = 1;
+    /* --db --force on a store with events: stream numbers above its head,
+     * as `evs generate --force` does, so that the generated streams are
+     * new (no expected-version clash) and their event ids differ. */
+    r.gen.stream_base = head;
+    r.gen.stop = &g_interrupted;
     fprintf(stderr, PROG ": generating %llu events\n",
             (unsigned long long)r.gen.events);
     uint64_t t0 = now_ns();
     int rc = gen_load(db, &r.gen, &r.gst, r.gen_error, sizeof r.gen_error);
     r.gen_s = (double)(now_ns() - t0) / 1e9;
     r.gen_ok = rc == 0;
-    if (!r.gen_ok) {
+    if (atomic_load(&g_interrupted)) {
+        /* said below */
+    } else if (!r.gen_ok) {
         if (!r.gen_error[0])
             snprintf(r.gen_error, sizeof r.gen_error, "%s", evs_strerror(rc));
         fprintf(stderr, PROG ": loading the data failed: %s\n", r.gen_error);
@@ -519,7 +631,7 @@ int bench_suite_run(const bench_options *o_in)
         r.sr[i].accounting_ok = 1;
     }
     if (r.gen_ok)
-        for (int i = 0; i < nsc; i++)
+        for (int i = 0; i < nsc && !atomic_load(&g_interrupted); i++)
             run_scenario(&r, &r.sr[i], db, fsdir, i, nsc);
 
     /* 6. The end. */
@@ -532,6 +644,15 @@ int bench_suite_run(const bench_options *o_in)
             fprintf(stderr, PROG ": store kept in %s\n", r.store);
         else
             rm_rf(g_root);
+    }
+    int sig = atomic_load(&g_interrupted);
+    if (sig) {
+        /* Figures of a cut run would pass for a whole one: none written
+         * (the earlier run's files were cleared above). */
+        fprintf(stderr, PROG ": interrupted by %s: no report written\n",
+                sig == SIGINT ? "SIGINT" : "SIGTERM");
+        free(r.sr);
+        return 128 + sig;
     }
     r.total_s = (double)(now_ns() - t_start) / 1e9;
     loadavg(r.load_end, sizeof r.load_end);

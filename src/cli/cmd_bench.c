@@ -51,7 +51,8 @@ static const char help[] =
     "Exit status: 0 done; 1 cannot run (results directory not writable,\n"
     "store cannot be opened or is not empty without --force, data not\n"
     "loaded); 2 usage error; 3 a scenario failed (setup, an operation\n"
-    "error, outcomes that do not add up, or its check).\n";
+    "error, outcomes that do not add up, or its check); 130/143 stopped by\n"
+    "SIGINT/SIGTERM (the fresh store removed, no report written).\n";
 
 enum {
     OPT_FORCE = 0x100,
