@@ -203,8 +203,13 @@ typedef struct evs_open_options {
 
 /*
  * Open the store named by uri: a directory path for the embedded backend
- * (created when EVS_OPEN_CREATE is set), or "postgresql://..." for the
- * PostgreSQL backend (not yet available: EVS_EINVAL).
+ * (created when EVS_OPEN_CREATE is set), or a libpq connection URI
+ * ("postgresql://..." or "postgres://...", e.g.
+ * "postgresql:///db?host=/run/postgresql") for the PostgreSQL backend,
+ * which keeps everything in the database's schema "evstore", applies its
+ * migrations on a read-write open and refuses a schema newer than this
+ * library (docs/POSTGRES.md). Every function below behaves the same on
+ * both backends.
  *
  * Opening the embedded store recovers it: a torn tail of the last log
  * segment (an append that never finished) is truncated, and the index is
@@ -221,7 +226,9 @@ typedef struct evs_open_options {
  * with the log, i.e. in records the index does not cover yet, that is not
  * a torn tail: the message names the segment, offset and position; damage
  * in indexed records is found by evs_verify and by reads), EVS_EIO,
- * EVS_ENOSPC, EVS_ENOMEM, EVS_EBACKEND. On error *out is NULL.
+ * EVS_ENOSPC, EVS_ENOMEM, EVS_EBACKEND (PostgreSQL: server unreachable,
+ * authentication failed, a schema newer than this library or not
+ * evstore's; the message has the server's words). On error *out is NULL.
  */
 EVS_EXTERN int evs_open(evs_db **out, const char *uri,
                         const evs_open_options *opts);

@@ -3405,9 +3405,12 @@ static void test_persistence_reopen(void **state)
 static void test_persistence_index_rebuilt(void **state)
 {
     tu_store *s = *state;
-    p_event *ev = calloc(P_EVENTS + 1, sizeof *ev);
-    char *index = tu_path_join(s->dir, "index");
+    p_event *ev;
+    char *index;
     uint64_t checked = 0;
+    TU_EMBEDDED_ONLY("deletes the index directory");
+    ev = calloc(P_EVENTS + 1, sizeof *ev);
+    index = tu_path_join(s->dir, "index");
     assert_non_null(ev);
     p_build(s->db, ev);
     p_check(s->db, ev, P_EVENTS);
@@ -3469,13 +3472,16 @@ static void test_query_across_segments(void **state)
 {
     tu_store *s = *state;
     evs_open_options o = EVS_OPEN_OPTIONS_INIT;
-    char *big = malloc(60000 + 16);
-    char *index = tu_path_join(s->dir, "index");
+    char *big;
+    char *index;
     uint64_t want1[80], want2[80], conf = 0;
     size_t n1 = 0, n2 = 0, i, nseg = 0;
     evs_append_condition c = {QUERY({TYPES("Big"), TAGS("seg:2")}), 0};
     evs_event_data probe = TEV0("Probe", "{}");
 
+    TU_EMBEDDED_ONLY("log segment files and the index directory");
+    big = malloc(60000 + 16);
+    index = tu_path_join(s->dir, "index");
     assert_non_null(big);
     memcpy(big, "{\"pad\":\"", 8);
     memset(big + 8, 'x', 60000);

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 /* ------------------------------------------------------------------ */
 /* Checked calls                                                       */
 /* ------------------------------------------------------------------ */
@@ -122,13 +124,214 @@ int tu_rmrf(const char *path)
     return nftw(path, rmrf_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* ------------------------------------------------------------------ */
+/* Backends                                                            */
+/* ------------------------------------------------------------------ */
+
+int tu_backend_pg(void)
+{
+    const char *b = getenv("EVS_TEST_BACKEND");
+    if (b == NULL || b[0] == '\0' || strcmp(b, "embedded") == 0)
+        return 0;
+    if (strcmp(b, "postgresql") == 0)
+        return 1;
+    print_error("EVS_TEST_BACKEND=%s: expected embedded or postgresql\n", b);
+    fail();
+    return 0;
+}
+
+const char *tu_backend_name(void)
+{
+    return tu_backend_pg() ? "postgresql" : "embedded";
+}
+
+/* EVS_TEST_PG, asserting it is a postgresql:// or postgres:// URI. */
+static const char *pg_base_uri(void)
+{
+    const char *u = getenv("EVS_TEST_PG");
+    if (u == NULL || (strncmp(u, "postgresql://", 13) != 0 &&
+                      strncmp(u, "postgres://", 11) != 0)) {
+        print_error("EVS_TEST_BACKEND=postgresql needs EVS_TEST_PG, a libpq "
+                    "URI (postgresql://...) of a database on the server to "
+                    "test on; it is %s%s%s\n",
+                    u ? "\"" : "", u ? u : "unset", u ? "\"" : "");
+        fail();
+    }
+    return u;
+}
+
+/* Length of "key" in "key=value" (the whole string without '='). */
+static size_t param_key_len(const char *p, size_t len)
+{
+    const char *eq = memchr(p, '=', len);
+    return eq ? (size_t)(eq - p) : len;
+}
+
+char *tu_pg_uri(const char *db, const char *const *set, size_t nset)
+{
+    const char *u = pg_base_uri();
+    const char *rest = strstr(u, "://") + 3;
+    const char *q = strchr(rest, '?');
+    const char *slash = strchr(rest, '/');
+    size_t auth_end, cap, len, i;
+    const char *p;
+    char *out;
+
+    /* scheme://authority[/dbname][?k=v&...] */
+    if (slash != NULL && (q == NULL || slash < q))
+        auth_end = (size_t)(slash - u);
+    else
+        auth_end = q ? (size_t)(q - u) : strlen(u);
+    cap = strlen(u) + (db ? strlen(db) : 0) + 8;
+    for (i = 0; i < nset; i++)
+        cap += strlen(set[i]) + 1;
+    out = malloc(cap);
+    assert_non_null(out);
+    memcpy(out, u, auth_end);
+    len = auth_end;
+    if (db != NULL) {
+        len += (size_t)snprintf(out + len, cap - len, "/%s", db);
+    } else if (slash != NULL && (q == NULL || slash < q)) {
+        size_t n = q ? (size_t)(q - slash) : strlen(slash);
+        memcpy(out + len, slash, n);
+        len += n;
+    }
+    /* The original parameters except those set anew, then the new ones. */
+    out[len++] = '?';
+    for (p = q ? q + 1 : NULL; p != NULL && *p != '\0';) {
+        const char *amp = strchr(p, '&');
+        size_t n = amp ? (size_t)(amp - p) : strlen(p);
+        size_t k = param_key_len(p, n);
+        int replaced = 0;
+        for (i = 0; i < nset; i++)
+            if (param_key_len(set[i], strlen(set[i])) == k &&
+                strncmp(set[i], p, k) == 0)
+                replaced = 1;
+        if (!replaced && n > 0) {
+            memcpy(out + len, p, n);
+            len += n;
+            out[len++] = '&';
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    for (i = 0; i < nset; i++) {
+        size_t n = strlen(set[i]);
+        memcpy(out + len, set[i], n);
+        len += n;
+        out[len++] = '&';
+    }
+    out[--len] = '\0'; /* the last '&' or a '?' with no parameters */
+    return out;
+}
+
+/* A connection to EVS_TEST_PG's database, or NULL after printing why. */
+static PGconn *pg_admin(void)
+{
+    PGconn *c = PQconnectdb(pg_base_uri());
+    if (PQstatus(c) != CONNECTION_OK) {
+        print_error("connecting to EVS_TEST_PG (%s) failed: %s\n",
+                    pg_base_uri(), PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int pg_admin_exec(const char *sql)
+{
+    PGconn *c = pg_admin();
+    PGresult *r;
+    int rc = 0;
+    if (c == NULL)
+        return -1;
+    r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        print_error("%s: %s\n", sql, PQerrorMessage(c));
+        rc = -1;
+    }
+    PQclear(r);
+    PQfinish(c);
+    return rc;
+}
+
+/*
+ * The databases this process made and has not dropped yet: dropped at
+ * exit, so that a test whose setup failed (cmocka then skips the
+ * teardown) leaves nothing behind on a shared server. Only by the process
+ * that made them, not by a forked child that calls exit().
+ */
+static char (*pg_made)[64];
+static size_t pg_nmade;
+static pid_t pg_maker;
+
+static void pg_drop_leftovers(void)
+{
+    if (getpid() != pg_maker || getenv("EVS_TEST_KEEP") != NULL)
+        return;
+    while (pg_nmade > 0)
+        if (tu_pg_drop_db(pg_made[pg_nmade - 1]) != 0)
+            pg_nmade--; /* reported; do not loop */
+}
+
+int tu_pg_create_db(char *name, size_t n)
+{
+    static unsigned counter; /* tu_store_new runs on the main thread */
+    char sql[160];
+    void *grown;
+    snprintf(name, n, "evs_t_%ld_%u", (long)getpid(), ++counter);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    if (pg_admin_exec(sql) != 0)
+        return -1;
+    if (pg_maker != getpid()) {
+        pg_maker = getpid();
+        pg_nmade = 0;
+        atexit(pg_drop_leftovers);
+    }
+    grown = realloc(pg_made, (pg_nmade + 1) * sizeof *pg_made);
+    if (grown != NULL) {
+        pg_made = grown;
+        snprintf(pg_made[pg_nmade++], sizeof *pg_made, "%s", name);
+    }
+    return 0;
+}
+
+int tu_pg_drop_db(const char *name)
+{
+    char sql[160];
+    size_t i;
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)",
+             name);
+    if (pg_admin_exec(sql) != 0)
+        return -1;
+    for (i = 0; i < pg_nmade; i++)
+        if (strcmp(pg_made[i], name) == 0) {
+            memmove(pg_made[i], pg_made[i + 1],
+                    (pg_nmade - i - 1) * sizeof *pg_made);
+            pg_nmade--;
+            break;
+        }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Temporary stores                                                    */
+/* ------------------------------------------------------------------ */
+
 tu_store *tu_store_new(void)
 {
     tu_store *s = calloc(1, sizeof *s);
     assert_non_null(s);
     s->tmp = tu_mkdtemp();
     assert_non_null(s->tmp);
-    s->dir = tu_path_join(s->tmp, "db");
+    if (tu_backend_pg()) {
+        char name[64];
+        assert_int_equal(tu_pg_create_db(name, sizeof name), 0);
+        s->pgdb = strdup(name);
+        assert_non_null(s->pgdb);
+        s->dir = tu_pg_uri(name, NULL, 0);
+    } else {
+        s->dir = tu_path_join(s->tmp, "db");
+    }
     assert_non_null(s->dir);
     return s;
 }
@@ -140,10 +343,14 @@ void tu_store_free(tu_store *s)
     if (s->db != NULL)
         evs_close(s->db);
     /* Keep the store for a post-mortem when asked to. */
-    if (getenv("EVS_TEST_KEEP") == NULL)
+    if (getenv("EVS_TEST_KEEP") == NULL) {
         tu_rmrf(s->tmp);
-    else
+        if (s->pgdb != NULL)
+            tu_pg_drop_db(s->pgdb);
+    } else {
         print_message("kept test store %s\n", s->dir);
+    }
+    free(s->pgdb);
     free(s->dir);
     free(s->tmp);
     free(s);
@@ -469,14 +676,28 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The helpers below read the embedded store's files: a test case that
+ * calls them must start with TU_EMBEDDED_ONLY(). */
+static void embedded_only_helper(const char *helper)
+{
+    if (tu_backend_pg()) {
+        print_error("%s reads the embedded store's files: the test case "
+                    "must start with TU_EMBEDDED_ONLY()\n",
+                    helper);
+        fail();
+    }
+}
+
 char **tu_segments(const char *dir, size_t *n)
 {
-    char *logdir = tu_path_join(dir, "log");
+    char *logdir;
     DIR *d;
     struct dirent *de;
     char **v = NULL;
     size_t cnt = 0;
 
+    embedded_only_helper("tu_segments");
+    logdir = tu_path_join(dir, "log");
     d = opendir(logdir);
     if (d == NULL)
         print_error("opendir %s: %s\n", logdir, strerror(errno));
@@ -571,6 +792,7 @@ void tu_copy_tree(const char *src, const char *dst)
 {
     pid_t pid;
     int status;
+    embedded_only_helper("tu_copy_tree");
     fflush(stdout);
     fflush(stderr);
     pid = fork();
@@ -595,6 +817,7 @@ uint64_t tu_log_end(const char *dir)
     unsigned char *buf;
     size_t len = 0;
 
+    embedded_only_helper("tu_log_end");
     assert_int_equal(tu_rmrf(copy), 0);
     tu_copy_tree(dir, copy);
     o.flags = 0;

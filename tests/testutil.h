@@ -63,16 +63,23 @@ int tu_contains_number(const char *s, int64_t n);
  * A test store: tmp is a fresh directory from mkdtemp under $TMPDIR (or
  * /tmp); dir = tmp/db is the store path, not yet created (evs_open with
  * EVS_OPEN_CREATE creates it). db is the open handle or NULL.
+ *
+ * On PostgreSQL (tu_backend_pg()) dir is instead the URI of a fresh, empty
+ * database evs_t_<pid>_<n> made on the server EVS_TEST_PG names (pgdb is
+ * its name); tmp is still a scratch directory.
  */
 typedef struct tu_store {
     char *tmp;
     char *dir;
     evs_db *db;
+    char *pgdb; /* PostgreSQL: the database's name; NULL when embedded */
 } tu_store;
 
-/* Make tmp and dir names; does not open. Asserts. */
+/* Make tmp and dir names (on PostgreSQL: create the database); does not
+ * open. Asserts. */
 tu_store *tu_store_new(void);
-/* Close db (if open), remove tmp recursively, free. NULL-safe. */
+/* Close db (if open), remove tmp recursively (on PostgreSQL: drop the
+ * database too), free. NULL-safe. */
 void tu_store_free(tu_store *s);
 /* Open s->dir with default options (creating it); asserts success. */
 void tu_store_open(tu_store *s);
@@ -88,6 +95,48 @@ void tu_store_reopen(tu_store *s);
 int tu_setup_store(void **state);
 int tu_setup_store_closed(void **state);
 int tu_teardown_store(void **state);
+
+/* ------------------------------------------------------------------ */
+/* Backends: the same test bodies run on every backend                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * 1 when the tests run on PostgreSQL: EVS_TEST_BACKEND=postgresql, with
+ * EVS_TEST_PG a libpq URI (postgresql://...) of a database on the server
+ * where the tests may create and drop databases. 0 for the embedded store
+ * (EVS_TEST_BACKEND unset, empty or "embedded"). Asserts on other values.
+ */
+int tu_backend_pg(void);
+/* "embedded" or "postgresql". */
+const char *tu_backend_name(void);
+
+/*
+ * At the top of a test case that is about the embedded store's files
+ * (segments, the index directory, copies, corruption, file locks): on
+ * another backend the case is reported as SKIPPED (cmocka's skip()) with
+ * reason printed. Nothing else may be left out on PostgreSQL.
+ */
+#define TU_EMBEDDED_ONLY(reason)                                             \
+    do {                                                                     \
+        if (tu_backend_pg()) {                                               \
+            print_message("SKIPPED on %s: %s\n", tu_backend_name(),          \
+                          (reason));                                         \
+            skip();                                                          \
+        }                                                                    \
+    } while (0)
+
+/*
+ * PostgreSQL only: the URI of EVS_TEST_PG with database db and the query
+ * parameters set[0..nset) ("key=value", percent-encoded as needed)
+ * replacing those of the same key. malloc'd. Asserts.
+ */
+char *tu_pg_uri(const char *db, const char *const *set, size_t nset);
+/* Create a fresh, empty database evs_t_<pid>_<n> on EVS_TEST_PG's server;
+ * its name into name (n >= 64 bytes). Returns 0, or -1 after printing
+ * libpq's message. Does not assert. */
+int tu_pg_create_db(char *name, size_t n);
+/* Drop it WITH (FORCE) (ending its connections). 0, or -1 as above. */
+int tu_pg_drop_db(const char *name);
 
 /* mkdtemp under $TMPDIR or /tmp; returns a malloc'd path or NULL. */
 char *tu_mkdtemp(void);

@@ -61,9 +61,7 @@ int evs_open(evs_db **out, const char *uri, const evs_open_options *opts)
         return evs__err(EVS_EINVAL, "evs_open: unknown flags 0x%x", o.flags);
 
     if (strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0)
-        return evs__err(EVS_EINVAL,
-                        "evs_open: the PostgreSQL backend is not available yet "
-                        "in this build (%s)", uri);
+        return evs__postgres_open(out, uri, &o);
     return evs__embedded_open(out, uri, &o);
 }
 

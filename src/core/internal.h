@@ -85,7 +85,10 @@ typedef struct evs__backend_ops {
     int (*head_position)(uint64_t *out, evs_db *db, const char *tenant);
     int (*stats)(evs_stats *out, evs_db *db);
     /* wait: 0 = never, else until deadline_ns (CLOCK_MONOTONIC; 0 = no
-     * deadline) or *cancel (may be NULL) becomes non-zero */
+     * deadline) or *cancel (may be NULL) becomes non-zero. Unlike the
+     * other iterators, the strings, data, metadata and tags of every event
+     * returned stay valid until iter_free (not just the next iter_next):
+     * the subscription (tracking.c) hands a whole batch to its callback. */
     int (*read_tracking)(evs_iter **out, evs_db *db, const evs__tracking *t,
                          uint64_t after, uint64_t limit, int wait, uint64_t deadline_ns,
                          const _Atomic int *cancel);
@@ -131,6 +134,10 @@ struct evs_iter {
 
 /* The embedded backend (src/embedded). */
 int evs__embedded_open(evs_db **out, const char *path,
+                       const evs_open_options *opts);
+/* The PostgreSQL backend (src/postgres): uri is a libpq connection URI
+ * (postgresql://... or postgres://...). */
+int evs__postgres_open(evs_db **out, const char *uri,
                        const evs_open_options *opts);
 
 #endif

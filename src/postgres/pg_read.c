@@ -1,0 +1,1093 @@
+/*
+ * pg_read.c -- reads on PostgreSQL: paged iterators, tracking reads woken
+ * by LISTEN/NOTIFY, tokens, snapshots, stats and verify.
+ *
+ * An iterator is a snapshot without holding a transaction open: its first
+ * page (fetched when it is created) also returns the head, and every later
+ * page is bounded by `position <= that head`. Positions are assigned and
+ * made visible in commit order (pg_append.c), so the events up to a head
+ * that was visible are exactly the committed ones, on any later
+ * connection: pages never see a later commit, and no connection is held
+ * between pages.
+ *
+ * Pages are 1000 rows (or the limit), in binary format; an event's
+ * pointers point into the page's PGresult (libpq ends every value with a
+ * NUL) except its tags, which are copied out of the array value.
+ */
+#include "postgres/pg.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE_ROWS 1000
+
+/* ---- parameters ---------------------------------------------------------------- */
+
+/* Up to 10 binary parameters, scalars stored inline. */
+typedef struct pargs {
+    const char *v[10];
+    int l[10], f[10];
+    uint8_t store[10][8];
+    int n;
+} pargs;
+
+static void pa_text(pargs *a, const char *s)
+{
+    a->v[a->n] = s;
+    a->l[a->n] = (int)strlen(s);
+    a->f[a->n++] = 1;
+}
+
+static void pa_bytes(pargs *a, const void *p, size_t len)
+{
+    a->v[a->n] = len ? p : "";
+    a->l[a->n] = (int)len;
+    a->f[a->n++] = 1;
+}
+
+static void pa_i64(pargs *a, int64_t v)
+{
+    evs__put_be64(a->store[a->n], (uint64_t)v);
+    pa_bytes(a, a->store[a->n], 8);
+}
+
+static void pa_i32(pargs *a, int32_t v)
+{
+    evs__put_be32(a->store[a->n], (uint32_t)v);
+    pa_bytes(a, a->store[a->n], 4);
+}
+
+static void pa_bool(pargs *a, int v)
+{
+    a->store[a->n][0] = v ? 1 : 0;
+    pa_bytes(a, a->store[a->n], 1);
+}
+
+static int64_t clamp64(uint64_t v)
+{
+    return v > INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
+/*
+ * Run a prepared statement on a pooled connection: *res holds its rows
+ * (binary results when binary). A connection that turns out to be broken
+ * (the server restarted since it was pooled) is replaced once: reads are
+ * safe to repeat.
+ */
+static int query(evs__pg *s, const char *stmt, const pargs *a, int binary, PGresult **res,
+                 const char *what)
+{
+    for (int attempt = 0;; attempt++) {
+        evs__pgconn *pc;
+        int rc;
+        *res = NULL;
+        if ((rc = evs__pg_get(s, &pc)) < 0)
+            return rc;
+        PGresult *r = PQexecPrepared(pc->c, stmt, a ? a->n : 0, a ? a->v : NULL,
+                                     a ? a->l : NULL, a ? a->f : NULL, binary);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+            evs__pg_put(s, pc);
+            *res = r;
+            return 0;
+        }
+        int lost = evs__pg_conn_lost(pc->c);
+        rc = evs__pg_fail(pc->c, r, what);
+        evs__pg_put(s, pc);
+        if (!lost || attempt >= 1)
+            return rc;
+    }
+}
+
+/* ---- iterators ---------------------------------------------------------------- */
+
+enum { IT_STREAM_FWD, IT_STREAM_BWD, IT_ALL, IT_TENANT, IT_QUERY, IT_STREAMS };
+
+typedef struct pg_iter {
+    evs_iter base;
+    evs__pg *s;
+    int kind;
+    PGresult *res;       /* the current page */
+    int row, nrows;
+    int short_page;      /* the page had fewer rows than asked: the last */
+    uint64_t snap_head;  /* the head of the first page */
+    int have_head;
+    uint64_t left;       /* events still to return (limit) */
+    int backward;
+    int exhausted;       /* the read reached its end (not its limit) */
+    int peeked;          /* tracking: read ahead, not yet returned */
+    uint32_t gmember, gsize;
+    uint64_t marker_floor;
+    uint64_t last_pos;
+    /* where the next page starts */
+    char *tenant, *stream;
+    int64_t next_version;  /* stream reads */
+    uint64_t next_pos;     /* $all: first position; query: exclusive bound */
+    evs__pgbuf qarr[4];    /* query: i_ntypes, i_ntags, q_types, q_tags */
+    char **mnames;         /* read_streams */
+    int64_t *mfrom;
+    size_t mn, mi;
+    evs__pgbuf marr[2];
+    /* Tracking reads (a subscription's batch) keep every page and tag text
+     * until the iterator is freed: src/core/tracking.c holds the events of
+     * a batch across iter_next calls. Other reads keep only the current. */
+    int retain;
+    void **kept;           /* retained pages (PGresult) and tag blocks */
+    int *kept_res;         /* 1: kept[i] is a PGresult */
+    size_t nkept, kept_cap, kept_res_cap;
+    /* the current event */
+    evs_event ev;
+    const char **tags;
+    size_t tags_cap;
+    char *tagtext;
+    size_t tagtext_cap;
+} pg_iter;
+
+static int iter_new(pg_iter **out, evs__pg *s, int kind, uint64_t limit)
+{
+    pg_iter *it = calloc(1, sizeof(*it));
+    if (!it)
+        return evs__err(EVS_ENOMEM, "out of memory creating an iterator");
+    it->base.db = &s->base;
+    it->s = s;
+    it->kind = kind;
+    it->left = limit ? limit : UINT64_MAX;
+    *out = it;
+    return 0;
+}
+
+void evs__pg_iter_free(evs_iter *base)
+{
+    pg_iter *it = (pg_iter *)base;
+    if (!it)
+        return;
+    PQclear(it->res);
+    for (size_t i = 0; i < it->nkept; i++) {
+        if (it->kept_res[i])
+            PQclear(it->kept[i]);
+        else
+            free(it->kept[i]);
+    }
+    free(it->kept);
+    free(it->kept_res);
+    free(it->tenant);
+    free(it->stream);
+    for (int i = 0; i < 4; i++)
+        evs__pgbuf_free(&it->qarr[i]);
+    for (int i = 0; i < 2; i++)
+        evs__pgbuf_free(&it->marr[i]);
+    if (it->mnames)
+        for (size_t i = 0; i < it->mn; i++)
+            free(it->mnames[i]);
+    free(it->mnames);
+    free(it->mfrom);
+    free((void *)it->tags);
+    free(it->tagtext);
+    free(it);
+}
+
+static int keep(pg_iter *it, void *p, int is_res)
+{
+    if (evs__grow(&it->kept, &it->kept_cap, it->nkept + 1, sizeof(void *)) < 0 ||
+        evs__grow(&it->kept_res, &it->kept_res_cap, it->nkept + 1, sizeof(int)) < 0) {
+        if (is_res)
+            PQclear(p);
+        else
+            free(p);
+        return evs__err(EVS_ENOMEM, "out of memory reading");
+    }
+    it->kept[it->nkept] = p;
+    it->kept_res[it->nkept++] = is_res;
+    return 0;
+}
+
+/* Fetch the next page into it->res. */
+static int fetch(pg_iter *it)
+{
+    pargs a = {.n = 0};
+    const char *stmt = NULL;
+    /* a consumer-group reader skips others' events: never page by the limit */
+    uint64_t want = it->gsize || it->left > PAGE_ROWS ? PAGE_ROWS : it->left;
+    int64_t bound = it->have_head ? clamp64(it->snap_head) : INT64_MAX;
+    int rc;
+    switch (it->kind) {
+    case IT_STREAM_FWD:
+    case IT_STREAM_BWD:
+        stmt = it->kind == IT_STREAM_FWD ? "evs_read_stream_fwd" : "evs_read_stream_bwd";
+        pa_text(&a, it->tenant);
+        pa_text(&a, it->stream);
+        pa_i64(&a, it->next_version);
+        pa_i64(&a, bound);
+        pa_i64(&a, (int64_t)want);
+        break;
+    case IT_ALL:
+        stmt = "evs_read_all";
+        pa_i64(&a, clamp64(it->next_pos));
+        pa_i64(&a, bound);
+        pa_i64(&a, (int64_t)want);
+        break;
+    case IT_TENANT:
+        stmt = "evs_read_tenant";
+        pa_text(&a, it->tenant);
+        pa_i64(&a, clamp64(it->next_pos));
+        pa_i64(&a, bound);
+        pa_i64(&a, (int64_t)want);
+        break;
+    case IT_QUERY:
+        stmt = "evs_read_query";
+        pa_text(&a, it->tenant);
+        if (!it->backward) {
+            pa_i64(&a, clamp64(it->next_pos));
+            pa_i64(&a, bound == INT64_MAX ? INT64_MAX : bound + 1);
+        } else {
+            pa_i64(&a, 0);
+            uint64_t hi = it->next_pos;
+            if (bound != INT64_MAX && (hi == 0 || hi > (uint64_t)bound + 1))
+                hi = (uint64_t)bound + 1;
+            pa_i64(&a, hi == 0 ? INT64_MAX : clamp64(hi));
+        }
+        pa_bool(&a, it->backward);
+        pa_i64(&a, (int64_t)want);
+        for (int i = 0; i < 4; i++)
+            pa_bytes(&a, it->qarr[i].p, it->qarr[i].len);
+        break;
+    case IT_STREAMS:
+        stmt = "evs_read_streams";
+        pa_text(&a, it->tenant);
+        if ((rc = evs__pgarr_begin(&it->marr[0], EVS_OID_TEXT, it->mn - it->mi)) < 0 ||
+            (rc = evs__pgarr_begin(&it->marr[1], EVS_OID_INT8, it->mn - it->mi)) < 0)
+            return rc;
+        for (size_t i = it->mi; i < it->mn; i++)
+            if ((rc = evs__pgarr_bytes(&it->marr[0], it->mnames[i],
+                                       strlen(it->mnames[i]))) < 0 ||
+                (rc = evs__pgarr_i64(&it->marr[1], it->mfrom[i])) < 0)
+                return rc;
+        pa_bytes(&a, it->marr[0].p, it->marr[0].len);
+        pa_bytes(&a, it->marr[1].p, it->marr[1].len);
+        pa_i64(&a, bound);
+        pa_i64(&a, (int64_t)want);
+        break;
+    }
+    if (it->res && it->retain) {
+        if ((rc = keep(it, it->res, 1)) < 0)
+            return rc;
+    } else {
+        PQclear(it->res);
+    }
+    it->res = NULL;
+    PGresult *r;
+    if ((rc = query(it->s, stmt, &a, 1, &r, "read")) < 0)
+        return rc;
+    it->res = r;
+    it->row = 0;
+    it->nrows = PQntuples(r);
+    if (it->nrows < 1 || PQnfields(r) != 14)
+        return evs__err(EVS_EBACKEND, "read: unexpected result shape from PostgreSQL");
+    if (!it->have_head) {
+        it->snap_head = (uint64_t)evs__pg_i64(PQgetvalue(r, 0, 0));
+        it->have_head = 1;
+    }
+    if (PQgetisnull(r, 0, 1)) /* only the head: nothing matched */
+        it->nrows = 0;
+    it->short_page = (uint64_t)it->nrows < want;
+    return 0;
+}
+
+/* The binary text[] value of the current row into it->tags. */
+static int decode_tags(pg_iter *it, const char *p, int len)
+{
+    it->ev.ntags = 0;
+    it->ev.tags = it->tags;
+    if (len < 12)
+        return evs__err(EVS_EBACKEND, "read: malformed tags array");
+    uint32_t ndim = evs__get_be32((const uint8_t *)p);
+    if (ndim == 0)
+        return 0;
+    if (ndim != 1 || len < 20)
+        return evs__err(EVS_EBACKEND, "read: malformed tags array");
+    size_t n = evs__get_be32((const uint8_t *)p + 12);
+    size_t bytes = (size_t)len;
+    char *t;
+    if (evs__grow(&it->tags, &it->tags_cap, n ? n : 1, sizeof(char *)) < 0)
+        return evs__err(EVS_ENOMEM, "out of memory reading tags");
+    if (it->retain) {
+        int rc;
+        if (!(t = malloc(bytes)))
+            return evs__err(EVS_ENOMEM, "out of memory reading tags");
+        if ((rc = keep(it, t, 0)) < 0)
+            return rc;
+    } else {
+        if (evs__grow(&it->tagtext, &it->tagtext_cap, bytes, 1) < 0)
+            return evs__err(EVS_ENOMEM, "out of memory reading tags");
+        t = it->tagtext;
+    }
+    const char *q = p + 20, *end = p + len;
+    for (size_t i = 0; i < n; i++) {
+        if (q + 4 > end)
+            return evs__err(EVS_EBACKEND, "read: malformed tags array");
+        uint32_t l = evs__get_be32((const uint8_t *)q);
+        q += 4;
+        if (l == UINT32_MAX || q + l > end)
+            return evs__err(EVS_EBACKEND, "read: malformed tags array");
+        /* each element's 4-byte length is room for its NUL */
+        memcpy(t, q, l);
+        t[l] = '\0';
+        it->tags[i] = t;
+        t += l + 1;
+        q += l;
+    }
+    it->ev.tags = it->tags;
+    it->ev.ntags = n;
+    return 0;
+}
+
+static void uuid_at(evs_uuid *u, PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col) || PQgetlength(r, row, col) != 16)
+        memset(u, 0, sizeof(*u));
+    else
+        memcpy(u->bytes, PQgetvalue(r, row, col), 16);
+}
+
+static int decode(pg_iter *it)
+{
+    PGresult *r = it->res;
+    int row = it->row;
+    evs_event *e = &it->ev;
+    e->position = (uint64_t)evs__pg_i64(PQgetvalue(r, row, 1));
+    e->stream_version = evs__pg_i64(PQgetvalue(r, row, 2));
+    e->tenant = PQgetvalue(r, row, 3);
+    e->stream = PQgetvalue(r, row, 4);
+    e->type = PQgetvalue(r, row, 5);
+    uuid_at(&e->id, r, row, 6);
+    uuid_at(&e->correlation_id, r, row, 7);
+    uuid_at(&e->causation_id, r, row, 8);
+    e->recorded_at = evs__pg_i64(PQgetvalue(r, row, 9));
+    const uint8_t *ct = (const uint8_t *)PQgetvalue(r, row, 10);
+    e->content_type = (evs_content_type)(((unsigned)ct[0] << 8) | ct[1]);
+    e->data = PQgetvalue(r, row, 11);
+    e->data_len = (size_t)PQgetlength(r, row, 11);
+    e->metadata = PQgetvalue(r, row, 12);
+    e->metadata_len = (size_t)PQgetlength(r, row, 12);
+    return decode_tags(it, PQgetvalue(r, row, 13), PQgetlength(r, row, 13));
+}
+
+/* Where the next page starts, after the event just decoded. */
+static void advance(pg_iter *it)
+{
+    const evs_event *e = &it->ev;
+    switch (it->kind) {
+    case IT_STREAM_FWD:
+        it->next_version = e->stream_version + 1;
+        break;
+    case IT_STREAM_BWD:
+        it->next_version = e->stream_version - 1;
+        break;
+    case IT_ALL:
+    case IT_TENANT:
+        it->next_pos = e->position + 1;
+        break;
+    case IT_QUERY:
+        it->next_pos = e->position; /* exclusive either way */
+        break;
+    case IT_STREAMS:
+        while (it->mi < it->mn && strcmp(it->mnames[it->mi], e->stream) != 0)
+            it->mi++;
+        if (it->mi < it->mn)
+            it->mfrom[it->mi] = e->stream_version + 1;
+        break;
+    }
+}
+
+/* One event of the read, group filter not applied. */
+static int step(pg_iter *it)
+{
+    int rc;
+    if (it->left == 0)
+        return EVS_ITEROVER;
+    if (it->row >= it->nrows) {
+        if (it->short_page || (it->kind == IT_STREAM_BWD && it->next_version < 0)) {
+            it->exhausted = 1;
+            it->left = 0;
+            return EVS_ITEROVER;
+        }
+        if ((rc = fetch(it)) < 0)
+            return rc;
+        if (it->nrows == 0) {
+            it->exhausted = 1;
+            it->left = 0;
+            return EVS_ITEROVER;
+        }
+    }
+    if ((rc = decode(it)) < 0)
+        return rc;
+    it->row++;
+    it->last_pos = it->ev.position;
+    advance(it);
+    return 0;
+}
+
+int evs__pg_iter_next(const evs_event **ev, evs_iter *base)
+{
+    pg_iter *it = (pg_iter *)base;
+    if (it->peeked) {
+        it->peeked = 0;
+        *ev = &it->ev;
+        return 0;
+    }
+    for (;;) {
+        int rc = step(it);
+        if (rc != 0)
+            return rc;
+        if (!it->gsize || evs__group_owns(&it->ev, it->gmember, it->gsize)) {
+            if (it->left != UINT64_MAX)
+                it->left--;
+            *ev = &it->ev;
+            return 0;
+        }
+    }
+}
+
+int evs__pg_iter_marker(uint64_t *out, const evs_iter *base)
+{
+    const pg_iter *it = (const pg_iter *)base;
+    *out = it->backward || it->exhausted ? it->snap_head : it->last_pos;
+    if (*out < it->marker_floor)
+        *out = it->marker_floor;
+    return 0;
+}
+
+/* Finish creating an iterator: fetch its first page (the snapshot). */
+static int iter_start(evs_iter **out, pg_iter *it)
+{
+    int rc = fetch(it);
+    if (rc < 0) {
+        evs__pg_iter_free(&it->base);
+        return rc;
+    }
+    *out = &it->base;
+    return 0;
+}
+
+int evs__pg_read_stream(evs_iter **out, evs_db *db, const char *tenant, const char *stream,
+                        int64_t from_version, evs_direction dir, uint64_t limit)
+{
+    pg_iter *it = NULL;
+    int rc;
+    if ((rc = iter_new(&it, (evs__pg *)db, dir == EVS_FORWARD ? IT_STREAM_FWD : IT_STREAM_BWD,
+                       limit)) < 0)
+        return rc;
+    it->backward = dir == EVS_BACKWARD;
+    it->next_version = it->backward && from_version == EVS_END ? INT64_MAX : from_version;
+    if (!(it->tenant = strdup(tenant)) || !(it->stream = strdup(stream))) {
+        evs__pg_iter_free(&it->base);
+        return evs__err(EVS_ENOMEM, "out of memory creating an iterator");
+    }
+    return iter_start(out, it);
+}
+
+int evs__pg_read_all(evs_iter **out, evs_db *db, const char *tenant, uint64_t from_position,
+                     uint64_t limit)
+{
+    pg_iter *it = NULL;
+    int rc;
+    if ((rc = iter_new(&it, (evs__pg *)db, tenant ? IT_TENANT : IT_ALL, limit)) < 0)
+        return rc;
+    it->next_pos = from_position;
+    if (tenant && !(it->tenant = strdup(tenant))) {
+        evs__pg_iter_free(&it->base);
+        return evs__err(EVS_ENOMEM, "out of memory creating an iterator");
+    }
+    if ((rc = iter_start(out, it)) < 0)
+        return rc;
+    it->last_pos = from_position - 1 < it->snap_head ? from_position - 1 : it->snap_head;
+    return 0;
+}
+
+/* The query as the four arrays of evstore.read_query(). */
+static int query_arrays(evs__pgbuf *qa, const evs_query *q)
+{
+    size_t nt = 0, ng = 0;
+    int rc;
+    for (size_t i = 0; i < q->nitems; i++) {
+        nt += q->items[i].ntypes;
+        ng += q->items[i].ntags;
+    }
+    if ((rc = evs__pgarr_begin(&qa[0], EVS_OID_INT4, q->nitems)) < 0 ||
+        (rc = evs__pgarr_begin(&qa[1], EVS_OID_INT4, q->nitems)) < 0 ||
+        (rc = evs__pgarr_begin(&qa[2], EVS_OID_TEXT, nt)) < 0 ||
+        (rc = evs__pgarr_begin(&qa[3], EVS_OID_TEXT, ng)) < 0)
+        return rc;
+    for (size_t i = 0; i < q->nitems; i++) {
+        const evs_query_item *it = &q->items[i];
+        if ((rc = evs__pgarr_i32(&qa[0], (int32_t)it->ntypes)) < 0 ||
+            (rc = evs__pgarr_i32(&qa[1], (int32_t)it->ntags)) < 0)
+            return rc;
+        for (size_t t = 0; t < it->ntypes; t++)
+            if ((rc = evs__pgarr_bytes(&qa[2], it->types[t], strlen(it->types[t]))) < 0)
+                return rc;
+        for (size_t t = 0; t < it->ntags; t++)
+            if ((rc = evs__pgarr_bytes(&qa[3], it->tags[t], strlen(it->tags[t]))) < 0)
+                return rc;
+    }
+    return 0;
+}
+
+int evs__pg_read_query(evs_iter **out, evs_db *db, const char *tenant,
+                       const evs_query *query_, uint64_t bound, evs_direction dir,
+                       uint64_t limit)
+{
+    pg_iter *it = NULL;
+    int rc;
+    if ((rc = iter_new(&it, (evs__pg *)db, IT_QUERY, limit)) < 0)
+        return rc;
+    it->backward = dir == EVS_BACKWARD;
+    it->next_pos = bound;
+    if (!(it->tenant = strdup(tenant))) {
+        evs__pg_iter_free(&it->base);
+        return evs__err(EVS_ENOMEM, "out of memory creating an iterator");
+    }
+    if ((rc = query_arrays(it->qarr, query_)) < 0) {
+        evs__pg_iter_free(&it->base);
+        return rc;
+    }
+    if ((rc = iter_start(out, it)) < 0)
+        return rc;
+    it->last_pos = it->backward ? 0 : bound < it->snap_head ? bound : it->snap_head;
+    return 0;
+}
+
+int evs__pg_read_streams(evs_iter **out, evs_db *db, const char *tenant,
+                         const evs_stream_read *streams, size_t n)
+{
+    pg_iter *it = NULL;
+    int rc;
+    if ((rc = iter_new(&it, (evs__pg *)db, IT_STREAMS, 0)) < 0)
+        return rc;
+    it->mnames = calloc(n, sizeof(char *));
+    it->mfrom = calloc(n, sizeof(int64_t));
+    it->tenant = strdup(tenant);
+    if (!it->mnames || !it->mfrom || !it->tenant) {
+        evs__pg_iter_free(&it->base);
+        return evs__err(EVS_ENOMEM, "out of memory reading %zu streams", n);
+    }
+    it->mn = n;
+    for (size_t i = 0; i < n; i++) {
+        it->mfrom[i] = streams[i].from_version;
+        if (!(it->mnames[i] = strdup(streams[i].stream))) {
+            evs__pg_iter_free(&it->base);
+            return evs__err(EVS_ENOMEM, "out of memory reading %zu streams", n);
+        }
+    }
+    return iter_start(out, it);
+}
+
+/* ---- tracking reads ------------------------------------------------------------ */
+
+/*
+ * One LISTEN connection per store, on its own thread, turns commit
+ * notifications (pg_notify in evstore.append) into a bump of notify_seq
+ * and a broadcast. A waiter notes notify_seq before it reads: a commit its
+ * read did not see notifies after the read's snapshot, so the sequence has
+ * moved by the time it waits, or moves while it waits. PostgreSQL delivers
+ * a notification only once its transaction is no longer in progress, so
+ * the read that follows a wake-up sees the commit.
+ */
+static int listen_connect(evs__pg *s, PGconn **out)
+{
+    PGconn *c;
+    int rc = evs__pg_connect(s, &c);
+    if (rc < 0)
+        return rc;
+    PGresult *r = PQexec(c, "LISTEN evstore_commit");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        rc = evs__pg_fail(c, r, "LISTEN");
+        PQfinish(c);
+        return rc;
+    }
+    PQclear(r);
+    *out = c;
+    return 0;
+}
+
+static void bump(evs__pg *s)
+{
+    pthread_mutex_lock(&s->nlock);
+    s->notify_seq++;
+    pthread_cond_broadcast(&s->ncond);
+    pthread_mutex_unlock(&s->nlock);
+}
+
+typedef struct listener_arg {
+    evs__pg *s;
+    PGconn *c;
+} listener_arg;
+
+static void *listener_main(void *arg)
+{
+    listener_arg *la = arg;
+    evs__pg *s = la->s;
+    PGconn *c = la->c;
+    free(la);
+    for (;;) {
+        struct pollfd fds[2] = {{s->listener_efd, POLLIN, 0}, {-1, POLLIN, 0}};
+        if (!c) {
+            /* reconnect; wake every waiter, as notifications were missed */
+            if (poll(fds, 1, 200) > 0)
+                break;
+            if (listen_connect(s, &c) == 0)
+                bump(s);
+            continue;
+        }
+        fds[1].fd = PQsocket(c);
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (fds[0].revents)
+            break;
+        if (!PQconsumeInput(c)) {
+            PQfinish(c);
+            c = NULL;
+            bump(s);
+            continue;
+        }
+        int got = 0;
+        PGnotify *n;
+        while ((n = PQnotifies(c)) != NULL) {
+            PQfreemem(n);
+            got = 1;
+        }
+        if (got)
+            bump(s);
+    }
+    if (c)
+        PQfinish(c);
+    return NULL;
+}
+
+static int listener_start(evs__pg *s)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->nlock);
+    if (s->listener_started) {
+        pthread_mutex_unlock(&s->nlock);
+        return 0;
+    }
+    listener_arg *la = malloc(sizeof(*la));
+    if (!la) {
+        rc = evs__err(EVS_ENOMEM, "out of memory starting the tracking listener");
+        goto out;
+    }
+    la->s = s;
+    if ((rc = listen_connect(s, &la->c)) < 0) {
+        free(la);
+        goto out;
+    }
+    s->listener_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->listener_efd < 0 || pthread_create(&s->listener, NULL, listener_main, la) != 0) {
+        PQfinish(la->c);
+        free(la);
+        if (s->listener_efd >= 0)
+            close(s->listener_efd);
+        s->listener_efd = -1;
+        rc = evs__err(EVS_EBACKEND, "cannot start the tracking listener thread");
+        goto out;
+    }
+    s->listener_started = 1;
+out:
+    pthread_mutex_unlock(&s->nlock);
+    return rc;
+}
+
+void evs__pg_listener_stop(evs__pg *s)
+{
+    if (!s->listener_started)
+        return;
+    uint64_t one = 1;
+    if (write(s->listener_efd, &one, sizeof(one)) < 0) {
+        /* an eventfd write fails only on overflow: it is readable anyway */
+    }
+    pthread_join(s->listener, NULL);
+    close(s->listener_efd);
+    s->listener_efd = -1;
+    s->listener_started = 0;
+}
+
+void evs__pg_wake_readers(evs_db *db)
+{
+    evs__pg *s = (evs__pg *)db;
+    pthread_mutex_lock(&s->nlock);
+    s->wake_seq++;
+    pthread_cond_broadcast(&s->ncond);
+    pthread_mutex_unlock(&s->nlock);
+}
+
+static void wait_commit(evs__pg *s, uint64_t seq0, uint64_t wake0, uint64_t deadline_ns,
+                        const _Atomic int *cancel)
+{
+    struct timespec ts;
+    if (deadline_ns) {
+        ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
+        ts.tv_nsec = (long)(deadline_ns % 1000000000u);
+    }
+    pthread_mutex_lock(&s->nlock);
+    while (s->notify_seq == seq0 && s->wake_seq == wake0 && !(cancel && atomic_load(cancel))) {
+        if (!deadline_ns)
+            pthread_cond_wait(&s->ncond, &s->nlock);
+        else if (pthread_cond_timedwait(&s->ncond, &s->nlock, &ts) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&s->nlock);
+}
+
+static int tracking_iter(pg_iter **out, evs__pg *s, const evs__tracking *t, uint64_t after,
+                         uint64_t limit)
+{
+    evs_iter *base;
+    int rc = t->query ? evs__pg_read_query(&base, &s->base, t->tenant, t->query, after,
+                                           EVS_FORWARD, limit)
+                      : evs__pg_read_all(&base, &s->base, t->tenant,
+                                         after == UINT64_MAX ? after : after + 1, limit);
+    if (rc < 0)
+        return rc;
+    pg_iter *it = (pg_iter *)base;
+    it->marker_floor = after;
+    it->retain = limit != 0; /* bounded: a subscription's batch */
+    if (t->size >= 2) {
+        it->gmember = t->member;
+        it->gsize = t->size;
+    }
+    *out = it;
+    return 0;
+}
+
+int evs__pg_read_tracking(evs_iter **out, evs_db *db, const evs__tracking *t, uint64_t after,
+                          uint64_t limit, int wait, uint64_t deadline_ns,
+                          const _Atomic int *cancel)
+{
+    evs__pg *s = (evs__pg *)db;
+    int rc;
+    if (wait && (rc = listener_start(s)) < 0)
+        return rc;
+    for (;;) {
+        pthread_mutex_lock(&s->nlock);
+        uint64_t seq = s->notify_seq, wake = s->wake_seq;
+        pthread_mutex_unlock(&s->nlock);
+        pg_iter *it;
+        const evs_event *ev;
+        if ((rc = tracking_iter(&it, s, t, after, limit)) < 0)
+            return rc;
+        rc = evs__pg_iter_next(&ev, &it->base);
+        if (rc == 0)
+            it->peeked = 1;
+        if (rc < 0 && rc != EVS_ITEROVER) {
+            evs__pg_iter_free(&it->base);
+            return rc;
+        }
+        int done = rc != EVS_ITEROVER || !wait || (cancel && atomic_load(cancel)) ||
+                   (deadline_ns && evs__mono_ns() >= deadline_ns);
+        if (done) {
+            *out = &it->base;
+            return 0;
+        }
+        if (it->snap_head > after)
+            after = it->snap_head;
+        evs__pg_iter_free(&it->base);
+        wait_commit(s, seq, wake, deadline_ns, cancel);
+    }
+}
+
+/* ---- small reads ----------------------------------------------------------------- */
+
+/* A single bigint (text result) of a one-row answer; *null when NULL or
+ * no row. */
+static int one_i64(evs__pg *s, const char *stmt, const pargs *a, int64_t *v, int *null,
+                   const char *what)
+{
+    PGresult *r;
+    int rc = query(s, stmt, a, 0, &r, what);
+    if (rc < 0)
+        return rc;
+    *null = PQntuples(r) == 0 || PQgetisnull(r, 0, 0);
+    *v = *null ? 0 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return 0;
+}
+
+int evs__pg_stream_version(int64_t *out, evs_db *db, const char *tenant, const char *stream)
+{
+    pargs a = {.n = 0};
+    int null, rc;
+    int64_t v;
+    pa_text(&a, tenant);
+    pa_text(&a, stream);
+    if ((rc = one_i64((evs__pg *)db, "evs_stream_version", &a, &v, &null, "stream_version")) < 0)
+        return rc;
+    *out = null ? EVS_NO_STREAM : v;
+    return 0;
+}
+
+int evs__pg_head(uint64_t *out, evs_db *db, const char *tenant)
+{
+    pargs a = {.n = 0};
+    int null, rc;
+    int64_t v;
+    if (tenant)
+        pa_text(&a, tenant);
+    if ((rc = one_i64((evs__pg *)db, tenant ? "evs_tenant_head" : "evs_head", &a, &v, &null,
+                      "head_position")) < 0)
+        return rc;
+    *out = null ? 0 : (uint64_t)v;
+    return 0;
+}
+
+int evs__pg_token_tail(uint64_t *out, evs_db *db, const char *tenant)
+{
+    pargs a = {.n = 0};
+    int null, rc;
+    int64_t v;
+    *out = 0;
+    if (!tenant)
+        return 0; /* positions start at 1 and are never removed */
+    pa_text(&a, tenant);
+    if ((rc = one_i64((evs__pg *)db, "evs_tenant_tail", &a, &v, &null, "token_tail")) < 0)
+        return rc;
+    *out = null ? 0 : (uint64_t)v - 1;
+    return 0;
+}
+
+int evs__pg_token_at(uint64_t *out, evs_db *db, int64_t time_us)
+{
+    pargs a = {.n = 0};
+    int null, rc;
+    int64_t v;
+    pa_i64(&a, time_us);
+    if ((rc = one_i64((evs__pg *)db, "evs_token_at", &a, &v, &null, "token_at")) < 0)
+        return rc;
+    *out = null ? 0 : (uint64_t)v;
+    return 0;
+}
+
+int evs__pg_event_position(uint64_t *out, evs_db *db, const evs_uuid *id)
+{
+    pargs a = {.n = 0};
+    int null, rc;
+    int64_t v;
+    pa_bytes(&a, id->bytes, 16);
+    if ((rc = one_i64((evs__pg *)db, "evs_event_position", &a, &v, &null, "event lookup")) < 0)
+        return rc;
+    if (null)
+        return EVS_ENOTFOUND;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+/* ---- snapshots ------------------------------------------------------------------ */
+
+int evs__pg_snapshot_save(evs_db *db, const char *tenant, const char *stream, int64_t version,
+                          const char *schema, const void *data, size_t len)
+{
+    evs__pg *s = (evs__pg *)db;
+    pargs a = {.n = 0};
+    int null, rc;
+    int64_t v;
+    uint32_t keep = s->base.opts.snapshot_keep ? s->base.opts.snapshot_keep
+                                               : EVS_DEFAULT_SNAPSHOT_KEEP;
+    pa_text(&a, tenant);
+    pa_text(&a, stream);
+    pa_i64(&a, version);
+    pa_text(&a, schema);
+    pa_bytes(&a, data, len);
+    pa_i32(&a, (int32_t)keep);
+    pa_i64(&a, evs__now_us());
+    if ((rc = one_i64(s, "evs_snapshot_save", &a, &v, &null, "snapshot_save")) < 0)
+        return rc;
+    if (v < 0)
+        return evs__err(EVS_EINVAL, "snapshot_save: stream %s does not exist; a snapshot "
+                        "is of a stream's events", stream);
+    if (version > v)
+        return evs__err(EVS_EINVAL, "snapshot_save: version %lld is beyond stream %s, "
+                        "which is at version %lld", (long long)version, stream, (long long)v);
+    return 0;
+}
+
+int evs__pg_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
+                          const char *stream, int64_t max_version)
+{
+    pargs a = {.n = 0};
+    PGresult *r;
+    int rc;
+    *out = NULL;
+    pa_text(&a, tenant);
+    pa_text(&a, stream);
+    pa_i64(&a, max_version == EVS_END ? INT64_MAX : max_version);
+    if ((rc = query((evs__pg *)db, "evs_snapshot_load", &a, 1, &r, "snapshot_load")) < 0)
+        return rc;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return evs__err(EVS_ENOTFOUND, "stream %s has no snapshot%s", stream,
+                        max_version == EVS_END ? "" : " at or below that version");
+    }
+    size_t schl = (size_t)PQgetlength(r, 0, 2), dlen = (size_t)PQgetlength(r, 0, 3);
+    evs_snapshot *snap = malloc(sizeof(*snap) + schl + 1 + dlen + 1);
+    if (!snap) {
+        PQclear(r);
+        return evs__err(EVS_ENOMEM, "out of memory loading a snapshot of %zu bytes", dlen);
+    }
+    char *schema = (char *)(snap + 1), *data = schema + schl + 1;
+    memcpy(schema, PQgetvalue(r, 0, 2), schl);
+    schema[schl] = '\0';
+    memcpy(data, PQgetvalue(r, 0, 3), dlen);
+    data[dlen] = '\0';
+    snap->version = evs__pg_i64(PQgetvalue(r, 0, 0));
+    snap->saved_at = evs__pg_i64(PQgetvalue(r, 0, 1));
+    snap->schema = schema;
+    snap->data = data;
+    snap->data_len = dlen;
+    PQclear(r);
+    *out = snap;
+    return 0;
+}
+
+/* ---- stats and verify -------------------------------------------------------------- */
+
+int evs__pg_stats(evs_stats *out, evs_db *db)
+{
+    evs__pg *s = (evs__pg *)db;
+    evs__pgconn *pc;
+    int rc;
+    if ((rc = evs__pg_get(s, &pc)) < 0)
+        return rc;
+    PGresult *r = PQexec(pc->c,
+        "SELECT (SELECT position FROM evstore.head), (SELECT count(*) FROM evstore.streams), "
+        "(SELECT count(*) FROM evstore.tenants), pg_table_size('evstore.events'), "
+        "pg_indexes_size('evstore.events')");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = evs__pg_fail(pc->c, r, "stats");
+        evs__pg_put(s, pc);
+        return rc;
+    }
+    out->events = out->head_position = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    out->streams = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+    out->tenants = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+    out->log_bytes = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
+    out->index_bytes = strtoull(PQgetvalue(r, 0, 4), NULL, 10);
+    out->segments = 0;
+    PQclear(r);
+    evs__pg_put(s, pc);
+    return 0;
+}
+
+typedef struct vctx {
+    evs_verify_fn cb;
+    void *ctx;
+    uint64_t problems;
+} vctx;
+
+static void problem(vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(vctx *v, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    v->problems++;
+    if (v->cb && v->problems <= 1000)
+        v->cb(v->ctx, msg);
+}
+
+/*
+ * What can be wrong in the tables (the database itself checks pages and
+ * constraints): positions not gapless or not matching the head, stream
+ * versions not contiguous from 0, the streams table disagreeing with the
+ * events, the system flag disagreeing with the stream name. One
+ * REPEATABLE READ snapshot: appends may continue.
+ */
+static const struct {
+    const char *sql;
+    const char *fmt; /* printf with the row's columns as strings */
+    int ncols;
+} checks[] = {
+    {"SELECT prev, position FROM (SELECT position, lag(position, 1, 0::bigint) OVER "
+     "(ORDER BY position) AS prev FROM evstore.events) x WHERE position <> prev + 1 LIMIT 1000",
+     "positions after %s are missing up to position %s (positions must be gapless)", 2},
+    {"SELECT x.tenant, x.stream, x.stream_version, x.position, x.want FROM (SELECT tenant, "
+     "stream, stream_version, position, row_number() OVER (PARTITION BY tenant, stream ORDER "
+     "BY position) - 1 AS want FROM evstore.events WHERE stream <> '') x "
+     "WHERE x.stream_version <> x.want LIMIT 1000",
+     "tenant \"%s\" stream %s: version %s at position %s should be %s", 5},
+    {"SELECT coalesce(s.tenant, e.tenant), coalesce(s.stream, e.stream), "
+     "coalesce(s.version::text, 'missing'), coalesce(e.v::text, 'none') FROM evstore.streams s "
+     "FULL JOIN (SELECT tenant, stream, max(stream_version) AS v FROM evstore.events WHERE "
+     "stream <> '' GROUP BY 1, 2) e ON s.tenant = e.tenant AND s.stream = e.stream "
+     "WHERE s.version IS DISTINCT FROM e.v LIMIT 1000",
+     "tenant \"%s\" stream %s: the streams table says version %s, its events end at %s", 4},
+    {"SELECT position, stream FROM evstore.events WHERE system <> (left(stream, 1) = '$') "
+     "LIMIT 1000",
+     "position %s: the system flag disagrees with its stream name \"%s\"", 2},
+};
+
+int evs__pg_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx)
+{
+    evs__pg *s = (evs__pg *)db;
+    evs__pgconn *pc;
+    vctx v = {cb, ctx, 0};
+    int rc;
+    if (checked)
+        *checked = 0;
+    if ((rc = evs__pg_get(s, &pc)) < 0)
+        return rc;
+    PGresult *r = PQexec(pc->c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        rc = evs__pg_fail(pc->c, r, "verify");
+        goto out;
+    }
+    PQclear(r);
+    r = PQexec(pc->c, "SELECT count(*), coalesce(max(position), 0), "
+                      "(SELECT position FROM evstore.head) FROM evstore.events");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = evs__pg_fail(pc->c, r, "verify");
+        goto out;
+    }
+    uint64_t count = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    if (checked)
+        *checked = count;
+    if (strcmp(PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2)) != 0)
+        problem(&v, "the head says position %s but the last event is at position %s",
+                PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 1));
+    PQclear(r);
+    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+        r = PQexec(pc->c, checks[i].sql);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            rc = evs__pg_fail(pc->c, r, "verify");
+            goto out;
+        }
+        for (int j = 0; j < PQntuples(r); j++) {
+            const char *c[5] = {"", "", "", "", ""};
+            for (int k = 0; k < checks[i].ncols && k < 5; k++)
+                c[k] = PQgetvalue(r, j, k);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+            problem(&v, checks[i].fmt, c[0], c[1], c[2], c[3], c[4]);
+#pragma GCC diagnostic pop
+        }
+        PQclear(r);
+    }
+    rc = v.problems ? evs__err(EVS_ECORRUPT, "verify found %" PRIu64 " problem(s)",
+                               v.problems)
+                    : 0;
+out:
+    PQclear(PQexec(pc->c, "ROLLBACK"));
+    evs__pg_put(s, pc);
+    return rc;
+}
