@@ -280,6 +280,23 @@ void report_summary_md(FILE *f, const suite_report *r, const char *dir)
             met, notmet, notrun, run, failed);
     md_targets(f, r);
     fprintf(f, "\n");
+    if (r->explain_run) {
+        int used = 0, notused = 0, xfailed = 0;
+        for (int i = 0; i < r->nex; i++) {
+            xfailed += r->ex[i].failed;
+            used += !r->ex[i].failed && r->ex[i].used > 0;
+            notused += !r->ex[i].failed && r->ex[i].used == 0;
+        }
+        fprintf(f, "PostgreSQL EXPLAIN: %d hot queries use their intended "
+                   "index, %d do not%s",
+                used, notused, notused ? " (" : "");
+        for (int i = 0, k = 0; i < r->nex; i++)
+            if (!r->ex[i].failed && r->ex[i].used == 0)
+                fprintf(f, "%s%s", k++ ? ", " : "", r->ex[i].name);
+        fprintf(f, "%s; %d failed%s%s.\n\n", notused ? ")" : "", xfailed,
+                r->explain_error[0] ? "; capture stopped: " : "",
+                r->explain_error);
+    }
     if (!r->gen_ok)
         fprintf(f, "**The data could not be loaded: %s.** No scenario "
                    "ran.\n\n",
@@ -498,6 +515,65 @@ static void md_scenario(FILE *f, const suite_report *r, const scen_result *s)
                 sc->name, sc->name);
 }
 
+static const char *explain_verdict(const explain_entry *x)
+{
+    return x->failed      ? "EXPLAIN failed"
+           : x->used > 0  ? "used"
+           : x->used == 0 ? "**not used**"
+                          : "n/a (a function call)";
+}
+
+/* The PostgreSQL-only section: EXPLAIN (ANALYZE, BUFFERS) of the hot
+ * queries, a table of verdicts, then every plan. */
+static void md_explain(FILE *f, const suite_report *r)
+{
+    if (!r->explain_run)
+        return;
+    fprintf(f, "## PostgreSQL: EXPLAIN (ANALYZE, BUFFERS) of the hot "
+               "queries\n\n"
+               "Run after the scenarios, on the loaded data: each statement "
+               "as the backend sends it (the prepared statements; the "
+               "dynamic SELECT of evstore.read_query and the condition of "
+               "evstore.append, built by the server's evstore.query_pred), "
+               "parameters bound and taken from the data (a sample event of "
+               "the biggest tenant). Custom plans (parameter values known "
+               "to the planner). The appends run in a transaction that is "
+               "rolled back. Verdict: the intended index appears in the "
+               "plan, and no Seq Scan on events.\n\n");
+    if (r->analyzed)
+        fprintf(f, "Statistics: the runner ran ANALYZE on the store's tables "
+                   "after the data load and after each scenario's setup "
+                   "(%.1f s in all, untimed), as autovacuum would after a "
+                   "bulk load.\n\n",
+                r->analyze_s);
+    else
+        fprintf(f, "Statistics: **ANALYZE after the load did not run or "
+                   "failed**: the plans may be made without statistics.\n\n");
+    if (r->explain_error[0])
+        fprintf(f, "**The capture stopped: %s.**\n\n", r->explain_error);
+    fprintf(f, "| query | parameters | intended index | verdict | execution "
+               "ms |\n|---|---|---|---|---|\n");
+    for (int i = 0; i < r->nex; i++) {
+        const explain_entry *x = &r->ex[i];
+        fprintf(f, "| ");
+        md_cell(f, x->name);
+        fprintf(f, " | ");
+        md_cell(f, x->params);
+        fprintf(f, " | %s | %s | ", x->index, explain_verdict(x));
+        if (x->exec_ms >= 0)
+            fprintf(f, MS_FMT, x->exec_ms);
+        else
+            fprintf(f, "-");
+        fprintf(f, " |\n");
+    }
+    fprintf(f, "\n");
+    for (int i = 0; i < r->nex; i++) {
+        const explain_entry *x = &r->ex[i];
+        fprintf(f, "### %s\n\n%s; intended index %s: %s.\n\n```\n%s```\n\n",
+                x->name, x->params, x->index, explain_verdict(x), x->plan);
+    }
+}
+
 static void write_md(FILE *f, const suite_report *r, const char *dir)
 {
     report_summary_md(f, r, dir);
@@ -533,6 +609,7 @@ static void write_md(FILE *f, const suite_report *r, const char *dir)
                 (double)r->end.index_bytes / 1048576.0);
     else
         fprintf(f, "Not available (evs_stats_get failed).\n\n");
+    md_explain(f, r);
     fprintf(f, "## Command\n\n`%s`\n\nSee docs/BENCH.md for what each "
                "scenario does and how to read this report.\n",
             r->o->command ? r->o->command : "evs bench");
@@ -773,6 +850,27 @@ static json_t *j_report(const suite_report *r)
     json_object_set_new(root, "plots",
                         json_pack("{s:b, s:s}", "drawn", r->plots_drawn,
                                   "note", r->plots_note));
+    if (r->explain_run) {
+        json_t *xa = json_array();
+        for (int i = 0; i < r->nex; i++) {
+            const explain_entry *x = &r->ex[i];
+            json_array_append_new(
+                xa, json_pack("{s:s, s:s, s:s, s:o, s:b, s:o, s:s}", "name",
+                              x->name, "params", x->params, "index", x->index,
+                              "used", x->used < 0 ? json_null()
+                                                  : json_boolean(x->used),
+                              "failed", x->failed, "execution_ms",
+                              x->exec_ms < 0 ? json_null() : real(x->exec_ms),
+                              "plan", x->plan));
+        }
+        json_object_set_new(root, "explain", xa);
+        json_object_set_new(root, "analyzed_after_load",
+                            json_boolean(r->analyzed));
+        json_object_set_new(root, "explain_error",
+                            r->explain_error[0]
+                                ? json_string(r->explain_error)
+                                : json_null());
+    }
     json_object_set_new(root, "total_s", real(r->total_s));
     json_object_set_new(root, "exit_status", json_integer(r->status));
     return root;

@@ -38,6 +38,15 @@ typedef struct target_result {
     char note[200];       /* why, when not plainly met / not met */
 } target_result;
 
+/* PostgreSQL only: EXPLAIN (ANALYZE, BUFFERS) of one hot query, run on
+ * the loaded data after the scenarios (src/postgres/pg_explain.c). */
+typedef struct explain_entry {
+    char *name, *params, *index, *plan;
+    int used;       /* 1 the intended index was used; 0 not; -1 n/a */
+    int failed;     /* the EXPLAIN failed: plan holds the message */
+    double exec_ms; /* the plan's Execution Time; < 0 unknown */
+} explain_entry;
+
 typedef struct suite_report {
     const bench_options *o;
     double seconds, warmup; /* the levels' window and warm-up */
@@ -71,6 +80,14 @@ typedef struct suite_report {
     double total_s;
     char load_start[64], load_end[64];
     int status;             /* the exit status */
+    /* PostgreSQL: the EXPLAIN section (explain_run 0: not a PostgreSQL
+     * store, or the data did not load) */
+    int explain_run;
+    int analyzed;            /* ANALYZE ran after the load */
+    double analyze_s;
+    char explain_error[512]; /* the capture stopped: why */
+    explain_entry *ex;
+    int nex;
     /* plots */
     int plots_drawn;        /* 1: every PNG drawn */
     char plots_note[400];   /* why not, when not */

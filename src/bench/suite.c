@@ -11,6 +11,9 @@
  * --force) refuses before anything is measured or written to the store.
  */
 #include "report.h"
+#include "scen_util.h"
+
+#include "postgres/pg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -220,6 +223,13 @@ static const char *lib_detail(int rc)
     return d && d[0] ? d : evs_strerror(rc);
 }
 
+/* A PostgreSQL URI (src/core/api.c selects the backend the same way). */
+static int is_postgres(const char *uri)
+{
+    return strncmp(uri, "postgresql://", 13) == 0 ||
+           strncmp(uri, "postgres://", 11) == 0;
+}
+
 /* Opens the store for writing into *db. A store given by --db is first
  * opened read-only (no lock, no recovery: nothing written) to count its
  * events, and refused when it has some and force is not set; *head is its
@@ -249,7 +259,13 @@ static int open_store(suite_report *r, const bench_options *o, evs_db **db,
         evs_db *ro = NULL;
         evs_stats s;
         opts.flags = EVS_OPEN_READONLY;
-        if ((rc = evs_open(&ro, o->db_uri, &opts)) < 0) {
+        rc = evs_open(&ro, o->db_uri, &opts);
+        /* A PostgreSQL database without the evstore schema (EVS_EINVAL
+         * from a read-only open) holds no store yet: the writing open
+         * below creates it (or says why it cannot). */
+        if (rc == EVS_EINVAL && is_postgres(o->db_uri))
+            goto create;
+        if (rc < 0) {
             snprintf(err, errsize, "--db %s: cannot open the store: %s",
                      o->db_uri, lib_detail(rc));
             return -1;
@@ -272,6 +288,7 @@ static int open_store(suite_report *r, const bench_options *o, evs_db **db,
             return -1;
         }
     }
+create:
     opts.flags = EVS_OPEN_CREATE;
     if ((rc = evs_open(db, o->db_uri, &opts)) < 0) {
         snprintf(err, errsize, "--db %s: cannot open the store for writing: %s",
@@ -438,6 +455,24 @@ static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
         return;
     }
     s->ran = 1;
+    /* PostgreSQL: the setup was a bulk load too (dcb-query writes 160 K
+     * events of a new tenant): statistics for it, as after the data load.
+     * Without them the planner takes the new tenant for an empty one
+     * (docs/PERFORMANCE.md, "PostgreSQL backend"). Untimed, stated. */
+    if (is_postgres(r->store)) {
+        uint64_t a0 = now_ns();
+        int arc = evs__pg_analyze(db);
+        double as = (double)(now_ns() - a0) / 1e9;
+        r->analyze_s += as;
+        if (arc < 0) {
+            r->analyzed = 0;
+            fprintf(stderr, PROG ": %s: ANALYZE after setup failed: %s\n",
+                    sc->name, lib_detail(arc));
+        } else {
+            fprintf(stderr, PROG ": [%d/%d] %s: ANALYZE after setup: %.1f s\n",
+                    idx + 1, nsc, sc->name, as);
+        }
+    }
 
     const int *levels = o->nthreads ? o->threads
                         : o->quick  ? sc->quick_levels
@@ -495,6 +530,75 @@ static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
     }
     if (sc->teardown)
         sc->teardown(state);
+}
+
+/* ------------------------------------------------------------------ */
+/* PostgreSQL: EXPLAIN of the hot queries                              */
+/* ------------------------------------------------------------------ */
+
+static char *xstrdup_or(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (!d)
+        die("out of memory");
+    return d;
+}
+
+static int explain_cb(void *ctx, const evs__pg_explained *e)
+{
+    suite_report *r = ctx;
+    r->ex = realloc(r->ex, (size_t)(r->nex + 1) * sizeof *r->ex);
+    if (!r->ex)
+        die("out of memory");
+    explain_entry *x = &r->ex[r->nex++];
+    x->name = xstrdup_or(e->name);
+    x->params = xstrdup_or(e->params);
+    x->index = xstrdup_or(e->index);
+    x->plan = xstrdup_or(e->plan);
+    x->used = e->used;
+    x->failed = e->failed;
+    x->exec_ms = e->exec_ms;
+    return 0;
+}
+
+/* After the scenarios, on the loaded data: the backend explains its hot
+ * queries with parameters sampled from the biggest generated tenant, and
+ * the query the dcb-query scenario runs (scen_dcb.c: a book's BookLent /
+ * BookReturned events by its tag) when that scenario ran. */
+static void run_explain(suite_report *r, evs_db *db)
+{
+    static const char *const loan_types[] = {"BookLent", "BookReturned"};
+    static const char *const book_tag[] = {"book:0"};
+    static const evs_query_item item = {loan_types, 2, book_tag, 1};
+    static const evs_query dcb_query = {&item, 1};
+    evs__pg_explain_query extra[1];
+    size_t nextra = 0;
+    char tenant[EVS_MAX_TENANT_LEN + 1];
+    bench_ctx ctx;
+
+    memset(&ctx, 0, sizeof ctx);
+    ctx.gen = &r->gen;
+    ctx.loaded = &r->gst;
+    scen_gen_tenant(tenant, sizeof tenant, scen_biggest_tenant(&ctx));
+    for (int i = 0; i < r->nsr; i++)
+        if (r->sr[i].ran && strcmp(r->sr[i].sc->name, "dcb-query") == 0) {
+            extra[nextra].name = "DCB query (dcb-query scenario)";
+            extra[nextra].tenant = r->sr[i].tenant;
+            extra[nextra].query = &dcb_query;
+            nextra++;
+        }
+    fprintf(stderr, PROG ": EXPLAIN (ANALYZE, BUFFERS) of the hot queries\n");
+    r->explain_run = 1;
+    int rc = evs__pg_explain(db, tenant, extra, nextra, explain_cb, r);
+    if (rc != 0) {
+        snprintf(r->explain_error, sizeof r->explain_error, "%s",
+                 lib_detail(rc));
+        fprintf(stderr, PROG ": EXPLAIN stopped: %s\n", r->explain_error);
+    }
+    for (int i = 0; i < r->nex; i++)
+        if (r->ex[i].failed)
+            fprintf(stderr, PROG ": EXPLAIN of %s failed: %s\n", r->ex[i].name,
+                    r->ex[i].plan);
 }
 
 /* ------------------------------------------------------------------ */
@@ -613,6 +717,21 @@ static int suite_run(const bench_options *o_in)
                 r.gen_s > 0 ? (double)r.gst.events / r.gen_s : 0.0);
     }
 
+    /* PostgreSQL: statistics for the planner, as autovacuum would gather
+     * them after a bulk load (the load takes less than its first round;
+     * without them the scenarios would measure plans made blind). */
+    if (r.gen_ok && is_postgres(r.store) && !atomic_load(&g_interrupted)) {
+        t0 = now_ns();
+        rc = evs__pg_analyze(db);
+        r.analyze_s = (double)(now_ns() - t0) / 1e9;
+        r.analyzed = rc == 0;
+        if (rc == 0)
+            fprintf(stderr, PROG ": ANALYZE after the load: %.1f s\n", r.analyze_s);
+        else
+            fprintf(stderr, PROG ": ANALYZE after the load failed: %s\n",
+                    lib_detail(rc));
+    }
+
     /* 5. The scenarios. */
     const bench_scenario *all[BENCH_MAX_SCENARIOS];
     int nsc = 0;
@@ -634,7 +753,11 @@ static int suite_run(const bench_options *o_in)
         for (int i = 0; i < nsc && !atomic_load(&g_interrupted); i++)
             run_scenario(&r, &r.sr[i], db, fsdir, i, nsc);
 
-    /* 6. The end. */
+    /* 6. PostgreSQL: the plans of the hot queries on the loaded data. */
+    if (r.gen_ok && is_postgres(r.store) && !atomic_load(&g_interrupted))
+        run_explain(&r, db);
+
+    /* 7. The end. */
     r.end_ok = evs_stats_get(&r.end, db) == 0;
     rc = evs_close(db);
     if (rc < 0)
@@ -680,5 +803,12 @@ static int suite_run(const bench_options *o_in)
                 o.out);
     free(r.sr);
     free(r.tr);
+    for (int i = 0; i < r.nex; i++) {
+        free(r.ex[i].name);
+        free(r.ex[i].params);
+        free(r.ex[i].index);
+        free(r.ex[i].plan);
+    }
+    free(r.ex);
     return r.status;
 }

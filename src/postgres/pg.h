@@ -77,6 +77,10 @@ void evs__pg_put(evs__pg *s, evs__pgconn *pc);
 /* A fresh connection to the store's database, session set up. */
 int evs__pg_connect(evs__pg *s, PGconn **out);
 
+/* The SQL text of the statement prepared on every pooled connection
+ * under name (e.g. "evs_read_stream_fwd"), or NULL. */
+const char *evs__pg_statement(const char *name);
+
 /* Translate a failed result (or a NULL one) into an evs error with a
  * message starting with `what`; frees res. */
 int evs__pg_fail(PGconn *c, PGresult *res, const char *what);
@@ -166,5 +170,51 @@ void evs__pg_listener_stop(evs__pg *s);
 /* ---- pg_append.c ------------------------------------------------------------ */
 
 int evs__pg_append(evs_db *db, evs__append_req *req);
+
+/* ---- pg_explain.c ----------------------------------------------------------- */
+
+/*
+ * EXPLAIN (ANALYZE, BUFFERS) of the backend's hot queries on the data the
+ * store holds (`evs bench --db postgresql://...`, docs/BENCH.md): each
+ * statement as the backend sends it, with parameters taken from a sample
+ * event of the store (so the tenant, stream, type and tag exist), and a
+ * verdict on whether the index meant for it was used.
+ */
+typedef struct evs__pg_explained {
+    const char *name;   /* e.g. "stream read" */
+    const char *params; /* the parameters, for the reader */
+    const char *index;  /* the intended index ("a or b": either), or "-"
+                           for a statement whose plan is a function call */
+    const char *plan;   /* the EXPLAIN text (or the error, when it failed) */
+    int used;           /* 1 used; 0 not used (or a Seq Scan on events);
+                           -1 not applicable (index "-") or failed */
+    int failed;         /* 1: the EXPLAIN failed; plan holds the message */
+    double exec_ms;     /* "Execution Time" of the plan; -1 unknown */
+} evs__pg_explained;
+typedef int (*evs__pg_explain_fn)(void *ctx, const evs__pg_explained *e);
+
+/* An extra DCB query to explain besides the sampled ones (e.g. the one a
+ * bench scenario runs): its tenant, query and a name for it. */
+typedef struct evs__pg_explain_query {
+    const char *name;
+    const char *tenant;
+    const evs_query *query;
+} evs__pg_explain_query;
+
+/*
+ * Calls cb for each hot query, in a fixed order. tenant: the tenant to
+ * sample (NULL: any; the sample is the first event with a stream and tags
+ * from the middle of the tenant's log on). The append is explained inside
+ * a transaction that is rolled back: nothing is written. Returns 0 (a
+ * single failed EXPLAIN is reported through cb, failed = 1), a non-zero
+ * value cb returned, EVS_EINVAL when db is not a PostgreSQL store or holds
+ * no event to sample, or an error of the connection.
+ */
+/* ANALYZE the store's tables (after a bulk load, as autovacuum would
+ * later): 0, EVS_EINVAL when db is not a PostgreSQL store, or the error. */
+int evs__pg_analyze(evs_db *db);
+
+int evs__pg_explain(evs_db *db, const char *tenant, const evs__pg_explain_query *extra,
+                    size_t nextra, evs__pg_explain_fn cb, void *ctx);
 
 #endif

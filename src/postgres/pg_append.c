@@ -337,7 +337,16 @@ static int settle(evs__pg *s, int pid, const evs_uuid *first, int *committed)
     PGresult *res = PQexecParams(pc->c, "SELECT pg_terminate_backend(pid) FROM "
                                  "pg_stat_activity WHERE pid = $1::int", 1, NULL, v1,
                                  NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = evs__pg_fail(pc->c, res, "append: settling a lost connection");
+        evs__pg_put(s, pc);
+        return rc;
+    }
     PQclear(res);
+    /* Only a backend seen gone has settled its transaction: while it may
+     * still run, "not stored yet" proves nothing (it could commit after
+     * the lookup), so the outcome stays unknown. */
+    int gone = 0;
     for (int i = 0; i < 1000; i++) {
         res = PQexecParams(pc->c, "SELECT 1 FROM pg_stat_activity WHERE pid = $1::int", 1,
                            NULL, v1, NULL, NULL, 0);
@@ -346,11 +355,15 @@ static int settle(evs__pg *s, int pid, const evs_uuid *first, int *committed)
             evs__pg_put(s, pc);
             return rc;
         }
-        int alive = PQntuples(res) > 0;
+        gone = PQntuples(res) == 0;
         PQclear(res);
-        if (!alive)
+        if (gone)
             break;
         sleep_ms(10);
+    }
+    if (!gone) {
+        evs__pg_put(s, pc);
+        return evs__err(EVS_EIO, "the old server process %d did not end within 10 s", pid);
     }
     const char *v2[1] = {(const char *)first->bytes};
     int l2[1] = {16}, f2[1] = {1};
@@ -398,7 +411,7 @@ static int after_loss(evs__pg *s, evs__append_req *r, params *P, int pid)
     int rc, committed;
     snprintf(lost, sizeof(lost), "%s", evs_last_error());
     if (settle(s, pid, &r->ids[0], &committed) < 0)
-        return evs__err(EVS_EBACKEND, "%s; the connection was lost during the append and "
+        return evs__err(EVS_EIO, "%s; the connection was lost during the append and "
                         "whether it committed is unknown (%s): retry with the same event ids",
                         lost, evs_last_error());
     if (!committed)

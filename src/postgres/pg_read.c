@@ -276,7 +276,9 @@ static int fetch(pg_iter *it)
         break;
     }
     if (it->res && it->retain) {
-        if ((rc = keep(it, it->res, 1)) < 0)
+        rc = keep(it, it->res, 1); /* on failure keep() has cleared it */
+        it->res = NULL;
+        if (rc < 0)
             return rc;
     } else {
         PQclear(it->res);

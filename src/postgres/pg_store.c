@@ -241,7 +241,11 @@ long evs__pg_parse_i64_array(const char *text, int64_t *out, size_t n)
 /* ---- connections ------------------------------------------------------------ */
 
 /* Prepared on every pooled connection (names used by pg_read.c and
- * pg_append.c). */
+ * pg_append.c). Stream reads say `stream <> ''` (stream names are never
+ * empty) so that the partial index events_stream is provably usable: with
+ * only `stream = s.name` (read_streams' join) or a generic plan's
+ * `stream = $2` the planner cannot use it and scans the tenant's events
+ * (docs/POSTGRES.md; the EXPLAIN section of `evs bench --db`). */
 #define EV_COLS "e.position, e.stream_version, e.tenant, e.stream, e.type, e.id, " \
                 "e.correlation_id, e.causation_id, e.recorded_at, e.content_type, " \
                 "e.data, e.metadata, e.tags"
@@ -259,17 +263,19 @@ static const struct {
     /* $1 tenant, $2 stream, $3 version, $4 position bound, $5 limit */
     {"evs_read_stream_fwd",
      PAGE("SELECT * FROM evstore.events e WHERE e.tenant = $1 AND e.stream = $2 AND "
-          "e.stream_version >= $3 AND e.position <= least(h.position, $4) "
+          "e.stream <> '' AND e.stream_version >= $3 AND e.position <= least(h.position, $4) "
           "ORDER BY e.stream_version LIMIT $5")},
     {"evs_read_stream_bwd",
      PAGE("SELECT * FROM evstore.events e WHERE e.tenant = $1 AND e.stream = $2 AND "
-          "e.stream_version <= $3 AND e.position <= least(h.position, $4) "
+          "e.stream <> '' AND e.stream_version <= $3 AND e.position <= least(h.position, $4) "
           "ORDER BY e.stream_version DESC LIMIT $5")},
     /* $1 from position, $2 bound, $3 limit */
     {"evs_read_all",
      PAGE("SELECT * FROM evstore.events e WHERE NOT e.system AND e.position >= $1 AND "
           "e.position <= least(h.position, $2) ORDER BY e.position LIMIT $3")},
-    /* $1 tenant, $2 from position, $3 bound, $4 limit */
+    /* $1 tenant, $2 from position, $3 bound, $4 limit (a range on tenant
+     * as in evs_tenant_head was tried here and is worse: the planner
+     * misestimates the range and sorts half the store) */
     {"evs_read_tenant",
      PAGE("SELECT * FROM evstore.events e WHERE e.tenant = $1 AND NOT e.system AND "
           "e.position >= $2 AND e.position <= least(h.position, $3) ORDER BY e.position "
@@ -278,7 +284,7 @@ static const struct {
     {"evs_read_streams",
      PAGE("SELECT ev.* FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY "
           "AS s(name, fromv, ord) JOIN evstore.events ev ON ev.tenant = $1 AND "
-          "ev.stream = s.name AND ev.stream_version >= s.fromv "
+          "ev.stream = s.name AND ev.stream <> '' AND ev.stream_version >= s.fromv "
           "WHERE ev.position <= least(h.position, $4) ORDER BY s.ord, ev.stream_version "
           "LIMIT $5")},
     {"evs_read_query",
@@ -286,10 +292,20 @@ static const struct {
     {"evs_stream_version",
      "SELECT version FROM evstore.streams WHERE tenant = $1 AND stream = $2"},
     {"evs_head", "SELECT position FROM evstore.head"},
+    /* A tenant's head and tail say `tenant >= $1 AND tenant <= $1` (the
+     * same rows: the column's collation is deterministic) and order by
+     * (tenant, position): with `tenant = $1` the planner drops tenant from
+     * the order and may walk events_pkey backward filtering on the tenant,
+     * which statistics cannot price when the tenant's last events are far
+     * from the head (seen: 147 ms behind 580 K events of other tenants,
+     * `evs bench --db`, EXPLAIN section); only events_tenant gives this
+     * order, and with LIMIT 1 it is the cheap path whatever the estimate. */
     {"evs_tenant_head",
-     "SELECT max(position) FROM evstore.events WHERE tenant = $1 AND NOT system"},
+     "SELECT (SELECT position FROM evstore.events WHERE tenant >= $1 AND tenant <= $1 AND "
+     "NOT system ORDER BY tenant DESC, position DESC LIMIT 1)"},
     {"evs_tenant_tail",
-     "SELECT min(position) FROM evstore.events WHERE tenant = $1 AND NOT system"},
+     "SELECT (SELECT position FROM evstore.events WHERE tenant >= $1 AND tenant <= $1 AND "
+     "NOT system ORDER BY tenant, position LIMIT 1)"},
     {"evs_event_position", "SELECT position FROM evstore.events WHERE id = $1"},
     {"evs_token_at",
      "SELECT coalesce((SELECT position - 1 FROM evstore.times WHERE recorded_at >= $1 "
@@ -299,6 +315,14 @@ static const struct {
      "SELECT version, saved_at, schema, data FROM evstore.snapshots WHERE tenant = $1 AND "
      "stream = $2 AND version <= $3 ORDER BY version DESC LIMIT 1"},
 };
+
+const char *evs__pg_statement(const char *name)
+{
+    for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++)
+        if (strcmp(statements[i].name, name) == 0)
+            return statements[i].sql;
+    return NULL;
+}
 
 /* Parameter types of evs_append (binary arrays need their types known). */
 static const Oid append_types[23] = {
@@ -358,13 +382,17 @@ int evs__pg_connect(evs__pg *s, PGconn **out)
     }
     PQsetNoticeReceiver(c, quiet, NULL);
     /* Appends rely on READ COMMITTED (a fresh snapshot per statement after
-     * the head lock); a database default of another level must not apply. */
+     * the head lock); a database default of another level must not apply.
+     * No JIT: every statement here is short, and a misestimated one (stale
+     * statistics after a bulk load) was seen spending 160 ms compiling a
+     * 1000-row page (`evs bench --db`, EXPLAIN section). */
     int rc = exec_cmd(c, s->readonly
                              ? "SET default_transaction_isolation = 'read committed'; "
                                "SET default_transaction_read_only = on; "
-                               "SET client_min_messages = warning"
+                               "SET client_min_messages = warning; SET jit = off"
                              : "SET default_transaction_isolation = 'read committed'; "
-                               "SET client_min_messages = warning",
+                               "SET synchronous_commit = on; "
+                               "SET client_min_messages = warning; SET jit = off",
                       "session setup");
     if (rc < 0) {
         PQfinish(c);
