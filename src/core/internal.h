@@ -86,9 +86,10 @@ typedef struct evs__backend_ops {
     int (*stats)(evs_stats *out, evs_db *db);
     /* wait: 0 = never, else until deadline_ns (CLOCK_MONOTONIC; 0 = no
      * deadline) or *cancel (may be NULL) becomes non-zero. Unlike the
-     * other iterators, the strings, data, metadata and tags of every event
-     * returned stay valid until iter_free (not just the next iter_next):
-     * the subscription (tracking.c) hands a whole batch to its callback. */
+     * other iterators, when limit > 0 the strings, data, metadata and tags
+     * of every event returned stay valid until iter_free (not just the
+     * next iter_next): the subscription (tracking.c) hands a whole batch
+     * to its callback. */
     int (*read_tracking)(evs_iter **out, evs_db *db, const evs__tracking *t,
                          uint64_t after, uint64_t limit, int wait, uint64_t deadline_ns,
                          const _Atomic int *cancel);

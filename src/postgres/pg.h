@@ -64,6 +64,8 @@ typedef struct evs__pg {
     pthread_mutex_t qlock;
     evs__pg_req *qhead, *qtail;
     int busy;
+    int closing;           /* set by close: new appends are EVS_ECLOSED */
+    pthread_cond_t qidle;  /* broadcast when busy drops to 0 */
 } evs__pg;
 
 /* ---- pg_store.c ------------------------------------------------------------ */

@@ -566,8 +566,13 @@ int evs__pg_append(evs_db *db, evs__append_req *r)
         return rc;
     }
     evs__pg_req me = {.core = r, .P = &P};
-    pthread_cond_init(&me.cv, NULL);
     pthread_mutex_lock(&s->qlock);
+    if (s->closing) {
+        pthread_mutex_unlock(&s->qlock);
+        params_free(&P);
+        return evs__err(EVS_ECLOSED, "append: the store is being closed");
+    }
+    pthread_cond_init(&me.cv, NULL);
     if (s->qtail)
         s->qtail->next = &me;
     else
@@ -598,6 +603,7 @@ int evs__pg_append(evs_db *db, evs__append_req *r)
             pthread_cond_signal(&s->qhead->cv);
         } else {
             s->busy = 0;
+            pthread_cond_broadcast(&s->qidle);
         }
     }
     pthread_mutex_unlock(&s->qlock);

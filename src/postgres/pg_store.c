@@ -808,6 +808,7 @@ int evs__postgres_open(evs_db **out, const char *uri, const evs_open_options *op
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_cond_init(&s->pool_cond, NULL);
     pthread_mutex_init(&s->qlock, NULL);
+    pthread_cond_init(&s->qidle, NULL);
     pthread_mutex_init(&s->nlock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -852,6 +853,14 @@ fail:;
 static int pg_close(evs_db *db)
 {
     evs__pg *s = (evs__pg *)db;
+    /* As the embedded store: appends in flight finish first (their
+     * leader is using a pooled connection and the queue's mutex), later
+     * ones are refused. */
+    pthread_mutex_lock(&s->qlock);
+    s->closing = 1;
+    while (s->busy)
+        pthread_cond_wait(&s->qidle, &s->qlock);
+    pthread_mutex_unlock(&s->qlock);
     evs__pg_listener_stop(s);
     for (int i = 0; i < EVS_PG_POOL_MAX; i++)
         if (s->pool[i].c)
@@ -859,6 +868,7 @@ static int pg_close(evs_db *db)
     pthread_mutex_destroy(&s->pool_lock);
     pthread_cond_destroy(&s->pool_cond);
     pthread_mutex_destroy(&s->qlock);
+    pthread_cond_destroy(&s->qidle);
     pthread_mutex_destroy(&s->nlock);
     pthread_cond_destroy(&s->ncond);
     free(s->uri);
