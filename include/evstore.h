@@ -182,10 +182,11 @@ typedef struct evs_db evs_db;
 #define EVS_OPEN_CREATE 0x1u   /* create the store if it does not exist */
 #define EVS_OPEN_READONLY 0x2u /* no appends; no recovery writes */
 
-/* Version 2 added snapshot_keep; version 1 structs are still accepted. */
-#define EVS_OPEN_OPTIONS_VERSION 2
+/* Version 2 added snapshot_keep, version 3 the recovery callbacks; version
+ * 1 and 2 structs are still accepted. */
+#define EVS_OPEN_OPTIONS_VERSION 3
 typedef struct evs_open_options {
-    unsigned version;        /* EVS_OPEN_OPTIONS_VERSION (1 or 2) */
+    unsigned version;        /* EVS_OPEN_OPTIONS_VERSION (1, 2 or 3) */
     unsigned flags;          /* EVS_OPEN_* */
     uint32_t segment_size;   /* bytes per log segment; 0 = default. Used
                                 only when creating a store; 1 MiB..1 GiB */
@@ -196,9 +197,19 @@ typedef struct evs_open_options {
                                 metadata; 0: store the bytes unchecked */
     uint32_t snapshot_keep;  /* snapshots kept per stream (the newest ones);
                                 0 = default (3); 1..1000 */
+    /* Embedded store, version 3. Called during evs_open, on the opening
+     * thread, for what recovery does beyond catching the index up: the
+     * index rebuilt from the log and why, a torn tail cut, files set aside
+     * (one line each, no newline; the text is valid during the call).
+     * NULL: not told. */
+    void (*recovery_notice)(void *ctx, const char *line);
+    /* Embedded store, version 3. Called now and then while the index is
+     * rebuilt from the log: done and total are events. NULL: not told. */
+    void (*recovery_progress)(void *ctx, uint64_t done, uint64_t total);
+    void *recovery_ctx;      /* passed to both callbacks */
 } evs_open_options;
 #define EVS_OPEN_OPTIONS_INIT                                                \
-    { EVS_OPEN_OPTIONS_VERSION, EVS_OPEN_CREATE, 0, 0, 1, 0 }
+    { EVS_OPEN_OPTIONS_VERSION, EVS_OPEN_CREATE, 0, 0, 1, 0, NULL, NULL, NULL }
 #define EVS_DEFAULT_SNAPSHOT_KEEP 3
 
 /*

@@ -88,6 +88,10 @@ int cli_check_db(const cli_ctx *cx);
 /* Open the store for a command. flags: EVS_OPEN_CREATE for writers,
  * EVS_OPEN_READONLY for readers. On failure prints the reason and returns
  * the exit status (> 0); returns 0 with *out set on success. */
+/* Set o's recovery callbacks: what recovery did, one line each on stderr
+ * ("evs: ..."), and rebuild progress on a terminal. progress_shown lives
+ * as long as the open. */
+void cli_open_options(evs_open_options *o, int *progress_shown);
 int cli_open(evs_db **out, const cli_ctx *cx, unsigned flags);
 
 /* Close, reporting a failed final flush. Returns the exit status to use

@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -79,16 +80,48 @@ int cli_check_db(const cli_ctx *cx)
     return 0;
 }
 
+/* What recovery did on open (the index rebuilt, a torn tail cut): one
+ * line on stderr each. */
+static void on_recovery_notice(void *ctx, const char *line)
+{
+    int *progress_shown = ctx;
+    if (*progress_shown)
+        fputc('\n', stderr);
+    *progress_shown = 0;
+    fprintf(stderr, "evs: %s\n", line);
+}
+
+/* Progress of an index rebuild, on a terminal only. */
+static void on_recovery_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    int *progress_shown = ctx;
+    if (!isatty(STDERR_FILENO) || total == 0)
+        return;
+    fprintf(stderr, "\revs: indexing the log: %" PRIu64 " of %" PRIu64 " events (%.0f%%)",
+            done, total, 100.0 * (double)done / (double)total);
+    *progress_shown = done < total;
+    if (done >= total)
+        fputc('\n', stderr);
+}
+
+void cli_open_options(evs_open_options *o, int *progress_shown)
+{
+    o->recovery_notice = on_recovery_notice;
+    o->recovery_progress = on_recovery_progress;
+    o->recovery_ctx = progress_shown;
+}
+
 int cli_open(evs_db **out, const cli_ctx *cx, unsigned flags)
 {
     evs_open_options o = EVS_OPEN_OPTIONS_INIT;
     struct stat st;
-    int rc;
+    int rc, progress_shown = 0;
 
     *out = NULL;
     if ((rc = cli_check_db(cx)) != 0)
         return rc;
     o.flags = flags;
+    cli_open_options(&o, &progress_shown);
     rc = evs_open(out, cx->db_uri, &o);
     if (rc == EVS_EINVAL && !(flags & EVS_OPEN_CREATE) &&
         strstr(cx->db_uri, "://") == NULL && stat(cx->db_uri, &st) != 0 &&

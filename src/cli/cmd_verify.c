@@ -47,6 +47,8 @@ int cmd_verify(cli_ctx *cx, int argc, char **argv)
     /* Read-only: verify reports what is on disk and repairs nothing (a
      * torn tail is left for the next writer's recovery to truncate). */
     o.flags = EVS_OPEN_READONLY;
+    int progress_shown = 0;
+    cli_open_options(&o, &progress_shown);
     rc = evs_open(&db, cx->db_uri, &o);
     if (rc == EVS_ECORRUPT) {
         /* Damage found while opening is what verify is for: report it as

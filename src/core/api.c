@@ -24,13 +24,16 @@ int evs_open(evs_db **out, const char *uri, const evs_open_options *opts)
     if (!uri || !*uri)
         return evs__err(EVS_EINVAL, "evs_open: empty store uri; give a directory path");
     if (opts) {
-        if (opts->version != 1 && opts->version != EVS_OPEN_OPTIONS_VERSION)
+        if (opts->version < 1 || opts->version > EVS_OPEN_OPTIONS_VERSION)
             return evs__err(EVS_EINVAL,
                             "evs_open: options version %u, this library knows 1..%d "
                             "(initialise with EVS_OPEN_OPTIONS_INIT)",
                             opts->version, EVS_OPEN_OPTIONS_VERSION);
-        if (opts->version == 1) /* a version 1 struct ends before snapshot_keep */
+        /* older structs end before the fields their version lacks */
+        if (opts->version == 1)
             memcpy(&o, opts, offsetof(evs_open_options, snapshot_keep));
+        else if (opts->version == 2)
+            memcpy(&o, opts, offsetof(evs_open_options, recovery_notice));
         else
             o = *opts;
         o.version = EVS_OPEN_OPTIONS_VERSION;

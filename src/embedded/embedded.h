@@ -25,6 +25,8 @@
 #include <stdatomic.h>
 
 #define EVS_MAX_SEGMENTS 65536u
+/* The smallest reserved runway of index file blocks (evs__idx_reserve). */
+#define EVS_IDX_RUNWAY (16u << 20)
 
 typedef struct evs__seg {
     uint8_t *_Atomic map; /* PROT_READ, whole segment; NULL until published */
@@ -63,6 +65,7 @@ typedef struct evs__emb {
     int dir_fd_log;        /* the log directory, fsync'ed after a new segment */
     uint32_t seg_size;
     int readonly;
+    int open_failed;       /* closing after a failed open: no clean state */
     pthread_mutex_t map_lock; /* read-only opens: mapping segments made later */
 
     evs__seg *segs;        /* [EVS_MAX_SEGMENTS], index = number - 1 */
@@ -72,6 +75,11 @@ typedef struct evs__emb {
     MDB_dbi db_meta, db_tenants, db_streams, db_stream_events, db_positions,
         db_tenant_events, db_event_ids, db_postings, db_times, db_snapshots;
     int idx_upgrade;       /* the index has an older format: rebuild it */
+    int idx_fd;            /* data.mdb (LMDB's descriptor), for evs__idx_reserve */
+    uint64_t idx_used;     /* bytes of data.mdb in use at the last reserve */
+    uint64_t idx_reserved; /* bytes of data.mdb with blocks reserved */
+    uint64_t idx_growth;   /* largest growth of data.mdb between two reserves */
+    int idx_noreserve;     /* the filesystem cannot reserve (no fallocate) */
 
     /* published: newest committed (durable and indexed) position */
     _Atomic uint64_t head;
@@ -168,7 +176,15 @@ void evs__rec_encode(uint8_t *p, uint32_t len, const char *tenant,
 const uint8_t *evs__rec_at(evs__emb *s, uint64_t loc);
 
 /* ---- index (index.c) ---- */
+/* Make <dir>/index and an (empty) data.mdb if missing; discard: delete the
+ * index files first, unread (an untrusted index is never opened). */
+int evs__idx_prepare(const char *dir, int discard);
 int evs__idx_open(evs__emb *s, int readonly);
+/* Reserve disk blocks ahead of the index's end (a runway of at least
+ * EVS_IDX_RUNWAY and 4x the largest growth of one commit seen), so that a
+ * commit does not meet a full disk half-way: EVS_ENOSPC before a group
+ * writes anything, instead of a failed commit after its log write. */
+int evs__idx_reserve(evs__emb *s);
 int evs__mdb_err(int mrc, const char *what);
 int evs__idx_tenant_get(MDB_txn *txn, evs__emb *s, const char *tenant,
                         size_t len, uint32_t *id);
@@ -252,8 +268,25 @@ int evs__emb_snapshot_save(evs_db *db, const char *tenant, const char *stream,
 int evs__emb_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
                            const char *stream, int64_t max_version);
 
+/* ---- the state file (state.c) ---- */
+/* What the state file says about this open (state.c explains the rule). */
+typedef struct evs__trust {
+    int index_trusted;   /* the index on disk may be read */
+    int log_original;    /* the log files are the ones the state was written
+                            with (not a copy): later-group evidence holds */
+    uint64_t durable;    /* positions <= this were durable: never cut */
+    char why[256];       /* why the index is not trusted ("" when it is) */
+} evs__trust;
+int evs__state_judge(const char *dir, evs__trust *t);
+/* Replace <dir>/state durably: OPEN (open_flag) or CLEAN, naming the
+ * current files and this boot. */
+int evs__state_write(const char *dir, int open_flag, uint64_t durable);
+
+/* Tell the opener what recovery did (evs_open_options.recovery_notice). */
+void evs__emb_notice(evs__emb *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ---- recovery and verify (recovery.c) ---- */
-int evs__recover(evs__emb *s);
+int evs__recover(evs__emb *s, const evs__trust *t);
 int evs__emb_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx);
 
 /* ---- group commit (writer.c) ---- */

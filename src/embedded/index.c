@@ -16,7 +16,9 @@
 #include <xxhash.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int evs__mdb_err(int mrc, const char *what)
 {
@@ -42,13 +44,15 @@ int evs__idx_open(evs__emb *s, int readonly)
     snprintf(path, sizeof(path), "%s/index", s->dir);
     if (!readonly && mkdir(path, 0755) != 0 && errno != EEXIST)
         return evs__err(EVS_EIO, "create %s: %s", path, strerror(errno));
-    /* With MDB_WRITEMAP (dirty pages written in place: commits cost a few
-     * µs instead of a pwrite per page) LMDB sizes data.mdb to the map size
-     * as a sparse file: its apparent size is 64 GiB, its blocks on disk are
-     * what the index uses. 64 GiB of index is roughly 400 M events. Where
-     * the address space is limited (ulimit -v, valgrind) a 64 GiB map fails:
-     * then try smaller ones, down to 1 GiB. */
-    unsigned flags = MDB_NOSYNC | MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD | MDB_WRITEMAP;
+    /* No MDB_WRITEMAP: LMDB then writes a commit's pages with pwrite, so a
+     * full disk is an error return, where a store into a sparse page of a
+     * writable map is a SIGBUS (issue 13, defect 5), and the map stays
+     * read-only, so no stray store can damage the index. Measured cost on
+     * `evs bench`: docs/PERFORMANCE.md ("Durability A/B"). The map is a
+     * reservation of address space only: 64 GiB of index is roughly 400 M
+     * events. Where the address space is limited (ulimit -v, valgrind) a
+     * 64 GiB map fails: then try smaller ones, down to 1 GiB. */
+    unsigned flags = MDB_NOSYNC | MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD;
     if (readonly)
         flags |= MDB_RDONLY;
     for (unsigned gib = 64;; gib /= 4) {
@@ -141,6 +145,65 @@ int evs__idx_open(evs__emb *s, int readonly)
     }
     if ((mrc = mdb_txn_commit(txn)) != 0)
         return evs__mdb_err(mrc, "commit");
+    s->idx_fd = -1;
+    if (!readonly && mdb_env_get_fd(s->env, &s->idx_fd) != 0)
+        s->idx_fd = -1;
+    return 0;
+}
+
+int evs__idx_prepare(const char *dir, int discard)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/index", dir);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO, "create %s: %s", path,
+                        strerror(errno));
+    const char *names[] = {"data.mdb", "lock.mdb"};
+    for (size_t i = 0; discard && i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/index/%s", dir, names[i]);
+        if (unlink(path) != 0 && errno != ENOENT)
+            return evs__err(EVS_EIO, "cannot delete the untrusted index file %s: %s",
+                            path, strerror(errno));
+    }
+    /* The file exists before the state file names it (state.c). */
+    snprintf(path, sizeof(path), "%s/index/data.mdb", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO, "create %s: %s", path,
+                        strerror(errno));
+    close(fd);
+    return 0;
+}
+
+int evs__idx_reserve(evs__emb *s)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    if (s->idx_fd < 0 || s->idx_noreserve || mdb_env_info(s->env, &info) != 0 ||
+        mdb_env_stat(s->env, &st) != 0)
+        return 0;
+    uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    if (s->idx_used && used > s->idx_used && used - s->idx_used > s->idx_growth)
+        s->idx_growth = used - s->idx_used;
+    s->idx_used = used;
+    uint64_t runway = EVS_IDX_RUNWAY;
+    if (runway < 4 * s->idx_growth)
+        runway = 4 * s->idx_growth;
+    if (s->idx_reserved >= used + runway / 2)
+        return 0;
+    /* KEEP_SIZE: blocks without a larger file size, so LMDB's view of the
+     * file is unchanged; its later pwrites there need no allocation. */
+    if (fallocate(s->idx_fd, FALLOC_FL_KEEP_SIZE, (off_t)used, (off_t)runway) != 0) {
+        if (errno == EOPNOTSUPP || errno == ENOSYS) {
+            s->idx_noreserve = 1; /* such a filesystem: a full disk fails the commit */
+            return 0;
+        }
+        return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO,
+                        "index: cannot reserve %llu MiB for the index in %s/index: %s; "
+                        "nothing was written: free disk space and retry",
+                        (unsigned long long)(runway >> 20), s->dir, strerror(errno));
+    }
+    s->idx_reserved = used + runway;
     return 0;
 }
 

@@ -140,11 +140,30 @@ static int fill_zeros(evs__emb *s, int fd, const char *path, int paced)
  * while the current one is still filling, so that rolling over costs a
  * header write and a rename instead of writing 64 MiB of zeros while every
  * appender waits (measured: 150 ms stalls before this).
+ *
+ * Exactly one party owns a segment file. The preallocator owns segment
+ * prep_no from the moment it sets prep_busy until it publishes prep_fd; the
+ * writer owns it once it has taken prep_fd, or once it has withdrawn the
+ * request (take_prepared sets prep_no to the segment without prep_busy, so
+ * the preallocator never starts on it). Before this rule a request the
+ * preallocator had not yet picked up was made by the writer *and* later
+ * opened with O_TRUNC and zero-filled by the preallocator while the writer
+ * was writing records into it (issue 13, defect 1).
  */
+static unsigned prealloc_delay_ms(void)
+{
+    /* Test hook: sleep before taking each request, so that the writer
+     * reaches the rollover first (tests/test_durability.c). */
+    const char *v = getenv("EVS_DEBUG_PREALLOC_DELAY_MS");
+    return v ? (unsigned)strtoul(v, NULL, 10) : 0;
+}
+
 static void *prealloc_main(void *arg)
 {
     evs__emb *s = arg;
     char tmp[4096];
+    unsigned delay_ms = prealloc_delay_ms();
+    uint32_t delayed = 0; /* the request already delayed once */
     pthread_mutex_lock(&s->prep_lock);
     for (;;) {
         while (!s->prep_stop && (s->prep_want == 0 || s->prep_want == s->prep_no))
@@ -152,6 +171,14 @@ static void *prealloc_main(void *arg)
         if (s->prep_stop)
             break;
         uint32_t no = s->prep_want;
+        if (delay_ms && delayed != no) {
+            delayed = no;
+            pthread_mutex_unlock(&s->prep_lock);
+            struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&s->prep_lock);
+            continue; /* the writer may have withdrawn it meanwhile */
+        }
         s->prep_no = no;
         s->prep_busy = 1;
         pthread_mutex_unlock(&s->prep_lock);
@@ -184,9 +211,21 @@ int evs__prealloc_start(evs__emb *s)
     return 0;
 }
 
-void evs__prealloc_stop(evs__emb *s)
+/* Close and delete a prepared file nobody will use (lock held or the
+ * thread stopped). */
+static void drop_prepared(evs__emb *s)
 {
     char tmp[4096];
+    if (s->prep_fd < 0)
+        return;
+    close(s->prep_fd);
+    seg_path(tmp, sizeof(tmp), s, s->prep_no, ".tmp");
+    unlink(tmp);
+    s->prep_fd = -1;
+}
+
+void evs__prealloc_stop(evs__emb *s)
+{
     if (!s->prep_started)
         return;
     pthread_mutex_lock(&s->prep_lock);
@@ -195,26 +234,24 @@ void evs__prealloc_stop(evs__emb *s)
     pthread_mutex_unlock(&s->prep_lock);
     pthread_join(s->prep_thread, NULL);
     s->prep_started = 0;
-    if (s->prep_fd >= 0) { /* prepared but never used */
-        close(s->prep_fd);
-        seg_path(tmp, sizeof(tmp), s, s->prep_no, ".tmp");
-        unlink(tmp);
-        s->prep_fd = -1;
-    }
+    drop_prepared(s);
 }
 
 void evs__prealloc_request(evs__emb *s, uint32_t no)
 {
-    if (!s->prep_started || s->prep_want >= no)
+    if (!s->prep_started)
         return;
     pthread_mutex_lock(&s->prep_lock);
-    s->prep_want = no;
-    pthread_cond_broadcast(&s->prep_cond);
+    if (s->prep_want < no) {
+        s->prep_want = no;
+        pthread_cond_broadcast(&s->prep_cond);
+    }
     pthread_mutex_unlock(&s->prep_lock);
 }
 
 /* The prepared file for segment no, waiting for it if it is being made;
- * -1 if there is none. */
+ * -1 if there is none, and then the caller owns the making of segment no:
+ * the request is withdrawn so that the preallocator never touches it. */
 static int take_prepared(evs__emb *s, uint32_t no)
 {
     int fd = -1;
@@ -222,12 +259,17 @@ static int take_prepared(evs__emb *s, uint32_t no)
         return -1;
     pthread_mutex_lock(&s->prep_lock);
     atomic_store(&s->prep_urgent, 1);
-    while (s->prep_busy && s->prep_no == no)
+    while (s->prep_busy)
         pthread_cond_wait(&s->prep_cond, &s->prep_lock);
     atomic_store(&s->prep_urgent, 0);
     if (s->prep_no == no && s->prep_fd >= 0) {
         fd = s->prep_fd;
         s->prep_fd = -1;
+    } else {
+        drop_prepared(s); /* made for another segment: never used */
+        s->prep_no = no;
+        if (s->prep_want < no)
+            s->prep_want = no;
     }
     pthread_mutex_unlock(&s->prep_lock);
     return fd;

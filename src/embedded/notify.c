@@ -67,12 +67,18 @@ int evs__notify_open(evs__emb *s)
     if (fd < 0)
         return evs__err(EVS_EBACKEND, "cannot open %s for commit notifications: %s",
                         path, strerror(errno));
+    /* Sized by writing zeros, not ftruncate: a sparse page written through
+     * the mapping on a full disk would be a SIGBUS, not an error. */
+    static const uint8_t zeros[NOTIFY_SIZE];
     if (fstat(fd, &st) != 0 ||
         (st.st_size < (off_t)NOTIFY_SIZE &&
-         (prot == PROT_READ || ftruncate(fd, NOTIFY_SIZE) != 0))) {
+         (prot == PROT_READ ||
+          pwrite(fd, zeros + st.st_size, NOTIFY_SIZE - (size_t)st.st_size, st.st_size) !=
+              (ssize_t)(NOTIFY_SIZE - (size_t)st.st_size)))) {
         int e = errno;
         close(fd);
-        return evs__err(EVS_EBACKEND, "cannot size %s: %s", path, strerror(e));
+        return evs__err(e == ENOSPC ? EVS_ENOSPC : EVS_EBACKEND, "cannot size %s: %s", path,
+                        strerror(e));
     }
     void *m = mmap(NULL, NOTIFY_SIZE, prot, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED) {

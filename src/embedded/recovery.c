@@ -28,6 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REPLAY_TXN_EVENTS 65536
@@ -51,24 +54,62 @@ static int later_group_after(const uint8_t *m, uint32_t size, uint32_t off, uint
     return 0;
 }
 
-/* Zero the last segment from off to its last non-zero byte, and sync. */
-static int truncate_tail(evs__emb *s, const uint8_t *m, uint32_t off)
+/* Zero the last segment from off to its last non-zero byte, and sync.
+ * *cut: how many bytes were not zero already. */
+static int truncate_tail(evs__emb *s, const uint8_t *m, uint32_t off, uint32_t *cut)
 {
     uint32_t end = s->seg_size;
     while (end > off && evs__get_le64(m + end - 8) == 0)
         end -= 8;
+    *cut = end > off ? end - off : 0;
     if (end <= off)
         return 0;
     static const uint8_t zeros[65536];
     for (uint32_t o = off; o < end;) {
         uint32_t n = end - o < sizeof(zeros) ? end - o : (uint32_t)sizeof(zeros);
         if (pwrite(s->wfd, zeros, n, o) != (ssize_t)n)
-            return evs__err(EVS_EIO, "truncating the torn tail of segment %u: %s",
-                            s->wseg, strerror(errno));
+            return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO,
+                            "truncating the torn tail of segment %u: %s", s->wseg,
+                            strerror(errno));
         o += n;
     }
     if (fdatasync(s->wfd) != 0)
         return evs__err(EVS_EIO, "fdatasync of segment %u: %s", s->wseg, strerror(errno));
+    return 0;
+}
+
+/*
+ * A copy's log ends inside segment `last`: set the later segments aside
+ * (renamed to NNN.evslog.cut-<time>, never deleted) and make `last` the
+ * writer's segment.
+ */
+static int set_aside_after(evs__emb *s, uint32_t last)
+{
+    char from[4096], to[4200], path[4096];
+    uint32_t n = atomic_load(&s->nsegs);
+    long long now = (long long)time(NULL);
+    for (uint32_t no = n; no > last; no--) {
+        snprintf(from, sizeof(from), "%s/log/%016" PRIx32 ".evslog", s->dir, no);
+        snprintf(to, sizeof(to), "%s.cut-%lld", from, now);
+        if (rename(from, to) != 0)
+            return evs__err(EVS_EIO, "cannot set %s aside: %s", from, strerror(errno));
+        uint8_t *m = atomic_load(&s->segs[no - 1].map);
+        atomic_store(&s->segs[no - 1].map, NULL);
+        if (m)
+            munmap(m, s->seg_size);
+        atomic_store(&s->nsegs, no - 1);
+        evs__emb_notice(s, "set aside %s: it lies after the end of this copy's log", to);
+    }
+    if (fsync(s->dir_fd_log) != 0)
+        return evs__err(EVS_EIO, "fsync of %s/log: %s", s->dir, strerror(errno));
+    snprintf(path, sizeof(path), "%s/log/%016" PRIx32 ".evslog", s->dir, last);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return evs__err(EVS_EIO, "open %s: %s", path, strerror(errno));
+    if (s->wfd >= 0)
+        close(s->wfd);
+    s->wfd = fd;
+    s->wseg = last;
     return 0;
 }
 
@@ -90,13 +131,105 @@ static int drop_index(MDB_txn *txn, evs__emb *s)
     return 0;
 }
 
-int evs__recover(evs__emb *s)
+/* Does the index's last entry agree with the log where it says it ends? */
+static int index_end_ok(MDB_txn *txn, evs__emb *s, uint64_t applied, uint64_t L)
+{
+    MDB_val k, v;
+    uint8_t kb[8];
+    evs__put_be64(kb, applied);
+    k.mv_size = 8;
+    k.mv_data = kb;
+    if (mdb_get(txn, s->db_positions, &k, &v) != 0 || v.mv_size != 8)
+        return 0;
+    uint64_t loc = evs__get_le64(v.mv_data);
+    const uint8_t *m = evs__seg_map(s, evs__loc_seg(loc));
+    uint32_t off = evs__loc_off(loc), len;
+    return m && off < s->seg_size &&
+           evs__rec_check(m + off, s->seg_size - off, &len) == EVS_REC_OK &&
+           evs__get_le64(m + off + EVS_REC_OFF_POSITION) == applied &&
+           evs__loc(evs__loc_seg(loc), off + evs__pad8(len)) == L;
+}
+
+/* Commit the replay so far and begin the next transaction. */
+static int replay_commit(evs__emb *s, MDB_txn **txn, uint64_t applied, uint64_t L)
+{
+    int rc, mrc;
+    if ((rc = evs__idx_applied_put(*txn, s, applied, L)) < 0 ||
+        (rc = evs__idx_seq_put(*txn, s)) < 0)
+        return rc;
+    mrc = mdb_txn_commit(*txn);
+    *txn = NULL;
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "commit recovery");
+    if ((mrc = mdb_txn_begin(s->env, NULL, 0, txn)) != 0) {
+        *txn = NULL;
+        return evs__mdb_err(mrc, "begin recovery");
+    }
+    return 0;
+}
+
+/*
+ * Index the log's records from location `from` (position applied + 1) to
+ * position `end`, all checked already, one record at a time (the replay
+ * after a trusted index, usually a few groups).
+ */
+static int replay(evs__emb *s, MDB_txn **txn, uint64_t applied, uint64_t from,
+                  uint64_t end, uint64_t *L)
+{
+    int rc;
+    uint32_t seg = evs__loc_seg(from), off = evs__loc_off(from), len;
+    uint64_t total = end - applied, done = 0;
+    while (applied < end) {
+        const uint8_t *m = evs__seg_map(s, seg);
+        if (off + 8 > s->seg_size || evs__get_le32(m + off) != EVS_REC_MAGIC) {
+            seg++;
+            off = EVS_SEG_HEADER_SIZE;
+            continue;
+        }
+        len = evs__get_le32(m + off + EVS_REC_OFF_LEN);
+        if ((rc = evs__idx_apply_record(*txn, s, m + off, evs__loc(seg, off))) < 0)
+            return rc;
+        applied++;
+        off += evs__pad8(len);
+        *L = evs__loc(seg, off);
+        /* commit at append boundaries only: an append is never half-indexed */
+        if (++done % REPLAY_TXN_EVENTS == 0 || applied == end) {
+            if (!(evs__get_le16(m + off - evs__pad8(len) + EVS_REC_OFF_FLAGS) &
+                  EVS_REC_FLAG_COMMIT_END) && applied != end) {
+                done--;
+                continue;
+            }
+            if ((rc = replay_commit(s, txn, applied, *L)) < 0)
+                return rc;
+            if (s->base.opts.recovery_progress)
+                s->base.opts.recovery_progress(s->base.opts.recovery_ctx, done, total);
+        }
+    }
+    return 0;
+}
+
+/*
+ * Recovery on a read-write open. First the log is checked from where the
+ * index ends (from its start when the index is empty) to find where it
+ * really ends; then the records up to there are indexed.
+ *
+ * Where the check meets a damaged or missing record at position p:
+ *
+ *   p <= A (the acknowledged frontier: the state file's durable position,
+ *           a trusted index's end)            -> EVS_ECORRUPT, nothing cut
+ *   original files, a later group intact after the damage (it was written
+ *           after p's group was synced)        -> EVS_ECORRUPT, nothing cut
+ *   original files, not the last segment      -> EVS_ECORRUPT (the writer
+ *           syncs a segment before the next)
+ *   otherwise (a torn last group; or a copy, whose log is a prefix of the
+ *           original's up to its first hole)  -> cut back to the start of
+ *           p's append; a copy's later segments are set aside
+ */
+int evs__recover(evs__emb *s, const evs__trust *t)
 {
     MDB_txn *txn = NULL;
     int rc = 0, mrc;
-    uint64_t applied, L;
-    uint64_t *pending = NULL;
-    size_t npend = 0, pend_cap = 0, in_txn = 0;
+    uint64_t applied, L, A = t->durable;
 
     if (atomic_load(&s->nsegs) == 0 && (rc = evs__seg_create(s, 1, 1)) < 0)
         return rc;
@@ -105,46 +238,30 @@ int evs__recover(evs__emb *s)
         return evs__mdb_err(mrc, "begin recovery");
     if ((rc = evs__idx_applied_get(txn, s, &applied, &L)) < 0)
         goto out;
-
-    /* An index of an older format is rebuilt from the log. */
-    if (s->idx_upgrade) {
+    /* A trusted index's end was acknowledged: its commit followed the
+     * log's fdatasync. */
+    if (applied > A)
+        A = applied;
+    /* An index of an older format, or one that disagrees with the log
+     * where it says it ends, is rebuilt; the log check below then finds
+     * any damage at or before A. */
+    if (s->idx_upgrade || (applied > 0 && !index_end_ok(txn, s, applied, L))) {
+        if (!s->idx_upgrade)
+            evs__emb_notice(s, "rebuilding the index of %s: its end (position %" PRIu64
+                            ") does not match the log", s->dir, applied);
         if ((rc = drop_index(txn, s)) < 0)
             goto out;
         applied = 0;
         L = evs__loc(1, EVS_SEG_HEADER_SIZE);
         s->idx_upgrade = 0;
     }
-    /* The index must agree with the log where it says it ends; if not (an
-     * OS crash lost index pages, or the log was replaced) rebuild it. */
-    if (applied > 0) {
-        MDB_val k, v;
-        uint8_t kb[8];
-        evs__put_be64(kb, applied);
-        k.mv_size = 8;
-        k.mv_data = kb;
-        int ok = 0;
-        if (mdb_get(txn, s->db_positions, &k, &v) == 0 && v.mv_size == 8) {
-            uint64_t loc = evs__get_le64(v.mv_data);
-            const uint8_t *m = evs__seg_map(s, evs__loc_seg(loc));
-            uint32_t off = evs__loc_off(loc), len;
-            if (m && off < s->seg_size &&
-                evs__rec_check(m + off, s->seg_size - off, &len) == EVS_REC_OK &&
-                evs__get_le64(m + off + EVS_REC_OFF_POSITION) == applied &&
-                evs__loc(evs__loc_seg(loc), off + evs__pad8(len)) == L)
-                ok = 1;
-        }
-        if (!ok) {
-            if ((rc = drop_index(txn, s)) < 0)
-                goto out;
-            applied = 0;
-            L = evs__loc(1, EVS_SEG_HEADER_SIZE);
-        }
-    }
 
+    /* ---- check: where does the log end? ---- */
     uint32_t nsegs = atomic_load(&s->nsegs);
     uint32_t seg = evs__loc_seg(L), off = evs__loc_off(L);
     uint64_t expect = applied + 1;
-    uint32_t pend_off = off; /* start of the append being collected */
+    uint32_t app_seg = seg, app_off = off; /* start of the append being read */
+    uint64_t end = applied, Lend = L;       /* the last complete append */
     if (seg == 0 || seg > nsegs) {
         rc = evs__err(EVS_ECORRUPT, "index points at log segment %u but the log has %u",
                       seg, nsegs);
@@ -159,91 +276,97 @@ int evs__recover(evs__emb *s)
         if (rr == EVS_REC_OK && evs__get_le64(m + off + EVS_REC_OFF_POSITION) != expect)
             rr = EVS_REC_BAD_LAYOUT; /* a valid record out of sequence */
         if (rr == EVS_REC_OK) {
-            if (evs__grow(&pending, &pend_cap, npend + 1, sizeof(*pending)) < 0) {
-                rc = evs__err(EVS_ENOMEM, "out of memory in recovery");
-                goto out;
-            }
-            pending[npend++] = evs__loc(seg, off);
+            int commit_end = evs__get_le16(m + off + EVS_REC_OFF_FLAGS) & EVS_REC_FLAG_COMMIT_END;
+            s->last_stamp = (int64_t)evs__get_le64(m + off + EVS_REC_OFF_RECORDED_AT);
             expect++;
             off += evs__pad8(len);
-            if (evs__get_le16(m + evs__loc_off(pending[npend - 1]) + EVS_REC_OFF_FLAGS) &
-                EVS_REC_FLAG_COMMIT_END) {
-                for (size_t i = 0; i < npend; i++) {
-                    const uint8_t *rec = evs__rec_at(s, pending[i]);
-                    if ((rc = evs__idx_apply_record(txn, s, rec, pending[i])) < 0)
-                        goto out;
-                    s->last_stamp = (int64_t)evs__get_le64(rec + EVS_REC_OFF_RECORDED_AT);
-                }
-                applied = expect - 1;
-                L = evs__loc(seg, off);
-                in_txn += npend;
-                npend = 0;
-                pend_off = off;
-                if (in_txn >= REPLAY_TXN_EVENTS) {
-                    if ((rc = evs__idx_applied_put(txn, s, applied, L)) < 0 ||
-                        (rc = evs__idx_seq_put(txn, s)) < 0)
-                        goto out;
-                    if ((mrc = mdb_txn_commit(txn)) != 0) {
-                        txn = NULL;
-                        rc = evs__mdb_err(mrc, "commit recovery");
-                        goto out;
-                    }
-                    if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-                        txn = NULL;
-                        rc = evs__mdb_err(mrc, "begin recovery");
-                        goto out;
-                    }
-                    in_txn = 0;
-                }
+            if (commit_end) {
+                end = expect - 1;
+                Lend = evs__loc(seg, off);
+                app_seg = seg;
+                app_off = off;
             }
             continue;
         }
-        /* end of the records of this segment, or damage */
-        uint64_t p = expect - npend; /* first position of the unfinished append */
-        if (!last) {
-            if (rr == EVS_REC_ZERO && npend == 0) {
-                seg++;
-                off = pend_off = EVS_SEG_HEADER_SIZE;
-                if (s->segs[seg - 1].first_position != expect) {
-                    rc = evs__err(EVS_ECORRUPT,
-                                  "log segment %u starts at position %" PRIu64
-                                  " but segment %u ended at %" PRIu64,
-                                  seg, s->segs[seg - 1].first_position, seg - 1, expect - 1);
-                    goto out;
-                }
-                continue;
-            }
+        int clean_end = rr == EVS_REC_ZERO && end == expect - 1; /* no append cut short */
+        /* The normal end of a full segment: the next one starts here. */
+        if (!last && clean_end && s->segs[seg].first_position == expect) {
+            seg++;
+            off = app_off = EVS_SEG_HEADER_SIZE;
+            app_seg = seg;
+            continue;
+        }
+        const char *what = rr == EVS_REC_ZERO ? "missing" : evs__rec_problem(rr);
+        if (expect <= A) {
             rc = evs__err(EVS_ECORRUPT,
-                          "log segment %u offset %u: record at position %" PRIu64
-                          " is damaged (%s) and it is not the tail of the log; run "
-                          "`evs verify` for a full report", seg, off, expect,
-                          rr == EVS_REC_ZERO ? "append cut short" : evs__rec_problem(rr));
+                          "log segment %u offset %u: the record at position %" PRIu64
+                          " is damaged (%s), but positions up to %" PRIu64 " were "
+                          "acknowledged as durable: evstore will not cut them. Keep "
+                          "this store as it is, run `evs verify` for a full report, and "
+                          "restore the log from a backup", seg, off, expect, what, A);
             goto out;
         }
-        if (rr != EVS_REC_ZERO) {
+        if (t->log_original) {
             uint64_t fpos;
             uint32_t foff;
-            if (later_group_after(m, s->seg_size, off, expect, &fpos, &foff)) {
+            if (!last) {
                 rc = evs__err(EVS_ECORRUPT,
-                              "log segment %u offset %u: record at position %" PRIu64
-                              " is damaged (%s) but later records (position %" PRIu64
-                              " at offset %u) are intact: this is damage, not a torn "
-                              "write; run `evs verify`", seg, off, expect,
-                              evs__rec_problem(rr), fpos, foff);
+                              "log segment %u offset %u: the record at position %" PRIu64
+                              " is %s and it is not in the last segment, so it was "
+                              "durable: this is damage, not a torn write. Run `evs "
+                              "verify` for a full report and restore the log from a "
+                              "backup", seg, off, expect, what);
                 goto out;
             }
+            if (later_group_after(m, s->seg_size, off, expect, &fpos, &foff)) {
+                rc = evs__err(EVS_ECORRUPT,
+                              "log segment %u offset %u: the record at position %" PRIu64
+                              " is %s but a later group (position %" PRIu64 " at offset "
+                              "%u) is intact, so it was durable: this is damage, not a "
+                              "torn write. Run `evs verify` for a full report and "
+                              "restore the log from a backup", seg, off, expect, what,
+                              fpos, foff);
+                goto out;
+            }
+        } else if (!last) {
+            /* a copy: its log ends here; what follows is beyond the copy */
+            if ((rc = set_aside_after(s, app_seg)) < 0)
+                goto out;
+            nsegs = app_seg;
         }
-        /* torn tail (or clean end): cut back to the last complete append */
-        if ((rc = truncate_tail(s, m, pend_off)) < 0)
+        /* a torn tail (or the clean end): cut back to the last complete
+         * append */
+        uint32_t cut;
+        if ((rc = truncate_tail(s, evs__seg_map(s, app_seg), app_off, &cut)) < 0)
             goto out;
-        expect = p;
-        off = pend_off;
+        if (cut)
+            evs__emb_notice(s, "cut a torn tail of %u bytes at log segment %u offset %u: "
+                            "an append from position %" PRIu64 " that never finished "
+                            "(never acknowledged)", cut, app_seg, app_off, end + 1);
         break;
     }
+    /* What was accepted is made durable before anything builds on it: a
+     * process that died before its fdatasync left its last group in the
+     * page cache only. */
+    if (fdatasync(s->wfd) != 0) {
+        rc = evs__err(EVS_EIO, "fdatasync of log segment %u: %s", s->wseg, strerror(errno));
+        goto out;
+    }
 
-    s->woff = off;
-    s->next_position = expect;
-    if ((rc = evs__idx_applied_put(txn, s, applied, L)) < 0 ||
+    /* ---- index what the check accepted ---- */
+    if (end > applied && (rc = replay(s, &txn, applied, L, end, &L)) < 0)
+        goto out;
+    /* The writer goes on where the last complete append ended: app_off of
+     * app_seg, the last segment (Lend may name the previous one when the
+     * last is still empty). */
+    if (s->wseg != app_seg) {
+        rc = evs__err(EVS_ECORRUPT, "recovery: the log ends in segment %u but the last "
+                      "segment is %u", app_seg, s->wseg);
+        goto out;
+    }
+    s->woff = app_off;
+    s->next_position = end + 1;
+    if ((rc = evs__idx_applied_put(txn, s, end, Lend)) < 0 ||
         (rc = evs__idx_seq_put(txn, s)) < 0)
         goto out;
     mrc = mdb_txn_commit(txn);
@@ -252,11 +375,10 @@ int evs__recover(evs__emb *s)
         rc = evs__mdb_err(mrc, "commit recovery");
         goto out;
     }
-    atomic_store(&s->head, applied);
+    atomic_store(&s->head, end);
 out:
     if (txn)
         mdb_txn_abort(txn);
-    free(pending);
     return rc;
 }
 

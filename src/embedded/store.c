@@ -8,12 +8,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int emb_close(evs_db *db);
@@ -115,16 +117,67 @@ static int prepare_dir(const char *path, int create)
     return 0;
 }
 
+void evs__emb_notice(evs__emb *s, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    if (!s->base.opts.recovery_notice)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    s->base.opts.recovery_notice(s->base.opts.recovery_ctx, line);
+}
+
+/*
+ * A read-only open never reads an index it cannot trust (state.c). Like a
+ * SQLite reader that rolls back a hot journal, it first lets a read-write
+ * open rebuild the index when no writer holds the store; a writer that
+ * holds it has made the index trusted already (its state file names this
+ * boot and its files before it writes the index), so seeing EVS_EBUSY,
+ * look again.
+ */
+static int readonly_recover(const char *path, const evs_open_options *opts)
+{
+    evs__trust t;
+    int rc;
+    for (int tries = 0; tries < 50; tries++) {
+        if ((rc = evs__state_judge(path, &t)) < 0)
+            return rc;
+        if (t.index_trusted)
+            return 0;
+        evs_open_options o = *opts;
+        o.flags &= ~(EVS_OPEN_READONLY | EVS_OPEN_CREATE);
+        evs_db *db = NULL;
+        rc = evs__embedded_open(&db, path, &o);
+        if (rc == 0)
+            return emb_close(db);
+        if (rc != EVS_EBUSY) {
+            char why[1024];
+            snprintf(why, sizeof(why), "%s", evs_last_error());
+            return evs__err(rc, "%s (while rebuilding the index for a read-only open: "
+                            "%s)", why, t.why);
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return evs__err(EVS_EBUSY, "store %s: its index cannot be trusted (%s) and the "
+                    "writer holding it has not rebuilt it yet; retry", path, t.why);
+}
+
 int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *opts)
 {
     int rc;
     int readonly = (opts->flags & EVS_OPEN_READONLY) != 0;
     int create = (opts->flags & EVS_OPEN_CREATE) && !readonly;
     char buf[4096];
+    evs__trust trust;
 
     if (strlen(path) > 3000)
         return evs__err(EVS_EINVAL, "store path is too long");
     if ((rc = prepare_dir(path, create)) < 0)
+        return rc;
+    if (readonly && (rc = readonly_recover(path, opts)) < 0)
         return rc;
 
     evs__emb *s = calloc(1, sizeof(*s));
@@ -132,7 +185,7 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
         return evs__err(EVS_ENOMEM, "out of memory opening the store");
     s->base.ops = &emb_ops;
     s->base.opts = *opts;
-    s->lock_fd = s->dir_fd_log = s->wfd = s->notify_fd = -1;
+    s->lock_fd = s->dir_fd_log = s->wfd = s->notify_fd = s->idx_fd = -1;
     s->seg_size = opts->segment_size;
     pthread_mutex_init(&s->qlock, NULL);
     pthread_cond_init(&s->qcond, NULL);
@@ -176,6 +229,25 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
     }
     if ((rc = evs__segs_open(s, readonly)) < 0)
         goto fail;
+    /* Judged under the lock: no writer can change the state meanwhile. */
+    if ((rc = evs__state_judge(path, &trust)) < 0)
+        goto fail;
+    if (readonly && !trust.index_trusted) {
+        rc = evs__err(EVS_ECORRUPT, "store %s: its index cannot be trusted (%s); a "
+                      "read-write open rebuilds it from the log", path, trust.why);
+        goto fail;
+    }
+    if (!readonly) {
+        /* The state names this boot and these files, durably, before
+         * anything in the index or the log is written (state.c). */
+        int rebuild = !trust.index_trusted;
+        if (rebuild && atomic_load(&s->nsegs) > 0)
+            evs__emb_notice(s, "rebuilding the index of %s from the log: %s", path,
+                            trust.why);
+        if ((rc = evs__idx_prepare(path, rebuild)) < 0 ||
+            (rc = evs__state_write(path, 1, trust.durable)) < 0)
+            goto fail;
+    }
     if ((rc = evs__idx_open(s, readonly)) < 0)
         goto fail;
     /* Blocking reads need it; a read-only open of a store in a directory it
@@ -186,7 +258,8 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
         evs__clear_error();
     }
     if (!readonly) {
-        if ((rc = evs__recover(s)) < 0)
+        if ((rc = evs__recover(s, &trust)) < 0 ||
+            (rc = evs__state_write(path, 1, atomic_load(&s->head))) < 0)
             goto fail;
         if ((rc = evs__prealloc_start(s)) < 0 || (rc = evs__writer_start(s)) < 0)
             goto fail;
@@ -205,6 +278,7 @@ fail:
     {
         char keep[1024];
         snprintf(keep, sizeof(keep), "%s", evs_last_error());
+        s->open_failed = 1;
         emb_close(&s->base);
         evs__set_error_text(keep);
     }
@@ -225,8 +299,15 @@ static int emb_close(evs_db *db)
                 s->ns_stage / 1e3 / s->groups, s->ns_sync / 1e3 / s->groups,
                 s->ns_commit / 1e3 / s->groups, s->ns_wake / 1e3 / s->groups);
     if (s->env) {
-        if (!(s->base.opts.flags & EVS_OPEN_READONLY) && mdb_env_sync(s->env, 1) != 0)
-            rc = evs__err(EVS_EIO, "flushing the index on close failed");
+        /* A clean close: the index synced, then the state says so (the next
+         * open trusts the index, also after a reboot). The log is synced
+         * already: every group was. */
+        if (!s->readonly && !s->open_failed) {
+            if (mdb_env_sync(s->env, 1) != 0)
+                rc = evs__err(EVS_EIO, "flushing the index on close failed");
+            else if (!s->failed)
+                rc = evs__state_write(s->dir, 0, atomic_load(&s->head));
+        }
         mdb_env_close(s->env);
     }
     if (s->segs) {

@@ -489,6 +489,10 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
             req_fail(r, EVS_ECLOSED, "%s", s->failed_msg);
         goto wake;
     }
+    /* Index space first: a full disk fails the group before its log write,
+     * and the store stays usable. */
+    if ((rc = evs__idx_reserve(s)) < 0)
+        goto fail;
     if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
         rc = evs__mdb_err(mrc, "begin write");
         goto fail;
