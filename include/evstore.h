@@ -222,22 +222,33 @@ typedef struct evs_open_options {
  * library (docs/POSTGRES.md). Every function below behaves the same on
  * both backends.
  *
- * Opening the embedded store recovers it: a torn tail of the last log
- * segment (an append that never finished) is truncated, and the index is
- * caught up from the log.
+ * Opening the embedded store read-write recovers it (docs/DESIGN.md,
+ * "Durability"): the log is the truth. An append that never finished (a
+ * torn tail of the last log segment, never acknowledged) is cut; an
+ * acknowledged event is never cut: damage to one is EVS_ECORRUPT, naming
+ * the record, and the store is left as it is. The index is caught up from
+ * the log, or, when it cannot be trusted (the store was not closed before
+ * an OS crash or power loss, it is a copy made file by file, or it was
+ * made by an older evstore), deleted unread and rebuilt from the log;
+ * snapshots, which live only in the index, are lost then (they are a
+ * cache). recovery_notice says what was done.
  *
  * Only one process may open a store for writing; EVS_OPEN_READONLY opens
  * take no lock and may run beside the writer (they see what it has
- * committed, and never recover).
+ * committed). A read-only open never recovers, with one exception, as
+ * SQLite's readers roll back a hot journal: when the index cannot be
+ * trusted and no writer holds the store, it first lets a read-write open
+ * rebuild the index (and fails as that open fails: e.g. EVS_EIO when the
+ * directory is not writable, EVS_ECORRUPT when the log is damaged).
  *
  * Returns EVS_EINVAL (bad uri/options, path is a file, store missing and
  * no EVS_OPEN_CREATE, a non-empty directory that is not a store), EVS_EBUSY
  * (another process has the store open for writing), EVS_EFORMAT (written by
- * a newer evstore), EVS_ECORRUPT (damage found while catching the index up
- * with the log, i.e. in records the index does not cover yet, that is not
- * a torn tail: the message names the segment, offset and position; damage
- * in indexed records is found by evs_verify and by reads), EVS_EIO,
- * EVS_ENOSPC, EVS_ENOMEM, EVS_EBACKEND (PostgreSQL: server unreachable,
+ * a newer evstore), EVS_ECORRUPT (damage to acknowledged records found
+ * while recovering: the message names the segment, offset and position,
+ * and nothing was cut; run evs_verify for the full report), EVS_EIO,
+ * EVS_ENOSPC (no room to recover or rebuild the index: free space and open
+ * again; nothing was lost), EVS_ENOMEM, EVS_EBACKEND (PostgreSQL: server unreachable,
  * authentication failed, a schema newer than this library or not
  * evstore's; the message has the server's words). On error *out is NULL.
  */
@@ -285,8 +296,12 @@ typedef struct evs_append_result {
  * with '$': reserved for system streams), EVS_ETOOBIG (an event
  * over max_event_size, or the append does not fit in one log segment),
  * EVS_EREADONLY, EVS_ECLOSED (closing, or a failed log write/sync made the
- * store refuse appends: reopen it), EVS_EIO or EVS_ENOSPC (the append's
- * outcome is then unknown: retry with the same ids), EVS_ENOMEM.
+ * store refuse appends: reopen it), EVS_ENOSPC (embedded: no room to
+ * reserve index space before the write, so nothing was written and the
+ * store stays usable: retry once space is free; when the disk fills half
+ * way through a write instead, the outcome is unknown as for EVS_EIO),
+ * EVS_EIO (the append's outcome is unknown: retry with the same ids; the
+ * store refuses appends until reopened), EVS_ENOMEM.
  */
 EVS_EXTERN int evs_append(evs_append_result *out, evs_db *db,
                           const char *tenant, const char *stream,

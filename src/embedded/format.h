@@ -8,6 +8,7 @@
  *     <dir>/log/%016llx.evslog      log segments, numbered from 1
  *     <dir>/index/data.mdb          LMDB environment: the derived indexes
  *     <dir>/notify                  commit notifications (notify.c)
+ *     <dir>/state                   may the index be trusted? (state.c)
  *
  * The log is the source of truth. The index can always be rebuilt from it.
  *
