@@ -229,9 +229,9 @@ typedef struct evs_open_options {
  * the record, and the store is left as it is. The index is caught up from
  * the log, or, when it cannot be trusted (the store was not closed before
  * an OS crash or power loss, it is a copy made file by file, or it was
- * made by an older evstore), deleted unread and rebuilt from the log;
- * snapshots, which live only in the index, are lost then (they are a
- * cache). recovery_notice says what was done.
+ * made by an older evstore), deleted unread and rebuilt from the log
+ * (snapshots live apart and survive; a copy starts without them).
+ * recovery_notice says what was done.
  *
  * Only one process may open a store for writing; EVS_OPEN_READONLY opens
  * take no lock and may run beside the writer (they see what it has
@@ -863,7 +863,8 @@ typedef struct evs_snapshot {
  * data NULL with data_len > 0, version < 0, a stream that does not exist
  * or a version beyond its last: the message gives the stream's version),
  * EVS_ETOOBIG (over EVS_MAX_SNAPSHOT_SIZE), EVS_EREADONLY, EVS_ENOSPC,
- * EVS_EBACKEND.
+ * EVS_EBACKEND. Durable when it returns 0 (embedded: one fdatasync of the
+ * snapshots environment; a crash may lose the newest save only).
  */
 EVS_EXTERN int evs_snapshot_save(evs_db *db, const char *tenant, const char *stream,
                                  int64_t version, const char *schema,

@@ -482,6 +482,72 @@ static void test_newer_format_refused(void **state)
     tu_free_strings(segs, nseg);
 }
 
+/* ------------------------------------------------------------------ */
+/* Snapshots across an index rebuild                                   */
+/* ------------------------------------------------------------------ */
+
+static int64_t snapshot_version(evs_db *db, const char *stream)
+{
+    evs_snapshot *snap = NULL;
+    int rc = evs_snapshot_load(&snap, db, NULL, stream, EVS_END);
+    if (rc == EVS_ENOTFOUND)
+        return -1;
+    TU_OK(rc);
+    int64_t v = snap->version;
+    assert_string_equal((const char *)snap->data, "{\"balance\":2}");
+    evs_snapshot_free(snap);
+    return v;
+}
+
+/* The index is rebuilt after a power loss (its state file says a writer
+ * had it open on another boot); snapshots live apart and survive. A copy
+ * starts without them (a save may have been caught half-way). */
+static void test_snapshots_survive_index_rebuild(void **state)
+{
+    tu_store *s = *state;
+    open_small(s);
+    append_numbered(s, 3);
+    tu_append1(s->db, NULL, "acc-1", "Opened", "{}");
+    tu_append1(s->db, NULL, "acc-1", "Deposited", "{}");
+    TU_OK(evs_snapshot_save(s->db, NULL, "acc-1", 1, "v1", "{\"balance\":2}", 13));
+    tu_store_close(s);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        evs_open_options o = small_segments();
+        evs_db *db = NULL;
+        evs_event_data ev = tu_event("Deposited", "{}");
+        if (evs_open(&db, s->dir, &o) != 0 ||
+            evs_append(NULL, db, NULL, "acc-1", EVS_ANY, &ev, 1) != 0)
+            _exit(1);
+        _exit(0); /* no evs_close */
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    setenv("EVS_DEBUG_BOOT_ID", "test-recovery-snapshots-reboot", 1);
+    open_small(s);
+    unsetenv("EVS_DEBUG_BOOT_ID");
+    assert_int_equal(tu_head(s->db, NULL), 6);
+    assert_int_equal(tu_version(s->db, NULL, "acc-1"), 2);
+    assert_int_equal(snapshot_version(s->db, "acc-1"), 1);
+    assert_verify_clean(s->db);
+    tu_store_close(s);
+
+    char cmd[8192], copy[4200];
+    snprintf(copy, sizeof copy, "%s/copy", s->tmp);
+    snprintf(cmd, sizeof cmd, "cp -a '%s' '%s'", s->dir, copy);
+    assert_int_equal(system(cmd), 0);
+    evs_open_options o = small_segments();
+    evs_db *db = NULL;
+    TU_OK(evs_open(&db, copy, &o));
+    assert_int_equal(tu_head(db, NULL), 6);
+    assert_int_equal(snapshot_version(db, "acc-1"), -1);
+    assert_verify_clean(db);
+    TU_OK(evs_close(db));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, tu_setup_store_closed, \
@@ -494,6 +560,7 @@ int main(void)
         T(test_partial_copy_after_tail),
         T(test_flipped_byte_named_by_verify),
         T(test_newer_format_refused),
+        T(test_snapshots_survive_index_rebuild),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -73,7 +73,10 @@ typedef struct evs__emb {
 
     MDB_env *env;
     MDB_dbi db_meta, db_tenants, db_streams, db_stream_events, db_positions,
-        db_tenant_events, db_event_ids, db_postings, db_times, db_snapshots;
+        db_tenant_events, db_event_ids, db_postings, db_times,
+        db_snapshots;      /* an older index's snapshots, moved on open */
+    MDB_env *snap_env;     /* <dir>/snapshots (snapshot.c); NULL: none yet */
+    MDB_dbi snap_dbi;
     int idx_upgrade;       /* the index has an older format: rebuild it */
     int idx_fd;            /* data.mdb (LMDB's descriptor), for evs__idx_reserve */
     uint64_t idx_used;     /* bytes of data.mdb in use at the last reserve */
@@ -262,6 +265,12 @@ uint32_t evs__notify_seq(evs__emb *s);
 int evs__notify_wait(evs__emb *s, uint32_t seq, uint64_t deadline_ns);
 
 /* ---- snapshots (snapshot.c) ---- */
+/* Make <dir>/snapshots; discard: delete its files first (a copy's). */
+int evs__snap_prepare(const char *dir, int discard);
+/* Open the snapshots environment (read-only: only if it exists) and move
+ * an older index's snapshots into it. */
+int evs__snap_open(evs__emb *s, int readonly);
+void evs__snap_close(evs__emb *s);
 int evs__emb_snapshot_save(evs_db *db, const char *tenant, const char *stream,
                            int64_t version, const char *schema, const void *data,
                            size_t len);
@@ -274,6 +283,7 @@ typedef struct evs__trust {
     int index_trusted;   /* the index on disk may be read */
     int log_original;    /* the log files are the ones the state was written
                             with (not a copy): later-group evidence holds */
+    int snapshots_trusted; /* <dir>/snapshots is the one the state names */
     uint64_t durable;    /* positions <= this were durable: never cut */
     char why[256];       /* why the index is not trusted ("" when it is) */
 } evs__trust;

@@ -1,19 +1,152 @@
 /*
- * snapshot.c -- aggregate snapshots, a cache in the index (layout: the
- * `snapshots` sub-database in format.h).
+ * snapshot.c -- aggregate snapshots, in their own LMDB environment
+ * <dir>/snapshots (key and value: format.h, the `snapshots` table).
  *
  * Snapshots are not events: they are derived from a stream's events by
- * the application, so losing one costs a longer load, never a wrong
- * answer. They therefore live only in LMDB (no log record, no fdatasync)
- * and are saved in their own short write transaction, outside the group
- * commit: LMDB serialises it with the writer's transaction, which it
- * delays by a few microseconds at most.
+ * the application, so they have no log record. They are not derived from
+ * the log either, so they cannot live in the index, which is deleted and
+ * rebuilt from the log whenever it cannot be trusted (state.c). Their own
+ * environment commits durably (an fdatasync of its data file per save;
+ * MDB_NOMETASYNC: a crash may lose the newest save, never the
+ * environment's integrity), so it survives an OS crash and power loss. A
+ * copy made file by file may catch a save half-way, so a copy (other
+ * inode than the state file names) starts without snapshots.
  */
 #include "embedded/embedded.h"
 #include "util/util.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int evs__snap_prepare(const char *dir, int discard)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/snapshots", dir);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO, "create %s: %s", path,
+                        strerror(errno));
+    const char *names[] = {"data.mdb", "lock.mdb"};
+    for (size_t i = 0; discard && i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/snapshots/%s", dir, names[i]);
+        if (unlink(path) != 0 && errno != ENOENT)
+            return evs__err(EVS_EIO, "cannot delete %s: %s", path, strerror(errno));
+    }
+    /* The file exists before the state file names it (state.c). */
+    snprintf(path, sizeof(path), "%s/snapshots/data.mdb", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO, "create %s: %s", path,
+                        strerror(errno));
+    close(fd);
+    return 0;
+}
+
+/* Move the snapshots an index of an earlier version kept into the
+ * snapshots environment (once: they are deleted from the index). */
+static int migrate(evs__emb *s)
+{
+    MDB_txn *itxn = NULL, *stxn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int mrc, rc = 0;
+    if ((mrc = mdb_txn_begin(s->env, NULL, 0, &itxn)) != 0)
+        return evs__mdb_err(mrc, "begin snapshot migration");
+    if ((mrc = mdb_txn_begin(s->snap_env, NULL, 0, &stxn)) != 0) {
+        rc = evs__mdb_err(mrc, "begin snapshot migration");
+        goto out;
+    }
+    if ((mrc = mdb_cursor_open(itxn, s->db_snapshots, &cur)) != 0) {
+        rc = evs__mdb_err(mrc, "snapshot migration cursor");
+        goto out;
+    }
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        if ((mrc = mdb_put(stxn, s->snap_dbi, &k, &v, 0)) != 0)
+            break;
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if (mrc != MDB_NOTFOUND) {
+        rc = evs__mdb_err(mrc, "snapshot migration");
+        goto out;
+    }
+    mrc = mdb_txn_commit(stxn);
+    stxn = NULL;
+    if (mrc != 0) {
+        rc = evs__mdb_err(mrc, "snapshot migration commit");
+        goto out;
+    }
+    if ((mrc = mdb_drop(itxn, s->db_snapshots, 0)) != 0) {
+        rc = evs__mdb_err(mrc, "snapshot migration: empty the index's copy");
+        goto out;
+    }
+    mrc = mdb_txn_commit(itxn);
+    itxn = NULL;
+    if (mrc != 0)
+        rc = evs__mdb_err(mrc, "snapshot migration commit");
+out:
+    if (stxn)
+        mdb_txn_abort(stxn);
+    if (itxn)
+        mdb_txn_abort(itxn);
+    return rc;
+}
+
+int evs__snap_open(evs__emb *s, int readonly)
+{
+    char path[4096];
+    struct stat st;
+    int mrc;
+    MDB_txn *txn;
+    snprintf(path, sizeof(path), "%s/snapshots", s->dir);
+    if (readonly && (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)))
+        return 0; /* none saved yet: loads find nothing */
+    unsigned flags = MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD | (readonly ? MDB_RDONLY : 0);
+    for (unsigned gib = 16;; gib /= 4) {
+        if ((mrc = mdb_env_create(&s->snap_env)) != 0)
+            return evs__mdb_err(mrc, "snapshots: create environment");
+        mdb_env_set_maxreaders(s->snap_env, 1024);
+        mdb_env_set_mapsize(s->snap_env, (size_t)gib << 30);
+        if ((mrc = mdb_env_open(s->snap_env, path, flags, 0644)) == 0)
+            break;
+        mdb_env_close(s->snap_env);
+        s->snap_env = NULL;
+        if (readonly && mrc == ENOENT)
+            return 0;
+        if ((mrc != EINVAL && mrc != ENOMEM) || gib == 1)
+            return evs__mdb_err(mrc, "snapshots: open");
+    }
+    if ((mrc = mdb_txn_begin(s->snap_env, NULL, readonly ? MDB_RDONLY : 0, &txn)) != 0)
+        return evs__mdb_err(mrc, "snapshots: begin");
+    if ((mrc = mdb_dbi_open(txn, NULL, 0, &s->snap_dbi)) != 0) {
+        mdb_txn_abort(txn);
+        return evs__mdb_err(mrc, "snapshots: open database");
+    }
+    if ((mrc = mdb_txn_commit(txn)) != 0)
+        return evs__mdb_err(mrc, "snapshots: commit");
+    if (!readonly) {
+        MDB_stat ist;
+        int rc;
+        if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+            return evs__mdb_err(mrc, "begin");
+        mrc = mdb_stat(txn, s->db_snapshots, &ist);
+        mdb_txn_abort(txn);
+        if (mrc == 0 && ist.ms_entries > 0 && (rc = migrate(s)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+void evs__snap_close(evs__emb *s)
+{
+    if (s->snap_env)
+        mdb_env_close(s->snap_env);
+    s->snap_env = NULL;
+}
 
 /* tenant NUL stream NUL [u64 BE version]; returns the prefix length */
 static size_t snap_key(uint8_t *kb, const char *tenant, const char *stream, int64_t version)
@@ -37,28 +170,28 @@ int evs__emb_snapshot_save(evs_db *db, const char *tenant, const char *stream,
     uint64_t sid = 0;
     int64_t head = EVS_NO_STREAM;
     size_t schl = strlen(schema);
-    int mrc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    MDB_txn *itxn;
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &itxn);
     if (mrc != 0)
         return evs__mdb_err(mrc, "begin snapshot write");
-    int rc = evs__idx_tenant_get(txn, s, tenant, strlen(tenant), &tid);
+    int rc = evs__idx_tenant_get(itxn, s, tenant, strlen(tenant), &tid);
     if (rc == 0)
-        rc = evs__idx_stream_get(txn, s, tid, stream, strlen(stream), &sid, &head);
-    if (rc == EVS_ENOTFOUND || (rc == 0 && sid == 0)) {
-        rc = evs__err(EVS_EINVAL, "snapshot_save: stream %s does not exist; a snapshot "
-                      "is of a stream's events", stream);
-        goto out;
-    }
+        rc = evs__idx_stream_get(itxn, s, tid, stream, strlen(stream), &sid, &head);
+    mdb_txn_abort(itxn);
+    if (rc == EVS_ENOTFOUND || (rc == 0 && sid == 0))
+        return evs__err(EVS_EINVAL, "snapshot_save: stream %s does not exist; a snapshot "
+                        "is of a stream's events", stream);
     if (rc < 0)
-        goto out;
-    if (version > head) {
-        rc = evs__err(EVS_EINVAL, "snapshot_save: version %lld is beyond stream %s, "
-                      "which is at version %lld", (long long)version, stream,
-                      (long long)head);
-        goto out;
-    }
+        return rc;
+    if (version > head)
+        return evs__err(EVS_EINVAL, "snapshot_save: version %lld is beyond stream %s, "
+                        "which is at version %lld", (long long)version, stream,
+                        (long long)head);
+    if ((mrc = mdb_txn_begin(s->snap_env, NULL, 0, &txn)) != 0)
+        return evs__mdb_err(mrc, "begin snapshot write");
     size_t plen = snap_key(kb, tenant, stream, version);
     MDB_val k = {plen + 8, kb}, v = {8 + 2 + schl + 1 + len + 1, NULL};
-    if ((mrc = mdb_put(txn, s->db_snapshots, &k, &v, MDB_RESERVE)) != 0) {
+    if ((mrc = mdb_put(txn, s->snap_dbi, &k, &v, MDB_RESERVE)) != 0) {
         rc = evs__mdb_err(mrc, "snapshot insert");
         goto out;
     }
@@ -74,7 +207,7 @@ int evs__emb_snapshot_save(evs_db *db, const char *tenant, const char *stream,
     size_t n = 0;
     uint32_t keep = s->base.opts.snapshot_keep ? s->base.opts.snapshot_keep
                                                : EVS_DEFAULT_SNAPSHOT_KEEP;
-    if ((mrc = mdb_cursor_open(txn, s->db_snapshots, &cur)) != 0) {
+    if ((mrc = mdb_cursor_open(txn, s->snap_dbi, &cur)) != 0) {
         rc = evs__mdb_err(mrc, "open cursor");
         goto out;
     }
@@ -122,10 +255,12 @@ int evs__emb_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
     uint8_t kb[EVS_MAX_TENANT_LEN + EVS_MAX_STREAM_LEN + 16];
     int rc = 0;
     *out = NULL;
-    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (!s->snap_env)
+        return evs__err(EVS_ENOTFOUND, "stream %s has no snapshot", stream);
+    int mrc = mdb_txn_begin(s->snap_env, NULL, MDB_RDONLY, &txn);
     if (mrc != 0)
         return evs__mdb_err(mrc, "begin read");
-    if ((mrc = mdb_cursor_open(txn, s->db_snapshots, &cur)) != 0) {
+    if ((mrc = mdb_cursor_open(txn, s->snap_dbi, &cur)) != 0) {
         rc = evs__mdb_err(mrc, "open cursor");
         goto out;
     }
@@ -150,7 +285,7 @@ int evs__emb_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
     const uint8_t *p = v.mv_data;
     size_t schl = v.mv_size >= 10 ? evs__get_le16(p + 8) : 0;
     if (v.mv_size < 12 + schl) {
-        rc = evs__err(EVS_ECORRUPT, "index: a snapshot of stream %s is malformed", stream);
+        rc = evs__err(EVS_ECORRUPT, "snapshots: a snapshot of stream %s is malformed", stream);
         goto out;
     }
     size_t dlen = v.mv_size - 12 - schl;

@@ -17,7 +17,9 @@
  * device and inode: not a copy) and the state is CLEAN, or OPEN on this
  * boot (a process crash: the page cache, which holds every index write,
  * survived). Anything else -- a reboot after an unclean stop, a copy, a
- * store from before this file existed -- is a rebuild.
+ * store from before this file existed -- is a rebuild. The snapshots
+ * environment (snapshot.c) is synced on every save, so only a copy loses
+ * it.
  *
  * The state also carries the durable position: every position up to it
  * was durable in the log when the state was written (acknowledged, or
@@ -38,7 +40,9 @@
  *     48     8     st_ino of <dir>/log
  *     56     8     st_dev of <dir>/index/data.mdb
  *     64     8     st_ino of <dir>/index/data.mdb
- *     72     20    reserved, zero
+ *     72     8     st_dev of <dir>/snapshots/data.mdb
+ *     80     8     st_ino of <dir>/snapshots/data.mdb
+ *     88     4     reserved, zero
  *     92     4     CRC32C of bytes 0..91
  */
 #include "embedded/embedded.h"
@@ -134,6 +138,11 @@ int evs__state_judge(const char *dir, evs__trust *j)
     snprintf(path, sizeof(path), "%s/index/data.mdb", dir);
     file_id(path, &dev, &ino);
     int same_index = ino != 0 && dev == evs__get_le64(b + 56) && ino == evs__get_le64(b + 64);
+    snprintf(path, sizeof(path), "%s/snapshots/data.mdb", dir);
+    file_id(path, &dev, &ino);
+    /* synced on every save: the same file is trusted after any stop */
+    j->snapshots_trusted = ino != 0 && dev == evs__get_le64(b + 72) &&
+                           ino == evs__get_le64(b + 80);
     boot_id(boot);
     int same_boot = memcmp(boot, b + 16, 16) == 0 &&
                     memcmp(boot, (const uint8_t[16]){0}, 16) != 0;
@@ -171,6 +180,10 @@ int evs__state_write(const char *dir, int open_flag, uint64_t durable)
     file_id(path, &dev, &ino);
     evs__put_le64(b + 56, dev);
     evs__put_le64(b + 64, ino);
+    snprintf(path, sizeof(path), "%s/snapshots/data.mdb", dir);
+    file_id(path, &dev, &ino);
+    evs__put_le64(b + 72, dev);
+    evs__put_le64(b + 80, ino);
     evs__put_le32(b + 92, evs__crc32c(b, 92));
 
     snprintf(path, sizeof(path), "%s/state", dir);

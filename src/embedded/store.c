@@ -245,10 +245,11 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
             evs__emb_notice(s, "rebuilding the index of %s from the log: %s", path,
                             trust.why);
         if ((rc = evs__idx_prepare(path, rebuild)) < 0 ||
+            (rc = evs__snap_prepare(path, !trust.snapshots_trusted)) < 0 ||
             (rc = evs__state_write(path, 1, trust.durable)) < 0)
             goto fail;
     }
-    if ((rc = evs__idx_open(s, readonly)) < 0)
+    if ((rc = evs__idx_open(s, readonly)) < 0 || (rc = evs__snap_open(s, readonly)) < 0)
         goto fail;
     /* Blocking reads need it; a read-only open of a store in a directory it
      * cannot write still reads (its reads just cannot wait). */
@@ -303,13 +304,15 @@ static int emb_close(evs_db *db)
          * open trusts the index, also after a reboot). The log is synced
          * already: every group was. */
         if (!s->readonly && !s->open_failed) {
-            if (mdb_env_sync(s->env, 1) != 0)
+            if (mdb_env_sync(s->env, 1) != 0 ||
+                (s->snap_env && mdb_env_sync(s->snap_env, 1) != 0))
                 rc = evs__err(EVS_EIO, "flushing the index on close failed");
             else if (!s->failed)
                 rc = evs__state_write(s->dir, 0, atomic_load(&s->head));
         }
         mdb_env_close(s->env);
     }
+    evs__snap_close(s);
     if (s->segs) {
         uint32_t n = atomic_load(&s->nsegs);
         for (uint32_t i = 0; i < n; i++) {
