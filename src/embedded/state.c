@@ -25,6 +25,10 @@
  * was durable in the log when the state was written (acknowledged, or
  * accepted and synced by recovery). Recovery never cuts below it.
  *
+ * A CLEAN state also names each environment's size and modification time:
+ * a file changed after the clean close (damaged, or edited by hand) is not
+ * read either.
+ *
  * File (little-endian), replaced atomically: state.tmp, fsync, rename,
  * fsync of the directory.
  *
@@ -38,12 +42,11 @@
  *     32     8     durable position (u64)
  *     40     8     st_dev of <dir>/log
  *     48     8     st_ino of <dir>/log
- *     56     8     st_dev of <dir>/index/data.mdb
- *     64     8     st_ino of <dir>/index/data.mdb
- *     72     8     st_dev of <dir>/snapshots/data.mdb
- *     80     8     st_ino of <dir>/snapshots/data.mdb
- *     88     4     reserved, zero
- *     92     4     CRC32C of bytes 0..91
+ *     56     32    <dir>/index/data.mdb: st_dev, st_ino, st_size, st_mtim
+ *                  (ns since the epoch), u64 each
+ *     88     32    <dir>/snapshots/data.mdb: the same
+ *     120    4     reserved, zero
+ *     124    4     CRC32C of bytes 0..123
  */
 #include "embedded/embedded.h"
 #include "util/util.h"
@@ -58,7 +61,7 @@
 
 #define STATE_MAGIC "EVSSTAT\0"
 #define STATE_FORMAT 1u
-#define STATE_SIZE 96u
+#define STATE_SIZE 128u
 #define STATE_FLAG_OPEN 1u
 
 /* This boot's id. EVS_DEBUG_BOOT_ID overrides it: the power-loss tests
@@ -89,21 +92,36 @@ static void boot_id(uint8_t out[16])
     }
 }
 
-static void file_id(const char *path, uint64_t *dev, uint64_t *ino)
+/* dev, ino, size, mtime (ns) of a file; zeros when it is missing */
+static void file_id(const char *path, uint64_t id[4])
 {
     struct stat st;
-    *dev = *ino = 0;
+    memset(id, 0, 4 * sizeof(*id));
     if (stat(path, &st) == 0) {
-        *dev = (uint64_t)st.st_dev;
-        *ino = (uint64_t)st.st_ino;
+        id[0] = (uint64_t)st.st_dev;
+        id[1] = (uint64_t)st.st_ino;
+        id[2] = (uint64_t)st.st_size;
+        id[3] = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
     }
+}
+
+/* Is the file the one named at b (n fields: 2 = same file, 4 = also
+ * unchanged)? */
+static int same_file(const uint8_t *b, const uint64_t id[4], int n)
+{
+    if (id[1] == 0)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (evs__get_le64(b + 8 * i) != id[i])
+            return 0;
+    return 1;
 }
 
 int evs__state_judge(const char *dir, evs__trust *j)
 {
     char path[4096];
     uint8_t b[STATE_SIZE], boot[16];
-    uint64_t dev, ino;
+    uint64_t id[4];
     memset(j, 0, sizeof(*j));
     j->log_original = 1;
     snprintf(j->why, sizeof(j->why), "the store has no state file (it was made by an "
@@ -119,7 +137,7 @@ int evs__state_judge(const char *dir, evs__trust *j)
     ssize_t n = read(fd, b, sizeof(b));
     close(fd);
     if (n != (ssize_t)sizeof(b) || memcmp(b, STATE_MAGIC, 8) != 0 ||
-        evs__get_le32(b + 92) != evs__crc32c(b, 92)) {
+        evs__get_le32(b + 124) != evs__crc32c(b, 124)) {
         /* Damaged: trust nothing in it. The log keeps the original's
          * rules (only a torn last group may be cut), the strictest. */
         snprintf(j->why, sizeof(j->why), "its state file is damaged");
@@ -130,19 +148,21 @@ int evs__state_judge(const char *dir, evs__trust *j)
                         "%s has format %u; this evstore (%s) reads format %u", path,
                         evs__get_le32(b + 8), EVS_VERSION_STRING, STATE_FORMAT);
     uint32_t flags = evs__get_le32(b + 12);
+    int clean = !(flags & STATE_FLAG_OPEN);
     j->durable = evs__get_le64(b + 32);
 
     snprintf(path, sizeof(path), "%s/log", dir);
-    file_id(path, &dev, &ino);
-    j->log_original = dev == evs__get_le64(b + 40) && ino == evs__get_le64(b + 48);
+    file_id(path, id);
+    j->log_original = same_file(b + 40, id, 2);
     snprintf(path, sizeof(path), "%s/index/data.mdb", dir);
-    file_id(path, &dev, &ino);
-    int same_index = ino != 0 && dev == evs__get_le64(b + 56) && ino == evs__get_le64(b + 64);
+    file_id(path, id);
+    int same_index = same_file(b + 56, id, 2);
+    int changed_index = clean && !same_file(b + 56, id, 4);
+    /* synced on every save: after any stop the same file is trusted,
+     * unless it changed after a clean close */
     snprintf(path, sizeof(path), "%s/snapshots/data.mdb", dir);
-    file_id(path, &dev, &ino);
-    /* synced on every save: the same file is trusted after any stop */
-    j->snapshots_trusted = ino != 0 && dev == evs__get_le64(b + 72) &&
-                           ino == evs__get_le64(b + 80);
+    file_id(path, id);
+    j->snapshots_trusted = same_file(b + 88, id, clean ? 4 : 2);
     boot_id(boot);
     int same_boot = memcmp(boot, b + 16, 16) == 0 &&
                     memcmp(boot, (const uint8_t[16]){0}, 16) != 0;
@@ -150,6 +170,9 @@ int evs__state_judge(const char *dir, evs__trust *j)
     if (!j->log_original || !same_index)
         snprintf(j->why, sizeof(j->why), "its files are not the ones it was written "
                  "with (a copy, or an index that was replaced)");
+    else if (changed_index)
+        snprintf(j->why, sizeof(j->why), "the index file changed after the store was "
+                 "closed");
     else if ((flags & STATE_FLAG_OPEN) && !same_boot)
         snprintf(j->why, sizeof(j->why), "it was not closed before the machine stopped "
                  "(an OS crash or power loss)");
@@ -164,7 +187,7 @@ int evs__state_write(const char *dir, int open_flag, uint64_t durable)
 {
     char path[4096], tmp[4096];
     uint8_t b[STATE_SIZE];
-    uint64_t dev, ino;
+    uint64_t id[4];
     int rc = 0;
     memset(b, 0, sizeof(b));
     memcpy(b, STATE_MAGIC, 8);
@@ -172,19 +195,15 @@ int evs__state_write(const char *dir, int open_flag, uint64_t durable)
     evs__put_le32(b + 12, open_flag ? STATE_FLAG_OPEN : 0);
     boot_id(b + 16);
     evs__put_le64(b + 32, durable);
-    snprintf(path, sizeof(path), "%s/log", dir);
-    file_id(path, &dev, &ino);
-    evs__put_le64(b + 40, dev);
-    evs__put_le64(b + 48, ino);
-    snprintf(path, sizeof(path), "%s/index/data.mdb", dir);
-    file_id(path, &dev, &ino);
-    evs__put_le64(b + 56, dev);
-    evs__put_le64(b + 64, ino);
-    snprintf(path, sizeof(path), "%s/snapshots/data.mdb", dir);
-    file_id(path, &dev, &ino);
-    evs__put_le64(b + 72, dev);
-    evs__put_le64(b + 80, ino);
-    evs__put_le32(b + 92, evs__crc32c(b, 92));
+    const char *files[] = {"log", "index/data.mdb", "snapshots/data.mdb"};
+    const int at[] = {40, 56, 88}, nf[] = {2, 4, 4};
+    for (int f = 0; f < 3; f++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[f]);
+        file_id(path, id);
+        for (int i = 0; i < nf[f]; i++)
+            evs__put_le64(b + at[f] + 8 * i, id[i]);
+    }
+    evs__put_le32(b + 124, evs__crc32c(b, 124));
 
     snprintf(path, sizeof(path), "%s/state", dir);
     snprintf(tmp, sizeof(tmp), "%s/state.tmp", dir);
