@@ -257,7 +257,10 @@ EVS_EXTERN int evs_open(evs_db **out, const char *uri,
 
 /*
  * Close the store. Waits for appends in flight; every iterator must have
- * been freed. NULL-safe. Returns 0 or EVS_EIO if the final flush failed.
+ * been freed. NULL-safe. Returns 0, EVS_EIO if the final flush failed, or
+ * EVS_ENOSPC (embedded: no room to record the clean close; nothing is
+ * lost, the next read-write open rebuilds the index from the log). The
+ * handle is freed in every case.
  */
 EVS_EXTERN int evs_close(evs_db *db);
 

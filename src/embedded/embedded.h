@@ -189,6 +189,9 @@ int evs__idx_open(evs__emb *s, int readonly);
  * writes anything, instead of a failed commit after its log write. */
 int evs__idx_reserve(evs__emb *s);
 int evs__mdb_err(int mrc, const char *what);
+/* evs__mdb_err for a failed write to env: EVS_ENOSPC when its disk is full
+ * (LMDB says EIO for a short write). */
+int evs__env_err(MDB_env *env, int mrc, const char *what);
 int evs__idx_tenant_get(MDB_txn *txn, evs__emb *s, const char *tenant,
                         size_t len, uint32_t *id);
 int evs__idx_tenant_insert(MDB_txn *txn, evs__emb *s, const char *tenant,

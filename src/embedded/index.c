@@ -18,6 +18,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 int evs__mdb_err(int mrc, const char *what)
@@ -32,6 +33,19 @@ int evs__mdb_err(int mrc, const char *what)
     else if (mrc == EIO)
         rc = EVS_EIO;
     return evs__err(rc, "index: %s: %s", what, mdb_strerror(mrc));
+}
+
+int evs__env_err(MDB_env *env, int mrc, const char *what)
+{
+    /* LMDB reports a short pwrite (the disk filled half-way through a
+     * commit) as EIO: ask the filesystem whether it is full. */
+    struct statvfs vfs;
+    int fd;
+    if ((mrc == EIO || mrc == ENOSPC) && mdb_env_get_fd(env, &fd) == 0 &&
+        fstatvfs(fd, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < (1u << 20))
+        return evs__err(EVS_ENOSPC, "index: %s: the disk is full (%s); free disk space "
+                        "and retry", what, mdb_strerror(mrc));
+    return evs__mdb_err(mrc, what);
 }
 
 int evs__idx_open(evs__emb *s, int readonly)
@@ -144,7 +158,7 @@ int evs__idx_open(evs__emb *s, int readonly)
         return rc;
     }
     if ((mrc = mdb_txn_commit(txn)) != 0)
-        return evs__mdb_err(mrc, "commit");
+        return evs__env_err(s->env, mrc, "commit");
     s->idx_fd = -1;
     if (!readonly && mdb_env_get_fd(s->env, &s->idx_fd) != 0)
         s->idx_fd = -1;

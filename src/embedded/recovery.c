@@ -175,7 +175,7 @@ static int replay_commit(evs__emb *s, MDB_txn **txn, uint64_t applied, uint64_t 
     mrc = mdb_txn_commit(*txn);
     *txn = NULL;
     if (mrc != 0)
-        return evs__mdb_err(mrc, "commit recovery");
+        return evs__env_err(s->env, mrc, "commit recovery");
     if ((mrc = mdb_txn_begin(s->env, NULL, 0, txn)) != 0) {
         *txn = NULL;
         return evs__mdb_err(mrc, "begin recovery");
@@ -388,7 +388,7 @@ int evs__recover(evs__emb *s, const evs__trust *t)
     mrc = mdb_txn_commit(txn);
     txn = NULL;
     if (mrc != 0) {
-        rc = evs__mdb_err(mrc, "commit recovery");
+        rc = evs__env_err(s->env, mrc, "commit recovery");
         goto out;
     }
     atomic_store(&s->head, end);

@@ -237,7 +237,7 @@ int evs__emb_snapshot_save(evs_db *db, const char *tenant, const char *stream,
     mdb_cursor_close(cur);
     cur = NULL;
     if ((mrc = mdb_txn_commit(txn)) != 0)
-        return evs__mdb_err(mrc, "snapshot commit");
+        return evs__env_err(s->snap_env, mrc, "snapshot commit");
     return 0;
 out:
     if (cur)

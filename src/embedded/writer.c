@@ -563,7 +563,7 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
         mrc = mdb_txn_commit(txn);
         txn = NULL;
         if (mrc != 0) {
-            rc = evs__mdb_err(mrc, "commit");
+            rc = evs__env_err(s->env, mrc, "commit");
             flushed = 1;
             goto fail;
         }
