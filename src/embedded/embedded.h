@@ -179,9 +179,10 @@ void evs__rec_encode(uint8_t *p, uint32_t len, const char *tenant,
 const uint8_t *evs__rec_at(evs__emb *s, uint64_t loc);
 
 /* ---- index (index.c) ---- */
-/* Make <dir>/index and an (empty) data.mdb if missing; discard: delete the
- * index files first, unread (an untrusted index is never opened). */
-int evs__idx_prepare(const char *dir, int discard);
+/* Make <dir>/<name> (index or snapshots) and an empty data.mdb in it if
+ * missing, durably; discard: delete the environment's files first, unread
+ * (an untrusted environment is never opened). */
+int evs__env_prepare(const char *dir, const char *name, int discard);
 int evs__idx_open(evs__emb *s, int readonly);
 /* Reserve disk blocks ahead of the index's end (a runway of at least
  * EVS_IDX_RUNWAY and 4x the largest growth of one commit seen), so that a
@@ -268,8 +269,6 @@ uint32_t evs__notify_seq(evs__emb *s);
 int evs__notify_wait(evs__emb *s, uint32_t seq, uint64_t deadline_ns);
 
 /* ---- snapshots (snapshot.c) ---- */
-/* Make <dir>/snapshots; discard: delete its files first (a copy's). */
-int evs__snap_prepare(const char *dir, int discard);
 /* Open the snapshots environment (read-only: only if it exists) and move
  * an older index's snapshots into it. */
 int evs__snap_open(evs__emb *s, int readonly);

@@ -165,27 +165,34 @@ int evs__idx_open(evs__emb *s, int readonly)
     return 0;
 }
 
-int evs__idx_prepare(const char *dir, int discard)
+int evs__env_prepare(const char *dir, const char *name, int discard)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/index", dir);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO, "create %s: %s", path,
-                        strerror(errno));
+    int e = 0;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (mkdir(path, 0755) == 0)
+        e = evs__fsync_dir(dir);
+    else if (errno != EEXIST)
+        e = errno;
     const char *names[] = {"data.mdb", "lock.mdb"};
-    for (size_t i = 0; discard && i < 2; i++) {
-        snprintf(path, sizeof(path), "%s/index/%s", dir, names[i]);
+    for (size_t i = 0; !e && discard && i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/%s/%s", dir, name, names[i]);
         if (unlink(path) != 0 && errno != ENOENT)
-            return evs__err(EVS_EIO, "cannot delete the untrusted index file %s: %s",
-                            path, strerror(errno));
+            e = errno;
     }
-    /* The file exists before the state file names it (state.c). */
-    snprintf(path, sizeof(path), "%s/index/data.mdb", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO, "create %s: %s", path,
-                        strerror(errno));
-    close(fd);
+    /* data.mdb exists, durably, before the state file names it (state.c) */
+    snprintf(path, sizeof(path), "%s/%s/data.mdb", dir, name);
+    int fd = e ? -1 : open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        close(fd);
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        e = evs__fsync_dir(path);
+    } else if (!e && errno != EEXIST) {
+        e = errno;
+    }
+    if (e)
+        return evs__err(e == ENOSPC ? EVS_ENOSPC : EVS_EIO, "cannot prepare %s/%s: %s",
+                        dir, name, strerror(e));
     return 0;
 }
 

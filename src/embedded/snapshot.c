@@ -23,29 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int evs__snap_prepare(const char *dir, int discard)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/snapshots", dir);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO, "create %s: %s", path,
-                        strerror(errno));
-    const char *names[] = {"data.mdb", "lock.mdb"};
-    for (size_t i = 0; discard && i < 2; i++) {
-        snprintf(path, sizeof(path), "%s/snapshots/%s", dir, names[i]);
-        if (unlink(path) != 0 && errno != ENOENT)
-            return evs__err(EVS_EIO, "cannot delete %s: %s", path, strerror(errno));
-    }
-    /* The file exists before the state file names it (state.c). */
-    snprintf(path, sizeof(path), "%s/snapshots/data.mdb", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO, "create %s: %s", path,
-                        strerror(errno));
-    close(fd);
-    return 0;
-}
-
 /* Move the snapshots an index of an earlier version kept into the
  * snapshots environment (once: they are deleted from the index). */
 static int migrate(evs__emb *s)
@@ -106,6 +83,7 @@ int evs__snap_open(evs__emb *s, int readonly)
     if (readonly && (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)))
         return 0; /* none saved yet: loads find nothing */
     unsigned flags = MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD | (readonly ? MDB_RDONLY : 0);
+    int restarted = 0;
     for (unsigned gib = 16;; gib /= 4) {
         if ((mrc = mdb_env_create(&s->snap_env)) != 0)
             return evs__mdb_err(mrc, "snapshots: create environment");
@@ -117,9 +95,27 @@ int evs__snap_open(evs__emb *s, int readonly)
         s->snap_env = NULL;
         if (readonly && mrc == ENOENT)
             return 0;
+        if ((mrc == MDB_INVALID || mrc == MDB_CORRUPTED || mrc == MDB_VERSION_MISMATCH) &&
+            !restarted++) {
+            /* Snapshots are a cache: a file LMDB cannot read (e.g. its
+             * first meta pages torn by a power loss before any save) is
+             * started anew rather than refusing the store. */
+            if (readonly)
+                return 0;
+            int rc = evs__env_prepare(s->dir, "snapshots", 1);
+            if (rc < 0)
+                return rc;
+            evs__emb_notice(s, "started the snapshots of %s anew: %s/data.mdb could not "
+                            "be read (%s)", s->dir, path, mdb_strerror(mrc));
+            continue;
+        }
         if ((mrc != EINVAL && mrc != ENOMEM) || gib == 1)
             return evs__mdb_err(mrc, "snapshots: open");
     }
+    /* A new environment's meta pages are written unsynced by its first
+     * open: make them durable before they are relied on. */
+    if (!readonly && (mrc = mdb_env_sync(s->snap_env, 1)) != 0)
+        return evs__env_err(s->snap_env, mrc, "snapshots: sync");
     if ((mrc = mdb_txn_begin(s->snap_env, NULL, readonly ? MDB_RDONLY : 0, &txn)) != 0)
         return evs__mdb_err(mrc, "snapshots: begin");
     if ((mrc = mdb_dbi_open(txn, NULL, 0, &s->snap_dbi)) != 0) {

@@ -83,6 +83,11 @@ static int prepare_dir(const char *path, int create)
         if (mkdir(path, 0755) != 0)
             return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO,
                             "cannot create store directory %s: %s", path, strerror(errno));
+        /* its entry in the parent is durable before any event is in it */
+        int e = evs__fsync_parent(path);
+        if (e)
+            return evs__err(EVS_EIO, "cannot sync the directory holding %s: %s", path,
+                            strerror(e));
     } else if (!S_ISDIR(st.st_mode)) {
         return evs__err(EVS_EINVAL, "%s is a file, not a store directory", path);
     }
@@ -105,12 +110,11 @@ static int prepare_dir(const char *path, int create)
             return evs__err(EVS_EINVAL, "%s is not empty and is not an evstore store "
                             "(no log/ directory); refusing to create a store in it", path);
         if (mkdir(sub, 0755) != 0)
-            return evs__err(EVS_EIO, "cannot create %s: %s", sub, strerror(errno));
-        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd >= 0) {
-            fsync(fd);
-            close(fd);
-        }
+            return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO, "cannot create %s: %s",
+                            sub, strerror(errno));
+        int e = evs__fsync_dir(path);
+        if (e)
+            return evs__err(EVS_EIO, "cannot sync directory %s: %s", path, strerror(e));
     } else if (!S_ISDIR(st.st_mode)) {
         return evs__err(EVS_EINVAL, "%s is not a store (log is not a directory)", path);
     }
@@ -244,8 +248,8 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
         if (rebuild && atomic_load(&s->nsegs) > 0)
             evs__emb_notice(s, "rebuilding the index of %s from the log: %s", path,
                             trust.why);
-        if ((rc = evs__idx_prepare(path, rebuild)) < 0 ||
-            (rc = evs__snap_prepare(path, !trust.snapshots_trusted)) < 0 ||
+        if ((rc = evs__env_prepare(path, "index", rebuild)) < 0 ||
+            (rc = evs__env_prepare(path, "snapshots", !trust.snapshots_trusted)) < 0 ||
             (rc = evs__state_write(path, 1, trust.durable)) < 0)
             goto fail;
     }

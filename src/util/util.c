@@ -1,4 +1,8 @@
 #include "util/util.h"
+#include <string.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <errno.h>
 
 #include <isa-l/crc.h>
 #include <pthread.h>
@@ -122,4 +126,33 @@ int evs__utf8_valid(const char *buf, size_t len)
         i += n + 1;
     }
     return 1;
+}
+
+int evs__fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int e = fsync(fd) != 0 ? errno : 0;
+    close(fd);
+    return e;
+}
+
+int evs__fsync_parent(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof(buf))
+        return ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    while (n > 1 && buf[n - 1] == '/')
+        buf[--n] = 0;
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        return evs__fsync_dir(".");
+    if (slash == buf)
+        slash[1] = 0;
+    else
+        *slash = 0;
+    return evs__fsync_dir(buf);
 }

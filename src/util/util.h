@@ -36,6 +36,11 @@ int evs__uuid_parse(struct evs_uuid *out, const char *text);
 
 /* Wall clock, µs since the Unix epoch. */
 int64_t evs__now_us(void);
+/* fsync the directory at path (its entries: files created, renamed or
+ * deleted in it become durable). Returns 0 or an errno value. */
+int evs__fsync_dir(const char *path);
+/* fsync the directory that holds path. Returns 0 or an errno value. */
+int evs__fsync_parent(const char *path);
 /* Monotonic clock, ns. */
 uint64_t evs__mono_ns(void);
 
