@@ -380,6 +380,30 @@ static void md_durability(FILE *f)
             "reads never see an event that is not durable.\n\n");
 }
 
+static void md_index_rebuild(FILE *f, const suite_report *r)
+{
+    const rebuild_figure *b = &r->rebuild;
+    if (!b->run)
+        return;
+    fprintf(f, "## Index rebuild from the log\n\n"
+               "After the load: the index emptied and built again from the "
+               "log by `evs__idx_bulk_build` alone (*bulk build*), then "
+               "`<store>/index` deleted and the store opened read-write "
+               "(*open without an index*: the whole open, with the rebuild "
+               "recovery runs). The log is in the page cache (the load just "
+               "wrote it).\n\n");
+    if (!b->ok) {
+        fprintf(f, "**Failed: %s**\n\n", b->error);
+        return;
+    }
+    fprintf(f, "| events | bulk build s | events/s | open without an index s | "
+               "events/s |\n|---|---|---|---|---|\n");
+    fprintf(f, "| %llu | %.3f | " RATE_FMT " | %.3f | " RATE_FMT " |\n\n",
+            (unsigned long long)b->events, b->bulk_s,
+            b->bulk_s > 0 ? (double)b->events / b->bulk_s : 0.0, b->reopen_s,
+            b->reopen_s > 0 ? (double)b->events / b->reopen_s : 0.0);
+}
+
 static void md_generator(FILE *f, const suite_report *r)
 {
     const gen_stats *g = &r->gst;
@@ -581,6 +605,7 @@ static void write_md(FILE *f, const suite_report *r, const char *dir)
     md_environment(f, r);
     md_durability(f);
     md_generator(f, r);
+    md_index_rebuild(f, r);
     fprintf(f, "## Scenarios\n\n"
                "Per level: threads calling the operation in a loop; "
                "attempted = committed + rejected + conflicts + errors; "
@@ -770,6 +795,24 @@ static json_t *j_generator(const suite_report *r)
     return o;
 }
 
+static json_t *j_index_rebuild(const suite_report *r)
+{
+    const rebuild_figure *b = &r->rebuild;
+    if (!b->run)
+        return json_null();
+    json_t *o = json_object();
+    json_object_set_new(o, "ok", json_boolean(b->ok));
+    json_object_set_new(o, "error", b->ok ? json_null() : json_string(b->error));
+    json_object_set_new(o, "events", json_integer((json_int_t)b->events));
+    json_object_set_new(o, "bulk_build_s", real(b->bulk_s));
+    json_object_set_new(o, "bulk_build_events_per_s",
+                        real(b->bulk_s > 0 ? (double)b->events / b->bulk_s : 0));
+    json_object_set_new(o, "open_without_index_s", real(b->reopen_s));
+    json_object_set_new(o, "open_without_index_events_per_s",
+                        real(b->reopen_s > 0 ? (double)b->events / b->reopen_s : 0));
+    return o;
+}
+
 static json_t *j_environment(const suite_report *r)
 {
     const machine *m = &r->m;
@@ -827,6 +870,7 @@ static json_t *j_report(const suite_report *r)
                                   "index is derived and caught up from "
                                   "the log after a crash"));
     json_object_set_new(root, "generator", j_generator(r));
+    json_object_set_new(root, "index_rebuild", j_index_rebuild(r));
     json_t *sa = json_array();
     for (int i = 0; i < r->nsr; i++)
         json_array_append_new(sa, j_scenario(r, &r->sr[i]));

@@ -8,6 +8,7 @@
 
 #include "bench_util.h"
 #include "gen.h"
+#include "index_rebuild.h"
 #include "suite.h"
 
 #include <limits.h>
@@ -69,6 +70,8 @@ typedef struct suite_report {
     int gen_ok;             /* 1 loaded, 0 failed */
     double gen_s;           /* wall time of gen_load */
     char gen_error[512];
+    /* the index rebuilt from the log after the load (embedded stores) */
+    rebuild_figure rebuild;
     /* the scenarios */
     scen_result *sr;
     int nsr;

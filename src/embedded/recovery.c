@@ -21,6 +21,7 @@
  * nothing is dropped.
  */
 #include "embedded/embedded.h"
+#include "embedded/rebuild.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -355,10 +356,14 @@ int evs__recover(evs__emb *s, const evs__trust *t)
         uint32_t cut;
         if ((rc = truncate_tail(s, evs__seg_map(s, app_seg), app_off, &cut)) < 0)
             goto out;
-        if (cut)
+        if (cut && t->log_original)
             evs__emb_notice(s, "cut a torn tail of %u bytes at log segment %u offset %u: "
                             "an append from position %" PRIu64 " that never finished "
                             "(never acknowledged)", cut, app_seg, app_off, end + 1);
+        else if (cut)
+            evs__emb_notice(s, "this copy's log ends at position %" PRIu64 ": cut %u bytes "
+                            "after it at log segment %u offset %u (written while the "
+                            "copy was made)", end, cut, app_seg, app_off);
         break;
     }
     /* What was accepted is made durable before anything builds on it: a
@@ -370,8 +375,29 @@ int evs__recover(evs__emb *s, const evs__trust *t)
     }
 
     /* ---- index what the check accepted ---- */
-    if (end > applied && (rc = replay(s, &txn, applied, L, end, &L)) < 0)
+    if (end > 0 && applied == 0) {
+        /* an empty index: built in bulk (rebuild.c), after the drop above
+         * is committed (it runs its own transactions) */
+        mrc = mdb_txn_commit(txn);
+        txn = NULL;
+        if (mrc != 0) {
+            rc = evs__env_err(s->env, mrc, "commit recovery");
+            goto out;
+        }
+        if (s->base.opts.recovery_progress)
+            s->base.opts.recovery_progress(s->base.opts.recovery_ctx, 0, end);
+        if ((rc = evs__idx_bulk_build(s, end, Lend)) < 0)
+            goto out;
+        if (s->base.opts.recovery_progress)
+            s->base.opts.recovery_progress(s->base.opts.recovery_ctx, end, end);
+        if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+            txn = NULL;
+            rc = evs__mdb_err(mrc, "begin recovery");
+            goto out;
+        }
+    } else if (end > applied && (rc = replay(s, &txn, applied, L, end, &L)) < 0) {
         goto out;
+    }
     /* The writer goes on where the last complete append ended: app_off of
      * app_seg, the last segment (Lend may name the previous one when the
      * last is still empty). */

@@ -1,0 +1,1281 @@
+/*
+ * rebuild.c -- building the whole index from the log in bulk (rebuild.h).
+ *
+ * The replay (evs__idx_apply_record) costs a B-tree search and a random
+ * page touch per entry, about eight per event. Here the log is read once
+ * and every entry becomes a fixed 32-byte record whose sort key is its
+ * LMDB key (plus the position, which orders postings' duplicates):
+ *
+ *   log ──parse──▶ positions, times   (already in key order: loaded as is)
+ *            ├───▶ event_ids, stream_events, tenant_events, postings
+ *            │        (sorted on a second thread, kind by kind, while
+ *            │         this one loads the kinds already sorted)
+ *            └───▶ tenants, streams   (hash tables of names: their heads;
+ *                                      sorted and loaded at the end)
+ *
+ * and each sub-database is filled with MDB_APPEND / MDB_APPENDDUP, which
+ * writes its B-tree left to right with full pages and no searches. What
+ * remains is LMDB's own cost per entry (most of it in the postings, whose
+ * duplicate lists grow inside their leaf pages), about 1.5 s per million
+ * events on a 2-core machine.
+ *
+ * Memory is bounded by a window of events (WINDOW_DEFAULT): a longer log
+ * is parsed window by window; every window but the last leaves its four
+ * sorted arrays as runs in unlinked temporary files, and the load merges
+ * the runs (a heap over the run readers), so the sub-databases are still
+ * written in key order, once.
+ *
+ *   window 1: [sorted run] ──▶ tmp file ─┐
+ *   window 2: [sorted run] ──▶ tmp file ─┼─ merge ──▶ MDB_APPEND
+ *   last window: [sorted, in memory] ────┘
+ *
+ * Ids follow the replay exactly: a tenant or a stream gets the next id
+ * when it is first seen in log order, which is what parsing in log order
+ * does here.
+ */
+#include "embedded/rebuild.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define WINDOW_DEFAULT (UINT64_C(1) << 19) /* events per window */
+#define LOAD_TXN_PUTS (1u << 20)           /* puts per transaction, about */
+#define RUN_BUF_ENTS 4096u                 /* a run reader's buffer: 128 KiB */
+
+/* ---- entries and their order ------------------------------------------ */
+
+/*
+ * One index entry. The sort key is (k0, k1, k2); v is the location.
+ *
+ *   kind            k0            k1             k2        LMDB key / value
+ *   event_ids       id bytes 0-7  id bytes 8-15  position  id / pos, loc
+ *   stream_events   stream id     version        position  sid, ver / pos, loc
+ *   tenant_events   tenant id     position       0         tid, pos / loc
+ *   postings        tenant id     term hash      position  tid, hash / pos, loc
+ */
+typedef struct ent {
+    uint64_t k0, k1, k2, v;
+} ent;
+
+enum { K_IDS, K_SE, K_TE, K_POST, K_N };
+static const char *const kind_name[K_N] = {"event_ids", "stream_events",
+                                           "tenant_events", "postings"};
+
+static inline int ent_lt(const ent *a, const ent *b)
+{
+    if (a->k0 != b->k0)
+        return a->k0 < b->k0;
+    if (a->k1 != b->k1)
+        return a->k1 < b->k1;
+    return a->k2 < b->k2;
+}
+
+/* Byte d (0 = most significant) of the 24-byte key. */
+static inline unsigned ent_byte(const ent *e, unsigned d)
+{
+    uint64_t w = d < 8 ? e->k0 : d < 16 ? e->k1 : e->k2;
+    return (unsigned)(w >> (56 - 8 * (d & 7))) & 0xffu;
+}
+
+static void isort(ent *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        ent x = a[i];
+        size_t j = i;
+        while (j > 0 && ent_lt(&x, &a[j - 1])) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = x;
+    }
+}
+
+/*
+ * Stable LSD radix sort of a[0..n) by k0, a byte at a time, into a or tmp
+ * (both n entries): returns the one that holds the result. Bytes that all
+ * entries share (the high bytes of small ids) cost nothing but their
+ * histogram, made for all eight in one pass.
+ *
+ * Stable is what makes one word enough: entries are made in position
+ * order, so a tenant's events, a stream's versions and a term's postings
+ * are already in key order among themselves; sorting by tenant, stream or
+ * term then gives (tenant, position), (stream, version) and (term,
+ * position) order.
+ */
+static ent *lsd_sort(ent *a, ent *tmp, size_t n)
+{
+    size_t (*h)[256] = calloc(8, sizeof(*h));
+    if (!h) { /* no memory for 16 KiB: sort in place, slowly but right */
+        for (size_t i = 0; i < n; i++) { /* stable: key then original order */
+            ent x = a[i];
+            size_t j = i;
+            while (j > 0 && x.k0 < a[j - 1].k0) {
+                a[j] = a[j - 1];
+                j--;
+            }
+            a[j] = x;
+        }
+        return a;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x = a[i].k0;
+        for (unsigned d = 0; d < 8; d++)
+            h[d][(x >> (8 * d)) & 0xffu]++;
+    }
+    for (unsigned d = 0; d < 8 && n > 0; d++) {
+        if (h[d][(a[0].k0 >> (8 * d)) & 0xffu] == n)
+            continue;
+        size_t off[256], sum = 0;
+        for (unsigned b = 0; b < 256; b++) {
+            off[b] = sum;
+            sum += h[d][b];
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[off[(a[i].k0 >> (8 * d)) & 0xffu]++] = a[i];
+        ent *t = a;
+        a = tmp;
+        tmp = t;
+    }
+    free(h);
+    return a;
+}
+
+/* Sort the array of kind k of a window (event ids: by the whole 128-bit
+ * id: the first 8 bytes by radix, then runs that share them). */
+static void sort_kind(ent **a, ent **tmp, size_t *cap, size_t *tmp_cap, size_t n, int ids)
+{
+    ent *r = lsd_sort(*a, *tmp, n);
+    if (r != *a) {
+        *tmp = *a;
+        *a = r;
+        size_t c = *cap;
+        *cap = *tmp_cap;
+        *tmp_cap = c;
+    }
+    if (ids) {
+        for (size_t i = 0, j; i < n; i = j) {
+            for (j = i + 1; j < n && r[j].k0 == r[i].k0; j++)
+                ;
+            if (j - i > 1)
+                isort(r + i, j - i);
+        }
+    }
+}
+
+/* ---- tenants and streams: first-seen ids and heads --------------------- */
+
+/* A name in the log (the mapping outlives the build) with its ids. For
+ * tenants tid is 0 and id the tenant id; for streams id is the stream id
+ * and head its last version. */
+typedef struct name_ent {
+    uint64_t h;
+    const char *name;
+    uint64_t id;
+    int64_t head;
+    uint32_t tid;
+    uint16_t len;
+    uint8_t used;
+} name_ent;
+
+typedef struct name_tab {
+    name_ent *t;
+    size_t cap, n; /* cap: a power of two */
+} name_tab;
+
+static int tab_grow(name_tab *tb)
+{
+    size_t ncap = tb->cap ? tb->cap * 2 : 1024;
+    name_ent *nt = calloc(ncap, sizeof(*nt));
+    if (!nt)
+        return -1;
+    for (size_t i = 0; i < tb->cap; i++) {
+        if (!tb->t[i].used)
+            continue;
+        size_t j = tb->t[i].h & (ncap - 1);
+        while (nt[j].used)
+            j = (j + 1) & (ncap - 1);
+        nt[j] = tb->t[i];
+    }
+    free(tb->t);
+    tb->t = nt;
+    tb->cap = ncap;
+    return 0;
+}
+
+/* The entry of (tid, name), added unused-looking (id 0) when absent;
+ * NULL when out of memory. */
+static name_ent *tab_get(name_tab *tb, uint32_t tid, const char *name, size_t len)
+{
+    if ((tb->n + 1) * 2 > tb->cap && tab_grow(tb) < 0)
+        return NULL;
+    uint64_t h = XXH3_64bits_withSeed(name, len, tid);
+    size_t j = h & (tb->cap - 1);
+    for (;; j = (j + 1) & (tb->cap - 1)) {
+        name_ent *e = &tb->t[j];
+        if (!e->used) {
+            e->used = 1;
+            e->h = h;
+            e->name = name;
+            e->len = (uint16_t)len;
+            e->tid = tid;
+            e->id = 0;
+            e->head = EVS_NO_STREAM;
+            tb->n++;
+            return e;
+        }
+        if (e->h == h && e->tid == tid && e->len == len && memcmp(e->name, name, len) == 0)
+            return e;
+    }
+}
+
+/* LMDB's default order of the keys (tid BE + name; 't' + name). */
+static int name_cmp(const void *pa, const void *pb)
+{
+    const name_ent *a = *(const name_ent *const *)pa, *b = *(const name_ent *const *)pb;
+    if (a->tid != b->tid)
+        return a->tid < b->tid ? -1 : 1;
+    size_t l = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->name, b->name, l);
+    if (c != 0)
+        return c;
+    return a->len < b->len ? -1 : a->len > b->len ? 1 : 0;
+}
+
+/* ---- terms of the postings: dense ids, then sorted by (tenant, hash) --- */
+
+/*
+ * A window's postings are entries (term id, -, position, location), the
+ * term id dense in first-seen order. Sorting the (much fewer) distinct
+ * terms by their key (tenant id, term hash) gives each a rank; a stable
+ * sort of the postings by rank then gives LMDB's order, every term's
+ * positions ascending, in two or three radix passes over 8-byte digits'
+ * worth of rank instead of twelve over the key.
+ */
+typedef struct term_slot {
+    uint64_t hash;
+    uint32_t tid;
+    uint32_t id1; /* id + 1; 0: an empty slot */
+} term_slot;
+
+static void phase(const char *what, uint64_t *t);
+
+/* ---- runs: sorted arrays spilled to a file, read back for the merge ---- */
+
+typedef struct runfile {
+    int fd;
+    uint64_t len;        /* entries written */
+    uint64_t *start, *count;
+    size_t nruns, cap;
+} runfile;
+
+static int run_write(runfile *rf, const char *dir, const ent *a, size_t n)
+{
+    if (rf->fd < 0) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/index/rebuild-%d-%p.tmp", dir, (int)getpid(),
+                 (void *)rf);
+        rf->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (rf->fd < 0)
+            return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO,
+                            "index rebuild: create %s: %s", path, strerror(errno));
+        unlink(path); /* nothing is left behind, whatever happens */
+    }
+    if (evs__grow(&rf->start, &rf->cap, rf->nruns + 1, sizeof(uint64_t)) < 0)
+        return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+    size_t cap2 = rf->cap - 1;
+    if (evs__grow(&rf->count, &cap2, rf->cap, sizeof(uint64_t)) < 0)
+        return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+    const char *p = (const char *)a;
+    size_t left = n * sizeof(ent);
+    off_t off = (off_t)(rf->len * sizeof(ent));
+    while (left > 0) {
+        ssize_t w = pwrite(rf->fd, p, left > (1u << 30) ? (1u << 30) : left, off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return evs__err(w < 0 && errno == ENOSPC ? EVS_ENOSPC : EVS_EIO,
+                            "index rebuild: write a temporary run: %s",
+                            w < 0 ? strerror(errno) : "short write");
+        p += w;
+        left -= (size_t)w;
+        off += w;
+    }
+    rf->start[rf->nruns] = rf->len;
+    rf->count[rf->nruns] = n;
+    rf->nruns++;
+    rf->len += n;
+    return 0;
+}
+
+/* A reader of one run: an array in memory, or a run file read in pieces. */
+typedef struct rd {
+    const ent *buf;
+    size_t n, i;
+    int fd;
+    uint64_t off, left; /* next entry in the file, entries still there */
+    ent *own;           /* buffer for the file */
+} rd;
+
+static int rd_fill(rd *r)
+{
+    size_t want = r->left < RUN_BUF_ENTS ? (size_t)r->left : RUN_BUF_ENTS;
+    size_t got = 0;
+    while (got < want * sizeof(ent)) {
+        ssize_t g = pread(r->fd, (char *)r->own + got, want * sizeof(ent) - got,
+                          (off_t)(r->off * sizeof(ent) + got));
+        if (g < 0 && errno == EINTR)
+            continue;
+        if (g <= 0)
+            return evs__err(EVS_EIO, "index rebuild: read a temporary run: %s",
+                            g < 0 ? strerror(errno) : "short read");
+        got += (size_t)g;
+    }
+    r->buf = r->own;
+    r->n = want;
+    r->i = 0;
+    r->off += want;
+    r->left -= want;
+    return 0;
+}
+
+/* k-way merge of sorted runs: a binary min-heap of reader indexes. */
+typedef struct mrg {
+    rd *r;
+    size_t nr;
+    size_t *heap;
+    size_t nh;
+} mrg;
+
+static inline const ent *rd_cur(const rd *r) { return &r->buf[r->i]; }
+
+static void heap_down(mrg *m, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, b = i;
+        if (l < m->nh && ent_lt(rd_cur(&m->r[m->heap[l]]), rd_cur(&m->r[m->heap[b]])))
+            b = l;
+        if (l + 1 < m->nh &&
+            ent_lt(rd_cur(&m->r[m->heap[l + 1]]), rd_cur(&m->r[m->heap[b]])))
+            b = l + 1;
+        if (b == i)
+            return;
+        size_t t = m->heap[i];
+        m->heap[i] = m->heap[b];
+        m->heap[b] = t;
+        i = b;
+    }
+}
+
+static int mrg_init(mrg *m)
+{
+    m->nh = 0;
+    if (!(m->heap = malloc((m->nr ? m->nr : 1) * sizeof(size_t))))
+        return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+    for (size_t i = 0; i < m->nr; i++) {
+        int rc;
+        if (m->r[i].i >= m->r[i].n && m->r[i].left > 0 && (rc = rd_fill(&m->r[i])) < 0)
+            return rc;
+        if (m->r[i].i < m->r[i].n)
+            m->heap[m->nh++] = i;
+    }
+    for (size_t i = m->nh / 2; i-- > 0;)
+        heap_down(m, i);
+    return 0;
+}
+
+/* The next entry in order (copied to *out): 1, 0 at the end, or an error. */
+static int mrg_next(mrg *m, ent *out)
+{
+    if (m->nh == 0)
+        return 0;
+    rd *r = &m->r[m->heap[0]];
+    *out = r->buf[r->i++];
+    if (r->i >= r->n) {
+        int rc;
+        if (r->left > 0) {
+            if ((rc = rd_fill(r)) < 0)
+                return rc;
+        } else {
+            m->heap[0] = m->heap[--m->nh];
+        }
+    }
+    if (m->nh > 1)
+        heap_down(m, 0);
+    return 1;
+}
+
+/* ---- loading ----------------------------------------------------------- */
+
+/* Commit *txn (if any), then begin a new one with a cursor on dbi. */
+static int txn_next(evs__emb *s, MDB_txn **txn, MDB_cursor **cur, MDB_dbi dbi)
+{
+    int mrc;
+    if (*txn) {
+        *cur = NULL; /* a write transaction's cursors end with it */
+        mrc = mdb_txn_commit(*txn);
+        *txn = NULL;
+        if (mrc != 0)
+            return evs__env_err(s->env, mrc, "index rebuild: commit");
+    }
+    if ((mrc = mdb_txn_begin(s->env, NULL, 0, txn)) != 0) {
+        *txn = NULL;
+        return evs__mdb_err(mrc, "index rebuild: begin");
+    }
+    if ((mrc = mdb_cursor_open(*txn, dbi, cur)) != 0) {
+        *cur = NULL;
+        return evs__mdb_err(mrc, "index rebuild: open cursor");
+    }
+    return 0;
+}
+
+static int txn_end(evs__emb *s, MDB_txn **txn, MDB_cursor **cur)
+{
+    *cur = NULL;
+    int mrc = *txn ? mdb_txn_commit(*txn) : 0;
+    *txn = NULL;
+    return mrc ? evs__env_err(s->env, mrc, "index rebuild: commit") : 0;
+}
+
+static MDB_dbi kind_dbi(evs__emb *s, int k)
+{
+    return k == K_IDS ? s->db_event_ids
+           : k == K_SE ? s->db_stream_events
+           : k == K_TE ? s->db_tenant_events
+                       : s->db_postings;
+}
+
+/*
+ * Load the sub-database of kind k from the merge of its sorted runs, with
+ * MDB_APPEND (and MDB_APPENDDUP for a posting list's next duplicate, as
+ * mdb_load does). Sets *dup_pos to the smallest position whose event id
+ * an earlier position already has (what the replay fails on first).
+ */
+static int load_kind(evs__emb *s, int k, mrg *m, uint64_t *dup_pos)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_dbi dbi = kind_dbi(s, k);
+    uint8_t kb[16], vb[16];
+    MDB_val key = {0, kb}, val = {0, vb};
+    ent e, prev = {0, 0, 0, 0};
+    int have_prev = 0, rc, mrc;
+    size_t puts = 0;
+
+    if ((rc = txn_next(s, &txn, &cur, dbi)) < 0)
+        goto out;
+    while ((rc = mrg_next(m, &e)) == 1) {
+        unsigned flags = MDB_APPEND;
+        int same_key = have_prev && prev.k0 == e.k0 && prev.k1 == e.k1;
+        switch (k) {
+        case K_IDS:
+            if (same_key) { /* the replay refuses the later one */
+                if (e.k2 < *dup_pos)
+                    *dup_pos = e.k2;
+                continue;
+            }
+            evs__put_be64(kb, e.k0);
+            evs__put_be64(kb + 8, e.k1);
+            evs__put_le64(vb, e.k2);
+            evs__put_le64(vb + 8, e.v);
+            key.mv_size = 16;
+            val.mv_size = 16;
+            break;
+        case K_SE:
+            evs__put_be64(kb, e.k0);
+            evs__put_be64(kb + 8, e.k1);
+            evs__put_le64(vb, e.k2);
+            evs__put_le64(vb + 8, e.v);
+            key.mv_size = 16;
+            val.mv_size = 16;
+            break;
+        case K_TE:
+            evs__put_be32(kb, (uint32_t)e.k0);
+            evs__put_be64(kb + 4, e.k1);
+            evs__put_le64(vb, e.v);
+            key.mv_size = 12;
+            val.mv_size = 8;
+            break;
+        default: /* K_POST */
+            if (same_key) {
+                /* terms of one event that share a hash: one entry, as
+                 * mdb_put of an existing key and duplicate leaves it */
+                if (prev.k2 == e.k2)
+                    continue;
+                flags = MDB_APPENDDUP;
+            }
+            evs__put_be32(kb, (uint32_t)e.k0);
+            evs__put_be64(kb + 4, e.k1);
+            evs__put_be64(vb, e.k2);
+            evs__put_le64(vb + 8, e.v);
+            key.mv_size = 12;
+            val.mv_size = 16;
+            break;
+        }
+        /* a new transaction only at a new key: MDB_CURRENT needs the
+         * cursor the key's first put left */
+        if (flags == MDB_APPEND && puts >= LOAD_TXN_PUTS) {
+            if ((rc = txn_next(s, &txn, &cur, dbi)) < 0)
+                goto out;
+            puts = 0;
+        }
+        if ((mrc = mdb_cursor_put(cur, &key, &val, flags)) != 0) {
+            rc = evs__mdb_err(mrc, kind_name[k]);
+            goto out;
+        }
+        puts++;
+        prev = e;
+        have_prev = 1;
+    }
+    if (rc < 0)
+        goto out;
+    rc = txn_end(s, &txn, &cur);
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+/*
+ * Load the postings from the merge of their sorted runs: each term's list
+ * in one MDB_MULTIPLE put (the first duplicate makes the key, with
+ * MDB_APPEND; the rest follow with MDB_APPENDDUP), so LMDB grows each
+ * list once instead of per entry.
+ */
+static int post_flush(evs__emb *s, MDB_txn **txn, MDB_cursor **cur, size_t *puts,
+                      const ent *key_of, uint8_t *dv, size_t ndv)
+{
+    uint8_t kb[12];
+    int rc, mrc;
+    evs__put_be32(kb, (uint32_t)key_of->k0);
+    evs__put_be64(kb + 4, key_of->k1);
+    MDB_val key = {12, kb}, val = {16, dv};
+    if (*puts >= LOAD_TXN_PUTS) {
+        if ((rc = txn_next(s, txn, cur, s->db_postings)) < 0)
+            return rc;
+        *puts = 0;
+    }
+    if ((mrc = mdb_cursor_put(*cur, &key, &val, MDB_APPEND)) != 0)
+        return evs__mdb_err(mrc, "postings");
+    if (ndv > 1) {
+        MDB_val d[2] = {{16, dv + 16}, {ndv - 1, NULL}};
+        if ((mrc = mdb_cursor_put(*cur, &key, d, MDB_MULTIPLE | MDB_APPENDDUP)) != 0)
+            return evs__mdb_err(mrc, "postings");
+        if (d[1].mv_size != ndv - 1)
+            return evs__err(EVS_EBACKEND, "index: postings: %zu of %zu entries stored",
+                            d[1].mv_size + 1, ndv);
+    }
+    *puts += ndv;
+    return 0;
+}
+
+static int load_postings(evs__emb *s, mrg *m)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    uint8_t *dv = NULL;
+    size_t ndv = 0, dv_cap = 0, puts = 0;
+    ent e, prev = {0, 0, 0, 0};
+    int have_prev = 0, rc;
+
+    if ((rc = txn_next(s, &txn, &cur, s->db_postings)) < 0)
+        goto out;
+    while ((rc = mrg_next(m, &e)) == 1) {
+        if (have_prev && prev.k0 == e.k0 && prev.k1 == e.k1) {
+            /* terms of one event that share a hash: one entry, as
+             * mdb_put of an existing key and duplicate leaves it */
+            if (prev.k2 == e.k2)
+                continue;
+        } else if (have_prev) {
+            if ((rc = post_flush(s, &txn, &cur, &puts, &prev, dv, ndv)) < 0)
+                goto out;
+            ndv = 0;
+        }
+        if (ndv == dv_cap && evs__grow(&dv, &dv_cap, ndv + 1, 16) < 0) {
+            rc = evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+            goto out;
+        }
+        evs__put_be64(dv + 16 * ndv, e.k2);
+        evs__put_le64(dv + 16 * ndv + 8, e.v);
+        ndv++;
+        prev = e;
+        have_prev = 1;
+    }
+    if (rc < 0)
+        goto out;
+    if (have_prev && (rc = post_flush(s, &txn, &cur, &puts, &prev, dv, ndv)) < 0)
+        goto out;
+    rc = txn_end(s, &txn, &cur);
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    free(dv);
+    return rc;
+}
+
+/* Load positions and times of one window (keys already in order). */
+static int load_positions(evs__emb *s, uint64_t first, const uint64_t *locs, size_t n,
+                          const int64_t *tm_at, const uint64_t *tm_pos, size_t ntm)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    uint8_t kb[8], vb[8];
+    MDB_val key = {8, kb}, val = {8, vb};
+    int rc = 0, mrc;
+    for (size_t i = 0; i < n; i++) {
+        if (i % LOAD_TXN_PUTS == 0 && (rc = txn_next(s, &txn, &cur, s->db_positions)) < 0)
+            goto out;
+        evs__put_be64(kb, first + i);
+        evs__put_le64(vb, locs[i]);
+        if ((mrc = mdb_cursor_put(cur, &key, &val, MDB_APPEND)) != 0) {
+            rc = evs__mdb_err(mrc, "positions");
+            goto out;
+        }
+    }
+    if ((rc = txn_next(s, &txn, &cur, s->db_times)) < 0)
+        goto out;
+    for (size_t i = 0; i < ntm; i++) {
+        evs__time_key(kb, tm_at[i]);
+        evs__put_le64(vb, tm_pos[i]);
+        if ((mrc = mdb_cursor_put(cur, &key, &val, MDB_APPEND)) != 0) {
+            rc = evs__mdb_err(mrc, "times");
+            goto out;
+        }
+    }
+    rc = txn_end(s, &txn, &cur);
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Load tenants and streams (their heads), sorted into key order. */
+static int load_names(evs__emb *s, name_tab *tenants, name_tab *streams)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    name_ent **v = NULL;
+    uint8_t kb[4 + EVS_MAX_STREAM_LEN + EVS_MAX_TENANT_LEN], vb[16];
+    MDB_val key = {0, kb}, val = {0, vb};
+    int rc = 0, mrc;
+    size_t nmax = tenants->n > streams->n ? tenants->n : streams->n;
+
+    if (nmax && !(v = malloc(nmax * sizeof(*v)))) {
+        rc = evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+        goto out;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        name_tab *tb = pass == 0 ? tenants : streams;
+        size_t n = 0;
+        for (size_t i = 0; i < tb->cap; i++)
+            if (tb->t[i].used)
+                v[n++] = &tb->t[i];
+        if (n == 0)
+            continue;
+        qsort(v, n, sizeof(*v), name_cmp);
+        for (size_t i = 0; i < n; i++) {
+            if (i % LOAD_TXN_PUTS == 0 &&
+                (rc = txn_next(s, &txn, &cur, pass == 0 ? s->db_tenants : s->db_streams)) < 0)
+                goto out;
+            if (pass == 0) {
+                kb[0] = 't';
+                memcpy(kb + 1, v[i]->name, v[i]->len);
+                key.mv_size = 1 + (size_t)v[i]->len;
+                evs__put_le32(vb, (uint32_t)v[i]->id);
+                val.mv_size = 4;
+            } else {
+                evs__put_be32(kb, v[i]->tid);
+                memcpy(kb + 4, v[i]->name, v[i]->len);
+                key.mv_size = 4 + (size_t)v[i]->len;
+                evs__put_le64(vb, v[i]->id);
+                evs__put_le64(vb + 8, (uint64_t)v[i]->head);
+                val.mv_size = 16;
+            }
+            if ((mrc = mdb_cursor_put(cur, &key, &val, MDB_APPEND)) != 0) {
+                rc = evs__mdb_err(mrc, pass == 0 ? "tenants" : "streams");
+                goto out;
+            }
+        }
+        if ((rc = txn_end(s, &txn, &cur)) < 0)
+            goto out;
+    }
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    free(v);
+    return rc;
+}
+
+/* ---- parsing one window of the log -------------------------------------- */
+
+typedef struct build {
+    evs__emb *s;
+    uint64_t end_position, end_loc;
+    uint64_t window;
+    /* where the parse is */
+    uint32_t seg, off;
+    uint64_t next_pos;       /* next position expected */
+    /* ids and heads */
+    name_tab tenants, streams;
+    uint64_t next_sid;
+    uint32_t next_tid;
+    const char *last_tenant; /* a one-entry cache before the tenant table */
+    size_t last_tenant_len;
+    uint32_t last_tid;
+    int64_t time_max, last_at;
+    /* this window */
+    ent *a[K_N];
+    size_t n[K_N], cap[K_N];
+    uint64_t *locs;
+    size_t nlocs;
+    int64_t *tm_at;
+    uint64_t *tm_pos;
+    size_t ntm, tm_cap, tm_cap2;
+    runfile runs[K_N];
+    /* sort scratch: the main thread's (ids, streams, tenants), the
+     * postings thread's */
+    ent *mtmp, *ptmp;
+    size_t mtmp_cap, ptmp_cap;
+    /* the window's terms */
+    term_slot *tt;
+    size_t tt_cap;            /* a power of two */
+    ent *terms, *terms_tmp;   /* k0 = k1 = hash, k2 = id, v = tenant id */
+    size_t nterms, terms_cap, terms_tmp_cap;
+    uint32_t *rank;           /* [term id] = place in key order */
+    size_t rank_cap;
+    /* the sorting thread: sorted[k] is set when kind k of the window is
+     * in order (under mu) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int sorted[K_N];
+} build;
+
+/* Ask for transparent huge pages for a big array: a few hundred page
+ * faults instead of one per 4 KiB first touched. Advice only. */
+static void advise_huge(void *p, size_t bytes)
+{
+    uintptr_t a = ((uintptr_t)p + (UINT64_C(1) << 21) - 1) & ~(uintptr_t)((UINT64_C(1) << 21) - 1);
+    uintptr_t e = ((uintptr_t)p + bytes) & ~(uintptr_t)((UINT64_C(1) << 21) - 1);
+    if (p && e > a)
+        (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
+}
+
+static int grow_ents(ent **a, size_t *cap, size_t need)
+{
+    size_t old = *cap;
+    if (evs__grow(a, cap, need, sizeof(ent)) < 0)
+        return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+    if (*cap != old)
+        advise_huge(*a, *cap * sizeof(ent));
+    return 0;
+}
+
+static inline int push(build *b, int k, uint64_t k0, uint64_t k1, uint64_t k2, uint64_t v)
+{
+    int rc;
+    if (b->n[k] == b->cap[k] && (rc = grow_ents(&b->a[k], &b->cap[k], b->n[k] + 1)) < 0)
+        return rc;
+    ent *e = &b->a[k][b->n[k]++];
+    e->k0 = k0;
+    e->k1 = k1;
+    e->k2 = k2;
+    e->v = v;
+    return 0;
+}
+
+static int tt_grow(build *b)
+{
+    size_t ncap = b->tt_cap ? b->tt_cap * 2 : 4096;
+    term_slot *nt = calloc(ncap, sizeof(*nt));
+    if (!nt)
+        return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+    for (size_t i = 0; i < b->tt_cap; i++) {
+        term_slot *o = &b->tt[i];
+        if (!o->id1)
+            continue;
+        size_t j = (size_t)(((o->hash ^ o->tid) * UINT64_C(0x9E3779B97F4A7C15)) >> 20) & (ncap - 1);
+        while (nt[j].id1)
+            j = (j + 1) & (ncap - 1);
+        nt[j] = *o;
+    }
+    free(b->tt);
+    b->tt = nt;
+    b->tt_cap = ncap;
+    return 0;
+}
+
+static inline int push_term(build *b, uint32_t tid, unsigned kind, const char *text,
+                            size_t len, uint64_t pos, uint64_t loc)
+{
+    uint8_t key[12];
+    int rc;
+    evs__term_key(key, tid, kind, text, len);
+    uint64_t h = evs__get_be64(key + 4);
+    if ((b->nterms + 1) * 2 > b->tt_cap && (rc = tt_grow(b)) < 0)
+        return rc;
+    size_t j = (size_t)(((h ^ tid) * UINT64_C(0x9E3779B97F4A7C15)) >> 20) & (b->tt_cap - 1);
+    for (;; j = (j + 1) & (b->tt_cap - 1)) {
+        term_slot *t = &b->tt[j];
+        if (t->id1 == 0) {
+            if (b->nterms == b->terms_cap &&
+                evs__grow(&b->terms, &b->terms_cap, b->nterms + 1, sizeof(ent)) < 0)
+                return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+            ent *e = &b->terms[b->nterms];
+            e->k0 = e->k1 = h;
+            e->k2 = b->nterms;
+            e->v = tid;
+            t->hash = h;
+            t->tid = tid;
+            t->id1 = (uint32_t)++b->nterms;
+            return push(b, K_POST, b->nterms - 1, 0, pos, loc);
+        }
+        if (t->hash == h && t->tid == tid)
+            return push(b, K_POST, t->id1 - 1, 0, pos, loc);
+    }
+}
+
+/* Scratch for sorting the window's postings (before the thread starts:
+ * the thread allocates nothing). */
+static int post_sort_prepare(build *b)
+{
+    size_t n = b->n[K_POST], nt = b->nterms;
+    int rc;
+    if ((rc = grow_ents(&b->ptmp, &b->ptmp_cap, n)) < 0)
+        return rc;
+    if (evs__grow(&b->terms_tmp, &b->terms_tmp_cap, nt, sizeof(ent)) < 0 ||
+        evs__grow(&b->rank, &b->rank_cap, nt, sizeof(uint32_t)) < 0)
+        return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+    return 0;
+}
+
+/* Sort the window's postings into key order (tenant id, hash, position)
+ * and give them back their keys. */
+static void post_sort(build *b)
+{
+    size_t nt = b->nterms, n = b->n[K_POST];
+    /* the terms by (tenant, hash): by hash, then stably by tenant */
+    ent *r = lsd_sort(b->terms, b->terms_tmp, nt);
+    ent *other = r == b->terms ? b->terms_tmp : b->terms;
+    for (size_t i = 0; i < nt; i++)
+        r[i].k0 = r[i].v;
+    ent *sorted = lsd_sort(r, other, nt);
+    for (size_t i = 0; i < nt; i++)
+        b->rank[sorted[i].k2] = (uint32_t)i;
+    ent *a = b->a[K_POST];
+    for (size_t i = 0; i < n; i++)
+        a[i].k0 = b->rank[a[i].k0];
+    sort_kind(&b->a[K_POST], &b->ptmp, &b->cap[K_POST], &b->ptmp_cap, n, 0);
+    a = b->a[K_POST];
+    for (size_t i = 0; i < n; i++) {
+        const ent *tm = &sorted[a[i].k0];
+        a[i].k0 = tm->v;
+        a[i].k1 = tm->k1;
+    }
+}
+
+/* The sorting thread: every kind of the window in turn, in the order the
+ * loader takes them. Allocates nothing (post_sort_prepare did). */
+static void *sort_main(void *arg)
+{
+    build *b = arg;
+    uint64_t t = 0;
+    phase(NULL, &t);
+    for (int k = 0; k < K_N; k++) {
+        if (k == K_POST)
+            post_sort(b);
+        else
+            sort_kind(&b->a[k], &b->mtmp, &b->cap[k], &b->mtmp_cap, b->n[k], k == K_IDS);
+        pthread_mutex_lock(&b->mu);
+        b->sorted[k] = 1;
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+        phase(k == K_IDS ? "sorted event_ids" : k == K_SE ? "sorted stream_events"
+              : k == K_TE ? "sorted tenant_events" : "sorted postings", &t);
+    }
+    return NULL;
+}
+
+static void wait_sorted(build *b, int k)
+{
+    pthread_mutex_lock(&b->mu);
+    while (!b->sorted[k])
+        pthread_cond_wait(&b->cv, &b->mu);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static int bad_record(build *b, const char *what)
+{
+    return evs__err(EVS_ECORRUPT, "index rebuild: log segment %u offset %u: %s where "
+                    "position %" PRIu64 " was expected", b->seg, b->off, what, b->next_pos);
+}
+
+/* Parse up to one window of records into b's arrays. */
+static int parse_window(build *b)
+{
+    evs__emb *s = b->s;
+    const uint8_t *m = evs__seg_map(s, b->seg);
+    int rc;
+    for (size_t k = 0; k < K_N; k++)
+        b->n[k] = 0;
+    b->nlocs = 0;
+    b->ntm = 0;
+    if (b->nterms) {
+        memset(b->tt, 0, b->tt_cap * sizeof(*b->tt));
+        b->nterms = 0;
+    }
+    while (b->next_pos <= b->end_position && b->nlocs < b->window) {
+        if (!m)
+            return bad_record(b, "a missing segment");
+        if (b->off + EVS_REC_FIXED > s->seg_size || evs__get_le32(m + b->off) == 0) {
+            /* the unused end of a full segment */
+            if (b->seg >= atomic_load(&s->nsegs))
+                return bad_record(b, "the end of the log");
+            b->seg++;
+            b->off = EVS_SEG_HEADER_SIZE;
+            m = evs__seg_map(s, b->seg);
+            continue;
+        }
+        const uint8_t *rec = m + b->off;
+        uint32_t len = evs__get_le32(rec + EVS_REC_OFF_LEN);
+        /* the next record's header, while this one is parsed */
+        if (b->off + evs__pad8(len) + 128 <= s->seg_size) {
+            __builtin_prefetch(rec + evs__pad8(len));
+            __builtin_prefetch(rec + evs__pad8(len) + 64);
+        }
+        if (evs__get_le32(rec) != EVS_REC_MAGIC || len < EVS_REC_FIXED ||
+            len > s->seg_size - b->off)
+            return bad_record(b, "no valid record");
+        uint64_t pos = evs__get_le64(rec + EVS_REC_OFF_POSITION);
+        if (pos != b->next_pos)
+            return bad_record(b, "a record out of sequence");
+        uint64_t loc = evs__loc(b->seg, b->off);
+        size_t tl = evs__get_le16(rec + EVS_REC_OFF_TENANT_LEN);
+        size_t sl = evs__get_le16(rec + EVS_REC_OFF_STREAM_LEN);
+        const char *tenant = (const char *)rec + EVS_REC_OFF_VAR;
+        const char *stream = tenant + tl + 1;
+        int64_t version = (int64_t)evs__get_le64(rec + EVS_REC_OFF_VERSION);
+        int64_t at = (int64_t)evs__get_le64(rec + EVS_REC_OFF_RECORDED_AT);
+
+        /* tenant: first seen, next id */
+        uint32_t tid;
+        if (b->last_tenant && tl == b->last_tenant_len && memcmp(tenant, b->last_tenant, tl) == 0) {
+            tid = b->last_tid;
+        } else {
+            name_ent *te = tab_get(&b->tenants, 0, tenant, tl);
+            if (!te)
+                return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+            if (te->id == 0)
+                te->id = b->next_tid++;
+            tid = (uint32_t)te->id;
+            b->last_tenant = tenant;
+            b->last_tenant_len = tl;
+            b->last_tid = tid;
+        }
+        /* stream: first seen, next id; versions follow the head */
+        uint64_t sid = 0;
+        if (sl == 0) {
+            if (version != EVS_NO_STREAM)
+                return evs__err(EVS_ECORRUPT, "log record at position %llu has no stream "
+                                "but version %lld", (unsigned long long)pos,
+                                (long long)version);
+        } else {
+            name_ent *se = tab_get(&b->streams, tid, stream, sl);
+            if (!se)
+                return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+            if (se->id == 0)
+                se->id = b->next_sid++;
+            if (version != se->head + 1)
+                return evs__err(EVS_ECORRUPT,
+                                "log record at position %llu has version %lld of stream %s, "
+                                "but the stream is at %lld", (unsigned long long)pos,
+                                (long long)version, stream, (long long)se->head);
+            se->head = version;
+            sid = se->id;
+            if ((rc = push(b, K_SE, sid, (uint64_t)version, pos, loc)) < 0)
+                return rc;
+        }
+        b->locs[b->nlocs++] = loc;
+        if (at > b->time_max) {
+            if (b->ntm == b->tm_cap &&
+                (evs__grow(&b->tm_at, &b->tm_cap, b->ntm + 1, sizeof(int64_t)) < 0 ||
+                 evs__grow(&b->tm_pos, &b->tm_cap2, b->ntm + 1, sizeof(uint64_t)) < 0))
+                return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+            if (b->tm_cap2 < b->tm_cap) /* keep the two arrays the same size */
+                return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+            b->tm_at[b->ntm] = at;
+            b->tm_pos[b->ntm++] = pos;
+            b->time_max = at;
+        }
+        b->last_at = at;
+        const uint8_t *id = rec + EVS_REC_OFF_ID;
+        if ((rc = push(b, K_IDS, evs__get_be64(id), evs__get_be64(id + 8), pos, loc)) < 0)
+            return rc;
+        /* system events (checkpoints): found through their stream only */
+        if (!evs__is_system_stream(stream, sl)) {
+            if ((rc = push(b, K_TE, tid, pos, 0, loc)) < 0)
+                return rc;
+            if (sl > 0 && (rc = push_term(b, tid, EVS_TERM_CATEGORY, stream,
+                                          evs__category_len(stream, sl), pos, loc)) < 0)
+                return rc;
+            const char *p = stream + sl + 1;
+            size_t yl = evs__get_le16(rec + EVS_REC_OFF_TYPE_LEN);
+            if ((rc = push_term(b, tid, EVS_TERM_TYPE, p, yl, pos, loc)) < 0)
+                return rc;
+            p += yl + 1;
+            for (size_t i = 0, nt = evs__get_le16(rec + EVS_REC_OFF_NTAGS); i < nt; i++) {
+                size_t l = strlen(p);
+                if ((rc = push_term(b, tid, EVS_TERM_TAG, p, l, pos, loc)) < 0)
+                    return rc;
+                p += l + 1;
+            }
+        }
+        b->next_pos++;
+        b->off += evs__pad8(len);
+    }
+    if (b->next_pos > b->end_position && evs__loc(b->seg, b->off) != b->end_loc)
+        return evs__err(EVS_ECORRUPT, "index rebuild: position %" PRIu64 " ends at "
+                        "segment %u offset %u, not at segment %u offset %u",
+                        b->end_position, b->seg, b->off, evs__loc_seg(b->end_loc),
+                        evs__loc_off(b->end_loc));
+    return 0;
+}
+
+/* ---- the build ------------------------------------------------------------ */
+
+static int meta_put(evs__emb *s, uint64_t applied, uint64_t loc, int seq, int check_empty)
+{
+    MDB_txn *txn = NULL;
+    int rc = 0, mrc;
+    if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+        return evs__mdb_err(mrc, "index rebuild: begin");
+    if (check_empty) {
+        MDB_dbi dbis[] = {s->db_tenants, s->db_streams, s->db_stream_events,
+                          s->db_positions, s->db_tenant_events, s->db_event_ids,
+                          s->db_postings, s->db_times};
+        for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
+            MDB_stat st;
+            if ((mrc = mdb_stat(txn, dbis[i], &st)) != 0) {
+                rc = evs__mdb_err(mrc, "index rebuild: stat");
+                goto out;
+            }
+            if (st.ms_entries != 0) {
+                rc = evs__err(EVS_EINVAL, "index rebuild: the index is not empty");
+                goto out;
+            }
+        }
+    }
+    if ((rc = evs__idx_applied_put(txn, s, applied, loc)) < 0 ||
+        (seq && (rc = evs__idx_seq_put(txn, s)) < 0))
+        goto out;
+    mrc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (mrc != 0)
+        rc = evs__env_err(s->env, mrc, "index rebuild: commit");
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+static uint64_t window_size(void)
+{
+    const char *e = getenv("EVS_DEBUG_REBUILD_WINDOW");
+    long long w = e ? atoll(e) : 0;
+    /* at most 2^26 events: a window's term ids and ranks fit 32 bits */
+    return w >= 1 ? (uint64_t)(w < (1LL << 26) ? w : (1LL << 26)) : WINDOW_DEFAULT;
+}
+
+/* Load every sorted kind: the merge of the file runs and the last window. */
+static int load_all(build *b)
+{
+    int rc = 0;
+    uint64_t dup_pos = UINT64_MAX;
+    rd *r = NULL;
+    mrg m = {0};
+    for (int k = 0; k < K_N && rc == 0; k++) {
+        uint64_t t = 0;
+        phase(NULL, &t);
+        wait_sorted(b, k);
+        phase("wait for the sort", &t);
+        runfile *rf = &b->runs[k];
+        size_t nr = rf->nruns + 1;
+        if (!(r = calloc(nr, sizeof(*r)))) {
+            rc = evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+            break;
+        }
+        for (size_t i = 0; i < rf->nruns; i++) {
+            r[i].fd = rf->fd;
+            r[i].off = rf->start[i];
+            r[i].left = rf->count[i];
+            if (!(r[i].own = malloc(RUN_BUF_ENTS * sizeof(ent)))) {
+                rc = evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+                break;
+            }
+        }
+        r[nr - 1].buf = b->a[k];
+        r[nr - 1].n = b->n[k];
+        r[nr - 1].fd = -1;
+        m.r = r;
+        m.nr = nr;
+        if (rc == 0 && (rc = mrg_init(&m)) == 0)
+            rc = k == K_POST ? load_postings(b->s, &m) : load_kind(b->s, k, &m, &dup_pos);
+        phase(kind_name[k], &t);
+        for (size_t i = 0; i < nr; i++)
+            free(r[i].own);
+        free(r);
+        r = NULL;
+        free(m.heap);
+        m.heap = NULL;
+        /* the next kinds have their own runs: free what this one needed */
+        if (rf->fd >= 0) {
+            close(rf->fd);
+            rf->fd = -1;
+        }
+        if (rc == 0 && k == K_IDS && dup_pos != UINT64_MAX)
+            rc = evs__err(EVS_ECORRUPT, "index: event id at position %llu is "
+                          "already indexed", (unsigned long long)dup_pos);
+    }
+    return rc;
+}
+
+/* EVS_DEBUG_REBUILD set: the time of each phase on stderr. */
+static void phase(const char *what, uint64_t *t)
+{
+    static _Atomic int on = -1; /* both threads come here */
+    if (atomic_load(&on) < 0)
+        atomic_store(&on, getenv("EVS_DEBUG_REBUILD") != NULL);
+    uint64_t now = evs__mono_ns();
+    if (on && what)
+        fprintf(stderr, "rebuild: %-26s %8.3f s\n", what, (double)(now - *t) / 1e9);
+    *t = now;
+}
+
+int evs__idx_bulk_build(evs__emb *s, uint64_t end_position, uint64_t end_loc)
+{
+    uint64_t t = 0;
+    phase(NULL, &t);
+    build b;
+    int rc = 0, sorter_on = 0;
+    pthread_t sorter;
+
+    memset(&b, 0, sizeof(b));
+    b.s = s;
+    b.end_position = end_position;
+    b.end_loc = end_loc;
+    b.window = window_size();
+    b.seg = 1;
+    b.off = EVS_SEG_HEADER_SIZE;
+    b.next_pos = 1;
+    b.next_sid = 1;
+    b.next_tid = 1;
+    b.time_max = INT64_MIN;
+    pthread_mutex_init(&b.mu, NULL);
+    pthread_cond_init(&b.cv, NULL);
+    for (int k = 0; k < K_N; k++) {
+        b.runs[k].fd = -1;
+        b.sorted[k] = 1; /* nothing to sort before the first window */
+    }
+
+    /* Until the end, "applied" is (1, location 0): no record is at
+     * location 0, so an open that finds a half-built index (a crash, a
+     * failure) sees its end disagree with the log and rebuilds it; and
+     * position 1, which recovery may take as acknowledged, is in the log. */
+    if ((rc = meta_put(s, end_position ? 1 : 0, 0, 0, 1)) < 0)
+        return rc;
+
+    size_t win = end_position < b.window ? (size_t)end_position : (size_t)b.window;
+    if (win > 0) {
+        if (!(b.locs = malloc(win * sizeof(uint64_t)))) {
+            rc = evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+            goto out;
+        }
+        for (int k = 0; k < K_POST; k++) {
+            if (!(b.a[k] = malloc(win * sizeof(ent)))) {
+                rc = evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+                goto out;
+            }
+            b.cap[k] = win;
+        }
+        if (!(b.mtmp = malloc(win * sizeof(ent)))) {
+            rc = evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+            goto out;
+        }
+        b.mtmp_cap = win;
+        advise_huge(b.mtmp, win * sizeof(ent));
+        advise_huge(b.locs, win * sizeof(uint64_t));
+        for (int k = 0; k < K_POST; k++)
+            advise_huge(b.a[k], win * sizeof(ent));
+    }
+    while (b.next_pos <= end_position) {
+        uint64_t first = b.next_pos;
+        if ((rc = parse_window(&b)) < 0)
+            goto out;
+        phase("parse", &t);
+        int last = b.next_pos > end_position;
+        /* sorting on a second thread while this one loads */
+        if ((rc = post_sort_prepare(&b)) < 0)
+            goto out;
+        memset(b.sorted, 0, sizeof(b.sorted));
+        sorter_on = pthread_create(&sorter, NULL, sort_main, &b) == 0;
+        if (!sorter_on)
+            sort_main(&b);
+        if ((rc = load_positions(s, first, b.locs, b.nlocs, b.tm_at, b.tm_pos, b.ntm)) < 0)
+            goto out;
+        phase("load positions, times", &t);
+        if (last)
+            break; /* the last window stays in memory for the merge */
+        for (int k = 0; k < K_N; k++) {
+            wait_sorted(&b, k);
+            if ((rc = run_write(&b.runs[k], s->dir, b.a[k], b.n[k])) < 0)
+                goto out;
+        }
+        if (sorter_on)
+            pthread_join(sorter, NULL);
+        sorter_on = 0;
+        phase("write runs", &t);
+    }
+    if ((rc = load_all(&b)) < 0)
+        goto out;
+    phase("load sorted kinds", &t);
+    if ((rc = load_names(s, &b.tenants, &b.streams)) < 0)
+        goto out;
+    phase("load tenants, streams", &t);
+    s->next_stream_id = b.next_sid;
+    s->next_tenant_id = b.next_tid;
+    s->time_max_us = b.time_max;
+    if (end_position > 0)
+        s->last_stamp = b.last_at;
+    rc = meta_put(s, end_position, end_loc, 1, 0);
+out:
+    if (sorter_on)
+        pthread_join(sorter, NULL);
+    for (int k = 0; k < K_N; k++) {
+        free(b.a[k]);
+        if (b.runs[k].fd >= 0)
+            close(b.runs[k].fd);
+        free(b.runs[k].start);
+        free(b.runs[k].count);
+    }
+    free(b.locs);
+    free(b.mtmp);
+    free(b.ptmp);
+    free(b.tt);
+    free(b.terms);
+    free(b.terms_tmp);
+    free(b.rank);
+    free(b.tm_at);
+    free(b.tm_pos);
+    free(b.tenants.t);
+    free(b.streams.t);
+    pthread_mutex_destroy(&b.mu);
+    pthread_cond_destroy(&b.cv);
+    return rc;
+}
