@@ -25,8 +25,9 @@
 #include <stdatomic.h>
 
 #define EVS_MAX_SEGMENTS 65536u
-/* The smallest reserved runway of index file blocks (evs__idx_reserve). */
-#define EVS_IDX_RUNWAY (16u << 20)
+/* The smallest reserved runway of index file blocks (evs__idx_reserve);
+ * a group's worst case beyond it needs that much free disk. */
+#define EVS_IDX_RUNWAY (64u << 20)
 
 typedef struct evs__seg {
     uint8_t *_Atomic map; /* PROT_READ, whole segment; NULL until published */
@@ -46,6 +47,7 @@ typedef struct evs__emb_req {
     struct evs__emb_req *next;
     struct evs__emb_req *kids[2]; /* callers this one wakes when woken */
     int retry;           /* an idempotent retry: nothing to write */
+    uint64_t idx_worst;  /* evs__idx_worst of this append */
 } evs__emb_req;
 
 /* One event of the group being committed, for its index entries. */
@@ -183,12 +185,23 @@ const uint8_t *evs__rec_at(evs__emb *s, uint64_t loc);
  * missing, durably; discard: delete the environment's files first, unread
  * (an untrusted environment is never opened). */
 int evs__env_prepare(const char *dir, const char *name, int discard);
-int evs__idx_open(evs__emb *s, int readonly);
-/* Reserve disk blocks ahead of the index's end (a runway of at least
- * EVS_IDX_RUNWAY and 4x the largest growth of one commit seen), so that a
- * commit does not meet a full disk half-way: EVS_ENOSPC before a group
- * writes anything, instead of a failed commit after its log write. */
-int evs__idx_reserve(evs__emb *s);
+/* writemap: the writer's environment (MDB_WRITEMAP, after recovery). */
+int evs__idx_open(evs__emb *s, int readonly, int writemap);
+/* Before a write transaction that may grow the index by up to need bytes
+ * (a worst case, evs__idx_worst): keep a runway of reserved disk blocks
+ * after the index's end (at least EVS_IDX_RUNWAY and 4x the largest
+ * growth between two calls seen), and check that the filesystem has room
+ * for whatever need exceeds it. EVS_ENOSPC (nothing written) when not:
+ * with MDB_WRITEMAP a page the filesystem cannot allocate is a SIGBUS. */
+int evs__idx_reserve(evs__emb *s, uint64_t need);
+/* The most an append of nevents events with ntags tags in all can grow the
+ * index by: (8 + tags per event) puts an event, each copying or splitting
+ * at most 16 pages (LMDB's copy-on-write path of a 4-level B-tree, a
+ * DUPSORT sub-tree, the splits up to a new root). */
+static inline uint64_t evs__idx_worst(uint64_t nevents, uint64_t ntags)
+{
+    return (8 * nevents + ntags) * 16 * 4096;
+}
 int evs__mdb_err(int mrc, const char *what);
 /* evs__mdb_err for a failed write to env: EVS_ENOSPC when its disk is full
  * (LMDB says EIO for a short write). */

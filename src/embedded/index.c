@@ -48,7 +48,7 @@ int evs__env_err(MDB_env *env, int mrc, const char *what)
     return evs__mdb_err(mrc, what);
 }
 
-int evs__idx_open(evs__emb *s, int readonly)
+int evs__idx_open(evs__emb *s, int readonly, int writemap)
 {
     char path[4096];
     int mrc;
@@ -58,17 +58,27 @@ int evs__idx_open(evs__emb *s, int readonly)
     snprintf(path, sizeof(path), "%s/index", s->dir);
     if (!readonly && mkdir(path, 0755) != 0 && errno != EEXIST)
         return evs__err(EVS_EIO, "create %s: %s", path, strerror(errno));
-    /* No MDB_WRITEMAP: LMDB then writes a commit's pages with pwrite, so a
-     * full disk is an error return, where a store into a sparse page of a
-     * writable map is a SIGBUS (issue 13, defect 5), and the map stays
-     * read-only, so no stray store can damage the index. Measured cost on
-     * `evs bench`: docs/PERFORMANCE.md ("Durability A/B"). The map is a
-     * reservation of address space only: 64 GiB of index is roughly 400 M
-     * events. Where the address space is limited (ulimit -v, valgrind) a
-     * 64 GiB map fails: then try smaller ones, down to 1 GiB. */
+    /*
+     * writemap: the writer's environment, after recovery. Dirty pages are
+     * written in place in a writable map, so a commit costs a few µs
+     * instead of a pwrite per page (measured without it: +140 µs per group
+     * commit, -30 % appends/s at 64 threads; docs/PERFORMANCE.md). The
+     * file is then sparse (its apparent size is the map), and a store into
+     * a page whose block the filesystem cannot allocate is a SIGBUS: so the
+     * writer reserves blocks ahead of every group (evs__idx_reserve) and
+     * refuses a group with EVS_ENOSPC before it writes anything.
+     * Recovery and rebuild run without it (pages written with pwrite at
+     * commit: a full disk is an error return), then the environment is
+     * reopened. The map is a reservation of address space: 64 GiB of
+     * index is roughly 400 M events. Where the address space is limited
+     * (ulimit -v, valgrind) a 64 GiB map fails: then try smaller ones,
+     * down to 1 GiB.
+     */
     unsigned flags = MDB_NOSYNC | MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD;
     if (readonly)
         flags |= MDB_RDONLY;
+    else if (writemap)
+        flags |= MDB_WRITEMAP;
     for (unsigned gib = 64;; gib /= 4) {
         if ((mrc = mdb_env_create(&s->env)) != 0)
             return evs__mdb_err(mrc, "create environment");
@@ -196,12 +206,11 @@ int evs__env_prepare(const char *dir, const char *name, int discard)
     return 0;
 }
 
-int evs__idx_reserve(evs__emb *s)
+int evs__idx_reserve(evs__emb *s, uint64_t need)
 {
     MDB_envinfo info;
     MDB_stat st;
-    if (s->idx_fd < 0 || s->idx_noreserve || mdb_env_info(s->env, &info) != 0 ||
-        mdb_env_stat(s->env, &st) != 0)
+    if (s->idx_fd < 0 || mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0)
         return 0;
     uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
     if (s->idx_used && used > s->idx_used && used - s->idx_used > s->idx_growth)
@@ -210,21 +219,41 @@ int evs__idx_reserve(evs__emb *s)
     uint64_t runway = EVS_IDX_RUNWAY;
     if (runway < 4 * s->idx_growth)
         runway = 4 * s->idx_growth;
-    if (s->idx_reserved >= used + runway / 2)
-        return 0;
-    /* KEEP_SIZE: blocks without a larger file size, so LMDB's view of the
-     * file is unchanged; its later pwrites there need no allocation. */
-    if (fallocate(s->idx_fd, FALLOC_FL_KEEP_SIZE, (off_t)used, (off_t)runway) != 0) {
-        if (errno == EOPNOTSUPP || errno == ENOSYS) {
-            s->idx_noreserve = 1; /* such a filesystem: a full disk fails the commit */
-            return 0;
-        }
-        return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO,
-                        "index: cannot reserve %llu MiB for the index in %s/index: %s; "
-                        "nothing was written: free disk space and retry",
-                        (unsigned long long)(runway >> 20), s->dir, strerror(errno));
+    /* KEEP_SIZE: blocks without a larger file size (the writer's file is
+     * as large as the map already; recovery's grows by its pwrites). On a
+     * disk too small for the runway, this group's worst case is enough. */
+    uint64_t have = s->idx_reserved > used ? s->idx_reserved - used : 0;
+    uint64_t floor = need < runway ? need : runway;
+    if (!s->idx_noreserve && (have < runway / 2 || have < floor)) {
+        int e = 0;
+        if (fallocate(s->idx_fd, FALLOC_FL_KEEP_SIZE, (off_t)used, (off_t)runway) == 0)
+            s->idx_reserved = used + runway;
+        else if ((e = errno) == ENOSPC && have < floor &&
+                 fallocate(s->idx_fd, FALLOC_FL_KEEP_SIZE, (off_t)used, (off_t)floor) == 0)
+            s->idx_reserved = used + floor;
+        else if (e == EOPNOTSUPP || e == ENOSYS)
+            s->idx_noreserve = 1; /* such a filesystem: only the free-space check */
+        else if (have < floor)
+            return evs__err(e == ENOSPC ? EVS_ENOSPC : EVS_EIO,
+                            "index: cannot reserve %llu MiB for the index in %s/index: "
+                            "%s; nothing was written: free disk space and retry",
+                            (unsigned long long)((floor + (1u << 20) - 1) >> 20), s->dir,
+                            strerror(e ? e : errno));
     }
-    s->idx_reserved = used + runway;
+    have = s->idx_noreserve || s->idx_reserved < used ? 0 : s->idx_reserved - used;
+    if (need <= have)
+        return 0;
+    /* More than the reserved runway could be written: the filesystem must
+     * have room for the rest (the bound is the worst case, far above what
+     * a group writes in practice). */
+    struct statvfs vfs;
+    if (fstatvfs(s->idx_fd, &vfs) == 0 &&
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < need - have + EVS_IDX_RUNWAY)
+        return evs__err(EVS_ENOSPC, "index: this append could need up to %llu MiB more "
+                        "index space in %s/index and the disk has %llu MiB free; nothing "
+                        "was written: free disk space and retry",
+                        (unsigned long long)((need - have) >> 20), s->dir,
+                        (unsigned long long)(((uint64_t)vfs.f_bavail * vfs.f_frsize) >> 20));
     return 0;
 }
 

@@ -253,7 +253,7 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
             (rc = evs__state_write(path, 1, trust.durable)) < 0)
             goto fail;
     }
-    if ((rc = evs__idx_open(s, readonly)) < 0 || (rc = evs__snap_open(s, readonly)) < 0)
+    if ((rc = evs__idx_open(s, readonly, 0)) < 0 || (rc = evs__snap_open(s, readonly)) < 0)
         goto fail;
     /* Blocking reads need it; a read-only open of a store in a directory it
      * cannot write still reads (its reads just cannot wait). */
@@ -265,6 +265,12 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
     if (!readonly) {
         if ((rc = evs__recover(s, &trust)) < 0 ||
             (rc = evs__state_write(path, 1, atomic_load(&s->head))) < 0)
+            goto fail;
+        /* recovered without MDB_WRITEMAP; the writer's environment has it
+         * (evs__idx_open) */
+        mdb_env_close(s->env);
+        s->env = NULL;
+        if ((rc = evs__idx_open(s, 0, 1)) < 0)
             goto fail;
         if ((rc = evs__prealloc_start(s)) < 0 || (rc = evs__writer_start(s)) < 0)
             goto fail;

@@ -489,9 +489,33 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
             req_fail(r, EVS_ECLOSED, "%s", s->failed_msg);
         goto wake;
     }
-    /* Index space first: a full disk fails the group before its log write,
-     * and the store stays usable. */
-    if ((rc = evs__idx_reserve(s)) < 0)
+    /*
+     * Index space first: a full disk fails the group before its log write,
+     * and the store stays usable. The group is cut where its worst-case
+     * index growth goes past the reserved runway (a large group on a
+     * nearly full disk): the rest waits for the next group, and a first
+     * request that alone cannot be reserved fails with EVS_ENOSPC.
+     */
+    uint64_t need = reqs->idx_worst;
+    evs__emb_req *last = reqs;
+    while (last->next && evs__idx_reserve(s, need + last->next->idx_worst) == 0) {
+        last = last->next;
+        need += last->idx_worst;
+    }
+    evs__clear_error();
+    if (last->next) {
+        evs__emb_req *rest = last->next, *tail = rest;
+        last->next = NULL;
+        while (tail->next)
+            tail = tail->next;
+        pthread_mutex_lock(&s->qlock);
+        tail->next = s->qhead;
+        s->qhead = rest;
+        if (!s->qtail)
+            s->qtail = tail;
+        pthread_mutex_unlock(&s->qlock);
+    }
+    if ((rc = evs__idx_reserve(s, need)) < 0)
         goto fail;
     if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
         rc = evs__mdb_err(mrc, "begin write");
@@ -747,6 +771,11 @@ int evs__emb_append(evs_db *db, evs__append_req *c)
         }
 
     evs__emb_req r;
+    uint64_t ntags = 0;
+    for (size_t p = 0; p < c->nparts; p++)
+        for (size_t i = 0; i < c->parts[p].nevents; i++)
+            ntags += c->parts[p].events[i].ntags;
+    r.idx_worst = evs__idx_worst(c->nevents, ntags);
     r.core = c;
     r.enc = enc;
     r.enc_len = total;
