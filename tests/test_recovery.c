@@ -199,6 +199,33 @@ typedef struct last_append {
     char data[3][400];
 } last_append;
 
+/*
+ * Append to stream in a child process that then dies without closing the
+ * store (its state file still says open), and make the next opens of this
+ * process happen "after a reboot" (EVS_DEBUG_BOOT_ID; unset it when done):
+ * the store as a power loss right after that append leaves it, before any
+ * damage the test adds.
+ */
+static void append_then_stop(tu_store *s, const char *stream, const evs_event_data *ev,
+                             size_t n)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        evs_open_options o = small_segments();
+        evs_db *db = NULL;
+        if (evs_open(&db, s->dir, &o) != 0 ||
+            evs_append(NULL, db, NULL, stream, EVS_ANY, ev, n) != 0)
+            _exit(1);
+        _exit(0); /* no evs_close: as if the machine stopped here */
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    setenv("EVS_DEBUG_BOOT_ID", "test-recovery-after-power-loss", 1);
+}
+
 /* Append n numbered events, then one append of three events to stream
  * "torn-1" (with ids), closing before and after to measure its bytes. */
 static void make_last_append(tu_store *s, uint64_t n, last_append *la)
@@ -230,21 +257,7 @@ static void make_last_append(tu_store *s, uint64_t n, last_append *la)
      * was acknowledged is never cut (test_durability.c).
      */
     tu_store_close(s);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        evs_open_options o = small_segments();
-        evs_db *db = NULL;
-        if (evs_open(&db, s->dir, &o) != 0 ||
-            evs_append(NULL, db, NULL, "torn-1", EVS_ANY, la->ev, 3) != 0)
-            _exit(1);
-        _exit(0); /* no evs_close: as if the machine stopped here */
-    }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    setenv("EVS_DEBUG_BOOT_ID", "test-recovery-after-power-loss", 1);
+    append_then_stop(s, "torn-1", la->ev, 3);
     la->end = tu_log_end(s->dir);
     la->data_end = tu_data_end(la->seg);
     {
@@ -511,22 +524,8 @@ static void test_snapshots_survive_index_rebuild(void **state)
     tu_append1(s->db, NULL, "acc-1", "Deposited", "{}");
     TU_OK(evs_snapshot_save(s->db, NULL, "acc-1", 1, "v1", "{\"balance\":2}", 13));
     tu_store_close(s);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        evs_open_options o = small_segments();
-        evs_db *db = NULL;
-        evs_event_data ev = tu_event("Deposited", "{}");
-        if (evs_open(&db, s->dir, &o) != 0 ||
-            evs_append(NULL, db, NULL, "acc-1", EVS_ANY, &ev, 1) != 0)
-            _exit(1);
-        _exit(0); /* no evs_close */
-    }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    setenv("EVS_DEBUG_BOOT_ID", "test-recovery-snapshots-reboot", 1);
+    evs_event_data ev = tu_event("Deposited", "{}");
+    append_then_stop(s, "acc-1", &ev, 1);
     open_small(s);
     unsetenv("EVS_DEBUG_BOOT_ID");
     assert_int_equal(tu_head(s->db, NULL), 6);
