@@ -12,18 +12,16 @@
 
 typedef struct rebuild_figure {
     int run;           /* measured: an embedded store whose data loaded */
-    int ok;            /* both figures measured */
+    int ok;            /* measured */
     uint64_t events;   /* events indexed (the log's head) */
-    double bulk_s;     /* evs__idx_bulk_build into the emptied index */
     double reopen_s;   /* evs_open after deleting <store>/index: what
                           recovery does when it cannot trust the index */
     char error[512];   /* when not ok */
 } rebuild_figure;
 
 /*
- * Close *db (the embedded store at path), then: (1) open it, empty its
- * index and time evs__idx_bulk_build over the whole log; (2) close it,
- * delete <path>/index and time the read-write evs_open that rebuilds it.
+ * Close *db (the embedded store at path), delete <path>/index and time
+ * the read-write evs_open that rebuilds it.
  * *db is the store open again (same default options) on return, or NULL
  * if it could not be reopened (then -1). Failures of the measurement
  * itself leave f->ok 0 with f->error and return 0 when the store reopened.

@@ -620,10 +620,8 @@ static void measure_index_rebuild(suite_report *r, evs_db **db)
     }
     const rebuild_figure *b = &r->rebuild;
     if (b->ok)
-        fprintf(stderr, PROG ": %llu events: bulk build %.2f s (%.0f events/s), "
-                "open without an index %.2f s (%.0f events/s)\n",
-                (unsigned long long)b->events, b->bulk_s,
-                b->bulk_s > 0 ? (double)b->events / b->bulk_s : 0.0, b->reopen_s,
+        fprintf(stderr, PROG ": %llu events: open without an index %.2f s "
+                "(%.0f events/s)\n", (unsigned long long)b->events, b->reopen_s,
                 b->reopen_s > 0 ? (double)b->events / b->reopen_s : 0.0);
     else
         fprintf(stderr, PROG ": index rebuild: %s\n", b->error);
