@@ -2040,7 +2040,8 @@ static void test_recovery_fuzz(void **state)
                          (size_t)(k * 7 % 200), tags, 1 + k % 2));
     }
     tu_store_close(s);
-    tu_free_strings(tu_segments(s->dir, &nseg), nseg);
+    char **segs = tu_segments(s->dir, &nseg); /* nseg is set by the call */
+    tu_free_strings(segs, nseg);
     assert_true(nseg >= 2);
 
     for (iter = 0; iter < iterations && tu_now_us() < end_us; iter++) {
