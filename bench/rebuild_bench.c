@@ -3,7 +3,7 @@
  * record replay (evs__idx_apply_record, what recovery did) against the
  * bulk build (evs__idx_bulk_build, src/embedded/rebuild.c).
  *
- *   rebuild_bench DIR [--runs N] [--writemap] [--verify] [--bulk-only]
+ *   rebuild_bench DIR [--runs N] [--writemap] [--verify] [--bulk-only] [--progress]
  *
  * DIR is an existing store, e.g. made by `evs --db DIR generate --events
  * 1000000`. It is opened read-write; each run builds the index of all its
@@ -14,7 +14,8 @@
  * bench environments with MDB_WRITEMAP (the index before issue 13);
  * without it, LMDB writes pages with pwrite at commit. --verify runs `evs
  * verify` on the last bulk-built index and compares its entry counts with
- * the replay's.
+ * the replay's. --progress prints the recovery_progress calls of the bulk
+ * builds (done/total, seconds since the build began) on stderr.
  */
 #include "embedded/embedded.h"
 #include "embedded/rebuild.h"
@@ -34,6 +35,14 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double prog_t0;
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    (void)ctx;
+    fprintf(stderr, "progress %" PRIu64 "/%" PRIu64 " (%.0f%%) at %.3f s\n", done, total,
+            total ? 100.0 * (double)done / (double)total : 100.0, now_s() - prog_t0);
 }
 
 static int die(const char *what, int rc)
@@ -142,7 +151,7 @@ static void counts(evs__emb *s, uint64_t out[9])
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
-    int runs = 3, writemap = 0, verify = 0, bulk_only = 0, rc;
+    int runs = 3, writemap = 0, verify = 0, bulk_only = 0, progress = 0, rc;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
             runs = atoi(argv[++i]);
@@ -150,17 +159,19 @@ int main(int argc, char **argv)
             writemap = 1;
         else if (strcmp(argv[i], "--verify") == 0)
             verify = 1;
+        else if (strcmp(argv[i], "--progress") == 0)
+            progress = 1;
         else if (strcmp(argv[i], "--bulk-only") == 0)
             bulk_only = 1; /* for profiling */
         else if (!dir && argv[i][0] != '-')
             dir = argv[i];
         else {
-            fprintf(stderr, "usage: rebuild_bench DIR [--runs N] [--writemap] [--verify] [--bulk-only]\n");
+            fprintf(stderr, "usage: rebuild_bench DIR [--runs N] [--writemap] [--verify] [--bulk-only] [--progress]\n");
             return 2;
         }
     }
     if (!dir || runs < 1) {
-        fprintf(stderr, "usage: rebuild_bench DIR [--runs N] [--writemap] [--verify] [--bulk-only]\n");
+        fprintf(stderr, "usage: rebuild_bench DIR [--runs N] [--writemap] [--verify] [--bulk-only] [--progress]\n");
         return 2;
     }
     evs_db *db;
@@ -214,10 +225,15 @@ int main(int argc, char **argv)
         }
 
         fresh_env(s, path, writemap);
+        if (progress) {
+            s->base.opts.recovery_progress = on_progress;
+            prog_t0 = now_s();
+        }
         double t2 = now_s();
         if ((rc = evs__idx_bulk_build(s, end_pos, end_loc)) < 0)
             die("bulk build", rc);
         double t3 = now_s();
+        s->base.opts.recovery_progress = NULL;
         counts(s, c_bulk);
         bulk_mib = env_mib(s);
         if (!bulk_only && memcmp(c_rep, c_bulk, sizeof(c_rep)) != 0) {

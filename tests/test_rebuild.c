@@ -403,6 +403,103 @@ static void test_one_stream(void **state)
     tu_store_free(st);
 }
 
+/* Enough entries for several load chunks of every kind (rebuild.c,
+ * FLAT_ENTS) and several windows: lists that cross a chunk's end, a
+ * chunk of one long list. */
+static void test_chunks(void **state)
+{
+    (void)state;
+    tu_store *st = open_small();
+    evs__emb *s = (evs__emb *)st->db;
+    evs_event_data ev[1000];
+    const char *tags[2];
+    char tag[32];
+    memset(ev, 0, sizeof(ev));
+    for (int r = 0; r < 40; r++) {
+        for (int i = 0; i < 1000; i++) {
+            ev[i].type = i % 3 ? "A" : "B";
+            ev[i].data = "{}";
+            ev[i].data_len = 2;
+            ev[i].tags = tags;
+            ev[i].ntags = 0;
+        }
+        snprintf(tag, sizeof(tag), "batch-%d", r);
+        tags[0] = tag;
+        tags[1] = "everywhere";
+        ev[0].ntags = 2; /* one short list per batch, one long one */
+        for (int i = 1; i < 1000; i++)
+            ev[i].ntags = 1 + (i % 2);
+        char stream[32];
+        snprintf(stream, sizeof(stream), "s%d-x", r % 7);
+        TU_OK(evs_append(NULL, st->db, r % 2 ? "acme" : NULL, stream, EVS_ANY, ev, 1000));
+    }
+    uint64_t end_pos, end_loc;
+    dump rep, b;
+    applied_of(s, &end_pos, &end_loc);
+    replay(s, end_pos, end_loc);
+    dump_index(s, &rep);
+    static const char *const windows[] = {NULL, "15000"};
+    for (size_t w = 0; w < 2; w++) {
+        bulk(s, end_pos, end_loc, windows[w]);
+        dump_index(s, &b);
+        assert_same("bulk build vs replay", &rep, &b);
+        dump_free(&b);
+    }
+    dump_free(&rep);
+    tu_store_free(st);
+}
+
+/* recovery_progress: from (0, total), never backwards, never past total,
+ * (total, total) once, at the end. */
+typedef struct prog_rec {
+    uint64_t calls, last, total, at_end;
+    int backwards;
+} prog_rec;
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    prog_rec *p = ctx;
+    if (p->calls == 0)
+        assert_true(done == 0);
+    if (done < p->last || done > total)
+        p->backwards = 1;
+    if (done == total)
+        p->at_end++;
+    p->calls++;
+    p->last = done;
+    p->total = total;
+}
+
+static void test_progress(void **state)
+{
+    (void)state;
+    tu_store *st = open_small();
+    fill(st->db, 300, 3);
+    evs__emb *s = (evs__emb *)st->db;
+    uint64_t end_pos, end_loc;
+    applied_of(s, &end_pos, &end_loc);
+    static const char *const windows[] = {NULL, "100"};
+    for (size_t w = 0; w < 2; w++) {
+        prog_rec p;
+        memset(&p, 0, sizeof(p));
+        s->base.opts.recovery_progress = on_progress;
+        s->base.opts.recovery_ctx = &p;
+        if (windows[w])
+            setenv("EVS_DEBUG_REBUILD_WINDOW", windows[w], 1);
+        empty_index(s);
+        TU_OK(evs__idx_bulk_build(s, end_pos, end_loc));
+        unsetenv("EVS_DEBUG_REBUILD_WINDOW");
+        s->base.opts.recovery_progress = NULL;
+        s->base.opts.recovery_ctx = NULL;
+        assert_true(p.calls >= 6);
+        assert_false(p.backwards);
+        assert_true(p.total == end_pos);
+        assert_true(p.last == end_pos);
+        assert_true(p.at_end == 1);
+    }
+    tu_store_free(st);
+}
+
 /* A non-empty index is refused; a build that fails leaves an index the
  * next open rebuilds. */
 static void test_refusals(void **state)
@@ -443,6 +540,8 @@ int main(void)
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_one_stream),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_chunks),
+        cmocka_unit_test(test_progress),
     };
     int child_failed = 0;
     if (!getenv("EVS_DEBUG_TERM_HASH_BITS")) {

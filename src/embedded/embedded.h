@@ -85,6 +85,8 @@ typedef struct evs__emb {
     uint64_t idx_reserved; /* bytes of data.mdb with blocks reserved */
     uint64_t idx_growth;   /* largest growth of data.mdb between two reserves */
     int idx_noreserve;     /* the filesystem cannot reserve (no fallocate) */
+    uint64_t idx_have;     /* reserved bytes after the index's end, as of the
+                              last evs__idx_reserve */
 
     /* published: newest committed (durable and indexed) position */
     _Atomic uint64_t head;

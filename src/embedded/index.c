@@ -241,6 +241,7 @@ int evs__idx_reserve(evs__emb *s, uint64_t need)
                             strerror(e ? e : errno));
     }
     have = s->idx_noreserve || s->idx_reserved < used ? 0 : s->idx_reserved - used;
+    s->idx_have = have;
     if (need <= have)
         return 0;
     /* More than the reserved runway could be written: the filesystem must

@@ -6,18 +6,24 @@
  * and every entry becomes a fixed 32-byte record whose sort key is its
  * LMDB key (plus the position, which orders postings' duplicates):
  *
- *   log ──parse──▶ positions, times   (already in key order: loaded as is)
+ *   log ──parse──▶ positions, times   (already in key order: loaded as
+ *            │                         they are parsed)
  *            ├───▶ event_ids, stream_events, tenant_events, postings
- *            │        (sorted on a second thread, kind by kind, while
- *            │         this one loads the kinds already sorted)
+ *            │        (sorted on the second thread after its parse, kind
+ *            │         by kind, while this one loads the kinds already
+ *            │         sorted)
  *            └───▶ tenants, streams   (hash tables of names: their heads;
  *                                      sorted and loaded at the end)
  *
  * and each sub-database is filled with MDB_APPEND / MDB_APPENDDUP, which
- * writes its B-tree left to right with full pages and no searches. What
- * remains is LMDB's own cost per entry (most of it in the postings, whose
- * duplicate lists grow inside their leaf pages), about 1.5 s per million
- * events on a 2-core machine.
+ * writes its B-tree left to right with full pages and no searches, a
+ * chunk of encoded entries at a time (FLAT_ENTS). What remains is LMDB's
+ * own cost per entry, on the one thread that may write: about 9 puts per
+ * event of `evs generate` (positions, times, tenant_events,
+ * stream_events, event_ids, 3.9 postings), 0.1 to 0.3 us each; the
+ * postings alone take some 0.85 s per million events (the long lists,
+ * sub-databases, about 0.29 us per entry), the whole build about 1.7 to
+ * 2 s per million events on a quiet 2-core machine.
  *
  * Memory is bounded by a window of events (WINDOW_DEFAULT): a longer log
  * is parsed window by window; every window but the last leaves its four
@@ -69,6 +75,9 @@ typedef struct ent {
 enum { K_IDS, K_SE, K_TE, K_POST, K_N };
 static const char *const kind_name[K_N] = {"event_ids", "stream_events",
                                            "tenant_events", "postings"};
+/* The order of the sorts and the loads: the quick sorts first, so that
+ * the loader waits least (the sort runs behind the parse, on its thread). */
+static const int kind_order[K_N] = {K_TE, K_SE, K_IDS, K_POST};
 
 static inline int ent_lt(const ent *a, const ent *b)
 {
@@ -413,6 +422,48 @@ static int mrg_next(mrg *m, ent *out)
     return 1;
 }
 
+/* ---- progress ------------------------------------------------------------ */
+
+/*
+ * recovery_progress, when set: done / total (total = end_position) is the
+ * share of the build's work done, in events' worth. The shares below are
+ * the phases' times measured on 1 M generated events (the parse overlaps
+ * the positions load; the sorts overlap the loads).
+ */
+#define PROG_PARSE 0.12
+static const double kind_share[K_N] = {0.16, 0.15, 0.05, 0.52}; /* by kind */
+
+typedef struct prog {
+    evs__emb *s;
+    uint64_t total, last; /* last: the last "done" reported */
+    double base, span;    /* the kind being loaded: its share */
+    uint64_t kents;       /* its entries */
+    uint64_t next;        /* report when that many are loaded */
+} prog;
+
+/* frac of the work done; frac > 1: all of it, the build has ended */
+static void prog_at(prog *p, double frac)
+{
+    if (!p || !p->s->base.opts.recovery_progress)
+        return;
+    uint64_t d = frac > 1.0 ? p->total : (uint64_t)((double)p->total * frac);
+    if (frac <= 1.0 && d >= p->total)
+        d = p->total ? p->total - 1 : 0; /* total only at the end */
+    if (d < p->last)
+        d = p->last;
+    p->last = d;
+    p->s->base.opts.recovery_progress(p->s->base.opts.recovery_ctx, d, p->total);
+}
+
+/* Within a kind's load (seen of its entries loaded): every 256 Ki. */
+static inline void prog_ents(prog *p, size_t seen)
+{
+    if (p && p->kents && seen >= p->next) {
+        prog_at(p, p->base + p->span * (double)seen / (double)p->kents);
+        p->next = seen + (1u << 18);
+    }
+}
+
 /* ---- loading ----------------------------------------------------------- */
 
 /* Commit *txn (if any), then begin a new one with a cursor on dbi. */
@@ -454,135 +505,133 @@ static MDB_dbi kind_dbi(evs__emb *s, int k)
 }
 
 /*
- * Load the sub-database of kind k from the merge of its sorted runs, with
- * MDB_APPEND (and MDB_APPENDDUP for a posting list's next duplicate, as
- * mdb_load does). Sets *dup_pos to the smallest position whose event id
- * an earlier position already has (what the replay fails on first).
+ * The loads encode a chunk of entries (FLAT_ENTS) into a flat buffer of
+ * LMDB keys and values first, then put the chunk: measured on 1 M
+ * stream_events, the merge and the encoding interleaved with each put
+ * made a put cost about 250 ns, against some 100 ns for the same puts in
+ * a row after 25 ms of merging (LMDB's code and data stay in the caches).
  */
-static int load_kind(evs__emb *s, int k, mrg *m, uint64_t *dup_pos)
+#define FLAT_ENTS 16384u
+
+/*
+ * Load the sub-database of kind k (not the postings) from the merge of
+ * its sorted runs, with MDB_APPEND. Sets *dup_pos to the smallest
+ * position whose event id an earlier position already has (what the
+ * replay fails on first).
+ */
+static int load_kind(evs__emb *s, int k, mrg *m, uint64_t *dup_pos, prog *pg)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_dbi dbi = kind_dbi(s, k);
-    uint8_t kb[16], vb[16];
-    MDB_val key = {0, kb}, val = {0, vb};
+    size_t ks = k == K_TE ? 12 : 16, vs = k == K_TE ? 8 : 16;
+    uint8_t *fb = malloc((size_t)FLAT_ENTS * 32);
     ent e, prev = {0, 0, 0, 0};
-    int have_prev = 0, rc, mrc;
-    size_t puts = 0;
+    int have_prev = 0, rc = 0, mrc, more = 1;
+    size_t puts = 0, seen = 0;
 
+    if (!fb) {
+        rc = evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+        goto out;
+    }
     if ((rc = txn_next(s, &txn, &cur, dbi)) < 0)
         goto out;
-    while ((rc = mrg_next(m, &e)) == 1) {
-        unsigned flags = MDB_APPEND;
-        int same_key = have_prev && prev.k0 == e.k0 && prev.k1 == e.k1;
-        switch (k) {
-        case K_IDS:
-            if (same_key) { /* the replay refuses the later one */
+    while (more) {
+        size_t nf = 0;
+        while (nf < FLAT_ENTS && (rc = mrg_next(m, &e)) == 1) {
+            if (k == K_IDS && have_prev && prev.k0 == e.k0 && prev.k1 == e.k1) {
+                /* an event id indexed twice: the replay refuses the later one */
                 if (e.k2 < *dup_pos)
                     *dup_pos = e.k2;
                 continue;
             }
-            evs__put_be64(kb, e.k0);
-            evs__put_be64(kb + 8, e.k1);
-            evs__put_le64(vb, e.k2);
-            evs__put_le64(vb + 8, e.v);
-            key.mv_size = 16;
-            val.mv_size = 16;
-            break;
-        case K_SE:
-            evs__put_be64(kb, e.k0);
-            evs__put_be64(kb + 8, e.k1);
-            evs__put_le64(vb, e.k2);
-            evs__put_le64(vb + 8, e.v);
-            key.mv_size = 16;
-            val.mv_size = 16;
-            break;
-        case K_TE:
-            evs__put_be32(kb, (uint32_t)e.k0);
-            evs__put_be64(kb + 4, e.k1);
-            evs__put_le64(vb, e.v);
-            key.mv_size = 12;
-            val.mv_size = 8;
-            break;
-        default: /* K_POST */
-            if (same_key) {
-                /* terms of one event that share a hash: one entry, as
-                 * mdb_put of an existing key and duplicate leaves it */
-                if (prev.k2 == e.k2)
-                    continue;
-                flags = MDB_APPENDDUP;
+            uint8_t *p = fb + 32 * nf++;
+            if (k == K_TE) {
+                evs__put_be32(p, (uint32_t)e.k0);
+                evs__put_be64(p + 4, e.k1);
+                evs__put_le64(p + 16, e.v);
+            } else { /* event_ids, stream_events */
+                evs__put_be64(p, e.k0);
+                evs__put_be64(p + 8, e.k1);
+                evs__put_le64(p + 16, e.k2);
+                evs__put_le64(p + 24, e.v);
             }
-            evs__put_be32(kb, (uint32_t)e.k0);
-            evs__put_be64(kb + 4, e.k1);
-            evs__put_be64(vb, e.k2);
-            evs__put_le64(vb + 8, e.v);
-            key.mv_size = 12;
-            val.mv_size = 16;
-            break;
+            prev = e;
+            have_prev = 1;
         }
-        /* a new transaction only at a new key: MDB_CURRENT needs the
-         * cursor the key's first put left */
-        if (flags == MDB_APPEND && puts >= LOAD_TXN_PUTS) {
+        if (rc < 0)
+            goto out;
+        more = rc == 1;
+        if (puts >= LOAD_TXN_PUTS) {
             if ((rc = txn_next(s, &txn, &cur, dbi)) < 0)
                 goto out;
             puts = 0;
         }
-        if ((mrc = mdb_cursor_put(cur, &key, &val, flags)) != 0) {
-            rc = evs__mdb_err(mrc, kind_name[k]);
-            goto out;
+        for (size_t i = 0; i < nf; i++) {
+            MDB_val key = {ks, fb + 32 * i}, val = {vs, fb + 32 * i + 16};
+            if ((mrc = mdb_cursor_put(cur, &key, &val, MDB_APPEND)) != 0) {
+                rc = evs__mdb_err(mrc, kind_name[k]);
+                goto out;
+            }
         }
-        puts++;
-        prev = e;
-        have_prev = 1;
+        puts += nf;
+        seen += nf;
+        prog_ents(pg, seen);
     }
-    if (rc < 0)
-        goto out;
     rc = txn_end(s, &txn, &cur);
 out:
     if (txn)
         mdb_txn_abort(txn);
+    free(fb);
     return rc;
 }
 
 /*
- * Load the postings from the merge of their sorted runs: each term's list
- * in one MDB_MULTIPLE put (the first duplicate makes the key, with
- * MDB_APPEND; the rest follow with MDB_APPENDDUP), so LMDB grows each
- * list once instead of per entry.
+ * Load the postings from the merge of their sorted runs: a chunk of whole
+ * posting lists at a time (see FLAT_ENTS), each list in one MDB_MULTIPLE
+ * put (the first duplicate makes the key, with MDB_APPEND; the rest
+ * follow with MDB_APPENDDUP), so LMDB grows each list once instead of
+ * per entry. Terms of one event that share a hash give one entry, as
+ * mdb_put of an existing key and duplicate leaves it.
  */
+typedef struct plist {
+    uint8_t key[12];
+    size_t off, n; /* its duplicates in the chunk's buffer */
+} plist;
+
 static int post_flush(evs__emb *s, MDB_txn **txn, MDB_cursor **cur, size_t *puts,
-                      const ent *key_of, uint8_t *dv, size_t ndv)
+                      const plist *l, size_t nl, uint8_t *dv)
 {
-    uint8_t kb[12];
     int rc, mrc;
-    evs__put_be32(kb, (uint32_t)key_of->k0);
-    evs__put_be64(kb + 4, key_of->k1);
-    MDB_val key = {12, kb}, val = {16, dv};
-    if (*puts >= LOAD_TXN_PUTS) {
+    if (*puts >= LOAD_TXN_PUTS) { /* a new transaction at a new key only */
         if ((rc = txn_next(s, txn, cur, s->db_postings)) < 0)
             return rc;
         *puts = 0;
     }
-    if ((mrc = mdb_cursor_put(*cur, &key, &val, MDB_APPEND)) != 0)
-        return evs__mdb_err(mrc, "postings");
-    if (ndv > 1) {
-        MDB_val d[2] = {{16, dv + 16}, {ndv - 1, NULL}};
-        if ((mrc = mdb_cursor_put(*cur, &key, d, MDB_MULTIPLE | MDB_APPENDDUP)) != 0)
+    for (size_t i = 0; i < nl; i++) {
+        MDB_val key = {12, (void *)l[i].key}, val = {16, dv + 16 * l[i].off};
+        if ((mrc = mdb_cursor_put(*cur, &key, &val, MDB_APPEND)) != 0)
             return evs__mdb_err(mrc, "postings");
-        if (d[1].mv_size != ndv - 1)
-            return evs__err(EVS_EBACKEND, "index: postings: %zu of %zu entries stored",
-                            d[1].mv_size + 1, ndv);
+        if (l[i].n > 1) {
+            MDB_val d[2] = {{16, dv + 16 * (l[i].off + 1)}, {l[i].n - 1, NULL}};
+            if ((mrc = mdb_cursor_put(*cur, &key, d, MDB_MULTIPLE | MDB_APPENDDUP)) != 0)
+                return evs__mdb_err(mrc, "postings");
+            if (d[1].mv_size != l[i].n - 1)
+                return evs__err(EVS_EBACKEND, "index: postings: %zu of %zu entries stored",
+                                d[1].mv_size + 1, l[i].n);
+        }
+        *puts += l[i].n;
     }
-    *puts += ndv;
     return 0;
 }
 
-static int load_postings(evs__emb *s, mrg *m)
+static int load_postings(evs__emb *s, mrg *m, prog *pg)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     uint8_t *dv = NULL;
-    size_t ndv = 0, dv_cap = 0, puts = 0;
+    plist *l = NULL;
+    size_t ndv = 0, dv_cap = 0, nl = 0, l_cap = 0, puts = 0, seen = 0;
     ent e, prev = {0, 0, 0, 0};
     int have_prev = 0, rc;
 
@@ -590,14 +639,26 @@ static int load_postings(evs__emb *s, mrg *m)
         goto out;
     while ((rc = mrg_next(m, &e)) == 1) {
         if (have_prev && prev.k0 == e.k0 && prev.k1 == e.k1) {
-            /* terms of one event that share a hash: one entry, as
-             * mdb_put of an existing key and duplicate leaves it */
             if (prev.k2 == e.k2)
                 continue;
-        } else if (have_prev) {
-            if ((rc = post_flush(s, &txn, &cur, &puts, &prev, dv, ndv)) < 0)
+            l[nl - 1].n++;
+        } else {
+            if (ndv >= FLAT_ENTS) { /* the chunk ends before a new list */
+                if ((rc = post_flush(s, &txn, &cur, &puts, l, nl, dv)) < 0)
+                    goto out;
+                seen += ndv;
+                prog_ents(pg, seen);
+                ndv = nl = 0;
+            }
+            if (nl == l_cap && evs__grow(&l, &l_cap, nl + 1, sizeof(*l)) < 0) {
+                rc = evs__err(EVS_ENOMEM, "index rebuild: out of memory");
                 goto out;
-            ndv = 0;
+            }
+            evs__put_be32(l[nl].key, (uint32_t)e.k0);
+            evs__put_be64(l[nl].key + 4, e.k1);
+            l[nl].off = ndv;
+            l[nl].n = 1;
+            nl++;
         }
         if (ndv == dv_cap && evs__grow(&dv, &dv_cap, ndv + 1, 16) < 0) {
             rc = evs__err(EVS_ENOMEM, "index rebuild: out of memory");
@@ -611,49 +672,14 @@ static int load_postings(evs__emb *s, mrg *m)
     }
     if (rc < 0)
         goto out;
-    if (have_prev && (rc = post_flush(s, &txn, &cur, &puts, &prev, dv, ndv)) < 0)
+    if (nl > 0 && (rc = post_flush(s, &txn, &cur, &puts, l, nl, dv)) < 0)
         goto out;
     rc = txn_end(s, &txn, &cur);
 out:
     if (txn)
         mdb_txn_abort(txn);
     free(dv);
-    return rc;
-}
-
-/* Load positions and times of one window (keys already in order). */
-static int load_positions(evs__emb *s, uint64_t first, const uint64_t *locs, size_t n,
-                          const int64_t *tm_at, const uint64_t *tm_pos, size_t ntm)
-{
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    uint8_t kb[8], vb[8];
-    MDB_val key = {8, kb}, val = {8, vb};
-    int rc = 0, mrc;
-    for (size_t i = 0; i < n; i++) {
-        if (i % LOAD_TXN_PUTS == 0 && (rc = txn_next(s, &txn, &cur, s->db_positions)) < 0)
-            goto out;
-        evs__put_be64(kb, first + i);
-        evs__put_le64(vb, locs[i]);
-        if ((mrc = mdb_cursor_put(cur, &key, &val, MDB_APPEND)) != 0) {
-            rc = evs__mdb_err(mrc, "positions");
-            goto out;
-        }
-    }
-    if ((rc = txn_next(s, &txn, &cur, s->db_times)) < 0)
-        goto out;
-    for (size_t i = 0; i < ntm; i++) {
-        evs__time_key(kb, tm_at[i]);
-        evs__put_le64(vb, tm_pos[i]);
-        if ((mrc = mdb_cursor_put(cur, &key, &val, MDB_APPEND)) != 0) {
-            rc = evs__mdb_err(mrc, "times");
-            goto out;
-        }
-    }
-    rc = txn_end(s, &txn, &cur);
-out:
-    if (txn)
-        mdb_txn_abort(txn);
+    free(l);
     return rc;
 }
 
@@ -756,6 +782,14 @@ typedef struct build {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int sorted[K_N];
+    /* the parse, on the same thread before the sort: how far it is
+     * (events and times entries of the window that the loader may take),
+     * whether it ended, its error (code and message: evs_last_error() is
+     * the thread's own); stop asks it to end early (under mu) */
+    size_t pub_locs, pub_tm;
+    int parsed, perr, stop;
+    char pmsg[512];
+    prog pg;
 } build;
 
 /* Ask for transparent huge pages for a big array: a few hundred page
@@ -888,7 +922,8 @@ static void *sort_main(void *arg)
     build *b = arg;
     uint64_t t = 0;
     phase(NULL, &t);
-    for (int k = 0; k < K_N; k++) {
+    for (int i = 0; i < K_N; i++) {
+        int k = kind_order[i];
         if (k == K_POST)
             post_sort(b);
         else
@@ -903,12 +938,107 @@ static void *sort_main(void *arg)
     return NULL;
 }
 
+static int parse_window(build *b);
+
+/* The second thread, for one window: the parse, then the sort. The
+ * loader takes positions and times as they are parsed (load_positions). */
+static void *work_main(void *arg)
+{
+    build *b = arg;
+    uint64_t t = 0;
+    phase(NULL, &t);
+    int rc = parse_window(b);
+    if (rc == 0)
+        rc = post_sort_prepare(b);
+    pthread_mutex_lock(&b->mu);
+    b->pub_locs = b->nlocs;
+    b->pub_tm = b->ntm;
+    b->parsed = 1;
+    if (rc < 0) {
+        b->perr = rc;
+        snprintf(b->pmsg, sizeof(b->pmsg), "%s", evs_last_error());
+        for (int k = 0; k < K_N; k++)
+            b->sorted[k] = 1; /* nobody waits for a sort that will not come */
+    }
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    phase("parse", &t);
+    if (rc == 0)
+        sort_main(b);
+    return NULL;
+}
+
 static void wait_sorted(build *b, int k)
 {
     pthread_mutex_lock(&b->mu);
     while (!b->sorted[k])
         pthread_cond_wait(&b->cv, &b->mu);
     pthread_mutex_unlock(&b->mu);
+}
+
+/*
+ * Load positions and times of the window the other thread parses (keys
+ * already in order), as it parses them: both cursors in one transaction.
+ * Returns when the parse has ended and all it found is loaded.
+ */
+static int load_positions(build *b, uint64_t first)
+{
+    evs__emb *s = b->s;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cp = NULL, *ct = NULL;
+    uint8_t kb[8], vb[8];
+    MDB_val key = {8, kb}, val = {8, vb};
+    size_t dp = 0, dt = 0, in_txn = 0, np, nt;
+    int rc = 0, mrc, parsed;
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        while (!b->parsed && b->pub_locs == dp && b->pub_tm == dt)
+            pthread_cond_wait(&b->cv, &b->mu);
+        np = b->pub_locs;
+        nt = b->pub_tm;
+        parsed = b->parsed;
+        rc = b->perr;
+        pthread_mutex_unlock(&b->mu);
+        if (rc < 0) {
+            rc = evs__err(rc, "%s", b->pmsg);
+            goto out;
+        }
+        if (np > dp || nt > dt) {
+            if (!txn || in_txn >= LOAD_TXN_PUTS) {
+                if ((rc = txn_next(s, &txn, &cp, s->db_positions)) < 0)
+                    goto out;
+                if ((mrc = mdb_cursor_open(txn, s->db_times, &ct)) != 0) {
+                    rc = evs__mdb_err(mrc, "index rebuild: open cursor");
+                    goto out;
+                }
+                in_txn = 0;
+            }
+            in_txn += (np - dp) + (nt - dt);
+            for (; dp < np; dp++) {
+                evs__put_be64(kb, first + dp);
+                evs__put_le64(vb, b->locs[dp]);
+                if ((mrc = mdb_cursor_put(cp, &key, &val, MDB_APPEND)) != 0) {
+                    rc = evs__mdb_err(mrc, "positions");
+                    goto out;
+                }
+            }
+            for (; dt < nt; dt++) {
+                evs__time_key(kb, b->tm_at[dt]);
+                evs__put_le64(vb, b->tm_pos[dt]);
+                if ((mrc = mdb_cursor_put(ct, &key, &val, MDB_APPEND)) != 0) {
+                    rc = evs__mdb_err(mrc, "times");
+                    goto out;
+                }
+            }
+        }
+        if (parsed && dp == np && dt == nt)
+            break;
+    }
+    rc = txn_end(s, &txn, &cp);
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
 }
 
 static int bad_record(build *b, const char *what)
@@ -1004,12 +1134,7 @@ static int parse_window(build *b)
         }
         b->locs[b->nlocs++] = loc;
         if (at > b->time_max) {
-            if (b->ntm == b->tm_cap &&
-                (evs__grow(&b->tm_at, &b->tm_cap, b->ntm + 1, sizeof(int64_t)) < 0 ||
-                 evs__grow(&b->tm_pos, &b->tm_cap2, b->ntm + 1, sizeof(uint64_t)) < 0))
-                return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
-            if (b->tm_cap2 < b->tm_cap) /* keep the two arrays the same size */
-                return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+            /* at most one per event: the arrays have a window's room */
             b->tm_at[b->ntm] = at;
             b->tm_pos[b->ntm++] = pos;
             b->time_max = at;
@@ -1039,6 +1164,16 @@ static int parse_window(build *b)
         }
         b->next_pos++;
         b->off += evs__pad8(len);
+        if ((b->nlocs & 8191) == 0) { /* let the loader take what is parsed */
+            pthread_mutex_lock(&b->mu);
+            b->pub_locs = b->nlocs;
+            b->pub_tm = b->ntm;
+            int stop = b->stop;
+            pthread_cond_broadcast(&b->cv);
+            pthread_mutex_unlock(&b->mu);
+            if (stop)
+                return evs__err(EVS_EINVAL, "index rebuild: stopped");
+        }
     }
     if (b->next_pos > b->end_position && evs__loc(b->seg, b->off) != b->end_loc)
         return evs__err(EVS_ECORRUPT, "index rebuild: position %" PRIu64 " ends at "
@@ -1100,7 +1235,9 @@ static int load_all(build *b)
     uint64_t dup_pos = UINT64_MAX;
     rd *r = NULL;
     mrg m = {0};
-    for (int k = 0; k < K_N && rc == 0; k++) {
+    double base = PROG_PARSE;
+    for (int ki = 0; ki < K_N && rc == 0; ki++) {
+        int k = kind_order[ki];
         uint64_t t = 0;
         phase(NULL, &t);
         wait_sorted(b, k);
@@ -1125,8 +1262,16 @@ static int load_all(build *b)
         r[nr - 1].fd = -1;
         m.r = r;
         m.nr = nr;
+        b->pg.base = base;
+        b->pg.span = kind_share[k];
+        b->pg.kents = rf->len + b->n[k];
+        b->pg.next = 1u << 18;
         if (rc == 0 && (rc = mrg_init(&m)) == 0)
-            rc = k == K_POST ? load_postings(b->s, &m) : load_kind(b->s, k, &m, &dup_pos);
+            rc = k == K_POST ? load_postings(b->s, &m, &b->pg)
+                             : load_kind(b->s, k, &m, &dup_pos, &b->pg);
+        base += kind_share[k];
+        if (rc == 0)
+            prog_at(&b->pg, base);
         phase(kind_name[k], &t);
         for (size_t i = 0; i < nr; i++)
             free(r[i].own);
@@ -1209,30 +1354,40 @@ int evs__idx_bulk_build(evs__emb *s, uint64_t end_position, uint64_t end_loc)
             goto out;
         }
         b.mtmp_cap = win;
+        if (!(b.tm_at = malloc(win * sizeof(int64_t))) ||
+            !(b.tm_pos = malloc(win * sizeof(uint64_t)))) {
+            rc = evs__err(EVS_ENOMEM, "index rebuild: out of memory");
+            goto out;
+        }
+        b.tm_cap = b.tm_cap2 = win;
         advise_huge(b.mtmp, win * sizeof(ent));
         advise_huge(b.locs, win * sizeof(uint64_t));
         for (int k = 0; k < K_POST; k++)
             advise_huge(b.a[k], win * sizeof(ent));
     }
+    b.pg.s = s;
+    b.pg.total = end_position;
+    prog_at(&b.pg, 0.0);
     while (b.next_pos <= end_position) {
         uint64_t first = b.next_pos;
-        if ((rc = parse_window(&b)) < 0)
-            goto out;
-        phase("parse", &t);
-        int last = b.next_pos > end_position;
-        /* sorting on a second thread while this one loads */
-        if ((rc = post_sort_prepare(&b)) < 0)
-            goto out;
+        /* the parse, then the sort, on a second thread while this one
+         * loads positions and times as they are parsed, then (every
+         * window but the last) writes the sorted runs */
         memset(b.sorted, 0, sizeof(b.sorted));
-        sorter_on = pthread_create(&sorter, NULL, sort_main, &b) == 0;
+        b.parsed = 0;
+        b.perr = 0;
+        b.pub_locs = b.pub_tm = 0;
+        sorter_on = pthread_create(&sorter, NULL, work_main, &b) == 0;
         if (!sorter_on)
-            sort_main(&b);
-        if ((rc = load_positions(s, first, b.locs, b.nlocs, b.tm_at, b.tm_pos, b.ntm)) < 0)
+            work_main(&b);
+        if ((rc = load_positions(&b, first)) < 0)
             goto out;
         phase("load positions, times", &t);
-        if (last)
+        prog_at(&b.pg, PROG_PARSE * (double)(b.next_pos - 1) / (double)end_position);
+        if (b.next_pos > end_position)
             break; /* the last window stays in memory for the merge */
-        for (int k = 0; k < K_N; k++) {
+        for (int ki = 0; ki < K_N; ki++) {
+            int k = kind_order[ki];
             wait_sorted(&b, k);
             if ((rc = run_write(&b.runs[k], s->dir, b.a[k], b.n[k])) < 0)
                 goto out;
@@ -1253,10 +1408,15 @@ int evs__idx_bulk_build(evs__emb *s, uint64_t end_position, uint64_t end_loc)
     s->time_max_us = b.time_max;
     if (end_position > 0)
         s->last_stamp = b.last_at;
-    rc = meta_put(s, end_position, end_loc, 1, 0);
+    if ((rc = meta_put(s, end_position, end_loc, 1, 0)) == 0)
+        prog_at(&b.pg, 2.0);
 out:
-    if (sorter_on)
+    if (sorter_on) {
+        pthread_mutex_lock(&b.mu);
+        b.stop = 1; /* a parse still running ends at its next publication */
+        pthread_mutex_unlock(&b.mu);
         pthread_join(sorter, NULL);
+    }
     for (int k = 0; k < K_N; k++) {
         free(b.a[k]);
         if (b.runs[k].fd >= 0)

@@ -53,7 +53,7 @@
  * message may name another one than the replay would; the code is the
  * same.
  *
- * Memory: about 450 bytes per event of a window (default 512 Ki events:
+ * Memory: about 470 bytes per event of a window (default 512 Ki events:
  * about 250 MB; EVS_DEBUG_REBUILD_WINDOW=n sets it, 1 .. 2^26), plus the
  * tenant and stream tables (about 80 bytes per stream), whatever the
  * length of the log. A log longer than one window is sorted in runs of
@@ -62,7 +62,19 @@
  * runs: 22 GB for 100 M events), then merged (128 KiB per run and
  * sub-database).
  *
- * Threads: uses a second thread (sorting) while the calling thread loads.
+ * Threads: a second thread parses each window of the log and sorts it
+ * while the calling thread loads (positions and times as they are parsed,
+ * the sorted kinds as they are sorted). Only the calling thread writes
+ * the index.
+ *
+ * Progress: when s->base.opts.recovery_progress is set, it is called on
+ * the calling thread with (done, end_position): (0, end_position) first,
+ * then after each window and during the loads (about every 256 Ki
+ * entries), done never decreasing and below end_position, and
+ * (end_position, end_position) once, when everything is committed. done
+ * is the share of the build's work done, counted in events (the loads of
+ * the sorted kinds come after the last window: done is not the number of
+ * events fully indexed).
  */
 int evs__idx_bulk_build(evs__emb *s, uint64_t end_position, uint64_t end_loc);
 

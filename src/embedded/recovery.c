@@ -384,12 +384,8 @@ int evs__recover(evs__emb *s, const evs__trust *t)
             rc = evs__env_err(s->env, mrc, "commit recovery");
             goto out;
         }
-        if (s->base.opts.recovery_progress)
-            s->base.opts.recovery_progress(s->base.opts.recovery_ctx, 0, end);
-        if ((rc = evs__idx_bulk_build(s, end, Lend)) < 0)
+        if ((rc = evs__idx_bulk_build(s, end, Lend)) < 0) /* reports progress */
             goto out;
-        if (s->base.opts.recovery_progress)
-            s->base.opts.recovery_progress(s->base.opts.recovery_ctx, end, end);
         if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
             txn = NULL;
             rc = evs__mdb_err(mrc, "begin recovery");

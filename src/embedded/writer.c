@@ -498,11 +498,18 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
      */
     uint64_t need = reqs->idx_worst;
     evs__emb_req *last = reqs;
-    while (last->next && evs__idx_reserve(s, need + last->next->idx_worst) == 0) {
+    if ((rc = evs__idx_reserve(s, need)) < 0)
+        goto fail;
+    while (last->next) {
+        uint64_t more = need + last->next->idx_worst;
+        /* past the runway: ask the filesystem (rare: a large group) */
+        if (more > s->idx_have && evs__idx_reserve(s, more) < 0) {
+            evs__clear_error();
+            break;
+        }
         last = last->next;
-        need += last->idx_worst;
+        need = more;
     }
-    evs__clear_error();
     if (last->next) {
         evs__emb_req *rest = last->next, *tail = rest;
         last->next = NULL;
@@ -515,8 +522,6 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
             s->qtail = tail;
         pthread_mutex_unlock(&s->qlock);
     }
-    if ((rc = evs__idx_reserve(s, need)) < 0)
-        goto fail;
     if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
         rc = evs__mdb_err(mrc, "begin write");
         goto fail;
