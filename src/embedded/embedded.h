@@ -18,11 +18,13 @@
 #include "core/internal.h"
 #include "embedded/format.h"
 #include "embedded/overlay.h"
+#include "util/util.h"
 
 #include <lmdb.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #define EVS_MAX_SEGMENTS 65536u
 /* The smallest reserved runway of index file blocks (evs__idx_reserve);
@@ -259,6 +261,62 @@ void evs__qplan_free(evs__qplan *pl);
 /* Does the record match the query (checked, unhashed)? */
 int evs__query_matches(const evs_query *q, const uint8_t *rec);
 
+/*
+ * The posting terms of a checked record, in the order they are indexed:
+ * its stream's category (when it has a stream), its type, then each tag.
+ * The one definition of what an event is findable by (index.c, rebuild.c,
+ * verify in recovery.c).
+ *
+ *     evs__terms t;
+ *     evs__terms_init(&t, rec);
+ *     while (evs__terms_next(&t, &kind, &text, &len)) ...
+ */
+typedef struct evs__terms {
+    const uint8_t *rec;
+    const char *p;   /* the next term's text */
+    size_t left;     /* tags not yet returned */
+    int stage;       /* 0 category, 1 type, 2 tags */
+} evs__terms;
+static inline void evs__terms_init(evs__terms *t, const uint8_t *rec)
+{
+    t->rec = rec;
+    t->p = (const char *)rec + EVS_REC_OFF_VAR + evs__get_le16(rec + EVS_REC_OFF_TENANT_LEN) + 1;
+    t->left = evs__get_le16(rec + EVS_REC_OFF_NTAGS);
+    t->stage = 0;
+}
+static inline int evs__terms_next(evs__terms *t, unsigned *kind, const char **text,
+                                  size_t *len)
+{
+    if (t->stage == 0) { /* p is the stream */
+        size_t sl = evs__get_le16(t->rec + EVS_REC_OFF_STREAM_LEN);
+        const char *stream = t->p;
+        t->p += sl + 1;
+        t->stage = 1;
+        if (sl > 0) {
+            *kind = EVS_TERM_CATEGORY;
+            *text = stream;
+            *len = evs__category_len(stream, sl);
+            return 1;
+        }
+    }
+    if (t->stage == 1) {
+        *kind = EVS_TERM_TYPE;
+        *text = t->p;
+        *len = evs__get_le16(t->rec + EVS_REC_OFF_TYPE_LEN);
+        t->p += *len + 1;
+        t->stage = 2;
+        return 1;
+    }
+    if (t->left == 0)
+        return 0;
+    t->left--;
+    *kind = EVS_TERM_TAG;
+    *text = t->p;
+    *len = strlen(t->p);
+    t->p += *len + 1;
+    return 1;
+}
+
 /* The times index key of a recorded_at (sign flipped: byte order = order). */
 static inline void evs__time_key(uint8_t kb[8], int64_t us)
 {
@@ -302,9 +360,13 @@ typedef struct evs__trust {
                             with (not a copy): later-group evidence holds */
     int snapshots_trusted; /* <dir>/snapshots is the one the state names */
     uint64_t durable;    /* positions <= this were durable: never cut */
+    int frontier_unknown; /* the state file is damaged: what was durable is
+                             unknown, so nothing but zeros may be cut */
     char why[256];       /* why the index is not trusted ("" when it is) */
 } evs__trust;
 int evs__state_judge(const char *dir, evs__trust *t);
+/* The durable position of a state written while it is unknown. */
+#define EVS_DURABLE_UNKNOWN UINT64_MAX
 /* Replace <dir>/state durably: OPEN (open_flag) or CLEAN, naming the
  * current files and this boot. */
 int evs__state_write(const char *dir, int open_flag, uint64_t durable);

@@ -453,20 +453,14 @@ int evs__idx_event_put(MDB_txn *txn, evs__emb *s, uint32_t tid, uint64_t sid,
         return 0;
     evs__put_be64(vb, position);
     evs__put_le64(vb + 8, loc);
-    if (sl > 0 &&
-        (rc = posting_put(txn, s, tid, EVS_TERM_CATEGORY, stream,
-                          evs__category_len(stream, sl), vb)) < 0)
-        return rc;
-    size_t tl = evs__get_le16(rec + EVS_REC_OFF_TYPE_LEN);
-    if ((rc = posting_put(txn, s, tid, EVS_TERM_TYPE, p, tl, vb)) < 0)
-        return rc;
-    p += tl + 1;
-    for (size_t i = 0, n = evs__get_le16(rec + EVS_REC_OFF_NTAGS); i < n; i++) {
-        size_t l = strlen(p);
-        if ((rc = posting_put(txn, s, tid, EVS_TERM_TAG, p, l, vb)) < 0)
+    evs__terms t;
+    unsigned kind;
+    const char *text;
+    size_t tlen;
+    evs__terms_init(&t, rec);
+    while (evs__terms_next(&t, &kind, &text, &tlen))
+        if ((rc = posting_put(txn, s, tid, kind, text, tlen, vb)) < 0)
             return rc;
-        p += l + 1;
-    }
     return 0;
 }
 

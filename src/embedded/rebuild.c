@@ -1147,20 +1147,14 @@ static int parse_window(build *b)
         if (!evs__is_system_stream(stream, sl)) {
             if ((rc = push(b, K_TE, tid, pos, 0, loc)) < 0)
                 return rc;
-            if (sl > 0 && (rc = push_term(b, tid, EVS_TERM_CATEGORY, stream,
-                                          evs__category_len(stream, sl), pos, loc)) < 0)
-                return rc;
-            const char *p = stream + sl + 1;
-            size_t yl = evs__get_le16(rec + EVS_REC_OFF_TYPE_LEN);
-            if ((rc = push_term(b, tid, EVS_TERM_TYPE, p, yl, pos, loc)) < 0)
-                return rc;
-            p += yl + 1;
-            for (size_t i = 0, nt = evs__get_le16(rec + EVS_REC_OFF_NTAGS); i < nt; i++) {
-                size_t l = strlen(p);
-                if ((rc = push_term(b, tid, EVS_TERM_TAG, p, l, pos, loc)) < 0)
+            evs__terms t;
+            unsigned kind;
+            const char *text;
+            size_t tlen;
+            evs__terms_init(&t, rec);
+            while (evs__terms_next(&t, &kind, &text, &tlen))
+                if ((rc = push_term(b, tid, kind, text, tlen, pos, loc)) < 0)
                     return rc;
-                p += l + 1;
-            }
         }
         b->next_pos++;
         b->off += evs__pad8(len);

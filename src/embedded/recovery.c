@@ -322,6 +322,16 @@ int evs__recover(evs__emb *s, const evs__trust *t)
                           "restore the log from a backup", seg, off, expect, what, A);
             goto out;
         }
+        if (t->frontier_unknown && (!clean_end || data_end(m, off, s->seg_size) > off)) {
+            rc = evs__err(EVS_ECORRUPT,
+                          "log segment %u offset %u: the record at position %" PRIu64
+                          " is %s, and the store's state file is damaged, so evstore "
+                          "cannot tell whether it was acknowledged: nothing is cut. Run "
+                          "`evs verify`; to accept losing the events from position %"
+                          PRIu64 " on, as a torn write would, delete %s/state and open "
+                          "the store again", seg, off, expect, what, end + 1, s->dir);
+            goto out;
+        }
         if (t->log_original) {
             uint64_t fpos;
             uint32_t foff;
@@ -502,18 +512,12 @@ static void verify_index_entry(evs__emb *s, MDB_txn *txn, vctx *v, const uint8_t
     uint8_t pk[66][12], pv[16];
     evs__put_be64(pv, pos);
     evs__put_le64(pv + 8, loc);
-    const char *t = stream + sl + 1;
-    size_t n = evs__get_le16(rec + EVS_REC_OFF_NTAGS);
-    for (size_t i = 0, nk = 0; !system && i <= n + 1 && i < 66; i++) {
-        const char *term = i == 0 ? stream : t;
-        size_t l = i == 0   ? evs__category_len(stream, sl)
-                   : i == 1 ? evs__get_le16(rec + EVS_REC_OFF_TYPE_LEN)
-                            : strlen(t);
-        if (i > 0)
-            t += l + 1;
-        if (i == 0 && sl == 0)
-            continue; /* no stream, no category */
-        unsigned kind = i == 0 ? EVS_TERM_CATEGORY : i == 1 ? EVS_TERM_TYPE : EVS_TERM_TAG;
+    evs__terms terms;
+    unsigned kind;
+    const char *term;
+    size_t l, nk = 0;
+    evs__terms_init(&terms, rec);
+    while (!system && nk < 66 && evs__terms_next(&terms, &kind, &term, &l)) {
         evs__term_key(pk[nk], tid, kind, term, l);
         size_t j = 0;
         while (j < nk && memcmp(pk[j], pk[nk], 12) != 0)
@@ -526,8 +530,8 @@ static void verify_index_entry(evs__emb *s, MDB_txn *txn, vctx *v, const uint8_t
         val.mv_data = pv;
         if (mdb_cursor_get(v->pcur, &k, &val, MDB_GET_BOTH) != 0)
             problem(v, "index: the %s \"%.*s\" of position %" PRIu64 " is missing from "
-                    "the postings", i == 0 ? "category" : i == 1 ? "type" : "tag", (int)l,
-                    term, pos);
+                    "the postings", kind == EVS_TERM_CATEGORY ? "category"
+                    : kind == EVS_TERM_TYPE ? "type" : "tag", (int)l, term, pos);
         v->postings++;
     }
     if (sl == 0) {

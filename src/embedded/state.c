@@ -39,7 +39,8 @@
  *                  closed it cleanly)
  *     16     16    boot id of the machine that wrote it (Linux
  *                  /proc/sys/kernel/random/boot_id)
- *     32     8     durable position (u64)
+ *     32     8     durable position (u64); all ones: unknown (an open
+ *                  found the state damaged and has not recovered since)
  *     40     8     st_dev of <dir>/log
  *     48     8     st_ino of <dir>/log
  *     56     32    <dir>/index/data.mdb: st_dev, st_ino, st_size, st_mtim
@@ -138,9 +139,11 @@ int evs__state_judge(const char *dir, evs__trust *j)
     close(fd);
     if (n != (ssize_t)sizeof(b) || memcmp(b, STATE_MAGIC, 8) != 0 ||
         evs__get_le32(b + 124) != evs__crc32c(b, 124)) {
-        /* Damaged: trust nothing in it. The log keeps the original's
-         * rules (only a torn last group may be cut), the strictest. */
+        /* Damaged (it is replaced atomically, so not by a crash): trust
+         * nothing in it, and since how far the log was durable is unknown,
+         * let recovery cut nothing (a torn tail is then refused too). */
         snprintf(j->why, sizeof(j->why), "its state file is damaged");
+        j->frontier_unknown = 1;
         return 0;
     }
     if (evs__get_le32(b + 8) != STATE_FORMAT)
@@ -150,6 +153,12 @@ int evs__state_judge(const char *dir, evs__trust *j)
     uint32_t flags = evs__get_le32(b + 12);
     int clean = !(flags & STATE_FLAG_OPEN);
     j->durable = evs__get_le64(b + 32);
+    if (j->durable == EVS_DURABLE_UNKNOWN) {
+        /* written by an open that found a damaged state file and has not
+         * recovered since: still unknown */
+        j->durable = 0;
+        j->frontier_unknown = 1;
+    }
 
     snprintf(path, sizeof(path), "%s/log", dir);
     file_id(path, id);

@@ -250,7 +250,8 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
                             trust.why);
         if ((rc = evs__env_prepare(path, "index", rebuild)) < 0 ||
             (rc = evs__env_prepare(path, "snapshots", !trust.snapshots_trusted)) < 0 ||
-            (rc = evs__state_write(path, 1, trust.durable)) < 0)
+            (rc = evs__state_write(path, 1, trust.frontier_unknown ? EVS_DURABLE_UNKNOWN
+                                                                   : trust.durable)) < 0)
             goto fail;
     }
     if ((rc = evs__idx_open(s, readonly, 0)) < 0 || (rc = evs__snap_open(s, readonly)) < 0)
