@@ -866,7 +866,8 @@ typedef struct evs_snapshot {
  * data NULL with data_len > 0, version < 0, a stream that does not exist
  * or a version beyond its last: the message gives the stream's version),
  * EVS_ETOOBIG (over EVS_MAX_SNAPSHOT_SIZE), EVS_EREADONLY, EVS_ENOSPC,
- * EVS_EBACKEND. Durable when it returns 0 (embedded: one fdatasync of the
+ * EVS_EIO (the snapshot may or may not be saved; events are not
+ * affected), EVS_EBACKEND. Durable when it returns 0 (embedded: one fdatasync of the
  * snapshots environment; a crash may lose the newest save only).
  */
 EVS_EXTERN int evs_snapshot_save(evs_db *db, const char *tenant, const char *stream,

@@ -65,26 +65,34 @@ int evs__notify_open(evs__emb *s)
         prot = PROT_READ;
     }
     if (fd < 0)
-        return evs__err(EVS_EBACKEND, "cannot open %s for commit notifications: %s",
-                        path, strerror(errno));
+        return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO,
+                        "cannot open %s for commit notifications: %s", path,
+                        strerror(errno));
     /* Sized by writing zeros, not ftruncate: a sparse page written through
      * the mapping on a full disk would be a SIGBUS, not an error. */
     static const uint8_t zeros[NOTIFY_SIZE];
-    if (fstat(fd, &st) != 0 ||
-        (st.st_size < (off_t)NOTIFY_SIZE &&
-         (prot == PROT_READ ||
-          pwrite(fd, zeros + st.st_size, NOTIFY_SIZE - (size_t)st.st_size, st.st_size) !=
-              (ssize_t)(NOTIFY_SIZE - (size_t)st.st_size)))) {
-        int e = errno;
+    int e = 0;
+    if (fstat(fd, &st) != 0) {
+        e = errno;
+    } else if (st.st_size < (off_t)NOTIFY_SIZE) {
+        size_t n = NOTIFY_SIZE - (size_t)st.st_size;
+        ssize_t w = prot == PROT_READ ? -1 : pwrite(fd, zeros + st.st_size, n, st.st_size);
+        if (prot == PROT_READ)
+            e = EINVAL; /* too short, and this open cannot size it */
+        else if (w != (ssize_t)n)
+            e = w < 0 ? errno : ENOSPC; /* a short write: the disk is full */
+    }
+    if (e) {
         close(fd);
-        return evs__err(e == ENOSPC ? EVS_ENOSPC : EVS_EBACKEND, "cannot size %s: %s", path,
+        return evs__err(e == ENOSPC ? EVS_ENOSPC : EVS_EIO, "cannot size %s: %s", path,
                         strerror(e));
     }
     void *m = mmap(NULL, NOTIFY_SIZE, prot, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED) {
-        int e = errno;
+        e = errno;
         close(fd);
-        return evs__err(EVS_EBACKEND, "cannot map %s: %s", path, strerror(e));
+        return evs__err(e == ENOMEM ? EVS_ENOMEM : EVS_EIO, "cannot map %s: %s", path,
+                        strerror(e));
     }
     s->notify = m;
     s->notify_fd = fd;

@@ -254,7 +254,24 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
                                                                    : trust.durable)) < 0)
             goto fail;
     }
-    if ((rc = evs__idx_open(s, readonly, 0)) < 0 || (rc = evs__snap_open(s, readonly)) < 0)
+    rc = evs__idx_open(s, readonly, 0);
+    if (rc == EVS_ECORRUPT && !readonly) {
+        /* The log is the truth: an index LMDB cannot read (e.g. its first
+         * meta pages cut short by a full disk or an I/O error while it was
+         * made) is made anew, never a reason to refuse the store. */
+        char why[1024];
+        snprintf(why, sizeof(why), "%s", evs_last_error());
+        if (s->env)
+            mdb_env_close(s->env);
+        s->env = NULL;
+        evs__emb_notice(s, "rebuilding the index of %s from the log: %s", path, why);
+        if ((rc = evs__env_prepare(path, "index", 1)) < 0 ||
+            (rc = evs__state_write(path, 1, trust.frontier_unknown ? EVS_DURABLE_UNKNOWN
+                                                                   : trust.durable)) < 0)
+            goto fail;
+        rc = evs__idx_open(s, 0, 0);
+    }
+    if (rc < 0 || (rc = evs__snap_open(s, readonly)) < 0)
         goto fail;
     /* Blocking reads need it; a read-only open of a store in a directory it
      * cannot write still reads (its reads just cannot wait). */
