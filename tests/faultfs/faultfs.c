@@ -44,6 +44,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include "../shim_path.h"
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -220,30 +221,8 @@ static int path_under(int dirfd, const char *path)
     if (!active || in_hook || !path)
         return 0;
     char full[PATH_MAX * 2];
-    if (path[0] == '/') {
-        snprintf(full, sizeof(full), "%s", path);
-    } else {
-        char base[PATH_MAX];
-        if (dirfd == AT_FDCWD) {
-            if (!getcwd(base, sizeof(base)))
-                return 0;
-        } else {
-            char l[64];
-            snprintf(l, sizeof(l), "/proc/self/fd/%d", dirfd);
-            ssize_t k = readlink(l, base, sizeof(base) - 1);
-            if (k < 0)
-                return 0;
-            base[k] = '\0';
-        }
-        snprintf(full, sizeof(full), "%s/%s", base, path);
-    }
-    char *w = full, *r = full;
-    while (*r) {
-        if (r[0] == '/' && r[1] == '/') { r++; continue; }
-        if (r[0] == '/' && r[1] == '.' && (r[2] == '/' || r[2] == '\0')) { r += 2; continue; }
-        *w++ = *r++;
-    }
-    *w = '\0';
+    if (!shim_abs_path(dirfd, path, full, sizeof(full)))
+        return 0;
     return prefix_ok(full);
 }
 

@@ -75,6 +75,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include "../shim_path.h"
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -178,33 +179,8 @@ static void emit(uint8_t op, uint8_t flags, const char *p, const char *p2,
 static int under_root(int dirfd, const char *path, char *out, size_t cap)
 {
     char full[PATH_MAX * 2];
-    if (!path)
+    if (!path || !shim_abs_path(dirfd, path, full, sizeof(full)))
         return 0;
-    if (path[0] == '/') {
-        snprintf(full, sizeof(full), "%s", path);
-    } else {
-        char base[PATH_MAX];
-        if (dirfd == AT_FDCWD) {
-            if (!getcwd(base, sizeof(base)))
-                return 0;
-        } else {
-            char l[64];
-            snprintf(l, sizeof(l), "/proc/self/fd/%d", dirfd);
-            ssize_t k = readlink(l, base, sizeof(base) - 1);
-            if (k < 0)
-                return 0;
-            base[k] = '\0';
-        }
-        snprintf(full, sizeof(full), "%s/%s", base, path);
-    }
-    /* Collapse "//" and "/./" (LMDB and the engine build plain paths). */
-    char *w = full, *r = full;
-    while (*r) {
-        if (r[0] == '/' && r[1] == '/') { r++; continue; }
-        if (r[0] == '/' && r[1] == '.' && (r[2] == '/' || r[2] == '\0')) { r += 2; continue; }
-        *w++ = *r++;
-    }
-    *w = '\0';
     if (strncmp(full, root, root_len) != 0)
         return 0;
     if (full[root_len] == '\0')
