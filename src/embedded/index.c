@@ -5,8 +5,10 @@
  * flushed on its own, because the log already holds every committed event
  * durably and the index records how far it got ("applied"); opening the
  * store replays the log past that point. LMDB stays consistent across a
- * process crash either way; after an OS crash the last index commits may
- * be lost, which the replay repairs (and a mismatch triggers a rebuild).
+ * process crash (the page cache holds every write). After an OS crash, or
+ * in a copy, its file may mix old and new pages, which LMDB cannot detect:
+ * then the index is not read at all but deleted and rebuilt from the log
+ * (state.c decides; rebuild.c builds).
  */
 #include "embedded/embedded.h"
 #include "util/util.h"
