@@ -937,6 +937,55 @@ static void test_torn_tail_surgery_check(void **state)
     torn_tail_variant(*state, 2);
 }
 
+/*
+ * A segment whose making failed after it got its name (the fsync of the log
+ * directory failed: found by test_faults): the writer went on in the
+ * previous segment, so an empty segment follows whose first position is
+ * not where the log ends. It holds nothing: recovery sets it aside and the
+ * store opens with every acknowledged event.
+ */
+static void test_empty_segment_after_failed_rollover(void **state)
+{
+    tu_store *s = *state;
+    size_t len = 0;
+    three_appends(s);
+    char *seg = tu_last_segment(s->dir);
+    unsigned char *buf = tu_read_file(seg, &len);
+    assert_true(len >= 64);
+    /* segment 2: segment 1's header, renumbered, starting at position 2
+     * (where the writer was when its making failed), then zeros */
+    unsigned char *seg2 = calloc(1, len);
+    assert_non_null(seg2);
+    memcpy(seg2, buf, 64);
+    put_le64(seg2 + 16, 2);
+    put_le64(seg2 + 32, 2);
+    put_le32(seg2 + 60, crc32c(seg2, 60));
+    char *path2 = strdup(seg);
+    assert_non_null(path2);
+    path2[strlen(path2) - strlen("1.evslog")] = '2';
+    FILE *f = fopen(path2, "wb"); /* tu_write_at writes into existing files */
+    assert_non_null(f);
+    assert_int_equal(fwrite(seg2, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+
+    tu_store_open(s);
+    assert_int_equal(tu_head(s->db, NULL), 3);
+    evs_append_result r;
+    evs_event_data ev = tu_event("T", "{\"n\":4}");
+    TU_OK(evs_append(&r, s->db, NULL, "s-4", EVS_ANY, &ev, 1));
+    assert_int_equal(r.first_position, 4);
+    assert_int_equal(verify_problems(s->db), 0);
+    tu_store_close(s);
+    tu_store_open(s);
+    assert_int_equal(tu_head(s->db, NULL), 4);
+    assert_int_equal(verify_problems(s->db), 0);
+    tu_store_close(s);
+    free(path2);
+    free(seg2);
+    free(buf);
+    free(seg);
+}
+
 /* ------------------------------------------------------------------ */
 /* 3. Hot copies (defect 4)                                            */
 /* ------------------------------------------------------------------ */
@@ -2144,6 +2193,7 @@ int main(int argc, char **argv)
         T(test_torn_tail_half_record),
         T(test_torn_tail_no_commit_end),
         T(test_torn_tail_surgery_check),
+        T(test_empty_segment_after_failed_rollover),
         T(test_rollover_torture),
         T(test_rollover_torture_prealloc_delayed),
         T(test_hot_copies),

@@ -443,8 +443,10 @@ static int run_setup(run *r)
     return 0;
 }
 
-/* Run the workload under the shim; the wait status. */
-static int run_workload(run *r)
+/* fork, the child with the default crash-signal handlers (cmocka's would
+ * run the test's cleanup inside the child): a crash is then a signal the
+ * parent sees. */
+static pid_t fork_child(void)
 {
     fflush(stdout);
     fflush(stderr);
@@ -453,6 +455,15 @@ static int run_workload(run *r)
         static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGALRM};
         for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
             signal(sigs[i], SIG_DFL);
+    }
+    return pid;
+}
+
+/* Run the workload under the shim; the wait status. */
+static int run_workload(run *r)
+{
+    pid_t pid = fork_child();
+    if (pid == 0) {
         char at[32];
         snprintf(at, sizeof(at), "%" PRIu64, r->at);
         setenv("LD_PRELOAD", EVS_FAULTFS_PATH, 1);
@@ -778,13 +789,8 @@ static int one_run(run *r, probs *p, uint64_t *counted)
     parse_trace(r, &pa, p);
     if (!pa.done && !WIFSIGNALED(st))
         prob(p, "the workload did not finish");
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
+    pid_t pid = fork_child();
     if (pid == 0) {
-        static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGALRM};
-        for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-            signal(sigs[i], SIG_DFL);
         alarm(CHECK_TIMEOUT_S);
         _exit(check_child(r, &pa));
     }

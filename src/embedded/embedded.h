@@ -159,7 +159,9 @@ typedef struct evs__emb {
 
 /* ---- log (log.c) ---- */
 const uint8_t *evs__seg_map(evs__emb *s, uint32_t seg);
-int evs__seg_create(evs__emb *s, uint32_t no, uint64_t first_position);
+/* Make segment no the writer's current one. *named (may be NULL) is set
+ * when the file got its final name, also when a later step failed. */
+int evs__seg_create(evs__emb *s, uint32_t no, uint64_t first_position, int *named);
 int evs__segs_open(evs__emb *s, int readonly);
 int evs__prealloc_start(evs__emb *s);
 void evs__prealloc_stop(evs__emb *s);

@@ -280,7 +280,7 @@ static int take_prepared(evs__emb *s, uint32_t no)
  * segment. The file appears under its final name only once it is complete
  * and synced, so recovery never meets a half-made segment.
  */
-int evs__seg_create(evs__emb *s, uint32_t no, uint64_t first_position)
+int evs__seg_create(evs__emb *s, uint32_t no, uint64_t first_position, int *named)
 {
     char tmp[4096], path[4096];
     uint8_t h[EVS_SEG_HEADER_SIZE];
@@ -311,6 +311,12 @@ int evs__seg_create(evs__emb *s, uint32_t no, uint64_t first_position)
         rc = io_err(errno, "rename", tmp);
         goto out;
     }
+    /* From here on the segment has its final name: a failure leaves it
+     * behind, empty, and whether its name is durable is unknown. The
+     * caller must not go on writing the previous segment (recovery sets
+     * such an empty last segment aside, recovery.c). */
+    if (named)
+        *named = 1;
     if (fsync(s->dir_fd_log) != 0) {
         rc = io_err(errno, "fsync directory of", path);
         goto out;

@@ -95,11 +95,12 @@ static int truncate_tail(evs__emb *s, const uint8_t *m, uint32_t off, uint32_t *
 }
 
 /*
- * A copy's log ends inside segment `last`: set the later segments aside
+ * The log ends inside segment `last` (a copy's first hole, or an empty
+ * segment whose making failed follows): set the later segments aside
  * (renamed to NNN.evslog.cut-<time>, never deleted) and make `last` the
- * writer's segment.
+ * writer's segment. why: for the notice.
  */
-static int set_aside_after(evs__emb *s, uint32_t last)
+static int set_aside_after(evs__emb *s, uint32_t last, const char *why)
 {
     char from[4096], to[4200], path[4096];
     uint32_t n = atomic_load(&s->nsegs);
@@ -114,7 +115,7 @@ static int set_aside_after(evs__emb *s, uint32_t last)
         if (m)
             munmap(m, s->seg_size);
         atomic_store(&s->nsegs, no - 1);
-        evs__emb_notice(s, "set aside %s: it lies after the end of this copy's log", to);
+        evs__emb_notice(s, "set aside %s: %s", to, why);
     }
     if (fsync(s->dir_fd_log) != 0)
         return evs__err(EVS_EIO, "fsync of %s/log: %s", s->dir, strerror(errno));
@@ -247,7 +248,7 @@ int evs__recover(evs__emb *s, const evs__trust *t)
     int rc = 0, mrc;
     uint64_t applied, L, A = t->durable;
 
-    if (atomic_load(&s->nsegs) == 0 && (rc = evs__seg_create(s, 1, 1)) < 0)
+    if (atomic_load(&s->nsegs) == 0 && (rc = evs__seg_create(s, 1, 1, NULL)) < 0)
         return rc;
 
     if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
@@ -312,6 +313,18 @@ int evs__recover(evs__emb *s, const evs__trust *t)
             app_seg = seg;
             continue;
         }
+        /* An empty last segment that does not start here is one whose
+         * making failed after it got its name (the writer then went on in
+         * this one, or stopped): it holds nothing; set it aside. */
+        if (clean_end && seg + 1 == nsegs &&
+            data_end(evs__seg_map(s, nsegs), EVS_SEG_HEADER_SIZE, s->seg_size) ==
+                EVS_SEG_HEADER_SIZE) {
+            if ((rc = set_aside_after(s, seg, "an empty segment whose making failed "
+                                      "(it starts after where the log ends)")) < 0)
+                goto out;
+            nsegs = seg;
+            continue;
+        }
         const char *what = rr == EVS_REC_ZERO ? "missing" : evs__rec_problem(rr);
         if (expect <= A) {
             rc = evs__err(EVS_ECORRUPT,
@@ -357,7 +370,8 @@ int evs__recover(evs__emb *s, const evs__trust *t)
             }
         } else if (!last) {
             /* a copy: its log ends here; what follows is beyond the copy */
-            if ((rc = set_aside_after(s, app_seg)) < 0)
+            if ((rc = set_aside_after(s, app_seg, "it lies after the end of this copy's "
+                                      "log")) < 0)
                 goto out;
             nsegs = app_seg;
         }

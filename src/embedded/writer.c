@@ -323,8 +323,13 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
                 return rc;
             *flushed = 1;
         }
-        if ((rc = evs__seg_create(s, s->wseg + 1, s->next_position)) < 0)
+        int named = 0;
+        if ((rc = evs__seg_create(s, s->wseg + 1, s->next_position, &named)) < 0) {
+            if (named)
+                *flushed = 1; /* the log's files changed: only a reopen
+                                 (recovery) can reconcile them */
             return rc;
+        }
         s->gbuf_first = s->next_position;
     }
     if (evs__grow(&s->gbuf, &s->gbuf_cap, s->gbuf_len + r->enc_len, 1) < 0 ||
