@@ -28,9 +28,9 @@ bench: build
 	  $(BUILD)/evs bench --out bench-results $(EVS_BENCH_ARGS)
 
 # The micro-benchmarks of the engine, DCB, tracking and the command
-# executor (bench/*_bench.c, bench/run.sh).
+# executor (tools/bench/micro/*_bench.c, tools/bench/micro/run.sh).
 microbench: build
-	bash bench/run.sh $(BUILD)
+	bash tools/bench/micro/run.sh $(BUILD)
 
 # The suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan: deps

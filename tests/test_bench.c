@@ -4,7 +4,7 @@
  * attempted = committed + rejected + conflicts + errors, and every figure
  * of the Markdown report's tables -- the targets table, the data load row,
  * the per-level tables and the scenario totals -- equals the JSON's,
- * formatted as the report formats it (src/bench/report.h: ops/s and items/s
+ * formatted as the report formats it (tools/bench/report.h: ops/s and items/s
  * with one decimal, milliseconds with three).
  *
  * Bad input (exit statuses, refusals, a store held by another writer) is

@@ -1,6 +1,6 @@
 /*
  * test_generate.c -- the data generator of `evs generate` and `evs bench`
- * (src/bench/gen.h, issue 6): its distributions checked statistically on
+ * (tools/bench/gen.h, issue 6): its distributions checked statistically on
  * a 100K-event run, its determinism, and that gen_load stores exactly
  * what it generated.
  *
@@ -9,7 +9,7 @@
  */
 #include "testutil.h"
 
-#include "bench/gen.h"
+#include "gen.h"
 #include "util/json.h"
 
 #include <inttypes.h>

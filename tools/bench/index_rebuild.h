@@ -1,7 +1,7 @@
 /*
  * index_rebuild.h -- `evs bench`'s measurement of rebuilding the embedded
  * store's index from its log (index_rebuild.c), after the data load.
- * Private to src/bench.
+ * Private to tools/bench.
  */
 #ifndef EVS_BENCH_INDEX_REBUILD_H
 #define EVS_BENCH_INDEX_REBUILD_H

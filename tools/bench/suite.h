@@ -105,7 +105,7 @@ extern const bench_scenario *const bench_scenarios[];
 const bench_scenario *bench_scenario_find(const char *name);
 
 /* ------------------------------------------------------------------ */
-/* The runner (suite.c), called by `evs bench` (src/cli/cmd_bench.c)  */
+/* The runner (suite.c), called by `evs bench` (tools/evs/cmd_bench.c)  */
 /* ------------------------------------------------------------------ */
 
 /*

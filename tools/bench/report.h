@@ -1,7 +1,7 @@
 /*
  * report.h -- what the `evs bench` runner (suite.c) measured, and the
  * report written from it (report.c): OUT/report.md, OUT/report.json and the
- * plots. Private to src/bench.
+ * plots. Private to tools/bench.
  */
 #ifndef EVS_BENCH_REPORT_H
 #define EVS_BENCH_REPORT_H

@@ -2,7 +2,7 @@
 # A/B of two `evs` binaries on the same machine, alternating, so that the
 # comparison is a ratio measured in one run (docs/PERFORMANCE.md).
 #
-#   bench/ab.sh EVS_A EVS_B [OUT] [ROUNDS]
+#   tools/bench/ab.sh EVS_A EVS_B [OUT] [ROUNDS]
 #
 # Each round runs `evs bench` with A, then B, on the append scenarios at 1
 # and 64 threads (each run generates its own 100,000-event store), and

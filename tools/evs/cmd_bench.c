@@ -1,11 +1,11 @@
 /*
  * cmd_bench.c -- `evs bench`: the performance validation suite (issue 6,
  * docs/BENCH.md). Parses and checks the options (every usage error before
- * anything runs), then hands over to the runner (src/bench/suite.c).
+ * anything runs), then hands over to the runner (tools/bench/suite.c).
  */
 #include "cli.h"
 
-#include "../bench/suite.h"
+#include "suite.h"
 
 #include <errno.h>
 #include <math.h>

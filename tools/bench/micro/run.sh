@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the benchmarks: engine_bench, dcb_bench, tracking_bench, then
 # command_bench. `make microbench` builds,
-# then calls `bash bench/run.sh BUILD_DIR`; this script builds nothing
+# then calls `bash tools/bench/micro/run.sh BUILD_DIR`; this script builds nothing
 # itself.
 #
 #   EVS_BENCH_OUT       where the results go (default: bench-results/ in the
@@ -23,10 +23,10 @@
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
-  echo "usage: bash bench/run.sh BUILD_DIR" >&2
+  echo "usage: bash tools/bench/micro/run.sh BUILD_DIR" >&2
   exit 2
 fi
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/../../.." && pwd)
 build=$1
 case $build in /*) ;; *) build=$repo/$build ;; esac
 for b in engine_bench dcb_bench tracking_bench command_bench; do
@@ -47,7 +47,7 @@ dir=${EVS_BENCH_DIR:-$out}
 # also names uncommitted code.
 export GIT_OPTIONAL_LOCKS=0
 libsrc=()
-for d in src/core src/embedded src/util include; do
+for d in src/core src/command src/embedded src/postgres src/util include; do
   [ -d "$repo/$d" ] && libsrc+=("$d")
 done
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo "no commit")

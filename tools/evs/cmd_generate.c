@@ -1,6 +1,6 @@
 /*
  * cmd_generate.c -- `evs generate`: fill a store with realistic
- * multi-tenant test data (src/bench/gen.h; docs/BENCH.md "Data
+ * multi-tenant test data (tools/bench/gen.h; docs/BENCH.md "Data
  * generator"), deterministic for a seed, in batched appends.
  */
 #include "cli.h"

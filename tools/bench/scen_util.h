@@ -2,7 +2,7 @@
  * scen_util.h -- what the scenarios of `evs bench` (scen_*.c) share: the
  * clock, a per-thread random generator, error text, and the extern
  * declarations of every scenario (listed in report order in scenarios.c).
- * Private to src/bench.
+ * Private to tools/bench.
  */
 #ifndef EVS_BENCH_SCEN_UTIL_H
 #define EVS_BENCH_SCEN_UTIL_H

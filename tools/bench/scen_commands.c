@@ -1,7 +1,7 @@
 /*
  * scen_commands.c -- the command scenarios of `evs bench`: the seeds'
  * two domains (EventCore, seeds 000/001) through the command executor
- * (evs_command_execute), as bench/command_bench.c runs them:
+ * (evs_command_execute), as tools/bench/micro/command_bench.c runs them:
  *
  *   bank  single-stream financial commands: 45 % deposits, 45 %
  *         withdrawals (rejected on insufficient funds), 10 % transfers
