@@ -24,7 +24,7 @@
  * cache then supplies what was folded, and the read fetches only what
  * changed.
  */
-#include "core/internal.h"
+#include "core/error.h"
 #include "evstore_command.h"
 #include "util/util.h"
 

@@ -3,7 +3,7 @@
  * backend. Every check here runs in the caller's thread, before anything
  * reaches the writer, so a rejected call writes nothing.
  */
-#include "core/internal.h"
+#include "core/front.h"
 #include "util/json.h"
 #include "util/util.h"
 

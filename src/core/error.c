@@ -1,6 +1,8 @@
 /* Error codes and the per-thread detail message. */
-#include "core/internal.h"
+#include "core/error.h"
+#include "evstore.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 

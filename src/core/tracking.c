@@ -8,7 +8,7 @@
  * part, with the checkpoint stream's version as expected version). The
  * backends keep system events out of every tenant read and query.
  */
-#include "core/internal.h"
+#include "core/front.h"
 #include "util/util.h"
 
 #include <inttypes.h>

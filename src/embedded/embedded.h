@@ -15,7 +15,7 @@
 #ifndef EVS_EMBEDDED_H
 #define EVS_EMBEDDED_H
 
-#include "core/internal.h"
+#include "core/backend.h"
 #include "embedded/format.h"
 #include "embedded/overlay.h"
 #include "util/util.h"

@@ -11,7 +11,7 @@
 #ifndef EVS_POSTGRES_PG_H
 #define EVS_POSTGRES_PG_H
 
-#include "core/internal.h"
+#include "core/backend.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>

@@ -1,27 +1,21 @@
 /*
- * internal.h -- what the core (API, validation) and the backends share.
+ * backend.h -- the interface between the front end (src/core) and a
+ * backend (src/embedded, src/postgres).
  *
  * The public API in evstore.h validates its arguments here in the core and
  * then calls the backend through a table of functions (as libgit2's refdb
  * or SQLite's VFS), so every backend sees only well-formed requests.
  */
-#ifndef EVS_CORE_INTERNAL_H
-#define EVS_CORE_INTERNAL_H
+#ifndef EVS_CORE_BACKEND_H
+#define EVS_CORE_BACKEND_H
 
+#include "core/error.h"
 #include "evstore.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* ---- errors ------------------------------------------------------------ */
-
-/* Set this thread's detail message and return rc (for `return evs__err(…)`). */
-int evs__err(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Set the detail message verbatim. */
-void evs__set_error_text(const char *msg);
-void evs__clear_error(void);
 
 /* ---- append requests ---------------------------------------------------- */
 
@@ -54,11 +48,6 @@ typedef struct evs__tracking {
     const evs_query *query; /* NULL: every event */
     uint32_t member, size;  /* consumer group; size 0: none */
 } evs__tracking;
-
-/* Does a consumer group member own this event? The hash of the stream's
- * id part (after the first '-'), or of the event id for an event without
- * a stream (every backend must agree: src/core/tracking.c). */
-int evs__group_owns(const evs_event *ev, uint32_t member, uint32_t size);
 
 /* ---- backends ---------------------------------------------------------- */
 
@@ -113,20 +102,6 @@ struct evs_db {
     const evs__backend_ops *ops;
     evs_open_options opts;
 };
-
-/* Validators shared by the API files (api.c). Each returns 0 or EVS_EINVAL
- * with a message. */
-int evs__check_tenant(const char *tenant, size_t *len);
-/* What is wrong with a name of at most max bytes, or NULL. */
-const char *evs__name_problem(const char *s, size_t max);
-int evs__check_query(const evs_query *q, const char *what);
-/* evs_append_ex that may write the trailing nsystem parts to system
- * streams ('$' names: checkpoints) */
-int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
-                   const evs_append_request *r, size_t nsystem);
-/* evs_append_ex of a request with a checkpoint update (tracking.c) */
-int evs__append_checkpointed(evs_append_result *out, uint64_t *conflicts, evs_db *db,
-                             const evs_append_request *r);
 
 /* Every backend's iterator starts with this. */
 struct evs_iter {
