@@ -70,9 +70,26 @@ int evs_open(evs_db **out, const char *uri, const evs_open_options *opts)
     if (o.flags & ~(EVS_OPEN_CREATE | EVS_OPEN_READONLY))
         return evs__err(EVS_EINVAL, "evs_open: unknown flags 0x%x", o.flags);
 
-    if (strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0)
-        return evs__postgres_open(out, uri, &o);
-    return evs__embedded_open(out, uri, &o);
+    int rc;
+    if (strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0) {
+#if EVS_WITH_POSTGRES
+        rc = evs__postgres_open(out, uri, &o);
+#else
+        return evs__err(EVS_EINVAL, "evs_open: %s is a PostgreSQL URI, but this build of "
+                        "evstore has no PostgreSQL backend (built with "
+                        "-DEVS_WITH_POSTGRES=OFF); rebuild with it ON, or give a directory",
+                        uri);
+#endif
+    } else {
+        rc = evs__embedded_open(out, uri, &o);
+    }
+    if (rc == 0 && (rc = evs__backend_check((*out)->ops)) < 0) {
+        /* the handle is unusable: its close error cannot add to the report */
+        int crc = (*out)->ops->close(*out);
+        (void)crc;
+        *out = NULL;
+    }
+    return rc;
 }
 
 int evs_close(evs_db *db)
@@ -179,7 +196,7 @@ int evs_read_all(evs_iter **out, evs_db *db, const char *tenant,
         return evs__err(EVS_EINVAL, "read_all: db is NULL");
     if ((rc = evs__check_tenant(tenant, &tl)) < 0)
         return rc;
-    return db->ops->read_all(out, db, tenant, from_position ? from_position : 1, limit);
+    return db->ops->read_all(out, db, tenant, from_position ? from_position : 1, limit, 0);
 }
 
 int evs_read_query(evs_iter **out, evs_db *db, const char *tenant, const evs_query *query,
@@ -200,27 +217,27 @@ int evs_read_query(evs_iter **out, evs_db *db, const char *tenant, const evs_que
     if ((rc = evs__check_query(query, "read_query")) < 0)
         return rc;
     return db->ops->read_query(out, db, tenant ? tenant : "", query, position_bound, dir,
-                               limit);
+                               limit, 0);
 }
 
 int evs_iter_marker(uint64_t *out, const evs_iter *it)
 {
     if (!out || !it)
         return evs__err(EVS_EINVAL, "iter_marker: NULL argument");
-    return it->db->ops->iter_marker(out, it);
+    return it->ops->marker(out, it);
 }
 
 int evs_iter_next(const evs_event **ev, evs_iter *it)
 {
     if (!ev || !it)
         return evs__err(EVS_EINVAL, "iter_next: NULL argument");
-    return it->db->ops->iter_next(ev, it);
+    return it->ops->next(ev, it);
 }
 
 void evs_iter_free(evs_iter *it)
 {
     if (it)
-        it->db->ops->iter_free(it);
+        it->ops->free(it);
 }
 
 int evs_stream_version(int64_t *out, evs_db *db, const char *tenant,

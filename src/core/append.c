@@ -393,6 +393,55 @@ static int derive_tags(void **arena, evs_stream_append **parts_out,
     return 0;
 }
 
+/* ---- conflicts ------------------------------------------------------------ */
+
+static void fmt_expected(char *buf, size_t n, int64_t ev)
+{
+    if (ev == EVS_ANY)
+        snprintf(buf, n, "any");
+    else if (ev == EVS_NO_STREAM)
+        snprintf(buf, n, "no stream");
+    else if (ev == EVS_STREAM_EXISTS)
+        snprintf(buf, n, "stream exists");
+    else
+        snprintf(buf, n, "%lld", (long long)ev);
+}
+
+/* The message of an append the backend refused with EVS_ECONFLICT: every
+ * part whose expected version failed, then every failed condition, as
+ * the backend marked them in results[] and conflicts[]. */
+static int conflict_message(const evs__append_req *r)
+{
+    char msg[1024];
+    size_t mlen = 0, nfail = 0;
+    msg[0] = '\0';
+    for (size_t p = 0; p < r->nparts; p++) {
+        const evs_append_result *x = &r->results[p];
+        if (x->status != EVS_ECONFLICT)
+            continue;
+        char e[32];
+        fmt_expected(e, sizeof(e), r->parts[p].expected_version);
+        if (mlen < sizeof(msg))
+            mlen += (size_t)snprintf(msg + mlen, sizeof(msg) - mlen,
+                                     "%sexpected version %s but stream %s is at %lld%s",
+                                     nfail ? "; " : "", e, r->parts[p].stream,
+                                     (long long)x->stream_version,
+                                     x->stream_version == EVS_NO_STREAM ? " (no stream)" : "");
+        nfail++;
+    }
+    for (size_t c = 0; c < r->nconds; c++) {
+        if (!r->conflicts[c])
+            continue;
+        if (mlen < sizeof(msg))
+            mlen += (size_t)snprintf(msg + mlen, sizeof(msg) - mlen,
+                                     "%scondition %zu: the event at position %" PRIu64
+                                     " matches fail_if_events_match (after %" PRIu64 ")",
+                                     nfail ? "; " : "", c, r->conflicts[c], r->conds[c].after);
+        nfail++;
+    }
+    return evs__err(EVS_ECONFLICT, "%s", msg);
+}
+
 /* ---- append ------------------------------------------------------------ */
 
 /* Per-thread scratch reused across calls: no allocation per append once
@@ -640,6 +689,8 @@ int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
         .conflicts = conflicts,
     };
     rc = db->ops->append(db, &req);
+    if (rc == EVS_ECONFLICT)
+        rc = conflict_message(&req);
 out:
     free(arena);
     return rc;

@@ -1,21 +1,45 @@
 /*
  * backend.h -- the interface between the front end (src/core) and a
- * backend (src/embedded, src/postgres).
+ * backend (src/embedded, src/postgres): version EVS__BACKEND_VERSION.
  *
- * The public API in evstore.h validates its arguments here in the core and
- * then calls the backend through a table of functions (as libgit2's refdb
- * or SQLite's VFS), so every backend sees only well-formed requests.
+ * The front end validates every argument, assembles one request per call
+ * and owns every rule that does not depend on how events are stored (the
+ * expected-version rule below, the conflict message, the tracking read's
+ * consumer-group filter, marker floor and wait loop). A backend stores and
+ * finds events, and never calls up into the front end: it includes this
+ * header, core/error.h and its own files only. Modelled on SQLite's VFS
+ * and libgit2's refdb backends: a table of functions behind a handle whose
+ * first member is the front end's struct evs_db.
+ *
+ * Threads: every entry may be called from many threads at once on one
+ * handle, except close (after every other call has returned). Errors:
+ * each entry returns 0 (or what it documents) or a negative EVS_E* code
+ * after setting this thread's detail message (evs__err). Strings are
+ * NUL-terminated UTF-8; positions are global positions (1, 2, ...; 0 =
+ * before the first); versions are stream versions (0, 1, ...;
+ * EVS_NO_STREAM = -1 for a stream without events).
  */
 #ifndef EVS_CORE_BACKEND_H
 #define EVS_CORE_BACKEND_H
 
 #include "core/error.h"
 #include "evstore.h"
+#include "util/util.h" /* EVS_MUST_USE */
 
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Set by the build (CMake option EVS_WITH_POSTGRES); a build that does not
+ * say has the PostgreSQL backend. */
+#ifndef EVS_WITH_POSTGRES
+#define EVS_WITH_POSTGRES 1
+#endif
+
+/* The interface's version: a backend sets evs__backend_ops.version to it,
+ * and evs__backend_check refuses any other (an out-of-date backend is
+ * found when it registers, not when a NULL entry is called). */
+#define EVS__BACKEND_VERSION 2
 
 /* ---- append requests ---------------------------------------------------- */
 
@@ -41,60 +65,152 @@ typedef struct evs__append_req {
     uint64_t *conflicts;     /* nconds, never NULL when nconds > 0 */
 } evs__append_req;
 
-/* A validated tracking read, as the core hands it to a backend: category
- * and types are folded into query. */
-typedef struct evs__tracking {
-    const char *tenant;     /* NULL: every tenant (then query is NULL) */
-    const evs_query *query; /* NULL: every event */
-    uint32_t member, size;  /* consumer group; size 0: none */
-} evs__tracking;
+/*
+ * The expected-version rule (KurrentDB's): does a stream at version
+ * `actual` (EVS_NO_STREAM when it has no events) satisfy `expected`
+ * (EVS_ANY, EVS_NO_STREAM, EVS_STREAM_EXISTS or a version >= 0)? Every
+ * backend applies it where it serialises appends (the embedded writer,
+ * the PostgreSQL function evstore.append, which states it in SQL).
+ */
+static inline int evs__expected_ok(int64_t expected, int64_t actual)
+{
+    switch (expected) {
+    case EVS_ANY: return 1;
+    case EVS_NO_STREAM: return actual == EVS_NO_STREAM;
+    case EVS_STREAM_EXISTS: return actual >= 0;
+    default: return actual == expected;
+    }
+}
 
-/* ---- backends ---------------------------------------------------------- */
+/* ---- iterators ----------------------------------------------------------- */
 
+/*
+ * An iterator's functions. Every iterator (a backend's, or the front
+ * end's tracking iterator that wraps one) starts with struct evs_iter,
+ * whose ops the public evs_iter_next / evs_iter_marker / evs_iter_free
+ * call. One thread at a time per iterator.
+ *
+ * next: 0 and *ev (borrowed: valid until the next call on the iterator or
+ *   free, unless the read was opened with EVS__READ_RETAIN), EVS_ITEROVER
+ *   at the end and on every later call, or an error (EVS_ECORRUPT naming
+ *   the record, EVS_EBACKEND, EVS_ENOMEM).
+ * marker: the read's consistency marker as evs_iter_marker documents it
+ *   (evstore.h): the last event returned by a forward read stopped by its
+ *   limit; the head when the read began once it is exhausted, or for a
+ *   backward read; the lower bound before the first event. Always 0.
+ * free: release everything; the iterator is gone.
+ */
+typedef struct evs__iter_ops {
+    int (*next)(const evs_event **ev, evs_iter *it) EVS_MUST_USE;
+    int (*marker)(uint64_t *out, const evs_iter *it) EVS_MUST_USE;
+    void (*free)(evs_iter *it);
+} evs__iter_ops;
+
+struct evs_iter {
+    const evs__iter_ops *ops;
+    evs_db *db;
+};
+
+/* read_all / read_query flags */
+enum {
+    /* Every event returned stays valid (strings, data, metadata, tags)
+     * until the iterator is freed, not just until the next call: the
+     * subscription hands a whole batch to its callback. Only with a
+     * limit > 0 (the memory is kept per event returned). */
+    EVS__READ_RETAIN = 1u << 0,
+};
+
+/* ---- the backend's functions ------------------------------------------------- */
+
+/*
+ * Every entry is required (evs__backend_check). The arguments are
+ * validated by the front end: names within their limits, queries checked
+ * (evs__check_query), tenant never NULL unless said, out never NULL.
+ */
 typedef struct evs__backend_ops {
-    const char *name;
-    int (*append)(evs_db *db, evs__append_req *req);
+    unsigned version; /* EVS__BACKEND_VERSION */
+    const char *name; /* "embedded", "postgresql": for messages */
+
+    /*
+     * Append atomically: every part and condition holds and every event is
+     * stored, or nothing is. Fills req->results (one per part). Returns 0;
+     * EVS_ECONFLICT after setting results[p].status = EVS_ECONFLICT and
+     * results[p].stream_version = the stream's version for every part whose
+     * expected version fails (evs__expected_ok), and conflicts[c] = the
+     * position of the newest matching event for every failed condition (0
+     * for the others); the front end writes the message. EVS_EDUPLICATE (an
+     * event id already stored, with a message naming it; an exact retry of
+     * a committed append instead returns 0 and its original results),
+     * EVS_EREADONLY, EVS_ETOOBIG, EVS_ENOSPC, EVS_EIO, EVS_EBACKEND,
+     * EVS_ENOMEM. Blocks until the events are durable.
+     */
+    int (*append)(evs_db *db, evs__append_req *req) EVS_MUST_USE;
+
+    /* evs_read_stream: dir and from_version validated; a missing stream
+     * yields nothing. */
     int (*read_stream)(evs_iter **out, evs_db *db, const char *tenant,
                        const char *stream, int64_t from_version,
-                       evs_direction dir, uint64_t limit);
+                       evs_direction dir, uint64_t limit) EVS_MUST_USE;
+    /* evs_read_all from from_position (>= 1) on; tenant NULL = every
+     * tenant (then events of system streams, '$' names, are skipped).
+     * flags: EVS__READ_*. */
     int (*read_all)(evs_iter **out, evs_db *db, const char *tenant,
-                    uint64_t from_position, uint64_t limit);
-    /* query validated; tenant never NULL */
+                    uint64_t from_position, uint64_t limit, unsigned flags) EVS_MUST_USE;
+    /* evs_read_query; flags: EVS__READ_*. */
     int (*read_query)(evs_iter **out, evs_db *db, const char *tenant,
                       const evs_query *query, uint64_t position_bound,
-                      evs_direction dir, uint64_t limit);
-    /* streams validated (names, from_version >= 0); tenant never NULL */
+                      evs_direction dir, uint64_t limit, unsigned flags) EVS_MUST_USE;
+    /* evs_read_streams: 1..EVS_MAX_READ_STREAMS distinct streams, each
+     * from_version >= 0, read from one snapshot. */
     int (*read_streams)(evs_iter **out, evs_db *db, const char *tenant,
-                        const evs_stream_read *streams, size_t nstreams);
-    int (*iter_next)(const evs_event **ev, evs_iter *it);
-    int (*iter_marker)(uint64_t *out, const evs_iter *it);
-    void (*iter_free)(evs_iter *it);
+                        const evs_stream_read *streams, size_t nstreams) EVS_MUST_USE;
+    /* evs_stream_version: *out = version or EVS_NO_STREAM. */
     int (*stream_version)(int64_t *out, evs_db *db, const char *tenant,
-                          const char *stream);
-    int (*head_position)(uint64_t *out, evs_db *db, const char *tenant);
-    int (*stats)(evs_stats *out, evs_db *db);
-    /* wait: 0 = never, else until deadline_ns (CLOCK_MONOTONIC; 0 = no
-     * deadline) or *cancel (may be NULL) becomes non-zero. Unlike the
-     * other iterators, when limit > 0 the strings, data, metadata and tags
-     * of every event returned stay valid until iter_free (not just the
-     * next iter_next): the subscription (tracking.c) hands a whole batch
-     * to its callback. */
-    int (*read_tracking)(evs_iter **out, evs_db *db, const evs__tracking *t,
-                         uint64_t after, uint64_t limit, int wait, uint64_t deadline_ns,
-                         const _Atomic int *cancel);
-    /* end every wait in read_tracking early (they re-check *cancel) */
+                          const char *stream) EVS_MUST_USE;
+    /* evs_head_position: of tenant, or of the store when tenant is NULL. */
+    int (*head_position)(uint64_t *out, evs_db *db, const char *tenant) EVS_MUST_USE;
+    int (*stats)(evs_stats *out, evs_db *db) EVS_MUST_USE;
+    /* evs_verify: check every record, cb once per problem (may be NULL);
+     * *checked = records checked. EVS_ECORRUPT when a problem was found. */
+    int (*verify)(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx) EVS_MUST_USE;
+
+    /*
+     * Commit notification, the two primitives the front end's tracking
+     * read waits with (tracking.c). commit_seq: *out = a number that
+     * changes after every commit of any writer (in any process) and after
+     * wake_readers; it also prepares waiting (the PostgreSQL backend starts
+     * its LISTEN connection), so it may fail: EVS_EBACKEND, EVS_EIO when
+     * this handle cannot wait. wait_commit: return once the number is no
+     * longer seq, or deadline_ns (CLOCK_MONOTONIC ns; 0 = none) has passed,
+     * or *cancel (may be NULL) is non-zero; spurious returns are allowed
+     * (the caller looks again). 0 or an error. wake_readers: end every
+     * wait_commit on this handle now (they return, and their callers
+     * re-check their cancel flags).
+     */
+    int (*commit_seq)(uint64_t *out, evs_db *db) EVS_MUST_USE;
+    int (*wait_commit)(evs_db *db, uint64_t seq, uint64_t deadline_ns,
+                       const _Atomic int *cancel) EVS_MUST_USE;
     void (*wake_readers)(evs_db *db);
-    /* is an event with this id stored? 0 and its position, or EVS_ENOTFOUND */
-    int (*event_position)(uint64_t *out, evs_db *db, const evs_uuid *id);
-    int (*token_tail)(uint64_t *out, evs_db *db, const char *tenant);
-    int (*token_at)(uint64_t *out, evs_db *db, int64_t time_us);
+
+    /* Is an event with this id stored? 0 and its position, or
+     * EVS_ENOTFOUND (no message needed). */
+    int (*event_position)(uint64_t *out, evs_db *db, const evs_uuid *id) EVS_MUST_USE;
+    /* evs_token_tail: the token before the tenant's first event (NULL:
+     * of the store), 0 when all events are readable from the start. */
+    int (*token_tail)(uint64_t *out, evs_db *db, const char *tenant) EVS_MUST_USE;
+    /* evs_token_at: the token of the last event committed before time_us
+     * (microseconds since the Unix epoch), 0 when none. */
+    int (*token_at)(uint64_t *out, evs_db *db, int64_t time_us) EVS_MUST_USE;
+    /* evs_snapshot_save / evs_snapshot_load, arguments validated. */
     int (*snapshot_save)(evs_db *db, const char *tenant, const char *stream,
                          int64_t version, const char *schema, const void *data,
-                         size_t len);
+                         size_t len) EVS_MUST_USE;
     int (*snapshot_load)(evs_snapshot **out, evs_db *db, const char *tenant,
-                         const char *stream, int64_t max_version);
-    int (*verify)(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx);
-    int (*close)(evs_db *db);
+                         const char *stream, int64_t max_version) EVS_MUST_USE;
+    /* Close and free the handle (evs_close): a clean close makes what a
+     * later open needs durable. 0 or the first error; the handle is gone
+     * either way. */
+    int (*close)(evs_db *db) EVS_MUST_USE;
 } evs__backend_ops;
 
 /* Every backend's handle starts with this. */
@@ -103,17 +219,17 @@ struct evs_db {
     evs_open_options opts;
 };
 
-/* Every backend's iterator starts with this. */
-struct evs_iter {
-    evs_db *db;
-};
+/* 0 when ops is complete and of this interface's version, else
+ * EVS_EBACKEND naming the missing entry (api.c calls it before it hands a
+ * backend's handle to the caller). */
+EVS_MUST_USE int evs__backend_check(const evs__backend_ops *ops);
 
-/* The embedded backend (src/embedded). */
-int evs__embedded_open(evs_db **out, const char *path,
-                       const evs_open_options *opts);
-/* The PostgreSQL backend (src/postgres): uri is a libpq connection URI
- * (postgresql://... or postgres://...). */
-int evs__postgres_open(evs_db **out, const char *uri,
-                       const evs_open_options *opts);
+/* The backends: open a handle at path (a directory) or uri (a libpq
+ * connection URI, postgresql://... or postgres://...), options validated.
+ * Errors as evs_open. */
+int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *opts);
+#if EVS_WITH_POSTGRES
+int evs__postgres_open(evs_db **out, const char *uri, const evs_open_options *opts);
+#endif
 
 #endif

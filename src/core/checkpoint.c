@@ -49,7 +49,7 @@ static int checkpoint_read(evs_db *db, const char *tenant, const char *stream,
     int rc = db->ops->read_stream(&it, db, tenant, stream, EVS_END, EVS_BACKWARD, 1);
     if (rc < 0)
         return rc;
-    rc = db->ops->iter_next(&ev, it);
+    rc = it->ops->next(&ev, it);
     if (rc == 0) {
         if (ev->data_len != 8 || strcmp(ev->type, CHECKPOINT_TYPE) != 0) {
             rc = evs__err(EVS_ECORRUPT, "checkpoint stream %s: its last event (position %"
@@ -62,7 +62,7 @@ static int checkpoint_read(evs_db *db, const char *tenant, const char *stream,
     } else if (rc == EVS_ITEROVER) {
         rc = 0;
     }
-    db->ops->iter_free(it);
+    it->ops->free(it);
     return rc;
 }
 

@@ -9,6 +9,8 @@
 #ifndef EVS_CORE_ERROR_H
 #define EVS_CORE_ERROR_H
 
+#include <stdarg.h>
+
 /* Set this thread's detail message and return rc (for `return evs__err(…)`). */
 int evs__err(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Set the detail message verbatim. */

@@ -7,6 +7,7 @@
 #define EVS_CORE_FRONT_H
 
 #include "core/backend.h"
+#include "util/util.h" /* EVS_MUST_USE */
 
 /* Does a consumer group member own this event? The hash of the stream's
  * id part (after the first '-'), or of the event id for an event without
@@ -15,24 +16,24 @@ int evs__group_owns(const evs_event *ev, uint32_t member, uint32_t size);
 
 /* Validators (append.c) shared by the front end's files. Each returns 0 or EVS_EINVAL
  * with a message. */
-int evs__check_tenant(const char *tenant, size_t *len);
+EVS_MUST_USE int evs__check_tenant(const char *tenant, size_t *len);
 /* What is wrong with a name of at most max bytes, or NULL. */
 const char *evs__name_problem(const char *s, size_t max);
-int evs__check_query(const evs_query *q, const char *what);
+EVS_MUST_USE int evs__check_query(const evs_query *q, const char *what);
 /* A stream name's check: 0 or EVS_EINVAL with a message. */
-int evs__check_stream(const char *stream);
+EVS_MUST_USE int evs__check_stream(const char *stream);
 /* qsort comparator of const char * elements (strcmp order). */
 int evs__cmp_str_ptr(const void *a, const void *b);
 /* evs_append_ex that may write the trailing nsystem parts to system
  * streams ('$' names: checkpoints) */
-int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
+EVS_MUST_USE int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
                    const evs_append_request *r, size_t nsystem);
 /* evs_append_ex of a request with a checkpoint update (checkpoint.c) */
-int evs__append_checkpointed(evs_append_result *out, uint64_t *conflicts, evs_db *db,
+EVS_MUST_USE int evs__append_checkpointed(evs_append_result *out, uint64_t *conflicts, evs_db *db,
                              const evs_append_request *r);
 
 /* EVS_EINVAL naming what is NULL when out or db is NULL, else 0. */
-int evs__check_db_out(const void *out, const evs_db *db, const char *what);
+EVS_MUST_USE int evs__check_db_out(const void *out, const evs_db *db, const char *what);
 
 /* Checkpoint NAME is stored as the events of the system stream
  * "$checkpoint-NAME" in the consumer's tenant (checkpoint.c). */
@@ -40,6 +41,6 @@ int evs__check_db_out(const void *out, const evs_db *db, const char *what);
 /* Validate a checkpoint name and write its stream's name into buf (cap
  * bytes: sizeof(EVS__CHECKPOINT_PREFIX) + EVS_MAX_CHECKPOINT_NAME_LEN is
  * enough). 0, or EVS_EINVAL with a message naming `what`. */
-int evs__checkpoint_stream(char *buf, size_t cap, const char *name, const char *what);
+EVS_MUST_USE int evs__checkpoint_stream(char *buf, size_t cap, const char *name, const char *what);
 
 #endif

@@ -59,6 +59,13 @@ int evs_token_at(uint64_t *out, evs_db *db, int64_t time_us)
 
 /* ---- tracking reads -------------------------------------------------------- */
 
+/* A validated tracking read: category and types are folded into query. */
+typedef struct evs__tracking {
+    const char *tenant;     /* NULL: every tenant (then query is NULL) */
+    const evs_query *query; /* NULL: every event */
+    uint32_t member, size;  /* consumer group; size 0: none */
+} evs__tracking;
+
 /* A validated evs_tracking with category and types folded into a query
  * whose storage lives here. */
 typedef struct tracking_plan {
@@ -152,6 +159,148 @@ static int timeout_deadline(int64_t timeout_us, int *wait, uint64_t *deadline_ns
     return 0;
 }
 
+/*
+ * The tracking iterator: a backend's forward read ($all of a tenant or of
+ * every tenant, or a DCB query) after the token, wrapped with what makes
+ * it a tracking read on every backend alike:
+ *  - the consumer-group filter: only the events the member owns are
+ *    returned, and only they count against the limit (the backend's read
+ *    then runs without a limit);
+ *  - the marker floor: the marker never goes below `after`, the token the
+ *    read continued from (a backend read's marker is its lower bound
+ *    before the first event);
+ *  - the first event read ahead, so that a read that must wait knows
+ *    whether anything is there.
+ */
+typedef struct trk_iter {
+    evs_iter base;
+    evs_iter *inner;
+    const evs_event *peek;  /* read ahead, not yet returned (inner's) */
+    uint64_t floor;
+    uint64_t left;          /* events still to return; UINT64_MAX: no limit */
+    uint32_t member, size;  /* consumer group; size 0: none */
+} trk_iter;
+
+static int trk_next(const evs_event **ev, evs_iter *base)
+{
+    trk_iter *it = (trk_iter *)base;
+    if (it->peek) {
+        *ev = it->peek;
+        it->peek = NULL;
+        return 0;
+    }
+    if (it->left == 0)
+        return EVS_ITEROVER;
+    for (;;) {
+        int rc = it->inner->ops->next(ev, it->inner);
+        if (rc != 0)
+            return rc;
+        if (!it->size || evs__group_owns(*ev, it->member, it->size)) {
+            if (it->left != UINT64_MAX)
+                it->left--;
+            return 0;
+        }
+    }
+}
+
+static int trk_marker(uint64_t *out, const evs_iter *base)
+{
+    const trk_iter *it = (const trk_iter *)base;
+    int rc = it->inner->ops->marker(out, it->inner);
+    if (rc == 0 && *out < it->floor)
+        *out = it->floor;
+    return rc;
+}
+
+static void trk_free(evs_iter *base)
+{
+    trk_iter *it = (trk_iter *)base;
+    it->inner->ops->free(it->inner);
+    free(it);
+}
+
+static const evs__iter_ops trk_ops = {
+    .next = trk_next,
+    .marker = trk_marker,
+    .free = trk_free,
+};
+
+/* Open one tracking iterator and read its first event ahead. *got: 1 when
+ * there is one (or the read failed: then the error is returned). */
+static int trk_open(trk_iter **out, evs_db *db, const evs__tracking *t, uint64_t after,
+                    uint64_t limit, int *got)
+{
+    trk_iter *it = calloc(1, sizeof(*it));
+    if (!it)
+        return evs__err(EVS_ENOMEM, "out of memory creating a tracking iterator");
+    it->base.ops = &trk_ops;
+    it->base.db = db;
+    it->floor = after;
+    it->left = limit ? limit : UINT64_MAX;
+    it->member = t->member;
+    it->size = t->size;
+    /* a bounded read is a subscription's batch: its events must outlive
+     * the next step (EVS__READ_RETAIN); with a group filter the limit is
+     * counted here */
+    uint64_t inner_limit = t->size ? 0 : limit;
+    unsigned flags = limit ? EVS__READ_RETAIN : 0;
+    int rc = t->query ? db->ops->read_query(&it->inner, db, t->tenant, t->query, after,
+                                            EVS_FORWARD, inner_limit, flags)
+                      : db->ops->read_all(&it->inner, db, t->tenant,
+                                          after == UINT64_MAX ? after : after + 1,
+                                          inner_limit, flags);
+    if (rc < 0) {
+        free(it);
+        return rc;
+    }
+    const evs_event *ev;
+    rc = trk_next(&ev, &it->base);
+    if (rc < 0 && rc != EVS_ITEROVER) {
+        trk_free(&it->base);
+        return rc;
+    }
+    *got = rc == 0;
+    if (rc == 0)
+        it->peek = ev; /* counted against the limit already */
+    *out = it;
+    return 0;
+}
+
+/*
+ * A tracking read: read ahead one event; when there is none and the caller
+ * waits, wait for the next commit and look again from the head of the
+ * snapshot that found nothing (so commits of events that do not match
+ * keep the reader waiting, and nothing is scanned twice). The commit
+ * number is taken before each look, so a commit between the look and the
+ * wait ends the wait at once (no wake-up is lost). wait 0: never;
+ * deadline_ns: CLOCK_MONOTONIC, 0 = none; cancel may be NULL.
+ */
+static int read_tracking(evs_iter **out, evs_db *db, const evs__tracking *t, uint64_t after,
+                         uint64_t limit, int wait, uint64_t deadline_ns,
+                         const _Atomic int *cancel)
+{
+    for (;;) {
+        uint64_t seq = 0;
+        int rc, got;
+        trk_iter *it = NULL;
+        if (wait && (rc = db->ops->commit_seq(&seq, db)) < 0)
+            return rc;
+        if ((rc = trk_open(&it, db, t, after, limit, &got)) < 0)
+            return rc;
+        if (got || !wait || (cancel && atomic_load(cancel)) ||
+            (deadline_ns && evs__mono_ns() >= deadline_ns)) {
+            *out = &it->base;
+            return 0;
+        }
+        uint64_t head;
+        if (it->inner->ops->marker(&head, it->inner) == 0 && head > after)
+            after = head; /* exhausted: the head of its snapshot */
+        trk_free(&it->base);
+        if ((rc = db->ops->wait_commit(db, seq, deadline_ns, cancel)) < 0)
+            return rc;
+    }
+}
+
 int evs_read_tracking(evs_iter **out, evs_db *db, const evs_tracking *t, uint64_t after,
                       uint64_t limit, int64_t timeout_us)
 {
@@ -167,7 +316,7 @@ int evs_read_tracking(evs_iter **out, evs_db *db, const evs_tracking *t, uint64_
     if ((rc = tracking_prepare(&p, t, "read_tracking")) < 0 ||
         (rc = timeout_deadline(timeout_us, &wait, &deadline, "read_tracking")) < 0)
         return rc;
-    return db->ops->read_tracking(out, db, &p.t, after, limit, wait, deadline, NULL);
+    return read_tracking(out, db, &p.t, after, limit, wait, deadline, NULL);
 }
 
 /* ---- subscriptions --------------------------------------------------------- */
@@ -280,8 +429,7 @@ static void *sub_main(void *arg)
         evs_iter *it;
         const evs_event *ev;
         size_t n = 0, ntags = 0;
-        rc = db->ops->read_tracking(&it, db, &sub->plan.t, token, sub->batch, 1, 0,
-                                    &sub->stop);
+        rc = read_tracking(&it, db, &sub->plan.t, token, sub->batch, 1, 0, &sub->stop);
         if (rc < 0) {
             sub_fail(sub, rc);
             break;
@@ -289,7 +437,7 @@ static void *sub_main(void *arg)
         /* The event structs and tag arrays are the iterator's and change
          * with every step: copy them (the strings and data they point to
          * stay valid until the iterator is freed). */
-        while ((rc = db->ops->iter_next(&ev, it)) == 0) {
+        while ((rc = evs_iter_next(&ev, it)) == 0) {
             evs[n] = *ev;
             if (evs__grow(&tags, &tags_cap, ntags + ev->ntags + 1, sizeof(*tags)) < 0) {
                 rc = evs__err(EVS_ENOMEM, "subscription: out of memory");
@@ -302,17 +450,17 @@ static void *sub_main(void *arg)
         }
         if (rc != EVS_ITEROVER) {
             sub_fail(sub, rc);
-            db->ops->iter_free(it);
+            evs_iter_free(it);
             break;
         }
         uint64_t next;
-        db->ops->iter_marker(&next, it);
+        evs_iter_marker(&next, it);
         for (size_t i = 0; i < n; i++) {
             evs[i].tags = tags + tag_off[i];
             evp[i] = &evs[i];
         }
         int cb = n ? sub->fn(sub->ctx, evp, n, next) : 0;
-        db->ops->iter_free(it);
+        evs_iter_free(it);
         if (cb != 0) { /* the batch is not acknowledged */
             sub->result = cb;
             snprintf(sub->msg, sizeof(sub->msg), "the subscription's callback stopped it "

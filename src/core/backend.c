@@ -1,0 +1,37 @@
+/*
+ * backend.c -- the completeness check of a backend's table of functions
+ * (core/backend.h): a backend built against another version of the
+ * interface, or with an entry left NULL, is refused when it opens, with a
+ * message that names what is missing, instead of crashing later.
+ */
+#include "core/backend.h"
+
+#include <stddef.h>
+
+int evs__backend_check(const evs__backend_ops *ops)
+{
+    if (!ops)
+        return evs__err(EVS_EBACKEND, "backend: no table of functions");
+    if (ops->version != EVS__BACKEND_VERSION)
+        return evs__err(EVS_EBACKEND, "backend %s: built for backend interface version %u, "
+                        "this library has version %d", ops->name ? ops->name : "(unnamed)",
+                        ops->version, EVS__BACKEND_VERSION);
+    static const struct {
+        size_t off;
+        const char *name;
+    } entries[] = {
+#define E(f) {offsetof(evs__backend_ops, f), #f}
+        E(name), E(append), E(read_stream), E(read_all), E(read_query), E(read_streams),
+        E(stream_version), E(head_position), E(stats), E(verify), E(commit_seq),
+        E(wait_commit), E(wake_readers), E(event_position), E(token_tail), E(token_at),
+        E(snapshot_save), E(snapshot_load), E(close),
+#undef E
+    };
+    for (size_t i = 0; i < sizeof(entries) / sizeof(entries[0]); i++) {
+        const void *const *slot = (const void *const *)((const char *)ops + entries[i].off);
+        if (!*slot)
+            return evs__err(EVS_EBACKEND, "backend %s: entry %s is missing",
+                            ops->name ? ops->name : "(unnamed)", entries[i].name);
+    }
+    return 0;
+}
