@@ -5,7 +5,14 @@
  * optimistic concurrency (expected versions, as in KurrentDB), numbered by a
  * gapless global position, isolated by tenant, durable on return.
  *
- * Conventions (see docs/API.md for the long form):
+ * This header is the API reference: each function below says its
+ * parameters, the error codes it returns, and its lifetime and thread
+ * rules. docs/DESIGN.md says how the engine works and why the semantics
+ * are what they are, docs/FORMAT.md the embedded store's files,
+ * docs/POSTGRES.md the PostgreSQL backend, evstore_command.h and
+ * docs/COMMANDS.md the command executor, docs/CLI.md the `evs` tool.
+ *
+ * Conventions:
  *   - Every function returns 0 (EVS_OK) or a negative EVS_E* code from the
  *     list below; evs_last_error() then holds a one-line detail message for
  *     the calling thread, e.g. "expected version 4 but stream account-7 is
@@ -81,8 +88,11 @@ EVS_EXTERN const char *evs_last_error(void);
 EVS_EXTERN const char *evs_version(void);
 
 /* ------------------------------------------------------------------ */
-/* Limits (documented in docs/API.md; bytes, excluding the NUL)        */
+/* Limits (bytes, excluding the NUL)                                  */
 /* ------------------------------------------------------------------ */
+
+/* What each name may hold, and what a call does beyond a limit: the
+ * functions below, and docs/DESIGN.md, "Data model and semantics". */
 
 #define EVS_MAX_TENANT_LEN 128
 #define EVS_MAX_STREAM_LEN 256
@@ -387,14 +397,14 @@ typedef struct evs_append_condition {
 #define EVS_MAX_CONDITIONS 64
 #define EVS_MAX_TAG_FIELDS 64
 
+/* Version 2 added the checkpoint fields; version 1 structs are still
+ * accepted. */
+#define EVS_APPEND_REQUEST_VERSION 2
 /*
  * The general append: stream parts with expected versions, DCB append
  * conditions and payload-derived tags, all checked and written as one
  * atomic step inside the group commit.
  */
-/* Version 2 added the checkpoint fields; version 1 structs are still
- * accepted. */
-#define EVS_APPEND_REQUEST_VERSION 2
 typedef struct evs_append_request {
     unsigned version;       /* EVS_APPEND_REQUEST_VERSION (1 or 2) */
     const char *tenant;     /* NULL or "": the default tenant */
@@ -845,8 +855,10 @@ EVS_EXTERN int evs_checkpoint_set(evs_db *db, const char *tenant, const char *na
 /*
  * A snapshot is the serialized state of a stream's aggregate at a stream
  * version, with the name of its schema (so a reader can tell an old
- * shape). Snapshots are a cache kept in the index, not in the log: only
- * the newest snapshot_keep per stream are kept (evs_open_options), and a
+ * shape). Snapshots are a cache kept beside the events, not among them
+ * (embedded: in their own environment, <dir>/snapshots, which survives
+ * index rebuilds; a copy of the store starts without them): only the
+ * newest snapshot_keep per stream are kept (evs_open_options), and a
  * crash of the machine may lose the newest ones (a load then starts from
  * an older one or from the first event: slower, never wrong).
  */
@@ -877,8 +889,9 @@ EVS_EXTERN int evs_snapshot_save(evs_db *db, const char *tenant, const char *str
 /*
  * The newest snapshot (highest version) of stream with version <=
  * max_version (EVS_END: of all). "Keep the newest K" counts by version
- * too: saving a version older than the K kept ones keeps it not. *out is the caller's (evs_snapshot_free). Returns 0,
- * EVS_ENOTFOUND (none), EVS_EINVAL, EVS_ENOMEM, EVS_EBACKEND.
+ * too: a version older than the K kept ones is not kept when saved. *out
+ * is the caller's (evs_snapshot_free). Returns 0, EVS_ENOTFOUND (none),
+ * EVS_EINVAL, EVS_ENOMEM, EVS_EBACKEND.
  */
 EVS_EXTERN int evs_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
                                  const char *stream, int64_t max_version);

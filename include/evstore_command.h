@@ -187,6 +187,11 @@ typedef struct evs_decision evs_decision;
 EVS_EXTERN int evs_decision_emit(evs_decision *d, const char *stream,
                                  const evs_event_data *ev);
 
+#if defined(__GNUC__)
+#define EVS__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define EVS__PRINTF(f, a)
+#endif
 /*
  * Reject the command (a business rule failed): nothing is written and the
  * outcome is EVS_CMD_REJECTED with code and the formatted reason (cut to
@@ -195,11 +200,6 @@ EVS_EXTERN int evs_decision_emit(evs_decision *d, const char *stream,
  * is EVS_EINVAL at the end of the handler. Returns 0, or EVS_EINVAL (d or
  * fmt NULL).
  */
-#if defined(__GNUC__)
-#define EVS__PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define EVS__PRINTF(f, a)
-#endif
 EVS_EXTERN int evs_decision_reject(evs_decision *d, int code,
                                    const char *fmt, ...) EVS__PRINTF(3, 4);
 
@@ -338,11 +338,12 @@ typedef struct evs_executor_options {
      * a fold) is kept, keyed by (tenant, stream, fold) with the version
      * folded; the next attempt or command that reads the stream copies it
      * and reads only the events after that version, in the same one
-     * evs_read_streams call (absent streams are not cached). The version a command writes with is always
-     * the version of the state it folded, so a cached state is never stale:
-     * at worst it is older and the read catches it up. Least recently used
-     * entries are evicted. Requires folds whose apply depends only on the
-     * state and the event, and copy/release for states that own memory.
+     * evs_read_streams call (absent streams are not cached). The version
+     * a command writes with is always the version of the state it folded,
+     * so a cached state is never stale: at worst it is older and the read
+     * catches it up. Least recently used entries are evicted. Requires
+     * folds whose apply depends only on the state and the event, and
+     * copy/release for states that own memory.
      */
     size_t cache_entries;
     evs_read_hook read_hook; /* NULL: none */

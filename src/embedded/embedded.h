@@ -161,9 +161,10 @@ typedef struct evs__emb {
 const uint8_t *evs__seg_map(evs__emb *s, uint32_t seg);
 /* Make segment no the writer's current one. *named (may be NULL) is set
  * when the file got its final name, also when a later step failed. */
-int evs__seg_create(evs__emb *s, uint32_t no, uint64_t first_position, int *named);
-int evs__segs_open(evs__emb *s, int readonly);
-int evs__prealloc_start(evs__emb *s);
+EVS_MUST_USE int evs__seg_create(evs__emb *s, uint32_t no, uint64_t first_position,
+                                 int *named);
+EVS_MUST_USE int evs__segs_open(evs__emb *s, int readonly);
+EVS_MUST_USE int evs__prealloc_start(evs__emb *s);
 void evs__prealloc_stop(evs__emb *s);
 /* Ask for segment `no` to be made ahead (no-op if already asked). */
 void evs__prealloc_request(evs__emb *s, uint32_t no);
@@ -171,11 +172,11 @@ void evs__prealloc_request(evs__emb *s, uint32_t no);
 /* Validation result of one record in a segment. */
 enum { EVS_REC_OK = 0, EVS_REC_ZERO, EVS_REC_BAD_MAGIC, EVS_REC_BAD_LEN,
        EVS_REC_BAD_CRC, EVS_REC_BAD_LAYOUT };
-int evs__rec_check(const uint8_t *p, size_t avail, uint32_t *len);
+EVS_MUST_USE int evs__rec_check(const uint8_t *p, size_t avail, uint32_t *len);
 const char *evs__rec_problem(int rc);
 /* Decode a record (already checked) into ev; tags into *tags (grown). */
-int evs__rec_decode(const uint8_t *p, evs_event *ev, const char ***tags,
-                    size_t *tags_cap);
+EVS_MUST_USE int evs__rec_decode(const uint8_t *p, evs_event *ev, const char ***tags,
+                                 size_t *tags_cap);
 /* Size of the encoded record of one event (before padding). */
 size_t evs__rec_size(size_t tenant_len, size_t stream_len,
                      const evs_event_data *e);
@@ -190,16 +191,16 @@ const uint8_t *evs__rec_at(evs__emb *s, uint64_t loc);
 /* Make <dir>/<name> (index or snapshots) and an empty data.mdb in it if
  * missing, durably; discard: delete the environment's files first, unread
  * (an untrusted environment is never opened). */
-int evs__env_prepare(const char *dir, const char *name, int discard);
+EVS_MUST_USE int evs__env_prepare(const char *dir, const char *name, int discard);
 /* writemap: the writer's environment (MDB_WRITEMAP, after recovery). */
-int evs__idx_open(evs__emb *s, int readonly, int writemap);
+EVS_MUST_USE int evs__idx_open(evs__emb *s, int readonly, int writemap);
 /* Before a write transaction that may grow the index by up to need bytes
  * (a worst case, evs__idx_worst): keep a runway of reserved disk blocks
  * after the index's end (at least EVS_IDX_RUNWAY and 4x the largest
  * growth between two calls seen), and check that the filesystem has room
  * for whatever need exceeds it. EVS_ENOSPC (nothing written) when not:
  * with MDB_WRITEMAP a page the filesystem cannot allocate is a SIGBUS. */
-int evs__idx_reserve(evs__emb *s, uint64_t need);
+EVS_MUST_USE int evs__idx_reserve(evs__emb *s, uint64_t need);
 /* The most an append of nevents events with ntags tags in all can grow the
  * index by: (8 + tags per event) puts an event, each copying or splitting
  * at most 16 pages (LMDB's copy-on-write path of a 4-level B-tree, a
@@ -208,43 +209,44 @@ static inline uint64_t evs__idx_worst(uint64_t nevents, uint64_t ntags)
 {
     return (8 * nevents + ntags) * 16 * 4096;
 }
-int evs__mdb_err(int mrc, const char *what);
+EVS_MUST_USE int evs__mdb_err(int mrc, const char *what);
 /* evs__mdb_err for a failed write to env: EVS_ENOSPC when its disk is full
  * (LMDB says EIO for a short write). */
-int evs__env_err(MDB_env *env, int mrc, const char *what);
-int evs__idx_tenant_get(MDB_txn *txn, evs__emb *s, const char *tenant,
-                        size_t len, uint32_t *id);
-int evs__idx_tenant_insert(MDB_txn *txn, evs__emb *s, const char *tenant,
-                           size_t len, uint32_t id);
-int evs__idx_tenant_put(MDB_txn *txn, evs__emb *s, const char *tenant,
-                        size_t len, uint32_t *id);
+EVS_MUST_USE int evs__env_err(MDB_env *env, int mrc, const char *what);
+EVS_MUST_USE int evs__idx_tenant_get(MDB_txn *txn, evs__emb *s, const char *tenant,
+                                     size_t len, uint32_t *id);
+EVS_MUST_USE int evs__idx_tenant_insert(MDB_txn *txn, evs__emb *s, const char *tenant,
+                                        size_t len, uint32_t id);
+EVS_MUST_USE int evs__idx_tenant_put(MDB_txn *txn, evs__emb *s, const char *tenant,
+                                     size_t len, uint32_t *id);
 /* Stream head: *sid 0 and *version EVS_NO_STREAM when absent. */
-int evs__idx_stream_get(MDB_txn *txn, evs__emb *s, uint32_t tid,
-                        const char *stream, size_t len, uint64_t *sid,
-                        int64_t *version);
-int evs__idx_stream_put(MDB_txn *txn, evs__emb *s, uint32_t tid,
-                        const char *stream, size_t len, uint64_t sid,
-                        int64_t version);
+EVS_MUST_USE int evs__idx_stream_get(MDB_txn *txn, evs__emb *s, uint32_t tid,
+                                     const char *stream, size_t len, uint64_t *sid,
+                                     int64_t *version);
+EVS_MUST_USE int evs__idx_stream_put(MDB_txn *txn, evs__emb *s, uint32_t tid,
+                                     const char *stream, size_t len, uint64_t sid,
+                                     int64_t version);
 /* Every index entry of one event (rec: its encoded record, which gives
  * the id, type and tags). sid 0: an event without a stream. */
-int evs__idx_event_put(MDB_txn *txn, evs__emb *s, uint32_t tid, uint64_t sid,
-                       int64_t version, uint64_t position, uint64_t loc,
-                       const uint8_t *rec);
+EVS_MUST_USE int evs__idx_event_put(MDB_txn *txn, evs__emb *s, uint32_t tid, uint64_t sid,
+                                    int64_t version, uint64_t position, uint64_t loc,
+                                    const uint8_t *rec);
 /* Reads EVS_DEBUG_TERM_HASH_BITS (tests: force hash collisions). */
 void evs__term_hash_debug_init(void);
 /* The postings key of a term (EVS_TERM_TYPE or EVS_TERM_TAG). */
 void evs__term_key(uint8_t key[12], uint32_t tid, unsigned kind, const char *text,
                    size_t len);
-int evs__idx_id_get(MDB_txn *txn, evs__emb *s, const uint8_t id[16],
-                    uint64_t *position, uint64_t *loc);
-int evs__idx_applied_get(MDB_txn *txn, evs__emb *s, uint64_t *pos,
-                         uint64_t *loc);
-int evs__idx_applied_put(MDB_txn *txn, evs__emb *s, uint64_t pos, uint64_t loc);
-int evs__idx_seq_put(MDB_txn *txn, evs__emb *s);
+EVS_MUST_USE int evs__idx_id_get(MDB_txn *txn, evs__emb *s, const uint8_t id[16],
+                                 uint64_t *position, uint64_t *loc);
+EVS_MUST_USE int evs__idx_applied_get(MDB_txn *txn, evs__emb *s, uint64_t *pos,
+                                      uint64_t *loc);
+EVS_MUST_USE int evs__idx_applied_put(MDB_txn *txn, evs__emb *s, uint64_t pos,
+                                      uint64_t loc);
+EVS_MUST_USE int evs__idx_seq_put(MDB_txn *txn, evs__emb *s);
 /* Index one record found in the log (recovery): looks up or creates its
  * tenant and stream. */
-int evs__idx_apply_record(MDB_txn *txn, evs__emb *s, const uint8_t *rec,
-                          uint64_t loc);
+EVS_MUST_USE int evs__idx_apply_record(MDB_txn *txn, evs__emb *s, const uint8_t *rec,
+                                       uint64_t loc);
 
 /* ---- DCB queries (query.c) ---- */
 typedef struct evs__qplan evs__qplan;
@@ -252,13 +254,13 @@ typedef struct evs__qplan evs__qplan;
  * txn ends. in_writer: txn is the writer's (records may be in the group
  * being built; no CRC checks) and q must outlive the plan; otherwise the
  * plan copies q. */
-int evs__qplan_new(evs__qplan **out, evs__emb *s, MDB_txn *txn, uint32_t tid,
-                   const evs_query *q, int backward, int in_writer);
+EVS_MUST_USE int evs__qplan_new(evs__qplan **out, evs__emb *s, MDB_txn *txn, uint32_t tid,
+                                const evs_query *q, int backward, int in_writer);
 /* The first match at or after `from` (forward plan) or at or before it
  * (backward). Seeks must be monotonic in the plan's direction. Returns 1
  * and the match, 0 when there is none, or an error. */
-int evs__qplan_seek(evs__qplan *pl, uint64_t from, uint64_t *pos, uint64_t *loc,
-                    const uint8_t **rec);
+EVS_MUST_USE int evs__qplan_seek(evs__qplan *pl, uint64_t from, uint64_t *pos, uint64_t *loc,
+                                 const uint8_t **rec);
 void evs__qplan_free(evs__qplan *pl);
 /* Does the record match the query (checked, unhashed)? */
 int evs__query_matches(const evs_query *q, const uint8_t *rec);
@@ -327,11 +329,11 @@ static inline void evs__time_key(uint8_t kb[8], int64_t us)
         kb[i] = (uint8_t)u;
 }
 /* The last recorded_at of the times index (INT64_MIN when empty). */
-int evs__idx_time_max(MDB_txn *txn, evs__emb *s, int64_t *us);
+EVS_MUST_USE int evs__idx_time_max(MDB_txn *txn, evs__emb *s, int64_t *us);
 
 /* ---- commit notification (notify.c) ---- */
 /* Map <dir>/notify (created if missing and the directory is writable). */
-int evs__notify_open(evs__emb *s);
+EVS_MUST_USE int evs__notify_open(evs__emb *s);
 void evs__notify_close(evs__emb *s);
 /* Bump the notify word and wake every waiter (in any process): the writer
  * after each index commit, and a subscription being stopped. */
@@ -341,18 +343,18 @@ uint32_t evs__notify_seq(evs__emb *s);
 /* Sleep until the notify word differs from seq or deadline_ns
  * (CLOCK_MONOTONIC; 0 = no deadline) passes. Returns 0, or EVS_EBACKEND
  * when there is no notify file. */
-int evs__notify_wait(evs__emb *s, uint32_t seq, uint64_t deadline_ns);
+EVS_MUST_USE int evs__notify_wait(evs__emb *s, uint32_t seq, uint64_t deadline_ns);
 
 /* ---- snapshots (snapshot.c) ---- */
 /* Open the snapshots environment (read-only: only if it exists) and move
  * an older index's snapshots into it. */
-int evs__snap_open(evs__emb *s, int readonly);
+EVS_MUST_USE int evs__snap_open(evs__emb *s, int readonly);
 void evs__snap_close(evs__emb *s);
-int evs__emb_snapshot_save(evs_db *db, const char *tenant, const char *stream,
-                           int64_t version, const char *schema, const void *data,
-                           size_t len);
-int evs__emb_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
-                           const char *stream, int64_t max_version);
+EVS_MUST_USE int evs__emb_snapshot_save(evs_db *db, const char *tenant, const char *stream,
+                                        int64_t version, const char *schema, const void *data,
+                                        size_t len);
+EVS_MUST_USE int evs__emb_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
+                                        const char *stream, int64_t max_version);
 
 /* ---- the state file (state.c) ---- */
 /* What the state file says about this open (state.c explains the rule). */
@@ -366,23 +368,24 @@ typedef struct evs__trust {
                              unknown, so nothing but zeros may be cut */
     char why[256];       /* why the index is not trusted ("" when it is) */
 } evs__trust;
-int evs__state_judge(const char *dir, evs__trust *t);
+EVS_MUST_USE int evs__state_judge(const char *dir, evs__trust *t);
 /* The durable position of a state written while it is unknown. */
 #define EVS_DURABLE_UNKNOWN UINT64_MAX
 /* Replace <dir>/state durably: OPEN (open_flag) or CLEAN, naming the
  * current files and this boot. */
-int evs__state_write(const char *dir, int open_flag, uint64_t durable);
+EVS_MUST_USE int evs__state_write(const char *dir, int open_flag, uint64_t durable);
 
 /* Tell the opener what recovery did (evs_open_options.recovery_notice). */
 void evs__emb_notice(evs__emb *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- recovery and verify (recovery.c) ---- */
-int evs__recover(evs__emb *s, const evs__trust *t);
-int evs__emb_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx);
+EVS_MUST_USE int evs__recover(evs__emb *s, const evs__trust *t);
+EVS_MUST_USE int evs__emb_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb,
+                                 void *ctx);
 
 /* ---- group commit (writer.c) ---- */
-int evs__writer_start(evs__emb *s); /* the writer and syncer threads */
+EVS_MUST_USE int evs__writer_start(evs__emb *s); /* the writer and syncer threads */
 void evs__writer_stop(evs__emb *s);
-int evs__emb_append(evs_db *db, evs__append_req *req);
+EVS_MUST_USE int evs__emb_append(evs_db *db, evs__append_req *req);
 
 #endif

@@ -7,6 +7,7 @@
  *     <dir>/LOCK                    flock'ed by the process that has it open
  *     <dir>/log/%016llx.evslog      log segments, numbered from 1
  *     <dir>/index/data.mdb          LMDB environment: the derived indexes
+ *     <dir>/snapshots/data.mdb      LMDB environment: snapshots (snapshot.c)
  *     <dir>/notify                  commit notifications (notify.c)
  *     <dir>/state                   may the index be trusted? (state.c)
  *
@@ -116,8 +117,7 @@ static inline uint32_t evs__pad8(uint32_t n) { return (n + 7u) & ~7u; }
  *                  EVS_TERM_TYPE) or tag (seed EVS_TERM_TAG). Two terms may
  *                  share a hash: readers check every candidate against its
  *                  record, so a collision costs a read, never a wrong answer.
- *
-                  An event with a stream also has a posting for its
+ *                  An event with a stream also has a posting for its
  *                  category (seed EVS_TERM_CATEGORY): the stream name up
  *                  to the first '-' (all of it without one).
  *   times          i64 BE (sign bit flipped) recorded_at (µs) -> u64 LE
@@ -127,10 +127,15 @@ static inline uint32_t evs__pad8(uint32_t n) { return (n + 7u) & ~7u; }
  *                  group's clock read, so that is about one entry per
  *                  group; the map is monotonic even when imported
  *                  recorded_at values are not.
- *   snapshots      tenant name, NUL, stream name, NUL, u64 BE version ->
- *                  i64 LE saved_at, u16 LE schema length, schema, NUL,
- *                  data, NUL. A cache, keyed by names (not ids) so that it
- *                  survives index rebuilds; never rebuilt from the log.
+ *   snapshots      only in indexes of earlier versions: moved to
+ *                  <dir>/snapshots (same key and value) on the first
+ *                  read-write open, then empty. There, one unnamed
+ *                  database: tenant name, NUL, stream name, NUL, u64 BE
+ *                  version -> i64 LE saved_at, u16 LE schema length,
+ *                  schema, NUL, data, NUL. Keyed by names (not ids), and
+ *                  apart from the index: the index is deleted and rebuilt
+ *                  whenever it cannot be trusted, and snapshots are not
+ *                  derived from the log.
  *
  * Events without a stream (stream name length 0, version -1) have no
  * streams / stream_events entries. Events of system streams (names

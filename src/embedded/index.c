@@ -160,9 +160,17 @@ int evs__idx_open(evs__emb *s, int readonly, int writemap)
     k.mv_data = "seq";
     s->next_stream_id = 1;
     s->next_tenant_id = 1;
-    if (mdb_get(txn, s->db_meta, &k, &v) == 0 && v.mv_size == 12) {
+    /* Absent in a new index. Unreadable, the next ids are unknown, and a
+     * writer that guessed would give two streams one id: an index to
+     * rebuild (a reader does not need them). */
+    mrc = mdb_get(txn, s->db_meta, &k, &v);
+    if (mrc == 0 && v.mv_size == 12) {
         s->next_stream_id = evs__get_le64(v.mv_data);
         s->next_tenant_id = evs__get_le32((const uint8_t *)v.mv_data + 8);
+    } else if (mrc != MDB_NOTFOUND && !readonly) {
+        mdb_txn_abort(txn);
+        return mrc ? evs__mdb_err(mrc, "read sequences")
+                   : evs__err(EVS_ECORRUPT, "index: sequences have %zu bytes", v.mv_size);
     }
     int rc = evs__idx_time_max(txn, s, &s->time_max_us);
     if (rc < 0) {
@@ -373,8 +381,9 @@ void evs__term_key(uint8_t key[12], uint32_t tid, unsigned kind, const char *tex
     evs__put_be64(key + 4, XXH3_64bits_withSeed(text, len, kind) & term_mask);
 }
 
-static int posting_put(MDB_txn *txn, evs__emb *s, uint32_t tid, unsigned kind,
-                       const char *text, size_t len, const uint8_t val[16])
+static EVS_MUST_USE int posting_put(MDB_txn *txn, evs__emb *s, uint32_t tid,
+                                    unsigned kind, const char *text, size_t len,
+                                    const uint8_t val[16])
 {
     uint8_t kb[12];
     evs__term_key(kb, tid, kind, text, len);
@@ -521,7 +530,7 @@ int evs__idx_seq_put(MDB_txn *txn, evs__emb *s)
 int evs__idx_apply_record(MDB_txn *txn, evs__emb *s, const uint8_t *rec, uint64_t loc)
 {
     int rc;
-    uint32_t tid;
+    uint32_t tid = 0; /* set by evs__idx_tenant_put when it returns 0 */
     uint64_t sid = 0;
     int64_t head;
     size_t tl = evs__get_le16(rec + EVS_REC_OFF_TENANT_LEN);

@@ -4,11 +4,13 @@
  * Segments are created whole (header + zeros to their full size, synced,
  * then renamed into place) so that later appends overwrite zeros in place:
  * fdatasync then has only data blocks to flush, never file size or
- * allocation metadata (DESIGN.md §2: 0.089 ms vs 0.158 ms per sync).
+ * allocation metadata (measured: 0.089 ms per sync, against 0.158 ms into
+ * fallocate's unwritten extents; docs/PERFORMANCE.md).
  */
 #include "embedded/embedded.h"
 #include "util/util.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +25,7 @@
 
 /* ---- segments ---------------------------------------------------------- */
 
-static int map_segment(evs__emb *s, uint32_t no, int fd, const char *path);
+static EVS_MUST_USE int map_segment(evs__emb *s, uint32_t no, int fd, const char *path);
 static void seg_path(char *buf, size_t n, const evs__emb *s, uint32_t no,
                      const char *suffix);
 
@@ -76,7 +78,7 @@ static void seg_path(char *buf, size_t n, const evs__emb *s, uint32_t no,
     snprintf(buf, n, "%s/log/%016" PRIx32 ".evslog%s", s->dir, no, suffix);
 }
 
-static int io_err(int e, const char *what, const char *path)
+static EVS_MUST_USE int io_err(int e, const char *what, const char *path)
 {
     return evs__err(e == ENOSPC ? EVS_ENOSPC : EVS_EIO, "%s %s: %s", what, path,
                     strerror(e));
@@ -94,7 +96,7 @@ static void header_encode(uint8_t *h, uint32_t no, uint32_t size, uint64_t first
     evs__put_le32(h + 60, evs__crc32c(h, 60));
 }
 
-static int map_segment(evs__emb *s, uint32_t no, int fd, const char *path)
+static EVS_MUST_USE int map_segment(evs__emb *s, uint32_t no, int fd, const char *path)
 {
     void *m = mmap(NULL, s->seg_size, PROT_READ, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED)
@@ -105,11 +107,11 @@ static int map_segment(evs__emb *s, uint32_t no, int fd, const char *path)
 
 /*
  * Fill a new segment file with zeros to its full size and sync it. The
- * zeros go to disk 1 MiB at a time (sync_file_range): one fdatasync of 64
- * MiB of dirty pages held the appenders' log syncs up for 70-90 ms in the
- * engine benchmark; small steps let them through in between.
+ * zeros go to disk 256 KiB at a time (sync_file_range): one fdatasync of
+ * 64 MiB of dirty pages held the appenders' log syncs up for 70-90 ms in
+ * the engine benchmark; small steps let them through in between.
  */
-static int fill_zeros(evs__emb *s, int fd, const char *path, int paced)
+static EVS_MUST_USE int fill_zeros(evs__emb *s, int fd, const char *path, int paced)
 {
     static const uint8_t zeros[1u << 16];
     const size_t step = 256u << 10;
@@ -135,29 +137,30 @@ static int fill_zeros(evs__emb *s, int fd, const char *path, int paced)
     return 0;
 }
 
+/* Test hook: the preallocator sleeps this long before taking each
+ * request, so that the writer reaches the rollover first
+ * (tests/test_durability.c). */
+static unsigned prealloc_delay_ms(void)
+{
+    const char *v = getenv("EVS_DEBUG_PREALLOC_DELAY_MS");
+    return v ? (unsigned)strtoul(v, NULL, 10) : 0;
+}
+
 /*
  * The preallocator thread zero-fills the next segment (as NNN.evslog.tmp)
  * while the current one is still filling, so that rolling over costs a
  * header write and a rename instead of writing 64 MiB of zeros while every
- * appender waits (measured: 150 ms stalls before this).
+ * appender waits (measured: 150 ms stalls when the writer zero-filled).
  *
  * Exactly one party owns a segment file. The preallocator owns segment
  * prep_no from the moment it sets prep_busy until it publishes prep_fd; the
  * writer owns it once it has taken prep_fd, or once it has withdrawn the
  * request (take_prepared sets prep_no to the segment without prep_busy, so
- * the preallocator never starts on it). Before this rule a request the
- * preallocator had not yet picked up was made by the writer *and* later
- * opened with O_TRUNC and zero-filled by the preallocator while the writer
- * was writing records into it (issue 13, defect 1).
+ * the preallocator never starts on it). Without the withdrawal, a request
+ * the preallocator had not yet picked up when the writer made the segment
+ * itself would later be opened with O_TRUNC and zero-filled while the
+ * writer wrote records into it.
  */
-static unsigned prealloc_delay_ms(void)
-{
-    /* Test hook: sleep before taking each request, so that the writer
-     * reaches the rollover first (tests/test_durability.c). */
-    const char *v = getenv("EVS_DEBUG_PREALLOC_DELAY_MS");
-    return v ? (unsigned)strtoul(v, NULL, 10) : 0;
-}
-
 static void *prealloc_main(void *arg)
 {
     evs__emb *s = arg;
@@ -179,6 +182,9 @@ static void *prealloc_main(void *arg)
             pthread_mutex_lock(&s->prep_lock);
             continue; /* the writer may have withdrawn it meanwhile */
         }
+        /* requests only move forward, and a segment the writer withdrew
+         * (prep_no) is never claimed: one owner per segment file */
+        assert(no > s->prep_no);
         s->prep_no = no;
         s->prep_busy = 1;
         pthread_mutex_unlock(&s->prep_lock);
@@ -194,6 +200,9 @@ static void *prealloc_main(void *arg)
         }
 
         pthread_mutex_lock(&s->prep_lock);
+        /* the writer waits while prep_busy, so it withdrew nothing; and it
+         * took or dropped the last made file before asking for this one */
+        assert(s->prep_no == no && s->prep_fd < 0);
         s->prep_fd = fd;
         s->prep_busy = 0;
         pthread_cond_broadcast(&s->prep_cond);
@@ -252,7 +261,7 @@ void evs__prealloc_request(evs__emb *s, uint32_t no)
 /* The prepared file for segment no, waiting for it if it is being made;
  * -1 if there is none, and then the caller owns the making of segment no:
  * the request is withdrawn so that the preallocator never touches it. */
-static int take_prepared(evs__emb *s, uint32_t no)
+static EVS_MUST_USE int take_prepared(evs__emb *s, uint32_t no)
 {
     int fd = -1;
     if (!s->prep_started)
@@ -266,6 +275,8 @@ static int take_prepared(evs__emb *s, uint32_t no)
         fd = s->prep_fd;
         s->prep_fd = -1;
     } else {
+        /* asked for at most the segment after the writer's, which is no */
+        assert(s->prep_no <= no);
         drop_prepared(s); /* made for another segment: never used */
         s->prep_no = no;
         if (s->prep_want < no)
@@ -285,6 +296,9 @@ int evs__seg_create(evs__emb *s, uint32_t no, uint64_t first_position, int *name
     char tmp[4096], path[4096];
     uint8_t h[EVS_SEG_HEADER_SIZE];
     int fd, rc = 0;
+    /* segments are numbered from 1 with no gap: only the one after the
+     * last is made, and only by the process that writes */
+    assert(!s->readonly && no == atomic_load(&s->nsegs) + 1);
     if (no > EVS_MAX_SEGMENTS)
         return evs__err(EVS_ENOSPC, "the log has reached %u segments; use a larger "
                         "segment_size", EVS_MAX_SEGMENTS);
@@ -505,6 +519,9 @@ void evs__rec_encode(uint8_t *p, uint32_t len, const char *tenant,
     if (e->data_len)
         memcpy(v, e->data, e->data_len);
     v += e->data_len; *v++ = 0;
+    /* len came from evs__rec_size of this event: the record fills it
+     * exactly (short: stale bytes inside it; long: the next one overrun) */
+    assert(len >= EVS_REC_FIXED && (size_t)(v - p) == len);
     /* padding to 8 bytes is zero so the log holds no stale bytes */
     memset(v, 0, evs__pad8(len) - len);
 }

@@ -1,3 +1,4 @@
+/* overlay.c -- the group commit's overlay table (overlay.h). */
 #include "embedded/overlay.h"
 #include "util/util.h"
 
@@ -54,7 +55,7 @@ evs__ov_entry *evs__ov_find(evs__overlay *ov, int kind, uint32_t tid,
     }
 }
 
-static int ov_grow(evs__overlay *ov, size_t want)
+static EVS_MUST_USE int ov_grow(evs__overlay *ov, size_t want)
 {
     size_t cap = ov->cap ? ov->cap : 1024;
     while (cap < want * 2)
@@ -93,7 +94,7 @@ int evs__ov_reserve(evs__overlay *ov, size_t n)
 {
     if (ov->count + n > ov->cap / 2 && ov_grow(ov, ov->count + n) < 0)
         return -1;
-    if (evs__grow(&ov->tenants, &ov->tenants_cap, ov->ntenants + 1, sizeof(*ov->tenants)) < 0 ||
+    if (evs__grow(&ov->tenants, &ov->tenants_cap, ov->ntenants + n, sizeof(*ov->tenants)) < 0 ||
         evs__grow(&ov->streams, &ov->streams_cap, ov->nstreams + n, sizeof(*ov->streams)) < 0)
         return -1;
     return 0;
@@ -102,7 +103,13 @@ int evs__ov_reserve(evs__overlay *ov, size_t n)
 evs__ov_entry *evs__ov_add(evs__overlay *ov, int kind, uint32_t tid,
                            const void *key, size_t len)
 {
-    if (evs__ov_reserve(ov, 1) < 0)
+    /* Only the room this entry needs, so that after evs__ov_reserve(n) any
+     * n adds allocate nothing and cannot fail: the writer relies on it. */
+    if ((ov->count + 1 > ov->cap / 2 && ov_grow(ov, ov->count + 1) < 0) ||
+        (kind == OV_TENANT &&
+         evs__grow(&ov->tenants, &ov->tenants_cap, ov->ntenants + 1, sizeof(*ov->tenants)) < 0) ||
+        (kind == OV_STREAM &&
+         evs__grow(&ov->streams, &ov->streams_cap, ov->nstreams + 1, sizeof(*ov->streams)) < 0))
         return NULL;
     uint64_t h = ov_hash(kind, tid, key, len);
     size_t i = h & (ov->cap - 1);

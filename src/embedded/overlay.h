@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/util.h"
+
 enum { OV_TENANT = 1, OV_STREAM = 2, OV_ID = 3 };
 
 typedef struct evs__ov_entry {
@@ -50,11 +52,13 @@ void evs__ov_reset(evs__overlay *ov);
 void evs__ov_free(evs__overlay *ov);
 evs__ov_entry *evs__ov_find(evs__overlay *ov, int kind, uint32_t tid,
                             const void *key, size_t len);
-/* Insert (the key must not be present). NULL when out of memory. */
-evs__ov_entry *evs__ov_add(evs__overlay *ov, int kind, uint32_t tid,
-                           const void *key, size_t len);
-/* Make room for n more entries now, so that pointers returned by find/add
- * stay valid while those n are added. */
-int evs__ov_reserve(evs__overlay *ov, size_t n);
+/* Insert (the key must not be present). NULL when out of memory, never
+ * within the room made by evs__ov_reserve. */
+EVS_MUST_USE evs__ov_entry *evs__ov_add(evs__overlay *ov, int kind, uint32_t tid,
+                                        const void *key, size_t len);
+/* Make room for n more entries of any kinds now, so that adding them
+ * allocates nothing (it cannot fail) and pointers returned by find/add
+ * stay valid while they are added. 0, or -1 when out of memory. */
+EVS_MUST_USE int evs__ov_reserve(evs__overlay *ov, size_t n);
 
 #endif

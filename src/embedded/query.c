@@ -65,7 +65,7 @@ struct evs__qplan {
 
 /* ---- leaves ------------------------------------------------------------ */
 
-static int cur_err(int mrc, qnode *n)
+static EVS_MUST_USE int cur_err(int mrc, qnode *n)
 {
     n->valid = 0;
     return mrc == MDB_NOTFOUND ? 0 : evs__mdb_err(mrc, "query");
@@ -78,7 +78,7 @@ static void posting_entry(qnode *n, const MDB_val *v)
     n->valid = 1;
 }
 
-static int posting_seek(qnode *n, uint64_t p, int backward)
+static EVS_MUST_USE int posting_seek(qnode *n, uint64_t p, int backward)
 {
     MDB_val k = {12, n->key}, v;
     uint8_t vb[16] = {0};
@@ -127,20 +127,20 @@ static int posting_seek(qnode *n, uint64_t p, int backward)
     return 0;
 }
 
-/* tenant_events: key tid(4 BE) + position(8 BE) -> location */
-static int tenant_entry(qnode *n, const MDB_val *k, const MDB_val *v)
+/* tenant_events: key tid(4 BE) + position(8 BE) -> location; an entry of
+ * another tenant leaves n invalid (the list has ended). */
+static void tenant_entry(qnode *n, const MDB_val *k, const MDB_val *v)
 {
     if (k->mv_size != 12 || memcmp(k->mv_data, n->key, 4) != 0) {
         n->valid = 0;
-        return 0;
+        return;
     }
     n->pos = evs__get_be64((const uint8_t *)k->mv_data + 4);
     n->loc = evs__get_le64(v->mv_data);
     n->valid = 1;
-    return 0;
 }
 
-static int tenant_seek(qnode *n, uint64_t p, int backward)
+static EVS_MUST_USE int tenant_seek(qnode *n, uint64_t p, int backward)
 {
     MDB_val k, v;
     uint8_t kb[12];
@@ -158,7 +158,8 @@ static int tenant_seek(qnode *n, uint64_t p, int backward)
         k.mv_data = kb;
         if ((mrc = mdb_cursor_get(n->cur, &k, &v, MDB_SET_RANGE)) != 0)
             return cur_err(mrc, n);
-        return tenant_entry(n, &k, &v);
+        tenant_entry(n, &k, &v);
+        return 0;
     }
     /* the last key <= (tid, p): just before (tid, p + 1) */
     if (p == UINT64_MAX) {
@@ -174,11 +175,12 @@ static int tenant_seek(qnode *n, uint64_t p, int backward)
                               : mrc == 0 ? mdb_cursor_get(n->cur, &k, &v, MDB_PREV) : mrc;
     if (mrc != 0)
         return cur_err(mrc, n);
-    return tenant_entry(n, &k, &v);
+    tenant_entry(n, &k, &v);
+    return 0;
 }
 
 /* stream_events: key sid(8 BE) + version(8 BE) -> position, location */
-static int stream_at(qnode *n, int64_t version)
+static EVS_MUST_USE int stream_at(qnode *n, int64_t version)
 {
     uint8_t kb[16];
     memcpy(kb, n->key, 8);
@@ -196,7 +198,7 @@ static int stream_at(qnode *n, int64_t version)
     return 0;
 }
 
-static int stream_seek(qnode *n, uint64_t p, int backward)
+static EVS_MUST_USE int stream_seek(qnode *n, uint64_t p, int backward)
 {
     MDB_val k, v;
     if (n->valid &&
@@ -242,7 +244,7 @@ static int reached(const qnode *n, uint64_t p, int backward)
     return n->valid && (backward ? n->pos <= p : n->pos >= p);
 }
 
-static int node_seek(qnode *n, uint64_t p, int backward)
+static EVS_MUST_USE int node_seek(qnode *n, uint64_t p, int backward)
 {
     int rc;
     if (reached(n, p, backward))
@@ -313,13 +315,14 @@ static qnode *node_new(evs__qplan *pl, int kind)
     return n;
 }
 
-static int leaf_cursor(evs__qplan *pl, qnode *n, MDB_dbi dbi)
+static EVS_MUST_USE int leaf_cursor(evs__qplan *pl, qnode *n, MDB_dbi dbi)
 {
     int mrc = mdb_cursor_open(pl->txn, dbi, &n->cur);
     return mrc ? evs__mdb_err(mrc, "query: open cursor") : 0;
 }
 
-static int term_leaf(evs__qplan *pl, qnode **out, unsigned kind, const char *text)
+static EVS_MUST_USE int term_leaf(evs__qplan *pl, qnode **out, unsigned kind,
+                                  const char *text)
 {
     evs__emb *s = pl->s;
     size_t pl_len = strlen(EVS_STREAM_TAG_PREFIX);
@@ -365,7 +368,7 @@ static int term_leaf(evs__qplan *pl, qnode **out, unsigned kind, const char *tex
     return 0;
 }
 
-static int tenant_leaf(evs__qplan *pl, qnode **out)
+static EVS_MUST_USE int tenant_leaf(evs__qplan *pl, qnode **out)
 {
     qnode *n = node_new(pl, QN_TENANT);
     evs__put_be32(n->key, pl->tid);
@@ -387,7 +390,7 @@ static qnode **kids_new(evs__qplan *pl, size_t n)
     return k;
 }
 
-static int compile_item(evs__qplan *pl, qnode **out, const evs_query_item *it)
+static EVS_MUST_USE int compile_item(evs__qplan *pl, qnode **out, const evs_query_item *it)
 {
     int rc;
     if (it->ntypes == 0 && it->ntags == 0)
@@ -437,7 +440,7 @@ static int compile_item(evs__qplan *pl, qnode **out, const evs_query_item *it)
 }
 
 /* Copy the query (types and tags) into one block the plan owns. */
-static int copy_query(evs__qplan *pl, const evs_query *q)
+static EVS_MUST_USE int copy_query(evs__qplan *pl, const evs_query *q)
 {
     size_t nstr = 0, bytes = 0;
     for (size_t i = 0; i < q->nitems; i++) {

@@ -200,7 +200,7 @@ typedef struct name_tab {
     size_t cap, n; /* cap: a power of two */
 } name_tab;
 
-static int tab_grow(name_tab *tb)
+static EVS_MUST_USE int tab_grow(name_tab *tb)
 {
     size_t ncap = tb->cap ? tb->cap * 2 : 1024;
     name_ent *nt = calloc(ncap, sizeof(*nt));
@@ -222,7 +222,8 @@ static int tab_grow(name_tab *tb)
 
 /* The entry of (tid, name), added unused-looking (id 0) when absent;
  * NULL when out of memory. */
-static name_ent *tab_get(name_tab *tb, uint32_t tid, const char *name, size_t len)
+static EVS_MUST_USE name_ent *tab_get(name_tab *tb, uint32_t tid, const char *name,
+                                      size_t len)
 {
     if ((tb->n + 1) * 2 > tb->cap && tab_grow(tb) < 0)
         return NULL;
@@ -286,7 +287,7 @@ typedef struct runfile {
     size_t nruns, cap;
 } runfile;
 
-static int run_write(runfile *rf, const char *dir, const ent *a, size_t n)
+static EVS_MUST_USE int run_write(runfile *rf, const char *dir, const ent *a, size_t n)
 {
     if (rf->fd < 0) {
         char path[4096];
@@ -334,7 +335,7 @@ typedef struct rd {
     ent *own;           /* buffer for the file */
 } rd;
 
-static int rd_fill(rd *r)
+static EVS_MUST_USE int rd_fill(rd *r)
 {
     size_t want = r->left < RUN_BUF_ENTS ? (size_t)r->left : RUN_BUF_ENTS;
     size_t got = 0;
@@ -384,7 +385,7 @@ static void heap_down(mrg *m, size_t i)
     }
 }
 
-static int mrg_init(mrg *m)
+static EVS_MUST_USE int mrg_init(mrg *m)
 {
     m->nh = 0;
     if (!(m->heap = malloc((m->nr ? m->nr : 1) * sizeof(size_t))))
@@ -402,7 +403,7 @@ static int mrg_init(mrg *m)
 }
 
 /* The next entry in order (copied to *out): 1, 0 at the end, or an error. */
-static int mrg_next(mrg *m, ent *out)
+static EVS_MUST_USE int mrg_next(mrg *m, ent *out)
 {
     if (m->nh == 0)
         return 0;
@@ -467,7 +468,7 @@ static inline void prog_ents(prog *p, size_t seen)
 /* ---- loading ----------------------------------------------------------- */
 
 /* Commit *txn (if any), then begin a new one with a cursor on dbi. */
-static int txn_next(evs__emb *s, MDB_txn **txn, MDB_cursor **cur, MDB_dbi dbi)
+static EVS_MUST_USE int txn_next(evs__emb *s, MDB_txn **txn, MDB_cursor **cur, MDB_dbi dbi)
 {
     int mrc;
     if (*txn) {
@@ -488,7 +489,7 @@ static int txn_next(evs__emb *s, MDB_txn **txn, MDB_cursor **cur, MDB_dbi dbi)
     return 0;
 }
 
-static int txn_end(evs__emb *s, MDB_txn **txn, MDB_cursor **cur)
+static EVS_MUST_USE int txn_end(evs__emb *s, MDB_txn **txn, MDB_cursor **cur)
 {
     *cur = NULL;
     int mrc = *txn ? mdb_txn_commit(*txn) : 0;
@@ -519,7 +520,7 @@ static MDB_dbi kind_dbi(evs__emb *s, int k)
  * position whose event id an earlier position already has (what the
  * replay fails on first).
  */
-static int load_kind(evs__emb *s, int k, mrg *m, uint64_t *dup_pos, prog *pg)
+static EVS_MUST_USE int load_kind(evs__emb *s, int k, mrg *m, uint64_t *dup_pos, prog *pg)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
@@ -599,8 +600,8 @@ typedef struct plist {
     size_t off, n; /* its duplicates in the chunk's buffer */
 } plist;
 
-static int post_flush(evs__emb *s, MDB_txn **txn, MDB_cursor **cur, size_t *puts,
-                      const plist *l, size_t nl, uint8_t *dv)
+static EVS_MUST_USE int post_flush(evs__emb *s, MDB_txn **txn, MDB_cursor **cur,
+                                   size_t *puts, const plist *l, size_t nl, uint8_t *dv)
 {
     int rc, mrc;
     if (*puts >= LOAD_TXN_PUTS) { /* a new transaction at a new key only */
@@ -625,7 +626,7 @@ static int post_flush(evs__emb *s, MDB_txn **txn, MDB_cursor **cur, size_t *puts
     return 0;
 }
 
-static int load_postings(evs__emb *s, mrg *m, prog *pg)
+static EVS_MUST_USE int load_postings(evs__emb *s, mrg *m, prog *pg)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
@@ -684,7 +685,7 @@ out:
 }
 
 /* Load tenants and streams (their heads), sorted into key order. */
-static int load_names(evs__emb *s, name_tab *tenants, name_tab *streams)
+static EVS_MUST_USE int load_names(evs__emb *s, name_tab *tenants, name_tab *streams)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
@@ -802,7 +803,7 @@ static void advise_huge(void *p, size_t bytes)
         (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
 }
 
-static int grow_ents(ent **a, size_t *cap, size_t need)
+static EVS_MUST_USE int grow_ents(ent **a, size_t *cap, size_t need)
 {
     size_t old = *cap;
     if (evs__grow(a, cap, need, sizeof(ent)) < 0)
@@ -812,7 +813,8 @@ static int grow_ents(ent **a, size_t *cap, size_t need)
     return 0;
 }
 
-static inline int push(build *b, int k, uint64_t k0, uint64_t k1, uint64_t k2, uint64_t v)
+static inline EVS_MUST_USE int push(build *b, int k, uint64_t k0, uint64_t k1, uint64_t k2,
+                                     uint64_t v)
 {
     int rc;
     if (b->n[k] == b->cap[k] && (rc = grow_ents(&b->a[k], &b->cap[k], b->n[k] + 1)) < 0)
@@ -825,7 +827,7 @@ static inline int push(build *b, int k, uint64_t k0, uint64_t k1, uint64_t k2, u
     return 0;
 }
 
-static int tt_grow(build *b)
+static EVS_MUST_USE int tt_grow(build *b)
 {
     size_t ncap = b->tt_cap ? b->tt_cap * 2 : 4096;
     term_slot *nt = calloc(ncap, sizeof(*nt));
@@ -846,8 +848,9 @@ static int tt_grow(build *b)
     return 0;
 }
 
-static inline int push_term(build *b, uint32_t tid, unsigned kind, const char *text,
-                            size_t len, uint64_t pos, uint64_t loc)
+static inline EVS_MUST_USE int push_term(build *b, uint32_t tid, unsigned kind,
+                                         const char *text, size_t len, uint64_t pos,
+                                         uint64_t loc)
 {
     uint8_t key[12];
     int rc;
@@ -878,7 +881,7 @@ static inline int push_term(build *b, uint32_t tid, unsigned kind, const char *t
 
 /* Scratch for sorting the window's postings (before the thread starts:
  * the thread allocates nothing). */
-static int post_sort_prepare(build *b)
+static EVS_MUST_USE int post_sort_prepare(build *b)
 {
     size_t n = b->n[K_POST], nt = b->nterms;
     int rc;
@@ -938,7 +941,7 @@ static void *sort_main(void *arg)
     return NULL;
 }
 
-static int parse_window(build *b);
+static EVS_MUST_USE int parse_window(build *b);
 
 /* The second thread, for one window: the parse, then the sort. The
  * loader takes positions and times as they are parsed (load_positions). */
@@ -981,7 +984,7 @@ static void wait_sorted(build *b, int k)
  * already in order), as it parses them: both cursors in one transaction.
  * Returns when the parse has ended and all it found is loaded.
  */
-static int load_positions(build *b, uint64_t first)
+static EVS_MUST_USE int load_positions(build *b, uint64_t first)
 {
     evs__emb *s = b->s;
     MDB_txn *txn = NULL;
@@ -1041,14 +1044,14 @@ out:
     return rc;
 }
 
-static int bad_record(build *b, const char *what)
+static EVS_MUST_USE int bad_record(build *b, const char *what)
 {
     return evs__err(EVS_ECORRUPT, "index rebuild: log segment %u offset %u: %s where "
                     "position %" PRIu64 " was expected", b->seg, b->off, what, b->next_pos);
 }
 
 /* Parse up to one window of records into b's arrays. */
-static int parse_window(build *b)
+static EVS_MUST_USE int parse_window(build *b)
 {
     evs__emb *s = b->s;
     const uint8_t *m = evs__seg_map(s, b->seg);
@@ -1179,7 +1182,8 @@ static int parse_window(build *b)
 
 /* ---- the build ------------------------------------------------------------ */
 
-static int meta_put(evs__emb *s, uint64_t applied, uint64_t loc, int seq, int check_empty)
+static EVS_MUST_USE int meta_put(evs__emb *s, uint64_t applied, uint64_t loc, int seq,
+                                 int check_empty)
 {
     MDB_txn *txn = NULL;
     int rc = 0, mrc;
@@ -1223,7 +1227,7 @@ static uint64_t window_size(void)
 }
 
 /* Load every sorted kind: the merge of the file runs and the last window. */
-static int load_all(build *b)
+static EVS_MUST_USE int load_all(build *b)
 {
     int rc = 0;
     uint64_t dup_pos = UINT64_MAX;

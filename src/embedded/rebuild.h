@@ -76,6 +76,7 @@
  * the sorted kinds come after the last window: done is not the number of
  * events fully indexed).
  */
-int evs__idx_bulk_build(evs__emb *s, uint64_t end_position, uint64_t end_loc);
+EVS_MUST_USE int evs__idx_bulk_build(evs__emb *s, uint64_t end_position,
+                                     uint64_t end_loc);
 
 #endif

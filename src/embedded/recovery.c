@@ -74,7 +74,8 @@ static uint32_t data_end(const uint8_t *m, uint32_t off, uint32_t size)
 
 /* Zero the last segment from off to its last non-zero byte, and sync.
  * *cut: how many bytes were not zero already. */
-static int truncate_tail(evs__emb *s, const uint8_t *m, uint32_t off, uint32_t *cut)
+static EVS_MUST_USE int truncate_tail(evs__emb *s, const uint8_t *m, uint32_t off,
+                                      uint32_t *cut)
 {
     uint32_t end = data_end(m, off, s->seg_size);
     *cut = end > off ? end - off : 0;
@@ -100,7 +101,7 @@ static int truncate_tail(evs__emb *s, const uint8_t *m, uint32_t off, uint32_t *
  * (renamed to NNN.evslog.cut-<time>, never deleted) and make `last` the
  * writer's segment. why: for the notice.
  */
-static int set_aside_after(evs__emb *s, uint32_t last, const char *why)
+static EVS_MUST_USE int set_aside_after(evs__emb *s, uint32_t last, const char *why)
 {
     char from[4096], to[4200], path[4096];
     uint32_t n = atomic_load(&s->nsegs);
@@ -130,7 +131,7 @@ static int set_aside_after(evs__emb *s, uint32_t last, const char *why)
     return 0;
 }
 
-static int drop_index(MDB_txn *txn, evs__emb *s)
+static EVS_MUST_USE int drop_index(MDB_txn *txn, evs__emb *s)
 {
     MDB_dbi dbis[] = {s->db_tenants, s->db_streams, s->db_stream_events,
                       s->db_positions, s->db_tenant_events, s->db_event_ids,
@@ -141,7 +142,9 @@ static int drop_index(MDB_txn *txn, evs__emb *s)
             return evs__mdb_err(mrc, "rebuild: empty sub-database");
     }
     MDB_val k = {7, "applied"};
-    mdb_del(txn, s->db_meta, &k, NULL);
+    int mrc = mdb_del(txn, s->db_meta, &k, NULL);
+    if (mrc != 0 && mrc != MDB_NOTFOUND)
+        return evs__mdb_err(mrc, "rebuild: forget the index's end");
     s->next_stream_id = 1;
     s->next_tenant_id = 1;
     s->time_max_us = INT64_MIN;
@@ -168,7 +171,8 @@ static int index_end_ok(MDB_txn *txn, evs__emb *s, uint64_t applied, uint64_t L)
 }
 
 /* Commit the replay so far and begin the next transaction. */
-static int replay_commit(evs__emb *s, MDB_txn **txn, uint64_t applied, uint64_t L)
+static EVS_MUST_USE int replay_commit(evs__emb *s, MDB_txn **txn, uint64_t applied,
+                                      uint64_t L)
 {
     int rc, mrc;
     if ((rc = evs__idx_applied_put(*txn, s, applied, L)) < 0 ||
@@ -190,8 +194,8 @@ static int replay_commit(evs__emb *s, MDB_txn **txn, uint64_t applied, uint64_t 
  * position `end`, all checked already, one record at a time (the replay
  * after a trusted index, usually a few groups).
  */
-static int replay(evs__emb *s, MDB_txn **txn, uint64_t applied, uint64_t from,
-                  uint64_t end, uint64_t *L)
+static EVS_MUST_USE int replay(evs__emb *s, MDB_txn **txn, uint64_t applied,
+                               uint64_t from, uint64_t end, uint64_t *L)
 {
     int rc;
     uint32_t seg = evs__loc_seg(from), off = evs__loc_off(from), len;
@@ -666,7 +670,9 @@ int evs__emb_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx)
     }
     /* every stream's head + 1 summed must equal the number of events */
     MDB_cursor *cur;
-    if (mdb_cursor_open(txn, s->db_streams, &cur) == 0) {
+    if ((mrc = mdb_cursor_open(txn, s->db_streams, &cur)) != 0) {
+        problem(&v, "index: the streams index cannot be read: %s", mdb_strerror(mrc));
+    } else {
         MDB_val k, val;
         uint64_t sum = 0;
         int op = MDB_FIRST;

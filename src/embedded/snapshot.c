@@ -25,7 +25,7 @@
 
 /* Move the snapshots an index of an earlier version kept into the
  * snapshots environment (once: they are deleted from the index). */
-static int migrate(evs__emb *s)
+static EVS_MUST_USE int migrate(evs__emb *s)
 {
     MDB_txn *itxn = NULL, *stxn = NULL;
     MDB_cursor *cur = NULL;

@@ -23,10 +23,10 @@ static int emb_read_stream(evs_iter **out, evs_db *db, const char *tenant,
                            const char *stream, int64_t from_version,
                            evs_direction dir, uint64_t limit);
 static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
-                        uint64_t from_position, uint64_t limit);
+                        uint64_t from_position, uint64_t limit, unsigned flags);
 static int emb_read_query(evs_iter **out, evs_db *db, const char *tenant,
                           const evs_query *query, uint64_t bound, evs_direction dir,
-                          uint64_t limit);
+                          uint64_t limit, unsigned flags);
 static int emb_read_streams(evs_iter **out, evs_db *db, const char *tenant,
                             const evs_stream_read *streams, size_t n);
 static int emb_iter_next(const evs_event **ev, evs_iter *it);
@@ -36,28 +36,33 @@ static int emb_stream_version(int64_t *out, evs_db *db, const char *tenant,
                               const char *stream);
 static int emb_head(uint64_t *out, evs_db *db, const char *tenant);
 static int emb_stats(evs_stats *out, evs_db *db);
-static int emb_read_tracking(evs_iter **out, evs_db *db, const evs__tracking *t,
-                             uint64_t after, uint64_t limit, int wait, uint64_t deadline_ns,
-                             const _Atomic int *cancel);
+static int emb_commit_seq(uint64_t *out, evs_db *db);
+static int emb_wait_commit(evs_db *db, uint64_t seq, uint64_t deadline_ns,
+                           const _Atomic int *cancel);
 static void emb_wake_readers(evs_db *db);
 static int emb_token_tail(uint64_t *out, evs_db *db, const char *tenant);
 static int emb_event_position(uint64_t *out, evs_db *db, const evs_uuid *id);
 static int emb_token_at(uint64_t *out, evs_db *db, int64_t time_us);
 
+static const evs__iter_ops emb_iter_ops = {
+    .next = emb_iter_next,
+    .marker = emb_iter_marker,
+    .free = emb_iter_free,
+};
+
 static const evs__backend_ops emb_ops = {
+    .version = EVS__BACKEND_VERSION,
     .name = "embedded",
     .append = evs__emb_append,
     .read_stream = emb_read_stream,
     .read_all = emb_read_all,
     .read_query = emb_read_query,
     .read_streams = emb_read_streams,
-    .iter_next = emb_iter_next,
-    .iter_marker = emb_iter_marker,
-    .iter_free = emb_iter_free,
     .stream_version = emb_stream_version,
     .head_position = emb_head,
     .stats = emb_stats,
-    .read_tracking = emb_read_tracking,
+    .commit_seq = emb_commit_seq,
+    .wait_commit = emb_wait_commit,
     .wake_readers = emb_wake_readers,
     .token_tail = emb_token_tail,
     .event_position = emb_event_position,
@@ -70,7 +75,7 @@ static const evs__backend_ops emb_ops = {
 
 /* ---- open / close -------------------------------------------------------- */
 
-static int prepare_dir(const char *path, int create)
+static EVS_MUST_USE int prepare_dir(const char *path, int create)
 {
     struct stat st;
     char sub[4096];
@@ -141,7 +146,7 @@ void evs__emb_notice(evs__emb *s, const char *fmt, ...)
  * boot and its files before it writes the index), so seeing EVS_EBUSY,
  * look again.
  */
-static int readonly_recover(const char *path, const evs_open_options *opts)
+static EVS_MUST_USE int readonly_recover(const char *path, const evs_open_options *opts)
 {
     evs__trust t;
     int rc;
@@ -293,12 +298,19 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
         if ((rc = evs__prealloc_start(s)) < 0 || (rc = evs__writer_start(s)) < 0)
             goto fail;
     } else {
+        /* An index whose end cannot be read fails the open here rather
+         * than every read later (each read begins by reading it). */
         MDB_txn *txn;
         uint64_t applied = 0, L;
-        if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
-            evs__idx_applied_get(txn, s, &applied, &L);
-            mdb_txn_abort(txn);
+        int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+        if (mrc != 0) {
+            rc = evs__mdb_err(mrc, "begin read");
+            goto fail;
         }
+        rc = evs__idx_applied_get(txn, s, &applied, &L);
+        mdb_txn_abort(txn);
+        if (rc < 0)
+            goto fail;
         atomic_store(&s->head, applied);
     }
     *out = &s->base;
@@ -394,10 +406,7 @@ typedef struct emb_iter {
     uint64_t next_from;  /* IT_QUERY: where the next seek starts */
     int backward;
     int exhausted;       /* the read reached its end (not its limit) */
-    int peeked;          /* tracking: it->ev was read ahead, not yet returned */
     int skip_system;     /* $all of every tenant: skip system streams' events */
-    uint32_t gmember, gsize; /* consumer group filter (gsize 0: none) */
-    uint64_t marker_floor; /* tracking: the marker never goes below `after` */
     uint64_t snap_head;  /* the head position in this read's snapshot */
     uint64_t last_pos;   /* forward: last position returned (or the bound) */
     uint64_t *msid;      /* IT_STREAMS: stream id (0 = absent), from version */
@@ -408,11 +417,12 @@ typedef struct emb_iter {
     size_t tags_cap;
 } emb_iter;
 
-static int iter_new(emb_iter **out, evs__emb *s, uint64_t limit)
+static EVS_MUST_USE int iter_new(emb_iter **out, evs__emb *s, uint64_t limit)
 {
     emb_iter *it = calloc(1, sizeof(*it));
     if (!it)
         return evs__err(EVS_ENOMEM, "out of memory creating an iterator");
+    it->base.ops = &emb_iter_ops;
     it->base.db = &s->base;
     it->s = s;
     it->left = limit ? limit : UINT64_MAX;
@@ -432,7 +442,7 @@ static int iter_new(emb_iter **out, evs__emb *s, uint64_t limit)
     return 0;
 }
 
-static int iter_cursor(emb_iter *it, MDB_dbi dbi)
+static EVS_MUST_USE int iter_cursor(emb_iter *it, MDB_dbi dbi)
 {
     it->dbi = dbi;
     int mrc = mdb_cursor_open(it->txn, dbi, &it->cur);
@@ -478,8 +488,11 @@ static int emb_read_stream(evs_iter **out, evs_db *db, const char *tenant,
 }
 
 static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
-                        uint64_t from_position, uint64_t limit)
+                        uint64_t from_position, uint64_t limit, unsigned flags)
 {
+    /* EVS__READ_RETAIN holds without effort: events point into the log's
+     * mapping, which lives as long as the handle */
+    (void)flags;
     evs__emb *s = (evs__emb *)db;
     emb_iter *it;
     int rc;
@@ -518,8 +531,9 @@ static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
 
 static int emb_read_query(evs_iter **out, evs_db *db, const char *tenant,
                           const evs_query *query, uint64_t bound, evs_direction dir,
-                          uint64_t limit)
+                          uint64_t limit, unsigned flags)
 {
+    (void)flags; /* as emb_read_all */
     evs__emb *s = (evs__emb *)db;
     emb_iter *it;
     uint32_t tid;
@@ -590,7 +604,7 @@ static int emb_read_streams(evs_iter **out, evs_db *db, const char *tenant,
 
 /* IT_STREAMS: position the cursor on the next entry, moving on to the next
  * stream when one ends. Returns an MDB code. */
-static int streams_step(emb_iter *it, MDB_val *k, MDB_val *v)
+static EVS_MUST_USE int streams_step(emb_iter *it, MDB_val *k, MDB_val *v)
 {
     for (;;) {
         int mrc;
@@ -623,7 +637,7 @@ static int streams_step(emb_iter *it, MDB_val *k, MDB_val *v)
     }
 }
 
-static int query_next(const evs_event **ev, emb_iter *it)
+static EVS_MUST_USE int query_next(const evs_event **ev, emb_iter *it)
 {
     uint64_t pos, loc;
     const uint8_t *rec;
@@ -648,14 +662,12 @@ static int emb_iter_marker(uint64_t *out, const evs_iter *base)
 {
     const emb_iter *it = (const emb_iter *)base;
     *out = it->backward || it->exhausted ? it->snap_head : it->last_pos;
-    if (*out < it->marker_floor)
-        *out = it->marker_floor;
     return 0;
 }
 
 /* Position the cursor on the first entry of a backward read: the largest
  * key <= start. */
-static int seek_backward(emb_iter *it, MDB_val *k, MDB_val *v)
+static EVS_MUST_USE int seek_backward(emb_iter *it, MDB_val *k, MDB_val *v)
 {
     k->mv_size = it->slen;
     k->mv_data = it->start;
@@ -674,19 +686,10 @@ static int iter_step(const evs_event **ev, emb_iter *it);
 static int emb_iter_next(const evs_event **ev, evs_iter *base)
 {
     emb_iter *it = (emb_iter *)base;
-    if (it->peeked) {
-        it->peeked = 0;
-        *ev = &it->ev;
-        return 0;
-    }
     for (;;) {
         int rc = iter_step(ev, it);
-        if (rc != 0 || !(it->skip_system || it->gsize))
+        if (rc != 0 || !it->skip_system || (*ev)->stream[0] != '$')
             return rc;
-        const evs_event *e = *ev;
-        if ((!it->skip_system || e->stream[0] != '$') &&
-            (!it->gsize || evs__group_owns(e, it->gmember, it->gsize)))
-            return 0;
         it->left++; /* skipped events do not count against the limit */
     }
 }
@@ -769,67 +772,26 @@ static void emb_iter_free(evs_iter *base)
     free(it);
 }
 
-/* ---- tracking reads ------------------------------------------------------- */
+/* ---- commit notification ------------------------------------------------- */
 
-static int tracking_iter(emb_iter **out, evs__emb *s, const evs__tracking *t, uint64_t after,
-                         uint64_t limit)
+/* The notify word (notify.c): bumped by every commit of any process. */
+static int emb_commit_seq(uint64_t *out, evs_db *db)
 {
-    evs_iter *base;
-    int rc = t->query ? emb_read_query(&base, &s->base, t->tenant, t->query, after,
-                                       EVS_FORWARD, limit)
-                      : emb_read_all(&base, &s->base, t->tenant,
-                                     after == UINT64_MAX ? after : after + 1, limit);
-    if (rc < 0)
-        return rc;
-    emb_iter *it = (emb_iter *)base;
-    it->marker_floor = after;
-    if (t->size >= 2) {
-        it->gmember = t->member;
-        it->gsize = t->size;
-    }
-    *out = it;
+    evs__emb *s = (evs__emb *)db;
+    if (!s->notify)
+        return evs__notify_wait(s, 0, 0); /* the error: this handle cannot wait */
+    *out = evs__notify_seq(s);
     return 0;
 }
 
-/*
- * Read ahead one event; when there is none, wait for the next commit (see
- * notify.c for why no wake-up is lost) and look again from the head of
- * the snapshot that found nothing: commits of events that do not match
- * keep the reader waiting, and are never scanned twice.
- */
-static int emb_read_tracking(evs_iter **out, evs_db *db, const evs__tracking *t,
-                             uint64_t after, uint64_t limit, int wait, uint64_t deadline_ns,
-                             const _Atomic int *cancel)
+/* See notify.c for why no wake-up is lost between commit_seq and here. */
+static int emb_wait_commit(evs_db *db, uint64_t seq, uint64_t deadline_ns,
+                           const _Atomic int *cancel)
 {
     evs__emb *s = (evs__emb *)db;
-    if (wait && !s->notify)
-        return evs__notify_wait(s, 0, 0); /* the error */
-    for (;;) {
-        uint32_t seq = evs__notify_seq(s);
-        emb_iter *it;
-        const evs_event *ev;
-        int rc = tracking_iter(&it, s, t, after, limit);
-        if (rc < 0)
-            return rc;
-        rc = emb_iter_next(&ev, &it->base);
-        if (rc == 0)
-            it->peeked = 1;
-        int done = rc != EVS_ITEROVER || !wait || (cancel && atomic_load(cancel)) ||
-                   (deadline_ns && evs__mono_ns() >= deadline_ns);
-        if (rc < 0 && rc != EVS_ITEROVER) {
-            emb_iter_free(&it->base);
-            return rc;
-        }
-        if (done) {
-            *out = &it->base;
-            return 0;
-        }
-        if (it->snap_head > after)
-            after = it->snap_head;
-        emb_iter_free(&it->base);
-        if ((rc = evs__notify_wait(s, seq, deadline_ns)) < 0)
-            return rc;
-    }
+    if (cancel && atomic_load(cancel))
+        return 0;
+    return evs__notify_wait(s, (uint32_t)seq, deadline_ns);
 }
 
 static void emb_wake_readers(evs_db *db)
@@ -854,7 +816,7 @@ static int emb_event_position(uint64_t *out, evs_db *db, const evs_uuid *id)
 
 /* The position of a tenant's first (last = 0) or last (last = 1) event, 0
  * when it has none: one seek in tenant_events. */
-static int tenant_edge(uint64_t *out, evs__emb *s, const char *tenant, int last)
+static EVS_MUST_USE int tenant_edge(uint64_t *out, evs__emb *s, const char *tenant, int last)
 {
     MDB_txn *txn;
     MDB_cursor *cur = NULL;
@@ -995,7 +957,7 @@ static int emb_stats(evs_stats *out, evs_db *db)
     evs__emb *s = (evs__emb *)db;
     MDB_txn *txn;
     MDB_stat st;
-    uint64_t applied, L;
+    uint64_t applied = 0, L = 0; /* as an empty index when it cannot be read */
     char path[4096];
     struct stat fst;
     int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);

@@ -26,6 +26,7 @@
 #include "embedded/overlay.h"
 #include "util/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -42,28 +43,9 @@ typedef struct part_state {
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static void fmt_expected(char *buf, size_t n, int64_t ev)
-{
-    if (ev == EVS_ANY)
-        snprintf(buf, n, "any");
-    else if (ev == EVS_NO_STREAM)
-        snprintf(buf, n, "no stream");
-    else if (ev == EVS_STREAM_EXISTS)
-        snprintf(buf, n, "stream exists");
-    else
-        snprintf(buf, n, "%lld", (long long)ev);
-}
-
-static int expected_ok(int64_t expected, int64_t actual)
-{
-    switch (expected) {
-    case EVS_ANY: return 1;
-    case EVS_NO_STREAM: return actual == EVS_NO_STREAM;
-    case EVS_STREAM_EXISTS: return actual >= 0;
-    default: return actual == expected;
-    }
-}
-
+/* Fail request r alone: the group goes on without it. Returns 0, for
+ * stage_req's `return req_fail(...)`; callers that fail every request of a
+ * group have no use for it. */
 static int req_fail(evs__emb_req *r, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int req_fail(evs__emb_req *r, int rc, const char *fmt, ...)
@@ -76,10 +58,54 @@ static int req_fail(evs__emb_req *r, int rc, const char *fmt, ...)
     return 0;
 }
 
+#ifndef NDEBUG
+/*
+ * The group buffer as it is about to be written is what recovery relies
+ * on (FORMAT.md, "Recovery rules"): whole records, 8-aligned and back to
+ * back, at positions gbuf_first, gbuf_first + 1, ... next_position - 1
+ * with no gap, each naming gbuf_first as its group and the first record
+ * of its append as commit_first, the last one ending an append, and no
+ * STAMP_TIME flag left. Debug builds only: it reads every record.
+ */
+static int group_ok(const evs__emb *s)
+{
+    uint64_t pos = s->gbuf_first, commit_first = pos;
+    size_t off = 0;
+    uint16_t flags = 0;
+    while (off < s->gbuf_len) {
+        const uint8_t *rec = s->gbuf + off;
+        uint32_t len;
+        if (evs__rec_check(rec, s->gbuf_len - off, &len) != EVS_REC_OK ||
+            evs__get_le64(rec + EVS_REC_OFF_POSITION) != pos ||
+            evs__get_le64(rec + EVS_REC_OFF_GROUP_FIRST) != s->gbuf_first ||
+            evs__get_le64(rec + EVS_REC_OFF_COMMIT_FIRST) != commit_first)
+            return 0;
+        flags = evs__get_le16(rec + EVS_REC_OFF_FLAGS);
+        if (flags & EVS_REC_FLAG_STAMP_TIME)
+            return 0;
+        off += evs__pad8(len);
+        pos++;
+        if (flags & EVS_REC_FLAG_COMMIT_END)
+            commit_first = pos;
+    }
+    return off == s->gbuf_len && pos == s->next_position &&
+           (flags & EVS_REC_FLAG_COMMIT_END);
+}
+#endif
+
 /* Write the group buffer at the current offset and sync it. */
-static int flush_group(evs__emb *s)
+static EVS_MUST_USE int flush_group(evs__emb *s)
 {
     size_t done = 0;
+    /* the write stays inside the current segment, after its header, on a
+     * record boundary: a record never spans two segments */
+    assert(s->wfd >= 0 && s->woff >= EVS_SEG_HEADER_SIZE && s->woff % 8 == 0 &&
+           s->woff + s->gbuf_len <= s->seg_size);
+    /* a segment's first record has the position its header names */
+    assert(s->woff > EVS_SEG_HEADER_SIZE ||
+           s->gbuf_first == s->segs[s->wseg - 1].first_position);
+    /* what recovery expects of a group (group_ok says what) */
+    assert(s->gbuf_len > 0 && group_ok(s));
     while (done < s->gbuf_len) {
         ssize_t w = pwrite(s->wfd, s->gbuf + done, s->gbuf_len - done,
                            (off_t)s->woff + (off_t)done);
@@ -102,8 +128,8 @@ static int flush_group(evs__emb *s)
 
 /* ---- lookups: this group's overlay first, then the txn ------------------ */
 
-static int tenant_lookup(evs__emb *s, MDB_txn *txn, const char *t, size_t len,
-                         uint32_t *tid)
+static EVS_MUST_USE int tenant_lookup(evs__emb *s, MDB_txn *txn, const char *t,
+                                      size_t len, uint32_t *tid)
 {
     evs__ov_entry *e = evs__ov_find(&s->ov, OV_TENANT, 0, t, len);
     if (e) {
@@ -118,8 +144,8 @@ static int tenant_lookup(evs__emb *s, MDB_txn *txn, const char *t, size_t len,
     return rc;
 }
 
-static int id_lookup(evs__emb *s, MDB_txn *txn, const uint8_t id[16], uint64_t *pos,
-                     uint64_t *loc)
+static EVS_MUST_USE int id_lookup(evs__emb *s, MDB_txn *txn, const uint8_t id[16],
+                                  uint64_t *pos, uint64_t *loc)
 {
     evs__ov_entry *e = evs__ov_find(&s->ov, OV_ID, 0, id, 16);
     if (e) {
@@ -130,8 +156,9 @@ static int id_lookup(evs__emb *s, MDB_txn *txn, const uint8_t id[16], uint64_t *
     return evs__idx_id_get(txn, s, id, pos, loc);
 }
 
-static int stream_lookup(evs__emb *s, MDB_txn *txn, uint32_t tid, const char *name,
-                         size_t len, uint64_t *sid, int64_t *version)
+static EVS_MUST_USE int stream_lookup(evs__emb *s, MDB_txn *txn, uint32_t tid,
+                                      const char *name, size_t len, uint64_t *sid,
+                                      int64_t *version)
 {
     *sid = 0;
     *version = EVS_NO_STREAM;
@@ -153,7 +180,8 @@ static int stream_lookup(evs__emb *s, MDB_txn *txn, uint32_t tid, const char *na
  * retry if every event is stored, in the same order, with the same body;
  * then its original result is returned. Anything else is EVS_EDUPLICATE.
  */
-static int check_retry(evs__emb *s, MDB_txn *txn, evs__emb_req *r, uint64_t first_pos)
+static EVS_MUST_USE int check_retry(evs__emb *s, MDB_txn *txn, evs__emb_req *r,
+                                    uint64_t first_pos)
 {
     evs__append_req *c = r->core;
     char idt[37];
@@ -203,17 +231,18 @@ static int check_retry(evs__emb *s, MDB_txn *txn, evs__emb_req *r, uint64_t firs
     return 0;
 }
 
-static int index_pending(evs__emb *s, MDB_txn *txn);
+static EVS_MUST_USE int index_pending(evs__emb *s, MDB_txn *txn);
 
 /*
  * The request's DCB conditions, against the txn. Every earlier request of
  * this group is indexed into the txn first (index_pending), so a condition
  * sees them: two appends with the same condition in one group cannot both
- * pass. Failures are appended to r->msg at *mlen; returns the number of
- * failed conditions, or < 0 for an error that breaks the group.
+ * pass. A failed condition's conflicts[] entry gets the matching event's
+ * position; returns the number of failed conditions, or < 0 for an error
+ * that breaks the group.
  */
-static int check_conditions(evs__emb *s, MDB_txn *txn, evs__emb_req *r, uint32_t tid,
-                            size_t *mlen, size_t nfailed)
+static EVS_MUST_USE int check_conditions(evs__emb *s, MDB_txn *txn, evs__emb_req *r,
+                                         uint32_t tid)
 {
     evs__append_req *c = r->core;
     int rc, failed = 0;
@@ -236,13 +265,7 @@ static int check_conditions(evs__emb *s, MDB_txn *txn, evs__emb_req *r, uint32_t
             return rc;
         if (rc == 0)
             continue;
-        c->conflicts[i] = pos;
-        if (*mlen < sizeof(r->msg))
-            *mlen += (size_t)snprintf(r->msg + *mlen, sizeof(r->msg) - *mlen,
-                                      "%scondition %zu: the event at position %" PRIu64
-                                      " matches fail_if_events_match (after %" PRIu64 ")",
-                                      nfailed + (size_t)failed ? "; " : "", i, pos,
-                                      cd->after);
+        c->conflicts[i] = pos; /* the front end writes the message */
         failed++;
     }
     return failed;
@@ -254,8 +277,8 @@ static int check_conditions(evs__emb *s, MDB_txn *txn, evs__emb_req *r, uint32_t
  * overlay). Returns < 0 only for failures that break the whole group; a
  * failed condition is recorded in r->rc.
  */
-static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
-                     int *flushed)
+static EVS_MUST_USE int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r,
+                                  int64_t stamp, int *flushed)
 {
     evs__append_req *c = r->core;
     uint32_t tid = 0;
@@ -289,27 +312,19 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
     if (evs__grow(&s->wparts, &s->wparts_cap, c->nparts, sizeof(part_state)) < 0)
         return evs__err(EVS_ENOMEM, "out of memory checking an append");
     part_state *w_parts = s->wparts;
-    size_t nconf = 0, mlen = 0;
+    size_t nconf = 0;
     for (size_t p = 0; p < c->nparts; p++) {
         const evs_stream_append *pa = &c->parts[p];
         if ((rc = stream_lookup(s, txn, tid, pa->stream, c->stream_lens[p],
                                 &w_parts[p].sid, &w_parts[p].version)) < 0)
             return rc;
         c->results[p].stream_version = w_parts[p].version;
-        if (!expected_ok(pa->expected_version, w_parts[p].version)) {
-            char e[32];
-            fmt_expected(e, sizeof(e), pa->expected_version);
-            c->results[p].status = EVS_ECONFLICT;
-            if (mlen < sizeof(r->msg))
-                mlen += (size_t)snprintf(r->msg + mlen, sizeof(r->msg) - mlen,
-                                         "%sexpected version %s but stream %s is at %lld%s",
-                                         nconf ? "; " : "", e, pa->stream,
-                                         (long long)w_parts[p].version,
-                                         w_parts[p].version == EVS_NO_STREAM ? " (no stream)" : "");
+        if (!evs__expected_ok(pa->expected_version, w_parts[p].version)) {
+            c->results[p].status = EVS_ECONFLICT; /* the front end writes the message */
             nconf++;
         }
     }
-    if ((rc = check_conditions(s, txn, r, tid, &mlen, nconf)) < 0)
+    if ((rc = check_conditions(s, txn, r, tid)) < 0)
         return rc;
     if (nconf || rc > 0) {
         r->rc = EVS_ECONFLICT;
@@ -332,6 +347,11 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
         }
         s->gbuf_first = s->next_position;
     }
+    /* after a rollover it fits: evs__emb_append refused an append larger
+     * than a segment */
+    assert(s->woff + s->gbuf_len + r->enc_len <= s->seg_size);
+    /* group_first names the first record of this write */
+    assert(s->gbuf_len > 0 || s->gbuf_first == s->next_position);
     if (evs__grow(&s->gbuf, &s->gbuf_cap, s->gbuf_len + r->enc_len, 1) < 0 ||
         evs__grow(&s->staged, &s->staged_cap, s->nstaged + c->nevents, sizeof(evs__staged)) < 0)
         return evs__err(EVS_ENOMEM, "out of memory staging a group");
@@ -341,6 +361,7 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
     if (tid == 0) {
         tid = s->next_tenant_id++;
         evs__ov_entry *e = evs__ov_add(&s->ov, OV_TENANT, 0, c->tenant, c->tenant_len);
+        assert(e); /* evs__ov_reserve made room: adding cannot fail */
         e->a = tid; /* not e->tid: that is part of the entry's key */
         e->is_new = 1;
         e->dirty = 1;
@@ -382,6 +403,7 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
             st->loc = loc;
             st->rec = rec;
             evs__ov_entry *e = evs__ov_add(&s->ov, OV_ID, 0, rec + EVS_REC_OFF_ID, 16);
+            assert(e); /* as for the tenant above */
             e->a = pos;
             e->b = (int64_t)loc;
         }
@@ -392,6 +414,7 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
         evs__ov_entry *e = evs__ov_find(&s->ov, OV_STREAM, tid, pa->stream, c->stream_lens[p]);
         if (!e)
             e = evs__ov_add(&s->ov, OV_STREAM, tid, pa->stream, c->stream_lens[p]);
+        assert(e); /* as for the tenant above */
         e->a = sid;
         e->b = v;
         e->dirty = 1;
@@ -410,7 +433,7 @@ static int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r, int64_t stamp,
  * last call. Runs once per group in phase B, and also in phase A before a
  * request with DCB conditions is checked (check_conditions).
  */
-static int index_pending(evs__emb *s, MDB_txn *txn)
+static EVS_MUST_USE int index_pending(evs__emb *s, MDB_txn *txn)
 {
     int rc;
     evs__overlay *ov = &s->ov;
@@ -494,6 +517,9 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
             req_fail(r, EVS_ECLOSED, "%s", s->failed_msg);
         goto wake;
     }
+    /* everything numbered is committed and published: a group that failed
+     * before its log write gave its positions back */
+    assert(atomic_load_explicit(&s->head, memory_order_relaxed) + 1 == s->next_position);
     /*
      * Index space first: a full disk fails the group before its log write,
      * and the store stays usable. The group is cut where its worst-case
@@ -588,6 +614,18 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
     s->ns_stage += t1 - t0;
     s->ns_sync += t2 - t1;
     if (any) {
+        /* the index never gets ahead of the durable log: every staged
+         * record is written and fdatasynced (recovery takes the index's
+         * end as acknowledged), and all of them are in the txn */
+        assert(s->gbuf_len == 0 && s->nstaged > 0 && s->nindexed == s->nstaged);
+#ifndef NDEBUG
+        /* the index's end is the last staged record, which ends where the
+         * next write starts */
+        const evs__staged *end = &s->staged[s->nstaged - 1];
+        uint32_t end_len = evs__get_le32(end->rec + EVS_REC_OFF_LEN);
+        assert(end->position == s->next_position - 1 &&
+               end->loc + evs__pad8(end_len) == evs__loc(s->wseg, s->woff));
+#endif
         if ((rc = evs__idx_applied_put(txn, s, s->next_position - 1,
                                        evs__loc(s->wseg, s->woff))) < 0 ||
             (rc = evs__idx_seq_put(txn, s)) < 0) {
@@ -606,6 +644,8 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
         if (s->woff > s->seg_size / 2)
             evs__prealloc_request(s, s->wseg + 1);
         s->ns_commit += evs__mono_ns() - t2;
+        /* the committed position only grows: this group wrote events */
+        assert(s->next_position - 1 > atomic_load_explicit(&s->head, memory_order_relaxed));
         atomic_store_explicit(&s->head, s->next_position - 1, memory_order_seq_cst);
         evs__notify_kick(s); /* wake blocked tracking reads */
     } else {
@@ -615,6 +655,8 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
     goto wake;
 
 fail:
+    /* an error: the requests still at rc 0 are failed with it below */
+    assert(rc < 0);
     snprintf(why, sizeof(why), "%s", evs_last_error());
     if (txn)
         mdb_txn_abort(txn);

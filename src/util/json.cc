@@ -218,8 +218,8 @@ size_t locate(const char *p, size_t len, error_code *found)
 }
 
 // evs__json_check_at on the padded copy p.
-int check_padded(const char *p, size_t len, size_t *where, char *err,
-                 size_t errlen)
+EVS_MUST_USE int check_padded(const char *p, size_t len, size_t *where, char *err,
+                              size_t errlen)
 {
     simdjson::dom::element root;
     error_code rc = tl_parser.parse(p, len, false).get(root);
@@ -248,8 +248,8 @@ int check_padded(const char *p, size_t len, size_t *where, char *err,
 
 // Fill it from v: the raw span, mapped from the padded copy p back into
 // the caller's buf, and a string's unescaped text.
-error_code describe(od::value v, const char *p, const char *buf,
-                    evs__json_item *it)
+EVS_MUST_USE error_code describe(od::value v, const char *p, const char *buf,
+                                 evs__json_item *it)
 {
     std::string_view raw;
     od::json_type type;
@@ -288,8 +288,8 @@ error_code describe(od::value v, const char *p, const char *buf,
     return simdjson::SUCCESS;
 }
 
-int items(const void *buf, size_t len, bool object, evs__json_item_fn fn,
-          void *ctx, size_t *where, char *err, size_t errlen)
+EVS_MUST_USE int items(const void *buf, size_t len, bool object, evs__json_item_fn fn,
+                       void *ctx, size_t *where, char *err, size_t errlen)
 {
     const char *p = copy_padded(buf, len);
     od::document doc;

@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 
+#include "util/util.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -20,14 +22,14 @@ extern "C" {
  * surrounding whitespace allowed); -1 if not, with a reason in err; -2 when
  * out of memory. Thread-safe (one parser per thread).
  */
-int evs__json_check(const void *buf, size_t len, char *err, size_t errlen);
+EVS_MUST_USE int evs__json_check(const void *buf, size_t len, char *err, size_t errlen);
 
 /*
  * Copy buf without insignificant whitespace into out (room for len bytes);
  * *outlen gets the length. Numbers and strings are kept byte for byte.
  * Does not validate: call evs__json_check first. Returns 0 or -1.
  */
-int evs__json_minify(const void *buf, size_t len, char *out, size_t *outlen);
+EVS_MUST_USE int evs__json_minify(const void *buf, size_t len, char *out, size_t *outlen);
 
 /* *where when the place of an error is not known. */
 #define EVS__JSON_NOWHERE ((size_t)-1)
@@ -40,8 +42,8 @@ int evs__json_minify(const void *buf, size_t len, char *out, size_t *outlen);
  * "unterminated string". Thread-safe; keeps a per-thread copy of the
  * longest text seen, freed at thread exit.
  */
-int evs__json_check_at(const void *buf, size_t len, size_t *where, char *err,
-                       size_t errlen);
+EVS_MUST_USE int evs__json_check_at(const void *buf, size_t len, size_t *where,
+                                    char *err, size_t errlen);
 
 /*
  * One member of an object, or one element of an array, as handed to an
@@ -68,10 +70,12 @@ typedef void (*evs__json_item_fn)(void *ctx, const evs__json_item *item);
  * when the text is JSON of another type), or -2 when out of memory.
  * Duplicate names are handed out as they come.
  */
-int evs__json_object_items(const void *buf, size_t len, evs__json_item_fn fn,
-                           void *ctx, size_t *where, char *err, size_t errlen);
-int evs__json_array_items(const void *buf, size_t len, evs__json_item_fn fn,
-                          void *ctx, size_t *where, char *err, size_t errlen);
+EVS_MUST_USE int evs__json_object_items(const void *buf, size_t len, evs__json_item_fn fn,
+                                        void *ctx, size_t *where, char *err,
+                                        size_t errlen);
+EVS_MUST_USE int evs__json_array_items(const void *buf, size_t len, evs__json_item_fn fn,
+                                       void *ctx, size_t *where, char *err,
+                                       size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -1,3 +1,4 @@
+/* util.c -- the helpers of util.h that are not inline. */
 #include "util/util.h"
 #include <string.h>
 #include <unistd.h>
