@@ -1,8 +1,9 @@
 /*
  * pg_append.c -- appends on PostgreSQL: one round trip per append.
  *
- * The request becomes 23 binary array parameters of evstore.append()
- * (0001_init.sql), which, in one transaction:
+ * The request becomes 23 binary parameters of evstore.append() (the
+ * tenant and 22 arrays, built with pg_wire.c's builder; 0001_init.sql),
+ * which, in one transaction:
  *
  *   lock the head row ─▶ ids already stored? (retry / duplicate)
  *   ─▶ expected versions ─▶ DCB conditions ─▶ insert at head+1..
@@ -26,36 +27,29 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
-enum { NPARAMS = 23 };
+/* ---- the parameters ------------------------------------------------------------ */
 
-typedef struct params {
-    evs__pgbuf b[NPARAMS];
-    const char *vals[NPARAMS];
-    int lens[NPARAMS];
-    int fmts[NPARAMS];
-} params;
-
-static void params_free(params *p)
-{
-    for (int i = 0; i < NPARAMS; i++)
-        evs__pgbuf_free(&p->b[i]);
-}
-
-static int text_arr_str(evs__pgbuf *b, const char *s)
-{
-    return evs__pgarr_bytes(b, s, strlen(s));
-}
+/* evstore.append()'s parameters (0001_init.sql), in order: the tenant;
+ * per part; per event; per condition; the conditions' items (four arrays
+ * from C_ITEMS on: i_ntypes, i_ntags, q_types, q_tags). */
+enum {
+    P_TENANT,
+    P_STREAMS, P_EXPECTED, P_COUNTS,
+    E_PART, E_IDS, E_GIVEN, E_TYPES, E_CONTENT, E_DATA, E_META, E_TOFF, E_NTAGS, E_TAGS,
+    E_CORR, E_CAUS, E_AT,
+    C_AFTER, C_NITEMS, C_ITEMS,
+    NPARAMS = C_ITEMS + 4
+};
+_Static_assert(NPARAMS == EVS_PG_MAXPARAMS, "evstore.append() takes the most parameters");
 
 /* Every flat array of the request; force_given marks every id as the
  * caller's (the replay after a lost connection: generated ids are this
  * append's own, so finding them proves it committed). */
-static int build(params *P, const evs__append_req *r, int force_given)
+static int build(evs__pgparams *P, const evs__append_req *r, int force_given)
 {
     int rc = 0;
-    evs__pgbuf *b = P->b;
     size_t n = r->nevents, ntags = 0, nitems = 0, nqt = 0, nqg = 0;
     for (size_t p = 0; p < r->nparts; p++)
         for (size_t i = 0; i < r->parts[p].nevents; i++)
@@ -68,104 +62,76 @@ static int build(params *P, const evs__append_req *r, int force_given)
             nqg += q->items[i].ntags;
         }
     }
-
-    /* $1 tenant (a plain text value) */
-    b[0].len = 0;
-    if ((rc = evs__pgbuf_reserve(&b[0], r->tenant_len + 1)) < 0)
-        return rc;
-    memcpy(b[0].p, r->tenant, r->tenant_len);
-    b[0].len = r->tenant_len;
+    evs__pgp_reset(P);
+    evs__pgp_bytes(P, r->tenant, r->tenant_len);
 
     /* parts */
-    if ((rc = evs__pgarr_begin(&b[1], EVS_OID_TEXT, r->nparts)) < 0 ||
-        (rc = evs__pgarr_begin(&b[2], EVS_OID_INT8, r->nparts)) < 0 ||
-        (rc = evs__pgarr_begin(&b[3], EVS_OID_INT4, r->nparts)) < 0)
+    if ((rc = evs__pgarr_begin(P, EVS_OID_TEXT, r->nparts)) < 0 ||
+        (rc = evs__pgarr_begin(P, EVS_OID_INT8, r->nparts)) < 0 ||
+        (rc = evs__pgarr_begin(P, EVS_OID_INT4, r->nparts)) < 0)
         return rc;
     for (size_t p = 0; p < r->nparts; p++)
-        if ((rc = evs__pgarr_bytes(&b[1], r->parts[p].stream, r->stream_lens[p])) < 0 ||
-            (rc = evs__pgarr_i64(&b[2], r->parts[p].expected_version)) < 0 ||
-            (rc = evs__pgarr_i32(&b[3], (int32_t)r->parts[p].nevents)) < 0)
+        if ((rc = evs__pgarr_bytes(P, P_STREAMS, r->parts[p].stream, r->stream_lens[p])) < 0 ||
+            (rc = evs__pgarr_i64(P, P_EXPECTED, r->parts[p].expected_version)) < 0 ||
+            (rc = evs__pgarr_i32(P, P_COUNTS, (int32_t)r->parts[p].nevents)) < 0)
             return rc;
 
     /* events */
     static const uint32_t ev_oids[] = {EVS_OID_INT4, EVS_OID_UUID, EVS_OID_BOOL,
                                        EVS_OID_TEXT, EVS_OID_INT2, EVS_OID_BYTEA,
-                                       EVS_OID_BYTEA, EVS_OID_INT4, EVS_OID_INT4};
-    for (int a = 0; a < 9; a++)
-        if ((rc = evs__pgarr_begin(&b[4 + a], ev_oids[a], n)) < 0)
+                                       EVS_OID_BYTEA, EVS_OID_INT4, EVS_OID_INT4,
+                                       EVS_OID_TEXT, EVS_OID_UUID, EVS_OID_UUID,
+                                       EVS_OID_INT8};
+    for (int a = E_PART; a <= E_AT; a++)
+        if ((rc = evs__pgarr_begin(P, ev_oids[a - E_PART], a == E_TAGS ? ntags : n)) < 0)
             return rc;
-    if ((rc = evs__pgarr_begin(&b[13], EVS_OID_TEXT, ntags)) < 0 ||
-        (rc = evs__pgarr_begin(&b[14], EVS_OID_UUID, n)) < 0 ||
-        (rc = evs__pgarr_begin(&b[15], EVS_OID_UUID, n)) < 0 ||
-        (rc = evs__pgarr_begin(&b[16], EVS_OID_INT8, n)) < 0)
-        return rc;
     size_t k = 0, toff = 0;
     for (size_t p = 0; p < r->nparts; p++)
         for (size_t i = 0; i < r->parts[p].nevents; i++, k++) {
             const evs_event_data *e = &r->parts[p].events[i];
-            if ((rc = evs__pgarr_i32(&b[4], (int32_t)p + 1)) < 0 ||
-                (rc = evs__pgarr_bytes(&b[5], r->ids[k].bytes, 16)) < 0 ||
-                (rc = evs__pgarr_bool(&b[6], force_given || r->id_given[k])) < 0 ||
-                (rc = text_arr_str(&b[7], e->type)) < 0 ||
-                (rc = evs__pgarr_i16(&b[8], (int16_t)e->content_type)) < 0 ||
-                (rc = evs__pgarr_bytes(&b[9], e->data, e->data_len)) < 0 ||
-                (rc = evs__pgarr_bytes(&b[10], e->metadata, e->metadata_len)) < 0 ||
-                (rc = evs__pgarr_i32(&b[11], (int32_t)toff)) < 0 ||
-                (rc = evs__pgarr_i32(&b[12], (int32_t)e->ntags)) < 0)
+            if ((rc = evs__pgarr_i32(P, E_PART, (int32_t)p + 1)) < 0 ||
+                (rc = evs__pgarr_bytes(P, E_IDS, r->ids[k].bytes, 16)) < 0 ||
+                (rc = evs__pgarr_bool(P, E_GIVEN, force_given || r->id_given[k])) < 0 ||
+                (rc = evs__pgarr_text(P, E_TYPES, e->type)) < 0 ||
+                (rc = evs__pgarr_i16(P, E_CONTENT, (int16_t)e->content_type)) < 0 ||
+                (rc = evs__pgarr_bytes(P, E_DATA, e->data, e->data_len)) < 0 ||
+                (rc = evs__pgarr_bytes(P, E_META, e->metadata, e->metadata_len)) < 0 ||
+                (rc = evs__pgarr_i32(P, E_TOFF, (int32_t)toff)) < 0 ||
+                (rc = evs__pgarr_i32(P, E_NTAGS, (int32_t)e->ntags)) < 0)
                 return rc;
             for (size_t t = 0; t < e->ntags; t++)
-                if ((rc = text_arr_str(&b[13], e->tags[t])) < 0)
+                if ((rc = evs__pgarr_text(P, E_TAGS, e->tags[t])) < 0)
                     return rc;
             toff += e->ntags;
             rc = evs_uuid_is_nil(&e->correlation_id)
-                     ? evs__pgarr_null(&b[14])
-                     : evs__pgarr_bytes(&b[14], e->correlation_id.bytes, 16);
+                     ? evs__pgarr_null(P, E_CORR)
+                     : evs__pgarr_bytes(P, E_CORR, e->correlation_id.bytes, 16);
             if (rc < 0)
                 return rc;
             rc = evs_uuid_is_nil(&e->causation_id)
-                     ? evs__pgarr_null(&b[15])
-                     : evs__pgarr_bytes(&b[15], e->causation_id.bytes, 16);
-            if (rc < 0 || (rc = evs__pgarr_i64(&b[16], e->recorded_at)) < 0)
+                     ? evs__pgarr_null(P, E_CAUS)
+                     : evs__pgarr_bytes(P, E_CAUS, e->causation_id.bytes, 16);
+            if (rc < 0 || (rc = evs__pgarr_i64(P, E_AT, e->recorded_at)) < 0)
                 return rc;
         }
 
-    /* conditions: per condition its after and number of items; per item
-     * its numbers of types and tags; all types and tags flat */
-    if ((rc = evs__pgarr_begin(&b[17], EVS_OID_INT8, r->nconds)) < 0 ||
-        (rc = evs__pgarr_begin(&b[18], EVS_OID_INT4, r->nconds)) < 0 ||
-        (rc = evs__pgarr_begin(&b[19], EVS_OID_INT4, nitems)) < 0 ||
-        (rc = evs__pgarr_begin(&b[20], EVS_OID_INT4, nitems)) < 0 ||
-        (rc = evs__pgarr_begin(&b[21], EVS_OID_TEXT, nqt)) < 0 ||
-        (rc = evs__pgarr_begin(&b[22], EVS_OID_TEXT, nqg)) < 0)
+    /* conditions: per condition its after and number of items, then the
+     * items of them all */
+    if ((rc = evs__pgarr_begin(P, EVS_OID_INT8, r->nconds)) < 0 ||
+        (rc = evs__pgarr_begin(P, EVS_OID_INT4, r->nconds)) < 0 ||
+        (rc = evs__pgarr_query_begin(P, nitems, nqt, nqg)) < 0)
         return rc;
     for (size_t c = 0; c < r->nconds; c++) {
         const evs_query *q = &r->conds[c].fail_if_events_match;
         uint64_t after = r->conds[c].after;
         /* positions are bigints: an `after` beyond them matches nothing */
-        if ((rc = evs__pgarr_i64(&b[17], after > INT64_MAX ? INT64_MAX : (int64_t)after)) < 0 ||
-            (rc = evs__pgarr_i32(&b[18], (int32_t)q->nitems)) < 0)
+        if ((rc = evs__pgarr_i64(P, C_AFTER, after > INT64_MAX ? INT64_MAX : (int64_t)after)) < 0 ||
+            (rc = evs__pgarr_i32(P, C_NITEMS, (int32_t)q->nitems)) < 0 ||
+            (rc = evs__pgarr_query(P, C_ITEMS, q)) < 0)
             return rc;
-        for (size_t i = 0; i < q->nitems; i++) {
-            const evs_query_item *it = &q->items[i];
-            if ((rc = evs__pgarr_i32(&b[19], (int32_t)it->ntypes)) < 0 ||
-                (rc = evs__pgarr_i32(&b[20], (int32_t)it->ntags)) < 0)
-                return rc;
-            for (size_t t = 0; t < it->ntypes; t++)
-                if ((rc = text_arr_str(&b[21], it->types[t])) < 0)
-                    return rc;
-            for (size_t t = 0; t < it->ntags; t++)
-                if ((rc = text_arr_str(&b[22], it->tags[t])) < 0)
-                    return rc;
-        }
-    }
-    size_t total = 0;
-    for (int i = 0; i < NPARAMS; i++) {
-        P->vals[i] = b[i].p ? b[i].p : "";
-        P->lens[i] = (int)b[i].len;
-        P->fmts[i] = 1;
-        total += b[i].len;
     }
     /* one protocol message holds every parameter: at most 1 GiB */
+    size_t total = evs__pgp_size(P);
     if (total > (1u << 30) - (1u << 20))
         return evs__err(EVS_ETOOBIG, "append of %zu events is %zu bytes encoded, more than "
                         "one PostgreSQL message can carry (1 GiB); split it", n, total);
@@ -173,28 +139,6 @@ static int build(params *P, const evs__append_req *r, int force_given)
 }
 
 /* ---- the answer ------------------------------------------------------------- */
-
-static void fmt_expected(char *buf, size_t n, int64_t ev)
-{
-    if (ev == EVS_ANY)
-        snprintf(buf, n, "any");
-    else if (ev == EVS_NO_STREAM)
-        snprintf(buf, n, "no stream");
-    else if (ev == EVS_STREAM_EXISTS)
-        snprintf(buf, n, "stream exists");
-    else
-        snprintf(buf, n, "%lld", (long long)ev);
-}
-
-static int expected_ok(int64_t expected, int64_t actual)
-{
-    switch (expected) {
-    case EVS_ANY: return 1;
-    case EVS_NO_STREAM: return actual == EVS_NO_STREAM;
-    case EVS_STREAM_EXISTS: return actual >= 0;
-    default: return actual == expected;
-    }
-}
 
 static int bad_answer(const char *what)
 {
@@ -236,44 +180,21 @@ static int finish(evs__append_req *r, PGresult *res)
             x->last_position = (uint64_t)lpos[p];
         }
         break;
-    case 1: {
-        char msg[1024];
-        size_t mlen = 0, nfail = 0;
-        msg[0] = '\0';
+    case 1: /* a failed expected version or condition: the front end writes the message */
         if (evs__pg_parse_i64_array(PQgetvalue(res, 0, 1), ver, np) != (long)np ||
             evs__pg_parse_i64_array(PQgetvalue(res, 0, 5), conf, r->nconds) != (long)r->nconds) {
             rc = bad_answer("conflict");
             break;
         }
         for (size_t p = 0; p < np; p++) {
-            const evs_stream_append *pa = &r->parts[p];
             r->results[p].stream_version = ver[p];
-            if (expected_ok(pa->expected_version, ver[p]))
-                continue;
-            char e[32];
-            fmt_expected(e, sizeof(e), pa->expected_version);
-            r->results[p].status = EVS_ECONFLICT;
-            if (mlen < sizeof(msg))
-                mlen += (size_t)snprintf(msg + mlen, sizeof(msg) - mlen,
-                                         "%sexpected version %s but stream %s is at %lld%s",
-                                         nfail ? "; " : "", e, pa->stream, (long long)ver[p],
-                                         ver[p] == EVS_NO_STREAM ? " (no stream)" : "");
-            nfail++;
+            if (!evs__expected_ok(r->parts[p].expected_version, ver[p]))
+                r->results[p].status = EVS_ECONFLICT;
         }
-        for (size_t c = 0; c < r->nconds; c++) {
+        for (size_t c = 0; c < r->nconds; c++)
             r->conflicts[c] = (uint64_t)conf[c];
-            if (!conf[c])
-                continue;
-            if (mlen < sizeof(msg))
-                mlen += (size_t)snprintf(msg + mlen, sizeof(msg) - mlen,
-                                         "%scondition %zu: the event at position %" PRId64
-                                         " matches fail_if_events_match (after %" PRIu64 ")",
-                                         nfail ? "; " : "", c, conf[c], r->conds[c].after);
-            nfail++;
-        }
-        rc = evs__err(EVS_ECONFLICT, "%s", msg);
+        rc = EVS_ECONFLICT;
         break;
-    }
     case 3: {
         size_t k = (size_t)atol(PQgetvalue(res, 0, 6));
         if (k >= r->nevents) {
@@ -326,35 +247,27 @@ static void sleep_ms(unsigned ms)
  */
 static int settle(evs__pg *s, int pid, const evs_uuid *first, int *committed)
 {
+    static const char *what = "append: settling a lost connection";
     evs__pgconn *pc;
-    int rc;
+    PGresult *res;
+    int rc, gone = 0;
     char pids[16];
     *committed = 0;
     if ((rc = evs__pg_get(s, &pc)) < 0)
         return rc;
     snprintf(pids, sizeof(pids), "%d", pid);
-    const char *v1[1] = {pids};
-    PGresult *res = PQexecParams(pc->c, "SELECT pg_terminate_backend(pid) FROM "
-                                 "pg_stat_activity WHERE pid = $1::int", 1, NULL, v1,
-                                 NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = evs__pg_fail(pc->c, res, "append: settling a lost connection");
-        evs__pg_put(s, pc);
-        return rc;
-    }
-    PQclear(res);
+    evs__pgparams a = {.n = 0};
+    evs__pgp_literal(&a, pids);
+    if ((rc = evs__pg_query_sql(pc->c, "SELECT pg_terminate_backend(pid) FROM "
+                                "pg_stat_activity WHERE pid = $1::int", &a, NULL, what)) < 0)
+        goto out;
     /* Only a backend seen gone has settled its transaction: while it may
      * still run, "not stored yet" proves nothing (it could commit after
      * the lookup), so the outcome stays unknown. */
-    int gone = 0;
     for (int i = 0; i < 1000; i++) {
-        res = PQexecParams(pc->c, "SELECT 1 FROM pg_stat_activity WHERE pid = $1::int", 1,
-                           NULL, v1, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            rc = evs__pg_fail(pc->c, res, "append: settling a lost connection");
-            evs__pg_put(s, pc);
-            return rc;
-        }
+        if ((rc = evs__pg_query_sql(pc->c, "SELECT 1 FROM pg_stat_activity WHERE pid = $1::int",
+                                    &a, &res, what)) < 0)
+            goto out;
         gone = PQntuples(res) == 0;
         PQclear(res);
         if (gone)
@@ -362,26 +275,23 @@ static int settle(evs__pg *s, int pid, const evs_uuid *first, int *committed)
         sleep_ms(10);
     }
     if (!gone) {
-        evs__pg_put(s, pc);
-        return evs__err(EVS_EIO, "the old server process %d did not end within 10 s", pid);
+        rc = evs__err(EVS_EIO, "the old server process %d did not end within 10 s", pid);
+        goto out;
     }
-    const char *v2[1] = {(const char *)first->bytes};
-    int l2[1] = {16}, f2[1] = {1};
-    res = PQexecPrepared(pc->c, "evs_event_position", 1, v2, l2, f2, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = evs__pg_fail(pc->c, res, "append: settling a lost connection");
-        evs__pg_put(s, pc);
-        return rc;
-    }
+    evs__pgp_reset(&a);
+    evs__pgp_bytes(&a, first->bytes, 16);
+    if ((rc = evs__pg_query(pc->c, "evs_event_position", &a, 0, &res, what)) < 0)
+        goto out;
     *committed = PQntuples(res) > 0;
     PQclear(res);
+out:
     evs__pg_put(s, pc);
-    return 0;
+    return rc;
 }
 
 /* ---- one request alone ---------------------------------------------------------- */
 
-static int run(evs__pg *s, evs__append_req *r, params *P, int *lost_pid)
+static int run(evs__pg *s, evs__append_req *r, const evs__pgparams *P, int *lost_pid)
 {
     evs__pgconn *pc;
     int rc;
@@ -389,7 +299,7 @@ static int run(evs__pg *s, evs__append_req *r, params *P, int *lost_pid)
     if ((rc = evs__pg_get(s, &pc)) < 0)
         return rc;
     int pid = PQbackendPID(pc->c);
-    PGresult *res = PQexecPrepared(pc->c, "evs_append", NPARAMS, P->vals, P->lens, P->fmts, 0);
+    PGresult *res = evs__pg_exec_prepared(pc->c, "evs_append", P, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (evs__pg_conn_lost(pc->c) || !res)
             *lost_pid = pid;
@@ -405,7 +315,7 @@ static int run(evs__pg *s, evs__append_req *r, params *P, int *lost_pid)
 
 /* After the connection to backend `pid` broke under request r (alone or
  * in a group): did it commit? Returns r's outcome. */
-static int after_loss(evs__pg *s, evs__append_req *r, params *P, int pid)
+static int after_loss(evs__pg *s, evs__append_req *r, evs__pgparams *P, int pid)
 {
     char lost[512];
     int rc, committed;
@@ -423,7 +333,7 @@ static int after_loss(evs__pg *s, evs__append_req *r, params *P, int pid)
     return run(s, r, P, &pid);
 }
 
-static int run_alone(evs__pg *s, evs__append_req *r, params *P)
+static int run_alone(evs__pg *s, evs__append_req *r, evs__pgparams *P)
 {
     int pid;
     int rc = run(s, r, P, &pid);
@@ -452,7 +362,7 @@ static int run_alone(evs__pg *s, evs__append_req *r, params *P)
  */
 struct evs__pg_req {
     evs__append_req *core;
-    params *P;
+    evs__pgparams *P;
     int rc;
     int done, lead;
     char msg[1024];
@@ -491,8 +401,7 @@ static void commit_group(evs__pg *s, evs__pg_req *batch)
     int pid = PQbackendPID(c), sent = PQenterPipelineMode(c) &&
               PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
     for (evs__pg_req *q = batch; q && sent; q = q->next)
-        sent = PQsendQueryPrepared(c, "evs_append", NPARAMS, q->P->vals, q->P->lens,
-                                   q->P->fmts, 0);
+        sent = evs__pg_send_prepared(c, "evs_append", q->P);
     sent = sent && PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
            PQpipelineSync(c);
 
@@ -558,18 +467,17 @@ static void commit_group(evs__pg *s, evs__pg_req *batch)
 int evs__pg_append(evs_db *db, evs__append_req *r)
 {
     evs__pg *s = (evs__pg *)db;
-    params P;
+    evs__pgparams P = {.n = 0};
     int rc;
-    memset(&P, 0, sizeof(P));
     if ((rc = build(&P, r, 0)) < 0) {
-        params_free(&P);
+        evs__pgp_free(&P);
         return rc;
     }
     evs__pg_req me = {.core = r, .P = &P};
     pthread_mutex_lock(&s->qlock);
     if (s->closing) {
         pthread_mutex_unlock(&s->qlock);
-        params_free(&P);
+        evs__pgp_free(&P);
         return evs__err(EVS_ECLOSED, "append: the store is being closed");
     }
     pthread_cond_init(&me.cv, NULL);
@@ -608,11 +516,28 @@ int evs__pg_append(evs_db *db, evs__append_req *r)
     }
     pthread_mutex_unlock(&s->qlock);
     pthread_cond_destroy(&me.cv);
-    params_free(&P);
+    evs__pgp_free(&P);
     if (me.rc < 0) {
         evs__set_error_text(me.msg);
         return me.rc;
     }
     evs__clear_error();
     return 0;
+}
+
+void evs__pg_append_init(evs__pg *s)
+{
+    pthread_mutex_init(&s->qlock, NULL);
+    pthread_cond_init(&s->qidle, NULL);
+}
+
+void evs__pg_append_close(evs__pg *s)
+{
+    pthread_mutex_lock(&s->qlock);
+    s->closing = 1;
+    while (s->busy)
+        pthread_cond_wait(&s->qidle, &s->qlock);
+    pthread_mutex_unlock(&s->qlock);
+    pthread_mutex_destroy(&s->qlock);
+    pthread_cond_destroy(&s->qidle);
 }

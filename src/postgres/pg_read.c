@@ -1,6 +1,6 @@
 /*
- * pg_read.c -- reads on PostgreSQL: paged iterators, tracking reads woken
- * by LISTEN/NOTIFY, tokens, snapshots, stats and verify.
+ * pg_read.c -- reads on PostgreSQL: paged iterators, the commit waits of
+ * tracking reads (LISTEN/NOTIFY), tokens, snapshots.
  *
  * An iterator is a snapshot without holding a transaction open: its first
  * page (fetched when it is created) also returns the head, and every later
@@ -18,9 +18,7 @@
 #include "util/util.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <poll.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -29,47 +27,7 @@
 
 #define PAGE_ROWS 1000
 
-/* ---- parameters ---------------------------------------------------------------- */
-
-/* Up to 10 binary parameters, scalars stored inline. */
-typedef struct pargs {
-    const char *v[10];
-    int l[10], f[10];
-    uint8_t store[10][8];
-    int n;
-} pargs;
-
-static void pa_text(pargs *a, const char *s)
-{
-    a->v[a->n] = s;
-    a->l[a->n] = (int)strlen(s);
-    a->f[a->n++] = 1;
-}
-
-static void pa_bytes(pargs *a, const void *p, size_t len)
-{
-    a->v[a->n] = len ? p : "";
-    a->l[a->n] = (int)len;
-    a->f[a->n++] = 1;
-}
-
-static void pa_i64(pargs *a, int64_t v)
-{
-    evs__put_be64(a->store[a->n], (uint64_t)v);
-    pa_bytes(a, a->store[a->n], 8);
-}
-
-static void pa_i32(pargs *a, int32_t v)
-{
-    evs__put_be32(a->store[a->n], (uint32_t)v);
-    pa_bytes(a, a->store[a->n], 4);
-}
-
-static void pa_bool(pargs *a, int v)
-{
-    a->store[a->n][0] = v ? 1 : 0;
-    pa_bytes(a, a->store[a->n], 1);
-}
+/* ---- running a read ------------------------------------------------------------ */
 
 static int64_t clamp64(uint64_t v)
 {
@@ -82,8 +40,8 @@ static int64_t clamp64(uint64_t v)
  * (the server restarted since it was pooled) is replaced once: reads are
  * safe to repeat.
  */
-static int query(evs__pg *s, const char *stmt, const pargs *a, int binary, PGresult **res,
-                 const char *what)
+static int query(evs__pg *s, const char *stmt, const evs__pgparams *a, int binary,
+                 PGresult **res, const char *what)
 {
     for (int attempt = 0;; attempt++) {
         evs__pgconn *pc;
@@ -91,15 +49,8 @@ static int query(evs__pg *s, const char *stmt, const pargs *a, int binary, PGres
         *res = NULL;
         if ((rc = evs__pg_get(s, &pc)) < 0)
             return rc;
-        PGresult *r = PQexecPrepared(pc->c, stmt, a ? a->n : 0, a ? a->v : NULL,
-                                     a ? a->l : NULL, a ? a->f : NULL, binary);
-        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-            evs__pg_put(s, pc);
-            *res = r;
-            return 0;
-        }
-        int lost = evs__pg_conn_lost(pc->c);
-        rc = evs__pg_fail(pc->c, r, what);
+        rc = evs__pg_query(pc->c, stmt, a, binary, res, what);
+        int lost = rc < 0 && evs__pg_conn_lost(pc->c);
         evs__pg_put(s, pc);
         if (!lost || attempt >= 1)
             return rc;
@@ -122,22 +73,19 @@ typedef struct pg_iter {
     uint64_t left;       /* events still to return (limit) */
     int backward;
     int exhausted;       /* the read reached its end (not its limit) */
-    int peeked;          /* tracking: read ahead, not yet returned */
-    uint32_t gmember, gsize;
-    uint64_t marker_floor;
     uint64_t last_pos;
     /* where the next page starts */
     char *tenant, *stream;
     int64_t next_version;  /* stream reads */
     uint64_t next_pos;     /* $all: first position; query: exclusive bound */
-    evs__pgbuf qarr[4];    /* query: i_ntypes, i_ntags, q_types, q_tags */
+    evs__pgparams qarr;    /* query: i_ntypes, i_ntags, q_types, q_tags */
     char **mnames;         /* read_streams */
     int64_t *mfrom;
     size_t mn, mi;
-    evs__pgbuf marr[2];
-    /* Tracking reads (a subscription's batch) keep every page and tag text
-     * until the iterator is freed: src/core/tracking.c holds the events of
-     * a batch across iter_next calls. Other reads keep only the current. */
+    evs__pgparams par;     /* the next page's parameters */
+    /* EVS__READ_RETAIN (a subscription's batch): keep every page and tag
+     * text until the iterator is freed, as the front end holds the events
+     * of a batch across next calls. Other reads keep only the current. */
     int retain;
     void **kept;           /* retained pages (PGresult) and tag blocks */
     int *kept_res;         /* 1: kept[i] is a PGresult */
@@ -150,11 +98,18 @@ typedef struct pg_iter {
     size_t tagtext_cap;
 } pg_iter;
 
+const evs__iter_ops evs__pg_iter_ops = {
+    .next = evs__pg_iter_next,
+    .marker = evs__pg_iter_marker,
+    .free = evs__pg_iter_free,
+};
+
 static int iter_new(pg_iter **out, evs__pg *s, int kind, uint64_t limit)
 {
     pg_iter *it = calloc(1, sizeof(*it));
     if (!it)
         return evs__err(EVS_ENOMEM, "out of memory creating an iterator");
+    it->base.ops = &evs__pg_iter_ops;
     it->base.db = &s->base;
     it->s = s;
     it->kind = kind;
@@ -179,10 +134,8 @@ void evs__pg_iter_free(evs_iter *base)
     free(it->kept_res);
     free(it->tenant);
     free(it->stream);
-    for (int i = 0; i < 4; i++)
-        evs__pgbuf_free(&it->qarr[i]);
-    for (int i = 0; i < 2; i++)
-        evs__pgbuf_free(&it->marr[i]);
+    evs__pgp_free(&it->qarr);
+    evs__pgp_free(&it->par);
     if (it->mnames)
         for (size_t i = 0; i < it->mn; i++)
             free(it->mnames[i]);
@@ -211,69 +164,69 @@ static int keep(pg_iter *it, void *p, int is_res)
 /* Fetch the next page into it->res. */
 static int fetch(pg_iter *it)
 {
-    pargs a = {.n = 0};
+    evs__pgparams *a = &it->par;
     const char *stmt = NULL;
-    /* a consumer-group reader skips others' events: never page by the limit */
-    uint64_t want = it->gsize || it->left > PAGE_ROWS ? PAGE_ROWS : it->left;
+    /* (a consumer-group reader's read has no limit: the front end counts) */
+    uint64_t want = it->left > PAGE_ROWS ? PAGE_ROWS : it->left;
     int64_t bound = it->have_head ? clamp64(it->snap_head) : INT64_MAX;
     int rc;
+    evs__pgp_reset(a);
     switch (it->kind) {
     case IT_STREAM_FWD:
     case IT_STREAM_BWD:
         stmt = it->kind == IT_STREAM_FWD ? "evs_read_stream_fwd" : "evs_read_stream_bwd";
-        pa_text(&a, it->tenant);
-        pa_text(&a, it->stream);
-        pa_i64(&a, it->next_version);
-        pa_i64(&a, bound);
-        pa_i64(&a, (int64_t)want);
+        evs__pgp_text(a, it->tenant);
+        evs__pgp_text(a, it->stream);
+        evs__pgp_i64(a, it->next_version);
+        evs__pgp_i64(a, bound);
+        evs__pgp_i64(a, (int64_t)want);
         break;
     case IT_ALL:
         stmt = "evs_read_all";
-        pa_i64(&a, clamp64(it->next_pos));
-        pa_i64(&a, bound);
-        pa_i64(&a, (int64_t)want);
+        evs__pgp_i64(a, clamp64(it->next_pos));
+        evs__pgp_i64(a, bound);
+        evs__pgp_i64(a, (int64_t)want);
         break;
     case IT_TENANT:
         stmt = "evs_read_tenant";
-        pa_text(&a, it->tenant);
-        pa_i64(&a, clamp64(it->next_pos));
-        pa_i64(&a, bound);
-        pa_i64(&a, (int64_t)want);
+        evs__pgp_text(a, it->tenant);
+        evs__pgp_i64(a, clamp64(it->next_pos));
+        evs__pgp_i64(a, bound);
+        evs__pgp_i64(a, (int64_t)want);
         break;
     case IT_QUERY:
         stmt = "evs_read_query";
-        pa_text(&a, it->tenant);
+        evs__pgp_text(a, it->tenant);
         if (!it->backward) {
-            pa_i64(&a, clamp64(it->next_pos));
-            pa_i64(&a, bound == INT64_MAX ? INT64_MAX : bound + 1);
+            evs__pgp_i64(a, clamp64(it->next_pos));
+            evs__pgp_i64(a, bound == INT64_MAX ? INT64_MAX : bound + 1);
         } else {
-            pa_i64(&a, 0);
+            evs__pgp_i64(a, 0);
             uint64_t hi = it->next_pos;
             if (bound != INT64_MAX && (hi == 0 || hi > (uint64_t)bound + 1))
                 hi = (uint64_t)bound + 1;
-            pa_i64(&a, hi == 0 ? INT64_MAX : clamp64(hi));
+            evs__pgp_i64(a, hi == 0 ? INT64_MAX : clamp64(hi));
         }
-        pa_bool(&a, it->backward);
-        pa_i64(&a, (int64_t)want);
+        evs__pgp_bool(a, it->backward);
+        evs__pgp_i64(a, (int64_t)want);
         for (int i = 0; i < 4; i++)
-            pa_bytes(&a, it->qarr[i].p, it->qarr[i].len);
+            evs__pgp_borrow(a, &it->qarr, i);
         break;
-    case IT_STREAMS:
+    case IT_STREAMS: {
         stmt = "evs_read_streams";
-        pa_text(&a, it->tenant);
-        if ((rc = evs__pgarr_begin(&it->marr[0], EVS_OID_TEXT, it->mn - it->mi)) < 0 ||
-            (rc = evs__pgarr_begin(&it->marr[1], EVS_OID_INT8, it->mn - it->mi)) < 0)
-            return rc;
+        evs__pgp_text(a, it->tenant);
+        int names = evs__pgarr_begin(a, EVS_OID_TEXT, it->mn - it->mi);
+        int froms = names < 0 ? names : evs__pgarr_begin(a, EVS_OID_INT8, it->mn - it->mi);
+        if (froms < 0)
+            return froms;
         for (size_t i = it->mi; i < it->mn; i++)
-            if ((rc = evs__pgarr_bytes(&it->marr[0], it->mnames[i],
-                                       strlen(it->mnames[i]))) < 0 ||
-                (rc = evs__pgarr_i64(&it->marr[1], it->mfrom[i])) < 0)
+            if ((rc = evs__pgarr_text(a, names, it->mnames[i])) < 0 ||
+                (rc = evs__pgarr_i64(a, froms, it->mfrom[i])) < 0)
                 return rc;
-        pa_bytes(&a, it->marr[0].p, it->marr[0].len);
-        pa_bytes(&a, it->marr[1].p, it->marr[1].len);
-        pa_i64(&a, bound);
-        pa_i64(&a, (int64_t)want);
+        evs__pgp_i64(a, bound);
+        evs__pgp_i64(a, (int64_t)want);
         break;
+    }
     }
     if (it->res && it->retain) {
         rc = keep(it, it->res, 1); /* on failure keep() has cleared it */
@@ -285,7 +238,7 @@ static int fetch(pg_iter *it)
     }
     it->res = NULL;
     PGresult *r;
-    if ((rc = query(it->s, stmt, &a, 1, &r, "read")) < 0)
+    if ((rc = query(it->s, stmt, a, 1, &r, "read")) < 0)
         return rc;
     it->res = r;
     it->row = 0;
@@ -439,30 +392,19 @@ static int step(pg_iter *it)
 int evs__pg_iter_next(const evs_event **ev, evs_iter *base)
 {
     pg_iter *it = (pg_iter *)base;
-    if (it->peeked) {
-        it->peeked = 0;
-        *ev = &it->ev;
-        return 0;
-    }
-    for (;;) {
-        int rc = step(it);
-        if (rc != 0)
-            return rc;
-        if (!it->gsize || evs__group_owns(&it->ev, it->gmember, it->gsize)) {
-            if (it->left != UINT64_MAX)
-                it->left--;
-            *ev = &it->ev;
-            return 0;
-        }
-    }
+    int rc = step(it);
+    if (rc != 0)
+        return rc;
+    if (it->left != UINT64_MAX)
+        it->left--;
+    *ev = &it->ev;
+    return 0;
 }
 
 int evs__pg_iter_marker(uint64_t *out, const evs_iter *base)
 {
     const pg_iter *it = (const pg_iter *)base;
     *out = it->backward || it->exhausted ? it->snap_head : it->last_pos;
-    if (*out < it->marker_floor)
-        *out = it->marker_floor;
     return 0;
 }
 
@@ -496,12 +438,13 @@ int evs__pg_read_stream(evs_iter **out, evs_db *db, const char *tenant, const ch
 }
 
 int evs__pg_read_all(evs_iter **out, evs_db *db, const char *tenant, uint64_t from_position,
-                     uint64_t limit)
+                     uint64_t limit, unsigned flags)
 {
     pg_iter *it = NULL;
     int rc;
     if ((rc = iter_new(&it, (evs__pg *)db, tenant ? IT_TENANT : IT_ALL, limit)) < 0)
         return rc;
+    it->retain = (flags & EVS__READ_RETAIN) != 0;
     it->next_pos = from_position;
     if (tenant && !(it->tenant = strdup(tenant))) {
         evs__pg_iter_free(&it->base);
@@ -513,50 +456,34 @@ int evs__pg_read_all(evs_iter **out, evs_db *db, const char *tenant, uint64_t fr
     return 0;
 }
 
-/* The query as the four arrays of evstore.read_query(). */
-static int query_arrays(evs__pgbuf *qa, const evs_query *q)
+/* The query as the four arrays of evstore.read_query() ($6..$9). */
+static int query_arrays(evs__pgparams *qa, const evs_query *q)
 {
     size_t nt = 0, ng = 0;
-    int rc;
     for (size_t i = 0; i < q->nitems; i++) {
         nt += q->items[i].ntypes;
         ng += q->items[i].ntags;
     }
-    if ((rc = evs__pgarr_begin(&qa[0], EVS_OID_INT4, q->nitems)) < 0 ||
-        (rc = evs__pgarr_begin(&qa[1], EVS_OID_INT4, q->nitems)) < 0 ||
-        (rc = evs__pgarr_begin(&qa[2], EVS_OID_TEXT, nt)) < 0 ||
-        (rc = evs__pgarr_begin(&qa[3], EVS_OID_TEXT, ng)) < 0)
-        return rc;
-    for (size_t i = 0; i < q->nitems; i++) {
-        const evs_query_item *it = &q->items[i];
-        if ((rc = evs__pgarr_i32(&qa[0], (int32_t)it->ntypes)) < 0 ||
-            (rc = evs__pgarr_i32(&qa[1], (int32_t)it->ntags)) < 0)
-            return rc;
-        for (size_t t = 0; t < it->ntypes; t++)
-            if ((rc = evs__pgarr_bytes(&qa[2], it->types[t], strlen(it->types[t]))) < 0)
-                return rc;
-        for (size_t t = 0; t < it->ntags; t++)
-            if ((rc = evs__pgarr_bytes(&qa[3], it->tags[t], strlen(it->tags[t]))) < 0)
-                return rc;
-    }
-    return 0;
+    int a = evs__pgarr_query_begin(qa, q->nitems, nt, ng);
+    return a < 0 ? a : evs__pgarr_query(qa, a, q);
 }
 
 int evs__pg_read_query(evs_iter **out, evs_db *db, const char *tenant,
                        const evs_query *query_, uint64_t bound, evs_direction dir,
-                       uint64_t limit)
+                       uint64_t limit, unsigned flags)
 {
     pg_iter *it = NULL;
     int rc;
     if ((rc = iter_new(&it, (evs__pg *)db, IT_QUERY, limit)) < 0)
         return rc;
+    it->retain = (flags & EVS__READ_RETAIN) != 0;
     it->backward = dir == EVS_BACKWARD;
     it->next_pos = bound;
     if (!(it->tenant = strdup(tenant))) {
         evs__pg_iter_free(&it->base);
         return evs__err(EVS_ENOMEM, "out of memory creating an iterator");
     }
-    if ((rc = query_arrays(it->qarr, query_)) < 0) {
+    if ((rc = query_arrays(&it->qarr, query_)) < 0) {
         evs__pg_iter_free(&it->base);
         return rc;
     }
@@ -724,96 +651,57 @@ void evs__pg_listener_stop(evs__pg *s)
     s->listener_started = 0;
 }
 
+/* wake_readers: a pretend commit, so that every wait_commit returns and
+ * its caller looks at its cancel flag again. */
 void evs__pg_wake_readers(evs_db *db)
 {
     evs__pg *s = (evs__pg *)db;
     pthread_mutex_lock(&s->nlock);
-    s->wake_seq++;
+    s->notify_seq++;
     pthread_cond_broadcast(&s->ncond);
     pthread_mutex_unlock(&s->nlock);
 }
 
-static void wait_commit(evs__pg *s, uint64_t seq0, uint64_t wake0, uint64_t deadline_ns,
+/* commit_seq: the listener must run before the number is read, or a
+ * commit between the read and the start of LISTEN would be missed. */
+int evs__pg_commit_seq(uint64_t *out, evs_db *db)
+{
+    evs__pg *s = (evs__pg *)db;
+    int rc = listener_start(s);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&s->nlock);
+    *out = s->notify_seq;
+    pthread_mutex_unlock(&s->nlock);
+    return 0;
+}
+
+int evs__pg_wait_commit(evs_db *db, uint64_t seq, uint64_t deadline_ns,
                         const _Atomic int *cancel)
 {
+    evs__pg *s = (evs__pg *)db;
     struct timespec ts;
     if (deadline_ns) {
         ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
         ts.tv_nsec = (long)(deadline_ns % 1000000000u);
     }
     pthread_mutex_lock(&s->nlock);
-    while (s->notify_seq == seq0 && s->wake_seq == wake0 && !(cancel && atomic_load(cancel))) {
+    while (s->notify_seq == seq && !(cancel && atomic_load(cancel))) {
         if (!deadline_ns)
             pthread_cond_wait(&s->ncond, &s->nlock);
         else if (pthread_cond_timedwait(&s->ncond, &s->nlock, &ts) == ETIMEDOUT)
             break;
     }
     pthread_mutex_unlock(&s->nlock);
-}
-
-static int tracking_iter(pg_iter **out, evs__pg *s, const evs__tracking *t, uint64_t after,
-                         uint64_t limit)
-{
-    evs_iter *base;
-    int rc = t->query ? evs__pg_read_query(&base, &s->base, t->tenant, t->query, after,
-                                           EVS_FORWARD, limit)
-                      : evs__pg_read_all(&base, &s->base, t->tenant,
-                                         after == UINT64_MAX ? after : after + 1, limit);
-    if (rc < 0)
-        return rc;
-    pg_iter *it = (pg_iter *)base;
-    it->marker_floor = after;
-    it->retain = limit != 0; /* bounded: a subscription's batch */
-    if (t->size >= 2) {
-        it->gmember = t->member;
-        it->gsize = t->size;
-    }
-    *out = it;
     return 0;
-}
-
-int evs__pg_read_tracking(evs_iter **out, evs_db *db, const evs__tracking *t, uint64_t after,
-                          uint64_t limit, int wait, uint64_t deadline_ns,
-                          const _Atomic int *cancel)
-{
-    evs__pg *s = (evs__pg *)db;
-    int rc;
-    if (wait && (rc = listener_start(s)) < 0)
-        return rc;
-    for (;;) {
-        pthread_mutex_lock(&s->nlock);
-        uint64_t seq = s->notify_seq, wake = s->wake_seq;
-        pthread_mutex_unlock(&s->nlock);
-        pg_iter *it;
-        const evs_event *ev;
-        if ((rc = tracking_iter(&it, s, t, after, limit)) < 0)
-            return rc;
-        rc = evs__pg_iter_next(&ev, &it->base);
-        if (rc == 0)
-            it->peeked = 1;
-        if (rc < 0 && rc != EVS_ITEROVER) {
-            evs__pg_iter_free(&it->base);
-            return rc;
-        }
-        int done = rc != EVS_ITEROVER || !wait || (cancel && atomic_load(cancel)) ||
-                   (deadline_ns && evs__mono_ns() >= deadline_ns);
-        if (done) {
-            *out = &it->base;
-            return 0;
-        }
-        if (it->snap_head > after)
-            after = it->snap_head;
-        evs__pg_iter_free(&it->base);
-        wait_commit(s, seq, wake, deadline_ns, cancel);
-    }
 }
 
 /* ---- small reads ----------------------------------------------------------------- */
 
 /* A single bigint (text result) of a one-row answer; *null when NULL or
  * no row. */
-static int one_i64(evs__pg *s, const char *stmt, const pargs *a, int64_t *v, int *null,
-                   const char *what)
+static int one_i64(evs__pg *s, const char *stmt, const evs__pgparams *a, int64_t *v,
+                   int *null, const char *what)
 {
     PGresult *r;
     int rc = query(s, stmt, a, 0, &r, what);
@@ -827,11 +715,11 @@ static int one_i64(evs__pg *s, const char *stmt, const pargs *a, int64_t *v, int
 
 int evs__pg_stream_version(int64_t *out, evs_db *db, const char *tenant, const char *stream)
 {
-    pargs a = {.n = 0};
+    evs__pgparams a = {.n = 0};
     int null, rc;
     int64_t v;
-    pa_text(&a, tenant);
-    pa_text(&a, stream);
+    evs__pgp_text(&a, tenant);
+    evs__pgp_text(&a, stream);
     if ((rc = one_i64((evs__pg *)db, "evs_stream_version", &a, &v, &null, "stream_version")) < 0)
         return rc;
     *out = null ? EVS_NO_STREAM : v;
@@ -840,11 +728,11 @@ int evs__pg_stream_version(int64_t *out, evs_db *db, const char *tenant, const c
 
 int evs__pg_head(uint64_t *out, evs_db *db, const char *tenant)
 {
-    pargs a = {.n = 0};
+    evs__pgparams a = {.n = 0};
     int null, rc;
     int64_t v;
     if (tenant)
-        pa_text(&a, tenant);
+        evs__pgp_text(&a, tenant);
     if ((rc = one_i64((evs__pg *)db, tenant ? "evs_tenant_head" : "evs_head", &a, &v, &null,
                       "head_position")) < 0)
         return rc;
@@ -854,13 +742,13 @@ int evs__pg_head(uint64_t *out, evs_db *db, const char *tenant)
 
 int evs__pg_token_tail(uint64_t *out, evs_db *db, const char *tenant)
 {
-    pargs a = {.n = 0};
+    evs__pgparams a = {.n = 0};
     int null, rc;
     int64_t v;
     *out = 0;
     if (!tenant)
         return 0; /* positions start at 1 and are never removed */
-    pa_text(&a, tenant);
+    evs__pgp_text(&a, tenant);
     if ((rc = one_i64((evs__pg *)db, "evs_tenant_tail", &a, &v, &null, "token_tail")) < 0)
         return rc;
     *out = null ? 0 : (uint64_t)v - 1;
@@ -869,10 +757,10 @@ int evs__pg_token_tail(uint64_t *out, evs_db *db, const char *tenant)
 
 int evs__pg_token_at(uint64_t *out, evs_db *db, int64_t time_us)
 {
-    pargs a = {.n = 0};
+    evs__pgparams a = {.n = 0};
     int null, rc;
     int64_t v;
-    pa_i64(&a, time_us);
+    evs__pgp_i64(&a, time_us);
     if ((rc = one_i64((evs__pg *)db, "evs_token_at", &a, &v, &null, "token_at")) < 0)
         return rc;
     *out = null ? 0 : (uint64_t)v;
@@ -881,10 +769,10 @@ int evs__pg_token_at(uint64_t *out, evs_db *db, int64_t time_us)
 
 int evs__pg_event_position(uint64_t *out, evs_db *db, const evs_uuid *id)
 {
-    pargs a = {.n = 0};
+    evs__pgparams a = {.n = 0};
     int null, rc;
     int64_t v;
-    pa_bytes(&a, id->bytes, 16);
+    evs__pgp_bytes(&a, id->bytes, 16);
     if ((rc = one_i64((evs__pg *)db, "evs_event_position", &a, &v, &null, "event lookup")) < 0)
         return rc;
     if (null)
@@ -899,18 +787,18 @@ int evs__pg_snapshot_save(evs_db *db, const char *tenant, const char *stream, in
                           const char *schema, const void *data, size_t len)
 {
     evs__pg *s = (evs__pg *)db;
-    pargs a = {.n = 0};
+    evs__pgparams a = {.n = 0};
     int null, rc;
     int64_t v;
     uint32_t keep = s->base.opts.snapshot_keep ? s->base.opts.snapshot_keep
                                                : EVS_DEFAULT_SNAPSHOT_KEEP;
-    pa_text(&a, tenant);
-    pa_text(&a, stream);
-    pa_i64(&a, version);
-    pa_text(&a, schema);
-    pa_bytes(&a, data, len);
-    pa_i32(&a, (int32_t)keep);
-    pa_i64(&a, evs__now_us());
+    evs__pgp_text(&a, tenant);
+    evs__pgp_text(&a, stream);
+    evs__pgp_i64(&a, version);
+    evs__pgp_text(&a, schema);
+    evs__pgp_bytes(&a, data, len);
+    evs__pgp_i32(&a, (int32_t)keep);
+    evs__pgp_i64(&a, evs__now_us());
     if ((rc = one_i64(s, "evs_snapshot_save", &a, &v, &null, "snapshot_save")) < 0)
         return rc;
     if (v < 0)
@@ -925,13 +813,13 @@ int evs__pg_snapshot_save(evs_db *db, const char *tenant, const char *stream, in
 int evs__pg_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
                           const char *stream, int64_t max_version)
 {
-    pargs a = {.n = 0};
+    evs__pgparams a = {.n = 0};
     PGresult *r;
     int rc;
     *out = NULL;
-    pa_text(&a, tenant);
-    pa_text(&a, stream);
-    pa_i64(&a, max_version == EVS_END ? INT64_MAX : max_version);
+    evs__pgp_text(&a, tenant);
+    evs__pgp_text(&a, stream);
+    evs__pgp_i64(&a, max_version == EVS_END ? INT64_MAX : max_version);
     if ((rc = query((evs__pg *)db, "evs_snapshot_load", &a, 1, &r, "snapshot_load")) < 0)
         return rc;
     if (PQntuples(r) == 0) {
@@ -958,138 +846,4 @@ int evs__pg_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
     PQclear(r);
     *out = snap;
     return 0;
-}
-
-/* ---- stats and verify -------------------------------------------------------------- */
-
-int evs__pg_stats(evs_stats *out, evs_db *db)
-{
-    evs__pg *s = (evs__pg *)db;
-    evs__pgconn *pc;
-    int rc;
-    if ((rc = evs__pg_get(s, &pc)) < 0)
-        return rc;
-    PGresult *r = PQexec(pc->c,
-        "SELECT (SELECT position FROM evstore.head), (SELECT count(*) FROM evstore.streams), "
-        "(SELECT count(*) FROM evstore.tenants), pg_table_size('evstore.events'), "
-        "pg_indexes_size('evstore.events')");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = evs__pg_fail(pc->c, r, "stats");
-        evs__pg_put(s, pc);
-        return rc;
-    }
-    out->events = out->head_position = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-    out->streams = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
-    out->tenants = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
-    out->log_bytes = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
-    out->index_bytes = strtoull(PQgetvalue(r, 0, 4), NULL, 10);
-    out->segments = 0;
-    PQclear(r);
-    evs__pg_put(s, pc);
-    return 0;
-}
-
-typedef struct vctx {
-    evs_verify_fn cb;
-    void *ctx;
-    uint64_t problems;
-} vctx;
-
-static void problem(vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void problem(vctx *v, const char *fmt, ...)
-{
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    v->problems++;
-    if (v->cb && v->problems <= 1000)
-        v->cb(v->ctx, msg);
-}
-
-/*
- * What can be wrong in the tables (the database itself checks pages and
- * constraints): positions not gapless or not matching the head, stream
- * versions not contiguous from 0, the streams table disagreeing with the
- * events, the system flag disagreeing with the stream name. One
- * REPEATABLE READ snapshot: appends may continue.
- */
-static const struct {
-    const char *sql;
-    const char *fmt; /* printf with the row's columns as strings */
-    int ncols;
-} checks[] = {
-    {"SELECT prev, position FROM (SELECT position, lag(position, 1, 0::bigint) OVER "
-     "(ORDER BY position) AS prev FROM evstore.events) x WHERE position <> prev + 1 LIMIT 1000",
-     "positions after %s are missing up to position %s (positions must be gapless)", 2},
-    {"SELECT x.tenant, x.stream, x.stream_version, x.position, x.want FROM (SELECT tenant, "
-     "stream, stream_version, position, row_number() OVER (PARTITION BY tenant, stream ORDER "
-     "BY position) - 1 AS want FROM evstore.events WHERE stream <> '') x "
-     "WHERE x.stream_version <> x.want LIMIT 1000",
-     "tenant \"%s\" stream %s: version %s at position %s should be %s", 5},
-    {"SELECT coalesce(s.tenant, e.tenant), coalesce(s.stream, e.stream), "
-     "coalesce(s.version::text, 'missing'), coalesce(e.v::text, 'none') FROM evstore.streams s "
-     "FULL JOIN (SELECT tenant, stream, max(stream_version) AS v FROM evstore.events WHERE "
-     "stream <> '' GROUP BY 1, 2) e ON s.tenant = e.tenant AND s.stream = e.stream "
-     "WHERE s.version IS DISTINCT FROM e.v LIMIT 1000",
-     "tenant \"%s\" stream %s: the streams table says version %s, its events end at %s", 4},
-    {"SELECT position, stream FROM evstore.events WHERE system <> (left(stream, 1) = '$') "
-     "LIMIT 1000",
-     "position %s: the system flag disagrees with its stream name \"%s\"", 2},
-};
-
-int evs__pg_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx)
-{
-    evs__pg *s = (evs__pg *)db;
-    evs__pgconn *pc;
-    vctx v = {cb, ctx, 0};
-    int rc;
-    if (checked)
-        *checked = 0;
-    if ((rc = evs__pg_get(s, &pc)) < 0)
-        return rc;
-    PGresult *r = PQexec(pc->c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        rc = evs__pg_fail(pc->c, r, "verify");
-        goto out;
-    }
-    PQclear(r);
-    r = PQexec(pc->c, "SELECT count(*), coalesce(max(position), 0), "
-                      "(SELECT position FROM evstore.head) FROM evstore.events");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = evs__pg_fail(pc->c, r, "verify");
-        goto out;
-    }
-    uint64_t count = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-    if (checked)
-        *checked = count;
-    if (strcmp(PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2)) != 0)
-        problem(&v, "the head says position %s but the last event is at position %s",
-                PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 1));
-    PQclear(r);
-    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
-        r = PQexec(pc->c, checks[i].sql);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            rc = evs__pg_fail(pc->c, r, "verify");
-            goto out;
-        }
-        for (int j = 0; j < PQntuples(r); j++) {
-            const char *c[5] = {"", "", "", "", ""};
-            for (int k = 0; k < checks[i].ncols && k < 5; k++)
-                c[k] = PQgetvalue(r, j, k);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-            problem(&v, checks[i].fmt, c[0], c[1], c[2], c[3], c[4]);
-#pragma GCC diagnostic pop
-        }
-        PQclear(r);
-    }
-    rc = v.problems ? evs__err(EVS_ECORRUPT, "verify found %" PRIu64 " problem(s)",
-                               v.problems)
-                    : 0;
-out:
-    PQclear(PQexec(pc->c, "ROLLBACK"));
-    evs__pg_put(s, pc);
-    return rc;
 }
