@@ -1,10 +1,16 @@
 /*
- * command.c -- the command executor (include/evstore_command.h; how and why
- * in docs/COMMANDS.md).
+ * executor.c -- the command executor (include/evstore_command.h; how and
+ * why in docs/COMMANDS.md): validating a command, its per-thread execution
+ * context, the attempts (read, discover, fold, handle, commit), retries
+ * with backoff, and the executor's counters.
  *
- * Built on the public API only (evs_read_streams, evs_read_query,
- * evs_iter_*, evs_append_ex), so it runs on every backend; from the core it
- * takes only the error helpers (evs__err) and evs__grow.
+ * A layer on the public API only (evs_read_streams, evs_read_query,
+ * evs_iter_*, evs_append_ex), so it runs on every backend and sees nothing
+ * of the front end's or a backend's internals; of the rest of the library
+ * it takes only the leaf helpers of core/error.h (the detail message) and
+ * util/util.h (evs__grow, the clock). Its two data structures are apart,
+ * each with one job: cache.c, the state cache its threads share, and
+ * arena.c, the allocator of an attempt's copies.
  *
  * One attempt of the stream form:
  *
@@ -24,6 +30,8 @@
  * cache then supplies what was folded, and the read fetches only what
  * changed.
  */
+#include "command/arena.h"
+#include "command/cache.h"
 #include "core/error.h"
 #include "evstore_command.h"
 #include "util/util.h"
@@ -36,251 +44,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* ------------------------------------------------------------------ */
-/* The state cache                                                     */
-/* ------------------------------------------------------------------ */
-
-/*
- * Sharded so that 256 callers do not queue on one mutex: the shard is
- * chosen by the key's hash, each shard is a chained hash table with an LRU
- * list (most recent first) and a fixed share of the entries. An entry holds
- * the state of one (tenant, stream, fold) at one version; it is only ever
- * replaced by a newer version, so a slow command cannot push an older
- * state over a newer one.
- */
-#define CACHE_SHARDS 16
-
-typedef struct centry {
-    struct centry *hnext;       /* bucket chain */
-    struct centry *prev, *next; /* LRU list */
-    uint64_t hash;
-    const evs_fold *fold;
-    int64_t version;
-    uint32_t tlen, slen;
-    void *state;                /* NULL without a fold */
-    char key[];                 /* tenant NUL stream NUL, then the state */
-} centry;
-
-typedef struct cshard {
-    pthread_mutex_t mu;
-    centry **buckets;
-    size_t nbuckets; /* a power of two */
-    size_t n, cap;
-    centry lru;      /* sentinel: lru.next is the most recent */
-    uint64_t evictions;
-} cshard;
-
-typedef struct cache {
-    cshard shards[CACHE_SHARDS];
-    unsigned nshards;
-} cache;
-
-static uint64_t key_hash(const evs_fold *fold, const char *tenant, size_t tlen,
-                         const char *stream, size_t slen)
-{
-    /* FNV-1a, then a final mix so the top bits (the shard) are good too. */
-    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)(uintptr_t)fold;
-    for (size_t i = 0; i < tlen; i++)
-        h = (h ^ (uint8_t)tenant[i]) * 0x100000001b3ull;
-    h = (h ^ 0xff) * 0x100000001b3ull;
-    for (size_t i = 0; i < slen; i++)
-        h = (h ^ (uint8_t)stream[i]) * 0x100000001b3ull;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
-}
-
-static void lru_unlink(centry *e)
-{
-    e->prev->next = e->next;
-    e->next->prev = e->prev;
-}
-
-static void lru_push_front(cshard *sh, centry *e)
-{
-    e->prev = &sh->lru;
-    e->next = sh->lru.next;
-    sh->lru.next->prev = e;
-    sh->lru.next = e;
-}
-
-static centry **cache_find(cshard *sh, uint64_t hash, const evs_fold *fold,
-                           const char *tenant, size_t tlen, const char *stream,
-                           size_t slen)
-{
-    centry **pp = &sh->buckets[hash & (sh->nbuckets - 1)];
-    for (; *pp; pp = &(*pp)->hnext) {
-        centry *e = *pp;
-        if (e->hash == hash && e->fold == fold && e->tlen == tlen && e->slen == slen &&
-            memcmp(e->key, tenant, tlen) == 0 && memcmp(e->key + tlen + 1, stream, slen) == 0)
-            return pp;
-    }
-    return pp;
-}
-
-static void centry_free(centry *e)
-{
-    if (e->state && e->fold->release)
-        e->fold->release(e->state);
-    free(e);
-}
-
-static int state_copy(const evs_fold *fold, void *dst, const void *src)
-{
-    if (fold->copy)
-        return fold->copy(dst, src);
-    memcpy(dst, src, fold->state_size);
-    return 0;
-}
-
-static void cache_free(cache *c)
-{
-    if (!c)
-        return;
-    for (unsigned i = 0; i < c->nshards; i++) {
-        cshard *sh = &c->shards[i];
-        for (centry *e = sh->lru.next, *next; e != &sh->lru; e = next) {
-            next = e->next;
-            centry_free(e);
-        }
-        free(sh->buckets);
-        pthread_mutex_destroy(&sh->mu);
-    }
-    free(c);
-}
-
-static int cache_new(cache **out, size_t entries)
-{
-    cache *c = calloc(1, sizeof(*c));
-    if (!c)
-        return evs__err(EVS_ENOMEM, "out of memory creating the state cache");
-    c->nshards = entries < CACHE_SHARDS ? 1 : CACHE_SHARDS;
-    for (unsigned i = 0; i < c->nshards; i++) {
-        cshard *sh = &c->shards[i];
-        pthread_mutex_init(&sh->mu, NULL);
-        sh->lru.next = sh->lru.prev = &sh->lru;
-        sh->cap = entries / c->nshards + (i < entries % c->nshards);
-        sh->nbuckets = 8;
-        while (sh->nbuckets < sh->cap)
-            sh->nbuckets *= 2;
-        sh->buckets = calloc(sh->nbuckets, sizeof(*sh->buckets));
-        if (!sh->buckets) {
-            c->nshards = i + 1;
-            cache_free(c);
-            return evs__err(EVS_ENOMEM, "out of memory creating the state cache");
-        }
-    }
-    *out = c;
-    return 0;
-}
-
-static cshard *cache_shard(cache *c, uint64_t hash)
-{
-    return &c->shards[c->nshards == 1 ? 0 : hash >> 60];
-}
-
-/*
- * Copy the cached state of the key into dst (uninitialized, state_size
- * bytes) and its version into *version. Returns 1 (hit), 0 (miss), or the
- * copy callback's error (dst is then uninitialized).
- */
-static int cache_get(cache *c, uint64_t hash, const evs_fold *fold, const char *tenant,
-                     size_t tlen, const char *stream, size_t slen, void *dst,
-                     int64_t *version)
-{
-    cshard *sh = cache_shard(c, hash);
-    int rc = 0;
-    pthread_mutex_lock(&sh->mu);
-    centry *e = *cache_find(sh, hash, fold, tenant, tlen, stream, slen);
-    if (e) {
-        lru_unlink(e);
-        lru_push_front(sh, e);
-        rc = e->state ? state_copy(fold, dst, e->state) : 0;
-        if (rc == 0) {
-            *version = e->version;
-            rc = 1;
-        }
-    }
-    pthread_mutex_unlock(&sh->mu);
-    return rc;
-}
-
-/* Keep a copy of state at version, unless the cache has this version or a
- * newer one. Best effort: a failed copy only leaves the key uncached. */
-static void cache_put(cache *c, uint64_t hash, const evs_fold *fold, const char *tenant,
-                      size_t tlen, const char *stream, size_t slen, const void *state,
-                      int64_t version)
-{
-    cshard *sh = cache_shard(c, hash);
-    pthread_mutex_lock(&sh->mu);
-    centry **pp = cache_find(sh, hash, fold, tenant, tlen, stream, slen);
-    centry *e = *pp;
-    if (e) {
-        lru_unlink(e);
-        if (e->version >= version) {
-            lru_push_front(sh, e);
-            goto out;
-        }
-        if (e->state) {
-            if (fold->release)
-                fold->release(e->state);
-            if (state_copy(fold, e->state, state) != 0) {
-                /* the entry's state is gone: drop the entry */
-                *pp = e->hnext;
-                sh->n--;
-                free(e);
-                goto out;
-            }
-        }
-        e->version = version;
-        lru_push_front(sh, e);
-        goto out;
-    }
-    if (sh->cap == 0)
-        goto out;
-    if (sh->n >= sh->cap) {
-        centry *old = sh->lru.prev;
-        centry **op = cache_find(sh, old->hash, old->fold, old->key, old->tlen,
-                                 old->key + old->tlen + 1, old->slen);
-        *op = old->hnext;
-        lru_unlink(old);
-        centry_free(old);
-        sh->n--;
-        sh->evictions++;
-        /* the bucket chain may have changed under pp */
-        pp = cache_find(sh, hash, fold, tenant, tlen, stream, slen);
-    }
-    size_t koff = tlen + slen + 2;
-    size_t soff = (koff + 15) & ~(size_t)15;
-    size_t hdr = (sizeof(centry) + 15) & ~(size_t)15;
-    e = malloc(hdr + soff + (fold ? fold->state_size : 0));
-    if (!e)
-        goto out;
-    e->hash = hash;
-    e->fold = fold;
-    e->version = version;
-    e->tlen = (uint32_t)tlen;
-    e->slen = (uint32_t)slen;
-    memcpy(e->key, tenant, tlen);
-    e->key[tlen] = 0;
-    memcpy(e->key + tlen + 1, stream, slen);
-    e->key[tlen + 1 + slen] = 0;
-    /* key[] starts at offsetof(centry, key); the state goes on a 16-byte
-     * boundary of the block */
-    e->state = fold ? (char *)e + hdr + soff : NULL;
-    if (e->state && state_copy(fold, e->state, state) != 0) {
-        free(e);
-        goto out;
-    }
-    e->hnext = NULL;
-    *pp = e;
-    lru_push_front(sh, e);
-    sh->n++;
-out:
-    pthread_mutex_unlock(&sh->mu);
-}
 
 /* ------------------------------------------------------------------ */
 /* The executor                                                        */
@@ -297,11 +60,11 @@ struct evs_executor {
     evs_retry_policy retry;
     evs_read_hook hook;
     void *hook_ctx;
-    cache *cache;
+    evs__cache *cache;
     _Atomic uint64_t stats[ST_N];
 };
 
-static int check_policy(const evs_retry_policy *p, const char *whose)
+static EVS_MUST_USE int check_policy(const evs_retry_policy *p, const char *whose)
 {
     if (p->max_attempts == 0)
         return evs__err(EVS_EINVAL, "%s: max_attempts is 0 (give at least 1: 1 attempt "
@@ -337,7 +100,7 @@ int evs_executor_new(evs_executor **out, evs_db *db, const evs_executor_options 
     ex->retry = opts->retry;
     ex->hook = opts->read_hook;
     ex->hook_ctx = opts->read_hook_ctx;
-    if (opts->cache_entries && (rc = cache_new(&ex->cache, opts->cache_entries)) < 0) {
+    if (opts->cache_entries && (rc = evs__cache_new(&ex->cache, opts->cache_entries)) < 0) {
         free(ex);
         return rc;
     }
@@ -349,7 +112,7 @@ void evs_executor_free(evs_executor *ex)
 {
     if (!ex)
         return;
-    cache_free(ex->cache);
+    evs__cache_free(ex->cache);
     free(ex);
 }
 
@@ -377,100 +140,14 @@ int evs_executor_stats_get(evs_executor_stats *out, const evs_executor *ex)
     out->cache_hits = v[ST_CACHE_HITS];
     out->cache_misses = v[ST_CACHE_MISSES];
     out->backoff_us = v[ST_BACKOFF_US];
-    if (e->cache) {
-        for (unsigned i = 0; i < e->cache->nshards; i++) {
-            cshard *sh = &e->cache->shards[i];
-            pthread_mutex_lock(&sh->mu);
-            out->cache_entries += sh->n;
-            out->cache_evictions += sh->evictions;
-            pthread_mutex_unlock(&sh->mu);
-        }
-    }
+    if (e->cache)
+        evs__cache_stats(e->cache, &out->cache_entries, &out->cache_evictions);
     return 0;
 }
 
 /* ------------------------------------------------------------------ */
-/* One execution: slots, entries, the arena                            */
+/* One execution: slots, entries, the thread's context                 */
 /* ------------------------------------------------------------------ */
-
-/* A bump allocator for what an attempt copies (emitted events, discovered
- * names, condition tags): reset per attempt, blocks kept for the next. */
-typedef struct ablock {
-    struct ablock *next;
-    size_t cap, used;
-    size_t pad_;
-} ablock;
-
-typedef struct arena {
-    ablock *head, *cur;
-} arena;
-
-static void *arena_alloc(arena *a, size_t n)
-{
-    n = (n + 15) & ~(size_t)15;
-    for (;;) {
-        ablock *b = a->cur;
-        if (b && b->cap - b->used >= n) {
-            void *p = (char *)(b + 1) + b->used;
-            b->used += n;
-            return p;
-        }
-        if (b && b->next) {
-            a->cur = b->next;
-            a->cur->used = 0;
-            continue;
-        }
-        size_t cap = n > 8192 ? n : 8192;
-        ablock *nb = malloc(sizeof(ablock) + cap);
-        if (!nb)
-            return NULL;
-        nb->next = NULL;
-        nb->cap = cap;
-        nb->used = 0;
-        if (b)
-            b->next = nb;
-        else
-            a->head = nb;
-        a->cur = nb;
-    }
-}
-
-static char *arena_strdup(arena *a, const char *s, size_t len)
-{
-    char *p = arena_alloc(a, len + 1);
-    if (p) {
-        memcpy(p, s, len);
-        p[len] = 0;
-    }
-    return p;
-}
-
-static void arena_reset(arena *a)
-{
-    a->cur = a->head;
-    if (a->cur)
-        a->cur->used = 0;
-}
-
-/* Free the blocks after b (a big command's arena does not stay). */
-static void arena_free_after(arena *a, ablock *b)
-{
-    for (ablock *n = b->next, *next; n; n = next) {
-        next = n->next;
-        free(n);
-    }
-    b->next = NULL;
-    a->cur = a->head;
-}
-
-static void arena_free(arena *a)
-{
-    for (ablock *b = a->head, *next; b; b = next) {
-        next = b->next;
-        free(b);
-    }
-    a->head = a->cur = NULL;
-}
 
 /* One distinct stream of the command (the DCB form has one, stream NULL). */
 typedef struct slot {
@@ -541,13 +218,14 @@ typedef struct exec {
     evs_append_condition conds[EVS_CMD_MAX_READS];
     uint64_t conflicts[EVS_CMD_MAX_READS];
 
-    arena ar;
+    evs__arena ar;
     uint64_t st[ST_N];     /* counted here, added to the executor's once */
     evs_command_result *out;
 } exec;
 
 /* Fail with rc and a message prefixed by the command's name. */
-static int cmd_err(exec *cx, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static EVS_MUST_USE int cmd_err(exec *cx, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int cmd_err(exec *cx, int rc, const char *fmt, ...)
 {
     char msg[900];
@@ -562,7 +240,7 @@ static int cmd_err(exec *cx, int rc, const char *fmt, ...)
  * with the command's name and what was being done (what may be NULL); a
  * callback that returned an error without a message gets one naming the
  * code. */
-static int cmd_wrap(exec *cx, int rc, const char *what)
+static EVS_MUST_USE int cmd_wrap(exec *cx, int rc, const char *what)
 {
     char msg[900];
     snprintf(msg, sizeof(msg), "%s", evs_last_error());
@@ -573,7 +251,7 @@ static int cmd_wrap(exec *cx, int rc, const char *what)
     return evs__err(rc, "command %s: %s: %s", cx->name, what, msg);
 }
 
-static int valid_fold(exec *cx, const evs_fold *f, const char *stream)
+static EVS_MUST_USE int valid_fold(exec *cx, const evs_fold *f, const char *stream)
 {
     if (!f->apply)
         return cmd_err(cx, EVS_EINVAL, "stream %s: fold %s has no apply function",
@@ -586,7 +264,8 @@ static int valid_fold(exec *cx, const evs_fold *f, const char *stream)
     return 0;
 }
 
-static int valid_stream(exec *cx, const evs_cmd_stream *s, const char *what, size_t i)
+static EVS_MUST_USE int valid_stream(exec *cx, const evs_cmd_stream *s, const char *what,
+                                     size_t i)
 {
     if (!s->stream || !s->stream[0])
         return cmd_err(cx, EVS_EINVAL, "%s stream %zu has %s name", what, i,
@@ -622,8 +301,8 @@ static int slot_find(const exec *cx, const char *stream, size_t len, size_t *at)
 }
 
 /* Add a slot (its state block allocated, not initialized). */
-static int slot_add(exec *cx, const char *stream, size_t len, evs_cmd_access access,
-                    const evs_fold *fold)
+static EVS_MUST_USE int slot_add(exec *cx, const char *stream, size_t len,
+                                 evs_cmd_access access, const evs_fold *fold)
 {
     size_t old_cap = cx->cap_slots;
     if (evs__grow(&cx->slots, &cx->cap_slots, cx->nslots + 1, sizeof(slot)) < 0)
@@ -650,12 +329,12 @@ static int slot_add(exec *cx, const char *stream, size_t len, evs_cmd_access acc
         s->state_cap = fold->state_size;
     }
     if (cx->ex->cache && access == EVS_CMD_READ && stream)
-        s->hash = key_hash(fold, cx->tenant, cx->tlen, stream, len);
+        s->hash = evs__cache_hash(fold, cx->tenant, cx->tlen, stream, len);
     cx->nslots++;
     return 0;
 }
 
-static int entry_add(exec *cx, size_t slot_index)
+static EVS_MUST_USE int entry_add(exec *cx, size_t slot_index)
 {
     if (evs__grow(&cx->entries, &cx->cap_entries, cx->nentries + 1, sizeof(evs_cmd_state)) < 0 ||
         evs__grow(&cx->entry_slot, &cx->cap_entry_slot, cx->nentries + 1, sizeof(size_t)) < 0)
@@ -693,7 +372,7 @@ static void exec_destroy(void *p)
     free(cx->results);
     free(cx->items);
     free(cx->item_tags);
-    arena_free(&cx->ar);
+    evs__arena_free(&cx->ar);
     free(cx);
 }
 
@@ -712,7 +391,7 @@ static void tl_init(void)
     g_tl_ok = pthread_key_create(&g_tl_key, exec_destroy) == 0;
 }
 
-static exec *exec_get(void)
+static EVS_MUST_USE exec *exec_get(void)
 {
     pthread_once(&g_tl_once, tl_init);
     exec *cx = g_tl_ok ? pthread_getspecific(g_tl_key) : NULL;
@@ -739,11 +418,7 @@ static void exec_put(exec *cx)
         exec_destroy(cx);
         return;
     }
-    if (cx->ar.head) {
-        arena_free_after(&cx->ar, cx->ar.head);
-        if (cx->ar.head->cap > 65536)
-            arena_free(&cx->ar);
-    }
+    evs__arena_trim(&cx->ar, 65536);
     cx->in_use = 0;
 }
 
@@ -756,7 +431,7 @@ static int cmp_decl(const void *a, const void *b)
 }
 
 /* Validate the command and build the declared slots and entries. */
-static int exec_setup(exec *cx)
+static EVS_MUST_USE int exec_setup(exec *cx)
 {
     const evs_command *cmd = cx->cmd;
     int rc;
@@ -834,7 +509,7 @@ static int exec_setup(exec *cx)
 
 /* Give a slot its starting state for this attempt: the cached one, or a
  * fresh one (init or zeroes). */
-static int slot_start(exec *cx, slot *s)
+static EVS_MUST_USE int slot_start(exec *cx, slot *s)
 {
     slot_release(s);
     s->version = s->access == EVS_CMD_APPEND ? EVS_ANY : EVS_NO_STREAM;
@@ -845,11 +520,11 @@ static int slot_start(exec *cx, slot *s)
     s->round = 0;
     if (s->access != EVS_CMD_READ)
         return 0;
-    cache *c = cx->ex->cache;
+    evs__cache *c = cx->ex->cache;
     if (c && s->stream) {
         int64_t v = EVS_NO_STREAM;
-        int hit = cache_get(c, s->hash, s->fold, cx->tenant, cx->tlen, s->stream, s->len,
-                            s->state, &v);
+        int hit = evs__cache_get(c, s->hash, s->fold, cx->tenant, cx->tlen, s->stream,
+                                 s->len, s->state, &v);
         if (hit < 0)
             return cmd_wrap(cx, hit, "copying a cached state");
         if (hit) {
@@ -885,7 +560,7 @@ static void fill_entries(exec *cx)
     }
 }
 
-static int fold_event(exec *cx, slot *s, const evs_event *e)
+static EVS_MUST_USE int fold_event(exec *cx, slot *s, const evs_event *e)
 {
     s->events++;
     cx->st[ST_EVENTS_FOLDED]++;
@@ -909,7 +584,8 @@ static int fold_event(exec *cx, slot *s, const evs_event *e)
 
 /* Read slots [first, nslots) that are READ, in one evs_read_streams call,
  * and fold their events. */
-static int read_round(exec *cx, size_t first, unsigned round, unsigned attempt)
+static EVS_MUST_USE int read_round(exec *cx, size_t first, unsigned round,
+                                   unsigned attempt)
 {
     evs_executor *ex = cx->ex;
     size_t n = 0;
@@ -984,8 +660,8 @@ static int read_round(exec *cx, size_t first, unsigned round, unsigned attempt)
              * stream (a new order, say) costs nothing to read again and
              * would only push useful states out */
             if (!(s->cached && s->events == 0) && s->version != EVS_NO_STREAM)
-                cache_put(ex->cache, s->hash, s->fold, cx->tenant, cx->tlen, s->stream,
-                          s->len, s->state, s->version);
+                evs__cache_put(ex->cache, s->hash, s->fold, cx->tenant, cx->tlen,
+                               s->stream, s->len, s->state, s->version);
         }
     return 0;
 }
@@ -1030,7 +706,7 @@ int evs_discovery_add(evs_discovery *dx, const evs_cmd_stream *s)
                          "streams already (EVS_CMD_MAX_STREAMS)", s->stream,
                          EVS_CMD_MAX_STREAMS);
         } else {
-            const char *name = arena_strdup(&cx->ar, s->stream, len);
+            const char *name = evs__arena_strdup(&cx->ar, s->stream, len);
             if (!name)
                 rc = cmd_err(cx, EVS_ENOMEM, "out of memory");
             else if ((rc = slot_add(cx, name, len, s->access, s->fold)) == 0)
@@ -1044,7 +720,7 @@ int evs_discovery_add(evs_discovery *dx, const evs_cmd_stream *s)
     return rc;
 }
 
-static int decision_fail(evs_decision *d, int rc)
+static EVS_MUST_USE int decision_fail(evs_decision *d, int rc)
 {
     d->error = rc;
     snprintf(d->errmsg, sizeof(d->errmsg), "%s", evs_last_error());
@@ -1090,19 +766,19 @@ int evs_decision_emit(evs_decision *d, const char *stream, const evs_event_data 
         evs__grow(&cx->ev_slot, &cx->cap_ev_slot, cx->nev + 1, sizeof(size_t)) < 0)
         return decision_fail(d, cmd_err(cx, EVS_ENOMEM, "out of memory"));
     evs_event_data c = *ev;
-    arena *a = &cx->ar;
-    int oom = !(c.type = arena_strdup(a, ev->type, strlen(ev->type)));
+    evs__arena *a = &cx->ar;
+    int oom = !(c.type = evs__arena_strdup(a, ev->type, strlen(ev->type)));
     if (!oom && ev->data_len)
-        oom = !(c.data = arena_strdup(a, ev->data, ev->data_len));
+        oom = !(c.data = evs__arena_strdup(a, ev->data, ev->data_len));
     if (!oom && ev->metadata_len)
-        oom = !(c.metadata = arena_strdup(a, ev->metadata, ev->metadata_len));
+        oom = !(c.metadata = evs__arena_strdup(a, ev->metadata, ev->metadata_len));
     if (!oom && ev->ntags) {
-        const char **tags = arena_alloc(a, ev->ntags * sizeof(*tags));
+        const char **tags = evs__arena_alloc(a, ev->ntags * sizeof(*tags));
         oom = !tags;
         for (size_t i = 0; !oom && i < ev->ntags; i++) {
             tags[i] = NULL; /* a NULL tag stays NULL: the store reports it */
             if (ev->tags[i])
-                oom = !(tags[i] = arena_strdup(a, ev->tags[i], strlen(ev->tags[i])));
+                oom = !(tags[i] = evs__arena_strdup(a, ev->tags[i], strlen(ev->tags[i])));
         }
         c.tags = tags;
     }
@@ -1136,7 +812,7 @@ int evs_decision_reject(evs_decision *d, int code, const char *fmt, ...)
 enum { A_COMMITTED, A_REJECTED, A_CONFLICT };
 
 /* Read, discover and fold for the stream form. */
-static int read_streams_phase(exec *cx, unsigned attempt)
+static EVS_MUST_USE int read_streams_phase(exec *cx, unsigned attempt)
 {
     const evs_command *cmd = cx->cmd;
     int rc;
@@ -1173,7 +849,7 @@ static int read_streams_phase(exec *cx, unsigned attempt)
     }
 }
 
-static int read_query_phase(exec *cx, unsigned attempt)
+static EVS_MUST_USE int read_query_phase(exec *cx, unsigned attempt)
 {
     evs_executor *ex = cx->ex;
     slot *s = &cx->slots[0];
@@ -1203,7 +879,7 @@ static int read_query_phase(exec *cx, unsigned attempt)
 }
 
 /* Turn the decision into one evs_append_ex request and send it. */
-static int commit(exec *cx)
+static EVS_MUST_USE int commit(exec *cx)
 {
     const evs_command *cmd = cx->cmd;
     size_t nparts = 0;
@@ -1266,7 +942,7 @@ static int commit(exec *cx)
                 if (s->access != EVS_CMD_READ || s->nev != 0 || s->round != r)
                     continue;
                 size_t pl = strlen(EVS_STREAM_TAG_PREFIX);
-                char *tag = arena_alloc(&cx->ar, pl + s->len + 1);
+                char *tag = evs__arena_alloc(&cx->ar, pl + s->len + 1);
                 if (!tag)
                     return cmd_err(cx, EVS_ENOMEM, "out of memory");
                 memcpy(tag, EVS_STREAM_TAG_PREFIX, pl);
@@ -1306,7 +982,7 @@ static int commit(exec *cx)
     return A_COMMITTED;
 }
 
-static int run_attempt(exec *cx, unsigned attempt)
+static EVS_MUST_USE int run_attempt(exec *cx, unsigned attempt)
 {
     const evs_command *cmd = cx->cmd;
     int rc;
@@ -1317,7 +993,7 @@ static int run_attempt(exec *cx, unsigned attempt)
         slot_release(&cx->slots[i]);
     cx->nslots = cx->ndecl_slots;
     cx->nentries = cx->ndecl_entries;
-    arena_reset(&cx->ar);
+    evs__arena_reset(&cx->ar);
     cx->nev = 0;
     memset(&cx->d, 0, sizeof(cx->d));
     cx->d.cx = cx;
@@ -1475,9 +1151,8 @@ int evs_command_execute(evs_command_result *out, evs_executor *ex, const evs_com
         char last[EVS_CMD_REASON_MAX];
         snprintf(last, sizeof(last), "%s", out->reason);
         out->outcome = EVS_CMD_CONFLICT;
-        rc = out->error = EVS_ECONFLICT;
-        cmd_err(cx, rc, "conflict in each of %u attempt(s); the last: %s", out->attempts,
-                last);
+        rc = out->error = cmd_err(cx, EVS_ECONFLICT, "conflict in each of %u attempt(s); "
+                                  "the last: %s", out->attempts, last);
         cx->st[ST_CONFLICTS]++;
     }
     if (rc == 0)
