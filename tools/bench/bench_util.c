@@ -1,12 +1,6 @@
 /*
- * bench_util.c -- the pieces the micro-benchmarks (bench/NAME_bench.c) and
- * `evs bench` share (see bench_util.h).
- *
- * Why fdatasync and fsync are defined here: defining the symbols in the
- * executable interposes them for the static library and for shared
- * libraries (LMDB) alike, which is how the syncs are counted and timed
- * without a hook in the library. Each wrapper is the raw system call plus
- * two clock reads (~50 ns), negligible beside a sync.
+ * bench_util.c -- the pieces the micro-benchmarks (micro/NAME_bench.c) and
+ * `evs bench` share (see bench_util.h). The sync probe is sync_probe.c.
  */
 #include "bench_util.h"
 
@@ -20,7 +14,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,7 +27,7 @@ int g_die_status = 2;
 int g_hang_status = 4;
 
 /* ------------------------------------------------------------------ */
-/* Time, the sync probe, process counters                             */
+/* Time, process counters                                             */
 /* ------------------------------------------------------------------ */
 
 uint64_t now_ns(void)
@@ -42,72 +35,6 @@ uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-_Atomic uint64_t g_sync_calls;
-_Atomic uint64_t g_sync_ns;
-uint64_t *g_sync_v;
-_Atomic uint64_t g_sync_n;
-_Atomic int g_sync_rec;
-
-slow_sync *g_slow;
-_Atomic uint64_t g_slow_n;
-
-/* A slow sync is attributed to the file it synced, named by its basename
- * with leading hex digits shown as <n> (the lookup costs a few µs, paid
- * only after a slow sync). */
-static void slow_sync_name(char *out, size_t size, int fd)
-{
-    char link[64], path[PATH_MAX];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, path, sizeof path - 1);
-    if (n <= 0) {
-        snprintf(out, size, "?");
-        return;
-    }
-    path[n] = 0;
-    const char *base = strrchr(path, '/');
-    base = base && base[1] ? base + 1 : path;
-    size_t hex = strspn(base, "0123456789abcdefABCDEF");
-    if (hex >= 4)
-        snprintf(out, size, "<n>%.56s", base + hex);
-    else
-        snprintf(out, size, "%.60s", base);
-}
-
-static void sync_account(uint64_t t0, int fd)
-{
-    uint64_t d = now_ns() - t0;
-    atomic_fetch_add(&g_sync_ns, d);
-    atomic_fetch_add(&g_sync_calls, 1);
-    if (atomic_load(&g_sync_rec)) {
-        uint64_t i = atomic_fetch_add(&g_sync_n, 1);
-        if (i < SYNC_SAMPLES_MAX)
-            g_sync_v[i] = d;
-        if (d > SLOW_SYNC_NS) {
-            uint64_t j = atomic_fetch_add(&g_slow_n, 1);
-            if (j < SLOW_SYNCS_MAX) {
-                g_slow[j].ns = d;
-                slow_sync_name(g_slow[j].file, sizeof g_slow[j].file, fd);
-            }
-        }
-    }
-}
-
-__attribute__((visibility("default"))) int fdatasync(int fd)
-{
-    uint64_t t0 = now_ns();
-    int rc = (int)syscall(SYS_fdatasync, fd);
-    sync_account(t0, fd);
-    return rc;
-}
-
-__attribute__((visibility("default"))) int fsync(int fd)
-{
-    uint64_t t0 = now_ns();
-    int rc = (int)syscall(SYS_fsync, fd);
-    sync_account(t0, fd);
-    return rc;
 }
 
 void sleep_s(double s)
@@ -232,11 +159,8 @@ void die(const char *fmt, ...)
 void bench_init(const char *prog)
 {
     g_prog = prog;
-    /* once per process: `evs bench`'s runner may be called again (tests) */
-    if (!g_sync_v)
-        g_sync_v = xcalloc(SYNC_SAMPLES_MAX, sizeof *g_sync_v);
-    if (!g_slow)
-        g_slow = xcalloc(SLOW_SYNCS_MAX, sizeof *g_slow);
+    if (sync_probe_init() != 0)
+        die("out of memory");
 }
 
 void *xcalloc(size_t n, size_t size)
@@ -245,6 +169,31 @@ void *xcalloc(size_t n, size_t size)
     if (!p)
         die("out of memory");
     return p;
+}
+
+/* ------------------------------------------------------------------ */
+/* Random numbers, payloads                                           */
+/* ------------------------------------------------------------------ */
+
+uint64_t rng_below_fn(void *rng, uint64_t n)
+{
+    return rng_below(rng, n);
+}
+
+void event_init(evs_event_data *e, const char *type, const char *data,
+                size_t len)
+{
+    memset(e, 0, sizeof *e);
+    e->type = type;
+    e->data = data;
+    e->data_len = len;
+    e->content_type = EVS_CONTENT_JSON;
+}
+
+uint64_t json_uint(const void *data, const char *key)
+{
+    const char *p = data ? strstr(data, key) : NULL;
+    return p ? strtoull(p + strlen(key), NULL, 10) : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -439,15 +388,54 @@ static unsigned parse_phases(const char *s, const char *const *names, int n)
     return phases;
 }
 
-void bench_parse_args(bench_opts *b, int argc, char **argv,
-                      const char *const *phases, int nphases,
-                      void (*usage)(FILE *), bench_opt_fn own, void *ctx)
+/* own's value val into its destination. */
+static void own_set(const bench_opt *o, const char *val)
 {
+    long v = 0;
+    if (o->kind == BOPT_SECONDS || o->kind == BOPT_SECONDS0) {
+        *(double *)o->dst = parse_double(o->name, val, 0, o->fmax,
+                                         o->kind == BOPT_SECONDS0);
+        return;
+    }
+    v = parse_long(o->name, val, o->min, o->max);
+    switch (o->kind) {
+    case BOPT_LONG: *(long *)o->dst = v; break;
+    case BOPT_INT: *(int *)o->dst = (int)v; break;
+    case BOPT_UINT: *(unsigned *)o->dst = (unsigned)v; break;
+    case BOPT_U64: *(uint64_t *)o->dst = (uint64_t)v; break;
+    default: break;
+    }
+}
+
+/* The default of own, not given. */
+static void own_default(const bench_opt *o, int quick)
+{
+    double d = quick ? o->quick_def : o->def;
+    switch (o->kind) {
+    case BOPT_LONG: *(long *)o->dst = (long)d; break;
+    case BOPT_INT: *(int *)o->dst = (int)d; break;
+    case BOPT_UINT: *(unsigned *)o->dst = (unsigned)d; break;
+    case BOPT_U64: *(uint64_t *)o->dst = (uint64_t)d; break;
+    case BOPT_SECONDS:
+    case BOPT_SECONDS0: *(double *)o->dst = d; break;
+    default: break;
+    }
+}
+
+/* bench_begin's parsing (bench_util.h). */
+static void parse_args(bench_opts *b, int argc, char **argv,
+                       const char *const *phases, int nphases,
+                       void (*usage)(FILE *), const bench_opt *own, int nown)
+{
+    /* per own option: given; a level list's text, parsed at the end */
+    char *given = xcalloc((size_t)nown, 1);
+    const char **levels = xcalloc((size_t)nown, sizeof *levels);
     memset(b, 0, sizeof *b);
     b->phases = (1u << nphases) - 1;
     for (int i = 1; i < argc; i++) {
         const char *val;
         char name[64];
+        int k;
         arg_split(argv[i], name, sizeof name, &val);
         if (strcmp(name, "--help") == 0) {
             usage(stdout);
@@ -472,10 +460,29 @@ void bench_parse_args(bench_opts *b, int argc, char **argv,
         } else if (strcmp(name, "--only") == 0) {
             b->phases = parse_phases(arg_value(name, val, argc, argv, &i),
                                      phases, nphases);
-        } else if (!own(ctx, name, val, argc, argv, &i)) {
-            die("unknown option '%s' (see --help)", name);
+        } else {
+            for (k = 0; k < nown && strcmp(name, own[k].name) != 0; k++)
+                ;
+            if (k == nown)
+                die("unknown option '%s' (see --help)", name);
+            val = arg_value(name, val, argc, argv, &i);
+            given[k] = 1;
+            if (own[k].kind == BOPT_LEVELS)
+                levels[k] = val;
+            else
+                own_set(&own[k], val);
         }
     }
+    for (int k = 0; k < nown; k++) {
+        if (own[k].kind == BOPT_LEVELS)
+            *own[k].n = parse_list(own[k].name,
+                                   given[k] ? levels[k] : own[k].levels_def,
+                                   own[k].dst);
+        else if (!given[k])
+            own_default(&own[k], b->quick);
+    }
+    free(given);
+    free(levels);
 }
 
 /* ------------------------------------------------------------------ */
@@ -603,7 +610,7 @@ void describe_machine(machine *m, const char *dir)
 }
 
 int fsync_probe(const char *dir, long n, size_t wsize, lat_summary *out,
-                char *err, size_t errsize)
+                double *cpu_us, char *err, size_t errsize)
 {
     long warm = n / 20 > 10 ? n / 20 : 10, total = n + warm;
     size_t filesize = (size_t)total * wsize;
@@ -643,7 +650,10 @@ int fsync_probe(const char *dir, long n, size_t wsize, lat_summary *out,
         goto out;
     }
     memset(buf, 'e', wsize);
+    double cpu0 = 0;
     for (long i = 0; i < total; i++) {
+        if (i == warm && cpu_us)
+            cpu0 = cpu_seconds(0) + cpu_seconds(1);
         uint64_t t0 = now_ns();
         if (pwrite(fd, buf, wsize, (off_t)((size_t)i * wsize)) !=
                 (ssize_t)wsize ||
@@ -655,6 +665,8 @@ int fsync_probe(const char *dir, long n, size_t wsize, lat_summary *out,
         if (i >= warm)
             s.v[s.n++] = now_ns() - t0;
     }
+    if (cpu_us)
+        *cpu_us = (cpu_seconds(0) + cpu_seconds(1) - cpu0) * 1e6 / (double)n;
     *out = summarize(&s);
     rc = 0;
 out:
@@ -663,6 +675,34 @@ out:
     free(buf);
     free(s.v);
     return rc;
+}
+
+int sync_fs(const char *dir, double *secs, uint64_t *bytes, char *err,
+            size_t errsize)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) {
+        if (err)
+            snprintf(err, errsize, "cannot open %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    disk_counters d0 = bytes ? disk_read() : (disk_counters){0};
+    uint64_t t0 = now_ns();
+    int rc = syncfs(fd);
+    int e = errno;
+    if (secs)
+        *secs = (double)(now_ns() - t0) / 1e9;
+    if (bytes) {
+        disk_counters d1 = disk_read();
+        *bytes = d0.ok && d1.ok ? (d1.sectors_written - d0.sectors_written) * 512u : 0;
+    }
+    close(fd);
+    if (rc != 0) {
+        if (err)
+            snprintf(err, errsize, "syncfs(%s): %s", dir, strerror(e));
+        return -1;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -683,7 +723,9 @@ static void close_output(FILE *f, const char *path)
         die("writing %s failed: %s", path, strerror(errno));
 }
 
-void bench_start(bench_run *run, const bench_opts *o)
+/* Opens the outputs, makes g_root, describes the machine, notes the
+ * start. */
+static void bench_start(bench_run *run, const bench_opts *o)
 {
     run->version = evs_version();
     run->json = o->json_path ? open_output(o->json_path, "--json") : NULL;
@@ -705,16 +747,16 @@ void bench_start(bench_run *run, const bench_opts *o)
     run->t0 = now_ns();
 }
 
-void bench_stop(bench_run *run)
+static void bench_stop(bench_run *run)
 {
     run->total_s = (double)(now_ns() - run->t0) / 1e9;
     loadavg(run->load_end, sizeof run->load_end);
 }
 
-int bench_finish(bench_run *run, const bench_opts *o,
-                 void (*write_md)(FILE *, const void *),
-                 void (*write_json)(FILE *, const void *),
-                 const void *report)
+static int bench_finish(bench_run *run, const bench_opts *o,
+                        void (*write_md)(FILE *, const void *),
+                        void (*write_json)(FILE *, const void *),
+                        const void *report)
 {
     write_md(stdout, report);
     fflush(stdout);
@@ -739,6 +781,24 @@ int bench_finish(bench_run *run, const bench_opts *o,
         return 3;
     }
     return 0;
+}
+
+void bench_begin(bench_run *run, bench_opts *b, const char *prog, int argc,
+                 char **argv, const char *const *phases, int nphases,
+                 void (*usage)(FILE *), const bench_opt *own, int nown)
+{
+    bench_init(prog);
+    parse_args(b, argc, argv, phases, nphases, usage, own, nown);
+    bench_start(run, b);
+}
+
+int bench_end(bench_run *run, const bench_opts *o, void (*goals)(void *),
+              void (*write_md)(FILE *, const void *),
+              void (*write_json)(FILE *, const void *), void *report)
+{
+    bench_stop(run);
+    goals(report);
+    return bench_finish(run, o, write_md, write_json, report);
 }
 
 /* ------------------------------------------------------------------ */
@@ -797,8 +857,10 @@ evs_db *open_fresh(const char *name)
     return db;
 }
 
-void close_store(evs_db *db, const char *name)
+void close_store(evs_db *db, const char *name, evs_stats *end)
 {
+    if (end && evs_stats_get(end, db) < 0)
+        fprintf(stderr, "%s: evs_stats_get: %s\n", g_prog, evs_last_error());
     int rc = evs_close(db);
     if (rc < 0)
         fprintf(stderr, "%s: evs_close(%s): %s: %s\n", g_prog, name,
@@ -810,15 +872,6 @@ void close_store(evs_db *db, const char *name)
     }
 }
 
-void event_init(evs_event_data *e, const char *type, const char *data,
-                size_t len)
-{
-    memset(e, 0, sizeof *e);
-    e->type = type;
-    e->data = data;
-    e->data_len = len;
-    e->content_type = EVS_CONTENT_JSON;
-}
 
 /* ------------------------------------------------------------------ */
 /* Operation accounting                                               */
@@ -1122,6 +1175,15 @@ void md_machine_rows(FILE *f, const machine *m, const char *label,
     fprintf(f, "| store dir | %s |\n", root);
     fprintf(f, "| filesystem | %s on %s, mounted at %s (%s) |\n", m->fs_type,
             m->disk, m->fs_mount, m->fs_opts);
+}
+
+void md_run_rows(FILE *f, const bench_run *run, double setup_s)
+{
+    fprintf(f, "| total run time | %.1f s", run->total_s);
+    if (setup_s >= 0)
+        fprintf(f, " (setup %.1f s)", setup_s);
+    fprintf(f, " |\n| /proc/loadavg at start / end | %s / %s |\n\n",
+            run->load_start, run->load_end);
 }
 
 void md_goals(FILE *f, const goal *g, int n)

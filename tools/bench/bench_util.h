@@ -1,23 +1,23 @@
 /*
  * bench_util.h -- what the benchmarks share: the micro-benchmarks
- * (bench/NAME_bench.c) and the `evs bench` runner (suite.c): clocks and
- * process counters, the sync probe, latency samples and nearest-rank
- * percentiles, operation accounting (committed / rejected / conflict /
- * error, and the items each operation wrote or read), timed multi-thread
- * levels with their "where the time goes" figures, the machine
- * description, goal rows, and the Markdown/JSON pieces of the reports.
+ * (micro/NAME_bench.c) and the `evs bench` runner (suite.c) with its
+ * scenarios: the program's options and exit paths, clocks and process
+ * counters, a random generator and payload helpers, latency samples and
+ * nearest-rank percentiles, operation accounting (committed / rejected /
+ * conflict / error, and the items each operation wrote or read), timed
+ * multi-thread levels with their "where the time goes" figures, the
+ * machine description and the fdatasync probe, goal rows, and the
+ * Markdown/JSON pieces of the reports.
  *
- * Every benchmark links bench_util.c into its own executable: the sync
- * probe works by defining fdatasync and fsync in the executable, which
- * interposes them for the static library and for LMDB alike. `evs` links
- * it too (for `evs bench`), so every evs command goes through the probe's
- * wrappers: the raw system call plus two clock reads, negligible beside a
- * sync.
+ * The syncs those figures count come from the sync probe (sync_probe.h),
+ * which every executable that links bench_util.c links too.
  */
 #ifndef EVS_BENCH_UTIL_H
 #define EVS_BENCH_UTIL_H
 
 #include <evstore.h>
+
+#include "sync_probe.h"
 
 #include <limits.h>
 #include <stdatomic.h>
@@ -81,26 +81,36 @@ typedef struct disk_counters {
 extern char g_disk_name[64]; /* e.g. "vda"; "" when unknown */
 disk_counters disk_read(void);
 
-/* ---- the sync probe ---- */
+/* ---- random numbers, payloads ---- */
 
-/* Every fdatasync/fsync of the process: count and summed nanoseconds. */
-extern _Atomic uint64_t g_sync_calls;
-extern _Atomic uint64_t g_sync_ns;
-/* While g_sync_rec is set, each sync's duration also goes to g_sync_v (a
- * fixed buffer: no allocation inside the wrapper), and syncs slower than
- * SLOW_SYNC_NS to g_slow with the file they synced. */
-#define SYNC_SAMPLES_MAX (1u << 20)
-extern uint64_t *g_sync_v;
-extern _Atomic uint64_t g_sync_n;
-extern _Atomic int g_sync_rec;
-#define SLOW_SYNC_NS 10000000u
-#define SLOW_SYNCS_MAX 4096u
-typedef struct slow_sync {
-    uint64_t ns;
-    char file[64];
-} slow_sync;
-extern slow_sync *g_slow;
-extern _Atomic uint64_t g_slow_n;
+/* splitmix64: small, fast, and the same sequence for the same seed. */
+static inline uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, n) (0 when n is 0). */
+static inline uint64_t rng_below(uint64_t *s, uint64_t n)
+{
+    return n ? rng_next(s) % n : 0;
+}
+
+/* rng_below on a uint64_t state given as void * (bank.h, shop.h). */
+uint64_t rng_below_fn(void *rng, uint64_t n);
+
+/* ev <- a JSON event of type with data[0..len), no tags, id and time
+ * left to the store. */
+void event_init(evs_event_data *e, const char *type, const char *data,
+                size_t len);
+
+/* The number after key (e.g. "\"amount\":") in a NUL-terminated JSON
+ * text, 0 when absent (or data is NULL). Only for the benchmarks' own flat
+ * payloads; unsigned (strtoull) for their 64-bit checksums, which a signed
+ * caller casts back. */
+uint64_t json_uint(const void *data, const char *key);
 
 /* ---- samples and percentiles ---- */
 
@@ -157,16 +167,55 @@ typedef struct bench_opts {
     unsigned phases; /* default: every phase */
 } bench_opts;
 
-/* A benchmark's own option: handles name (its inline value val, or
- * arg_value's) and returns 1, or returns 0 for an unknown option. */
-typedef int (*bench_opt_fn)(void *ctx, const char *name, const char *val,
-                            int argc, char **argv, int *i);
+/*
+ * A benchmark's own option, for bench_begin: its name, the kind of
+ * value and where it goes, the range it must be in, and the value it gets
+ * when not given (quick_def with --quick). Made with the BENCH_OPT_*
+ * macros below, which check the destination's type (the conditional
+ * `1 ? (p) : (T *)0` draws a warning when p is not a T *).
+ */
+typedef enum bench_opt_kind {
+    BOPT_LONG,     /* long in [min, max] */
+    BOPT_INT,      /* int in [min, max] */
+    BOPT_UINT,     /* unsigned in [min, max] */
+    BOPT_U64,      /* uint64_t in [min, max] */
+    BOPT_SECONDS,  /* double in (0, fmax] */
+    BOPT_SECONDS0, /* double in [0, fmax] */
+    BOPT_LEVELS    /* parse_list into int[MAX_LEVELS], the count in *n */
+} bench_opt_kind;
 
-/* Parses argv: the common options into b, the others through own; dies on
- * an unknown one. phases: the --only names, bit i for names[i]. */
-void bench_parse_args(bench_opts *b, int argc, char **argv,
-                      const char *const *phases, int nphases,
-                      void (*usage)(FILE *), bench_opt_fn own, void *ctx);
+typedef struct bench_opt {
+    const char *name;           /* "--seconds" */
+    bench_opt_kind kind;
+    void *dst;
+    long min, max;              /* integers */
+    double fmax;                /* seconds */
+    double def, quick_def;      /* numbers (whole ones for integers) */
+    const char *levels_def;     /* BOPT_LEVELS: the list when not given */
+    int *n;                     /* BOPT_LEVELS: the count */
+} bench_opt;
+
+#define BENCH_OPT_INT_(nm, k, T, p, lo, hi, d, qd)                          \
+    {nm, k, (1 ? (p) : (T *)0), lo, hi, 0, d, qd, NULL, NULL}
+#define BENCH_OPT_LONG(nm, p, lo, hi, d, qd)                                \
+    BENCH_OPT_INT_(nm, BOPT_LONG, long, p, lo, hi, d, qd)
+#define BENCH_OPT_INT(nm, p, lo, hi, d, qd)                                 \
+    BENCH_OPT_INT_(nm, BOPT_INT, int, p, lo, hi, d, qd)
+#define BENCH_OPT_UINT(nm, p, lo, hi, d, qd)                                \
+    BENCH_OPT_INT_(nm, BOPT_UINT, unsigned, p, lo, hi, d, qd)
+#define BENCH_OPT_U64(nm, p, lo, hi, d, qd)                                 \
+    BENCH_OPT_INT_(nm, BOPT_U64, uint64_t, p, lo, hi, d, qd)
+/* Seconds: > 0 (SECONDS) or >= 0 (SECONDS0), at most hi. */
+#define BENCH_OPT_SECONDS(nm, p, hi, d, qd)                                 \
+    {nm, BOPT_SECONDS, (1 ? (p) : (double *)0), 0, 0, hi, d, qd, NULL, NULL}
+#define BENCH_OPT_SECONDS0(nm, p, hi, d, qd)                                \
+    {nm, BOPT_SECONDS0, (1 ? (p) : (double *)0), 0, 0, hi, d, qd, NULL, NULL}
+#define BENCH_OPT_LEVELS(nm, p, np, d)                                      \
+    {nm, BOPT_LEVELS, (1 ? (p) : (int *)0), 0, 0, 0, 0, 0, d,              \
+     (1 ? (np) : (int *)0)}
+
+/* The elements of an array (not a pointer). */
+#define BENCH_COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 long parse_long(const char *flag, const char *s, long min, long max);
 double parse_double(const char *flag, const char *s, double min, double max,
@@ -202,9 +251,20 @@ void describe_machine(machine *m, const char *dir);
 /* The disk's sync latency as the store sees it: n writes of wsize bytes,
  * each followed by fdatasync, into a preallocated temporary file in dir
  * (removed after), after n/20 (at least 10) unmeasured ones. Returns 0
- * with the latencies in *out, or -1 with a message in err (never dies). */
+ * with the latencies in *out and, when cpu_us is not NULL, the process's
+ * CPU time (user + sys) per measured sync in *cpu_us, or -1 with a message
+ * in err (never dies). */
 int fsync_probe(const char *dir, long n, size_t wsize, lat_summary *out,
-                char *err, size_t errsize);
+                double *cpu_us, char *err, size_t errsize);
+
+/* Writes back every dirty page of the filesystem holding dir (syncfs):
+ * the index is written without syncs, so a phase leaves dirty pages that
+ * the kernel would otherwise write back during the next one. *secs: how
+ * long the syncfs took; *bytes: what the device wrote meanwhile (0 when
+ * unknown); either may be NULL. Returns 0, or -1 with "cannot open DIR:
+ * ..." or "syncfs(DIR): ..." in err (when not NULL). */
+int sync_fs(const char *dir, double *secs, uint64_t *bytes, char *err,
+            size_t errsize);
 
 /* ---- a run ---- */
 
@@ -219,18 +279,27 @@ typedef struct bench_run {
     char load_start[64], load_end[64];
 } bench_run;
 
-/* Opens the --json and --md files (failing before minutes are spent
- * measuring), makes g_root, describes the machine, notes the start. */
-void bench_start(bench_run *run, const bench_opts *o);
-/* Notes the end: total time, load average. */
-void bench_stop(bench_run *run);
-/* Writes the report to stdout and the --md file, the figures to the --json
- * file, removes g_root unless --keep; returns the exit status (3 when a
- * check failed). */
-int bench_finish(bench_run *run, const bench_opts *o,
-                 void (*write_md)(FILE *, const void *),
-                 void (*write_json)(FILE *, const void *),
-                 const void *report);
+/*
+ * A micro-benchmark's main is bench_begin, its phases, bench_end.
+ *
+ * bench_begin names the program (bench_init), parses argv: the common
+ * options into b, the benchmark's own (own[0..nown)) where their table
+ * says, every own option not given set to its default (dies on an unknown
+ * option or a bad value; phases: the --only names, bit i for phases[i];
+ * --help prints usage to stdout and exits 0); then opens the --json and
+ * --md files (failing before minutes are spent measuring), makes g_root,
+ * describes the machine and notes the start.
+ */
+void bench_begin(bench_run *run, bench_opts *b, const char *prog, int argc,
+                 char **argv, const char *const *phases, int nphases,
+                 void (*usage)(FILE *), const bench_opt *own, int nown);
+/* bench_end notes the end (total time, load average), calls goals(report)
+ * (the verdicts, which may look at the whole run), writes the report to
+ * stdout and the --md file and the figures to the --json file, removes
+ * g_root unless --keep; returns the exit status (3 when a check failed). */
+int bench_end(bench_run *run, const bench_opts *o, void (*goals)(void *),
+              void (*write_md)(FILE *, const void *),
+              void (*write_json)(FILE *, const void *), void *report);
 
 /* ---- stores ---- */
 
@@ -239,11 +308,9 @@ void make_root(const char *dir);
 void store_path(char *out, size_t size, const char *name);
 /* A store named name in g_root, created; dies on failure. */
 evs_db *open_fresh(const char *name);
-/* Closes it and, unless g_keep, deletes it. */
-void close_store(evs_db *db, const char *name);
-
-void event_init(evs_event_data *e, const char *type, const char *data,
-                size_t len);
+/* Closes it and, unless g_keep, deletes it; first, when end is not NULL,
+ * its evs_stats_get into *end (a failure is said on stderr). */
+void close_store(evs_db *db, const char *name, evs_stats *end);
 
 /* ---- timed levels ---- */
 
@@ -342,6 +409,10 @@ void md_lat_cells(FILE *f, const lat_summary *l);
  * any), evstore version, build, CPU, cores, RAM, kernel, store dir. */
 void md_machine_rows(FILE *f, const machine *m, const char *label,
                      const char *version, const char *root);
+/* The rows after a report's mode row: the total run time (with the
+ * setup's share when setup_s >= 0) and the load averages at start and
+ * end; then the table's end. */
+void md_run_rows(FILE *f, const bench_run *run, double setup_s);
 /* The goals table: goal, target, measured, verdict. */
 void md_goals(FILE *f, const goal *g, int n);
 /* Levels' results: threads, counts, ops/s (events/s when an op writes

@@ -9,18 +9,12 @@
  */
 #include "index_rebuild.h"
 
+#include "bench_util.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 int bench_index_rebuild(rebuild_figure *f, evs_db **db, const char *path)
 {
@@ -43,10 +37,10 @@ int bench_index_rebuild(rebuild_figure *f, evs_db **db, const char *path)
             ok = 0;
         }
     }
-    double t0 = now_s();
+    uint64_t t0 = now_ns();
     rc = evs_open(db, path, &opts);
     if (ok)
-        f->reopen_s = now_s() - t0;
+        f->reopen_s = (double)(now_ns() - t0) / 1e9;
     if (rc == 0 && evs_head_position(&f->events, *db, NULL) < 0 && ok) {
         snprintf(f->error, sizeof f->error, "head: %s", evs_last_error());
         ok = 0;

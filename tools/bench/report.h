@@ -40,7 +40,7 @@ typedef struct target_result {
 } target_result;
 
 /* PostgreSQL only: EXPLAIN (ANALYZE, BUFFERS) of one hot query, run on
- * the loaded data after the scenarios (src/postgres/pg_explain.c). */
+ * the loaded data after the scenarios (explain.h). */
 typedef struct explain_entry {
     char *name, *params, *index, *plan;
     int used;       /* 1 the intended index was used; 0 not; -1 n/a */

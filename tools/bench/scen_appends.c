@@ -117,7 +117,7 @@ static void *append_thread_init(void *state, int thread, int nthreads)
                          s->kind->prefix, j, 100 + 37 * j, inst % 97, inst, j);
         for (int p = 0; p < s->kind->parts; p++) {
             evs_event_data *ev = &t->ev[p][j];
-            scen_event(ev, j == 0 ? "EntryOpened" : "EntryPosted", t->json[j],
+            event_init(ev, j == 0 ? "EntryOpened" : "EntryPosted", t->json[j],
                        (size_t)n);
             ev->tags = t->tags;
             ev->ntags = 2;
@@ -142,7 +142,7 @@ static int append_op(void *tstate, uint64_t *t0, uint64_t *t1,
         t->part[p] = (evs_stream_append){t->stream[i], t->version[i],
                                          t->ev[p], (size_t)k->per_part};
     }
-    *t0 = scen_now_ns();
+    *t0 = now_ns();
     if (k->parts == 1)
         rc = evs_append(&t->res[0], s->db, s->tenant, t->part[0].stream,
                         t->part[0].expected_version, t->part[0].events,
@@ -150,7 +150,7 @@ static int append_op(void *tstate, uint64_t *t0, uint64_t *t1,
     else
         rc = evs_append_multi(t->res, s->db, s->tenant, t->part,
                               (size_t)k->parts);
-    *t1 = scen_now_ns();
+    *t1 = now_ns();
     if (rc == EVS_ECONFLICT) {
         /* cannot happen with a thread's own streams: take the actual
            versions so the next appends go on, and say so */

@@ -14,7 +14,9 @@
  * backoff, its default policy) and keeps a state cache, so the figures are
  * those of an application using the executor as documented.
  */
+#include "bank.h"
 #include "scen_util.h"
+#include "shop.h"
 
 #include <evstore_command.h>
 
@@ -23,7 +25,6 @@
 #include <string.h>
 
 #define CACHE_ENTRIES 65536
-#define NAME_LEN 32
 
 static evs_executor *executor_new(evs_db *db, char *err, size_t errsize)
 {
@@ -51,9 +52,15 @@ static int outcome_of(const evs_command_result *r, const char *what,
     }
 }
 
+/* scen_below on a thread's generator, for bank_pick and shop_pick. */
+static uint64_t below(void *rng, uint64_t n)
+{
+    return scen_below(rng, n);
+}
+
 /* Appends one event to each of names[0..n) (new streams), 100 streams an
    append. */
-static int create_streams(evs_db *db, const char *tenant, char (*names)[NAME_LEN],
+static int create_streams(evs_db *db, const char *tenant, char (*names)[BANK_NAME_LEN],
                           int n, const char *type, const char *const *json,
                           char *err, size_t errsize)
 {
@@ -63,7 +70,7 @@ static int create_streams(evs_db *db, const char *tenant, char (*names)[NAME_LEN
     for (int i = 0; i < n; i += 100) {
         int k = n - i < 100 ? n - i : 100;
         for (int j = 0; j < k; j++) {
-            scen_event(&evs[j], type, json[i + j], strlen(json[i + j]));
+            event_init(&evs[j], type, json[i + j], strlen(json[i + j]));
             parts[j] = (evs_stream_append){names[i + j], EVS_NO_STREAM,
                                            &evs[j], 1};
         }
@@ -88,7 +95,7 @@ typedef struct bank_state {
     char tenant[EVS_MAX_TENANT_LEN + 1];
     uint64_t seed;
     int naccounts;
-    char (*accounts)[NAME_LEN];
+    char (*accounts)[BANK_NAME_LEN];
     /* committed, warm-up included: what check expects in the store */
     _Atomic int64_t deposited, withdrawn;
     _Atomic uint64_t events;
@@ -98,66 +105,6 @@ typedef struct bank_thread {
     bank_state *s;
     uint64_t rng;
 } bank_thread;
-
-typedef struct account {
-    int open;
-    int64_t balance;
-} account;
-
-/* Opened sets the balance; Deposited and TransferredIn add; Withdrawn and
-   TransferredOut subtract. */
-static int account_apply(void *state, const evs_event *e)
-{
-    account *a = state;
-    int64_t amount = scen_json_int(e->data, "\"amount\":");
-    if (strcmp(e->type, "Opened") == 0) {
-        a->open = 1;
-        a->balance = amount;
-    } else if (strcmp(e->type, "Deposited") == 0 ||
-               strcmp(e->type, "TransferredIn") == 0) {
-        a->balance += amount;
-    } else {
-        a->balance -= amount;
-    }
-    return 0;
-}
-
-static const evs_fold account_fold = {"account", sizeof(account), NULL,
-                                      account_apply, NULL, NULL};
-
-typedef struct bank_args {
-    int kind; /* 0 deposit, 1 withdrawal, 2 transfer */
-    const char *from, *to;
-    int64_t amount;
-} bank_args;
-
-static int bank_handle(evs_decision *d, const evs_cmd_state *s, size_t n,
-                       void *args)
-{
-    static const char *const types[] = {"Deposited", "Withdrawn",
-                                        "TransferredOut"};
-    const bank_args *b = args;
-    const account *a = s[0].state;
-    char json[64];
-    evs_event_data ev;
-    size_t len;
-    int rc;
-    if (!a->open)
-        return evs_decision_reject(d, 1, "%s is not open", b->from);
-    if (b->kind != 0 && a->balance < b->amount)
-        return evs_decision_reject(d, 2, "insufficient funds: %lld < %lld",
-                                   (long long)a->balance,
-                                   (long long)b->amount);
-    len = (size_t)snprintf(json, sizeof json, "{\"amount\":%lld}",
-                           (long long)b->amount);
-    scen_event(&ev, types[b->kind], json, len);
-    rc = evs_decision_emit(d, b->from, &ev);
-    if (rc == 0 && b->kind == 2) {
-        scen_event(&ev, "TransferredIn", json, len);
-        rc = evs_decision_emit(d, b->to, &ev);
-    }
-    return rc;
-}
 
 static void bank_teardown(void *state)
 {
@@ -189,7 +136,7 @@ static int bank_setup(void **state, bench_ctx *ctx, char *err, size_t errsize)
         goto fail;
     }
     for (int i = 0; i < s->naccounts; i++) {
-        snprintf(s->accounts[i], NAME_LEN, "account-%04d", i);
+        snprintf(s->accounts[i], BANK_NAME_LEN, "account-%04d", i);
         json[i] = opening;
     }
     if (create_streams(s->db, s->tenant, s->accounts, s->naccounts, "Opened",
@@ -224,50 +171,34 @@ static int bank_op(void *tstate, uint64_t *t0, uint64_t *t1, uint64_t *items,
 {
     bank_thread *t = tstate;
     bank_state *s = t->s;
-    int r = (int)scen_below(&t->rng, 100);
-    int a = (int)scen_below(&t->rng, (uint64_t)s->naccounts);
-    bank_args b = {r < 45 ? 0 : r < 90 ? 1 : 2, s->accounts[a], NULL, 0};
-    evs_cmd_stream st[2] = {{s->accounts[a], EVS_CMD_READ, &account_fold},
-                            {NULL, EVS_CMD_READ, NULL}};
-    evs_command cmd = EVS_COMMAND_INIT;
+    bank_cmd c;
     evs_command_result res;
-    b.amount = 1 + (int64_t)scen_below(&t->rng, 1000);
-    if (b.kind == 2) {
-        int c = (int)scen_below(&t->rng, (uint64_t)s->naccounts - 1);
-        c += c >= a;
-        b.to = s->accounts[c];
-        st[1] = (evs_cmd_stream){b.to, EVS_CMD_READ, &account_fold};
-    }
-    cmd.name = b.kind == 0 ? "deposit" : b.kind == 1 ? "withdraw" : "transfer";
-    cmd.tenant = s->tenant;
-    cmd.streams = st;
-    cmd.nstreams = b.kind == 2 ? 2 : 1;
-    cmd.handle = bank_handle;
-    cmd.args = &b;
-    *t0 = scen_now_ns();
-    evs_command_execute(&res, s->ex, &cmd);
-    *t1 = scen_now_ns();
+    bank_pick(&c, s->accounts, s->naccounts, below, &t->rng);
+    c.cmd.tenant = s->tenant;
+    *t0 = now_ns();
+    evs_command_execute(&res, s->ex, &c.cmd);
+    *t1 = now_ns();
     if (res.outcome == EVS_CMD_COMMITTED) {
         atomic_fetch_add(&s->events, (uint64_t)res.nevents);
         *items += res.nevents;
-        if (b.kind == 0)
-            atomic_fetch_add(&s->deposited, b.amount);
-        else if (b.kind == 1)
-            atomic_fetch_add(&s->withdrawn, b.amount);
+        if (c.kind == BANK_DEPOSIT)
+            atomic_fetch_add(&s->deposited, c.amount);
+        else if (c.kind == BANK_WITHDRAW)
+            atomic_fetch_add(&s->withdrawn, c.amount);
     }
-    return outcome_of(&res, cmd.name, err, errsize);
+    return outcome_of(&res, c.cmd.name, err, errsize);
 }
 
 typedef struct account_replay {
     const char *name;
-    account acc;
+    bank_account acc;
 } account_replay;
 
 static int account_replay_one(void *arg, const evs_event *e, char *err,
                               size_t errsize)
 {
     account_replay *r = arg;
-    account_apply(&r->acc, e);
+    bank_account_apply(&r->acc, e);
     if (r->acc.balance < 0) {
         scen_msg(err, errsize, "%s went to %lld at version %lld", r->name,
                  (long long)r->acc.balance, (long long)e->stream_version);
@@ -347,7 +278,6 @@ const bench_scenario scen_bank = {
 /* shop                                                                */
 /* ------------------------------------------------------------------ */
 
-#define MAX_LINES 5
 #define PLENTY 100000000 /* stock of most products: never runs out */
 #define SCARCE 50        /* stock of every SCARCE_EVERY-th product */
 #define SCARCE_EVERY 50
@@ -358,8 +288,8 @@ typedef struct shop_state {
     char tenant[EVS_MAX_TENANT_LEN + 1];
     uint64_t seed;
     int nproducts, ncustomers;
-    char (*products)[NAME_LEN];
-    char (*customers)[NAME_LEN];
+    char (*products)[BANK_NAME_LEN];
+    char (*customers)[BANK_NAME_LEN];
     int64_t *initial;            /* stock per product */
     _Atomic int64_t *reserved;   /* per product, by committed orders */
     _Atomic uint64_t events;
@@ -371,89 +301,6 @@ typedef struct shop_thread {
     uint64_t rng, seq;
     uint32_t instance;
 } shop_thread;
-
-typedef struct product {
-    int exists;
-    int64_t stock;
-} product;
-
-static int product_apply(void *state, const evs_event *e)
-{
-    product *p = state;
-    if (strcmp(e->type, "ProductAdded") == 0) {
-        p->exists = 1;
-        p->stock = scen_json_int(e->data, "\"stock\":");
-    } else if (strcmp(e->type, "StockReserved") == 0) {
-        p->stock -= scen_json_int(e->data, "\"qty\":");
-    }
-    return 0;
-}
-
-static const evs_fold product_fold = {"product", sizeof(product), NULL,
-                                      product_apply, NULL, NULL};
-
-typedef struct placed {
-    int placed;
-} placed;
-
-static int order_apply(void *state, const evs_event *e)
-{
-    ((placed *)state)->placed = 1;
-    return 0;
-}
-
-static const evs_fold order_fold = {"order", sizeof(placed), NULL,
-                                    order_apply, NULL, NULL};
-
-typedef struct order_args {
-    const shop_state *s;
-    const char *order, *customer;
-    int nlines;
-    int product[MAX_LINES];
-    int64_t qty[MAX_LINES];
-} order_args;
-
-/* s[0] the order, s[1] the customer (append only), s[2..] the products. */
-static int order_handle(evs_decision *d, const evs_cmd_state *s, size_t n,
-                        void *args)
-{
-    const order_args *o = args;
-    char json[512], one[96];
-    evs_event_data ev;
-    size_t len, l1;
-    int rc;
-    if (((const placed *)s[0].state)->placed)
-        return evs_decision_reject(d, 1, "order %s exists", o->order);
-    for (int i = 0; i < o->nlines; i++) {
-        const product *p = s[2 + i].state;
-        if (!p->exists || p->stock < o->qty[i])
-            return evs_decision_reject(d, 2, "%s: %lld left, %lld ordered",
-                                       o->s->products[o->product[i]],
-                                       (long long)p->stock,
-                                       (long long)o->qty[i]);
-    }
-    len = (size_t)snprintf(json, sizeof json,
-                           "{\"customer\":\"%s\",\"lines\":[", o->customer);
-    for (int i = 0; i < o->nlines; i++) {
-        const char *name = o->s->products[o->product[i]];
-        l1 = (size_t)snprintf(one, sizeof one,
-                              "{\"order\":\"%s\",\"qty\":%lld}", o->order,
-                              (long long)o->qty[i]);
-        scen_event(&ev, "StockReserved", one, l1);
-        if ((rc = evs_decision_emit(d, name, &ev)) < 0)
-            return rc;
-        len += (size_t)snprintf(json + len, sizeof json - len,
-                                "%s{\"product\":\"%s\",\"qty\":%lld}",
-                                i ? "," : "", name, (long long)o->qty[i]);
-    }
-    len += (size_t)snprintf(json + len, sizeof json - len, "]}");
-    scen_event(&ev, "OrderPlaced", json, len);
-    if ((rc = evs_decision_emit(d, o->order, &ev)) < 0)
-        return rc;
-    len = (size_t)snprintf(json, sizeof json, "{\"order\":\"%s\"}", o->order);
-    scen_event(&ev, "OrderRecorded", json, len);
-    return evs_decision_emit(d, o->customer, &ev);
-}
 
 static void shop_teardown(void *state)
 {
@@ -499,7 +346,7 @@ static int shop_setup(void **state, bench_ctx *ctx, char *err, size_t errsize)
     /* a few scarce products, so that some orders are rejected for stock
        while most go through */
     for (int i = 0; i < s->nproducts; i++) {
-        snprintf(s->products[i], NAME_LEN, "product-%04d", i);
+        snprintf(s->products[i], BANK_NAME_LEN, "product-%04d", i);
         s->initial[i] = i % SCARCE_EVERY == SCARCE_EVERY - 1 ? SCARCE : PLENTY;
         snprintf(stock[i], sizeof stock[i], "{\"stock\":%lld}",
                  (long long)s->initial[i]);
@@ -509,7 +356,7 @@ static int shop_setup(void **state, bench_ctx *ctx, char *err, size_t errsize)
                        "ProductAdded", json, err, errsize) < 0)
         goto fail;
     for (int i = 0; i < s->ncustomers; i++) {
-        snprintf(s->customers[i], NAME_LEN, "customer-%04d", i);
+        snprintf(s->customers[i], BANK_NAME_LEN, "customer-%04d", i);
         json[i] = joined;
     }
     if (create_streams(s->db, s->tenant, s->customers, s->ncustomers,
@@ -547,53 +394,29 @@ static int shop_op(void *tstate, uint64_t *t0, uint64_t *t1, uint64_t *items,
 {
     shop_thread *t = tstate;
     shop_state *s = t->s;
-    char order[NAME_LEN];
-    order_args a;
-    evs_cmd_stream st[2 + MAX_LINES];
-    evs_command cmd = EVS_COMMAND_INIT;
+    char name[BANK_NAME_LEN];
+    shop_order o;
     evs_command_result res;
-    snprintf(order, sizeof order, "order-%u-%llu", t->instance,
+    snprintf(name, sizeof name, "order-%u-%llu", t->instance,
              (unsigned long long)t->seq++);
-    a.s = s;
-    a.order = order;
-    a.customer = s->customers[scen_below(&t->rng, (uint64_t)s->ncustomers)];
-    a.nlines = 2 + (int)scen_below(&t->rng, MAX_LINES - 1);
-    st[0] = (evs_cmd_stream){order, EVS_CMD_READ, &order_fold};
-    st[1] = (evs_cmd_stream){a.customer, EVS_CMD_APPEND, NULL};
-    for (int i = 0; i < a.nlines; i++) {
-        int p, dup;
-        do { /* distinct products */
-            p = (int)scen_below(&t->rng, (uint64_t)s->nproducts);
-            dup = 0;
-            for (int j = 0; j < i; j++)
-                dup |= a.product[j] == p;
-        } while (dup);
-        a.product[i] = p;
-        a.qty[i] = 1 + (int64_t)scen_below(&t->rng, 3);
-        st[2 + i] = (evs_cmd_stream){s->products[p], EVS_CMD_READ,
-                                     &product_fold};
-    }
-    cmd.name = "place-order";
-    cmd.tenant = s->tenant;
-    cmd.streams = st;
-    cmd.nstreams = 2 + (size_t)a.nlines;
-    cmd.handle = order_handle;
-    cmd.args = &a;
-    *t0 = scen_now_ns();
-    evs_command_execute(&res, s->ex, &cmd);
-    *t1 = scen_now_ns();
+    shop_pick(&o, name, s->customers, s->ncustomers, s->products, s->nproducts,
+              below, &t->rng);
+    o.cmd.tenant = s->tenant;
+    *t0 = now_ns();
+    evs_command_execute(&res, s->ex, &o.cmd);
+    *t1 = now_ns();
     if (res.outcome == EVS_CMD_COMMITTED) {
         atomic_fetch_add(&s->events, (uint64_t)res.nevents);
         *items += res.nevents;
-        for (int i = 0; i < a.nlines; i++)
-            atomic_fetch_add(&s->reserved[a.product[i]], a.qty[i]);
+        for (int i = 0; i < o.nlines; i++)
+            atomic_fetch_add(&s->reserved[o.product[i]], o.qty[i]);
     }
-    return outcome_of(&res, cmd.name, err, errsize);
+    return outcome_of(&res, o.cmd.name, err, errsize);
 }
 
 typedef struct product_replay {
     const char *name;
-    product p;
+    shop_product p;
     int64_t reserved;
 } product_replay;
 
@@ -601,9 +424,9 @@ static int product_replay_one(void *arg, const evs_event *e, char *err,
                               size_t errsize)
 {
     product_replay *r = arg;
-    product_apply(&r->p, e);
+    shop_product_apply(&r->p, e);
     if (strcmp(e->type, "StockReserved") == 0)
-        r->reserved += scen_json_int(e->data, "\"qty\":");
+        r->reserved += (int64_t)json_uint(e->data, "\"qty\":");
     if (r->p.stock < 0) {
         scen_msg(err, errsize, "%s oversold: stock %lld at version %lld",
                  r->name, (long long)r->p.stock,

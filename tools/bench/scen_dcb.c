@@ -125,7 +125,7 @@ static int query_setup(void **state, bench_ctx *ctx, char *err, size_t errsize)
                            "{\"book\":\"%u\",\"student\":\"s%u\","
                            "\"branch\":\"%s\",\"event\":%u}",
                            b, (b * 31u + r) % 5000, regions[b % 5], r);
-            scen_event(&ev[n], type, json[n], (size_t)len);
+            event_init(&ev[n], type, json[n], (size_t)len);
             snprintf(tags[n][0], TAG_LEN, "book:%u", b);
             if (r == 0)
                 snprintf(tags[n][1], TAG_LEN, "region:%s", regions[b % 5]);
@@ -192,7 +192,7 @@ static int query_op(void *tstate, uint64_t *t0, uint64_t *t1,
     uint64_t n = 0;
     int rc, badtype = 0;
     snprintf(t->tag, sizeof t->tag, "book:%u", b);
-    *t0 = scen_now_ns();
+    *t0 = now_ns();
     rc = evs_read_query(&it, s->db, s->tenant, &t->q, 0, EVS_FORWARD, 0);
     if (rc == 0) {
         while ((rc = evs_iter_next(&e, it)) == 0) {
@@ -203,7 +203,7 @@ static int query_op(void *tstate, uint64_t *t0, uint64_t *t1,
                        strcmp(e->type, "BookReturned") != 0;
         }
     }
-    *t1 = scen_now_ns();
+    *t1 = now_ns();
     if (rc != EVS_ITEROVER) {
         scen_fail(err, errsize, rc, "query of %s", t->tag);
         evs_iter_free(it);
@@ -286,7 +286,7 @@ static int course_apply(void *state, const evs_event *e)
     course *c = state;
     if (e->type[0] == 'C') { /* CourseDefined */
         c->defined = 1;
-        c->capacity = scen_json_int(e->data, "\"capacity\":");
+        c->capacity = (int64_t)json_uint(e->data, "\"capacity\":");
     } else if (e->type[7] == 'S') { /* StudentSubscribed */
         c->taken++;
     } else if (e->type[7] == 'U') { /* StudentUnsubscribed */
@@ -330,7 +330,7 @@ static int course_handle(evs_decision *d, const evs_cmd_state *s, size_t n,
                    "{\"course\":\"%u\",\"student\":\"%s\",\"seat\":%lld}",
                    a->course, a->student,
                    (long long)(a->subscribe ? c->taken + 1 : c->taken));
-    scen_event(&ev, course_types[a->subscribe ? 1 : 2], json, (size_t)len);
+    event_init(&ev, course_types[a->subscribe ? 1 : 2], json, (size_t)len);
     ev.tags = tags;
     ev.ntags = 2;
     return evs_decision_emit(d, NULL, &ev);
@@ -378,7 +378,7 @@ static int course_setup(void **state, bench_ctx *ctx, char *err,
         s->capacity[c] = 10 + (int64_t)(c % 20);
         len = snprintf(json[n], sizeof json[n], "{\"course\":\"%u\","
                        "\"capacity\":%lld}", c, (long long)s->capacity[c]);
-        scen_event(&ev[n], "CourseDefined", json[n], (size_t)len);
+        event_init(&ev[n], "CourseDefined", json[n], (size_t)len);
         snprintf(tag[n], TAG_LEN, "course:%u", c);
         tagp[n][0] = tag[n];
         ev[n].tags = tagp[n];
@@ -449,9 +449,9 @@ static int course_op(void *tstate, uint64_t *t0, uint64_t *t1,
     cmd.query_fold = &course_fold;
     cmd.handle = course_handle;
     cmd.args = &a;
-    *t0 = scen_now_ns();
+    *t0 = now_ns();
     evs_command_execute(&res, s->ex, &cmd);
-    *t1 = scen_now_ns();
+    *t1 = now_ns();
     switch (res.outcome) {
     case EVS_CMD_COMMITTED:
         *items += res.nevents;
@@ -492,7 +492,7 @@ static int course_check(void *state, bench_ctx *ctx, char *err,
             return -1;
         }
         while ((rc = evs_iter_next(&e, it)) == 0) {
-            int64_t seat = scen_json_int(e->data, "\"seat\":");
+            int64_t seat = (int64_t)json_uint(e->data, "\"seat\":");
             int sub = e->type[7] == 'S', unsub = e->type[7] == 'U';
             if ((sub && seat != st.taken + 1) || (unsub && seat != st.taken)) {
                 scen_msg(err, errsize, "%s: seat %lld at position %llu with "

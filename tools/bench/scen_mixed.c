@@ -91,7 +91,7 @@ static int mixed_setup(void **state, bench_ctx *ctx, char *err,
                 int n = snprintf(js, 160, "{\"customer\":%d,\"seq\":%d,"
                                  "\"channel\":\"web\",\"note\":\"profile "
                                  "or order activity\"}", c, v);
-                scen_event(ev, v % NOTED_EVERY == 0 ? "OrderNoted"
+                event_init(ev, v % NOTED_EVERY == 0 ? "OrderNoted"
                                                     : "ProfileUpdated",
                            js, (size_t)n);
                 ev->tags = &tagp[p];
@@ -185,13 +185,13 @@ static int mixed_op(void *tstate, uint64_t *t0, uint64_t *t1,
         int i = (int)(t->next++ % OWN_STREAMS);
         evs_event_data ev;
         evs_append_result res;
-        scen_event(&ev, "PageVisited", t->json, t->json_len);
+        event_init(&ev, "PageVisited", t->json, t->json_len);
         ev.tags = t->owntags;
         ev.ntags = 1;
-        *t0 = scen_now_ns();
+        *t0 = now_ns();
         rc = evs_append(&res, s->db, s->tenant, t->own[i], t->version[i],
                         &ev, 1);
-        *t1 = scen_now_ns();
+        *t1 = now_ns();
         if (rc < 0) {
             scen_fail(err, errsize, rc, "append to %s", t->own[i]);
             if (rc == EVS_ECONFLICT) {
@@ -207,20 +207,20 @@ static int mixed_op(void *tstate, uint64_t *t0, uint64_t *t1,
     }
     if (r < 70) {
         want = STREAM_EVENTS;
-        *t0 = scen_now_ns();
+        *t0 = now_ns();
         rc = evs_read_stream(&it, s->db, s->tenant, s->names[c], 0,
                              EVS_FORWARD, 0);
         if (rc == 0)
             rc = drain(t, it, &n);
-        *t1 = scen_now_ns();
+        *t1 = now_ns();
     } else {
         want = (STREAM_EVENTS + NOTED_EVERY - 1) / NOTED_EVERY;
         snprintf(t->tag, sizeof t->tag, "customer:%d", c);
-        *t0 = scen_now_ns();
+        *t0 = now_ns();
         rc = evs_read_query(&it, s->db, s->tenant, &t->q, 0, EVS_FORWARD, 0);
         if (rc == 0)
             rc = drain(t, it, &n);
-        *t1 = scen_now_ns();
+        *t1 = now_ns();
     }
     if (rc != EVS_ITEROVER) {
         scen_fail(err, errsize, rc, "%s of %s", r < 70 ? "read" : "query",

@@ -92,14 +92,14 @@ static int tokens_op(void *tstate, uint64_t *t0, uint64_t *t1,
         when = s->first_us +
                (int64_t)scen_below(&t->rng,
                                    (uint64_t)(s->last_us - s->first_us));
-    *t0 = scen_now_ns();
+    *t0 = now_ns();
     switch (kind) {
     case 0: rc = evs_token_head(&tok, s->db, NULL); what = "head"; break;
     case 1: rc = evs_token_head(&tok, s->db, t->tenant); what = "tenant head"; break;
     case 2: rc = evs_token_tail(&tok, s->db, t->tenant); what = "tenant tail"; break;
     default: rc = evs_token_at(&tok, s->db, when); what = "token_at"; break;
     }
-    *t1 = scen_now_ns();
+    *t1 = now_ns();
     if (rc < 0) {
         scen_fail(err, errsize, rc, "evs_token %s", what);
         return BENCH_ERROR;
@@ -241,7 +241,7 @@ static int agg_setup_common(void **state, bench_ctx *ctx, int snapshots,
                                  "\"invoice %lld of the account's history\"}",
                                  s->names[i], (long long)agg_amount(v),
                                  (long long)v);
-                scen_event(&ev[j], v == 0 ? "AccountOpened" : "Deposited", js,
+                event_init(&ev[j], v == 0 ? "AccountOpened" : "Deposited", js,
                            (size_t)n);
                 s->balance[i] += agg_amount(v);
             }
@@ -321,20 +321,20 @@ static int agg_op(void *tstate, uint64_t *t0, uint64_t *t1, uint64_t *items,
     const evs_event *e;
     int64_t bal = 0, from = 0, n = 0, snapv = -1;
     int rc;
-    *t0 = scen_now_ns();
+    *t0 = now_ns();
     rc = evs_aggregate_load(&snap, &it, s->db, s->tenant, s->names[i]);
     if (rc == 0) {
         if (snap) {
-            bal = scen_json_int(snap->data, "\"balance\":");
+            bal = (int64_t)json_uint(snap->data, "\"balance\":");
             from = snap->version + 1;
             snapv = snap->version;
         }
         while ((rc = evs_iter_next(&e, it)) == 0) {
-            bal += scen_json_int(e->data, "\"amount\":");
+            bal += (int64_t)json_uint(e->data, "\"amount\":");
             n++;
         }
     }
-    *t1 = scen_now_ns();
+    *t1 = now_ns();
     evs_snapshot_free(snap);
     if (rc != EVS_ITEROVER) {
         scen_fail(err, errsize, rc, "loading %s", s->names[i]);
@@ -528,9 +528,9 @@ static int batches_op(void *tstate, uint64_t *t0, uint64_t *t1,
     uint64_t after = s->tail + scen_below(&t->rng, s->head - s->tail);
     uint64_t n, last, marker;
     int rc;
-    *t0 = scen_now_ns();
+    *t0 = now_ns();
     rc = read_batch(t, after, &n, &last, &marker, err, errsize);
-    *t1 = scen_now_ns();
+    *t1 = now_ns();
     if (rc < 0)
         return BENCH_ERROR;
     *items += n;
@@ -598,9 +598,9 @@ static int catchup_op(void *tstate, uint64_t *t0, uint64_t *t1,
     track_thread *t = tstate;
     uint64_t n, last, marker;
     int rc;
-    *t0 = scen_now_ns();
+    *t0 = now_ns();
     rc = read_batch(t, t->token, &n, &last, &marker, err, errsize);
-    *t1 = scen_now_ns();
+    *t1 = now_ns();
     if (rc < 0)
         return BENCH_ERROR;
     if (marker < t->token) {

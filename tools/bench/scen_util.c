@@ -52,22 +52,6 @@ uint32_t scen_biggest_tenant(const bench_ctx *ctx)
     return best;
 }
 
-void scen_event(evs_event_data *ev, const char *type, const char *data,
-                size_t len)
-{
-    memset(ev, 0, sizeof *ev);
-    ev->type = type;
-    ev->data = data;
-    ev->data_len = len;
-    ev->content_type = EVS_CONTENT_JSON;
-}
-
-int64_t scen_json_int(const void *data, const char *key)
-{
-    const char *p = data ? strstr(data, key) : NULL;
-    return p ? strtoll(p + strlen(key), NULL, 10) : 0;
-}
-
 int scen_replay_stream(evs_db *db, const char *tenant, const char *stream,
                        int (*each)(void *arg, const evs_event *e, char *err,
                                    size_t errsize),

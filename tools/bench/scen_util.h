@@ -1,26 +1,19 @@
 /*
- * scen_util.h -- what the scenarios of `evs bench` (scen_*.c) share: the
- * clock, a per-thread random generator, error text, and the extern
- * declarations of every scenario (listed in report order in scenarios.c).
- * Private to tools/bench.
+ * scen_util.h -- what the scenarios of `evs bench` (scen_*.c) share beyond
+ * bench_util.h (whose now_ns is their clock, and event_init and json_uint
+ * their payload helpers): a per-thread random generator, error text, the
+ * checks' replays, and the extern declarations of every scenario (listed
+ * in report order in scenarios.c). Private to tools/bench.
  */
 #ifndef EVS_BENCH_SCEN_UTIL_H
 #define EVS_BENCH_SCEN_UTIL_H
 
+#include "bench_util.h"
 #include "suite.h"
 
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <time.h>
-
-/* CLOCK_MONOTONIC in ns (what bench_scenario.op reports in t0 and t1). */
-static inline uint64_t scen_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* xorshift64*: a cheap per-thread generator, deterministic per seed. */
 static inline uint64_t scen_rand(uint64_t *s)
@@ -73,15 +66,6 @@ void scen_gen_tenant(char *out, size_t outsize, uint32_t i);
 
 /* Sums the generator's tenant shares: the tenant holding most events. */
 uint32_t scen_biggest_tenant(const bench_ctx *ctx);
-
-/* ev <- a JSON event of type with data[0..len), no tags, id and time
-   left to the store. */
-void scen_event(evs_event_data *ev, const char *type, const char *data,
-                size_t len);
-
-/* The integer after key (e.g. "\"amount\":") in a NUL-terminated JSON
-   text, 0 when absent. Only for the scenarios' own flat payloads. */
-int64_t scen_json_int(const void *data, const char *key);
 
 /* Calls each(arg, e, err, errsize) on every event of the stream, oldest
    first, and stops at the first call that returns non-zero (it wrote err).

@@ -1,19 +1,20 @@
 /*
- * suite.c -- the runner of `evs bench` (issue 6): checks where the results
- * go, opens the store (a fresh one by default), describes the machine and
+ * suite.c -- the runner of `evs bench`: checks where the results go,
+ * opens the store (a fresh one by default), describes the machine and
  * measures fdatasync, loads the generated data (gen.h), runs each selected
  * scenario (suite.h) level by level through bench_util's level_run,
  * verifies that every level's outcomes add up, and hands the figures to
- * report.c.
+ * report.c. On PostgreSQL it also runs ANALYZE after each bulk load and
+ * EXPLAIN of the hot queries at the end, over a connection of its own
+ * (explain.h).
  *
  * Order matters for honesty and for not wasting a user's time: everything
  * that can refuse (results directory, store, a non-empty store without
  * --force) refuses before anything is measured or written to the store.
  */
+#include "explain.h"
 #include "report.h"
 #include "scen_util.h"
-
-#include "postgres/pg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -331,15 +332,21 @@ static void store_fs_dir(char *out, size_t size, const suite_report *r)
         *slash = 0;
 }
 
-/* Writes back dirty pages of the store's filesystem before a level, so
- * that one level's writeback does not land in the next one's window. */
-static void flush_fs(const char *dir)
+/* PostgreSQL: the bench's own connection to the store's database
+ * (explain.h), for ANALYZE and EXPLAIN; c is NULL when it did not open,
+ * and error says why (every use then fails with that). */
+typedef struct bench_pg {
+    explain_conn *c;
+    char error[512];
+} bench_pg;
+
+static int pg_analyze(bench_pg *pg, char *err, size_t errsize)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        syncfs(fd);
-        close(fd);
+    if (!pg->c) {
+        snprintf(err, errsize, "%s", pg->error);
+        return -1;
     }
+    return explain_analyze(pg->c, err, errsize);
 }
 
 /* ------------------------------------------------------------------ */
@@ -420,7 +427,7 @@ static const level_ops scenario_ops = {w_init, NULL, w_fini, w_op};
 /* ------------------------------------------------------------------ */
 
 static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
-                         const char *fsdir, int idx, int nsc)
+                         bench_pg *pg, const char *fsdir, int idx, int nsc)
 {
     const bench_scenario *sc = s->sc;
     const bench_options *o = r->o;
@@ -460,14 +467,15 @@ static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
      * Without them the planner takes the new tenant for an empty one
      * (docs/PERFORMANCE.md, "PostgreSQL backend"). Untimed, stated. */
     if (is_postgres(r->store)) {
+        char aerr[512];
         uint64_t a0 = now_ns();
-        int arc = evs__pg_analyze(db);
+        int arc = pg_analyze(pg, aerr, sizeof aerr);
         double as = (double)(now_ns() - a0) / 1e9;
         r->analyze_s += as;
         if (arc < 0) {
             r->analyzed = 0;
             fprintf(stderr, PROG ": %s: ANALYZE after setup failed: %s\n",
-                    sc->name, lib_detail(arc));
+                    sc->name, aerr);
         } else {
             fprintf(stderr, PROG ": [%d/%d] %s: ANALYZE after setup: %.1f s\n",
                     idx + 1, nsc, sc->name, as);
@@ -489,7 +497,9 @@ static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
                 PROG ": [%d/%d] %s, %d thread%s: %.1f s warm-up + %.1f s\n",
                 idx + 1, nsc, sc->name, levels[i], levels[i] == 1 ? "" : "s",
                 r->warmup, r->seconds);
-        flush_fs(fsdir);
+        /* so that one level's writeback does not land in the next one's
+         * window */
+        sync_fs(fsdir, NULL, NULL, NULL, 0);
         level_run(lv, &scenario_ops, &a, levels[i], 1, r->warmup,
                   r->seconds);
         if (!counts_ok(&lv->c) || !counts_ok(&lv->warm)) {
@@ -544,7 +554,7 @@ static char *xstrdup_or(const char *s)
     return d;
 }
 
-static int explain_cb(void *ctx, const evs__pg_explained *e)
+static int explain_cb(void *ctx, const explained *e)
 {
     suite_report *r = ctx;
     r->ex = realloc(r->ex, (size_t)(r->nex + 1) * sizeof *r->ex);
@@ -561,17 +571,17 @@ static int explain_cb(void *ctx, const evs__pg_explained *e)
     return 0;
 }
 
-/* After the scenarios, on the loaded data: the backend explains its hot
- * queries with parameters sampled from the biggest generated tenant, and
+/* After the scenarios, on the loaded data: the backend's hot queries
+ * explained with parameters sampled from the biggest generated tenant, and
  * the query the dcb-query scenario runs (scen_dcb.c: a book's BookLent /
  * BookReturned events by its tag) when that scenario ran. */
-static void run_explain(suite_report *r, evs_db *db)
+static void run_explain(suite_report *r, bench_pg *pg)
 {
     static const char *const loan_types[] = {"BookLent", "BookReturned"};
     static const char *const book_tag[] = {"book:0"};
     static const evs_query_item item = {loan_types, 2, book_tag, 1};
     static const evs_query dcb_query = {&item, 1};
-    evs__pg_explain_query extra[1];
+    explain_extra extra[1];
     size_t nextra = 0;
     char tenant[EVS_MAX_TENANT_LEN + 1];
     bench_ctx ctx;
@@ -589,12 +599,14 @@ static void run_explain(suite_report *r, evs_db *db)
         }
     fprintf(stderr, PROG ": EXPLAIN (ANALYZE, BUFFERS) of the hot queries\n");
     r->explain_run = 1;
-    int rc = evs__pg_explain(db, tenant, extra, nextra, explain_cb, r);
-    if (rc != 0) {
-        snprintf(r->explain_error, sizeof r->explain_error, "%s",
-                 lib_detail(rc));
+    int rc = -1;
+    if (pg->c)
+        rc = explain_hot_queries(pg->c, tenant, extra, nextra, explain_cb, r,
+                                 r->explain_error, sizeof r->explain_error);
+    else
+        snprintf(r->explain_error, sizeof r->explain_error, "%s", pg->error);
+    if (rc != 0)
         fprintf(stderr, PROG ": EXPLAIN stopped: %s\n", r->explain_error);
-    }
     for (int i = 0; i < r->nex; i++)
         if (r->ex[i].failed)
             fprintf(stderr, PROG ": EXPLAIN of %s failed: %s\n", r->ex[i].name,
@@ -644,6 +656,7 @@ static int suite_run(const bench_options *o_in)
     char err[1024] = "";
     char fsdir[PATH_MAX];
     evs_db *db = NULL;
+    bench_pg pg = {NULL, ""};
 
     memset(&r, 0, sizeof r);
     if (!o.out)
@@ -684,6 +697,10 @@ static int suite_run(const bench_options *o_in)
             rm_rf(g_root);
         return 1;
     }
+    if (is_postgres(r.store) &&
+        explain_open(&pg.c, r.store, pg.error, sizeof pg.error) != 0)
+        fprintf(stderr, PROG ": no connection of its own to %s (no ANALYZE, "
+                        "no EXPLAIN): %s\n", r.store, pg.error);
     clear_old_results(o.out);
     uint64_t t_start = now_ns();
     loadavg(r.load_start, sizeof r.load_start);
@@ -701,7 +718,7 @@ static int suite_run(const bench_options *o_in)
     r.fsync_n = o.quick ? QUICK_FSYNC_SAMPLES : FSYNC_SAMPLES;
     r.fsync_bytes = FSYNC_WRITE;
     snprintf(r.fsync_dir, sizeof r.fsync_dir, "%s", fsdir);
-    r.fsync_ok = fsync_probe(fsdir, r.fsync_n, r.fsync_bytes, &r.fsync,
+    r.fsync_ok = fsync_probe(fsdir, r.fsync_n, r.fsync_bytes, &r.fsync, NULL,
                              r.fsync_error, sizeof r.fsync_error) == 0;
     if (r.fsync_ok)
         fprintf(stderr, PROG ": fdatasync of %zu B: p50 %.3f ms, p99 %.3f ms\n",
@@ -744,14 +761,13 @@ static int suite_run(const bench_options *o_in)
      * without them the scenarios would measure plans made blind). */
     if (r.gen_ok && is_postgres(r.store) && !atomic_load(&g_interrupted)) {
         t0 = now_ns();
-        rc = evs__pg_analyze(db);
+        rc = pg_analyze(&pg, err, sizeof err);
         r.analyze_s = (double)(now_ns() - t0) / 1e9;
         r.analyzed = rc == 0;
         if (rc == 0)
             fprintf(stderr, PROG ": ANALYZE after the load: %.1f s\n", r.analyze_s);
         else
-            fprintf(stderr, PROG ": ANALYZE after the load failed: %s\n",
-                    lib_detail(rc));
+            fprintf(stderr, PROG ": ANALYZE after the load failed: %s\n", err);
     }
 
     /* The index rebuilt from the log (embedded stores; index_rebuild.c):
@@ -778,13 +794,14 @@ static int suite_run(const bench_options *o_in)
     }
     if (r.gen_ok)
         for (int i = 0; i < nsc && !atomic_load(&g_interrupted); i++)
-            run_scenario(&r, &r.sr[i], db, fsdir, i, nsc);
+            run_scenario(&r, &r.sr[i], db, &pg, fsdir, i, nsc);
 
     /* 6. PostgreSQL: the plans of the hot queries on the loaded data. */
     if (r.gen_ok && is_postgres(r.store) && !atomic_load(&g_interrupted))
-        run_explain(&r, db);
+        run_explain(&r, &pg);
 
     /* 7. The end. */
+    explain_close(pg.c);
     r.end_ok = evs_stats_get(&r.end, db) == 0;
     rc = evs_close(db);
     if (rc < 0)

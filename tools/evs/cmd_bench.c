@@ -1,6 +1,6 @@
 /*
- * cmd_bench.c -- `evs bench`: the performance validation suite (issue 6,
- * docs/BENCH.md). Parses and checks the options (every usage error before
+ * cmd_bench.c -- `evs bench`: the performance validation suite
+ * (docs/BENCH.md). Parses and checks the options (every usage error before
  * anything runs), then hands over to the runner (tools/bench/suite.c).
  */
 #include "cli.h"

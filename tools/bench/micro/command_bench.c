@@ -41,12 +41,15 @@
  * product was ever oversold, and each product's reservations in the store
  * equal those of the committed orders. A failed check exits 3.
  *
- * Levels are run here, not by bench_util's level_run, because a command
- * has four outcomes where an append has three; clocks, samples, the sync
- * probe, the machine description and the report pieces come from
- * bench_util.
+ * The domains are `evs bench`'s (bank.c, shop.c: the same folds, handlers
+ * and command mix). Levels are run here, not by bench_util's level_run,
+ * because a command has four outcomes where an append has three; options,
+ * clocks, samples, the machine description and the report pieces come
+ * from bench_util, the sync counts from sync_probe.c.
  */
+#include "bank.h"
 #include "bench_util.h"
+#include "shop.h"
 
 #include <evstore_command.h>
 
@@ -62,7 +65,6 @@
 #define PLENTY 1000000000  /* stock of an ordinary product */
 #define SCARCE 100         /* stock of a scarce product */
 #define SCARCE_EVERY 50    /* one product in 50 is scarce (2 %) */
-#define MAX_LINES 5
 
 /* Phases, for --only. */
 #define P_BANK 0x1u
@@ -119,223 +121,30 @@ static void usage(FILE *f)
 "with an error, or a check of the store failed.\n");
 }
 
-typedef struct own_args {
-    options *o;
-    double seconds, warmup;
-    const char *threads;
-} own_args;
-
-static int own_arg(void *ctx, const char *name, const char *val, int argc, char **argv,
-                   int *i)
-{
-    own_args *a = ctx;
-#define FLAG(s) (strcmp(name, s) == 0)
-#define VAL() arg_value(name, val, argc, argv, i)
-    if (FLAG("--seconds"))
-        a->seconds = parse_double(name, VAL(), 0, 3600, 0);
-    else if (FLAG("--warmup"))
-        a->warmup = parse_double(name, VAL(), 0, 600, 1);
-    else if (FLAG("--threads"))
-        a->threads = VAL();
-    else if (FLAG("--accounts"))
-        a->o->accounts = (int)parse_long(name, VAL(), 2, 10000000);
-    else if (FLAG("--products"))
-        a->o->products = (int)parse_long(name, VAL(), MAX_LINES, 10000000);
-    else if (FLAG("--customers"))
-        a->o->customers = (int)parse_long(name, VAL(), 1, 10000000);
-    else if (FLAG("--cache"))
-        a->o->cache = parse_long(name, VAL(), 0, 100000000);
-    else if (FLAG("--attempts"))
-        a->o->attempts = (unsigned)parse_long(name, VAL(), 1, 1000);
-    else if (FLAG("--seed"))
-        a->o->seed = (uint64_t)parse_long(name, VAL(), 0, LONG_MAX);
-    else
-        return 0;
-    return 1;
-#undef FLAG
-#undef VAL
-}
-
-static void parse_args(options *o, int argc, char **argv)
+/* Names the program, parses argv into o, starts the run. */
+static void begin(options *o, bench_run *run, int argc, char **argv)
 {
     static const char *const phases[] = {"bank", "raw", "shop", "nocache"};
-    own_args a = {o, -1, -1, NULL};
+    const bench_opt own[] = {
+        BENCH_OPT_SECONDS("--seconds", &o->seconds, 3600, 3.5, 0.6),
+        BENCH_OPT_SECONDS0("--warmup", &o->warmup, 600, 0.5, 0.2),
+        BENCH_OPT_LEVELS("--threads", o->threads, &o->nthreads, "1,8,64,256"),
+        BENCH_OPT_INT("--accounts", &o->accounts, 2, 10000000, 1000, 1000),
+        BENCH_OPT_INT("--products", &o->products, SHOP_MAX_LINES, 10000000, 1000, 1000),
+        BENCH_OPT_INT("--customers", &o->customers, 1, 10000000, 10000, 10000),
+        BENCH_OPT_LONG("--cache", &o->cache, 0, 100000000, 65536, 65536),
+        BENCH_OPT_UINT("--attempts", &o->attempts, 1, 1000, 10, 10),
+        BENCH_OPT_U64("--seed", &o->seed, 0, LONG_MAX, 42, 42),
+    };
     memset(o, 0, sizeof *o);
-    o->accounts = 1000;
-    o->products = 1000;
-    o->customers = 10000;
-    o->cache = 65536;
-    o->attempts = 10;
-    o->seed = 42;
-    bench_parse_args(&o->b, argc, argv, phases, 4, usage, own_arg, &a);
-    o->seconds = a.seconds > 0 ? a.seconds : o->b.quick ? 0.6 : 3.5;
-    o->warmup = a.warmup >= 0 ? a.warmup : o->b.quick ? 0.2 : 0.5;
-    o->nthreads = parse_list("--threads", a.threads ? a.threads : "1,8,64,256", o->threads);
+    bench_begin(run, &o->b, PROG, argc, argv, phases, BENCH_COUNT(phases), usage,
+                own, BENCH_COUNT(own));
 }
 
-/* ------------------------------------------------------------------ */
-/* The domains                                                         */
-/* ------------------------------------------------------------------ */
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static int64_t rng_range(uint64_t *s, int64_t lo, int64_t hi)
-{
-    return lo + (int64_t)(rng_next(s) % (uint64_t)(hi - lo + 1));
-}
-
-static int64_t json_number(const void *data, const char *key)
-{
-    const char *p = strstr(data, key);
-    return p ? strtoll(p + strlen(key), NULL, 10) : 0;
-}
-
-/* ---- bank ---- */
-
-typedef struct account {
-    int open;
-    int64_t balance;
-} account;
-
-static int account_apply(void *state, const evs_event *e)
-{
-    account *a = state;
-    switch (e->type[0]) {
-    case 'O': /* Opened */
-        a->open = 1;
-        a->balance = json_number(e->data, "\"amount\":");
-        break;
-    case 'D': /* Deposited */
-    case 'I': /* TransferredIn -> "In" */
-        a->balance += json_number(e->data, "\"amount\":");
-        break;
-    case 'W': /* Withdrawn */
-    case 'T': /* TransferredOut -> "TransferOut" */
-        a->balance -= json_number(e->data, "\"amount\":");
-        break;
-    }
-    return 0;
-}
-
-static const evs_fold account_fold = {"account", sizeof(account), NULL, account_apply,
-                                      NULL, NULL};
-
-typedef struct bank_args {
-    int kind; /* 0 deposit, 1 withdraw, 2 transfer */
-    const char *from, *to;
-    int64_t amount;
-} bank_args;
-
-static int bank_handle(evs_decision *d, const evs_cmd_state *s, size_t n, void *args)
-{
-    const bank_args *b = args;
-    const account *a = s[0].state;
-    char json[128];
-    evs_event_data ev;
-    if (!a->open)
-        return evs_decision_reject(d, 1, "%s is not open", b->from);
-    if (b->kind != 0 && a->balance < b->amount)
-        return evs_decision_reject(d, 2, "insufficient funds");
-    size_t len = (size_t)snprintf(json, sizeof json, "{\"amount\":%lld}",
-                                  (long long)b->amount);
-    static const char *const types[] = {"Deposited", "Withdrawn", "TransferOut"};
-    event_init(&ev, types[b->kind], json, len);
-    int rc = evs_decision_emit(d, b->from, &ev);
-    if (rc == 0 && b->kind == 2) {
-        event_init(&ev, "In", json, len);
-        rc = evs_decision_emit(d, b->to, &ev);
-    }
-    return rc;
-}
-
-/* ---- shop ---- */
-
-typedef struct product {
-    int exists;
-    int64_t stock;
-} product;
-
-static int product_apply(void *state, const evs_event *e)
-{
-    product *p = state;
-    if (e->type[0] == 'P') { /* ProductAdded */
-        p->exists = 1;
-        p->stock = json_number(e->data, "\"stock\":");
-    } else if (e->type[0] == 'S') { /* StockReserved */
-        p->stock -= json_number(e->data, "\"qty\":");
-    }
-    return 0;
-}
-
-static const evs_fold product_fold = {"product", sizeof(product), NULL, product_apply,
-                                      NULL, NULL};
-
-typedef struct placed {
-    int placed;
-} placed;
-
-static int order_apply(void *state, const evs_event *e)
-{
-    ((placed *)state)->placed = 1;
-    return 0;
-}
-
-static const evs_fold order_fold = {"order", sizeof(placed), NULL, order_apply, NULL, NULL};
-
-typedef struct order_args {
-    const char *order, *customer;
-    int nlines;
-    int product[MAX_LINES];
-    int64_t qty[MAX_LINES];
-} order_args;
-
-static char (*g_accounts)[24];
-static char (*g_products)[24];
-static char (*g_customers)[24];
-
-static int order_handle(evs_decision *d, const evs_cmd_state *s, size_t n, void *args)
-{
-    const order_args *o = args;
-    char json[512];
-    evs_event_data ev;
-    if (((const placed *)s[0].state)->placed)
-        return evs_decision_reject(d, 1, "order %s exists", o->order);
-    for (int i = 0; i < o->nlines; i++) {
-        const product *p = s[2 + i].state;
-        if (!p->exists || p->stock < o->qty[i])
-            return evs_decision_reject(d, 2, "%s: %lld left, %lld ordered",
-                                       g_products[o->product[i]], (long long)p->stock,
-                                       (long long)o->qty[i]);
-    }
-    size_t len = (size_t)snprintf(json, sizeof json, "{\"customer\":\"%s\",\"lines\":[",
-                                  o->customer);
-    for (int i = 0; i < o->nlines; i++) {
-        char one[96];
-        size_t l1 = (size_t)snprintf(one, sizeof one, "{\"order\":\"%s\",\"qty\":%lld}",
-                                     o->order, (long long)o->qty[i]);
-        event_init(&ev, "StockReserved", one, l1);
-        int rc = evs_decision_emit(d, g_products[o->product[i]], &ev);
-        if (rc)
-            return rc;
-        len += (size_t)snprintf(json + len, sizeof json - len,
-                                "%s{\"product\":\"%s\",\"qty\":%lld}", i ? "," : "",
-                                g_products[o->product[i]], (long long)o->qty[i]);
-    }
-    len += (size_t)snprintf(json + len, sizeof json - len, "]}");
-    event_init(&ev, "OrderPlaced", json, len);
-    int rc = evs_decision_emit(d, o->order, &ev);
-    if (rc)
-        return rc;
-    len = (size_t)snprintf(json, sizeof json, "{\"order\":\"%s\"}", o->order);
-    event_init(&ev, "OrderRecorded", json, len);
-    return evs_decision_emit(d, o->customer, &ev);
-}
+/* The streams: account-<i>, product-<i>, customer-<i>. */
+static char (*g_accounts)[BANK_NAME_LEN];
+static char (*g_products)[BANK_NAME_LEN];
+static char (*g_customers)[BANK_NAME_LEN];
 
 /* ------------------------------------------------------------------ */
 /* Levels                                                              */
@@ -398,32 +207,17 @@ typedef struct worker {
 static evs_command_outcome bank_op(worker *w)
 {
     const options *o = w->pc->o;
-    int r = (int)rng_range(&w->rng, 0, 99);
-    int a = (int)rng_range(&w->rng, 0, o->accounts - 1);
-    bank_args b = {r < 45 ? 0 : r < 90 ? 1 : 2, g_accounts[a], NULL, 0};
-    b.amount = rng_range(&w->rng, 1, 1000);
-    evs_cmd_stream st[2] = {{g_accounts[a], EVS_CMD_READ, &account_fold}};
-    if (b.kind == 2) {
-        int c = (int)rng_range(&w->rng, 0, o->accounts - 2);
-        c += c >= a;
-        b.to = g_accounts[c];
-        st[1] = (evs_cmd_stream){b.to, EVS_CMD_READ, &account_fold};
-    }
-    evs_command cmd = EVS_COMMAND_INIT;
-    cmd.name = "bank";
-    cmd.streams = st;
-    cmd.nstreams = b.kind == 2 ? 2 : 1;
-    cmd.handle = bank_handle;
-    cmd.args = &b;
+    bank_cmd c;
+    bank_pick(&c, g_accounts, o->accounts, rng_below_fn, &w->rng);
     evs_command_result res;
-    evs_command_execute(&res, w->pc->ex, &cmd);
+    evs_command_execute(&res, w->pc->ex, &c.cmd);
     if (res.outcome == EVS_CMD_COMMITTED) {
         w->t.events += res.nevents;
-        w->t.kinds[b.kind]++;
-        if (b.kind == 0)
-            w->t.deposited += b.amount;
-        else if (b.kind == 1)
-            w->t.withdrawn += b.amount;
+        w->t.kinds[c.kind]++;
+        if (c.kind == BANK_DEPOSIT)
+            w->t.deposited += c.amount;
+        else if (c.kind == BANK_WITHDRAW)
+            w->t.withdrawn += c.amount;
     } else if (res.outcome == EVS_CMD_ERROR && !w->error[0]) {
         snprintf(w->error, sizeof w->error, "%s", res.reason);
     }
@@ -433,36 +227,14 @@ static evs_command_outcome bank_op(worker *w)
 static evs_command_outcome shop_op(worker *w)
 {
     const options *o = w->pc->o;
-    char order[48];
-    order_args a;
-    snprintf(order, sizeof order, "order-%d-%d-%llu", w->pc->level_no, w->id,
+    char name[48];
+    shop_order a;
+    snprintf(name, sizeof name, "order-%d-%d-%llu", w->pc->level_no, w->id,
              (unsigned long long)w->seq++);
-    a.order = order;
-    a.customer = g_customers[rng_range(&w->rng, 0, o->customers - 1)];
-    a.nlines = (int)rng_range(&w->rng, 2, MAX_LINES);
-    evs_cmd_stream st[2 + MAX_LINES] = {{order, EVS_CMD_READ, &order_fold},
-                                        {a.customer, EVS_CMD_APPEND, NULL}};
-    for (int i = 0; i < a.nlines; i++) {
-        int p;
-        int dup;
-        do { /* distinct products */
-            p = (int)rng_range(&w->rng, 0, o->products - 1);
-            dup = 0;
-            for (int j = 0; j < i; j++)
-                dup |= a.product[j] == p;
-        } while (dup);
-        a.product[i] = p;
-        a.qty[i] = rng_range(&w->rng, 1, 3);
-        st[2 + i] = (evs_cmd_stream){g_products[p], EVS_CMD_READ, &product_fold};
-    }
-    evs_command cmd = EVS_COMMAND_INIT;
-    cmd.name = "place-order";
-    cmd.streams = st;
-    cmd.nstreams = 2 + (size_t)a.nlines;
-    cmd.handle = order_handle;
-    cmd.args = &a;
+    shop_pick(&a, name, g_customers, o->customers, g_products, o->products,
+              rng_below_fn, &w->rng);
     evs_command_result res;
-    evs_command_execute(&res, w->pc->ex, &cmd);
+    evs_command_execute(&res, w->pc->ex, &a.cmd);
     if (res.outcome == EVS_CMD_COMMITTED) {
         w->t.events += res.nevents;
         for (int i = 0; i < a.nlines; i++)
@@ -479,9 +251,10 @@ static evs_command_outcome raw_op(worker *w)
 {
     const options *o = w->pc->o;
     char stream[32], json[64];
-    snprintf(stream, sizeof stream, "raw-%d", (int)rng_range(&w->rng, 0, o->accounts - 1));
+    snprintf(stream, sizeof stream, "raw-%d",
+             (int)rng_below(&w->rng, (uint64_t)o->accounts));
     size_t len = (size_t)snprintf(json, sizeof json, "{\"amount\":%lld}",
-                                  (long long)rng_range(&w->rng, 1, 1000));
+                                  1 + (long long)rng_below(&w->rng, 1000));
     evs_event_data ev;
     event_init(&ev, "Deposited", json, len);
     if (evs_append(NULL, w->pc->db, NULL, stream, EVS_ANY, &ev, 1) < 0) {
@@ -560,17 +333,6 @@ static evs_executor_stats stats_delta(const evs_executor_stats *a,
         pd[i] -= pa[i];
     d.cache_entries = b->cache_entries; /* a level, not a delta */
     return d;
-}
-
-/* Write back what earlier phases left dirty, so a level does not pay for
- * them (the index is written without syncs; see dcb_bench). */
-static void flush_fs(void)
-{
-    int fd = open(g_root, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        syncfs(fd);
-        close(fd);
-    }
 }
 
 static void level_go(level *r, phase_ctx *pc, int nthreads)
@@ -716,11 +478,11 @@ static void bank_audit(evs_db *db, const options *o, phase_result *p)
     for (int a = 0; a < o->accounts; a++) {
         evs_iter *it;
         const evs_event *e;
-        account acc = {0, 0};
+        bank_account acc = {0, 0};
         if (evs_read_stream(&it, db, NULL, g_accounts[a], 0, EVS_FORWARD, 0) < 0)
             die("audit read: %s", evs_last_error());
         while (evs_iter_next(&e, it) == 0) {
-            account_apply(&acc, e);
+            bank_account_apply(&acc, e);
             negative |= acc.balance < 0;
         }
         evs_iter_free(it);
@@ -748,14 +510,14 @@ static void shop_audit(evs_db *db, const options *o, phase_result *p)
     for (int k = 0; k < o->products; k++) {
         evs_iter *it;
         const evs_event *e;
-        product pr = {0, 0};
+        shop_product pr = {0, 0};
         int64_t reserved = 0;
         if (evs_read_stream(&it, db, NULL, g_products[k], 0, EVS_FORWARD, 0) < 0)
             die("audit read: %s", evs_last_error());
         while (evs_iter_next(&e, it) == 0) {
-            product_apply(&pr, e);
-            if (e->type[0] == 'S')
-                reserved += json_number(e->data, "\"qty\":");
+            shop_product_apply(&pr, e);
+            if (strcmp(e->type, "StockReserved") == 0)
+                reserved += (int64_t)json_uint(e->data, "\"qty\":");
             oversold |= pr.stock < 0;
         }
         evs_iter_free(it);
@@ -807,7 +569,7 @@ static void run_phase(evs_db *db, const options *o, int mode, long cache,
         fprintf(stderr, PROG ": %s%s, %d threads: %.1f s warm-up + %.1f s\n",
                 mode_name(mode), cache || mode == M_RAW ? "" : " without cache", threads[i],
                 o->warmup, o->seconds);
-        flush_fs();
+        sync_fs(g_root, NULL, NULL, NULL, 0); /* what earlier phases left */
         level_go(&p->lv[p->n++], &pc, threads[i]);
     }
     p->t = pc.t;
@@ -862,8 +624,9 @@ static int no_errors(const phase_result *p)
     return !p->check[0];
 }
 
-static void compute_goals(report *r)
+static void compute_goals(void *report_)
 {
+    report *r = report_;
     goal *g;
     const level *l;
     g = goal_add(r->goals, &r->ngoals, "financial commands (bank mix), best level",
@@ -993,9 +756,7 @@ static void write_md(FILE *f, const void *report_)
                "%llu |\n",
             o->b.quick ? "quick" : "full", o->seconds, o->warmup, o->accounts, o->products,
             o->customers, o->cache, o->attempts, (unsigned long long)o->seed);
-    fprintf(f, "| total run time | %.1f s (setup %.1f s) |\n", r->run.total_s, r->setup_s);
-    fprintf(f, "| /proc/loadavg at start / end | %s / %s |\n\n", r->run.load_start,
-            r->run.load_end);
+    md_run_rows(f, &r->run, r->setup_s);
     fprintf(f, "Each command is one evs_command_execute call: one read of its streams "
                "(evs_read_streams, one snapshot; with the state cache only the events "
                "after the cached version), the fold, the handler, and one atomic "
@@ -1138,9 +899,9 @@ static void write_json(FILE *f, const void *report_)
 /* Main                                                                */
 /* ------------------------------------------------------------------ */
 
-static char (*names(const char *prefix, int n))[24]
+static char (*names(const char *prefix, int n))[BANK_NAME_LEN]
 {
-    char (*v)[24] = xcalloc((size_t)n, sizeof *v);
+    char (*v)[BANK_NAME_LEN] = xcalloc((size_t)n, sizeof *v);
     for (int i = 0; i < n; i++)
         snprintf(v[i], sizeof v[i], "%s-%d", prefix, i);
     return v;
@@ -1150,10 +911,8 @@ int main(int argc, char **argv)
 {
     static report r;
     options o;
-    bench_init(PROG);
-    parse_args(&o, argc, argv);
+    begin(&o, &r.run, argc, argv);
     r.o = &o;
-    bench_start(&r.run, &o.b);
     evs_db *db = open_fresh("commands");
 
     uint64_t t0 = now_ns();
@@ -1182,10 +941,6 @@ int main(int argc, char **argv)
         run_phase(db, &o, M_SHOP, o.cache, o.threads, o.nthreads, &r.shop);
     if (o.b.phases & P_NOCACHE)
         run_phase(db, &o, M_BANK, 0, t64, 1, &r.nocache);
-    if (evs_stats_get(&r.end, db) < 0)
-        fprintf(stderr, PROG ": evs_stats_get: %s\n", evs_last_error());
-    close_store(db, "commands");
-    bench_stop(&r.run);
-    compute_goals(&r);
-    return bench_finish(&r.run, &o.b, write_md, write_json, &r);
+    close_store(db, "commands", &r.end);
+    return bench_end(&r.run, &o.b, compute_goals, write_md, write_json, &r);
 }

@@ -20,7 +20,8 @@
  *      claiming boundaries nobody else touches (no conflict is possible),
  *      the same appends without a condition as a control, and 64 threads
  *      racing over 100 boundaries, where conflicts are the point;
- *   5. the goals of issue 3, with verdicts, and the seed's figures.
+ *   5. the DCB goals (docs/PERFORMANCE.md), with verdicts, and the seed's
+ *      figures.
  *
  * Honest accounting as in engine_bench (docs/PERFORMANCE.md): every
  * operation ends in exactly one of committed / conflict / error and the
@@ -32,8 +33,9 @@
  * the racing boundaries are read back at the end: a seat number given
  * twice would mean two appends passed the same condition.
  *
- * Timed levels, percentiles, the sync probe and the report pieces are in
- * bench_util.c, shared with engine_bench.
+ * Options, timed levels, percentiles, the syncfs between phases and the
+ * report pieces are bench_util.c's, shared with the other benchmarks; the
+ * syncs are counted by sync_probe.c.
  */
 #include "bench_util.h"
 
@@ -108,20 +110,6 @@ typedef struct tmodel {
 } tmodel;
 
 static tmodel g_tenants[NTENANTS];
-
-/* splitmix64: small, fast, and the same sequence for the same seed. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rng_below(uint64_t *s, uint64_t n)
-{
-    return rng_next(s) % n;
-}
 
 static int pick_type(uint64_t *rng)
 {
@@ -300,13 +288,6 @@ static void gen_event_make(gen_event *g, const tmodel *t, uint64_t *rng,
     g->len = json_finish(g->payload, n, 120 + (size_t)rng_below(rng, 200));
 }
 
-/* The number after "key": in a JSON payload, or 0. */
-static uint64_t json_number(const void *data, const char *key)
-{
-    const char *p = strstr(data, key);
-    return p ? strtoull(p + strlen(key), NULL, 10) : 0;
-}
-
 /*
  * Write back everything dirty on the store's filesystem (syncfs) and say
  * what it cost. The index is written without syncs, so a phase leaves
@@ -323,18 +304,9 @@ typedef struct flush_result {
 static flush_result flush_fs(void)
 {
     flush_result r = {0, 0};
-    int fd = open(g_root, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        die("cannot open %s: %s", g_root, strerror(errno));
-    disk_counters d0 = disk_read();
-    uint64_t t0 = now_ns();
-    if (syncfs(fd) != 0)
-        die("syncfs(%s): %s", g_root, strerror(errno));
-    r.s = (double)(now_ns() - t0) / 1e9;
-    disk_counters d1 = disk_read();
-    close(fd);
-    if (d0.ok && d1.ok)
-        r.bytes = (d1.sectors_written - d0.sectors_written) * 512u;
+    char err[PATH_MAX + 64];
+    if (sync_fs(g_root, &r.s, &r.bytes, err, sizeof err) != 0)
+        die("%s", err);
     return r;
 }
 
@@ -393,66 +365,26 @@ static void usage(FILE *f)
 "failed, a query answered wrongly, or a count did not match the store.\n");
 }
 
-/* The values given for dcb_bench's own options (< 0 or NULL: none). */
-typedef struct own_args {
-    options *o;
-    double seconds, warmup;
-    long events, queries, commands, passes;
-    const char *threads;
-} own_args;
-
-static int own_arg(void *ctx, const char *name, const char *val, int argc,
-                   char **argv, int *i)
-{
-    own_args *a = ctx;
-#define FLAG(s) (strcmp(name, s) == 0)
-#define VAL() arg_value(name, val, argc, argv, i)
-    if (FLAG("--events"))
-        a->events = parse_long(name, VAL(), 1000, 100000000);
-    else if (FLAG("--seed"))
-        a->o->seed = (uint64_t)parse_long(name, VAL(), 0, LONG_MAX);
-    else if (FLAG("--seconds"))
-        a->seconds = parse_double(name, VAL(), 0, 3600, 0);
-    else if (FLAG("--warmup"))
-        a->warmup = parse_double(name, VAL(), 0, 600, 1);
-    else if (FLAG("--threads"))
-        a->threads = VAL();
-    else if (FLAG("--race-threads"))
-        a->o->race_threads = (int)parse_long(name, VAL(), 1, 4096);
-    else if (FLAG("--boundaries"))
-        a->o->boundaries = (int)parse_long(name, VAL(), 1, 1000000);
-    else if (FLAG("--queries"))
-        a->queries = parse_long(name, VAL(), 1, 100000000);
-    else if (FLAG("--passes"))
-        a->passes = parse_long(name, VAL(), 1, MAX_PASSES);
-    else if (FLAG("--commands"))
-        a->commands = parse_long(name, VAL(), 1, 100000000);
-    else
-        return 0;
-    return 1;
-#undef FLAG
-#undef VAL
-}
-
-static void parse_args(options *o, int argc, char **argv)
+/* Names the program, parses argv into o, starts the run. */
+static void begin(options *o, bench_run *run, int argc, char **argv)
 {
     static const char *const phases[] = {"query", "workload", "append",
                                          "control", "contended"};
-    own_args a = {o, -1, -1, -1, -1, -1, -1, NULL};
+    const bench_opt own[] = {
+        BENCH_OPT_U64("--events", &o->events, 1000, 100000000, 1000000, 100000),
+        BENCH_OPT_U64("--seed", &o->seed, 0, LONG_MAX, 42, 42),
+        BENCH_OPT_SECONDS("--seconds", &o->seconds, 3600, 5.0, 1.5),
+        BENCH_OPT_SECONDS0("--warmup", &o->warmup, 600, 0.5, 0.3),
+        BENCH_OPT_LEVELS("--threads", o->threads, &o->nthreads, "1,64,256"),
+        BENCH_OPT_INT("--race-threads", &o->race_threads, 1, 4096, 64, 64),
+        BENCH_OPT_INT("--boundaries", &o->boundaries, 1, 1000000, 100, 100),
+        BENCH_OPT_LONG("--queries", &o->queries, 1, 100000000, 20000, 5000),
+        BENCH_OPT_INT("--passes", &o->passes, 1, MAX_PASSES, 5, 3),
+        BENCH_OPT_LONG("--commands", &o->commands, 1, 100000000, 5000, 1000),
+    };
     memset(o, 0, sizeof *o);
-    o->seed = 42;
-    o->race_threads = 64;
-    o->boundaries = 100;
-    bench_parse_args(&o->b, argc, argv, phases, 5, usage, own_arg, &a);
-    int quick = o->b.quick;
-    o->events = a.events > 0 ? (uint64_t)a.events : quick ? 100000 : 1000000;
-    o->seconds = a.seconds > 0 ? a.seconds : (quick ? 1.5 : 5.0);
-    o->warmup = a.warmup >= 0 ? a.warmup : (quick ? 0.3 : 0.5);
-    o->queries = a.queries > 0 ? a.queries : (quick ? 5000 : 20000);
-    o->commands = a.commands > 0 ? a.commands : (quick ? 1000 : 5000);
-    o->passes = a.passes > 0 ? (int)a.passes : (quick ? 3 : 5);
-    o->nthreads = parse_list("--threads", a.threads ? a.threads : "1,64,256",
-                             o->threads);
+    bench_begin(run, &o->b, PROG, argc, argv, phases, BENCH_COUNT(phases), usage,
+                own, BENCH_COUNT(own));
 }
 
 /* ------------------------------------------------------------------ */
@@ -727,7 +659,7 @@ static int read_query(evs_db *db, const char *tenant, const qitem *qi,
         out->last_pos = ev->position;
         out->last_type_lent = strcmp(ev->type, "BookLent") == 0;
         if (key)
-            out->number = json_number(ev->data, key);
+            out->number = json_uint(ev->data, key);
     }
     g_sink += sum;
     if (rc != EVS_ITEROVER) {
@@ -1229,7 +1161,7 @@ static uint64_t race_check(evs_db *db, const race_ctx *ctx, char *problem,
         const evs_event *ev;
         uint64_t expect = 1;
         while ((rc = evs_iter_next(&ev, it)) == 0) {
-            uint64_t seat = json_number(ev->data, "\"seat\":");
+            uint64_t seat = json_uint(ev->data, "\"seat\":");
             if (seat != expect) {
                 snprintf(problem, size, "course race%d-%d: seat %llu at "
                                         "position %llu, expected seat %llu "
@@ -1365,8 +1297,9 @@ typedef struct report {
     int ngoals, nseeds;
 } report;
 
-static void compute_goals(report *r)
+static void compute_goals(void *report_)
 {
+    report *r = report_;
     const options *o = r->o;
     goal *g;
     const level_result *a;
@@ -1471,9 +1404,7 @@ static void write_md(FILE *f, const void *report_)
                "append level after %.1f s warm-up (not counted) |\n",
             o->b.quick ? "quick" : "full", (unsigned long long)o->events,
             (unsigned long long)o->seed, o->seconds, o->warmup);
-    fprintf(f, "| total run time | %.1f s |\n", r->run.total_s);
-    fprintf(f, "| /proc/loadavg at start / end | %s / %s |\n\n",
-            r->run.load_start, r->run.load_end);
+    md_run_rows(f, &r->run, -1);
     fprintf(f,
             "Every append returns only after the library has fdatasync'ed "
             "the log. Latency percentiles are nearest-rank percentiles of "
@@ -1872,10 +1803,8 @@ int main(int argc, char **argv)
 {
     static report r; /* large: keep it off the stack */
     options o;
-    bench_init(PROG);
-    parse_args(&o, argc, argv);
+    begin(&o, &r.run, argc, argv);
     r.o = &o;
-    bench_start(&r.run, &o.b);
     tenants_plan(o.events);
     evs_db *db = open_fresh("dcb");
     bench_load(db, &o, &r.load);
@@ -1902,10 +1831,6 @@ int main(int argc, char **argv)
         bench_race(db, &o, &r.race, &r.race_chk);
         r.ran_race = 1;
     }
-    if (evs_stats_get(&r.end, db) < 0)
-        fprintf(stderr, PROG ": evs_stats_get: %s\n", evs_last_error());
-    close_store(db, "dcb");
-    bench_stop(&r.run);
-    compute_goals(&r);
-    return bench_finish(&r.run, &o.b, write_md, write_json, &r);
+    close_store(db, "dcb", &r.end);
+    return bench_end(&r.run, &o.b, compute_goals, write_md, write_json, &r);
 }

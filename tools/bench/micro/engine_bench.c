@@ -29,9 +29,10 @@
  * event, the device's bytes written and cache flushes (/proc/diskstats),
  * and the CPU other programs and kernel threads used meanwhile (/proc/stat),
  * which tells a level that shared the machine. The syncs are counted by
- * the sync probe of bench_util.c (it defines fdatasync and fsync in the
- * executable); the levels, percentiles and report pieces are shared with
- * dcb_bench there too.
+ * the sync probe (sync_probe.c: it defines fdatasync and fsync in the
+ * executable); the options, the fdatasync floor's measurement
+ * (fsync_probe), the levels, percentiles and report pieces are
+ * bench_util.c's, shared with the other benchmarks.
  */
 #include "bench_util.h"
 
@@ -107,59 +108,26 @@ static void usage(FILE *f)
 "  --help              this text\n");
 }
 
-/* The values given for engine_bench's own options (< 0 or NULL: none). */
-typedef struct own_args {
-    options *o;
-    double seconds, warmup;
-    long reads, all_events;
-    const char *threads, *batch_threads;
-} own_args;
-
-static int own_arg(void *ctx, const char *name, const char *val, int argc,
-                   char **argv, int *i)
-{
-    own_args *a = ctx;
-#define FLAG(s) (strcmp(name, s) == 0)
-#define VAL() arg_value(name, val, argc, argv, i)
-    if (FLAG("--seconds"))
-        a->seconds = parse_double(name, VAL(), 0, 3600, 0);
-    else if (FLAG("--warmup"))
-        a->warmup = parse_double(name, VAL(), 0, 600, 1);
-    else if (FLAG("--threads"))
-        a->threads = VAL();
-    else if (FLAG("--batch-threads"))
-        a->batch_threads = VAL();
-    else if (FLAG("--reads"))
-        a->reads = parse_long(name, VAL(), 1, 10000000);
-    else if (FLAG("--all-events"))
-        a->all_events = parse_long(name, VAL(), 1, 100000000);
-    else if (FLAG("--fsync-samples"))
-        a->o->fsync_samples = parse_long(name, VAL(), 1, 10000000);
-    else
-        return 0;
-    return 1;
-#undef FLAG
-#undef VAL
-}
-
-static void parse_args(options *o, int argc, char **argv)
+/* Names the program, parses argv into o, starts the run. */
+static void begin(options *o, bench_run *run, int argc, char **argv)
 {
     static const char *const phases[] = {"fsync", "append", "batch", "read",
                                          "all"};
-    own_args a = {o, -1, -1, -1, -1, NULL, NULL};
+    const bench_opt own[] = {
+        BENCH_OPT_SECONDS("--seconds", &o->seconds, 3600, 5.0, 1.5),
+        BENCH_OPT_SECONDS0("--warmup", &o->warmup, 600, 0.5, 0.3),
+        BENCH_OPT_LEVELS("--threads", o->threads, &o->nthreads, "1,8,64,256"),
+        BENCH_OPT_LEVELS("--batch-threads", o->batch_threads,
+                         &o->nbatch_threads, "1,2"),
+        BENCH_OPT_LONG("--reads", &o->reads, 1, 10000000, 1000, 200),
+        BENCH_OPT_LONG("--all-events", &o->all_events, 1, 100000000, 200000,
+                       20000),
+        BENCH_OPT_LONG("--fsync-samples", &o->fsync_samples, 1, 10000000, 2000,
+                       2000),
+    };
     memset(o, 0, sizeof *o);
-    o->fsync_samples = 2000;
-    bench_parse_args(&o->b, argc, argv, phases, 5, usage, own_arg, &a);
-    int quick = o->b.quick;
-    o->seconds = a.seconds > 0 ? a.seconds : (quick ? 1.5 : 5.0);
-    o->warmup = a.warmup >= 0 ? a.warmup : (quick ? 0.3 : 0.5);
-    o->reads = a.reads > 0 ? a.reads : (quick ? 200 : 1000);
-    o->all_events = a.all_events > 0 ? a.all_events : (quick ? 20000 : 200000);
-    o->nthreads = parse_list("--threads", a.threads ? a.threads : "1,8,64,256",
-                             o->threads);
-    o->nbatch_threads = parse_list(
-        "--batch-threads", a.batch_threads ? a.batch_threads : "1,2",
-        o->batch_threads);
+    bench_begin(run, &o->b, PROG, argc, argv, phases, BENCH_COUNT(phases), usage,
+                own, BENCH_COUNT(own));
 }
 
 /* ------------------------------------------------------------------ */
@@ -197,53 +165,13 @@ typedef struct fsync_result {
 static fsync_result bench_fsync(size_t wsize, long nsamples)
 {
     fsync_result r = {0};
+    char err[PATH_MAX + 64];
     r.write_size = wsize;
     r.samples = nsamples;
-    r.warmup = nsamples / 20 > 10 ? nsamples / 20 : 10;
-    long total = nsamples + r.warmup;
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/fsync-probe", g_root);
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        die("cannot create %s: %s", path, strerror(errno));
-
-    /* Preallocate with real zeros, as the log's segments are: fallocate
-     * alone leaves unwritten extents whose conversion costs a journal
-     * commit on every fdatasync. */
-    size_t filesize = (size_t)total * wsize;
-    char *zero = xcalloc(1, 1u << 20);
-    for (size_t off = 0; off < filesize; off += 1u << 20) {
-        size_t n = filesize - off < (1u << 20) ? filesize - off : 1u << 20;
-        if (pwrite(fd, zero, n, (off_t)off) != (ssize_t)n)
-            die("cannot preallocate %s: %s", path, strerror(errno));
-    }
-    free(zero);
-    if (fsync(fd) != 0)
-        die("fsync(%s): %s", path, strerror(errno));
-
-    char *buf = xcalloc(1, wsize);
-    memset(buf, 'e', wsize);
-    samples s = {0};
-    double cpu0 = 0;
-    for (long i = 0; i < total; i++) {
-        if (i == r.warmup)
-            cpu0 = cpu_seconds(0) + cpu_seconds(1);
-        uint64_t t0 = now_ns();
-        if (pwrite(fd, buf, wsize, (off_t)((size_t)i * wsize)) !=
-                (ssize_t)wsize ||
-            fdatasync(fd) != 0)
-            die("write+fdatasync on %s: %s", path, strerror(errno));
-        uint64_t t1 = now_ns();
-        if (i >= r.warmup)
-            samples_push(&s, t1 - t0);
-    }
-    r.cpu_us = (cpu_seconds(0) + cpu_seconds(1) - cpu0) * 1e6 /
-               (double)nsamples;
-    close(fd);
-    unlink(path);
-    free(buf);
-    r.lat = summarize(&s);
-    free(s.v);
+    r.warmup = nsamples / 20 > 10 ? nsamples / 20 : 10; /* as fsync_probe */
+    if (fsync_probe(g_root, nsamples, wsize, &r.lat, &r.cpu_us, err,
+                    sizeof err) != 0)
+        die("%s", err);
     return r;
 }
 
@@ -373,7 +301,7 @@ static level_result bench_appends(const options *o, int nthreads, int nev)
     if (r.c.errors || r.c.conflicts || r.warm.errors || r.warm.conflicts ||
         !counts_ok(&r.c) || !counts_ok(&r.warm))
         g_failures++;
-    close_store(ctx.db, name);
+    close_store(ctx.db, name, NULL);
     fprintf(stderr,
             PROG ": %s: %.0f appends/s (%.0f events/s), p50 %.3f ms, "
                  "p99 %.3f ms; attempted %llu committed %llu conflicts %llu "
@@ -516,7 +444,7 @@ static void bench_reads(const options *o, read_result out[2])
     free(payloads);
     out[0] = bench_read_one(db, "order-contiguous", "contiguous", o->reads);
     out[1] = bench_read_one(db, "order-interleaved", "interleaved", o->reads);
-    close_store(db, "read");
+    close_store(db, "read", NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -698,7 +626,7 @@ static void bench_all(const options *o, all_bench *b)
     fprintf(stderr, PROG ": $all: %.0f events/s (every tenant), %.0f "
                     "events/s (per tenant)\n",
             b->every.events_per_s, b->tenants_total.events_per_s);
-    close_store(db, "all");
+    close_store(db, "all", NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -719,8 +647,9 @@ typedef struct report {
     int ngoals, nseeds;
 } report;
 
-static void compute_goals(report *r)
+static void compute_goals(void *report_)
 {
+    report *r = report_;
     goal *g;
     const level_result *a;
     char name[96];
@@ -839,9 +768,7 @@ static void write_md(FILE *f, const void *report_)
     fprintf(f, "| mode | %s: %.1f s measured per level after %.1f s warm-up "
                "(not counted) |\n",
             o->b.quick ? "quick" : "full", o->seconds, o->warmup);
-    fprintf(f, "| total run time | %.1f s |\n", r->run.total_s);
-    fprintf(f, "| /proc/loadavg at start / end | %s / %s |\n\n",
-            r->run.load_start, r->run.load_end);
+    md_run_rows(f, &r->run, -1);
 
     fprintf(f,
             "Durability: every append returns only after the library has "
@@ -1112,10 +1039,8 @@ int main(int argc, char **argv)
 {
     static report r; /* large: keep it off the stack */
     options o;
-    bench_init(PROG);
-    parse_args(&o, argc, argv);
+    begin(&o, &r.run, argc, argv);
     r.o = &o;
-    bench_start(&r.run, &o.b);
     if (o.b.phases & P_FSYNC) {
         fprintf(stderr, PROG ": fdatasync floor: %ld samples\n",
                 o.fsync_samples);
@@ -1132,7 +1057,5 @@ int main(int argc, char **argv)
         bench_reads(&o, r.rd);
     if (o.b.phases & P_ALL)
         bench_all(&o, &r.all);
-    bench_stop(&r.run);
-    compute_goals(&r);
-    return bench_finish(&r.run, &o.b, write_md, write_json, &r);
+    return bench_end(&r.run, &o.b, compute_goals, write_md, write_json, &r);
 }

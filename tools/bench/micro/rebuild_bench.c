@@ -11,7 +11,7 @@
  * as an open after `rm -r DIR/index` would, once by replay and once in
  * bulk, and prints the rates. The log is read through the page cache: run
  * once before measuring (the first run warms it). --writemap opens the
- * bench environments with MDB_WRITEMAP (the index before issue 13);
+ * bench environments with MDB_WRITEMAP (as the index once was);
  * without it, LMDB writes pages with pwrite at commit. --verify runs `evs
  * verify` on the last bulk-built index and compares its entry counts with
  * the replay's. --progress prints the recovery_progress calls of the bulk
@@ -148,6 +148,12 @@ static void counts(evs__emb *s, uint64_t out[9])
     mdb_txn_abort(txn);
 }
 
+static int usage(void)
+{
+    fprintf(stderr, "usage: rebuild_bench DIR [--runs N] [--writemap] [--verify] [--bulk-only] [--progress]\n");
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
@@ -165,15 +171,11 @@ int main(int argc, char **argv)
             bulk_only = 1; /* for profiling */
         else if (!dir && argv[i][0] != '-')
             dir = argv[i];
-        else {
-            fprintf(stderr, "usage: rebuild_bench DIR [--runs N] [--writemap] [--verify] [--bulk-only] [--progress]\n");
-            return 2;
-        }
+        else
+            return usage();
     }
-    if (!dir || runs < 1) {
-        fprintf(stderr, "usage: rebuild_bench DIR [--runs N] [--writemap] [--verify] [--bulk-only] [--progress]\n");
-        return 2;
-    }
+    if (!dir || runs < 1)
+        return usage();
     evs_db *db;
     evs_open_options o = EVS_OPEN_OPTIONS_INIT;
     o.flags = 0;

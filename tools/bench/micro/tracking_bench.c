@@ -1,8 +1,8 @@
 /*
  * tracking_bench.c -- benchmark of the tracking side of the embedded
- * engine (issue 4): tokens, tracking reads, blocking reads and
- * subscriptions, consumer groups, checkpoints and snapshots, over the
- * public API only (include/evstore.h).
+ * engine: tokens, tracking reads, blocking reads and subscriptions,
+ * consumer groups, checkpoints and snapshots, over the public API only
+ * (include/evstore.h).
  *
  * One store in a temporary directory, loaded once and shared by every
  * phase:
@@ -91,20 +91,6 @@ enum { AGG_PLAIN, AGG_SNAP0, AGG_SNAP99, NAGG_KINDS };
 
 static volatile uint64_t g_sink; /* keeps the data-touching loops alive */
 
-/* splitmix64: small, fast, and the same sequence for the same seed. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rng_below(uint64_t *s, uint64_t n)
-{
-    return n ? rng_next(s) % n : 0;
-}
-
 /* Reads every byte (in 8-byte words where it can): what a processor that
  * deserialises each event at least costs, and a checksum. */
 static uint64_t touch(const void *p, size_t n)
@@ -119,13 +105,6 @@ static uint64_t touch(const void *p, size_t n)
     for (; i < n; i++)
         s += b[i];
     return s;
-}
-
-/* The number after "key" in a JSON text, or 0. */
-static uint64_t json_number(const void *data, const char *key)
-{
-    const char *p = strstr(data, key);
-    return p ? strtoull(p + strlen(key), NULL, 10) : 0;
 }
 
 static void sleep_until(uint64_t t_ns)
@@ -158,14 +137,11 @@ static void note_error(char *dst, size_t size, const char *fmt, ...)
  */
 static double flush_fs(void)
 {
-    int fd = open(g_root, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        die("cannot open %s: %s", g_root, strerror(errno));
-    uint64_t t0 = now_ns();
-    if (syncfs(fd) != 0)
-        die("syncfs(%s): %s", g_root, strerror(errno));
-    close(fd);
-    return (double)(now_ns() - t0) / 1e9;
+    double s = 0;
+    char err[PATH_MAX + 64];
+    if (sync_fs(g_root, &s, NULL, err, sizeof err) != 0)
+        die("%s", err);
+    return s;
 }
 
 /* ------------------------------------------------------------------ */
@@ -225,61 +201,29 @@ static void usage(FILE *f)
 "failed or an answer did not match what was loaded.\n");
 }
 
-typedef struct own_args {
-    options *o;
-    long events, batches, loads, token_ops, passes, wakeups, checkpoints;
-    double budget;
-} own_args;
-
-static int own_arg(void *ctx, const char *name, const char *val, int argc,
-                   char **argv, int *i)
-{
-    own_args *a = ctx;
-#define FLAG(s) (strcmp(name, s) == 0)
-#define VAL() arg_value(name, val, argc, argv, i)
-    if (FLAG("--events"))
-        a->events = parse_long(name, VAL(), 100000, 100000000);
-    else if (FLAG("--seed"))
-        a->o->seed = (uint64_t)parse_long(name, VAL(), 0, LONG_MAX);
-    else if (FLAG("--batches"))
-        a->batches = parse_long(name, VAL(), 1, 100000000);
-    else if (FLAG("--loads"))
-        a->loads = parse_long(name, VAL(), 1, 100000000);
-    else if (FLAG("--token-ops"))
-        a->token_ops = parse_long(name, VAL(), 1, 100000000);
-    else if (FLAG("--passes"))
-        a->passes = parse_long(name, VAL(), 1, MAX_PASSES);
-    else if (FLAG("--wakeups"))
-        a->wakeups = parse_long(name, VAL(), 1, 1000000);
-    else if (FLAG("--checkpoints"))
-        a->checkpoints = parse_long(name, VAL(), 1, 10000000);
-    else if (FLAG("--budget"))
-        a->budget = parse_double(name, VAL(), 0, 3600, 0);
-    else
-        return 0;
-    return 1;
-#undef FLAG
-#undef VAL
-}
-
-static void parse_args(options *o, int argc, char **argv)
+/* Names the program, parses argv into o, starts the run. */
+static void begin(options *o, bench_run *run, int argc, char **argv)
 {
     static const char *const phases[] = {"stream",  "aggregate", "tokens",
                                          "catchup", "group",     "wakeup",
                                          "checkpoint"};
-    own_args a = {o, -1, -1, -1, -1, -1, -1, -1, -1};
+    const bench_opt own[] = {
+        BENCH_OPT_U64("--events", &o->events, 100000, 100000000, 1000000,
+                      1000000),
+        BENCH_OPT_U64("--seed", &o->seed, 0, LONG_MAX, 42, 42),
+        BENCH_OPT_LONG("--batches", &o->batches, 1, 100000000, 10000, 2000),
+        BENCH_OPT_LONG("--loads", &o->loads, 1, 100000000, 3000, 500),
+        BENCH_OPT_LONG("--token-ops", &o->token_ops, 1, 100000000, 100000,
+                       20000),
+        BENCH_OPT_INT("--passes", &o->passes, 1, MAX_PASSES, 3, 1),
+        BENCH_OPT_LONG("--wakeups", &o->wakeups, 1, 1000000, 2000, 400),
+        BENCH_OPT_LONG("--checkpoints", &o->checkpoints, 1, 10000000, 1000,
+                       300),
+        BENCH_OPT_SECONDS("--budget", &o->budget, 3600, 4.0, 1.0),
+    };
     memset(o, 0, sizeof *o);
-    o->seed = 42;
-    bench_parse_args(&o->b, argc, argv, phases, 7, usage, own_arg, &a);
-    int q = o->b.quick;
-    o->events = a.events > 0 ? (uint64_t)a.events : 1000000;
-    o->batches = a.batches > 0 ? a.batches : q ? 2000 : 10000;
-    o->loads = a.loads > 0 ? a.loads : q ? 500 : 3000;
-    o->token_ops = a.token_ops > 0 ? a.token_ops : q ? 20000 : 100000;
-    o->passes = a.passes > 0 ? (int)a.passes : q ? 1 : 3;
-    o->wakeups = a.wakeups > 0 ? a.wakeups : q ? 400 : 2000;
-    o->checkpoints = a.checkpoints > 0 ? a.checkpoints : q ? 300 : 1000;
-    o->budget = a.budget > 0 ? a.budget : q ? 1.0 : 4.0;
+    bench_begin(run, &o->b, PROG, argc, argv, phases, BENCH_COUNT(phases), usage,
+                own, BENCH_COUNT(own));
 }
 
 /* 5 % of the measured count, at least 10: excluded, counted apart. */
@@ -826,8 +770,8 @@ static int agg_op(void *ctx_, long i, uint64_t *t0, uint64_t *t1, char *err,
     if (rc == 0) {
         if (snap) {
             /* the state: what the snapshot holds */
-            n = json_number(snap->data, "\"n\":");
-            sum = json_number(snap->data, "\"sum\":");
+            n = json_uint(snap->data, "\"n\":");
+            sum = json_uint(snap->data, "\"sum\":");
             snap_v = snap->version;
             g_sink += touch(snap->data, snap->data_len);
         }
@@ -1590,7 +1534,7 @@ typedef struct wake_ctx {
 
 static void wake_got(wake_ctx *c, const evs_event *ev, uint64_t now)
 {
-    uint64_t seq = json_number(ev->data, "\"seq\":");
+    uint64_t seq = json_uint(ev->data, "\"seq\":");
     if (strcmp(ev->tenant, c->tenant) != 0 || seq > (uint64_t)c->n) {
         c->errors++;
         note_error(c->error, sizeof c->error, "unexpected event at position "
@@ -2076,8 +2020,9 @@ static const char *rate(char *buf, size_t size, double per_s)
     return buf;
 }
 
-static void compute_goals(report *r)
+static void compute_goals(void *report_)
 {
+    report *r = report_;
     goal *g;
     const lat_result *b = &r->batch[B_ALL];
     const lat_result *a = &r->agg.load[AGG_PLAIN];
@@ -2653,10 +2598,8 @@ int main(int argc, char **argv)
 {
     static report r; /* large: keep it off the stack */
     options o;
-    bench_init(PROG);
-    parse_args(&o, argc, argv);
+    begin(&o, &r.run, argc, argv);
     r.o = &o;
-    bench_start(&r.run, &o.b);
     uint64_t sc0 = atomic_load(&g_sync_calls);
     evs_db *db = open_fresh("tracking");
     noise *nz = r.noise;
@@ -2684,11 +2627,7 @@ int main(int argc, char **argv)
           for (int k = 0; k < NWAKE; k++) bench_wake(db, &o, k, &r.wake[k]));
     PHASE(P_CHECKPOINT, N_CHECKPOINT, bench_checkpoints(db, &o, &r.cp));
 #undef PHASE
-    if (evs_stats_get(&r.end, db) < 0)
-        fprintf(stderr, PROG ": evs_stats_get: %s\n", evs_last_error());
-    close_store(db, "tracking");
+    close_store(db, "tracking", &r.end);
     r.syncs = atomic_load(&g_sync_calls) - sc0;
-    bench_stop(&r.run);
-    compute_goals(&r);
-    return bench_finish(&r.run, &o.b, write_md, write_json, &r);
+    return bench_end(&r.run, &o.b, compute_goals, write_md, write_json, &r);
 }
