@@ -1,21 +1,40 @@
 # Thin wrapper over CMake so a new user needs only `make bench` and
-# `make test`. Both install missing Debian packages first.
+# `make test`. Each target first installs the Debian packages it is missing
+# (scripts/install-deps.sh: `make build` the library's and the tool's only,
+# `make test` also the test suite's, `make bench` also gnuplot).
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# make install: the prefix the build was configured with (CMake's default
+# /usr/local, or CMAKE_FLAGS=-DCMAKE_INSTALL_PREFIX=...), unless PREFIX is
+# given; DESTDIR stages the files under a directory, as usual.
+PREFIX =
 
-.PHONY: all deps build test bench microbench clean asan
+# What install-deps.sh installs: the packages of the target asked for
+# (its prerequisites see the same value). The test suite is configured in
+# only for `make test` (it needs cmocka, which `make build` does not
+# install); CMAKE_FLAGS=-DEVS_BUILD_TESTS=ON overrides.
+DEPS_FOR = build
+TESTS = OFF
+test asan: DEPS_FOR = test
+test: TESTS = ON
+bench: DEPS_FOR = bench
+
+.PHONY: all deps build install test bench microbench clean asan
 
 all: build
 
 deps:
-	@bash scripts/install-deps.sh
+	@bash scripts/install-deps.sh $(DEPS_FOR)
 
-$(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
-
-build: deps $(BUILD)/CMakeCache.txt
+build: deps
+	cmake -S . -B $(BUILD) -DEVS_BUILD_TESTS=$(TESTS) $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
+
+# The library, its headers, evstore.pc, the CMake package and `evs`
+# (README, "Build, install, link").
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) $(if $(PREFIX),--prefix "$(PREFIX)")
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -1,22 +1,42 @@
 #!/usr/bin/env bash
-# Install the Debian packages evstore needs, only those that are missing.
-# Called by `make test` and `make bench`; safe to run any number of times.
+# Install the Debian packages evstore needs for a job, only those that are
+# missing (one `apt-get update` first, and only then).
+#
+#   scripts/install-deps.sh [build]   the library and `evs` (make build, make install)
+#   scripts/install-deps.sh test      build + the test suite's (make test, make asan)
+#   scripts/install-deps.sh bench     build + the bench report's plots (make bench)
+#
+# Safe to run any number of times.
 set -euo pipefail
 
-PKGS=(
+level=${1:-build}
+
+BUILD_PKGS=(
   cmake make gcc pkg-config
-  liblmdb-dev lmdb-utils     # the derived index
+  liblmdb-dev                # the derived index
   libisal-dev                # CRC32C (crc32_iscsi)
   libxxhash-dev              # hashing in the writer's group overlay
   g++                        # the one C++ file: simdjson's wrapper
   libsimdjson-dev            # JSON validation in the library
-  libjansson-dev             # JSON building in the CLI
   uuid-dev                   # UUID text form
+  libpq-dev                  # the PostgreSQL backend (issue 7; not with -DEVS_WITH_POSTGRES=OFF)
+  libjansson-dev             # JSON building in the CLI
   libssl-dev                 # base64 in the CLI (binary event data)
-  libcmocka-dev              # unit tests
-  gnuplot-nox                # the plots of `evs bench` (optional there)
-  libpq-dev postgresql-15     # the PostgreSQL backend (issue 7) and its tests
 )
+TEST_PKGS=(
+  libcmocka-dev              # unit tests
+  postgresql-15              # the suite's PostgreSQL runs (a throwaway cluster)
+)
+BENCH_PKGS=(
+  gnuplot-nox                # the plots of `evs bench` (the report is written without)
+)
+
+case $level in
+  build) PKGS=("${BUILD_PKGS[@]}") ;;
+  test)  PKGS=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
+  bench) PKGS=("${BUILD_PKGS[@]}" "${BENCH_PKGS[@]}") ;;
+  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -30,7 +50,7 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 
-echo "install-deps: installing ${missing[*]}" >&2
+echo "install-deps ($level): installing ${missing[*]}" >&2
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else

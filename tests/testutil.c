@@ -19,7 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#if EVS_WITH_POSTGRES
 #include <libpq-fe.h>
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Checked calls                                                       */
@@ -224,6 +226,7 @@ char *tu_pg_uri(const char *db, const char *const *set, size_t nset)
     return out;
 }
 
+#if EVS_WITH_POSTGRES
 /* A connection to EVS_TEST_PG's database, or NULL after printing why. */
 static PGconn *pg_admin(void)
 {
@@ -253,6 +256,15 @@ static int pg_admin_exec(const char *sql)
     PQfinish(c);
     return rc;
 }
+#else
+/* Built without the PostgreSQL backend: no database to make or drop. */
+static int pg_admin_exec(const char *sql)
+{
+    print_error("%s: this build has no PostgreSQL backend "
+                "(EVS_WITH_POSTGRES=OFF)\n", sql);
+    return -1;
+}
+#endif
 
 /*
  * The databases this process made and has not dropped yet: dropped at
