@@ -1,5 +1,6 @@
 /*
- * test_faults.c -- I/O errors on every write path (issue 13).
+ * test_faults.c -- I/O errors on every write path: a failed write never
+ * loses an acknowledged event nor acknowledges a lost one.
  *
  * A workload runs in a child process under the LD_PRELOAD shim tests/faultfs
  * (evs_faultfs), which makes the Nth call of one kind (write, fsync,

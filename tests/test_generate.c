@@ -1,6 +1,6 @@
 /*
  * test_generate.c -- the data generator of `evs generate` and `evs bench`
- * (tools/bench/gen.h, issue 6): its distributions checked statistically on
+ * (tools/bench/gen.h): its distributions checked statistically on
  * a 100K-event run, its determinism, and that gen_load stores exactly
  * what it generated.
  *

@@ -3,7 +3,7 @@
  * migrations, a database shared with other applications, connection
  * failures, SQL metacharacters, no skipped events under concurrent
  * commits, connections lost in the middle of an append, and blocking reads
- * woken through LISTEN/NOTIFY (issue 7, docs/POSTGRES.md).
+ * woken through LISTEN/NOTIFY (docs/POSTGRES.md).
  *
  * Every other behaviour is tested by the backend-agnostic programs, which
  * ctest runs on PostgreSQL as <name>_pg. This program runs only there:

@@ -1,7 +1,7 @@
 /*
  * test_powerloss.c -- power loss and OS crashes never lose or hide an
- * acknowledged event (issue 13; the engine's rules are in the durability
- * spec: docs/FORMAT.md "Recovery rules", the store state file).
+ * acknowledged event (the engine's rules: docs/DESIGN.md "Durability",
+ * docs/FORMAT.md "Recovery rules", the store state file).
  *
  * How:
  *
@@ -459,7 +459,8 @@ static int workload_main(const char *dir, uint64_t seed)
         actor_step(&main_actor);
     /* The threaded phase with a slow preallocator (a test hook of the
      * engine): the writer reaches each rollover first and makes the
-     * segment itself, the path of issue 13's defect 1. */
+     * segment itself, the path where the writer and the
+     * preallocator once both created the same segment file. */
     setenv("EVS_DEBUG_PREALLOC_DELAY_MS", "20", 1);
     if (evs_close(db) != 0 || wl_open(&db, dir) != 0)
         return 1;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# durability.sh -- the command-line reproducers of issue 13 (acknowledged
-# events lost or hidden), as a user would run them:
+# durability.sh -- command-line reproducers of the ways acknowledged events
+# could be lost or hidden, as a user would run them:
 #
 #   1. segment rollover race: `evs import` of 7 KB events, then of the same
 #      one append at a time, on tmpfs; `evs verify` must pass every run.
