@@ -7,6 +7,7 @@
 #include "util/json.h"
 #include "util/util.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,9 +85,14 @@ int evs_open(evs_db **out, const char *uri, const evs_open_options *opts)
         rc = evs__embedded_open(out, uri, &o);
     }
     if (rc == 0 && (rc = evs__backend_check((*out)->ops)) < 0) {
-        /* the handle is unusable: its close error cannot add to the report */
-        int crc = (*out)->ops->close(*out);
-        (void)crc;
+        /* the handle is unusable: close it if it can be, keeping the
+         * message that says what is missing */
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s", evs_last_error());
+        if ((*out)->ops && (*out)->ops->close && (*out)->ops->close(*out) < 0) {
+            /* nothing to add: the store was never handed out */
+        }
+        evs__set_error_text(msg);
         *out = NULL;
     }
     return rc;
@@ -281,5 +287,10 @@ int evs_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx)
     evs__clear_error();
     if (!db)
         return evs__err(EVS_EINVAL, "verify: db is NULL");
-    return db->ops->verify(checked, db, cb, ctx);
+    evs__verify_sink sink = {cb, ctx, 0};
+    int rc = db->ops->verify(checked, db, &sink);
+    if (rc == 0 && sink.problems)
+        rc = evs__err(EVS_ECORRUPT, "verify found %" PRIu64 " problem%s", sink.problems,
+                      sink.problems == 1 ? "" : "s");
+    return rc;
 }

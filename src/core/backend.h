@@ -26,9 +26,11 @@
 #include "evstore.h"
 #include "util/util.h" /* EVS_MUST_USE */
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Set by the build (CMake option EVS_WITH_POSTGRES); a build that does not
  * say has the PostgreSQL backend. */
@@ -115,10 +117,40 @@ struct evs_iter {
 enum {
     /* Every event returned stays valid (strings, data, metadata, tags)
      * until the iterator is freed, not just until the next call: the
-     * subscription hands a whole batch to its callback. Only with a
-     * limit > 0 (the memory is kept per event returned). */
+     * subscription hands a whole batch to its callback. The memory is kept
+     * per event read (a backend may keep whole pages), so the caller must
+     * stop after a bounded number: a limit > 0, or, for the tracking
+     * iterator's consumer-group reads (limit 0 here), its own count of
+     * the member's events. */
     EVS__READ_RETAIN = 1u << 0,
 };
+
+/* ---- verify ---------------------------------------------------------------- */
+
+/* Where a backend's verify reports its problems: the front end counts
+ * them, passes the first EVS__VERIFY_REPORTED to the caller's callback
+ * (evs_verify's cb, may be NULL) and turns a count > 0 into EVS_ECORRUPT. */
+#define EVS__VERIFY_REPORTED 1000
+typedef struct evs__verify_sink {
+    evs_verify_fn cb;
+    void *ctx;
+    uint64_t problems;
+} evs__verify_sink;
+
+/* One problem, as a sentence naming the record or entry (printf format). */
+static inline void evs__verify_problem(evs__verify_sink *v, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline void evs__verify_problem(evs__verify_sink *v, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    v->problems++;
+    if (v->cb && v->problems <= EVS__VERIFY_REPORTED)
+        v->cb(v->ctx, buf);
+}
 
 /* ---- the backend's functions ------------------------------------------------- */
 
@@ -170,9 +202,12 @@ typedef struct evs__backend_ops {
     /* evs_head_position: of tenant, or of the store when tenant is NULL. */
     int (*head_position)(uint64_t *out, evs_db *db, const char *tenant) EVS_MUST_USE;
     int (*stats)(evs_stats *out, evs_db *db) EVS_MUST_USE;
-    /* evs_verify: check every record, cb once per problem (may be NULL);
-     * *checked = records checked. EVS_ECORRUPT when a problem was found. */
-    int (*verify)(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx) EVS_MUST_USE;
+    /* evs_verify: check every record and index entry, each problem to
+     * evs__verify_problem(sink, ...); *checked = records checked. 0 when
+     * the check ran (whatever it found: the front end turns problems into
+     * EVS_ECORRUPT), or an error that stopped it (EVS_EBACKEND, EVS_ENOMEM,
+     * EVS_EIO). */
+    int (*verify)(uint64_t *checked, evs_db *db, evs__verify_sink *sink) EVS_MUST_USE;
 
     /*
      * Commit notification, the two primitives the front end's tracking

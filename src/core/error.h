@@ -2,7 +2,7 @@
  * error.h -- the detail message behind every error code.
  *
  * Every layer (front end, backends, command executor) reports an error by
- * setting this thread's detail message (read with evs_errmsg()) and
+ * setting this thread's detail message (read with evs_last_error()) and
  * returning the code. The message says what was wrong and how to fix it.
  * A leaf: it includes nothing of the library.
  */

@@ -380,8 +380,7 @@ void evs__emb_notice(evs__emb *s, const char *fmt, ...) __attribute__((format(pr
 
 /* ---- recovery and verify (recovery.c) ---- */
 EVS_MUST_USE int evs__recover(evs__emb *s, const evs__trust *t);
-EVS_MUST_USE int evs__emb_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb,
-                                 void *ctx);
+EVS_MUST_USE int evs__emb_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink);
 
 /* ---- group commit (writer.c) ---- */
 EVS_MUST_USE int evs__writer_start(evs__emb *s); /* the writer and syncer threads */

@@ -335,9 +335,9 @@ struct evs__pg {
 /* The backend table's stats: counts from the head row and the tables,
  * sizes from pg_table_size and pg_indexes_size. */
 EVS_MUST_USE int evs__pg_stats(evs_stats *out, evs_db *db);
-/* verify: the tables' invariants, in one REPEATABLE READ snapshot;
- * EVS_ECORRUPT when one fails (cb hears each problem). */
-EVS_MUST_USE int evs__pg_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx);
+/* verify: the tables' invariants, in one REPEATABLE READ snapshot, each
+ * broken one reported to the sink (backend.h). */
+EVS_MUST_USE int evs__pg_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink);
 
 /* ---- pg_read.c: reads ------------------------------------------------------ */
 

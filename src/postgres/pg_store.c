@@ -11,7 +11,6 @@
 #include "postgres/pg.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,25 +132,6 @@ int evs__pg_stats(evs_stats *out, evs_db *db)
     return 0;
 }
 
-typedef struct vctx {
-    evs_verify_fn cb;
-    void *ctx;
-    uint64_t problems;
-} vctx;
-
-static void problem(vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void problem(vctx *v, const char *fmt, ...)
-{
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    v->problems++;
-    if (v->cb && v->problems <= 1000)
-        v->cb(v->ctx, msg);
-}
-
 /*
  * What can be wrong in the tables (the database itself checks pages and
  * constraints): positions not gapless or not matching the head, stream
@@ -183,11 +163,10 @@ static const struct {
      "position %s: the system flag disagrees with its stream name \"%s\"", 2},
 };
 
-int evs__pg_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx)
+int evs__pg_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink)
 {
     evs__pg *s = (evs__pg *)db;
     evs__pgconn *pc;
-    vctx v = {cb, ctx, 0};
     int rc;
     if (checked)
         *checked = 0;
@@ -204,8 +183,9 @@ int evs__pg_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx)
     if (checked)
         *checked = count;
     if (strcmp(PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2)) != 0)
-        problem(&v, "the head says position %s but the last event is at position %s",
-                PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 1));
+        evs__verify_problem(sink,
+                            "the head says position %s but the last event is at position %s",
+                            PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 1));
     PQclear(r);
     for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
         if ((rc = evs__pg_exec(pc->c, checks[i].sql, &r, "verify")) < 0)
@@ -216,14 +196,12 @@ int evs__pg_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx)
                 c[k] = PQgetvalue(r, j, k);
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
-            problem(&v, checks[i].fmt, c[0], c[1], c[2], c[3], c[4]);
+            evs__verify_problem(sink, checks[i].fmt, c[0], c[1], c[2], c[3], c[4]);
 #pragma GCC diagnostic pop
         }
         PQclear(r);
     }
-    rc = v.problems ? evs__err(EVS_ECORRUPT, "verify found %" PRIu64 " problem(s)",
-                               v.problems)
-                    : 0;
+    rc = 0; /* the front end counts the problems */
 out:
     PQclear(PQexec(pc->c, "ROLLBACK"));
     evs__pg_put(s, pc);
