@@ -27,8 +27,13 @@ all: build
 deps:
 	@bash scripts/install-deps.sh $(DEPS_FOR)
 
+# `make test` turns the suite on; the other targets turn it off only in a
+# build directory that is not configured yet (so `make bench` after
+# `make test` does not drop the suite from build/).
+TESTS_FLAG = $(if $(filter ON,$(TESTS)),-DEVS_BUILD_TESTS=ON,$(if $(wildcard $(BUILD)/CMakeCache.txt),,-DEVS_BUILD_TESTS=OFF))
+
 build: deps
-	cmake -S . -B $(BUILD) -DEVS_BUILD_TESTS=$(TESTS) $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) $(TESTS_FLAG) $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
 # The library, its headers, evstore.pc, the CMake package and `evs`
@@ -51,9 +56,11 @@ bench: build
 microbench: build
 	bash tools/bench/micro/run.sh $(BUILD)
 
-# The suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+# The suite under AddressSanitizer and UndefinedBehaviorSanitizer, in a
+# Debug build: the engine's invariant asserts are on there (the default
+# RelWithDebInfo build defines NDEBUG).
 asan: deps
-	cmake -S . -B build-asan -DEVS_SANITIZE=address,undefined
+	cmake -S . -B build-asan -DEVS_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ctest --output-on-failure -j $(JOBS)
 

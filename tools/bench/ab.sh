@@ -22,11 +22,14 @@ for round in $(seq "$ROUNDS"); do
     python3 - "$OUT/$v-$round/report.json" "$v" "$round" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
+def f(fmt, v):  # a level without a figure (e.g. a scenario that measures no latency)
+    return fmt % v if isinstance(v, (int, float)) else 'n/a'
 for s in r['scenarios']:
     for l in s['levels']:
+        lat = l.get('latency_ms') or {}
         print(sys.argv[2], sys.argv[3], s['name'], l['threads'],
-              'ops/s=%.0f' % l['ops_per_s'], 'items/s=%.0f' % l['items_per_s'],
-              'p50_ms=%.3f' % l['latency_ms']['p50'], 'p99_ms=%.3f' % l['latency_ms']['p99'])
+              'ops/s=' + f('%.0f', l.get('ops_per_s')), 'items/s=' + f('%.0f', l.get('items_per_s')),
+              'p50_ms=' + f('%.3f', lat.get('p50')), 'p99_ms=' + f('%.3f', lat.get('p99')))
 PY
   done
 done
