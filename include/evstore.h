@@ -252,7 +252,9 @@ typedef struct evs_open_options {
  * directory is not writable, EVS_ECORRUPT when the log is damaged).
  *
  * Returns EVS_EINVAL (bad uri/options, path is a file, store missing and
- * no EVS_OPEN_CREATE, a non-empty directory that is not a store), EVS_EBUSY
+ * no EVS_OPEN_CREATE, a non-empty directory that is not a store, a
+ * PostgreSQL URI given to a library built with -DEVS_WITH_POSTGRES=OFF),
+ * EVS_EBUSY
  * (another process has the store open for writing), EVS_EFORMAT (written by
  * a newer evstore), EVS_ECORRUPT (damage to acknowledged records found
  * while recovering: the message names the segment, offset and position,
