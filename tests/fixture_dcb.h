@@ -56,11 +56,6 @@ evs_event_data tev_(const char *type, const char *json,
     tev_(type, json, STRS(__VA_ARGS__), NSTRS(__VA_ARGS__))
 #define TEV0(type, json) tev_(type, json, NULL, 0)
 
-/* Assert the events' positions are want[0..nwant), printing both lists
- * with what, file and line otherwise. */
-void assert_positions_(const tu_events *e, const uint64_t *want,
-                       size_t nwant, const char *what, const char *file,
-                       int line);
 #define ASSERT_POSITIONS(e, list)                                            \
     assert_positions_(e, list, "read", __FILE__, __LINE__)
 

@@ -130,42 +130,6 @@ int track(tu_events *out, uint64_t *marker, evs_db *db,
     return rc;
 }
 
-static void fmt_positions(char *buf, size_t cap, const uint64_t *v,
-                          size_t n)
-{
-    size_t i, len = 0;
-    len += (size_t)snprintf(buf + len, cap - len, "[");
-    for (i = 0; i < n && len + 24 < cap; i++)
-        len += (size_t)snprintf(buf + len, cap - len, "%s%" PRIu64,
-                                i ? "," : "", v[i]);
-    if (i < n)
-        len += (size_t)snprintf(buf + len, cap - len, ",...");
-    snprintf(buf + len, cap - len, "]");
-}
-
-void assert_positions_(const tu_events *e, const uint64_t *want,
-                       size_t nwant, const char *what,
-                       const char *file, int line)
-{
-    uint64_t *got = malloc((e->n + 1) * sizeof *got);
-    int ok = e->n == nwant;
-    size_t i;
-    assert_non_null(got);
-    for (i = 0; i < e->n; i++)
-        got[i] = e->v[i].position;
-    for (i = 0; ok && i < nwant; i++)
-        ok = got[i] == want[i];
-    if (!ok) {
-        char a[2048], b[2048];
-        fmt_positions(a, sizeof a, got, e->n);
-        fmt_positions(b, sizeof b, want, nwant);
-        print_error("%s:%d: %s returned positions %s, expected %s\n", file,
-                    line, what, a, b);
-    }
-    free(got);
-    assert_true(ok);
-}
-
 /* Run a tracking read with timeout 0; check its positions and marker. */
 void expect_track_(evs_db *db, const evs_tracking *t, uint64_t after,
                    uint64_t limit, uint64_t want_marker,

@@ -72,11 +72,6 @@ int track(tu_events *out, uint64_t *marker, evs_db *db,
           const evs_tracking *t, uint64_t after, uint64_t limit,
           int64_t timeout_us);
 
-/* Assert the events' positions are want[0..nwant), printing both lists
- * with what, file and line otherwise. */
-void assert_positions_(const tu_events *e, const uint64_t *want,
-                       size_t nwant, const char *what, const char *file,
-                       int line);
 /* An expected list of positions (two arguments: array, count). */
 #define PL(...)                                                              \
     ((const uint64_t[]){__VA_ARGS__}),                                       \

@@ -1067,3 +1067,47 @@ void tu_describe(const char *fmt, ...)
     if (getenv("EVS_TEST_VERBOSE"))
         print_message("op %u: %s\n", tu_op_no, tu_op_desc);
 }
+
+static void fmt_positions(char *buf, size_t cap, const uint64_t *v,
+                          size_t n)
+{
+    size_t i, len = 0;
+    len += (size_t)snprintf(buf + len, cap - len, "[");
+    for (i = 0; i < n && len + 24 < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%" PRIu64,
+                                i ? "," : "", v[i]);
+    if (i < n)
+        len += (size_t)snprintf(buf + len, cap - len, ",...");
+    snprintf(buf + len, cap - len, "]");
+}
+
+/* Positions of a result list into a malloc'd array. */
+static uint64_t *positions_of(const tu_events *e)
+{
+    uint64_t *v = malloc((e->n + 1) * sizeof *v);
+    size_t i;
+    assert_non_null(v);
+    for (i = 0; i < e->n; i++)
+        v[i] = e->v[i].position;
+    return v;
+}
+
+void assert_positions_(const tu_events *e, const uint64_t *want,
+                       size_t nwant, const char *what,
+                       const char *file, int line)
+{
+    uint64_t *got = positions_of(e);
+    int ok = e->n == nwant;
+    size_t i;
+    for (i = 0; ok && i < nwant; i++)
+        ok = got[i] == want[i];
+    if (!ok) {
+        char a[2048], b[2048];
+        fmt_positions(a, sizeof a, got, e->n);
+        fmt_positions(b, sizeof b, want, nwant);
+        print_error("%s:%d: %s returned positions %s, expected %s\n", file,
+                    line, what, a, b);
+    }
+    free(got);
+    assert_true(ok);
+}

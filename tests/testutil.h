@@ -199,6 +199,11 @@ typedef struct tu_events {
  * free it.
  */
 int tu_collect(tu_events *out, evs_iter *it);
+/* Assert the events' positions are want[0..nwant), printing both lists
+ * with what, file and line otherwise. */
+void assert_positions_(const tu_events *e, const uint64_t *want,
+                       size_t nwant, const char *what, const char *file,
+                       int line);
 /* evs_read_stream + tu_collect + evs_iter_free. Returns the first error. */
 int tu_read_stream(tu_events *out, evs_db *db, const char *tenant,
                    const char *stream, int64_t from_version,
