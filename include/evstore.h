@@ -192,11 +192,12 @@ typedef struct evs_db evs_db;
 #define EVS_OPEN_CREATE 0x1u   /* create the store if it does not exist */
 #define EVS_OPEN_READONLY 0x2u /* no appends; no recovery writes */
 
-/* Version 2 added snapshot_keep, version 3 the recovery callbacks; version
- * 1 and 2 structs are still accepted. */
-#define EVS_OPEN_OPTIONS_VERSION 3
+/* Version 2 added snapshot_keep, version 3 the recovery callbacks, version
+ * 4 busy_timeout_ms; version 1, 2 and 3 structs are still accepted (their
+ * missing fields take the defaults). */
+#define EVS_OPEN_OPTIONS_VERSION 4
 typedef struct evs_open_options {
-    unsigned version;        /* EVS_OPEN_OPTIONS_VERSION (1, 2 or 3) */
+    unsigned version;        /* EVS_OPEN_OPTIONS_VERSION (1, 2, 3 or 4) */
     unsigned flags;          /* EVS_OPEN_* */
     uint32_t segment_size;   /* bytes per log segment; 0 = default. Used
                                 only when creating a store; 1 MiB..1 GiB */
@@ -217,9 +218,21 @@ typedef struct evs_open_options {
      * rebuilt from the log: done and total are events. NULL: not told. */
     void (*recovery_progress)(void *ctx, uint64_t done, uint64_t total);
     void *recovery_ctx;      /* passed to both callbacks */
+    /* Embedded store, version 4: milliseconds a read-write open waits for
+     * the store's writer lock while another process has the store open
+     * for writing, as SQLite's busy_timeout (sqlite3_busy_timeout) waits
+     * for its database lock. 0 (default): do not wait, fail at once with
+     * EVS_EBUSY. Otherwise evs_open retries every 1 ms, backing off to
+     * 20 ms, until the lock is free or the time (CLOCK_MONOTONIC) is up,
+     * then fails with EVS_EBUSY and a message saying how long it waited.
+     * The wait is for the other process to close the store; it is not a
+     * queue (no order among waiters). EVS_OPEN_READONLY opens take no
+     * lock and never wait. The PostgreSQL backend ignores it: the server
+     * serialises writers from any number of processes itself. */
+    uint32_t busy_timeout_ms;
 } evs_open_options;
 #define EVS_OPEN_OPTIONS_INIT                                                \
-    { EVS_OPEN_OPTIONS_VERSION, EVS_OPEN_CREATE, 0, 0, 1, 0, NULL, NULL, NULL }
+    { EVS_OPEN_OPTIONS_VERSION, EVS_OPEN_CREATE, 0, 0, 1, 0, NULL, NULL, NULL, 0 }
 #define EVS_DEFAULT_SNAPSHOT_KEEP 3
 
 /*
@@ -243,7 +256,11 @@ typedef struct evs_open_options {
  * (snapshots live apart and survive; a copy starts without them).
  * recovery_notice says what was done.
  *
- * Only one process may open a store for writing; EVS_OPEN_READONLY opens
+ * Only one process may open a store for writing (the embedded store's
+ * <dir>/LOCK, an flock); a second read-write open waits up to
+ * busy_timeout_ms for it (default 0: it fails at once with EVS_EBUSY).
+ * When several processes must write, use the PostgreSQL backend, or one
+ * process that writes for the others. EVS_OPEN_READONLY opens
  * take no lock and may run beside the writer (they see what it has
  * committed). A read-only open never recovers, with one exception, as
  * SQLite's readers roll back a hot journal: when the index cannot be
@@ -255,7 +272,9 @@ typedef struct evs_open_options {
  * no EVS_OPEN_CREATE, a non-empty directory that is not a store, a
  * PostgreSQL URI given to a library built with -DEVS_WITH_POSTGRES=OFF),
  * EVS_EBUSY
- * (another process has the store open for writing), EVS_EFORMAT (written by
+ * (another process has the store open for writing and did not close it
+ * within busy_timeout_ms; the message says how long this open waited),
+ * EVS_EFORMAT (written by
  * a newer evstore), EVS_ECORRUPT (damage to acknowledged records found
  * while recovering: the message names the segment, offset and position,
  * and nothing was cut; run evs_verify for the full report), EVS_EIO,

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_EVENT 1024
@@ -628,6 +629,149 @@ static void test_busy_from_another_process(void **state)
     assert_int_equal(tu_head(s->db, NULL), 4);
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A child that opens dir for writing, says so on ready, then closes it
+ * after hold_ms, or (hold_ms < 0) when release is written to or closed. */
+static pid_t fork_holder(const char *dir, int hold_ms, int *ready_rd, int *release_wr)
+{
+    int ready[2], release[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(release), 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        evs_open_options o = EVS_OPEN_OPTIONS_INIT;
+        evs_db *db = NULL;
+        char c = 'h';
+        close(ready[0]);
+        close(release[1]);
+        o.flags = 0;
+        if (evs_open(&db, dir, &o) != 0)
+            _exit(2);
+        if (write(ready[1], &c, 1) != 1)
+            _exit(3);
+        if (hold_ms >= 0) {
+            struct timespec ts = {hold_ms / 1000, (long)(hold_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        } else if (read(release[0], &c, 1) < 0) {
+            _exit(4);
+        }
+        _exit(evs_close(db) == 0 ? 0 : 5);
+    }
+    close(ready[1]);
+    close(release[0]);
+    *ready_rd = ready[0];
+    *release_wr = release[1];
+    return pid;
+}
+
+static void reap_holder(pid_t pid, int ready_rd, int release_wr)
+{
+    int status;
+    close(release_wr);
+    close(ready_rd);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/*
+ * busy_timeout_ms, as SQLite's busy timeout: a read-write open waits that
+ * long for another process's writer lock. A holder that closes within it
+ * lets the open succeed; one that keeps the store makes it fail with
+ * EVS_EBUSY after the whole wait. Option structs of versions 1..3 (no
+ * busy_timeout_ms) are still accepted and do not wait.
+ */
+static void test_busy_timeout(void **state)
+{
+    tu_store *s = *state; /* open */
+    evs_open_options o = EVS_OPEN_OPTIONS_INIT;
+    evs_db *db = NULL;
+    int ready, release, rc;
+    int64_t t0, took;
+    pid_t pid;
+    char c;
+
+    TU_EMBEDDED_ONLY("the embedded store's one-writing-process lock "
+                     "(PostgreSQL ignores busy_timeout_ms)");
+    tu_store_close(s);
+    o.flags = 0;
+
+    /* A holder that closes after 100 ms: the open waits for it. */
+    pid = fork_holder(s->dir, 100, &ready, &release);
+    assert_int_equal(read(ready, &c, 1), 1);
+    t0 = mono_ms();
+    o.busy_timeout_ms = 300;
+    rc = evs_open(&db, s->dir, &o);
+    took = mono_ms() - t0;
+    if (rc != 0)
+        fail_msg("open with busy_timeout_ms 300: %s: %s", evs_strerror(rc),
+                 evs_last_error());
+    assert_true(took < 300 + 200);
+    assert_int_equal(tu_append1(db, NULL, "busy-2", "T", "{}"), 4);
+    assert_int_equal(evs_close(db), 0);
+    db = NULL;
+    reap_holder(pid, ready, release);
+
+    /* A holder that keeps it: EVS_EBUSY after the whole 300 ms. */
+    pid = fork_holder(s->dir, -1, &ready, &release);
+    assert_int_equal(read(ready, &c, 1), 1);
+    t0 = mono_ms();
+    rc = evs_open(&db, s->dir, &o);
+    took = mono_ms() - t0;
+    assert_int_equal(rc, EVS_EBUSY);
+    assert_null(db);
+    assert_true(took >= 300);
+    assert_non_null(strstr(evs_last_error(), "waited"));
+    assert_non_null(strstr(evs_last_error(), "PostgreSQL"));
+
+    /* 0: at once. */
+    o.busy_timeout_ms = 0;
+    t0 = mono_ms();
+    assert_int_equal(evs_open(&db, s->dir, &o), EVS_EBUSY);
+    assert_true(mono_ms() - t0 < 200);
+
+    /* A version 3 struct ends before busy_timeout_ms: whatever lies
+     * there is not read, and the open does not wait. */
+    o.version = 3;
+    o.busy_timeout_ms = 60000;
+    t0 = mono_ms();
+    assert_int_equal(evs_open(&db, s->dir, &o), EVS_EBUSY);
+    assert_true(mono_ms() - t0 < 1000);
+
+    /* Read-only opens take no lock and never wait. */
+    o.version = EVS_OPEN_OPTIONS_VERSION;
+    o.flags = EVS_OPEN_READONLY;
+    o.busy_timeout_ms = 60000;
+    t0 = mono_ms();
+    assert_int_equal(evs_open(&db, s->dir, &o), 0);
+    assert_true(mono_ms() - t0 < 1000);
+    assert_int_equal(evs_close(db), 0);
+    db = NULL;
+    reap_holder(pid, ready, release);
+
+    /* Versions 1, 2 and 3 are accepted once the store is free. */
+    for (unsigned v = 1; v <= 3; v++) {
+        evs_open_options old = EVS_OPEN_OPTIONS_INIT;
+        old.version = v;
+        old.flags = 0;
+        if ((rc = evs_open(&db, s->dir, &old)) != 0)
+            fail_msg("options version %u: %s: %s", v, evs_strerror(rc), evs_last_error());
+        assert_int_equal(evs_close(db), 0);
+        db = NULL;
+    }
+    tu_store_open(s);
+    assert_int_equal(tu_head(s->db, NULL), 4);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, tu_teardown_store)
@@ -647,6 +791,7 @@ int main(void)
                                         tu_teardown_store),
         T(test_readonly),
         T(test_busy_from_another_process),
+        T(test_busy_timeout),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -42,6 +42,8 @@ int evs_open(evs_db **out, const char *uri, const evs_open_options *opts)
             memcpy(&o, opts, offsetof(evs_open_options, snapshot_keep));
         else if (opts->version == 2)
             memcpy(&o, opts, offsetof(evs_open_options, recovery_notice));
+        else if (opts->version == 3)
+            memcpy(&o, opts, offsetof(evs_open_options, busy_timeout_ms));
         else
             o = *opts;
         o.version = EVS_OPEN_OPTIONS_VERSION;

@@ -85,7 +85,9 @@ static EVS_MUST_USE int prepare_dir(const char *path, int create)
         if (!create)
             return evs__err(EVS_EINVAL, "no store at %s (open it with EVS_OPEN_CREATE to "
                             "create one)", path);
-        if (mkdir(path, 0755) != 0)
+        /* EEXIST: another process creating the same store got there first
+         * (eight `evs append` started at once on a new store) */
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
             return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO,
                             "cannot create store directory %s: %s", path, strerror(errno));
         /* its entry in the parent is durable before any event is in it */
@@ -93,6 +95,8 @@ static EVS_MUST_USE int prepare_dir(const char *path, int create)
         if (e)
             return evs__err(EVS_EIO, "cannot sync the directory holding %s: %s", path,
                             strerror(e));
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            return evs__err(EVS_EINVAL, "%s is a file, not a store directory", path);
     } else if (!S_ISDIR(st.st_mode)) {
         return evs__err(EVS_EINVAL, "%s is a file, not a store directory", path);
     }
@@ -107,14 +111,17 @@ static EVS_MUST_USE int prepare_dir(const char *path, int create)
             struct dirent *de;
             while ((de = readdir(d)) != NULL)
                 if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
-                    strcmp(de->d_name, "LOCK") && strcmp(de->d_name, "index"))
+                    strcmp(de->d_name, "LOCK") && strcmp(de->d_name, "index") &&
+                    strcmp(de->d_name, "log")) /* made meanwhile by a racing creator */
                     entries++;
             closedir(d);
         }
+        if (entries && stat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+            return 0; /* a racing creator made the store meanwhile */
         if (entries)
             return evs__err(EVS_EINVAL, "%s is not empty and is not an evstore store "
                             "(no log/ directory); refusing to create a store in it", path);
-        if (mkdir(sub, 0755) != 0)
+        if (mkdir(sub, 0755) != 0 && errno != EEXIST)
             return evs__err(errno == ENOSPC ? EVS_ENOSPC : EVS_EIO, "cannot create %s: %s",
                             sub, strerror(errno));
         int e = evs__fsync_dir(path);
@@ -157,6 +164,7 @@ static EVS_MUST_USE int readonly_recover(const char *path, const evs_open_option
             return 0;
         evs_open_options o = *opts;
         o.flags &= ~(EVS_OPEN_READONLY | EVS_OPEN_CREATE);
+        o.busy_timeout_ms = 0; /* a held lock means look again, below */
         evs_db *db = NULL;
         rc = evs__embedded_open(&db, path, &o);
         if (rc == 0)
@@ -172,6 +180,46 @@ static EVS_MUST_USE int readonly_recover(const char *path, const evs_open_option
     }
     return evs__err(EVS_EBUSY, "store %s: its index cannot be trusted (%s) and the "
                     "writer holding it has not rebuilt it yet; retry", path, t.why);
+}
+
+/*
+ * Take the writer lock, waiting up to timeout_ms for the process holding
+ * it, as SQLite's busy timeout does: flock has no timed wait, so poll,
+ * first every millisecond (a writer that is about to close frees it
+ * soon) and then at most every 20 ms (a long holder costs little).
+ */
+static EVS_MUST_USE int lock_writer(int fd, const char *path, const char *lock_path,
+                                    uint32_t timeout_ms)
+{
+    int64_t start = (int64_t)(evs__mono_ns() / 1000000u), waited = 0;
+    long sleep_ms = 1;
+    for (;;) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return 0;
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return evs__err(EVS_EIO, "cannot lock %s: %s", lock_path, strerror(errno));
+        waited = (int64_t)(evs__mono_ns() / 1000000u) - start;
+        if (waited >= (int64_t)timeout_ms)
+            break;
+        int64_t left = (int64_t)timeout_ms - waited;
+        struct timespec ts = {0, (long)(left < sleep_ms ? left : sleep_ms) * 1000000L};
+        nanosleep(&ts, NULL);
+        if (sleep_ms < 20)
+            sleep_ms = sleep_ms * 2 > 20 ? 20 : sleep_ms * 2;
+    }
+    if (timeout_ms == 0)
+        return evs__err(EVS_EBUSY, "store %s is open for writing in another process "
+                        "(%s is locked) and busy_timeout_ms is 0 (no wait); only one "
+                        "process writes an embedded store at a time: wait for it to "
+                        "close, open read-only, or, when several processes must write, "
+                        "use the PostgreSQL backend (or one process writing for all)",
+                        path, lock_path);
+    return evs__err(EVS_EBUSY, "store %s is open for writing in another process "
+                    "(%s is locked); waited %" PRId64 " ms (busy_timeout_ms %" PRIu32 ") "
+                    "and it is still open; only one process writes an embedded store "
+                    "at a time: wait longer, or, when several processes must write, use "
+                    "the PostgreSQL backend (or one process writing for all)",
+                    path, lock_path, waited, timeout_ms);
 }
 
 int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *opts)
@@ -222,12 +270,8 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
             rc = evs__err(EVS_EIO, "cannot open %s: %s", buf, strerror(errno));
             goto fail;
         }
-        if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-            rc = evs__err(EVS_EBUSY, "store %s is open for writing in another process "
-                          "(%s is locked); close it there first, or open it read-only",
-                          path, buf);
+        if ((rc = lock_writer(s->lock_fd, path, buf, opts->busy_timeout_ms)) < 0)
             goto fail;
-        }
     }
     s->readonly = readonly;
     snprintf(buf, sizeof(buf), "%s/log", path);

@@ -23,9 +23,10 @@
 /* ------------------------------------------------------------------ */
 
 #define CLI_EXIT_OK 0
-#define CLI_EXIT_FAIL 1     /* anything else: I/O, corruption, busy... */
+#define CLI_EXIT_FAIL 1     /* anything else: I/O, corruption... */
 #define CLI_EXIT_USAGE 2    /* bad flag, argument, number, name or JSON */
 #define CLI_EXIT_CONFLICT 3 /* expected version or append condition */
+#define CLI_EXIT_BUSY 4     /* EVS_EBUSY: another process writes the store */
 
 typedef struct cli_ctx {
     const char *db_uri; /* --db, else $EVS_DB, else "./evstore-data" */
@@ -68,7 +69,7 @@ void cli_err(const char *fmt, ...) CLI_PRINTF(1, 2);
 int cli_usage(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
 
 /* The exit status for a library error code: EVS_EINVAL -> 2,
- * EVS_ECONFLICT -> 3, anything else -> 1. */
+ * EVS_ECONFLICT -> 3, EVS_EBUSY -> 4, anything else -> 1. */
 int cli_exit_for(int rc);
 
 /* Report a failed library call as "evs: [WHAT: ]<detail>" (the detail is
@@ -92,6 +93,12 @@ int cli_check_db(const cli_ctx *cx);
  * ("evs: ..."), and rebuild progress on a terminal. progress_shown lives
  * as long as the open. */
 void cli_open_options(evs_open_options *o, int *progress_shown);
+
+/* How long a read-write open waits for another process's writer lock
+ * (evs_open_options.busy_timeout_ms, which cli_open_options sets): the
+ * global option --wait SECONDS, else $EVS_WAIT, else CLI_WAIT_DEFAULT_MS. */
+#define CLI_WAIT_DEFAULT_MS 5000u
+extern uint32_t cli_wait_ms;
 int cli_open(evs_db **out, const cli_ctx *cx, unsigned flags);
 
 /* Close, reporting a failed final flush. Returns the exit status to use

@@ -48,6 +48,8 @@ int cli_exit_for(int rc)
         return CLI_EXIT_USAGE;
     if (rc == EVS_ECONFLICT)
         return CLI_EXIT_CONFLICT;
+    if (rc == EVS_EBUSY)
+        return CLI_EXIT_BUSY;
     return CLI_EXIT_FAIL;
 }
 
@@ -104,8 +106,11 @@ static void on_recovery_progress(void *ctx, uint64_t done, uint64_t total)
         fputc('\n', stderr);
 }
 
+uint32_t cli_wait_ms = CLI_WAIT_DEFAULT_MS;
+
 void cli_open_options(evs_open_options *o, int *progress_shown)
 {
+    o->busy_timeout_ms = cli_wait_ms;
     o->recovery_notice = on_recovery_notice;
     o->recovery_progress = on_recovery_progress;
     o->recovery_ctx = progress_shown;
@@ -131,6 +136,22 @@ int cli_open(evs_db **out, const cli_ctx *cx, unsigned flags)
         cli_err("no store at %s (evs append or evs import creates one; "
                 "--db or EVS_DB names another)", cx->db_uri);
         return CLI_EXIT_USAGE;
+    }
+    if (rc == EVS_EBUSY && !(flags & EVS_OPEN_READONLY)) {
+        /* The library's message speaks of busy_timeout_ms; say it in the
+         * CLI's words. */
+        if (cli_wait_ms == 0)
+            cli_err("store %s is open for writing in another process, and --wait "
+                    "is 0 (no wait); only one process writes a store at a time: "
+                    "give --wait SECONDS (or EVS_WAIT) to wait for it; when several "
+                    "processes must write, use a PostgreSQL store", cx->db_uri);
+        else
+            cli_err("store %s is still open for writing in another process after "
+                    "waiting %.1f s (--wait); only one process writes a store at a "
+                    "time: wait longer (--wait SECONDS or EVS_WAIT); when several "
+                    "processes must write, use a PostgreSQL store", cx->db_uri,
+                    cli_wait_ms / 1000.0);
+        return CLI_EXIT_BUSY;
     }
     if (rc < 0)
         return cli_lib_err(rc, NULL);

@@ -47,7 +47,8 @@ static const char help[] =
     "                    stopping, store the token after the last event\n"
     "                    printed as NAME (if any was printed, or NAME is\n"
     "                    new). This opens the store for writing for a\n"
-    "                    moment, so it fails while another process writes\n"
+    "                    moment, waiting up to --wait (evs --help) for\n"
+    "                    another process that writes, else exit 4\n"
     "  --after TOKEN     start after this token (exclusive; default 0: from\n"
     "                    the first event); see 'evs tail', 'evs token-at'\n"
     "  --limit N         stop after N events (0 = no limit, the default)\n"
@@ -123,13 +124,14 @@ static int store_checkpoint(evs_db **db, const cli_ctx *cx,
     evs_close(*db);
     *db = NULL;
     o.flags = 0; /* writable; the store exists */
+    o.busy_timeout_ms = cli_wait_ms; /* --wait: for a writer to close */
     rc = evs_open(db, cx->db_uri, &o);
     if (rc == 0)
         rc = evs_checkpoint_set(*db, tenant, name, token);
     if (rc < 0) {
         cli_err("subscribe: checkpoint %s not stored: %s (resume with "
                 "--after %" PRIu64 ")", name, cli_lib_detail(rc), token);
-        return CLI_EXIT_FAIL;
+        return rc == EVS_EBUSY ? CLI_EXIT_BUSY : CLI_EXIT_FAIL;
     }
     return CLI_EXIT_OK;
 }

@@ -50,12 +50,36 @@ static void usage(FILE *f)
     fputs("\n"
           "Options:\n"
           "  --db URI      the store (also accepted after the command)\n"
+          "  --wait SECONDS  how long a command that writes waits for another\n"
+          "                process writing the store (default 5, also EVS_WAIT;\n"
+          "                0: fail at once)\n"
           "  -h, --help    this help; 'evs COMMAND --help' for a command's\n"
           "  --version     print the version\n"
           "\n"
           "Exit status: 0 ok, 1 error, 2 usage error, 3 conflict (expected\n"
-          "version or append condition).\n",
+          "version or append condition), 4 store busy (another process\n"
+          "still writes it after --wait).\n",
           f);
+}
+
+/* --wait / EVS_WAIT: SECONDS, a decimal number from 0 (fractions allowed,
+ * "0.5"), into milliseconds. Returns 0, or -1 when s is not such a
+ * number or is beyond what busy_timeout_ms holds (about 49 days). */
+static int parse_wait(const char *s, uint32_t *ms)
+{
+    double secs = 0, scale = 0.1;
+    int digits = 0;
+    const char *p = s;
+
+    for (; *p >= '0' && *p <= '9'; p++, digits++)
+        secs = secs * 10 + (*p - '0');
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++, scale /= 10)
+            secs += (*p - '0') * scale;
+    if (digits == 0 || *p != '\0' || secs * 1000 > 4294967295.0)
+        return -1;
+    *ms = (uint32_t)(secs * 1000 + 0.5);
+    return 0;
 }
 
 static const struct command *find(const char *name)
@@ -73,7 +97,7 @@ int main(int argc, char **argv)
     const struct command *cmd;
     cli_ctx cx;
     const char *env = getenv("EVS_DB");
-    int i;
+    int i, wait_given = 0;
 
     cx.db_uri = env != NULL && env[0] != '\0' ? env : "./evstore-data";
     cx.db_given = 0;
@@ -101,10 +125,29 @@ int main(int argc, char **argv)
         } else if (strncmp(a, "--db=", 5) == 0) {
             cx.db_uri = a + 5;
             cx.db_given = 1;
+        } else if (strcmp(a, "--wait") == 0 || strncmp(a, "--wait=", 7) == 0) {
+            const char *v = a[6] == '=' ? a + 7 : i + 1 < argc ? argv[++i] : NULL;
+            if (v == NULL) {
+                cli_err("option '--wait' needs a value (see 'evs --help')");
+                return CLI_EXIT_USAGE;
+            }
+            if (parse_wait(v, &cli_wait_ms) != 0) {
+                cli_err("--wait: '%s' is not a number of seconds (0 or more, e.g. 5 "
+                        "or 0.5) (see 'evs --help')", v);
+                return CLI_EXIT_USAGE;
+            }
+            wait_given = 1;
         } else {
             cli_err("unknown option '%s' (see 'evs --help')", a);
             return CLI_EXIT_USAGE;
         }
+    }
+    env = getenv("EVS_WAIT");
+    if (!wait_given && env != NULL && env[0] != '\0' &&
+        parse_wait(env, &cli_wait_ms) != 0) {
+        cli_err("EVS_WAIT: '%s' is not a number of seconds (0 or more, e.g. 5 or "
+                "0.5) (see 'evs --help')", env);
+        return CLI_EXIT_USAGE;
     }
     if (i >= argc) {
         usage(stderr);
