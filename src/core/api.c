@@ -51,13 +51,14 @@ int evs_open(evs_db **out, const char *uri, const evs_open_options *opts)
     if (o.snapshot_keep == 0)
         o.snapshot_keep = EVS_DEFAULT_SNAPSHOT_KEEP;
     if (o.snapshot_keep > 1000)
-        return evs__err(EVS_EINVAL, "evs_open: snapshot_keep %u out of range (1..1000)",
-                        o.snapshot_keep);
+        return evs__err(EVS_EINVAL, "evs_open: snapshot_keep %u out of range (1..1000; "
+                        "evs --snapshot-keep, EVS_SNAPSHOT_KEEP)", o.snapshot_keep);
     if (o.segment_size == 0)
         o.segment_size = EVS_DEFAULT_SEGMENT_SIZE;
     if (o.segment_size < (1u << 20) || o.segment_size > (1u << 30))
         return evs__err(EVS_EINVAL,
-                        "evs_open: segment_size %u out of range (1 MiB .. 1 GiB)",
+                        "evs_open: segment_size %u out of range (1 MiB .. 1 GiB; "
+                        "evs --segment-size, EVS_SEGMENT_SIZE)",
                         o.segment_size);
     /* One event's record (data, metadata, names, tags and a 128-byte
      * header) must fit in a segment: keep 64 KiB for everything but data
@@ -68,7 +69,9 @@ int evs_open(evs_db **out, const char *uri, const evs_open_options *opts)
     if (o.max_event_size > room)
         return evs__err(EVS_EINVAL,
                         "evs_open: max_event_size %u does not fit in a segment of %u "
-                        "bytes (at most %u); raise segment_size or lower max_event_size",
+                        "bytes (at most %u); raise segment_size (evs --segment-size, "
+                        "EVS_SEGMENT_SIZE) or lower max_event_size (evs "
+                        "--max-event-size, EVS_MAX_EVENT_SIZE)",
                         o.max_event_size, o.segment_size, room);
     if (o.flags & ~(EVS_OPEN_CREATE | EVS_OPEN_READONLY))
         return evs__err(EVS_EINVAL, "evs_open: unknown flags 0x%x", o.flags);

@@ -102,7 +102,8 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
         e->metadata_len > db->opts.max_event_size - e->data_len)
         return evs__err(EVS_ETOOBIG,
                         "stream %s, event %zu: data + metadata is %zu bytes, over "
-                        "the limit of %u (open option max_event_size)",
+                        "the limit of %u; raise max_event_size (evs "
+                        "--max-event-size, EVS_MAX_EVENT_SIZE)",
                         stream, idx, e->data_len + e->metadata_len,
                         db->opts.max_event_size);
     if (e->ntags > EVS_MAX_TAGS)

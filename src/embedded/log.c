@@ -300,8 +300,9 @@ int evs__seg_create(evs__emb *s, uint32_t no, uint64_t first_position, int *name
      * last is made, and only by the process that writes */
     assert(!s->readonly && no == atomic_load(&s->nsegs) + 1);
     if (no > EVS_MAX_SEGMENTS)
-        return evs__err(EVS_ENOSPC, "the log has reached %u segments; use a larger "
-                        "segment_size", EVS_MAX_SEGMENTS);
+        return evs__err(EVS_ENOSPC, "the log has reached %u segments; copy it to "
+                        "a store created with a larger segment_size (evs "
+                        "--segment-size, EVS_SEGMENT_SIZE)", EVS_MAX_SEGMENTS);
     seg_path(tmp, sizeof(tmp), s, no, ".tmp");
     seg_path(path, sizeof(path), s, no, "");
     fd = take_prepared(s, no);

@@ -808,7 +808,8 @@ int evs__emb_append(evs_db *db, evs__append_req *c)
                 return evs__err(EVS_ETOOBIG,
                                 "append of %zu events is over %" PRIu64 " bytes encoded, "
                                 "more than fits in one log segment; split it or "
-                                "create the store with a larger segment_size",
+                                "create the store with a larger segment_size "
+                                "(evs --segment-size, EVS_SEGMENT_SIZE)",
                                 c->nevents, limit);
         }
     uint8_t *enc = evs__scratch_get(&tls_enc, total);

@@ -105,6 +105,29 @@ int cli_open(evs_db **out, const cli_ctx *cx, unsigned flags);
  * given the status the command had so far. */
 int cli_close(evs_db *db, int status);
 
+/* Store options from the global flags --segment-size, --max-event-size,
+ * --snapshot-keep and their variables EVS_SEGMENT_SIZE, EVS_MAX_EVENT_SIZE,
+ * EVS_SNAPSHOT_KEEP (docs/OPERATIONS.md), in that order; cli_open_options
+ * passes what was set to every open. */
+#define CLI_NSTORE_OPTIONS 3
+
+/* Set the store option named by its flag (the text up to a '=') or its
+ * variable from text (sizes take K, M, G). Returns 0, or reports a
+ * message naming the limits and returns CLI_EXIT_USAGE. */
+int cli_store_option(const char *name, const char *text);
+
+/* The index (0..CLI_NSTORE_OPTIONS-1) of a store option's flag
+ * ("--segment-size" or "--segment-size=V"), or -1 when it is not one. */
+int cli_store_option_index(const char *flag);
+
+/* Set each store option whose flag was not given (given[i] == 0) from its
+ * variable, when that is set and not empty. Returns 0 or CLI_EXIT_USAGE. */
+int cli_store_options_from_env(const int given[CLI_NSTORE_OPTIONS]);
+
+/* Remember the command line, so that error messages quote a long argument
+ * (over 80 bytes) cut, not whole. */
+void cli_err_args(int argc, char **argv);
+
 /* ------------------------------------------------------------------ */
 /* Option parsing (getopt_long with our own one-line messages)         */
 /* ------------------------------------------------------------------ */
@@ -144,6 +167,17 @@ extern const struct option cli_no_options[];
 #define CLI_HELP_SHARED                        \
     "  --db URI        the store\n"            \
     "  -h, --help      this help\n"
+
+/* The last lines of the help of a command whose exit statuses are the
+ * usual ones (docs/CLI.md "Exit status"): one that only reads, one that
+ * opens the store for writing (and so may find it busy). */
+#define CLI_HELP_EXIT                                                     \
+    "\n"                                                                  \
+    "Exit status: 0 ok, 1 error, 2 usage error.\n"
+#define CLI_HELP_EXIT_WRITER                                              \
+    "\n"                                                                  \
+    "Exit status: 0 ok, 1 error, 2 usage error, 4 store busy (another\n"  \
+    "process still writes it after --wait).\n"
 
 /* What --tenant and --all-tenants chose. */
 typedef struct cli_scope {

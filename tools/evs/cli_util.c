@@ -17,13 +17,80 @@
 /* Errors                                                              */
 /* ------------------------------------------------------------------ */
 
+/* The longest piece of an argument a message quotes whole. */
+#define ECHO_CAP 80
+
+static int err_argc;
+static char **err_argv;
+
+void cli_err_args(int argc, char **argv)
+{
+    err_argc = argc;
+    err_argv = argv;
+}
+
+/* The first place in p where a command-line argument longer than
+ * ECHO_CAP bytes (or the value of such a "--flag=value") is quoted, or
+ * NULL; *len gets its length. */
+static const char *long_arg_in(const char *p, size_t *len)
+{
+    const char *best = NULL;
+    int i, k;
+
+    for (i = 1; i < err_argc; i++) {
+        for (k = 0; k < 2; k++) {
+            const char *a = err_argv[i], *h;
+            size_t n;
+
+            if (k == 1) {
+                if (strncmp(a, "--", 2) != 0 || strchr(a, '=') == NULL)
+                    break;
+                a = strchr(a, '=') + 1;
+            }
+            n = strlen(a);
+            if (n <= ECHO_CAP || (h = strstr(p, a)) == NULL)
+                continue;
+            if (best == NULL || h < best || (h == best && n > *len)) {
+                best = h;
+                *len = n;
+            }
+        }
+    }
+    return best;
+}
+
+/* Write the message to stderr with every long argument it quotes cut to
+ * its first ECHO_CAP bytes and "… (N bytes)": a 120 KB argument must not
+ * fill the terminal. Done here, once, and not where each message is made:
+ * dozens of messages quote arguments, and the library's quote names. */
+static void put_capped(const char *fmt, va_list ap)
+{
+    char *msg, *p;
+    const char *hit;
+    size_t len = 0, keep;
+
+    if (vasprintf(&msg, fmt, ap) < 0) {
+        fputs(fmt, stderr);
+        return;
+    }
+    for (p = msg; (hit = long_arg_in(p, &len)) != NULL; p = (char *)hit + len) {
+        keep = ECHO_CAP;
+        while (keep > 0 && ((unsigned char)hit[keep] & 0xC0) == 0x80)
+            keep--; /* not inside a UTF-8 sequence */
+        fwrite(p, 1, (size_t)(hit - p) + keep, stderr);
+        fprintf(stderr, "\u2026 (%zu bytes)", len);
+    }
+    fputs(p, stderr);
+    free(msg);
+}
+
 void cli_err(const char *fmt, ...)
 {
     va_list ap;
 
     fputs("evs: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    put_capped(fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
 }
@@ -34,7 +101,7 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 
     fprintf(stderr, "evs: %s: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    put_capped(fmt, ap);
     va_end(ap);
     fprintf(stderr, " (see 'evs %s --help')\n", cmd);
     return CLI_EXIT_USAGE;
@@ -106,11 +173,139 @@ static void on_recovery_progress(void *ctx, uint64_t done, uint64_t total)
         fputc('\n', stderr);
 }
 
+/* ------------------------------------------------------------------ */
+/* Store options: global flags and EVS_* variables                     */
+/* ------------------------------------------------------------------ */
+
+/* What --segment-size, --max-event-size and --snapshot-keep (or their
+ * variables) chose; 0: the library's default. Process-wide, as the flags
+ * are: main sets them before the command runs, cli_open_options hands
+ * them to every open. */
+static uint32_t cfg_segment_size, cfg_max_event_size, cfg_snapshot_keep;
+
+static const struct store_option {
+    const char *flag, *var, *limits;
+    uint32_t *value;
+    uint64_t min, max;
+    int is_size;
+} store_options[CLI_NSTORE_OPTIONS] = {
+    {"--segment-size", "EVS_SEGMENT_SIZE",
+     "bytes per log segment, 1M..1G (used only when a store is created)",
+     &cfg_segment_size, 1u << 20, 1u << 30, 1},
+    {"--max-event-size", "EVS_MAX_EVENT_SIZE",
+     "bytes of data + metadata of one event, 1..1G-64K, and at most the "
+     "segment size - 64K",
+     &cfg_max_event_size, 1, (1u << 30) - (64u << 10), 1},
+    {"--snapshot-keep", "EVS_SNAPSHOT_KEEP",
+     "snapshots kept per stream, 1..1000", &cfg_snapshot_keep, 1, 1000, 0},
+};
+
+/* Digits with an optional K, M or G (powers of 1024, any case; "KiB" and
+ * "KB" too). Returns 0, or -1 when s is not such a size. */
+static int parse_size(const char *s, uint64_t *out)
+{
+    char num[24];
+    size_t n = strspn(s, "0123456789");
+    const char *suf = s + n;
+    uint64_t v, mul = 1;
+
+    if (n == 0 || n >= sizeof num)
+        return -1;
+    memcpy(num, s, n);
+    num[n] = '\0';
+    if (cli_parse_u64(num, &v) < 0)
+        return -1;
+    if (*suf != '\0') {
+        switch (*suf) {
+        case 'k': case 'K': mul = 1u << 10; break;
+        case 'm': case 'M': mul = 1u << 20; break;
+        case 'g': case 'G': mul = 1u << 30; break;
+        default: return -1;
+        }
+        suf++;
+        if (*suf != '\0' && strcmp(suf, "B") != 0 && strcmp(suf, "iB") != 0)
+            return -1;
+    }
+    if (v > UINT64_MAX / mul)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+/* The store option a flag ("--segment-size", also "--segment-size=V")
+ * or a variable names, or -1. */
+static int store_option_find(const char *name, size_t *namelen)
+{
+    int i;
+
+    *namelen = strcspn(name, "=");
+    for (i = 0; i < CLI_NSTORE_OPTIONS; i++)
+        if ((strlen(store_options[i].flag) == *namelen &&
+             strncmp(name, store_options[i].flag, *namelen) == 0) ||
+            strcmp(name, store_options[i].var) == 0)
+            return i;
+    return -1;
+}
+
+int cli_store_option(const char *name, const char *text)
+{
+    size_t namelen;
+    int i = store_option_find(name, &namelen);
+    const struct store_option *so;
+    uint64_t v;
+    int bad;
+
+    if (i < 0) {
+        cli_err("unknown option '%s' (see 'evs --help')", name);
+        return CLI_EXIT_USAGE;
+    }
+    so = &store_options[i];
+    bad = so->is_size ? parse_size(text, &v) : cli_parse_u64(text, &v);
+    if (bad < 0 || v < so->min || v > so->max) {
+        cli_err("%.*s: '%s' is not valid: %s%s (see 'evs --help')",
+                (int)namelen, name, text, so->limits,
+                so->is_size ? "; bytes, or a number with K, M or G" : "");
+        return CLI_EXIT_USAGE;
+    }
+    *so->value = (uint32_t)v;
+    return 0;
+}
+
+int cli_store_option_index(const char *flag)
+{
+    size_t namelen;
+    int i = store_option_find(flag, &namelen);
+
+    /* a variable's name is not a flag */
+    return i >= 0 && strncmp(flag, "--", 2) == 0 ? i : -1;
+}
+
+int cli_store_options_from_env(const int given[CLI_NSTORE_OPTIONS])
+{
+    int i, rc;
+
+    for (i = 0; i < CLI_NSTORE_OPTIONS; i++) {
+        const char *v = getenv(store_options[i].var);
+
+        if (given[i] || v == NULL || v[0] == '\0')
+            continue;
+        if ((rc = cli_store_option(store_options[i].var, v)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
 uint32_t cli_wait_ms = CLI_WAIT_DEFAULT_MS;
 
 void cli_open_options(evs_open_options *o, int *progress_shown)
 {
     o->busy_timeout_ms = cli_wait_ms;
+    if (cfg_segment_size != 0)
+        o->segment_size = cfg_segment_size;
+    if (cfg_max_event_size != 0)
+        o->max_event_size = cfg_max_event_size;
+    if (cfg_snapshot_keep != 0)
+        o->snapshot_keep = cfg_snapshot_keep;
     o->recovery_notice = on_recovery_notice;
     o->recovery_progress = on_recovery_progress;
     o->recovery_ctx = progress_shown;
@@ -183,6 +378,16 @@ void cli_getopt_start(void)
 
 #define OPT_ERR 0x7fff /* returned by getopt_cmd after a usage error */
 
+/* What a command takes where a user gave a negative number. */
+static const char *negative_hint(const char *cmd)
+{
+    if (strcmp(cmd, "token-at") == 0)
+        return "TIME is RFC 3339 (2026-11-22T10:00:00Z), a date "
+               "(2026-11-22) or microseconds since 1970 (a time before 1970 "
+               "goes after '--': evs token-at -- -1)";
+    return "tokens, positions, versions and counts are numbers >= 0";
+}
+
 /* getopt_long, with errors printed by cli_usage(cmd, ...): returns an
  * option's value, -1 at the end, or OPT_ERR. */
 static int getopt_cmd(int argc, char **argv, const struct option *longopts,
@@ -205,6 +410,13 @@ static int getopt_cmd(int argc, char **argv, const struct option *longopts,
             cli_usage(cmd, "option '-%c' needs a value", optopt);
     } else if (optopt != 0 && strncmp(arg, "--", 2) == 0) {
         cli_usage(cmd, "option '%s' takes no value", arg);
+    } else if (optopt >= '0' && optopt <= '9') {
+        /* "-1": a value, not an option (no option is a digit). glibc has
+         * stepped past "-1" but is still inside "-12". */
+        if (!(arg[0] == '-' && arg[1] == optopt) && optind < argc)
+            arg = argv[optind];
+        cli_usage(cmd, "'%s' is a negative number, which is not a value "
+                  "here: %s", arg, negative_hint(cmd));
     } else if (optopt != 0) {
         cli_usage(cmd, "unknown option '-%c'", optopt);
     } else {

@@ -21,7 +21,8 @@ static const char help[] =
     "  --follow        then wait for new events and print them as they\n"
     "                  are committed, like 'tail -f', until Ctrl-C\n"
     "                  (SIGINT or SIGTERM: exit 0) or --limit events\n"
-    CLI_HELP_SHARED;
+    CLI_HELP_SHARED
+    CLI_HELP_EXIT;
 
 enum { OPT_FROM = 0x100, OPT_LIMIT, OPT_FOLLOW };
 

@@ -43,7 +43,8 @@ static const char help[] =
     "  -h, --help                this help\n"
     "\n"
     "Exit status: 0 ok, 1 error, 2 usage error, 3 conflict (--expect did not\n"
-    "match, or an event matches --fail-if).\n";
+    "match, or an event matches --fail-if), 4 store busy (another process\n"
+    "still writes it after --wait).\n";
 
 enum {
     OPT_EXPECT = 0x100,

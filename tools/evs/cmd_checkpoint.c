@@ -24,7 +24,11 @@ static const char help[] =
     "\n"
     "Options:\n"
     "  --tenant NAME   tenant (default: the default tenant)\n"
-    CLI_HELP_SHARED;
+    CLI_HELP_SHARED
+    "\n"
+    "Exit status: 0 ok, 1 error (also: get of a NAME never stored), 2 usage\n"
+    "error (also: set of a TOKEN below the stored one or beyond the head),\n"
+    "4 store busy (set: another process still writes it after --wait).\n";
 
 enum { OPT_TENANT = 0x100 };
 

@@ -17,7 +17,8 @@ static const char help[] =
     "'evs export | evs --db OTHER import' copies a store.\n"
     "\n"
     "Options:\n"
-    CLI_HELP_SHARED;
+    CLI_HELP_SHARED
+    CLI_HELP_EXIT;
 
 static const cli_cmd cmd = {"export", help, cli_no_options};
 

@@ -35,7 +35,11 @@ static const char help[] =
     "  --force             add to a store that already holds events\n"
     "  --quiet             no progress and no closing line on standard error\n"
     "  --db URI            the store (created when missing)\n"
-    "  -h, --help          this help\n";
+    "  -h, --help          this help\n"
+    "\n"
+    "Exit status: 0 ok, 1 error (a failed append), 2 usage error (also: a\n"
+    "store that holds events, without --force), 4 store busy (another\n"
+    "process still writes it after --wait).\n";
 
 enum {
     OPT_EVENTS = 0x100,

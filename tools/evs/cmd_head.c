@@ -15,7 +15,8 @@ static const char help[] =
     "Options:\n"
     "  --tenant NAME   that tenant's head\n"
     "  --all-tenants   the head of the whole store\n"
-    CLI_HELP_SHARED;
+    CLI_HELP_SHARED
+    CLI_HELP_EXIT;
 
 static const struct option options[] = {
     CLI_SCOPE_OPTIONS,

@@ -46,7 +46,11 @@ static const char help[] =
     "Options:\n"
     "  --batch N       events per atomic append (default 1000)\n"
     "  --db URI        the store (created when missing)\n"
-    "  -h, --help      this help\n";
+    "  -h, --help      this help\n"
+    "\n"
+    "Exit status: 0 ok, 1 error (also: a bad line; the events before it are\n"
+    "stored), 2 usage error, 4 store busy (another process still writes it\n"
+    "after --wait).\n";
 
 enum { OPT_BATCH = 0x100 };
 

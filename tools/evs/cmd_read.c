@@ -24,7 +24,8 @@ static const char help[] =
     "                  they are committed, like 'tail -f', until Ctrl-C\n"
     "                  (SIGINT or SIGTERM: exit 0) or --limit events; the\n"
     "                  stream need not exist yet (not with --backward)\n"
-    CLI_HELP_SHARED;
+    CLI_HELP_SHARED
+    CLI_HELP_EXIT;
 
 enum { OPT_FROM = 0x100, OPT_BACKWARD, OPT_LIMIT, OPT_TENANT, OPT_FOLLOW };
 

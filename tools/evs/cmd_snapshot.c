@@ -38,7 +38,11 @@ static const char help[] =
     "  --version V     load: the newest snapshot at or below version V\n"
     "  --raw           load: write the state's bytes alone, as stored\n"
     "  --tenant NAME   tenant (default: the default tenant)\n"
-    CLI_HELP_SHARED;
+    CLI_HELP_SHARED
+    "\n"
+    "Exit status: 0 ok, 1 error (also: load finds no snapshot), 2 usage\n"
+    "error (also: save of a version beyond the stream), 4 store busy (save:\n"
+    "another process still writes it after --wait).\n";
 
 enum { OPT_SCHEMA = 0x100, OPT_DATA, OPT_FILE, OPT_VERSION, OPT_RAW,
        OPT_TENANT };

@@ -12,7 +12,8 @@ static const char help[] =
     "log_bytes, index_bytes, segments and bytes_on_disk (log + index).\n"
     "\n"
     "Options:\n"
-    CLI_HELP_SHARED;
+    CLI_HELP_SHARED
+    CLI_HELP_EXIT;
 
 static const cli_cmd cmd = {"stats", help, cli_no_options};
 

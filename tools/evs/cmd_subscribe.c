@@ -56,7 +56,8 @@ static const char help[] =
     CLI_HELP_SHARED
     "\n"
     "Exit status: 0 ok (also when stopped by Ctrl-C), 1 error (also: the\n"
-    "checkpoint could not be stored), 2 usage error.\n";
+    "checkpoint could not be stored), 2 usage error, 4 store busy (the\n"
+    "checkpoint: another process still writes the store after --wait).\n";
 
 enum {
     OPT_TENANT = 0x100,
@@ -233,6 +234,8 @@ int cmd_subscribe(cli_ctx *cx, int argc, char **argv)
      * printed whole, so it is reported and stored as after a stop. After
      * a write error we cannot tell what reached the reader: the
      * checkpoint stays where it was (at-least-once). */
+    if (status == CLI_EXIT_USAGE)
+        goto close; /* a filter the library refused: nothing was read */
     if (!ferror(stdout))
         fprintf(stderr, "token: %" PRIu64 "\n", f.token);
     /* Stored when events were printed (or to create the checkpoint), not

@@ -18,7 +18,8 @@ static const char help[] =
     "Options:\n"
     "  --tenant NAME   that tenant's tail\n"
     "  --all-tenants   the tail of the whole store (0)\n"
-    CLI_HELP_SHARED;
+    CLI_HELP_SHARED
+    CLI_HELP_EXIT;
 
 static const struct option options[] = {
     CLI_SCOPE_OPTIONS,

@@ -23,7 +23,8 @@ static const char help[] =
     "tenant, and any tenant's reader may use it.\n"
     "\n"
     "Options:\n"
-    CLI_HELP_SHARED;
+    CLI_HELP_SHARED
+    CLI_HELP_EXIT;
 
 static const cli_cmd cmd = {"token-at", help, cli_no_options};
 

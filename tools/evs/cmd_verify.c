@@ -15,7 +15,10 @@ static const char help[] =
     "opened because it is).\n"
     "\n"
     "Options:\n"
-    CLI_HELP_SHARED;
+    CLI_HELP_SHARED
+    "\n"
+    "Exit status: 0 clean, 1 damage found (or another error), 2 usage\n"
+    "error.\n";
 
 static const cli_cmd cmd = {"verify", help, cli_no_options};
 

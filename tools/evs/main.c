@@ -53,6 +53,13 @@ static void usage(FILE *f)
           "  --wait SECONDS  how long a command that writes waits for another\n"
           "                process writing the store (default 5, also EVS_WAIT;\n"
           "                0: fail at once)\n"
+          "  --segment-size BYTES    log segment size of a new store (1M..1G,\n"
+          "                default 64M; also EVS_SEGMENT_SIZE)\n"
+          "  --max-event-size BYTES  limit on an event's data + metadata\n"
+          "                (default 1M; also EVS_MAX_EVENT_SIZE)\n"
+          "  --snapshot-keep N       snapshots kept per stream (1..1000,\n"
+          "                default 3; also EVS_SNAPSHOT_KEEP)\n"
+          "                (sizes take K, M, G; docs/OPERATIONS.md)\n"
           "  -h, --help    this help; 'evs COMMAND --help' for a command's\n"
           "  --version     print the version\n"
           "\n"
@@ -96,11 +103,13 @@ int main(int argc, char **argv)
 {
     const struct command *cmd;
     cli_ctx cx;
+    int store_given[CLI_NSTORE_OPTIONS] = {0}, k;
     const char *env = getenv("EVS_DB");
     int i, wait_given = 0;
 
     cx.db_uri = env != NULL && env[0] != '\0' ? env : "./evstore-data";
     cx.db_given = 0;
+    cli_err_args(argc, argv);
 
     /* Global options stop at the first word that is not one: the
      * command. A hand parser, because getopt would permute the command's
@@ -137,6 +146,17 @@ int main(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             }
             wait_given = 1;
+        } else if ((k = cli_store_option_index(a)) >= 0) {
+            /* --segment-size, --max-event-size, --snapshot-keep */
+            const char *eq = strchr(a, '=');
+            const char *v = eq != NULL ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+            if (v == NULL) {
+                cli_err("option '%s' needs a value (see 'evs --help')", a);
+                return CLI_EXIT_USAGE;
+            }
+            if (cli_store_option(a, v) != 0)
+                return CLI_EXIT_USAGE;
+            store_given[k] = 1;
         } else {
             cli_err("unknown option '%s' (see 'evs --help')", a);
             return CLI_EXIT_USAGE;
@@ -149,6 +169,8 @@ int main(int argc, char **argv)
                 "0.5) (see 'evs --help')", env);
         return CLI_EXIT_USAGE;
     }
+    if (cli_store_options_from_env(store_given) != 0)
+        return CLI_EXIT_USAGE;
     if (i >= argc) {
         usage(stderr);
         return CLI_EXIT_USAGE;
