@@ -190,7 +190,8 @@ typedef struct evs_event {
 typedef struct evs_db evs_db;
 
 #define EVS_OPEN_CREATE 0x1u   /* create the store if it does not exist */
-#define EVS_OPEN_READONLY 0x2u /* no appends; no recovery writes */
+#define EVS_OPEN_READONLY 0x2u /* no appends; no recovery writes; works on a
+                                  store this user cannot write (evs_open) */
 
 /* Version 2 added snapshot_keep, version 3 the recovery callbacks, version
  * 4 busy_timeout_ms; version 1, 2 and 3 structs are still accepted (their
@@ -226,9 +227,10 @@ typedef struct evs_open_options {
      * 20 ms, until the lock is free or the time (CLOCK_MONOTONIC) is up,
      * then fails with EVS_EBUSY and a message saying how long it waited.
      * The wait is for the other process to close the store; it is not a
-     * queue (no order among waiters). EVS_OPEN_READONLY opens take no
-     * lock and never wait. The PostgreSQL backend ignores it: the server
-     * serialises writers from any number of processes itself. */
+     * queue (no order among waiters). EVS_OPEN_READONLY opens never
+     * wait (evs_open, "Read-only stores"). The PostgreSQL backend
+     * ignores it: the server serialises writers from any number of
+     * processes itself. */
     uint32_t busy_timeout_ms;
 } evs_open_options;
 #define EVS_OPEN_OPTIONS_INIT                                                \
@@ -262,18 +264,36 @@ typedef struct evs_open_options {
  * When several processes must write, use the PostgreSQL backend, or one
  * process that writes for the others. EVS_OPEN_READONLY opens
  * take no lock and may run beside the writer (they see what it has
- * committed). A read-only open never recovers, with one exception, as
+ * committed), except on a store they cannot write (below). A read-only open never recovers, with one exception, as
  * SQLite's readers roll back a hot journal: when the index cannot be
  * trusted and no writer holds the store, it first lets a read-write open
- * rebuild the index (and fails as that open fails: e.g. EVS_EIO when the
- * directory is not writable, EVS_ECORRUPT when the log is damaged).
+ * rebuild the index (and fails as that open fails: e.g. EVS_ECORRUPT when
+ * the log is damaged).
+ *
+ * Read-only stores (docs/OPERATIONS.md): EVS_OPEN_READONLY works on a store
+ * this process cannot write (another user's, `chmod -R a-w`, a read-only
+ * mount), with what it needs only read: every read, stats and verify.
+ * LMDB's readers write a lock file (index/lock.mdb); when it cannot be
+ * written (EACCES, EROFS) the open reads without it (MDB_NOLOCK), which is
+ * safe only with no writer, so it holds <dir>/LOCK shared until closed:
+ * it fails with EVS_EBUSY when a writer has the store open, and a
+ * read-write open meanwhile waits for it (busy_timeout_ms) or fails with
+ * EVS_EBUSY. Such a handle cannot wait for commits: a blocking read
+ * (evs_read_tracking with a timeout, evs_subscribe) returns the events
+ * there are, then EVS_EBACKEND saying why. An index that cannot be trusted
+ * is not rebuilt there: EVS_EREADONLY, saying that a read-write open by a
+ * user who can write the store must rebuild it. A read-write open of such
+ * a store fails with EVS_EREADONLY.
  *
  * Returns EVS_EINVAL (bad uri/options, path is a file, store missing and
  * no EVS_OPEN_CREATE, a non-empty directory that is not a store, a
  * PostgreSQL URI given to a library built with -DEVS_WITH_POSTGRES=OFF),
  * EVS_EBUSY
  * (another process has the store open for writing and did not close it
- * within busy_timeout_ms; the message says how long this open waited),
+ * within busy_timeout_ms; the message says how long this open waited; or,
+ * read-only, it cannot read beside a writer, above),
+ * EVS_EREADONLY (the store cannot be written by this process: a
+ * read-write open, or a read-only open whose index would need a rebuild),
  * EVS_EFORMAT (written by
  * a newer evstore), EVS_ECORRUPT (damage to acknowledged records found
  * while recovering: the message names the segment, offset and position,
@@ -766,9 +786,10 @@ typedef struct evs_tracking {
  * Returns 0, EVS_EINVAL (NULL out/db/t, unknown version, bad names, a
  * query with category/types, all_tenants with a filter, group_member >=
  * group_size, group_size > 1024, timeout_us < 0 other than
- * EVS_WAIT_FOREVER), EVS_ENOMEM, EVS_EBACKEND (also: the notify file
- * could not be opened, so the read cannot wait; with timeout_us 0 it
- * works without one).
+ * EVS_WAIT_FOREVER), EVS_ENOMEM, EVS_EBACKEND (also: the handle cannot
+ * wait, because the notify file could not be opened or it reads a
+ * read-only store (evs_open), and there was no event to return; the
+ * message says why; with timeout_us 0 it works without waiting).
  */
 EVS_EXTERN int evs_read_tracking(evs_iter **out, evs_db *db, const evs_tracking *t,
                                  uint64_t after, uint64_t limit, int64_t timeout_us);

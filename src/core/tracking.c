@@ -283,8 +283,9 @@ static int read_tracking(evs_iter **out, evs_db *db, const evs__tracking *t, uin
         uint64_t seq = 0;
         int rc, got;
         trk_iter *it = NULL;
-        if (wait && (rc = db->ops->commit_seq(&seq, db)) < 0)
-            return rc;
+        /* A handle that cannot wait (a read-only open of a store it cannot
+         * write) still returns what there is; it fails when it would wait. */
+        int cannot_wait = wait && db->ops->commit_seq(&seq, db) < 0;
         if ((rc = trk_open(&it, db, t, after, limit, &got)) < 0)
             return rc;
         if (got || !wait || (cancel && atomic_load(cancel)) ||
@@ -296,6 +297,11 @@ static int read_tracking(evs_iter **out, evs_db *db, const evs__tracking *t, uin
         if (it->inner->ops->marker(&head, it->inner) == 0 && head > after)
             after = head; /* exhausted: the head of its snapshot */
         trk_free(&it->base);
+        if (cannot_wait) {
+            if ((rc = db->ops->commit_seq(&seq, db)) < 0)
+                return rc; /* its error again */
+            continue;      /* it can now: look again */
+        }
         if ((rc = db->ops->wait_commit(db, seq, deadline_ns, cancel)) < 0)
             return rc;
     }

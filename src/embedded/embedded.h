@@ -65,7 +65,10 @@ typedef struct evs__staged {
 typedef struct evs__emb {
     evs_db base;
     char *dir;
-    int lock_fd;
+    int lock_fd;           /* <dir>/LOCK: the writer's, flock'ed exclusive; or a
+                              nolock reader's, flock'ed shared */
+    int nolock;            /* a read-only open that cannot write LMDB's lock
+                              files: reads with MDB_NOLOCK (evs__reader_nolock) */
     int dir_fd_log;        /* the log directory, fsync'ed after a new segment */
     uint32_t seg_size;
     int readonly;
@@ -99,6 +102,7 @@ typedef struct evs__emb {
     int notify_fd;
     int notify_ro;         /* mapped read-only (a read-only open that cannot
                               write the file) */
+    char notify_why[512];  /* why notify is NULL in a read-only open */
 
     /* ---- owned by the leader of the group being committed (or by
      * open/close) ---- */
@@ -194,6 +198,12 @@ const uint8_t *evs__rec_at(evs__emb *s, uint64_t loc);
 EVS_MUST_USE int evs__env_prepare(const char *dir, const char *name, int discard);
 /* writemap: the writer's environment (MDB_WRITEMAP, after recovery). */
 EVS_MUST_USE int evs__idx_open(evs__emb *s, int readonly, int writemap);
+/* A read-only open about to open the LMDB environment <dir>/<name>: sets
+ * *nolock when its lock.mdb cannot be written (EACCES, EROFS), after
+ * taking <dir>/LOCK shared, which keeps every writer out while this open
+ * reads without LMDB's reader table. EVS_EBUSY when a writer holds the
+ * store, EVS_EREADONLY when LOCK cannot be opened. */
+EVS_MUST_USE int evs__reader_nolock(evs__emb *s, const char *name, int *nolock);
 /* Before a write transaction that may grow the index by up to need bytes
  * (a worst case, evs__idx_worst): keep a runway of reserved disk blocks
  * after the index's end (at least EVS_IDX_RUNWAY and 4x the largest

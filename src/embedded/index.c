@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -50,6 +51,77 @@ int evs__env_err(MDB_env *env, int mrc, const char *what)
     return evs__mdb_err(mrc, what);
 }
 
+/*
+ * Read-only stores. An LMDB reader registers in the environment's reader
+ * table, lock.mdb, so that a writer does not reuse the pages it reads: a
+ * user who cannot write that file (a store of another user, `chmod -R
+ * a-w`, a read-only mount) cannot open the environment at all (EACCES;
+ * LMDB itself goes lockless on EROFS, unsafely if a writer works through
+ * another mount). Such an open reads with MDB_NOLOCK instead, which is
+ * safe only while no process writes the store: so it takes the writer's
+ * <dir>/LOCK shared and holds it until it closes. A writer that holds it
+ * makes this open fail with EVS_EBUSY; a writer that comes later waits
+ * (busy_timeout_ms) or fails with EVS_EBUSY. Decided by trying to open
+ * lock.mdb for writing, as LMDB would, without creating anything a
+ * read-only open could not.
+ *
+ *   lock.mdb writable ──▶ an ordinary MDB_RDONLY reader (beside a writer)
+ *   EACCES / EROFS ─────▶ flock(LOCK, LOCK_SH) ──▶ MDB_RDONLY|MDB_NOLOCK
+ */
+int evs__reader_nolock(evs__emb *s, const char *name, int *nolock)
+{
+    char path[4096];
+    *nolock = 0;
+    snprintf(path, sizeof(path), "%s/%s/lock.mdb", s->dir, name);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    int e = errno;
+    if (e == ENOENT) {
+        /* LMDB would create it: can it? (the directory's write permission) */
+        snprintf(path, sizeof(path), "%s/%s", s->dir, name);
+        if (faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) == 0)
+            return 0;
+        e = errno;
+        snprintf(path, sizeof(path), "%s/%s/lock.mdb", s->dir, name);
+    }
+    if (e != EACCES && e != EROFS && e != EPERM)
+        return 0; /* not a permission problem: LMDB's open says what it is */
+    *nolock = 1;
+    if (s->nolock)
+        return 0; /* LOCK is held already (the index before the snapshots) */
+    char lock[4096];
+    snprintf(lock, sizeof(lock), "%s/LOCK", s->dir);
+    int lfd = open(lock, O_RDONLY | O_CLOEXEC);
+    if (lfd < 0) {
+        int le = errno;
+        return evs__err(EVS_EREADONLY, "store %s: %s cannot be written (%s), so this "
+                        "read-only open must keep writers out while it reads, and it "
+                        "cannot open %s to do so: %s", s->dir, path, strerror(e), lock,
+                        strerror(le));
+    }
+    if (flock(lfd, LOCK_SH | LOCK_NB) != 0) {
+        int le = errno;
+        close(lfd);
+        if (le == EWOULDBLOCK)
+            return evs__err(EVS_EBUSY, "store %s is open for writing in another process, "
+                            "and this read-only open cannot read beside it: %s cannot "
+                            "be written (%s), so it cannot take part in the index's "
+                            "reader locks; read it after the writer has closed it, or "
+                            "as a user who can write the store", s->dir, path,
+                            strerror(e));
+        return evs__err(EVS_EIO, "cannot lock %s: %s", lock, strerror(le));
+    }
+    s->lock_fd = lfd;
+    s->nolock = 1;
+    snprintf(s->notify_why, sizeof(s->notify_why), "this read-only open cannot write "
+             "%s/lock.mdb (%s), so it reads without the index's reader locks and keeps "
+             "every writer out while it is open: no commit can come", name, strerror(e));
+    return 0;
+}
+
 int evs__idx_open(evs__emb *s, int readonly, int writemap)
 {
     char path[4096];
@@ -77,9 +149,12 @@ int evs__idx_open(evs__emb *s, int readonly, int writemap)
      * down to 1 GiB.
      */
     unsigned flags = MDB_NOSYNC | MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD;
-    if (readonly)
-        flags |= MDB_RDONLY;
-    else if (writemap)
+    if (readonly) {
+        int nolock, rc;
+        if ((rc = evs__reader_nolock(s, "index", &nolock)) < 0)
+            return rc;
+        flags |= MDB_RDONLY | (nolock ? MDB_NOLOCK : 0);
+    } else if (writemap)
         flags |= MDB_WRITEMAP;
     for (unsigned gib = 64;; gib /= 4) {
         if ((mrc = mdb_env_create(&s->env)) != 0)

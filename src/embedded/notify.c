@@ -130,8 +130,10 @@ uint32_t evs__notify_seq(evs__emb *s)
 int evs__notify_wait(evs__emb *s, uint32_t seq, uint64_t deadline_ns)
 {
     if (!s->notify)
-        return evs__err(EVS_EBACKEND, "cannot wait for commits: the store's notify "
-                        "file could not be opened (is the store directory writable?)");
+        return evs__err(EVS_EBACKEND, "cannot wait for commits on %s: %s; a read-only "
+                        "open of a store it cannot write reads without waiting",
+                        s->dir, s->notify_why[0] ? s->notify_why
+                                                 : "the notify file is not open");
     struct timespec ts, *tp = NULL;
     if (deadline_ns || s->notify_ro) {
         uint64_t now = evs__mono_ns();

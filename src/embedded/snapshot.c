@@ -83,6 +83,13 @@ int evs__snap_open(evs__emb *s, int readonly)
     if (readonly && (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)))
         return 0; /* none saved yet: loads find nothing */
     unsigned flags = MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD | (readonly ? MDB_RDONLY : 0);
+    if (readonly) {
+        /* as the index (evs__reader_nolock) */
+        int nolock, rc;
+        if ((rc = evs__reader_nolock(s, "snapshots", &nolock)) < 0)
+            return rc;
+        flags |= nolock ? MDB_NOLOCK : 0;
+    }
     int restarted = 0;
     for (unsigned gib = 16;; gib /= 4) {
         if ((mrc = mdb_env_create(&s->snap_env)) != 0)

@@ -146,6 +146,34 @@ void evs__emb_notice(evs__emb *s, const char *fmt, ...)
 }
 
 /*
+ * Why a read-write open of the store at path would be refused for want of
+ * permission (the text, in a static buffer), or NULL when it may be tried:
+ * its LOCK cannot be opened for writing (EACCES, EROFS), or, missing,
+ * cannot be created.
+ */
+static const char *cannot_write(const char *path)
+{
+    static _Thread_local char why[512];
+    char lock[4096];
+    snprintf(lock, sizeof(lock), "%s/LOCK", path);
+    int fd = open(lock, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        return NULL;
+    }
+    int e = errno, missing = e == ENOENT;
+    if (missing && faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) == 0)
+        return NULL;
+    if (missing)
+        e = errno;
+    if (e != EACCES && e != EROFS && e != EPERM)
+        return NULL;
+    snprintf(why, sizeof(why), "%s is not writable (%s)",
+             missing ? "its directory" : "its LOCK file", strerror(e));
+    return why;
+}
+
+/*
  * A read-only open never reads an index it cannot trust (state.c). Like a
  * SQLite reader that rolls back a hot journal, it first lets a read-write
  * open rebuild the index when no writer holds the store; a writer that
@@ -162,6 +190,13 @@ static EVS_MUST_USE int readonly_recover(const char *path, const evs_open_option
             return rc;
         if (t.index_trusted)
             return 0;
+        const char *denied = cannot_write(path);
+        if (denied)
+            return evs__err(EVS_EREADONLY, "store %s: its index cannot be trusted (%s), "
+                            "and this read-only open cannot rebuild it: %s; the index "
+                            "must be rebuilt from the log by a read-write open (e.g. "
+                            "`evs append`, or evs_open without EVS_OPEN_READONLY) of a "
+                            "user who can write the store", path, t.why, denied);
         evs_open_options o = *opts;
         o.flags &= ~(EVS_OPEN_READONLY | EVS_OPEN_CREATE);
         o.busy_timeout_ms = 0; /* a held lock means look again, below */
@@ -267,7 +302,13 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
         snprintf(buf, sizeof(buf), "%s/LOCK", path);
         s->lock_fd = open(buf, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (s->lock_fd < 0) {
-            rc = evs__err(EVS_EIO, "cannot open %s: %s", buf, strerror(errno));
+            int e = errno;
+            if (e == EACCES || e == EROFS || e == EPERM)
+                rc = evs__err(EVS_EREADONLY, "store %s cannot be written (cannot open %s "
+                              "for writing: %s); read-only opens still read it", path,
+                              buf, strerror(e));
+            else
+                rc = evs__err(EVS_EIO, "cannot open %s: %s", buf, strerror(e));
             goto fail;
         }
         if ((rc = lock_writer(s->lock_fd, path, buf, opts->busy_timeout_ms)) < 0)
@@ -323,10 +364,13 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
     if (rc < 0 || (rc = evs__snap_open(s, readonly)) < 0)
         goto fail;
     /* Blocking reads need it; a read-only open of a store in a directory it
-     * cannot write still reads (its reads just cannot wait). */
-    if ((rc = evs__notify_open(s)) < 0) {
+     * cannot write still reads (its reads just cannot wait, and say why).
+     * A nolock reader keeps writers out (evs__reader_nolock): nothing to
+     * wait for, notify_why says so. */
+    if (!s->nolock && (rc = evs__notify_open(s)) < 0) {
         if (!readonly)
             goto fail;
+        snprintf(s->notify_why, sizeof(s->notify_why), "%s", evs_last_error());
         evs__clear_error();
     }
     if (!readonly) {
