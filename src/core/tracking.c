@@ -290,6 +290,8 @@ static int read_tracking(evs_iter **out, evs_db *db, const evs__tracking *t, uin
             return rc;
         if (got || !wait || (cancel && atomic_load(cancel)) ||
             (deadline_ns && evs__mono_ns() >= deadline_ns)) {
+            if (cannot_wait)
+                evs__clear_error(); /* commit_seq's message: nothing failed */
             *out = &it->base;
             return 0;
         }
