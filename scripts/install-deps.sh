@@ -22,6 +22,7 @@ BUILD_PKGS=(
   libpq-dev                  # the PostgreSQL backend (issue 7; not with -DEVS_WITH_POSTGRES=OFF)
   libjansson-dev             # JSON building in the CLI
   libssl-dev                 # base64 in the CLI (binary event data)
+  libsqlite3-dev             # the SQLite peer of `evs bench` (evs links the bench)
 )
 TEST_PKGS=(
   libcmocka-dev              # unit tests

@@ -10,6 +10,13 @@
  * Bad input (exit statuses, refusals, a store held by another writer) is
  * tests/cli/bench.sh. The run is short (--events 20000, 0.2 s per level):
  * its figures are noise; only their consistency is checked.
+ *
+ * test_peers_run (issue 20): a shorter run of five shared scenarios and
+ * tokens with the SQLite peer: every peer scenario's outcomes add up, the
+ * side-by-side section is near the top of report.md (and in the summary
+ * on stdout) with the JSON's figures, and report.json carries the peer's
+ * scenarios, load and side-by-side rows. (The quick run above passes
+ * --peers none, keeping its time.)
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -423,6 +430,7 @@ static void test_quick_run(void **state)
     char cmd[PATH_MAX * 6 + 256], path[PATH_MAX + 32];
     snprintf(cmd, sizeof cmd,
              "'%s' bench --quick --events 20000 --seconds 0.2 --warmup 0.05 "
+             "--peers none "
              "--out '%s/out' --dir '%s' >'%s/stdout' 2>'%s/stderr'",
              EVS_CLI_PATH, g_dir, g_dir, g_dir, g_dir);
     int st = system(cmd);
@@ -466,6 +474,169 @@ static void test_quick_run(void **state)
     assert_int_not_equal(system(cmd), 0);
 }
 
+/* ------------------------------------------------------------------ */
+/* The SQLite peer (issue 20)                                          */
+/* ------------------------------------------------------------------ */
+
+/* Every peer scenario ran, at every level (and warm-up) its outcomes add
+ * up, its latency percentiles are ordered and count every operation, and
+ * its busy retries are stated; the side-by-side rows are one per peer
+ * level, with the peer's figures equal to its level's and evstore's equal
+ * to evstore's level of the same threads, the ratios following from
+ * them. */
+static void check_peer(json_t *root, const char *const *names, int nnames)
+{
+    json_t *peers = get(root, "peers"), *p = NULL, *sc;
+    size_t i;
+    json_array_foreach(peers, i, sc)
+        if (strcmp(json_string_value(get(sc, "name")), "sqlite") == 0)
+            p = sc;
+    assert_non_null(p);
+    assert_true(json_is_true(get(p, "ran")));
+    assert_true(json_is_false(get(p, "failed")));
+    json_t *load = get(p, "load");
+    assert_int_equal(u(load, "events"),
+                     u(get(get(root, "generator"), "stats"), "events"));
+    json_t *scs = get(p, "scenarios");
+    assert_int_equal(json_array_size(scs), (size_t)nnames);
+    size_t rows = 0;
+    json_array_foreach(scs, i, sc) {
+        const char *name = json_string_value(get(sc, "name"));
+        json_t *levels = get(sc, "levels"), *lv;
+        size_t k;
+        assert_string_equal(name, names[i]);
+        assert_string_equal(json_string_value(get(sc, "outcome")), "ok");
+        assert_true(json_is_true(get(sc, "accounting_ok")));
+        assert_true(json_array_size(levels) > 0);
+        json_array_foreach(levels, k, lv) {
+            uint64_t a = u(lv, "attempted");
+            assert_true(a > 0);
+            assert_int_equal(a, u(lv, "committed") + u(lv, "rejected") +
+                                    u(lv, "conflicts") + u(lv, "errors"));
+            assert_int_equal(u(lv, "errors"), 0);
+            json_t *w = get(lv, "warmup_excluded");
+            assert_int_equal(u(w, "attempted"),
+                             u(w, "committed") + u(w, "rejected") +
+                                 u(w, "conflicts") + u(w, "errors"));
+            json_t *lat = get(lv, "latency_ms");
+            assert_int_equal(u(lat, "samples"), a);
+            assert_true(json_number_value(get(lat, "p50")) <=
+                        json_number_value(get(lat, "p99")));
+            assert_true(json_is_integer(get(lv, "busy_retries")));
+            rows++;
+        }
+    }
+    json_t *sbs = get(p, "side_by_side"), *jr;
+    assert_int_equal(json_array_size(sbs), rows);
+    json_array_foreach(sbs, i, jr) {
+        const char *name = json_string_value(get(jr, "scenario"));
+        json_int_t threads = json_integer_value(get(jr, "threads"));
+        json_t *ops = get(jr, "ops_per_s"), *psc = NULL, *esc;
+        size_t k;
+        json_array_foreach(scs, k, sc)
+            if (strcmp(json_string_value(get(sc, "name")), name) == 0)
+                psc = sc;
+        assert_non_null(psc);
+        esc = scenario_named(root, name);
+        json_t *pl = level_of(psc, threads), *el = level_of(esc, threads);
+        assert_non_null(pl);
+        assert_non_null(el);
+        double e = json_number_value(get(ops, "evstore")),
+               q = json_number_value(get(ops, "peer"));
+        assert_true(e == json_number_value(get(el, "ops_per_s")));
+        assert_true(q == json_number_value(get(pl, "ops_per_s")));
+        assert_true(e > 0 && q > 0);
+        assert_true(fabs(json_number_value(get(ops, "ratio")) - e / q) <=
+                    1e-9 * (e / q));
+    }
+}
+
+/* The Markdown's side-by-side section: near the top (before the
+ * environment), a row per JSON row, its ops/s cells the JSON's. */
+static void check_side_by_side_md(json_t *root, md *m)
+{
+    int at = md_find(m, 0, "## Side by side");
+    int env = md_find(m, 0, "## Environment");
+    assert_true(at >= 0);
+    assert_true(env < 0 || at < env);
+    int t = md_find(m, at, "| scenario | threads | evstore ops/s |");
+    assert_true(t >= 0);
+    t += 2;
+    json_t *p = json_array_get(get(root, "peers"), 0);
+    json_t *sbs = get(p, "side_by_side"), *jr;
+    size_t i;
+    json_array_foreach(sbs, i, jr) {
+        row r;
+        char want[128];
+        assert_true(t < m->n);
+        assert_int_equal(split_row(m->lines[t++], &r), 0);
+        assert_int_equal(r.n, 12);
+        snprintf(want, sizeof want, "`%s`",
+                 json_string_value(get(jr, "scenario")));
+        assert_string_equal(r.cell[0], want);
+        same_int("threads", r.cell[1], get(jr, "threads"));
+        same_real("evstore ops/s", r.cell[2],
+                  get(get(jr, "ops_per_s"), "evstore"), "%.1f");
+        same_real("peer ops/s", r.cell[3], get(get(jr, "ops_per_s"), "peer"),
+                  "%.1f");
+        same_real("ratio", r.cell[4], get(get(jr, "ops_per_s"), "ratio"),
+                  "%.2f");
+    }
+    assert_true(t >= m->n || m->lines[t][0] != '|');
+}
+
+static void test_peers_run(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"append-1", "batch", "dcb-query",
+                                        "dcb-workflow", "stream-batches"};
+    char cmd[PATH_MAX * 6 + 512], path[PATH_MAX + 32];
+    snprintf(cmd, sizeof cmd,
+             "'%s' bench --quick --events 2000 --seconds 0.2 --warmup 0.05 "
+             "--scenarios append-1,batch,dcb-query,dcb-workflow,"
+             "stream-batches,tokens --peers sqlite --no-plots "
+             "--out '%s/peers' --dir '%s' >'%s/pstdout' 2>'%s/pstderr'",
+             EVS_CLI_PATH, g_dir, g_dir, g_dir, g_dir);
+    int st = system(cmd);
+    int status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (status != 0) {
+        snprintf(cmd, sizeof cmd, "tail -n 30 '%s/pstderr' >&2", g_dir);
+        if (system(cmd) != 0)
+            print_error("(no stderr)\n");
+    }
+    assert_int_equal(status, 0);
+
+    json_error_t jerr;
+    snprintf(path, sizeof path, "%s/peers/report.json", g_dir);
+    json_t *root = json_load_file(path, 0, &jerr);
+    if (!root)
+        print_error("%s: %s (line %d)\n", path, jerr.text, jerr.line);
+    assert_non_null(root);
+    assert_int_equal(json_integer_value(get(root, "exit_status")), 0);
+    check_accounting(root);
+    /* tokens has no SQLite counterpart: the peer runs the other five */
+    check_peer(root, names, 5);
+
+    md m;
+    snprintf(path, sizeof path, "%s/peers/report.md", g_dir);
+    md_load(&m, path);
+    check_side_by_side_md(root, &m);
+    check_levels(root, &m); /* the peer's sections are not evstore's */
+    assert_true(md_find(&m, 0, "| peer sqlite | ran (SQLite ") >= 0);
+    md_free(&m);
+    /* the summary on stdout has it too */
+    snprintf(path, sizeof path, "%s/pstdout", g_dir);
+    md_load(&m, path);
+    check_side_by_side_md(root, &m);
+    md_free(&m);
+    json_decref(root);
+
+    /* the SQLite database went with the fresh store's directory */
+    snprintf(cmd, sizeof cmd, "ls -d '%s'/evs-bench-* >/dev/null 2>&1",
+             g_dir);
+    assert_int_not_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -477,6 +648,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quick_run),
+        cmocka_unit_test(test_peers_run),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[PATH_MAX + 16];

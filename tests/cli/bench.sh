@@ -38,6 +38,17 @@ done
 run 2 "--warmup -1" "$EVS" bench --warmup -1 --out "$T/o"
 run 2 "--seed -1" "$EVS" bench --seed -1 --out "$T/o"
 run 2 "--force without --db" "$EVS" bench --force --out "$T/o"
+# --peers (issue 20): sqlite or none; the PostgreSQL peers are not there
+# yet and say so instead of being skipped silently
+for p in postgres messagedb sqlite,postgres; do
+    run 2 "--peers $p" "$EVS" bench --peers "$p" --out "$T/o"
+    has "--peers $p: not implemented" "$T/err" "not implemented yet"
+done
+for p in nosuch '' sqlite,, none,sqlite; do
+    run 2 "--peers '$p'" "$EVS" bench --peers "$p" --out "$T/o"
+    has "--peers '$p' named" "$T/err" "--peers"
+done
+has "--peers: the valid ones listed" "$T/err" "sqlite"
 run 2 "unknown option" "$EVS" bench --nosuch
 run 2 "stray argument" "$EVS" bench extra
 if [ -e "$T/o" ]; then bad "a usage error created the results directory"; else ok; fi

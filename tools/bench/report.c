@@ -249,6 +249,9 @@ static const char *scen_status(const scen_result *s, const suite_report *r)
     return s->failed ? "FAILED" : "ok";
 }
 
+static void md_side_by_side(FILE *f, const suite_report *r);
+static void md_peer_status(FILE *f, const peer_result *p);
+
 void report_summary_md(FILE *f, const suite_report *r, const char *dir)
 {
     const bench_options *o = r->o;
@@ -337,7 +340,9 @@ void report_summary_md(FILE *f, const suite_report *r, const char *dir)
             fprintf(f, "\n- `%s`: check failed: %s", s->sc->name,
                     s->check_error);
     }
-    fprintf(f, "\n\nFull report: %s/report.md; every figure: "
+    fprintf(f, "\n\n");
+    md_side_by_side(f, r);
+    fprintf(f, "Full report: %s/report.md; every figure: "
                "%s/report.json; plots: %s.\n",
             dir, dir, r->plots_drawn ? "the .png files there" : r->plots_note);
 }
@@ -360,6 +365,13 @@ static void md_environment(FILE *f, const suite_report *r)
             r->fresh ? "fresh, in a temporary directory (removed after "
                        "unless --keep)"
                      : "given by --db");
+    for (int i = 0; i < BENCH_NPEERS; i++) {
+        fprintf(f, "| peer %s | ", r->peers[i].name);
+        md_peer_status(f, &r->peers[i]);
+        fprintf(f, " |\n");
+    }
+    fprintf(f, "| peers postgres, messagedb | not implemented yet (issue 20) "
+               "|\n");
     fprintf(f, "| run time | %.1f s (load average at start / end: %s / "
                "%s) |\n\n",
             r->total_s, r->load_start, r->load_end);
@@ -593,6 +605,226 @@ static void md_explain(FILE *f, const suite_report *r)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* Peers (suite.h, BENCH_PEER_*): side by side, and their own details  */
+/* ------------------------------------------------------------------ */
+
+/* a / b, or -1 ("-") when either is missing or b is 0. */
+static double ratio(double a, double b)
+{
+    return a > 0 && b > 0 ? a / b : -1;
+}
+
+static void md_ratio(FILE *f, double v)
+{
+    if (v < 0)
+        fprintf(f, "-");
+    else
+        fprintf(f, "%.2f", v);
+}
+
+static double peer_load_rate(const peer_result *p)
+{
+    return p->load_s > 0 ? (double)p->load_events / p->load_s : 0;
+}
+
+static double evs_load_rate(const suite_report *r)
+{
+    return r->gen_s > 0 ? (double)r->gst.events / r->gen_s : 0;
+}
+
+/* "ran", "skipped: ..." or "FAILED: ...", for the environment. */
+static void md_peer_status(FILE *f, const peer_result *p)
+{
+    if (p->ran && !p->failed)
+        fprintf(f, "ran (%s %s)", p->title, p->version);
+    else if (p->ran)
+        fprintf(f, "ran with failures (%s %s): see \"Peers\"", p->title,
+                p->version);
+    else if (p->failed)
+        fprintf(f, "FAILED: ");
+    if (!p->ran)
+        md_cell(f, p->note[0] ? p->note : "did not run");
+}
+
+/*
+ * The side-by-side section: per peer that ran, per shared scenario and
+ * per level both had, evstore's figure, the peer's, and the ratio
+ * (throughput: evstore / peer; latency: peer / evstore; above 1 evstore
+ * is ahead either way).
+ */
+static void md_side_by_side(FILE *f, const suite_report *r)
+{
+    int any = 0;
+    for (int i = 0; i < BENCH_NPEERS; i++)
+        any |= r->peers[i].requested;
+    fprintf(f, "## Side by side: evstore and the alternatives\n\n");
+    if (!any) {
+        fprintf(f, "No peer was measured (`--peers none`).\n\n");
+        return;
+    }
+    fprintf(f, "Measured in this run, on this machine, on the same generated "
+               "data, one after the other (evstore's scenarios first, then "
+               "each peer's), with the same levels, windows and accounting. "
+               "Ratio: evstore ÷ peer for ops/s, peer ÷ evstore for "
+               "latency; above 1, evstore is ahead. docs/BENCH.md, "
+               "\"Peers\", says how each peer is set up and why that is fair "
+               "to it.\n\n");
+    for (int i = 0; i < BENCH_NPEERS; i++) {
+        const peer_result *p = &r->peers[i];
+        if (!p->requested)
+            continue;
+        fprintf(f, "### %s %s\n\n", p->title, p->version);
+        if (!p->ran) {
+            fprintf(f, "Not measured: ");
+            md_cell(f, p->note);
+            fprintf(f, "\n\n");
+            continue;
+        }
+        fprintf(f, "Data load: evstore " RATE_FMT " events/s, %s " RATE_FMT
+                   " events/s (%llu events each), ratio ",
+                evs_load_rate(r), p->title, peer_load_rate(p),
+                (unsigned long long)p->load_events);
+        md_ratio(f, ratio(evs_load_rate(r), peer_load_rate(p)));
+        fprintf(f, ".\n\n");
+        fprintf(f, "| scenario | threads | evstore ops/s | %s ops/s | ratio "
+                   "| evstore p50 ms | %s p50 ms | ratio | evstore p99 ms | "
+                   "%s p99 ms | ratio | notes |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+                p->title, p->title, p->title);
+        for (int k = 0; k < p->nsr; k++) {
+            const scen_result *ps = &p->sr[k], *es = p->evs[k];
+            for (int l = 0; l < ps->n; l++) {
+                const level_result *pl = &ps->lv[l];
+                const level_result *el = level_find(es->lv, es->n,
+                                                    pl->threads);
+                fprintf(f, "| `%s` | %d | ", ps->sc->name, pl->threads);
+                if (el)
+                    fprintf(f, RATE_FMT, el->ops_per_s);
+                else
+                    fprintf(f, "-");
+                fprintf(f, " | " RATE_FMT " | ", pl->ops_per_s);
+                md_ratio(f, el ? ratio(el->ops_per_s, pl->ops_per_s) : -1);
+                fprintf(f, " | ");
+                if (el)
+                    fprintf(f, MS_FMT, el->lat.p50);
+                else
+                    fprintf(f, "-");
+                fprintf(f, " | " MS_FMT " | ", pl->lat.p50);
+                md_ratio(f, el ? ratio(pl->lat.p50, el->lat.p50) : -1);
+                fprintf(f, " | ");
+                if (el)
+                    fprintf(f, MS_FMT, el->lat.p99);
+                else
+                    fprintf(f, "-");
+                fprintf(f, " | " MS_FMT " | ", pl->lat.p99);
+                md_ratio(f, el ? ratio(pl->lat.p99, el->lat.p99) : -1);
+                fprintf(f, " | ");
+                int notes = 0;
+                if (!el) {
+                    fprintf(f, "evstore did not run this level");
+                    notes++;
+                } else if (el->c.conflicts || el->c.errors || el->c.rejected) {
+                    fprintf(f, "evstore: %llu rejected, %llu conflicts, %llu "
+                               "errors", (unsigned long long)el->c.rejected,
+                            (unsigned long long)el->c.conflicts,
+                            (unsigned long long)el->c.errors);
+                    notes++;
+                }
+                if (pl->c.conflicts || pl->c.errors || pl->c.rejected ||
+                    ps->retries[l])
+                    fprintf(f, "%s%s: %llu rejected, %llu conflicts, %llu "
+                               "errors, %llu busy retries",
+                            notes ? "; " : "", p->title,
+                            (unsigned long long)pl->c.rejected,
+                            (unsigned long long)pl->c.conflicts,
+                            (unsigned long long)pl->c.errors,
+                            (unsigned long long)ps->retries[l]);
+                fprintf(f, " |\n");
+            }
+        }
+        fprintf(f, "\n");
+        if (p->failed)
+            fprintf(f, "**Some of %s's scenarios failed**: see \"Peers\" "
+                       "below.\n\n", p->title);
+    }
+    fprintf(f, "Not implemented yet: the PostgreSQL and Message DB peers "
+               "(issue 20).\n\n");
+}
+
+static void md_peer_scenario(FILE *f, const peer_result *p,
+                             const scen_result *s)
+{
+    const bench_scenario *sc = s->sc;
+    fprintf(f, "#### %s: `%s`\n\n", p->title, sc->name);
+    if (sc->what)
+        fprintf(f, "%s\n\n", sc->what);
+    fprintf(f, "Outcome: **%s**. Setup %.2f s (not timed); its own data in "
+               "tenant `%s`.\n\n",
+            !s->ran ? "FAILED" : s->failed ? "FAILED" : "ok", s->setup_s,
+            s->tenant);
+    if (!s->ran) {
+        fprintf(f, "Setup failed: %s\n\n", s->setup_error);
+        return;
+    }
+    md_levels(f, s);
+    fprintf(f, "\nBusy retries (BEGIN IMMEDIATE still SQLITE_BUSY after "
+               "the busy timeout, tried again; warm-up included):");
+    for (int i = 0; i < s->n; i++)
+        fprintf(f, "%s %d thread%s %llu", i ? "," : "", s->lv[i].threads,
+                plural(s->lv[i].threads), (unsigned long long)s->retries[i]);
+    fprintf(f, ". Accounting: %s.\n\n",
+            s->accounting_ok ? "attempted = committed + rejected + "
+                               "conflicts + errors at every level, warm-up "
+                               "included"
+                             : "**BROKEN: the outcomes of a level do not add "
+                               "up to the operations attempted**");
+    for (int i = 0; i < s->n; i++)
+        if (s->lv[i].error[0])
+            fprintf(f, "- %d thread%s, first error: %s\n", s->lv[i].threads,
+                    plural(s->lv[i].threads), s->lv[i].error);
+    if (s->check == 1)
+        fprintf(f, "Check: **FAILED**: %s (%.2f s)\n\n", s->check_error,
+                s->check_s);
+    else if (s->check == 0)
+        fprintf(f, "Check: the database agrees with the outcomes (%.2f "
+                   "s).\n\n", s->check_s);
+    else
+        fprintf(f, "Check: none for this scenario (every answer is "
+                   "checked).\n\n");
+}
+
+static void md_peers(FILE *f, const suite_report *r)
+{
+    int any = 0;
+    for (int i = 0; i < BENCH_NPEERS; i++)
+        any |= r->peers[i].ran;
+    if (!any)
+        return;
+    fprintf(f, "## Peers\n\n");
+    for (int i = 0; i < BENCH_NPEERS; i++) {
+        const peer_result *p = &r->peers[i];
+        if (!p->ran)
+            continue;
+        fprintf(f, "### %s %s\n\n", p->title, p->version);
+        fprintf(f, "Database `%s` (removed after unless --keep), %.1f MiB "
+                   "at the end. Pragmas: %s. Schema:\n\n```sql\n%s\n```\n\n",
+                p->path, (double)p->bytes / 1048576.0, p->pragmas, p->schema);
+        fprintf(f, "Data load: the same generated events (ids, timestamps, "
+                   "tags, payloads), no snapshots, in %llu transactions (a "
+                   "tenant's run of events, at most %u each), then ANALYZE.\n\n"
+                   "| events | transactions | seconds | events/s |\n"
+                   "|---|---|---|---|\n| %llu | %llu | %.3f | " RATE_FMT
+                   " |\n\n",
+                (unsigned long long)p->load_commits, r->gen.batch_events,
+                (unsigned long long)p->load_events,
+                (unsigned long long)p->load_commits, p->load_s,
+                peer_load_rate(p));
+        for (int k = 0; k < p->nsr; k++)
+            md_peer_scenario(f, p, &p->sr[k]);
+    }
+}
+
 static void write_md(FILE *f, const suite_report *r, const char *dir)
 {
     report_summary_md(f, r, dir);
@@ -611,12 +843,19 @@ static void write_md(FILE *f, const suite_report *r, const char *dir)
                "over every sample (no averages), milliseconds.\n\n");
     for (int i = 0; i < r->nsr; i++)
         md_scenario(f, r, &r->sr[i]);
+    md_peers(f, r);
     fprintf(f, "## Throughput vs concurrency\n\n");
     if (r->plots_drawn)
         fprintf(f, "![committed operations per second by threads, every "
                    "scenario](throughput.png)\n\n");
     else
         fprintf(f, "_No plots: %s._\n\n", r->plots_note);
+    int peers_ran = 0;
+    for (int i = 0; i < BENCH_NPEERS; i++)
+        peers_ran |= r->peers[i].ran && r->peers[i].nsr;
+    if (peers_ran && r->plots_drawn)
+        fprintf(f, "![the shared scenarios: evstore solid, each peer dashed "
+                   "in the same colour](throughput-peers.png)\n\n");
     fprintf(f, "## Store at the end\n\n");
     if (r->end_ok)
         fprintf(f, "%llu events in %llu streams of %llu tenants; log %.1f "
@@ -831,6 +1070,80 @@ static json_t *j_environment(const suite_report *r)
     return o;
 }
 
+/* A side-by-side figure: evstore's, the peer's, the ratio (null when a
+ * side is missing). */
+static json_t *j_pair(const level_result *el, const level_result *pl,
+                      double (*get)(const level_result *), int higher_better)
+{
+    double e = el ? get(el) : 0, p = get(pl);
+    double q = !el ? -1 : higher_better ? ratio(e, p) : ratio(p, e);
+    return json_pack("{s:o, s:o, s:o}", "evstore", el ? real(e) : json_null(),
+                     "peer", real(p), "ratio",
+                     q < 0 ? json_null() : real(q));
+}
+
+static double lv_ops(const level_result *l) { return l->ops_per_s; }
+static double lv_p50(const level_result *l) { return l->lat.p50; }
+static double lv_p99(const level_result *l) { return l->lat.p99; }
+
+static json_t *j_peer(const suite_report *r, const peer_result *p)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(p->name));
+    json_object_set_new(o, "title", json_string(p->title));
+    json_object_set_new(o, "version", json_string(p->version));
+    json_object_set_new(o, "requested", json_boolean(p->requested));
+    json_object_set_new(o, "ran", json_boolean(p->ran));
+    json_object_set_new(o, "failed", json_boolean(p->failed));
+    json_object_set_new(o, "note", p->note[0] ? json_string(p->note)
+                                              : json_null());
+    json_object_set_new(o, "pragmas", str_or_null(p->pragmas));
+    json_object_set_new(o, "schema", str_or_null(p->schema));
+    if (!p->ran) {
+        json_object_set_new(o, "load", json_null());
+        json_object_set_new(o, "scenarios", json_array());
+        json_object_set_new(o, "side_by_side", json_array());
+        return o;
+    }
+    json_object_set_new(o, "database", json_string(p->path));
+    json_object_set_new(o, "database_bytes",
+                        json_integer((json_int_t)p->bytes));
+    json_object_set_new(
+        o, "load",
+        json_pack("{s:I, s:I, s:o, s:o, s:o, s:o}", "events",
+                  (json_int_t)p->load_events, "transactions",
+                  (json_int_t)p->load_commits, "seconds", real(p->load_s),
+                  "events_per_s", real(peer_load_rate(p)),
+                  "evstore_events_per_s", real(evs_load_rate(r)), "ratio",
+                  ratio(evs_load_rate(r), peer_load_rate(p)) < 0
+                      ? json_null()
+                      : real(ratio(evs_load_rate(r), peer_load_rate(p)))));
+    json_t *sa = json_array(), *sbs = json_array();
+    for (int k = 0; k < p->nsr; k++) {
+        const scen_result *ps = &p->sr[k], *es = p->evs[k];
+        json_t *js = j_scenario(r, ps);
+        json_t *lvs = json_object_get(js, "levels");
+        for (int l = 0; l < ps->n; l++) {
+            const level_result *pl = &ps->lv[l];
+            const level_result *el = level_find(es->lv, es->n, pl->threads);
+            json_object_set_new(json_array_get(lvs, (size_t)l),
+                                "busy_retries",
+                                json_integer((json_int_t)ps->retries[l]));
+            json_t *row = json_pack(
+                "{s:s, s:i, s:o, s:o, s:o}", "scenario", ps->sc->name,
+                "threads", pl->threads, "ops_per_s",
+                j_pair(el, pl, lv_ops, 1), "p50_ms",
+                j_pair(el, pl, lv_p50, 0), "p99_ms",
+                j_pair(el, pl, lv_p99, 0));
+            json_array_append_new(sbs, row);
+        }
+        json_array_append_new(sa, js);
+    }
+    json_object_set_new(o, "scenarios", sa);
+    json_object_set_new(o, "side_by_side", sbs);
+    return o;
+}
+
 static json_t *j_report(const suite_report *r)
 {
     const bench_options *o = r->o;
@@ -852,6 +1165,10 @@ static json_t *j_report(const suite_report *r)
         json_decref(th);
     json_object_set_new(opt, "db", str_or_null(o->db_uri));
     json_object_set_new(opt, "force", json_boolean(o->force));
+    json_t *po = json_array();
+    if (o->peers & BENCH_PEER_SQLITE)
+        json_array_append_new(po, json_string("sqlite"));
+    json_object_set_new(opt, "peers", po);
     json_object_set_new(root, "options", opt);
     json_object_set_new(root, "environment", j_environment(r));
     json_object_set_new(
@@ -867,6 +1184,12 @@ static json_t *j_report(const suite_report *r)
     for (int i = 0; i < r->nsr; i++)
         json_array_append_new(sa, j_scenario(r, &r->sr[i]));
     json_object_set_new(root, "scenarios", sa);
+    json_t *pa = json_array();
+    for (int i = 0; i < BENCH_NPEERS; i++)
+        json_array_append_new(pa, j_peer(r, &r->peers[i]));
+    json_object_set_new(root, "peers", pa);
+    json_object_set_new(root, "peers_not_implemented",
+                        json_pack("[s, s]", "postgres", "messagedb"));
     json_t *ta = json_array();
     for (int i = 0; i < r->ntr; i++)
         json_array_append_new(ta, j_target(&r->tr[i]));
@@ -1084,6 +1407,72 @@ static int write_throughput_plot(const char *dir, const suite_report *r,
     return run ? run_gnuplot(dir, "throughput.gp") : 0;
 }
 
+/* The peers' plot: committed ops/s by threads of every shared scenario,
+ * evstore's line solid and each peer's dashed in the same colour. Returns
+ * -2 when no peer ran (nothing written), else as run_gnuplot. */
+static int write_peers_plot(const char *dir, const suite_report *r, int run)
+{
+    char path[PATH_MAX];
+    FILE *f;
+    int block = 0, n = 0;
+
+    for (int i = 0; i < BENCH_NPEERS; i++)
+        n += r->peers[i].ran ? r->peers[i].nsr : 0;
+    if (!n)
+        return -2;
+    snprintf(path, sizeof path, "%s/throughput-peers.dat", dir);
+    if (!(f = fopen(path, "w")))
+        return -1;
+    fprintf(f, "# committed operations per second by threads, shared "
+               "scenarios: one block for evstore, then one per peer\n"
+               "# columns: threads, ops/s\n");
+    for (int i = 0; i < BENCH_NPEERS; i++) {
+        const peer_result *p = &r->peers[i];
+        for (int k = 0; p->ran && k < p->nsr; k++) {
+            const scen_result *ss[2] = {p->evs[k], &p->sr[k]};
+            for (int w = 0; w < 2; w++) {
+                fprintf(f, "%s# %s %s\n", block++ ? "\n\n" : "",
+                        w ? p->name : "evstore", ss[w]->sc->name);
+                for (int l = 0; l < ss[w]->n; l++)
+                    fprintf(f, "%d %.3f\n", ss[w]->lv[l].threads,
+                            ss[w]->lv[l].ops_per_s);
+                if (!ss[w]->n) /* an empty block still takes its index */
+                    fprintf(f, "1 0\n");
+            }
+        }
+    }
+    fclose(f);
+
+    snprintf(path, sizeof path, "%s/throughput-peers.gp", dir);
+    if (!(f = fopen(path, "w")))
+        return -1;
+    fprintf(f, "set terminal pngcairo size 1000,600 noenhanced dashed\n"
+               "set output 'throughput-peers.png'\n"
+               "set title 'evs bench: evstore (solid) and its peers (dashed), "
+               "committed operations per second by concurrency'\n"
+               "set logscale x 2\nset logscale y\n"
+               "set xlabel 'threads'\nset ylabel 'ops/s'\n"
+               "set grid\nset key outside right\n"
+               "plot ");
+    block = 0;
+    for (int i = 0; i < BENCH_NPEERS; i++) {
+        const peer_result *p = &r->peers[i];
+        for (int k = 0; p->ran && k < p->nsr; k++) {
+            for (int w = 0; w < 2; w++) {
+                fprintf(f, "%s'throughput-peers.dat' index %d using "
+                           "1:($2 > 0 ? $2 : 1/0) with linespoints lc %d "
+                           "dt %d title '%s %s'",
+                        block ? ", \\\n     " : "", block, k + 1, w ? 2 : 1,
+                        w ? p->title : "evstore", p->sr[k].sc->name);
+                block++;
+            }
+        }
+    }
+    fprintf(f, "\n");
+    fclose(f);
+    return run ? run_gnuplot(dir, "throughput-peers.gp") : 0;
+}
+
 void report_plots(suite_report *r, const char *dir, int plots)
 {
     r->plots_drawn = 0;
@@ -1105,6 +1494,11 @@ void report_plots(suite_report *r, const char *dir, int plots)
     int rc = write_throughput_plot(dir, r, !missing);
     missing |= rc == 127;
     failed |= rc != 0;
+    rc = write_peers_plot(dir, r, !missing);
+    if (rc != -2) {
+        missing |= rc == 127;
+        failed |= rc != 0;
+    }
     if (missing)
         snprintf(r->plots_note, sizeof r->plots_note,
                  "not drawn: gnuplot is not installed (apt-get install "

@@ -26,7 +26,34 @@ typedef struct scen_result {
     double setup_s, check_s;
     level_result lv[BENCH_MAX_LEVELS];
     int n;
+    /* a peer's scenario: SQLITE_BUSY retries per level, warm-up included
+       (0 for evstore's) */
+    uint64_t retries[BENCH_MAX_LEVELS];
 } scen_result;
+
+/* A peer (suite.h, BENCH_PEER_*): another store loaded with the same
+ * generated data, running the counterparts of the selected scenarios
+ * that have one (peer_sqlite.h) after evstore's, in the same run. */
+typedef struct peer_result {
+    const char *name;     /* "sqlite" */
+    const char *title;    /* "SQLite" */
+    int requested;        /* in --peers (or the default) */
+    int ran;              /* loaded, and its scenarios ran */
+    int failed;           /* its load or one of its scenarios failed */
+    char note[512];       /* why it did not run, or its load's error */
+    char version[64];
+    const char *pragmas;  /* its configuration, for the report */
+    const char *schema;   /* its schema (SQL), for the report */
+    char path[PATH_MAX];  /* its database */
+    uint64_t load_events, load_commits;
+    double load_s;
+    uint64_t bytes;       /* its database's size at the end */
+    scen_result *sr;      /* the counterparts */
+    const scen_result **evs; /* evstore's result for each of them */
+    int nsr;
+} peer_result;
+
+#define BENCH_NPEERS 1
 
 /* A target judged against the figures. */
 typedef struct target_result {
@@ -91,6 +118,8 @@ typedef struct suite_report {
     char explain_error[512]; /* the capture stopped: why */
     explain_entry *ex;
     int nex;
+    /* the peers, in BENCH_PEER_* order */
+    peer_result peers[BENCH_NPEERS];
     /* plots */
     int plots_drawn;        /* 1: every PNG drawn */
     char plots_note[400];   /* why not, when not */

@@ -6,13 +6,16 @@
  * verifies that every level's outcomes add up, and hands the figures to
  * report.c. On PostgreSQL it also runs ANALYZE after each bulk load and
  * EXPLAIN of the hot queries at the end, over a connection of its own
- * (explain.h).
+ * (explain.h). Then the peers (peer_sqlite.h): the same data loaded into
+ * SQLite and the counterparts of the selected scenarios run through the
+ * same run_scenario, for the report's side-by-side ratios.
  *
  * Order matters for honesty and for not wasting a user's time: everything
  * that can refuse (results directory, store, a non-empty store without
  * --force) refuses before anything is measured or written to the store.
  */
 #include "explain.h"
+#include "peer_sqlite.h"
 #include "report.h"
 #include "scen_util.h"
 
@@ -49,6 +52,7 @@ void bench_options_init(bench_options *o)
     o->warmup = -1;
     o->seed = 1;
     o->plots = 1;
+    o->peers = BENCH_PEERS_DEFAULT;
 }
 
 /* ------------------------------------------------------------------ */
@@ -123,7 +127,8 @@ static void clear_old_results(const char *dir)
                    strcmp(n, "report.json") == 0 ||
                    strcmp(n, "gnuplot.log") == 0 ||
                    ((strncmp(n, "latency-", 8) == 0 ||
-                     strncmp(n, "throughput.", 11) == 0) &&
+                     strncmp(n, "throughput.", 11) == 0 ||
+                     strncmp(n, "throughput-peers.", 17) == 0) &&
                     dot &&
                     (strcmp(dot, ".png") == 0 || strcmp(dot, ".dat") == 0 ||
                      strcmp(dot, ".gp") == 0));
@@ -426,19 +431,30 @@ static const level_ops scenario_ops = {w_init, NULL, w_fini, w_op};
 /* A scenario                                                          */
 /* ------------------------------------------------------------------ */
 
+/* A peer's scenarios run through run_scenario too: their database, and
+ * the counter of their busy retries (NULL: none). */
+typedef struct peer_run {
+    const char *name;
+    const char *uri;
+    uint64_t (*retries)(void);
+} peer_run;
+
 static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
-                         bench_pg *pg, const char *fsdir, int idx, int nsc)
+                         bench_pg *pg, const char *fsdir, int idx, int nsc,
+                         const peer_run *peer)
 {
     const bench_scenario *sc = s->sc;
     const bench_options *o = r->o;
     char err[512] = "";
     void *state = NULL;
     bench_ctx ctx;
+    const char *who = peer ? peer->name : "";
+    const char *sep = peer ? ": " : "";
 
     snprintf(s->tenant, sizeof s->tenant, "bench-%s", sc->name);
     memset(&ctx, 0, sizeof ctx);
     ctx.db = db;
-    ctx.db_uri = r->store;
+    ctx.db_uri = peer ? peer->uri : r->store;
     ctx.gen = &r->gen;
     ctx.loaded = &r->gst;
     ctx.seed = o->seed;
@@ -447,15 +463,16 @@ static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
     s->check = -1;
     s->accounting_ok = 1;
 
-    fprintf(stderr, PROG ": [%d/%d] %s: setup\n", idx + 1, nsc, sc->name);
+    fprintf(stderr, PROG ": [%d/%d] %s%s%s: setup\n", idx + 1, nsc, who, sep,
+            sc->name);
     uint64_t t0 = now_ns();
     int rc = sc->setup ? sc->setup(&state, &ctx, err, sizeof err) : 0;
     s->setup_s = (double)(now_ns() - t0) / 1e9;
     if (rc != 0) {
         snprintf(s->setup_error, sizeof s->setup_error, "%s",
                  err[0] ? err : "setup failed (no message)");
-        fprintf(stderr, PROG ": %s: SETUP FAILED: %s\n", sc->name,
-                s->setup_error);
+        fprintf(stderr, PROG ": %s%s%s: SETUP FAILED: %s\n", who, sep,
+                sc->name, s->setup_error);
         s->failed = 1;
         if (sc->teardown && state)
             sc->teardown(state);
@@ -466,7 +483,7 @@ static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
      * events of a new tenant): statistics for it, as after the data load.
      * Without them the planner takes the new tenant for an empty one
      * (docs/PERFORMANCE.md, "PostgreSQL backend"). Untimed, stated. */
-    if (is_postgres(r->store)) {
+    if (!peer && is_postgres(r->store)) {
         char aerr[512];
         uint64_t a0 = now_ns();
         int arc = pg_analyze(pg, aerr, sizeof aerr);
@@ -494,22 +511,26 @@ static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
         lvl_arg a = {sc, state, levels[i]};
         level_result *lv = &s->lv[s->n++];
         fprintf(stderr,
-                PROG ": [%d/%d] %s, %d thread%s: %.1f s warm-up + %.1f s\n",
-                idx + 1, nsc, sc->name, levels[i], levels[i] == 1 ? "" : "s",
-                r->warmup, r->seconds);
+                PROG ": [%d/%d] %s%s%s, %d thread%s: %.1f s warm-up + %.1f s\n",
+                idx + 1, nsc, who, sep, sc->name, levels[i],
+                levels[i] == 1 ? "" : "s", r->warmup, r->seconds);
         /* so that one level's writeback does not land in the next one's
          * window */
         sync_fs(fsdir, NULL, NULL, NULL, 0);
+        uint64_t retries0 = peer && peer->retries ? peer->retries() : 0;
         level_run(lv, &scenario_ops, &a, levels[i], 1, r->warmup,
                   r->seconds);
+        if (peer && peer->retries)
+            s->retries[s->n - 1] = peer->retries() - retries0;
         if (!counts_ok(&lv->c) || !counts_ok(&lv->warm)) {
             s->accounting_ok = 0;
             s->failed = 1;
             fprintf(stderr,
-                    PROG ": %s, %d threads: ACCOUNTING BROKEN: attempted "
+                    PROG ": %s%s%s, %d threads: ACCOUNTING BROKEN: attempted "
                          "%llu != committed %llu + rejected %llu + "
                          "conflicts %llu + errors %llu\n",
-                    sc->name, levels[i], (unsigned long long)lv->c.attempted,
+                    who, sep, sc->name, levels[i],
+                    (unsigned long long)lv->c.attempted,
                     (unsigned long long)lv->c.committed,
                     (unsigned long long)lv->c.rejected,
                     (unsigned long long)lv->c.conflicts,
@@ -517,8 +538,8 @@ static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
         }
         if (lv->c.errors || lv->warm.errors) {
             s->failed = 1;
-            fprintf(stderr, PROG ": %s, %d threads: %llu error(s); first: %s\n",
-                    sc->name, levels[i],
+            fprintf(stderr, PROG ": %s%s%s, %d threads: %llu error(s); "
+                    "first: %s\n", who, sep, sc->name, levels[i],
                     (unsigned long long)(lv->c.errors + lv->warm.errors),
                     lv->error);
         }
@@ -534,12 +555,110 @@ static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
             snprintf(s->check_error, sizeof s->check_error, "%s",
                      err[0] ? err : "check failed (no message)");
             s->failed = 1;
-            fprintf(stderr, PROG ": %s: CHECK FAILED: %s\n", sc->name,
-                    s->check_error);
+            fprintf(stderr, PROG ": %s%s%s: CHECK FAILED: %s\n", who, sep,
+                    sc->name, s->check_error);
         }
     }
     if (sc->teardown)
         sc->teardown(state);
+}
+
+/* ------------------------------------------------------------------ */
+/* The peers (peer_sqlite.h): the same data, the shared scenarios       */
+/* ------------------------------------------------------------------ */
+
+/* What each peer is, and whether it was asked for. */
+static void peers_init(suite_report *r, unsigned peers)
+{
+    peer_result *p = &r->peers[0];
+    p->name = "sqlite";
+    p->title = "SQLite";
+    p->requested = (peers & BENCH_PEER_SQLITE) != 0;
+    snprintf(p->version, sizeof p->version, "%s", peer_sqlite_version());
+    p->pragmas = peer_sqlite_pragmas();
+    p->schema = peer_sqlite_schema();
+    if (!p->requested)
+        snprintf(p->note, sizeof p->note, "not requested (--peers)");
+}
+
+/* The SQLite peer, after evstore's scenarios: its database beside the
+ * store (in the fresh store's temporary directory, or in a temporary
+ * directory of its own under --dir / --out when --db was given), the
+ * generated data loaded, then the counterpart of each selected scenario
+ * that has one. dir_made: the temporary directory made here (removed by
+ * the caller), or "". */
+static void run_sqlite(suite_report *r, const bench_options *o,
+                       const scen_result *evs, int nevs, const char *fsdir,
+                       char *dir_made, size_t dir_size)
+{
+    peer_result *p = &r->peers[0];
+    char dir[PATH_MAX], err[512] = "";
+    int n = 0;
+
+    dir_made[0] = 0;
+    for (int i = 0; i < nevs; i++)
+        n += peer_sqlite_scenario(evs[i].sc->name) != NULL;
+    if (n == 0) {
+        snprintf(p->note, sizeof p->note,
+                 "skipped: none of the selected scenarios has a SQLite "
+                 "counterpart (append-1, batch, aggregate, stream-batches, "
+                 "dcb-query, dcb-workflow)");
+        fprintf(stderr, PROG ": sqlite: %s\n", p->note);
+        return;
+    }
+    if (r->fresh) {
+        snprintf(dir, sizeof dir, "%s", g_root);
+    } else {
+        snprintf(dir, sizeof dir, "%s/evs-bench-sqlite-XXXXXX",
+                 o->dir ? o->dir : o->out);
+        if (!mkdtemp(dir)) {
+            p->failed = 1;
+            snprintf(p->note, sizeof p->note, "cannot create %.400s: %s", dir,
+                     strerror(errno));
+            fprintf(stderr, PROG ": sqlite: %s\n", p->note);
+            return;
+        }
+        snprintf(dir_made, dir_size, "%s", dir);
+    }
+    snprintf(p->path, sizeof p->path, "%.*s/peer-sqlite.db",
+             (int)(sizeof p->path - 20), dir);
+    fprintf(stderr, PROG ": sqlite: loading the same %llu events into %s\n",
+            (unsigned long long)r->gen.events, p->path);
+    gen_config cfg = r->gen;
+    cfg.progress = 0;
+    uint64_t t0 = now_ns();
+    int rc = peer_sqlite_load(p->path, &cfg, &p->load_events,
+                              &p->load_commits, err, sizeof err);
+    p->load_s = (double)(now_ns() - t0) / 1e9;
+    if (rc != 0) {
+        if (rc < 0)
+            p->failed = 1;
+        snprintf(p->note, sizeof p->note, "loading the data failed: %.480s",
+                 err);
+        fprintf(stderr, PROG ": sqlite: %s\n", p->note);
+        return;
+    }
+    fprintf(stderr, PROG ": sqlite: %llu events in %.1f s (%.0f events/s)\n",
+            (unsigned long long)p->load_events, p->load_s,
+            p->load_s > 0 ? (double)p->load_events / p->load_s : 0.0);
+    p->sr = xcalloc((size_t)n, sizeof *p->sr);
+    p->evs = xcalloc((size_t)n, sizeof *p->evs);
+    for (int i = 0; i < nevs; i++) {
+        const bench_scenario *sc = peer_sqlite_scenario(evs[i].sc->name);
+        if (!sc)
+            continue;
+        p->sr[p->nsr].sc = sc;
+        p->sr[p->nsr].check = -1;
+        p->sr[p->nsr].accounting_ok = 1;
+        p->evs[p->nsr++] = &evs[i];
+    }
+    p->ran = 1;
+    peer_run pr = {"sqlite", p->path, peer_sqlite_retries};
+    for (int i = 0; i < p->nsr && !atomic_load(&g_interrupted); i++) {
+        run_scenario(r, &p->sr[i], NULL, NULL, fsdir, i, p->nsr, &pr);
+        p->failed |= p->sr[i].failed;
+    }
+    p->bytes = peer_sqlite_bytes(p->path);
 }
 
 /* ------------------------------------------------------------------ */
@@ -794,11 +913,30 @@ static int suite_run(const bench_options *o_in)
     }
     if (r.gen_ok)
         for (int i = 0; i < nsc && !atomic_load(&g_interrupted); i++)
-            run_scenario(&r, &r.sr[i], db, &pg, fsdir, i, nsc);
+            run_scenario(&r, &r.sr[i], db, &pg, fsdir, i, nsc, NULL);
 
     /* 6. PostgreSQL: the plans of the hot queries on the loaded data. */
     if (r.gen_ok && is_postgres(r.store) && !atomic_load(&g_interrupted))
         run_explain(&r, &pg);
+
+    /* 6b. The peers: the same data and the shared scenarios on another
+     * store, after evstore's (which so ran on a machine the peer had not
+     * yet touched). */
+    char peer_dir[PATH_MAX] = "";
+    peers_init(&r, o.peers);
+    if (r.peers[0].requested && !atomic_load(&g_interrupted)) {
+        if (!r.gen_ok)
+            snprintf(r.peers[0].note, sizeof r.peers[0].note,
+                     "skipped: the data could not be loaded into evstore");
+        else
+            run_sqlite(&r, &o, r.sr, nsc, fsdir, peer_dir, sizeof peer_dir);
+    }
+    if (peer_dir[0]) {
+        if (o.keep)
+            fprintf(stderr, PROG ": SQLite database kept in %s\n", peer_dir);
+        else
+            rm_rf(peer_dir);
+    }
 
     /* 7. The end. */
     explain_close(pg.c);
@@ -819,6 +957,10 @@ static int suite_run(const bench_options *o_in)
         fprintf(stderr, PROG ": interrupted by %s: no report written\n",
                 sig == SIGINT ? "SIGINT" : "SIGTERM");
         free(r.sr);
+        for (int i = 0; i < BENCH_NPEERS; i++) {
+            free(r.peers[i].sr);
+            free((void *)r.peers[i].evs);
+        }
         return 128 + sig;
     }
     r.total_s = (double)(now_ns() - t_start) / 1e9;
@@ -830,6 +972,9 @@ static int suite_run(const bench_options *o_in)
     } else {
         for (int i = 0; i < nsc; i++)
             if (r.sr[i].failed)
+                r.status = 3;
+        for (int i = 0; i < BENCH_NPEERS; i++)
+            if (r.peers[i].failed)
                 r.status = 3;
     }
     report_targets(&r);
@@ -847,6 +992,10 @@ static int suite_run(const bench_options *o_in)
                 o.out);
     free(r.sr);
     free(r.tr);
+    for (int i = 0; i < BENCH_NPEERS; i++) {
+        free(r.peers[i].sr);
+        free((void *)r.peers[i].evs);
+    }
     for (int i = 0; i < r.nex; i++) {
         free(r.ex[i].name);
         free(r.ex[i].params);

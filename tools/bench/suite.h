@@ -126,6 +126,15 @@ const bench_scenario *bench_scenario_find(const char *name);
 #define BENCH_MAX_SCENARIOS 64
 #define BENCH_MAX_LEVELS 16
 
+/* The peers (docs/BENCH.md, "Peers"): other stores measured in the same
+ * run on the same generated data, for the report's side-by-side ratios.
+ * PostgreSQL and Message DB peers are not implemented yet (`--peers
+ * postgres` is a usage error that says so). */
+#define BENCH_PEER_SQLITE 1u
+#define BENCH_PEERS_DEFAULT BENCH_PEER_SQLITE /* every peer that can run
+                                                 here: SQLite needs no
+                                                 server */
+
 typedef struct bench_options {
     const char *db_uri;  /* NULL: a fresh store in a temporary directory
                             under dir, removed after unless keep */
@@ -148,6 +157,8 @@ typedef struct bench_options {
     int quick;           /* the short run (< 1 minute on 2 cores) */
     int keep;            /* keep the fresh store */
     int plots;           /* 1 (default): draw the PNGs with gnuplot */
+    unsigned peers;      /* BENCH_PEER_* bits (default
+                            BENCH_PEERS_DEFAULT); 0: no peer */
     const char *command; /* the command line, quoted in the report */
 } bench_options;
 
