@@ -529,6 +529,25 @@ EVS_EXTERN int evs_dcb_append(evs_append_result *out, uint64_t *conflict,
                               const evs_event_data *events, size_t nevents,
                               const evs_append_condition *condition);
 
+/*
+ * Restore events read with evs_read_log (an import of an export): as
+ * evs_append_multi (expected versions, idempotency, atomicity, errors),
+ * except that a part may also be a system stream as evs_read_log returns
+ * them. Today that is a checkpoint stream "$checkpoint-NAME" (NAME as
+ * evs_checkpoint_set takes it), whose every event must have type
+ * "$checkpoint" and 8 bytes of EVS_CONTENT_BINARY data; anything else
+ * starting with '$' is EVS_EINVAL. The checkpoint rules of
+ * evs_checkpoint_set (never backward, never beyond the head) are not
+ * applied: the events are the source store's history, and their tokens
+ * mean the source's positions, so restore them only into a store whose
+ * positions are the source's (an empty store, appended in log order;
+ * `evs import` does so and skips them otherwise). A part's stream NULL
+ * holds events of no stream, as in evs_append_ex.
+ */
+EVS_EXTERN int evs_restore_append(evs_append_result *out, evs_db *db,
+                                  const char *tenant,
+                                  const evs_stream_append *parts, size_t nparts);
+
 /* ------------------------------------------------------------------ */
 /* Reading                                                             */
 /* ------------------------------------------------------------------ */
@@ -591,9 +610,30 @@ EVS_EXTERN int evs_read_streams(evs_iter **out, evs_db *db, const char *tenant,
  * system streams (checkpoints, names starting with '$') are never
  * returned: they are read through their stream. Returns 0, EVS_EINVAL
  * (out or db NULL, bad tenant name), EVS_ENOMEM, EVS_EBACKEND.
+ *
+ * Long reads (embedded store; every iterator): the read moves on to newer
+ * index snapshots every ~1,000 events or 10 ms, and returns exactly what
+ * its first snapshot held, so that a writer beside it can reuse the index
+ * pages it frees. An iterator that is neither read to its end nor freed
+ * keeps its last snapshot and with it every page freed since: free
+ * iterators you stop reading (docs/OPERATIONS.md, "The index file").
  */
 EVS_EXTERN int evs_read_all(evs_iter **out, evs_db *db, const char *tenant,
                             uint64_t from_position, uint64_t limit);
+
+/*
+ * Read the log: every event of the store, of every tenant and of the
+ * system streams too (checkpoints: "$checkpoint-NAME" streams, type
+ * "$checkpoint", 8 bytes of binary data, the token little-endian), with
+ * global position >= from_position (0 or 1 = from the start), in position
+ * order, at most limit (0 = no limit). What `evs export` writes and
+ * evs_restore_append takes back: a store's events read this way and
+ * appended in that order to an empty store give a store whose log reads
+ * the same, position for position. A snapshot like evs_read_all. Returns
+ * 0, EVS_EINVAL (out or db NULL), EVS_ENOMEM, EVS_EBACKEND.
+ */
+EVS_EXTERN int evs_read_log(evs_iter **out, evs_db *db, uint64_t from_position,
+                            uint64_t limit);
 
 /*
  * Next event of the iterator. Returns 0 and sets *ev (borrowed: valid
@@ -680,14 +720,235 @@ EVS_EXTERN int evs_stats_get(evs_stats *out, evs_db *db);
  * record, no extra entries). cb (may be NULL) is called once per problem
  * with a one-line description naming the segment, offset and "position N"
  * (at most 1000 calls). checked (may be NULL) receives the number of log
- * records (= events) checked. Runs on a snapshot: appends may continue.
- * Returns 0 when clean, EVS_ECORRUPT when any problem was found, EVS_EINVAL
- * (db NULL), EVS_EBACKEND (the index could not be read). May take seconds
- * per million events: every record is read and CRC-checked.
+ * records (= events) checked. Runs on a snapshot: appends may continue
+ * (the embedded store checks the events up to the head it started at, as
+ * in one snapshot, while it renews its index snapshot as long reads do,
+ * evs_read_all). cb runs on the calling thread while verify reads the
+ * index: it must not append to the same store (an append that grows the
+ * index's map waits for it). Returns 0 when clean, EVS_ECORRUPT when any
+ * problem was found, EVS_EINVAL (db NULL), EVS_EBACKEND (the index could
+ * not be read). May take seconds per million events: every record is read
+ * and CRC-checked.
  */
 typedef void (*evs_verify_fn)(void *ctx, const char *problem);
 EVS_EXTERN int evs_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb,
                           void *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Online backup (embedded store)                                      */
+/* ------------------------------------------------------------------ */
+
+#define EVS_BACKUP_OPTIONS_VERSION 1
+typedef struct evs_backup_options {
+    unsigned version;        /* EVS_BACKUP_OPTIONS_VERSION */
+    unsigned flags;          /* reserved: 0 */
+    /* Called now and then on the calling thread: done and total are
+     * bytes (total is an estimate and may grow). NULL: not told. */
+    void (*progress)(void *ctx, uint64_t done, uint64_t total);
+    void *progress_ctx;
+} evs_backup_options;
+#define EVS_BACKUP_OPTIONS_INIT { EVS_BACKUP_OPTIONS_VERSION, 0, NULL, NULL }
+
+typedef struct evs_backup_result {
+    uint64_t position;        /* the backup holds exactly the events at
+                                 positions 1..position */
+    uint64_t segments_copied; /* log segments written */
+    uint64_t segments_reused; /* log segments an earlier backup in the
+                                 directory had already (incremental) */
+    uint64_t bytes_copied;    /* bytes written: segments, index, snapshots */
+    uint64_t bytes_reused;    /* bytes of the reused segments */
+    int incremental;          /* 1: dest_dir held an earlier backup */
+} evs_backup_result;
+
+/*
+ * Back the embedded store up into the directory dest_dir while it is in
+ * use: appends and reads go on (the writer is held back only while LMDB
+ * copies the index's two meta pages; and, through the same handle, an
+ * append that must first grow the index's map waits for the index copy).
+ * Works on a handle opened read-write
+ * (called beside its writer threads) or EVS_OPEN_READONLY (e.g. `evs
+ * backup` beside an application that writes the store), on any thread.
+ *
+ * What the backup holds: every event acknowledged up to a position P,
+ * taken when the call starts (the index's committed end, which is never
+ * ahead of the durable log), and nothing after it; out->position is P,
+ * also written to dest_dir/BACKUP. The backup is itself a store: the log
+ * segments up to P (the last one with zeros after P's record), a
+ * consistent copy of the index (so it opens without a rebuild) and of the
+ * snapshots, a state file naming its own files, and BACKUP (a text file:
+ * the source's path, its identity -- the id of event 1 --, P, the time,
+ * the bytes copied). evs_verify passes on it. Restore = open dest_dir as
+ * a store where it is; or back the backup up (evs_backup on a read-only
+ * handle of it) into a new directory and delete that one's BACKUP (`evs
+ * restore`); or mv it within its filesystem. A file-by-file copy (cp -a)
+ * opens too, but as a copy: its index is rebuilt and it starts without
+ * snapshots (docs/OPERATIONS.md, "Backup and restore").
+ *
+ * dest_dir: a path that does not exist or an empty directory (a new
+ * backup: made in dest_dir.tmp-XXXXXX beside it and renamed to dest_dir
+ * when complete), or a directory holding an earlier backup of this store
+ * (incremental: log segments that were already complete in it -- sealed
+ * segments never change -- are kept, after checking that the store
+ * still has the earlier backup's event at its position; the rest is
+ * written under temporary names and renamed into place, so an
+ * interrupted or failed incremental backup leaves a directory that still
+ * opens with at least the earlier backup's events). It must lie outside
+ * the store's directory. dest_dir's parent must exist. An interrupted new
+ * backup may leave dest_dir.tmp-XXXXXX behind: delete it.
+ *
+ * A backup of an empty store has no identity and is taken as a backup of
+ * any store.
+ *
+ * opts may be NULL (defaults); out may be NULL. Threads: any thread, any
+ * number at once on one handle (into different directories; a second
+ * backup into a directory another one is writing is EVS_EBUSY); not
+ * during or after evs_close. The progress callback runs on the calling
+ * thread, between copies (it holds nothing up).
+ *
+ * Returns 0; EVS_EINVAL (db or dest_dir NULL or empty, opts of an unknown
+ * version or with flags set, dest_dir not a directory, not empty and not
+ * a backup, inside the store, a backup of another store -- another first
+ * event, another segment size --, or of another history -- its event at
+ * its position differs from this store's, or this store ends before it
+ * (restored from an older backup?) --, a backup that was opened and
+ * written to since; or the store is a PostgreSQL one: back it up with
+ * pg_dump or pg_basebackup); EVS_EBUSY (dest_dir is open for writing, or
+ * another backup into it runs); EVS_ENOSPC (dest_dir's disk is full: the
+ * earlier backup there is still good; free space and retry); EVS_EIO;
+ * EVS_ECORRUPT (the store's index or log cannot be read where the backup
+ * needs it: run evs_verify); EVS_EFORMAT (dest_dir/BACKUP was written by
+ * a newer evstore); EVS_ENOMEM. On error out->position is 0.
+ */
+EVS_EXTERN int evs_backup(evs_backup_result *out, evs_db *db, const char *dest_dir,
+                          const evs_backup_options *opts);
+
+/* ------------------------------------------------------------------ */
+/* Exploring: one event by id, the streams and tenants of a store      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Read the one event whose id is *id, whatever its tenant or stream
+ * (system streams included): an iterator that yields it once, then
+ * EVS_ITEROVER, so the event's pointers follow the iterator's rules
+ * (valid until the next evs_iter_next or evs_iter_free); ev->tenant says
+ * whose it is. evs_iter_marker gives its position. One lookup in the ids
+ * index (embedded: event_ids, PostgreSQL: the events' unique id index),
+ * then one read of the record; nothing is kept open (the iterator holds
+ * no snapshot). Free it with evs_iter_free, before evs_close; one thread
+ * at a time, as every iterator.
+ *
+ * Returns 0; EVS_ENOTFOUND (no such event; *out is NULL; the message
+ * names the id); EVS_EINVAL (NULL out, db or id; *out is NULL);
+ * EVS_ECORRUPT (embedded: the record failed its check, the message gives
+ * segment, offset and position); EVS_ENOMEM; EVS_EBACKEND.
+ */
+EVS_EXTERN int evs_read_event(evs_iter **out, evs_db *db, const evs_uuid *id);
+
+/* One stream of evs_list_streams. */
+typedef struct evs_stream_info {
+    const char *tenant;    /* "" for the default tenant */
+    const char *stream;    /* 1..EVS_MAX_STREAM_LEN bytes */
+    int64_t last_version;  /* the version of its last event (>= 0): the
+                              stream holds last_version + 1 events */
+} evs_stream_info;
+
+/* The streams found, in (tenant, stream) byte order (strcmp order; the
+ * default tenant "" first). Caller's: evs_stream_list_free. */
+typedef struct evs_stream_list {
+    const evs_stream_info *streams; /* count entries; strings live in the
+                                       list */
+    size_t count;
+    int more;              /* 1: the limit stopped the list and at least one
+                              more stream matches: ask again after the last
+                              one (after_tenant/after = its names) */
+} evs_stream_list;
+
+/* Also list system streams ('$' names: "$checkpoint-NAME"). */
+#define EVS_LIST_SYSTEM 0x1u
+
+#define EVS_LIST_STREAMS_OPTIONS_VERSION 1
+typedef struct evs_list_streams_options {
+    unsigned version;         /* EVS_LIST_STREAMS_OPTIONS_VERSION */
+    const char *tenant;       /* NULL or "": the default tenant */
+    int all_tenants;          /* 1: the streams of every tenant (tenant must
+                                 be NULL) */
+    const char *prefix;       /* NULL or "": every name; else only streams
+                                 whose name starts with it (bytes). A prefix
+                                 starting with '$' lists system streams
+                                 (as EVS_LIST_SYSTEM) */
+    const char *after_tenant; /* paging with all_tenants: list the streams
+                                 after (after_tenant, after) in the order
+                                 above; set both or neither */
+    const char *after;        /* NULL: from the first; else only streams
+                                 whose name sorts after it (exclusive) */
+    uint64_t limit;           /* at most this many streams; 0: no limit (the
+                                 whole list is in memory: page a large
+                                 store) */
+    unsigned flags;           /* EVS_LIST_* */
+} evs_list_streams_options;
+#define EVS_LIST_STREAMS_OPTIONS_INIT                                        \
+    { EVS_LIST_STREAMS_OPTIONS_VERSION, NULL, 0, NULL, NULL, NULL, 0, 0 }
+
+/*
+ * The streams of a tenant (or of every tenant), each with its last
+ * version, in name order, from the streams index alone: no event is read.
+ * Embedded: one seek, then one index entry per stream listed (the prefix
+ * and `after` are seeks, system streams one seek past them). PostgreSQL:
+ * the rows of evstore.streams in the range; with a database collation
+ * other than C the server sorts the tenant's matching streams into byte
+ * order first. Streams without events do not exist; events without a
+ * stream are in none.
+ * System streams are left out unless flags has EVS_LIST_SYSTEM or the
+ * prefix starts with '$'. One snapshot: a list is consistent in itself;
+ * pages are each their own snapshot (a stream created between two pages
+ * shows in the later page only if it sorts after the first page's end).
+ *
+ * *out is the caller's (evs_stream_list_free), also when empty. Returns
+ * 0; EVS_EINVAL (NULL out, db or opts, unknown version, bad tenant, a
+ * tenant with all_tenants, a prefix or after longer than
+ * EVS_MAX_STREAM_LEN or not UTF-8, after_tenant without all_tenants or
+ * without after, after without after_tenant with all_tenants, unknown
+ * flags; *out is NULL); EVS_ENOMEM; EVS_EBACKEND. Any thread, as every
+ * read; the list is plain memory, independent of db (it may outlive
+ * evs_close).
+ */
+EVS_EXTERN int evs_list_streams(evs_stream_list **out, evs_db *db,
+                                const evs_list_streams_options *opts);
+/* NULL-safe. */
+EVS_EXTERN void evs_stream_list_free(evs_stream_list *list);
+
+/* One tenant of evs_list_tenants. */
+typedef struct evs_tenant_info {
+    const char *tenant;    /* "" for the default tenant */
+    uint64_t events;       /* its events, system streams' not counted: what
+                              evs_read_all of the tenant returns */
+} evs_tenant_info;
+
+/* Caller's: evs_tenant_list_free. */
+typedef struct evs_tenant_list {
+    const evs_tenant_info *tenants; /* count entries, in name (strcmp)
+                                       order; strings live in the list */
+    size_t count;
+} evs_tenant_list;
+
+/*
+ * Every tenant that has at least one event (a tenant whose only events
+ * are checkpoints is listed with events 0), with its number of events,
+ * from one snapshot. Cost: the tenants are one index entry each; the
+ * counts are index-only but linear in events: the embedded store walks
+ * the keys of its tenant_events index (no log read; about 20 million keys
+ * a second with the index in the page cache: `evs tenants` on 1 million
+ * events takes 50 ms), PostgreSQL counts the rows of the index
+ * events_tenant (an index-only scan where the visibility map allows).
+ * Seconds for a store of 100 million events.
+ *
+ * *out is the caller's (evs_tenant_list_free), also when empty. Returns
+ * 0, EVS_EINVAL (NULL out or db; *out is NULL), EVS_ENOMEM, EVS_EBACKEND.
+ * Any thread, as every read; the list is plain memory, independent of db.
+ */
+EVS_EXTERN int evs_list_tenants(evs_tenant_list **out, evs_db *db);
+/* NULL-safe. */
+EVS_EXTERN void evs_tenant_list_free(evs_tenant_list *list);
 
 
 /* ------------------------------------------------------------------ */
@@ -938,6 +1199,33 @@ EVS_EXTERN int evs_snapshot_save(evs_db *db, const char *tenant, const char *str
 EVS_EXTERN int evs_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
                                  const char *stream, int64_t max_version);
 EVS_EXTERN void evs_snapshot_free(evs_snapshot *snap);
+
+/*
+ * Every stored snapshot of tenant (NULL: of every tenant), for export and
+ * backup tools: fn is called once per snapshot with its tenant, stream and
+ * the snapshot (all borrowed: valid during the call only), ordered by
+ * tenant and stream as byte strings (strcmp order, on both backends), then
+ * by version ascending. fn returns 0 to go on; any other value stops the
+ * walk and is returned. The walk is not one snapshot: a snapshot saved or
+ * pruned meanwhile may or may not be seen, every other one is seen once.
+ * fn must not call into db from the same thread on the embedded backend
+ * (it may on PostgreSQL). Returns 0, fn's non-zero value, EVS_EINVAL (db
+ * or fn NULL, bad tenant name), EVS_ECORRUPT (a malformed snapshot
+ * record), EVS_ENOMEM, EVS_EBACKEND.
+ */
+typedef int (*evs_snapshot_fn)(void *ctx, const char *tenant, const char *stream,
+                               const evs_snapshot *snap);
+EVS_EXTERN int evs_snapshot_list(evs_db *db, const char *tenant, evs_snapshot_fn fn,
+                                 void *ctx);
+
+/*
+ * Save snap (as evs_snapshot_list gave it, from an export) for stream:
+ * evs_snapshot_save of snap->version, snap->schema and snap->data, keeping
+ * snap->saved_at (0: now) instead of the time of the call. Errors as
+ * evs_snapshot_save, and EVS_EINVAL when snap is NULL or saved_at < 0.
+ */
+EVS_EXTERN int evs_snapshot_restore(evs_db *db, const char *tenant, const char *stream,
+                                    const evs_snapshot *snap);
 
 /*
  * Load an aggregate in one call: *snap gets the newest snapshot (NULL

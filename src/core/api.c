@@ -210,6 +210,18 @@ int evs_read_all(evs_iter **out, evs_db *db, const char *tenant,
     return db->ops->read_all(out, db, tenant, from_position ? from_position : 1, limit, 0);
 }
 
+int evs_read_log(evs_iter **out, evs_db *db, uint64_t from_position, uint64_t limit)
+{
+    evs__clear_error();
+    if (!out)
+        return evs__err(EVS_EINVAL, "read_log: out is NULL");
+    *out = NULL;
+    if (!db)
+        return evs__err(EVS_EINVAL, "read_log: db is NULL");
+    return db->ops->read_all(out, db, NULL, from_position ? from_position : 1, limit,
+                             EVS__READ_SYSTEM);
+}
+
 int evs_read_query(evs_iter **out, evs_db *db, const char *tenant, const evs_query *query,
                    uint64_t position_bound, evs_direction dir, uint64_t limit)
 {

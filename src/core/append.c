@@ -711,6 +711,50 @@ int evs_append_multi(evs_append_result *out, evs_db *db, const char *tenant,
     return evs_append_ex(out, NULL, db, &r);
 }
 
+int evs_restore_append(evs_append_result *out, evs_db *db, const char *tenant,
+                       const evs_stream_append *parts, size_t nparts)
+{
+    evs_append_request r = EVS_APPEND_REQUEST_INIT;
+    evs__clear_error();
+    if (!db)
+        return evs__err(EVS_EINVAL, "restore_append: db is NULL");
+    r.tenant = tenant;
+    r.parts = parts;
+    r.nparts = nparts;
+    /* The system streams a log holds, each in the shape its reader
+     * (checkpoint.c) relies on; check_request checks the rest. */
+    for (size_t p = 0; parts && p < nparts; p++) {
+        const evs_stream_append *pa = &parts[p];
+        if (!pa->stream || pa->stream[0] != '$')
+            continue;
+        size_t pl = strlen(EVS__CHECKPOINT_PREFIX);
+        char stream[sizeof(EVS__CHECKPOINT_PREFIX) + EVS_MAX_CHECKPOINT_NAME_LEN];
+        int rc;
+        if (strncmp(pa->stream, EVS__CHECKPOINT_PREFIX, pl) != 0)
+            return evs__err(EVS_EINVAL, "restore_append part %zu: stream %s starts with '$' "
+                            "but is not a system stream this library knows (only "
+                            "\"%sNAME\", checkpoints)", p, pa->stream,
+                            EVS__CHECKPOINT_PREFIX);
+        if ((rc = evs__checkpoint_stream(stream, sizeof(stream), pa->stream + pl,
+                                         "restore_append")) < 0)
+            return rc;
+        for (size_t i = 0; pa->events && i < pa->nevents; i++) {
+            const evs_event_data *e = &pa->events[i];
+            if (!e->type || strcmp(e->type, EVS__CHECKPOINT_TYPE) != 0 || e->data_len != 8 ||
+                !e->data || e->content_type != EVS_CONTENT_BINARY)
+                return evs__err(EVS_EINVAL, "restore_append: stream %s, event %zu: a "
+                                "checkpoint event has type \"%s\" and 8 bytes of binary "
+                                "data (the token), not type \"%s\" with %zu bytes of %s",
+                                pa->stream, i, EVS__CHECKPOINT_TYPE,
+                                e->type ? e->type : "(NULL)", e->data_len,
+                                e->content_type == EVS_CONTENT_BINARY ? "binary" : "JSON");
+        }
+    }
+    if (db->opts.flags & EVS_OPEN_READONLY)
+        return evs__err(EVS_EREADONLY, "restore_append: the store is open read-only");
+    return evs__append_ex(out, NULL, db, &r, nparts);
+}
+
 int evs_append(evs_append_result *out, evs_db *db, const char *tenant,
                const char *stream, int64_t expected_version,
                const evs_event_data *events, size_t nevents)

@@ -41,7 +41,7 @@
 /* The interface's version: a backend sets evs__backend_ops.version to it,
  * and evs__backend_check refuses any other (an out-of-date backend is
  * found when it registers, not when a NULL entry is called). */
-#define EVS__BACKEND_VERSION 2
+#define EVS__BACKEND_VERSION 3
 
 /* ---- append requests ---------------------------------------------------- */
 
@@ -123,6 +123,10 @@ enum {
      * iterator's consumer-group reads (limit 0 here), its own count of
      * the member's events. */
     EVS__READ_RETAIN = 1u << 0,
+    /* read_all with tenant NULL only: include the events of system streams
+     * ('$' names: checkpoints), which $all otherwise skips: every event of
+     * the store in position order (evs_read_log: export, backup tools). */
+    EVS__READ_SYSTEM = 1u << 1,
 };
 
 /* ---- verify ---------------------------------------------------------------- */
@@ -151,6 +155,19 @@ static inline void evs__verify_problem(evs__verify_sink *v, const char *fmt, ...
     if (v->cb && v->problems <= EVS__VERIFY_REPORTED)
         v->cb(v->ctx, buf);
 }
+
+/* ---- listings ---------------------------------------------------------------- */
+
+/* Where list_streams and list_tenants put what they find: the front end's
+ * collector (explore.c) copies each entry into the caller's list. add:
+ * tenant (tenant_len bytes), stream (stream_len bytes; NULL for a
+ * tenant), n (a stream's last version, a tenant's event count); 0 or
+ * EVS_ENOMEM (then stop and return it). */
+typedef struct evs__list_sink {
+    int (*add)(struct evs__list_sink *sink, const char *tenant, size_t tenant_len,
+               const char *stream, size_t stream_len, int64_t n) EVS_MUST_USE;
+    int more; /* set by list_streams: the limit cut the list */
+} evs__list_sink;
 
 /* ---- the backend's functions ------------------------------------------------- */
 
@@ -208,6 +225,11 @@ typedef struct evs__backend_ops {
      * EVS_ECORRUPT), or an error that stopped it (EVS_EBACKEND, EVS_ENOMEM,
      * EVS_EIO). */
     int (*verify)(uint64_t *checked, evs_db *db, evs__verify_sink *sink) EVS_MUST_USE;
+    /* evs_backup: dest non-empty, opts non-NULL and checked, out non-NULL
+     * (zeroed). A backend that cannot back up returns EVS_EINVAL saying
+     * what to use instead. */
+    int (*backup)(evs_backup_result *out, evs_db *db, const char *dest,
+                  const evs_backup_options *opts) EVS_MUST_USE;
 
     /*
      * Commit notification, the two primitives the front end's tracking
@@ -236,12 +258,44 @@ typedef struct evs__backend_ops {
     /* evs_token_at: the token of the last event committed before time_us
      * (microseconds since the Unix epoch), 0 when none. */
     int (*token_at)(uint64_t *out, evs_db *db, int64_t time_us) EVS_MUST_USE;
-    /* evs_snapshot_save / evs_snapshot_load, arguments validated. */
+    /* evs_snapshot_save / evs_snapshot_restore / evs_snapshot_load,
+     * arguments validated. saved_at: µs since the Unix epoch to record,
+     * 0 = now (evs_snapshot_restore keeps the exported time). */
     int (*snapshot_save)(evs_db *db, const char *tenant, const char *stream,
                          int64_t version, const char *schema, const void *data,
-                         size_t len) EVS_MUST_USE;
+                         size_t len, int64_t saved_at) EVS_MUST_USE;
     int (*snapshot_load)(evs_snapshot **out, evs_db *db, const char *tenant,
                          const char *stream, int64_t max_version) EVS_MUST_USE;
+    /* evs_snapshot_list: call fn once per stored snapshot of tenant (NULL:
+     * of every tenant), in the order of (tenant, stream) as byte strings
+     * (strcmp, not a collation), then version ascending; stop when fn
+     * returns non-zero and return that value. The arguments fn gets are
+     * valid during its call only. A backend may read in pages: a
+     * snapshot saved or pruned during the walk may or may not be seen,
+     * every other one is seen exactly once. 0, fn's value, EVS_ECORRUPT,
+     * EVS_EBACKEND, EVS_ENOMEM. */
+    int (*snapshot_list)(evs_db *db, const char *tenant, evs_snapshot_fn fn,
+                         void *ctx) EVS_MUST_USE;
+
+    /* Exploring (src/core/explore.c). read_event: an iterator yielding
+     * the event with this id (any tenant, system streams included) once,
+     * its marker the event's position; EVS_ENOTFOUND (no message needed)
+     * when there is none. */
+    int (*read_event)(evs_iter **out, evs_db *db, const evs_uuid *id) EVS_MUST_USE;
+    /* evs_list_streams: to sink, in (tenant, stream) byte order from one
+     * snapshot, the streams of tenant (NULL: of every tenant) whose name
+     * starts with prefix ("" any) and sorts after `after` (NULL: from the
+     * first; with tenant NULL, after (after_tenant, after)), system
+     * streams only when system is set; at most limit (0: no limit), then
+     * sink->more = 1 if one more would follow. */
+    int (*list_streams)(evs_db *db, const char *tenant, const char *prefix,
+                        const char *after_tenant, const char *after, uint64_t limit,
+                        int system, evs__list_sink *sink) EVS_MUST_USE;
+    /* evs_list_tenants: to sink, in name order from one snapshot, every
+     * tenant with its number of events outside system streams (stream
+     * NULL). */
+    int (*list_tenants)(evs_db *db, evs__list_sink *sink) EVS_MUST_USE;
+
     /* Close and free the handle (evs_close): a clean close makes what a
      * later open needs durable. 0 or the first error; the handle is gone
      * either way. */

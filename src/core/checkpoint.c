@@ -19,7 +19,6 @@
 #include <string.h>
 #include <xxhash.h>
 
-#define CHECKPOINT_TYPE "$checkpoint"
 
 /* ---- checkpoints ----------------------------------------------------------- */
 
@@ -51,7 +50,7 @@ static int checkpoint_read(evs_db *db, const char *tenant, const char *stream,
         return rc;
     rc = it->ops->next(&ev, it);
     if (rc == 0) {
-        if (ev->data_len != 8 || strcmp(ev->type, CHECKPOINT_TYPE) != 0) {
+        if (ev->data_len != 8 || strcmp(ev->type, EVS__CHECKPOINT_TYPE) != 0) {
             rc = evs__err(EVS_ECORRUPT, "checkpoint stream %s: its last event (position %"
                           PRIu64 ") is not a checkpoint", stream, ev->position);
         } else {
@@ -109,7 +108,7 @@ static void checkpoint_event(evs_event_data *e, uint8_t data[8], uint64_t token)
 {
     memset(e, 0, sizeof(*e));
     evs__put_le64(data, token);
-    e->type = CHECKPOINT_TYPE;
+    e->type = EVS__CHECKPOINT_TYPE;
     e->data = data;
     e->data_len = 8;
     e->content_type = EVS_CONTENT_BINARY;
@@ -260,29 +259,63 @@ static int snapshot_args(evs_db *db, const char *tenant, const char *stream,
     return 0;
 }
 
-int evs_snapshot_save(evs_db *db, const char *tenant, const char *stream, int64_t version,
-                      const char *schema, const void *data, size_t data_len)
+static int snapshot_save(evs_db *db, const char *tenant, const char *stream, int64_t version,
+                         const char *schema, const void *data, size_t data_len,
+                         int64_t saved_at, const char *what)
 {
     const char *why;
     int rc;
-    evs__clear_error();
-    if ((rc = snapshot_args(db, tenant, stream, "snapshot_save")) < 0)
+    if ((rc = snapshot_args(db, tenant, stream, what)) < 0)
         return rc;
     if (db->opts.flags & EVS_OPEN_READONLY)
-        return evs__err(EVS_EREADONLY, "snapshot_save: the store is open read-only");
+        return evs__err(EVS_EREADONLY, "%s: the store is open read-only", what);
     if ((why = evs__name_problem(schema, EVS_MAX_TYPE_LEN)))
-        return evs__err(EVS_EINVAL, "snapshot_save: schema name %s", why);
+        return evs__err(EVS_EINVAL, "%s: schema name %s", what, why);
     if (version < 0)
-        return evs__err(EVS_EINVAL, "snapshot_save: version %lld; a snapshot is taken at "
-                        "a stream version >= 0", (long long)version);
+        return evs__err(EVS_EINVAL, "%s: version %lld; a snapshot is taken at "
+                        "a stream version >= 0", what, (long long)version);
     if (!data && data_len)
-        return evs__err(EVS_EINVAL, "snapshot_save: data is NULL but data_len is %zu",
+        return evs__err(EVS_EINVAL, "%s: data is NULL but data_len is %zu", what,
                         data_len);
     if (data_len > EVS_MAX_SNAPSHOT_SIZE)
-        return evs__err(EVS_ETOOBIG, "snapshot_save: %zu bytes, at most %u", data_len,
+        return evs__err(EVS_ETOOBIG, "%s: %zu bytes, at most %u", what, data_len,
                         EVS_MAX_SNAPSHOT_SIZE);
     return db->ops->snapshot_save(db, tenant ? tenant : "", stream, version, schema, data,
-                                  data_len);
+                                  data_len, saved_at);
+}
+
+int evs_snapshot_save(evs_db *db, const char *tenant, const char *stream, int64_t version,
+                      const char *schema, const void *data, size_t data_len)
+{
+    evs__clear_error();
+    return snapshot_save(db, tenant, stream, version, schema, data, data_len, 0,
+                         "snapshot_save");
+}
+
+int evs_snapshot_restore(evs_db *db, const char *tenant, const char *stream,
+                         const evs_snapshot *snap)
+{
+    evs__clear_error();
+    if (!snap)
+        return evs__err(EVS_EINVAL, "snapshot_restore: snap is NULL");
+    if (snap->saved_at < 0)
+        return evs__err(EVS_EINVAL, "snapshot_restore: saved_at %lld is before 1970; give "
+                        "microseconds since the Unix epoch, or 0 for now",
+                        (long long)snap->saved_at);
+    return snapshot_save(db, tenant, stream, snap->version, snap->schema, snap->data,
+                         snap->data_len, snap->saved_at, "snapshot_restore");
+}
+
+int evs_snapshot_list(evs_db *db, const char *tenant, evs_snapshot_fn fn, void *ctx)
+{
+    size_t tl;
+    int rc;
+    evs__clear_error();
+    if (!db || !fn)
+        return evs__err(EVS_EINVAL, "snapshot_list: %s is NULL", db ? "fn" : "db");
+    if (tenant && (rc = evs__check_tenant(tenant, &tl)) < 0)
+        return rc;
+    return db->ops->snapshot_list(db, tenant, fn, ctx);
 }
 
 int evs_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,

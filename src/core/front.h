@@ -38,6 +38,8 @@ EVS_MUST_USE int evs__check_db_out(const void *out, const evs_db *db, const char
 /* Checkpoint NAME is stored as the events of the system stream
  * "$checkpoint-NAME" in the consumer's tenant (checkpoint.c). */
 #define EVS__CHECKPOINT_PREFIX "$checkpoint-"
+/* The type of every checkpoint event (its data: the token, 8 bytes LE). */
+#define EVS__CHECKPOINT_TYPE "$checkpoint"
 /* Validate a checkpoint name and write its stream's name into buf (cap
  * bytes: sizeof(EVS__CHECKPOINT_PREFIX) + EVS_MAX_CHECKPOINT_NAME_LEN is
  * enough). 0, or EVS_EINVAL with a message naming `what`. */

@@ -25,11 +25,50 @@
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #define EVS_MAX_SEGMENTS 65536u
 /* The smallest reserved runway of index file blocks (evs__idx_reserve);
  * a group's worst case beyond it needs that much free disk. */
 #define EVS_IDX_RUNWAY (64u << 20)
+
+/* The writer's index map (MDB_WRITEMAP: data.mdb is as large as the map)
+ * starts at this size and grows by doubling up to EVS_IDX_MAP_STEP, then
+ * by that step (index.c, "The map"). */
+#define EVS_IDX_MAP_MIN (16u << 20)
+#define EVS_IDX_MAP_STEP ((uint64_t)1 << 30)
+/* A long read renews its LMDB snapshot after this many events or
+ * milliseconds, whichever comes first (index.c, "Long reads"). */
+#define EVS_READ_RENEW_EVENTS 1024u
+#define EVS_READ_RENEW_MS 10u
+/* CLOCK_MONOTONIC_COARSE in ns: a few ns a call (a read checks it per
+ * event), milliseconds of resolution, enough for EVS_READ_RENEW_MS. */
+static inline uint64_t evs__coarse_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * The gate of an LMDB environment that may be remapped while the handle is
+ * open (index.c, "The map"): every thread of this process that touches
+ * the environment's pages (a read transaction, a cursor) is inside it; a
+ * remap closes it and waits until nobody is. Counters per slot (threads
+ * spread over them) so that readers do not share one cache line.
+ */
+#define EVS_GATE_SLOTS 16
+typedef struct evs__gate {
+    struct {
+        _Atomic uint32_t n;
+        char pad[60];
+    } slot[EVS_GATE_SLOTS];
+    _Atomic int closed;        /* a remap waits for or runs in the environment */
+    _Atomic uint64_t gen;      /* bumped by every remap: cursors must be re-sought */
+    pthread_mutex_t lock;      /* held by the remapping thread */
+    int lock_made;
+    int broken;                /* a remap failed half-way: the map is gone */
+} evs__gate;
 
 typedef struct evs__seg {
     uint8_t *_Atomic map; /* PROT_READ, whole segment; NULL until published */
@@ -92,6 +131,9 @@ typedef struct evs__emb {
     int idx_noreserve;     /* the filesystem cannot reserve (no fallocate) */
     uint64_t idx_have;     /* reserved bytes after the index's end, as of the
                               last evs__idx_reserve */
+    uint64_t idx_mapsize;  /* the index map's size now (the writer's: data.mdb's size) */
+    uint64_t idx_map_min;  /* its first size (EVS_IDX_MAP_MIN; tests: smaller) */
+    evs__gate idx_gate;    /* readers of env in this process (index.c) */
 
     /* published: newest committed (durable and indexed) position */
     _Atomic uint64_t head;
@@ -223,6 +265,39 @@ EVS_MUST_USE int evs__mdb_err(int mrc, const char *what);
 /* evs__mdb_err for a failed write to env: EVS_ENOSPC when its disk is full
  * (LMDB says EIO for a short write). */
 EVS_MUST_USE int evs__env_err(MDB_env *env, int mrc, const char *what);
+/*
+ * Reading the index while its map may grow (index.c, "The map"). Every
+ * use of s->env's pages outside the writer's own transaction is inside
+ * s->idx_gate; nothing waits (a commit, a caller's callback) inside it.
+ *
+ *   evs__rtxn_begin ── reads ── evs__rtxn_end        a short read
+ *   evs__rtxn_begin ── setup ── evs__gate_leave      an iterator: its txn lives
+ *   evs__gate_enter ── [evs__rtxn_renew] ── reads    between calls outside the
+ *                  ── evs__gate_leave                gate; its cursors re-seek
+ *                                                    after a renew
+ *
+ * evs__rtxn_begin: a read txn, the caller inside the gate on 0 (outside on
+ * an error). It adopts a map another process grew (MDB_MAP_RESIZED).
+ */
+EVS_MUST_USE int evs__rtxn_begin(evs__emb *s, MDB_txn **txn);
+/* Abort txn (NULL: none) and leave the gate. */
+void evs__rtxn_end(evs__emb *s, MDB_txn *txn);
+/* Enter / leave the gate without beginning anything. Entering fails
+ * (EVS_EBACKEND, outside) only when a remap failed and the map is gone. */
+EVS_MUST_USE int evs__gate_enter(evs__gate *g);
+void evs__gate_leave(evs__gate *g);
+/* Inside the gate: reset the read txn and renew it on the newest snapshot
+ * (its cursors must be renewed and re-sought). Adopts another process's
+ * larger map on the way; inside the gate on return, also on an error. */
+EVS_MUST_USE int evs__rtxn_renew(evs__emb *s, MDB_txn *txn);
+/* The writer's map, before a write txn: at least want bytes (rounded up to
+ * the next size of the series). Waits until no reader of this process is
+ * inside the gate. EVS_ENOSPC/EVS_ENOMEM with nothing changed when the file
+ * cannot grow or the address space is short. */
+EVS_MUST_USE int evs__idx_map_grow(evs__emb *s, uint64_t want);
+/* Whether an LMDB call of this thread failed with MDB_MAP_FULL since the
+ * last call (which clears it): the map must grow and the txn be redone. */
+int evs__idx_map_full_take(void);
 EVS_MUST_USE int evs__idx_tenant_get(MDB_txn *txn, evs__emb *s, const char *tenant,
                                      size_t len, uint32_t *id);
 EVS_MUST_USE int evs__idx_tenant_insert(MDB_txn *txn, evs__emb *s, const char *tenant,
@@ -272,6 +347,9 @@ EVS_MUST_USE int evs__qplan_new(evs__qplan **out, evs__emb *s, MDB_txn *txn, uin
 EVS_MUST_USE int evs__qplan_seek(evs__qplan *pl, uint64_t from, uint64_t *pos, uint64_t *loc,
                                  const uint8_t **rec);
 void evs__qplan_free(evs__qplan *pl);
+/* After the plan's txn was renewed (evs__rtxn_renew) or the map moved:
+ * renew its cursors and forget their positions (the next seek searches). */
+EVS_MUST_USE int evs__qplan_renew(evs__qplan *pl);
 /* Does the record match the query (checked, unhashed)? */
 int evs__query_matches(const evs_query *q, const uint8_t *rec);
 
@@ -362,9 +440,11 @@ EVS_MUST_USE int evs__snap_open(evs__emb *s, int readonly);
 void evs__snap_close(evs__emb *s);
 EVS_MUST_USE int evs__emb_snapshot_save(evs_db *db, const char *tenant, const char *stream,
                                         int64_t version, const char *schema, const void *data,
-                                        size_t len);
+                                        size_t len, int64_t saved_at);
 EVS_MUST_USE int evs__emb_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
                                         const char *stream, int64_t max_version);
+EVS_MUST_USE int evs__emb_snapshot_list(evs_db *db, const char *tenant, evs_snapshot_fn fn,
+                                        void *ctx);
 
 /* ---- the state file (state.c) ---- */
 /* What the state file says about this open (state.c explains the rule). */
@@ -392,9 +472,21 @@ void evs__emb_notice(evs__emb *s, const char *fmt, ...) __attribute__((format(pr
 EVS_MUST_USE int evs__recover(evs__emb *s, const evs__trust *t);
 EVS_MUST_USE int evs__emb_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink);
 
+/* ---- online backup (backup.c) ---- */
+EVS_MUST_USE int evs__emb_backup(evs_backup_result *out, evs_db *db, const char *dest,
+                                 const evs_backup_options *opts);
+
 /* ---- group commit (writer.c) ---- */
 EVS_MUST_USE int evs__writer_start(evs__emb *s); /* the writer and syncer threads */
 void evs__writer_stop(evs__emb *s);
 EVS_MUST_USE int evs__emb_append(evs_db *db, evs__append_req *req);
+
+/* ---- exploring (explore.c): the backend table's read_event, list_streams
+ * and list_tenants (core/backend.h) ---- */
+EVS_MUST_USE int evs__emb_read_event(evs_iter **out, evs_db *db, const evs_uuid *id);
+EVS_MUST_USE int evs__emb_list_streams(evs_db *db, const char *tenant, const char *prefix,
+                                       const char *after_tenant, const char *after,
+                                       uint64_t limit, int system, evs__list_sink *sink);
+EVS_MUST_USE int evs__emb_list_tenants(evs_db *db, evs__list_sink *sink);
 
 #endif

@@ -19,14 +19,27 @@
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+static _Thread_local int map_full; /* evs__idx_map_full_take */
+
+int evs__idx_map_full_take(void)
+{
+    int f = map_full;
+    map_full = 0;
+    return f;
+}
+
 int evs__mdb_err(int mrc, const char *what)
 {
     int rc = EVS_EBACKEND;
+    if (mrc == MDB_MAP_FULL)
+        map_full = 1;
     if (mrc == MDB_MAP_FULL || mrc == ENOSPC)
         rc = EVS_ENOSPC;
     else if (mrc == ENOMEM)
@@ -122,6 +135,256 @@ int evs__reader_nolock(evs__emb *s, const char *name, int *nolock)
     return 0;
 }
 
+/*
+ * The map. The writer's environment has MDB_WRITEMAP, and LMDB then makes
+ * data.mdb exactly as large as the map (ftruncate): a map sized for the
+ * largest index (it was 64 GiB) is a file whose apparent size is 64 GiB
+ * for five events, which cp, tar and backups without sparse support copy
+ * byte by byte. So the map starts at EVS_IDX_MAP_MIN, or the index's size
+ * rounded up, and grows with the index:
+ *
+ *   64 MiB → 128 → 256 → 512 MiB → 1 GiB → 2 GiB → 3 GiB → ...
+ *   (doubling up to EVS_IDX_MAP_STEP, then that step at a time)
+ *
+ * so data.mdb's apparent size stays within 2x (small) or 1 GiB (large) of
+ * what the index uses. The writer grows it ahead of a group whose likely
+ * growth would not fit (evs__idx_reserve), and again whenever LMDB says
+ * MDB_MAP_FULL anyway (writer.c redoes the txn). Growing only extends the
+ * file (sparse: no block is needed, no disk space is asked) and remaps it:
+ * the blocks behind the index's end stay reserved by evs__idx_reserve, so
+ * a full disk is still an EVS_ENOSPC before anything is written.
+ *
+ * A remap moves the map: no thread of this process may be reading LMDB
+ * pages meanwhile (mdb_env_set_mapsize's rule). Readers pass the gate: a
+ * counter per slot, incremented on the way in, decremented on the way
+ * out; the remapping thread closes the gate and waits until every counter
+ * is back to zero, remaps, bumps the gate's generation and opens it. A
+ * reader that finds it closed steps back and waits on the gate's lock.
+ * Readers hold the gate only while they touch LMDB (one read, one
+ * iterator step), never while waiting for anything, so a remap waits
+ * microseconds. An iterator's transaction lives between its calls, outside
+ * the gate: a transaction holds no pointer into the map, its cursors do,
+ * so after a remap (the generation changed) the cursors are re-sought.
+ *
+ * Readers in other processes (read-only opens) map the file at the size
+ * the writer's last commit recorded; when the index outgrows it, LMDB
+ * refuses their next transaction with MDB_MAP_RESIZED, and they adopt the
+ * new size (mdb_env_set_mapsize(env, 0)) through the same gate and retry.
+ *
+ * Recovery and rebuild write without MDB_WRITEMAP (pwrite per page): their
+ * file grows with what they write, whatever the map; they keep a large map
+ * (address space only) and the writer's reopen sets its own.
+ */
+
+static _Thread_local unsigned gate_slot = UINT32_MAX;
+static _Atomic unsigned gate_slots;
+
+static unsigned my_slot(void)
+{
+    if (gate_slot == UINT32_MAX)
+        gate_slot = atomic_fetch_add(&gate_slots, 1) % EVS_GATE_SLOTS;
+    return gate_slot;
+}
+
+static void gate_init(evs__gate *g)
+{
+    if (!g->lock_made) {
+        pthread_mutex_init(&g->lock, NULL);
+        g->lock_made = 1;
+    }
+}
+
+int evs__gate_enter(evs__gate *g)
+{
+    unsigned i = my_slot();
+    for (;;) {
+        /* seq_cst both: either the remapper sees this count or this
+         * thread sees the gate closed (Dekker) */
+        atomic_fetch_add(&g->slot[i].n, 1);
+        if (!atomic_load(&g->closed))
+            break;
+        atomic_fetch_sub(&g->slot[i].n, 1);
+        pthread_mutex_lock(&g->lock); /* held by the remapper until it is done */
+        pthread_mutex_unlock(&g->lock);
+    }
+    if (g->broken) {
+        atomic_fetch_sub(&g->slot[i].n, 1);
+        return evs__err(EVS_EBACKEND, "index: growing the index's map failed and the map "
+                        "is gone; close and reopen the store");
+    }
+    return 0;
+}
+
+void evs__gate_leave(evs__gate *g)
+{
+    /* another thread's slot when an iterator moved threads: only the sum
+     * of the counters means something */
+    atomic_fetch_sub(&g->slot[my_slot()].n, 1);
+}
+
+/* Close the gate and wait until no reader is inside. */
+static void gate_close(evs__gate *g)
+{
+    pthread_mutex_lock(&g->lock);
+    atomic_store(&g->closed, 1);
+    for (unsigned spins = 0;; spins++) {
+        uint32_t sum = 0;
+        for (unsigned i = 0; i < EVS_GATE_SLOTS; i++)
+            sum += atomic_load(&g->slot[i].n);
+        if (sum == 0)
+            break;
+        if (spins < 64)
+            sched_yield();
+        else
+            nanosleep(&(struct timespec){0, 20000}, NULL);
+    }
+}
+
+static void gate_open(evs__gate *g)
+{
+    atomic_fetch_add(&g->gen, 1);
+    atomic_store(&g->closed, 0);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* The series' first size: EVS_IDX_MAP_MIN; tests set a smaller one with
+ * EVS_DEBUG_INDEX_MAP_MIN=bytes (at least 256 KiB), read when a store is
+ * opened, to see the map grow many times on a few thousand events. */
+static uint64_t map_min(void)
+{
+    const char *e = getenv("EVS_DEBUG_INDEX_MAP_MIN");
+    unsigned long long v = e ? strtoull(e, NULL, 10) : 0;
+    return v >= (256u << 10) && v <= EVS_IDX_MAP_MIN ? v & ~(uint64_t)4095
+                                                       : EVS_IDX_MAP_MIN;
+}
+
+/* The size of the series (see above) that holds want bytes. */
+static uint64_t map_target(const evs__emb *s, uint64_t want)
+{
+    uint64_t m = s->idx_map_min;
+    while (m < want)
+        m += m < EVS_IDX_MAP_STEP ? m : EVS_IDX_MAP_STEP;
+    return m;
+}
+
+/* Remap env at size (0: the size the writer recorded), the gate closed.
+ * What can fail is tried first, so that LMDB's remap, which leaves no map
+ * behind when it fails, does not: the address space, and (the writer) the
+ * file's new size. */
+static EVS_MUST_USE int remap(evs__emb *s, uint64_t size)
+{
+    if (size) {
+        void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                       -1, 0);
+        if (p == MAP_FAILED)
+            return evs__err(EVS_ENOMEM, "index: cannot map %llu MiB for the index of %s "
+                            "(%s); raise the address-space limit (ulimit -v)",
+                            (unsigned long long)(size >> 20), s->dir, strerror(errno));
+        munmap(p, size);
+        if (s->idx_fd >= 0 && ftruncate(s->idx_fd, (off_t)size) != 0) {
+            int e = errno;
+            return evs__err(e == ENOSPC || e == EFBIG ? EVS_ENOSPC : EVS_EIO,
+                            "index: cannot grow %s/index/data.mdb to %llu MiB: %s; nothing "
+                            "was written", s->dir, (unsigned long long)(size >> 20),
+                            strerror(e));
+        }
+    }
+    int mrc = mdb_env_set_mapsize(s->env, (size_t)size);
+    if (mrc != 0) {
+        s->idx_gate.broken = 1;
+        return evs__err(EVS_EBACKEND, "index: remapping the index of %s failed (%s); close "
+                        "and reopen the store", s->dir, mdb_strerror(mrc));
+    }
+    MDB_envinfo info;
+    if (mdb_env_info(s->env, &info) == 0)
+        s->idx_mapsize = info.me_mapsize;
+    return 0;
+}
+
+int evs__idx_map_grow(evs__emb *s, uint64_t want)
+{
+    if (want <= s->idx_mapsize)
+        return 0;
+    gate_close(&s->idx_gate);
+    int rc = s->idx_gate.broken ? evs__err(EVS_EBACKEND, "index: the index's map is gone; "
+                                           "close and reopen the store")
+                                : remap(s, map_target(s, want));
+    gate_open(&s->idx_gate);
+    return rc;
+}
+
+/* A reader's MDB_MAP_RESIZED: adopt the writer's size. Outside the gate. */
+static EVS_MUST_USE int adopt_size(evs__emb *s)
+{
+    gate_close(&s->idx_gate);
+    int rc = s->idx_gate.broken ? 0 : remap(s, 0);
+    gate_open(&s->idx_gate);
+    return rc;
+}
+
+/*
+ * Long reads. LMDB reuses a page freed by a commit only once no reader's
+ * snapshot is older than that commit: a read transaction held across a
+ * long read beside a writer keeps every page the writer rewrites
+ * meanwhile, and the index grows by all of them (a read-only verify beside
+ * a writer: 20x). So long reads (iterators in store.c, verify in
+ * recovery.c) renew their transaction every EVS_READ_RENEW_EVENTS events
+ * or EVS_READ_RENEW_MS (mdb_txn_reset + mdb_txn_renew, evs__rtxn_renew)
+ * and re-seek their cursors where they were. The sub-databases of events
+ * (positions, tenant_events, stream_events, postings, event_ids) only ever
+ * gain entries (recovery, which drops them, runs before any read), so a
+ * newer snapshot holds every entry of an older one: bounded by the
+ * position that was the head when the read began, and with the stream
+ * heads and tenant ids it looked up then, a read returns exactly what its
+ * first snapshot would have.
+ */
+
+int evs__rtxn_begin(evs__emb *s, MDB_txn **txn)
+{
+    for (int tries = 0;; tries++) {
+        int rc = evs__gate_enter(&s->idx_gate);
+        if (rc < 0)
+            return rc;
+        int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+        if (mrc == 0)
+            return 0;
+        evs__gate_leave(&s->idx_gate);
+        if (mrc != MDB_MAP_RESIZED || tries == 16)
+            return evs__mdb_err(mrc, "begin read");
+        if ((rc = adopt_size(s)) < 0)
+            return rc;
+    }
+}
+
+void evs__rtxn_end(evs__emb *s, MDB_txn *txn)
+{
+    if (txn)
+        mdb_txn_abort(txn);
+    evs__gate_leave(&s->idx_gate);
+}
+
+int evs__rtxn_renew(evs__emb *s, MDB_txn *txn)
+{
+    mdb_txn_reset(txn);
+    for (int tries = 0;; tries++) {
+        int mrc = mdb_txn_renew(txn);
+        if (mrc == 0)
+            return 0;
+        if (mrc != MDB_MAP_RESIZED || tries == 16)
+            return evs__mdb_err(mrc, "renew read");
+        evs__gate_leave(&s->idx_gate);
+        int rc = adopt_size(s);
+        int erc = evs__gate_enter(&s->idx_gate);
+        if (erc < 0) {
+            /* the map is gone: stay "inside" for the caller's leave */
+            atomic_fetch_add(&s->idx_gate.slot[my_slot()].n, 1);
+            return erc;
+        }
+        if (rc < 0)
+            return rc;
+    }
+}
+
 int evs__idx_open(evs__emb *s, int readonly, int writemap)
 {
     char path[4096];
@@ -129,6 +392,7 @@ int evs__idx_open(evs__emb *s, int readonly, int writemap)
     MDB_txn *txn = NULL;
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, evs__term_hash_debug_init);
+    s->idx_map_min = map_min();
     snprintf(path, sizeof(path), "%s/index", s->dir);
     if (!readonly && mkdir(path, 0755) != 0 && errno != EEXIST)
         return evs__err(EVS_EIO, "create %s: %s", path, strerror(errno));
@@ -143,10 +407,12 @@ int evs__idx_open(evs__emb *s, int readonly, int writemap)
      * refuses a group with EVS_ENOSPC before it writes anything.
      * Recovery and rebuild run without it (pages written with pwrite at
      * commit: a full disk is an error return), then the environment is
-     * reopened. The map is a reservation of address space: 64 GiB of
-     * index is roughly 400 M events. Where the address space is limited
-     * (ulimit -v, valgrind) a 64 GiB map fails: then try smaller ones,
-     * down to 1 GiB.
+     * reopened. The writer's map starts small and grows ("The map"
+     * above); readers take the size the writer recorded; recovery and
+     * rebuild (no writemap: the file grows by their writes) map 64 GiB of
+     * address space, roughly 400 M events. Where the address space is
+     * limited (ulimit -v, valgrind) a 64 GiB map fails: then they try
+     * smaller ones, down to 1 GiB.
      */
     unsigned flags = MDB_NOSYNC | MDB_NOMETASYNC | MDB_NOTLS | MDB_NORDAHEAD;
     if (readonly) {
@@ -156,20 +422,48 @@ int evs__idx_open(evs__emb *s, int readonly, int writemap)
         flags |= MDB_RDONLY | (nolock ? MDB_NOLOCK : 0);
     } else if (writemap)
         flags |= MDB_WRITEMAP;
-    for (unsigned gib = 64;; gib /= 4) {
+    gate_init(&s->idx_gate);
+    /* 0: the size recorded in the file; the writer's starts at the
+     * smallest, which LMDB raises to the index's size */
+    uint64_t size = readonly ? 0 : writemap ? s->idx_map_min : (uint64_t)64 << 30;
+    for (;;) {
         if ((mrc = mdb_env_create(&s->env)) != 0)
             return evs__mdb_err(mrc, "create environment");
         mdb_env_set_maxdbs(s->env, 16);
         mdb_env_set_maxreaders(s->env, 1024);
-        mdb_env_set_mapsize(s->env, (size_t)gib << 30);
+        if (size)
+            mdb_env_set_mapsize(s->env, (size_t)size);
         if ((mrc = mdb_env_open(s->env, path, flags, 0644)) == 0)
             break;
         mdb_env_close(s->env);
         s->env = NULL;
-        if ((mrc != EINVAL && mrc != ENOMEM) || gib == 1)
+        if ((mrc != EINVAL && mrc != ENOMEM) || (size && size <= (1u << 30)))
             return evs__mdb_err(mrc, "open");
+        size = size ? size / 4 : (uint64_t)16 << 30;
     }
-    if ((mrc = mdb_txn_begin(s->env, NULL, readonly ? MDB_RDONLY : 0, &txn)) != 0)
+    MDB_envinfo info;
+    s->idx_mapsize = mdb_env_info(s->env, &info) == 0 ? info.me_mapsize : 0;
+    s->idx_fd = -1;
+    if (writemap && mdb_env_get_fd(s->env, &s->idx_fd) != 0)
+        s->idx_fd = -1;
+    if (writemap) {
+        /* LMDB raised the map to the index's size if it was larger: room
+         * to write, before the first transaction */
+        MDB_stat st;
+        uint64_t used = mdb_env_stat(s->env, &st) == 0
+                            ? ((uint64_t)info.me_last_pgno + 1) * st.ms_psize : 0;
+        int rc = evs__idx_map_grow(s, used + s->idx_map_min / 2);
+        if (rc < 0)
+            return rc;
+    }
+    /* a writer elsewhere may have grown the map since it was opened (no
+     * other thread can read yet) */
+    for (int tries = 0;
+         (mrc = mdb_txn_begin(s->env, NULL, readonly ? MDB_RDONLY : 0, &txn)) ==
+             MDB_MAP_RESIZED && tries < 16; tries++)
+        if ((mrc = mdb_env_set_mapsize(s->env, 0)) != 0)
+            break;
+    if (mrc != 0)
         return evs__mdb_err(mrc, "begin");
     unsigned cf = readonly ? 0 : MDB_CREATE;
     struct { const char *name; MDB_dbi *dbi; } dbs[] = {
@@ -257,6 +551,7 @@ int evs__idx_open(evs__emb *s, int readonly, int writemap)
     s->idx_fd = -1;
     if (!readonly && mdb_env_get_fd(s->env, &s->idx_fd) != 0)
         s->idx_fd = -1;
+    s->idx_used = s->idx_reserved = s->idx_growth = 0; /* a new file size: reserve anew */
     return 0;
 }
 
@@ -301,6 +596,15 @@ int evs__idx_reserve(evs__emb *s, uint64_t need)
     if (s->idx_used && used > s->idx_used && used - s->idx_used > s->idx_growth)
         s->idx_growth = used - s->idx_used;
     s->idx_used = used;
+    /* The map: room for what this group likely adds (need is a worst case
+     * hundreds of times what groups add: a map sized by it would be as
+     * sparse as a fixed one). More than that is an MDB_MAP_FULL, after
+     * which writer.c grows the map and redoes the txn. */
+    uint64_t likely = 8 * s->idx_growth > s->idx_map_min / 4 ? 8 * s->idx_growth
+                                                              : s->idx_map_min / 4;
+    int rc = evs__idx_map_grow(s, used + (need < likely ? need : likely));
+    if (rc < 0)
+        return rc;
     uint64_t runway = EVS_IDX_RUNWAY;
     if (runway < 4 * s->idx_growth)
         runway = 4 * s->idx_growth;

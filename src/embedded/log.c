@@ -446,13 +446,28 @@ int evs__segs_open(evs__emb *s, int readonly)
         uint64_t size = evs__get_le64(h + 24);
         if (i == 0)
             s->seg_size = (uint32_t)size;
-        if (size != s->seg_size || (uint64_t)st.st_size != size ||
-            size < (1u << 20) || size > (1u << 30)) {
+        if (size < (1u << 20) || size > (1u << 30)) {
             close(fd);
-            rc = evs__err(EVS_ECORRUPT,
-                          "segment %s: size %llu (file %lld bytes) differs from the "
-                          "store's segment size %u", path, (unsigned long long)size,
-                          (long long)st.st_size, s->seg_size);
+            rc = evs__err(EVS_ECORRUPT, "segment %s: its header gives a segment size of "
+                          "%llu bytes, outside 1 MiB .. 1 GiB (a damaged header)", path,
+                          (unsigned long long)size);
+            goto out;
+        }
+        if (size != s->seg_size) {
+            close(fd);
+            rc = evs__err(EVS_ECORRUPT, "segment %s: its header gives a segment size of "
+                          "%llu bytes, but the store's first segment gives %u: every "
+                          "segment of a store has the same size (a segment of another "
+                          "store?)", path, (unsigned long long)size, s->seg_size);
+            goto out;
+        }
+        if ((uint64_t)st.st_size != size) {
+            close(fd);
+            rc = evs__err(EVS_ECORRUPT, "segment %s: the file is %lld bytes, but a segment "
+                          "is %llu bytes (its header says so): the file was %s; restore it "
+                          "from a backup (evs verify lists what is readable)", path,
+                          (long long)st.st_size, (unsigned long long)size,
+                          (uint64_t)st.st_size < size ? "cut short" : "extended");
             goto out;
         }
         s->segs[no - 1].first_position = evs__get_le64(h + 32);

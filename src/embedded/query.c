@@ -542,6 +542,18 @@ fail:
     return rc;
 }
 
+int evs__qplan_renew(evs__qplan *pl)
+{
+    for (size_t i = 0; i < pl->nnodes; i++) {
+        qnode *n = &pl->nodes[i];
+        n->valid = 0; /* the cursors' positions are gone: the next seek searches */
+        int mrc = n->cur ? mdb_cursor_renew(pl->txn, n->cur) : 0;
+        if (mrc != 0)
+            return evs__mdb_err(mrc, "query: renew cursor");
+    }
+    return 0;
+}
+
 void evs__qplan_free(evs__qplan *pl)
 {
     if (!pl)

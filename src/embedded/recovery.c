@@ -569,16 +569,50 @@ int evs__emb_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink)
     uint64_t applied, L, n = 0;
     int rc, mrc;
 
-    if ((mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
-        return evs__mdb_err(mrc, "begin verify");
+    /*
+     * A read transaction held for the whole walk would keep every page the
+     * writer frees meanwhile from being reused, and the index would grow
+     * by what the writer rewrites during the walk (20x measured beside a
+     * writer). So the counts are taken first, in the first snapshot, and
+     * the walk renews its snapshot every EVS_READ_RENEW_EVENTS records:
+     * entries are only ever added, so a later snapshot has every entry of
+     * positions <= applied that the first one had, and no other.
+     */
+    if ((rc = evs__rtxn_begin(s, &txn)) < 0)
+        return rc;
     if ((rc = evs__idx_applied_get(txn, s, &applied, &L)) < 0) {
-        mdb_txn_abort(txn);
+        evs__rtxn_end(s, txn);
         return rc;
     }
+    struct { const char *name; MDB_dbi dbi; uint64_t have; } counted[] = {
+        {"positions", s->db_positions, 0},
+        {"event_ids", s->db_event_ids, 0},
+        {"tenant_events", s->db_tenant_events, 0},
+        {"stream_events", s->db_stream_events, 0},
+        {"postings", s->db_postings, 0},
+    };
+    for (size_t i = 0; i < sizeof(counted) / sizeof(counted[0]); i++)
+        counted[i].have = entries(txn, counted[i].dbi);
+    /* every stream's head + 1 summed must equal the number of events */
+    MDB_cursor *cur;
+    uint64_t heads = 0;
+    int heads_mrc = mdb_cursor_open(txn, s->db_streams, &cur);
+    if (heads_mrc == 0) {
+        MDB_val k, val;
+        int op = MDB_FIRST;
+        while (mdb_cursor_get(cur, &k, &val, op) == 0) {
+            op = MDB_NEXT;
+            if (val.mv_size == 16)
+                heads += evs__get_le64((const uint8_t *)val.mv_data + 8) + 1;
+        }
+        mdb_cursor_close(cur);
+    }
     if ((mrc = mdb_cursor_open(txn, s->db_postings, &v.pcur)) != 0) {
-        mdb_txn_abort(txn);
+        evs__rtxn_end(s, txn);
         return evs__mdb_err(mrc, "verify: open cursor");
     }
+    uint64_t renewed = evs__coarse_ns();
+    uint32_t since = 0;
     uint32_t last_seg = evs__loc_seg(L), last_off = evs__loc_off(L);
     uint64_t expect = 1;
     for (uint32_t seg = 1; seg <= last_seg; seg++) {
@@ -628,6 +662,28 @@ int evs__emb_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink)
                         " where %" PRIu64 " was expected", seg, off, pos, expect);
                 expect = pos;
             }
+            if (pos <= applied && ++since >= EVS_READ_RENEW_EVENTS / 4) {
+                uint64_t now = evs__coarse_ns();
+                if (since >= EVS_READ_RENEW_EVENTS ||
+                    now - renewed >= EVS_READ_RENEW_MS * UINT64_C(1000000)) {
+                    /* out of the gate (a remap may run), then a new snapshot */
+                    evs__gate_leave(&s->idx_gate);
+                    if ((rc = evs__gate_enter(&s->idx_gate)) < 0) {
+                        mdb_cursor_close(v.pcur);
+                        mdb_txn_abort(txn);
+                        return rc;
+                    }
+                    if ((rc = evs__rtxn_renew(s, txn)) < 0 ||
+                        ((mrc = mdb_cursor_renew(txn, v.pcur)) != 0 &&
+                         (rc = evs__mdb_err(mrc, "verify: renew cursor")) < 0)) {
+                        mdb_cursor_close(v.pcur);
+                        evs__rtxn_end(s, txn);
+                        return rc;
+                    }
+                    renewed = now;
+                    since = 0;
+                }
+            }
             if (pos <= applied)
                 verify_index_entry(s, txn, &v, m + off, seg, off);
             n++;
@@ -639,41 +695,23 @@ int evs__emb_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink)
         problem(&v, "the log holds positions up to %" PRIu64 " but the index says %" PRIu64,
                 expect - 1, applied);
     mdb_cursor_close(v.pcur);
-    struct { const char *name; MDB_dbi dbi; uint64_t want; } counted[] = {
-        {"positions", s->db_positions, applied},
-        {"event_ids", s->db_event_ids, applied},
-        {"tenant_events", s->db_tenant_events, applied - v.system},
-        {"stream_events", s->db_stream_events, applied - v.streamless},
-        {"postings", s->db_postings, v.postings},
-    };
+    evs__rtxn_end(s, txn);
+    /* the counts of the first snapshot, against what the walk found */
+    uint64_t want[] = {applied, applied, applied - v.system, applied - v.streamless,
+                       v.postings};
     /* the last three counts come from reading every record: only exact
      * when none was damaged (each damaged one is reported already) */
     size_t ncounted = sizeof(counted) / sizeof(counted[0]) - (v.unread ? 3 : 0);
-    for (size_t i = 0; i < ncounted; i++) {
-        uint64_t e = entries(txn, counted[i].dbi);
-        if (e != counted[i].want)
+    for (size_t i = 0; i < ncounted; i++)
+        if (counted[i].have != want[i])
             problem(&v, "index: %s has %" PRIu64 " entries where the log's %" PRIu64
-                    " events need %" PRIu64, counted[i].name, e, applied, counted[i].want);
-    }
-    /* every stream's head + 1 summed must equal the number of events */
-    MDB_cursor *cur;
-    if ((mrc = mdb_cursor_open(txn, s->db_streams, &cur)) != 0) {
-        problem(&v, "index: the streams index cannot be read: %s", mdb_strerror(mrc));
-    } else {
-        MDB_val k, val;
-        uint64_t sum = 0;
-        int op = MDB_FIRST;
-        while (mdb_cursor_get(cur, &k, &val, op) == 0) {
-            op = MDB_NEXT;
-            if (val.mv_size == 16)
-                sum += evs__get_le64((const uint8_t *)val.mv_data + 8) + 1;
-        }
-        mdb_cursor_close(cur);
-        if (!v.unread && sum != applied - v.streamless)
-            problem(&v, "index: stream heads account for %" PRIu64 " events, the log "
-                    "for %" PRIu64 " in streams", sum, applied - v.streamless);
-    }
-    mdb_txn_abort(txn);
+                    " events need %" PRIu64, counted[i].name, counted[i].have, applied,
+                    want[i]);
+    if (heads_mrc != 0)
+        problem(&v, "index: the streams index cannot be read: %s", mdb_strerror(heads_mrc));
+    else if (!v.unread && heads != applied - v.streamless)
+        problem(&v, "index: stream heads account for %" PRIu64 " events, the log "
+                "for %" PRIu64 " in streams", heads, applied - v.streamless);
     if (checked)
         *checked = n;
     return 0; /* the front end counts the problems */

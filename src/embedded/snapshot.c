@@ -163,7 +163,7 @@ static size_t snap_key(uint8_t *kb, const char *tenant, const char *stream, int6
 
 int evs__emb_snapshot_save(evs_db *db, const char *tenant, const char *stream,
                            int64_t version, const char *schema, const void *data,
-                           size_t len)
+                           size_t len, int64_t saved_at)
 {
     evs__emb *s = (evs__emb *)db;
     MDB_txn *txn;
@@ -174,13 +174,13 @@ int evs__emb_snapshot_save(evs_db *db, const char *tenant, const char *stream,
     int64_t head = EVS_NO_STREAM;
     size_t schl = strlen(schema);
     MDB_txn *itxn;
-    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &itxn);
-    if (mrc != 0)
-        return evs__mdb_err(mrc, "begin snapshot write");
-    int rc = evs__idx_tenant_get(itxn, s, tenant, strlen(tenant), &tid);
+    int mrc, rc = evs__rtxn_begin(s, &itxn);
+    if (rc < 0)
+        return rc;
+    rc = evs__idx_tenant_get(itxn, s, tenant, strlen(tenant), &tid);
     if (rc == 0)
         rc = evs__idx_stream_get(itxn, s, tid, stream, strlen(stream), &sid, &head);
-    mdb_txn_abort(itxn);
+    evs__rtxn_end(s, itxn);
     if (rc == EVS_ENOTFOUND || (rc == 0 && sid == 0))
         return evs__err(EVS_EINVAL, "snapshot_save: stream %s does not exist; a snapshot "
                         "is of a stream's events", stream);
@@ -199,7 +199,7 @@ int evs__emb_snapshot_save(evs_db *db, const char *tenant, const char *stream,
         goto out;
     }
     uint8_t *p = v.mv_data;
-    evs__put_le64(p, (uint64_t)evs__now_us());
+    evs__put_le64(p, (uint64_t)(saved_at ? saved_at : evs__now_us()));
     evs__put_le16(p + 8, (uint16_t)schl);
     memcpy(p + 10, schema, schl + 1);
     if (len)
@@ -249,6 +249,25 @@ out:
     return rc;
 }
 
+/* A stored snapshot (key k, its tenant and stream taking plen bytes; value
+ * v) as fields pointing into v. 0, or EVS_ECORRUPT naming the stream. */
+static int snap_decode(evs_snapshot *out, const MDB_val *k, const MDB_val *v, size_t plen,
+                       const char *stream)
+{
+    const uint8_t *p = v->mv_data;
+    size_t schl = v->mv_size >= 10 ? evs__get_le16(p + 8) : 0;
+    if (v->mv_size < 12 + schl || k->mv_size != plen + 8 || p[10 + schl] != 0 ||
+        p[v->mv_size - 1] != 0)
+        return evs__err(EVS_ECORRUPT, "snapshots: a snapshot of stream %s is malformed",
+                        stream);
+    out->version = (int64_t)evs__get_be64((const uint8_t *)k->mv_data + plen);
+    out->saved_at = (int64_t)evs__get_le64(p);
+    out->schema = (const char *)p + 10;
+    out->data = p + 11 + schl;
+    out->data_len = v->mv_size - 12 - schl;
+    return 0;
+}
+
 int evs__emb_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
                            const char *stream, int64_t max_version)
 {
@@ -285,29 +304,90 @@ int evs__emb_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
         rc = evs__mdb_err(mrc, "snapshot lookup");
         goto out;
     }
-    const uint8_t *p = v.mv_data;
-    size_t schl = v.mv_size >= 10 ? evs__get_le16(p + 8) : 0;
-    if (v.mv_size < 12 + schl) {
-        rc = evs__err(EVS_ECORRUPT, "snapshots: a snapshot of stream %s is malformed", stream);
+    evs_snapshot view;
+    if ((rc = snap_decode(&view, &k, &v, plen, stream)) < 0)
         goto out;
-    }
-    size_t dlen = v.mv_size - 12 - schl;
     evs_snapshot *snap = malloc(sizeof(*snap) + v.mv_size);
     if (!snap) {
-        rc = evs__err(EVS_ENOMEM, "out of memory loading a snapshot of %zu bytes", dlen);
+        rc = evs__err(EVS_ENOMEM, "out of memory loading a snapshot of %zu bytes",
+                      view.data_len);
         goto out;
     }
+    /* the same fields, pointing into a copy of the value */
     uint8_t *copy = (uint8_t *)(snap + 1);
-    memcpy(copy, p, v.mv_size);
-    snap->version = (int64_t)evs__get_be64((const uint8_t *)k.mv_data + plen);
-    snap->saved_at = (int64_t)evs__get_le64(copy);
-    snap->schema = (const char *)copy + 10;
-    snap->data = copy + 11 + schl;
-    snap->data_len = dlen;
+    memcpy(copy, v.mv_data, v.mv_size);
+    *snap = view;
+    snap->schema = (const char *)copy + ((const uint8_t *)view.schema - (const uint8_t *)v.mv_data);
+    snap->data = copy + ((const uint8_t *)view.data - (const uint8_t *)v.mv_data);
     *out = snap;
 out:
     if (cur)
         mdb_cursor_close(cur);
     mdb_txn_abort(txn);
+    return rc;
+}
+
+/* The walk re-opens its read transaction every SNAP_LIST_PAGE snapshots
+ * (after the last key seen), so that a long export does not keep LMDB from
+ * reusing the pages that saves free meanwhile. */
+#define SNAP_LIST_PAGE 256
+
+int evs__emb_snapshot_list(evs_db *db, const char *tenant, evs_snapshot_fn fn, void *ctx)
+{
+    evs__emb *s = (evs__emb *)db;
+    uint8_t last[EVS_MAX_TENANT_LEN + EVS_MAX_STREAM_LEN + 16];
+    size_t last_len = 0, tl = tenant ? strlen(tenant) + 1 : 0; /* with its NUL */
+    int rc = 0, more = 1;
+    if (!s->snap_env)
+        return 0;
+    if (tenant)
+        memcpy(last, tenant, tl);
+    while (more && rc == 0) {
+        MDB_txn *txn;
+        MDB_cursor *cur;
+        int mrc = mdb_txn_begin(s->snap_env, NULL, MDB_RDONLY, &txn);
+        if (mrc != 0)
+            return evs__mdb_err(mrc, "snapshots: begin read");
+        if ((mrc = mdb_cursor_open(txn, s->snap_dbi, &cur)) != 0) {
+            mdb_txn_abort(txn);
+            return evs__mdb_err(mrc, "snapshots: open cursor");
+        }
+        MDB_val k = {last_len ? last_len : tl, last}, v;
+        mrc = k.mv_size ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
+                        : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        /* a page starts at the last key seen: skip it */
+        if (mrc == 0 && last_len && k.mv_size == last_len && !memcmp(k.mv_data, last, last_len))
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        more = 0;
+        for (int n = 0; mrc == 0 && rc == 0; n++) {
+            const char *kt = k.mv_data;
+            size_t ktl = strnlen(kt, k.mv_size);
+            if (tenant && (ktl + 1 != tl || memcmp(kt, tenant, tl) != 0))
+                break; /* past the tenant's keys */
+            if (n == SNAP_LIST_PAGE) {
+                more = 1;
+                break;
+            }
+            const char *ks = kt + ktl + 1;
+            size_t kl = ktl + 1 < k.mv_size ? strnlen(ks, k.mv_size - ktl - 1) : k.mv_size;
+            evs_snapshot snap;
+            if (ktl + 1 + kl + 1 + 8 != k.mv_size || k.mv_size > sizeof(last)) {
+                rc = evs__err(EVS_ECORRUPT, "snapshots: a key of %zu bytes is malformed",
+                              k.mv_size);
+                break;
+            }
+            if ((rc = snap_decode(&snap, &k, &v, ktl + kl + 2, ks)) < 0)
+                break;
+            memcpy(last, k.mv_data, k.mv_size);
+            last_len = k.mv_size;
+            rc = fn(ctx, kt, ks, &snap);
+            if (rc == 0)
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
+            rc = evs__mdb_err(mrc, "snapshots: walk");
+        mdb_cursor_close(cur);
+        mdb_txn_abort(txn);
+    }
     return rc;
 }

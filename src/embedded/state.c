@@ -165,7 +165,7 @@ int evs__state_judge(const char *dir, evs__trust *j)
     j->log_original = same_file(b + 40, id, 2);
     snprintf(path, sizeof(path), "%s/index/data.mdb", dir);
     file_id(path, id);
-    int same_index = same_file(b + 56, id, 2);
+    int same_index = same_file(b + 56, id, 2), index_missing = id[1] == 0;
     int changed_index = clean && !same_file(b + 56, id, 4);
     /* synced on every save: after any stop the same file is trusted,
      * unless it changed after a clean close */
@@ -176,12 +176,20 @@ int evs__state_judge(const char *dir, evs__trust *j)
     int same_boot = memcmp(boot, b + 16, 16) == 0 &&
                     memcmp(boot, (const uint8_t[16]){0}, 16) != 0;
 
-    if (!j->log_original || !same_index)
+    if (!j->log_original)
         snprintf(j->why, sizeof(j->why), "its files are not the ones it was written "
-                 "with (a copy, or an index that was replaced)");
+                 "with (a copy of the store); the index is derived from the log, which "
+                 "holds every event");
+    else if (!same_index && index_missing)
+        snprintf(j->why, sizeof(j->why), "index/data.mdb is missing; the index is "
+                 "derived from the log, which holds every event");
+    else if (!same_index)
+        snprintf(j->why, sizeof(j->why), "index/data.mdb is not the file this store "
+                 "wrote (replaced, or copied from elsewhere); the index is derived from "
+                 "the log, which holds every event");
     else if (changed_index)
-        snprintf(j->why, sizeof(j->why), "the index file changed after the store was "
-                 "closed");
+        snprintf(j->why, sizeof(j->why), "index/data.mdb changed after the store was "
+                 "closed; the index is derived from the log, which holds every event");
     else if ((flags & STATE_FLAG_OPEN) && !same_boot)
         snprintf(j->why, sizeof(j->why), "it was not closed before the machine stopped "
                  "(an OS crash or power loss)");

@@ -69,7 +69,12 @@ static const evs__backend_ops emb_ops = {
     .token_at = emb_token_at,
     .snapshot_save = evs__emb_snapshot_save,
     .snapshot_load = evs__emb_snapshot_load,
+    .snapshot_list = evs__emb_snapshot_list,
+    .read_event = evs__emb_read_event,
+    .list_streams = evs__emb_list_streams,
+    .list_tenants = evs__emb_list_tenants,
     .verify = evs__emb_verify,
+    .backup = evs__emb_backup,
     .close = emb_close,
 };
 
@@ -390,13 +395,10 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
          * than every read later (each read begins by reading it). */
         MDB_txn *txn;
         uint64_t applied = 0, L;
-        int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-        if (mrc != 0) {
-            rc = evs__mdb_err(mrc, "begin read");
+        if ((rc = evs__rtxn_begin(s, &txn)) < 0)
             goto fail;
-        }
         rc = evs__idx_applied_get(txn, s, &applied, &L);
-        mdb_txn_abort(txn);
+        evs__rtxn_end(s, txn);
         if (rc < 0)
             goto fail;
         atomic_store(&s->head, applied);
@@ -503,7 +505,74 @@ typedef struct emb_iter {
     evs_event ev;
     const char **tags;
     size_t tags_cap;
+    /*
+     * Long reads (index.c, "Long reads"). Entries are read from the index
+     * a batch at a time, in one pass through the gate (iter_fetch), and
+     * their records decoded from the log outside it. txn lives between
+     * fetches outside the gate; it is renewed every EVS_READ_RENEW_EVENTS
+     * events or EVS_READ_RENEW_MS, and after a remap, and the cursor then
+     * re-seeks the last key it read; it is reset (its snapshot let go) at
+     * the end of the read and when a caller keeps it longer than
+     * EVS_READ_RENEW_MS. Entries past snap_head are not this read's.
+     */
+    int in_gate;         /* inside s->idx_gate (until the read's setup ends) */
+    int live;            /* txn holds a snapshot (0: reset, renew to read) */
+    uint64_t gen;        /* the gate's generation the cursors are valid in */
+    uint64_t renewed_ns; /* when txn's snapshot was taken */
+    uint32_t since;      /* entries read since */
+    int reseek;          /* the cursor must re-seek last_key */
+    uint8_t last_key[16];
+    size_t last_klen;
+    int end_reached;     /* the last fetch found the end: the batch is all */
+    int fetch_rc;        /* an error the last fetch met after its entries */
+    char fetch_msg[256];
+    unsigned bn, bi;     /* entries in the batch, the next one to return */
+    struct iter_ent {
+        uint64_t pos, loc;
+        const uint8_t *rec; /* IT_QUERY: the record, checked; else NULL */
+    } batch[64];
 } emb_iter;
+
+/* Inside the gate for one fetch; renew the snapshot when it is due. */
+static EVS_MUST_USE int iter_enter(emb_iter *it)
+{
+    evs__emb *s = it->s;
+    int rc = evs__gate_enter(&s->idx_gate);
+    if (rc < 0)
+        return rc;
+    uint64_t now = 0;
+    if (it->live &&
+        atomic_load_explicit(&s->idx_gate.gen, memory_order_relaxed) == it->gen &&
+        it->since < EVS_READ_RENEW_EVENTS &&
+        (now = evs__coarse_ns()) - it->renewed_ns < EVS_READ_RENEW_MS * UINT64_C(1000000))
+        return 0;
+    if (!now)
+        now = evs__coarse_ns();
+    int mrc = 0;
+    if ((rc = evs__rtxn_renew(s, it->txn)) == 0 && it->cur &&
+        (mrc = mdb_cursor_renew(it->txn, it->cur)) != 0)
+        rc = evs__mdb_err(mrc, "renew cursor");
+    if (rc == 0 && it->plan)
+        rc = evs__qplan_renew(it->plan);
+    if (rc < 0) {
+        evs__gate_leave(&s->idx_gate);
+        return rc;
+    }
+    it->live = 1;
+    it->gen = atomic_load(&s->idx_gate.gen);
+    it->renewed_ns = now;
+    it->since = 0;
+    it->reseek = it->started;
+    return 0;
+}
+
+/* The end of a read's setup: out of the gate until its first call. */
+static void iter_ready(emb_iter *it)
+{
+    if (it->in_gate)
+        evs__gate_leave(&it->s->idx_gate);
+    it->in_gate = 0;
+}
 
 static EVS_MUST_USE int iter_new(emb_iter **out, evs__emb *s, uint64_t limit)
 {
@@ -514,15 +583,18 @@ static EVS_MUST_USE int iter_new(emb_iter **out, evs__emb *s, uint64_t limit)
     it->base.db = &s->base;
     it->s = s;
     it->left = limit ? limit : UINT64_MAX;
-    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &it->txn);
-    if (mrc != 0) {
-        free(it);
-        return evs__mdb_err(mrc, "begin read");
-    }
-    uint64_t loc;
-    int rc = evs__idx_applied_get(it->txn, s, &it->snap_head, &loc);
+    int rc = evs__rtxn_begin(s, &it->txn);
     if (rc < 0) {
-        mdb_txn_abort(it->txn);
+        free(it);
+        return rc;
+    }
+    it->in_gate = 1;
+    it->live = 1;
+    it->gen = atomic_load(&s->idx_gate.gen);
+    it->renewed_ns = evs__coarse_ns();
+    uint64_t loc;
+    if ((rc = evs__idx_applied_get(it->txn, s, &it->snap_head, &loc)) < 0) {
+        evs__rtxn_end(s, it->txn);
         free(it);
         return rc;
     }
@@ -571,6 +643,7 @@ static int emb_read_stream(evs_iter **out, evs_db *db, const char *tenant,
         emb_iter_free(&it->base);
         return rc;
     }
+    iter_ready(it);
     *out = &it->base;
     return 0;
 }
@@ -580,7 +653,6 @@ static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
 {
     /* EVS__READ_RETAIN holds without effort: events point into the log's
      * mapping, which lives as long as the handle */
-    (void)flags;
     evs__emb *s = (evs__emb *)db;
     emb_iter *it;
     int rc;
@@ -590,7 +662,7 @@ static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
     it->last_pos = from_position - 1 < it->snap_head ? from_position - 1 : it->snap_head;
     if (!tenant) {
         it->kind = IT_ALL;
-        it->skip_system = 1;
+        it->skip_system = !(flags & EVS__READ_SYSTEM);
         evs__put_be64(it->start, from_position);
         it->slen = 8;
         rc = iter_cursor(it, s->db_positions);
@@ -613,6 +685,7 @@ static int emb_read_all(evs_iter **out, evs_db *db, const char *tenant,
         emb_iter_free(&it->base);
         return rc;
     }
+    iter_ready(it);
     *out = &it->base;
     return 0;
 }
@@ -648,6 +721,7 @@ static int emb_read_query(evs_iter **out, evs_db *db, const char *tenant,
         emb_iter_free(&it->base);
         return rc;
     }
+    iter_ready(it);
     *out = &it->base;
     return 0;
 }
@@ -686,19 +760,40 @@ static int emb_read_streams(evs_iter **out, evs_db *db, const char *tenant,
         emb_iter_free(&it->base);
         return rc;
     }
+    iter_ready(it);
     *out = &it->base;
     return 0;
 }
 
+/* After a renew: the cursor on the entry after (forward) or before
+ * (backward) last_key, the last one returned. Returns an MDB code. */
+static EVS_MUST_USE int reseek(emb_iter *it, MDB_val *k, MDB_val *v, int backward)
+{
+    it->reseek = 0;
+    k->mv_size = it->last_klen;
+    k->mv_data = it->last_key;
+    int mrc = mdb_cursor_get(it->cur, k, v, MDB_SET_RANGE);
+    if (mrc == MDB_NOTFOUND && backward)
+        return mdb_cursor_get(it->cur, k, v, MDB_LAST);
+    if (mrc != 0)
+        return mrc;
+    if (backward || (k->mv_size == it->last_klen &&
+                     memcmp(k->mv_data, it->last_key, it->last_klen) == 0))
+        return mdb_cursor_get(it->cur, k, v, backward ? MDB_PREV : MDB_NEXT);
+    return 0;
+}
+
 /* IT_STREAMS: position the cursor on the next entry, moving on to the next
- * stream when one ends. Returns an MDB code. */
+ * stream when one ends (at its head in this read's snapshot). Returns an
+ * MDB code. */
 static EVS_MUST_USE int streams_step(emb_iter *it, MDB_val *k, MDB_val *v)
 {
     for (;;) {
         int mrc;
         if (it->started) {
-            mrc = mdb_cursor_get(it->cur, k, v, MDB_NEXT);
-            if (mrc == 0 && k->mv_size == 16 && memcmp(k->mv_data, it->prefix, 8) == 0)
+            mrc = it->reseek ? reseek(it, k, v, 0) : mdb_cursor_get(it->cur, k, v, MDB_NEXT);
+            if (mrc == 0 && k->mv_size == 16 && memcmp(k->mv_data, it->prefix, 8) == 0 &&
+                evs__get_le64(v->mv_data) <= it->snap_head)
                 return 0;
             if (mrc != 0 && mrc != MDB_NOTFOUND)
                 return mrc;
@@ -710,13 +805,15 @@ static EVS_MUST_USE int streams_step(emb_iter *it, MDB_val *k, MDB_val *v)
         if (it->mi >= it->mn)
             return MDB_NOTFOUND;
         it->started = 1;
+        it->reseek = 0;
         evs__put_be64(it->prefix, it->msid[it->mi]);
         evs__put_be64(it->start, it->msid[it->mi]);
         evs__put_be64(it->start + 8, (uint64_t)it->mfrom[it->mi]);
         k->mv_size = 16;
         k->mv_data = it->start;
         mrc = mdb_cursor_get(it->cur, k, v, MDB_SET_RANGE);
-        if (mrc == 0 && k->mv_size == 16 && memcmp(k->mv_data, it->prefix, 8) == 0)
+        if (mrc == 0 && k->mv_size == 16 && memcmp(k->mv_data, it->prefix, 8) == 0 &&
+            evs__get_le64(v->mv_data) <= it->snap_head)
             return 0;
         if (mrc != 0 && mrc != MDB_NOTFOUND)
             return mrc;
@@ -725,25 +822,17 @@ static EVS_MUST_USE int streams_step(emb_iter *it, MDB_val *k, MDB_val *v)
     }
 }
 
-static EVS_MUST_USE int query_next(const evs_event **ev, emb_iter *it)
+/* IT_QUERY: the next match into e. 1, 0 at the end (or past this read's
+ * head, in a renewed snapshot), or an error. */
+static EVS_MUST_USE int query_fetch(emb_iter *it, struct iter_ent *e)
 {
-    uint64_t pos, loc;
-    const uint8_t *rec;
-    int r = evs__qplan_seek(it->plan, it->next_from, &pos, &loc, &rec);
-    if (r < 0)
+    int r = evs__qplan_seek(it->plan, it->next_from, &e->pos, &e->loc, &e->rec);
+    if (r <= 0)
         return r;
-    if (r == 0) {
-        it->exhausted = 1;
-        it->left = 0;
-        return EVS_ITEROVER;
-    }
-    if ((r = evs__rec_decode(rec, &it->ev, &it->tags, &it->tags_cap)) < 0)
-        return r;
-    it->next_from = it->backward ? pos - 1 : pos + 1;
-    it->left--;
-    it->last_pos = pos;
-    *ev = &it->ev;
-    return 0;
+    if (!it->backward && e->pos > it->snap_head)
+        return 0;
+    it->next_from = it->backward ? e->pos - 1 : e->pos + 1;
+    return 1;
 }
 
 static int emb_iter_marker(uint64_t *out, const evs_iter *base)
@@ -769,31 +858,131 @@ static EVS_MUST_USE int seek_backward(emb_iter *it, MDB_val *k, MDB_val *v)
     return mdb_cursor_get(it->cur, k, v, MDB_PREV);
 }
 
-static int iter_step(const evs_event **ev, emb_iter *it);
+static EVS_MUST_USE int iter_fetch(emb_iter *it);
+static EVS_MUST_USE int iter_decode(emb_iter *it, const struct iter_ent *e);
 
 static int emb_iter_next(const evs_event **ev, evs_iter *base)
 {
     emb_iter *it = (emb_iter *)base;
+    int rc;
     for (;;) {
-        int rc = iter_step(ev, it);
-        if (rc != 0 || !it->skip_system || (*ev)->stream[0] != '$')
+        if (it->kind == IT_EMPTY) {
+            it->exhausted = 1;
+            return EVS_ITEROVER;
+        }
+        if (it->left == 0)
+            return EVS_ITEROVER;
+        if (it->bi == it->bn) {
+            if (it->fetch_rc < 0) {
+                rc = it->fetch_rc;
+                it->fetch_rc = 0;
+                evs__set_error_text(it->fetch_msg);
+                return rc;
+            }
+            if (it->end_reached) {
+                it->left = 0;
+                it->exhausted = 1;
+                return EVS_ITEROVER;
+            }
+            if ((rc = iter_fetch(it)) < 0)
+                return rc;
+            continue;
+        }
+        /* a caller slower than EVS_READ_RENEW_MS per batch: let the
+         * snapshot go now (no page is touched), the next fetch renews it;
+         * looked at every 8 events (the clock costs 7 ns, an event 40) */
+        if ((it->bi & 7) == 0 && it->live &&
+            evs__coarse_ns() - it->renewed_ns >= EVS_READ_RENEW_MS * UINT64_C(1000000)) {
+            mdb_txn_reset(it->txn);
+            it->live = 0;
+        }
+        const struct iter_ent *e = &it->batch[it->bi++];
+        if ((rc = iter_decode(it, e)) < 0)
             return rc;
-        it->left++; /* skipped events do not count against the limit */
+        it->last_pos = e->pos;
+        if (it->skip_system && it->ev.stream[0] == '$')
+            continue; /* skipped events do not count against the limit */
+        it->left--;
+        *ev = &it->ev;
+        return 0;
     }
 }
 
-static int iter_step(const evs_event **ev, emb_iter *it)
+/* The record of an entry, checked (its CRC) and decoded into it->ev. */
+static EVS_MUST_USE int iter_decode(emb_iter *it, const struct iter_ent *e)
+{
+    const uint8_t *rec = e->rec;
+    if (!rec) {
+        uint32_t seg = evs__loc_seg(e->loc), off = evs__loc_off(e->loc), len;
+        const uint8_t *m = evs__seg_map(it->s, seg);
+        if (!m || off >= it->s->seg_size)
+            return evs__err(EVS_ECORRUPT, "index points outside the log (segment %u "
+                            "offset %u)", seg, off);
+        int rr = evs__rec_check(m + off, it->s->seg_size - off, &len);
+        if (rr != EVS_REC_OK)
+            return evs__err(EVS_ECORRUPT, "log segment %u offset %u: record at position "
+                            "%" PRIu64 " is damaged: %s", seg, off, e->pos,
+                            evs__rec_problem(rr));
+        rec = m + off;
+    }
+    return evs__rec_decode(rec, &it->ev, &it->tags, &it->tags_cap);
+}
+
+static EVS_MUST_USE int cursor_fetch(emb_iter *it, struct iter_ent *e);
+
+/*
+ * The next batch of entries (at most the read's limit, at most 64), in one
+ * pass through the gate: what the gate costs is paid per batch, not per
+ * event. An error after some entries waits in fetch_rc until they are
+ * returned; the end lets the snapshot go at once.
+ */
+static EVS_MUST_USE int iter_fetch(emb_iter *it)
+{
+    int rc = iter_enter(it);
+    if (rc < 0)
+        return rc;
+    size_t cap = sizeof(it->batch) / sizeof(it->batch[0]);
+    size_t want = it->left < cap ? (size_t)it->left : cap;
+    it->bi = it->bn = 0;
+    while (it->bn < want) {
+        struct iter_ent *e = &it->batch[it->bn];
+        int r = it->kind == IT_QUERY ? query_fetch(it, e) : cursor_fetch(it, e);
+        if (r == 1) {
+            it->bn++;
+            continue;
+        }
+        if (r == 0) {
+            it->end_reached = 1;
+            mdb_txn_reset(it->txn);
+            it->live = 0;
+        } else if (it->bn == 0) {
+            rc = r;
+        } else {
+            it->fetch_rc = r;
+            snprintf(it->fetch_msg, sizeof(it->fetch_msg), "%s", evs_last_error());
+        }
+        break;
+    }
+    it->since += it->bn;
+    /* the key the cursor is on (the batch's last entry), for a re-seek
+     * after a renew; once per batch (a copy per entry costs more) */
+    MDB_val k, v;
+    if (it->cur && it->bn > 0 && !it->end_reached && !it->fetch_rc &&
+        mdb_cursor_get(it->cur, &k, &v, MDB_GET_CURRENT) == 0 &&
+        k.mv_size <= sizeof(it->last_key)) {
+        memcpy(it->last_key, k.mv_data, k.mv_size);
+        it->last_klen = k.mv_size;
+    }
+    evs__gate_leave(&it->s->idx_gate);
+    return rc;
+}
+
+/* The cursor kinds: the next entry into e. 1, 0 at the end (or past this
+ * read's head, in a renewed snapshot), or an error. */
+static EVS_MUST_USE int cursor_fetch(emb_iter *it, struct iter_ent *e)
 {
     MDB_val k, v;
     int mrc;
-    if (it->kind == IT_EMPTY) {
-        it->exhausted = 1;
-        return EVS_ITEROVER;
-    }
-    if (it->left == 0)
-        return EVS_ITEROVER;
-    if (it->kind == IT_QUERY)
-        return query_next(ev, it);
     if (it->kind == IT_STREAMS) {
         mrc = streams_step(it, &k, &v);
     } else if (!it->started) {
@@ -805,50 +994,39 @@ static int iter_step(const evs_event **ev, emb_iter *it)
             k.mv_data = it->start;
             mrc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
         }
+    } else if (it->reseek) {
+        mrc = reseek(it, &k, &v, it->kind == IT_STREAM_BWD);
     } else {
         mrc = mdb_cursor_get(it->cur, &k, &v, it->kind == IT_STREAM_BWD ? MDB_PREV : MDB_NEXT);
     }
-    if (mrc == MDB_NOTFOUND) {
-        it->left = 0;
-        it->exhausted = 1;
-        return EVS_ITEROVER;
-    }
+    /* a backward read begun on a renewed snapshot: skip what came after
+     * this read's head */
+    while (mrc == 0 && it->kind == IT_STREAM_BWD && k.mv_size == 16 &&
+           memcmp(k.mv_data, it->prefix, 8) == 0 && evs__get_le64(v.mv_data) > it->snap_head)
+        mrc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV);
+    if (mrc == MDB_NOTFOUND)
+        return 0;
     if (mrc != 0)
         return evs__mdb_err(mrc, "read");
-    if (it->plen && (k.mv_size < it->plen || memcmp(k.mv_data, it->prefix, it->plen) != 0)) {
-        it->left = 0;
-        it->exhausted = 1;
-        return EVS_ITEROVER;
-    }
-    uint64_t loc = it->kind == IT_STREAM_FWD || it->kind == IT_STREAM_BWD ||
-                           it->kind == IT_STREAMS
-                       ? evs__get_le64((const uint8_t *)v.mv_data + 8)
-                       : evs__get_le64(v.mv_data);
-    uint32_t seg = evs__loc_seg(loc), off = evs__loc_off(loc), len;
-    const uint8_t *m = evs__seg_map(it->s, seg);
-    if (!m || off >= it->s->seg_size)
-        return evs__err(EVS_ECORRUPT, "index points outside the log (segment %u offset %u)",
-                        seg, off);
-    int rr = evs__rec_check(m + off, it->s->seg_size - off, &len);
-    if (rr != EVS_REC_OK) {
-        uint64_t pos = it->kind == IT_ALL ? evs__get_be64(k.mv_data)
-                       : it->kind == IT_TENANT ? evs__get_be64((const uint8_t *)k.mv_data + 4)
-                                               : evs__get_le64(v.mv_data);
-        return evs__err(EVS_ECORRUPT, "log segment %u offset %u: record at position %" PRIu64
-                        " is damaged: %s", seg, off, pos, evs__rec_problem(rr));
-    }
-    int rc = evs__rec_decode(m + off, &it->ev, &it->tags, &it->tags_cap);
-    if (rc < 0)
-        return rc;
-    it->left--;
-    it->last_pos = it->ev.position;
-    *ev = &it->ev;
-    return 0;
+    uint64_t epos = it->kind == IT_ALL ? evs__get_be64(k.mv_data)
+                    : it->kind == IT_TENANT ? evs__get_be64((const uint8_t *)k.mv_data + 4)
+                                            : evs__get_le64(v.mv_data);
+    if ((it->plen && (k.mv_size < it->plen || memcmp(k.mv_data, it->prefix, it->plen) != 0)) ||
+        epos > it->snap_head) /* the end, or past this read's head (a renewed snapshot) */
+        return 0;
+    e->pos = epos;
+    e->loc = it->kind == IT_STREAM_FWD || it->kind == IT_STREAM_BWD || it->kind == IT_STREAMS
+                 ? evs__get_le64((const uint8_t *)v.mv_data + 8)
+                 : evs__get_le64(v.mv_data);
+    e->rec = NULL;
+    return 1;
 }
 
 static void emb_iter_free(evs_iter *base)
 {
     emb_iter *it = (emb_iter *)base;
+    /* closing cursors and ending a read txn touch no page: outside the gate */
+    iter_ready(it);
     evs__qplan_free(it->plan);
     free(it->msid);
     free(it->mfrom);
@@ -894,11 +1072,11 @@ static int emb_event_position(uint64_t *out, evs_db *db, const evs_uuid *id)
     evs__emb *s = (evs__emb *)db;
     MDB_txn *txn;
     uint64_t loc;
-    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (mrc != 0)
-        return evs__mdb_err(mrc, "begin read");
-    int rc = evs__idx_id_get(txn, s, id->bytes, out, &loc);
-    mdb_txn_abort(txn);
+    int rc = evs__rtxn_begin(s, &txn);
+    if (rc < 0)
+        return rc;
+    rc = evs__idx_id_get(txn, s, id->bytes, out, &loc);
+    evs__rtxn_end(s, txn);
     return rc;
 }
 
@@ -910,10 +1088,10 @@ static EVS_MUST_USE int tenant_edge(uint64_t *out, evs__emb *s, const char *tena
     MDB_cursor *cur = NULL;
     uint32_t tid;
     *out = 0;
-    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (mrc != 0)
-        return evs__mdb_err(mrc, "begin read");
-    int rc = evs__idx_tenant_get(txn, s, tenant, strlen(tenant), &tid);
+    int mrc, rc = evs__rtxn_begin(s, &txn);
+    if (rc < 0)
+        return rc;
+    rc = evs__idx_tenant_get(txn, s, tenant, strlen(tenant), &tid);
     if (rc == EVS_ENOTFOUND) {
         rc = 0;
         goto out;
@@ -940,7 +1118,7 @@ static EVS_MUST_USE int tenant_edge(uint64_t *out, evs__emb *s, const char *tena
 out:
     if (cur)
         mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    evs__rtxn_end(s, txn);
     return rc;
 }
 
@@ -969,10 +1147,9 @@ static int emb_token_at(uint64_t *out, evs_db *db, int64_t time_us)
     MDB_txn *txn;
     MDB_cursor *cur = NULL;
     uint64_t head, L;
-    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (mrc != 0)
-        return evs__mdb_err(mrc, "begin read");
-    int rc = 0;
+    int mrc, rc = evs__rtxn_begin(s, &txn);
+    if (rc < 0)
+        return rc;
     if ((mrc = mdb_cursor_open(txn, s->db_times, &cur)) != 0) {
         rc = evs__mdb_err(mrc, "open cursor");
         goto out;
@@ -994,7 +1171,7 @@ static int emb_token_at(uint64_t *out, evs_db *db, int64_t time_us)
 out:
     if (cur)
         mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    evs__rtxn_end(s, txn);
     return rc;
 }
 
@@ -1007,16 +1184,16 @@ static int emb_stream_version(int64_t *out, evs_db *db, const char *tenant,
     MDB_txn *txn;
     uint32_t tid;
     uint64_t sid;
-    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (mrc != 0)
-        return evs__mdb_err(mrc, "begin read");
+    int rc = evs__rtxn_begin(s, &txn);
+    if (rc < 0)
+        return rc;
     *out = EVS_NO_STREAM;
-    int rc = evs__idx_tenant_get(txn, s, tenant, strlen(tenant), &tid);
+    rc = evs__idx_tenant_get(txn, s, tenant, strlen(tenant), &tid);
     if (rc == 0)
         rc = evs__idx_stream_get(txn, s, tid, stream, strlen(stream), &sid, out);
     else if (rc == EVS_ENOTFOUND)
         rc = 0;
-    mdb_txn_abort(txn);
+    evs__rtxn_end(s, txn);
     return rc;
 }
 
@@ -1030,11 +1207,11 @@ static int emb_head(uint64_t *out, evs_db *db, const char *tenant)
     if (!tenant) { /* a writer elsewhere may have moved it: ask the index */
         MDB_txn *t;
         uint64_t loc;
-        int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t);
-        if (mrc != 0)
-            return evs__mdb_err(mrc, "begin read");
-        int rc = evs__idx_applied_get(t, s, out, &loc);
-        mdb_txn_abort(t);
+        int rc = evs__rtxn_begin(s, &t);
+        if (rc < 0)
+            return rc;
+        rc = evs__idx_applied_get(t, s, out, &loc);
+        evs__rtxn_end(s, t);
         return rc;
     }
     return tenant_edge(out, s, tenant, 1);
@@ -1048,17 +1225,17 @@ static int emb_stats(evs_stats *out, evs_db *db)
     uint64_t applied = 0, L = 0; /* as an empty index when it cannot be read */
     char path[4096];
     struct stat fst;
-    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (mrc != 0)
-        return evs__mdb_err(mrc, "begin read");
-    int rc = evs__idx_applied_get(txn, s, &applied, &L);
+    int rc = evs__rtxn_begin(s, &txn);
+    if (rc < 0)
+        return rc;
+    rc = evs__idx_applied_get(txn, s, &applied, &L);
     out->events = applied;
     out->head_position = applied;
     if (mdb_stat(txn, s->db_streams, &st) == 0)
         out->streams = st.ms_entries;
     if (mdb_stat(txn, s->db_tenants, &st) == 0)
         out->tenants = st.ms_entries;
-    mdb_txn_abort(txn);
+    evs__rtxn_end(s, txn);
     out->segments = atomic_load(&s->nsegs);
     if (evs__loc_seg(L) > out->segments) /* read-only: a writer rolled on */
         out->segments = evs__loc_seg(L);

@@ -503,6 +503,38 @@ static void fail_store(evs__emb *s, const char *why)
     pthread_mutex_unlock(&s->qlock);
 }
 
+/*
+ * The index's map was full (MDB_MAP_FULL: the group grew the index more
+ * than evs__idx_reserve made room for) after phase A, when the log holds
+ * the group or is being written: grow the map and put the group's index
+ * entries again into a new txn. rc: the failure; returned as it is when it
+ * was not a full map.
+ */
+static EVS_MUST_USE int index_again(evs__emb *s, MDB_txn **txn, int64_t ms0, int rc,
+                                    int *grown)
+{
+    while (rc < 0 && evs__idx_map_full_take() && (*grown)++ < 16) {
+        if (*txn)
+            mdb_txn_abort(*txn);
+        *txn = NULL;
+        if ((rc = evs__idx_map_grow(s, s->idx_mapsize + 1)) < 0)
+            return rc;
+        int mrc = mdb_txn_begin(s->env, NULL, 0, txn);
+        if (mrc != 0) {
+            *txn = NULL;
+            return evs__mdb_err(mrc, "begin write");
+        }
+        for (size_t i = 0; i < s->ov.ntenants; i++)
+            s->ov.tenants[i]->dirty = 1;
+        for (size_t i = 0; i < s->ov.nstreams; i++)
+            s->ov.streams[i]->dirty = 1;
+        s->nindexed = 0;
+        s->time_max_us = ms0;
+        rc = index_pending(s, *txn);
+    }
+    return rc;
+}
+
 static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
 {
     MDB_txn *txn = NULL;
@@ -511,6 +543,7 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
     uint64_t pos0 = s->next_position, sid0 = s->next_stream_id;
     uint32_t tid0 = s->next_tenant_id;
     int64_t ms0 = s->time_max_us;
+    int grown = 0; /* times the map grew for this group (MDB_MAP_FULL) */
 
     if (s->failed) {
         for (evs__emb_req *r = reqs; r; r = r->next)
@@ -553,6 +586,8 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
             s->qtail = tail;
         pthread_mutex_unlock(&s->qlock);
     }
+again:
+    (void)evs__idx_map_full_take();
     if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
         rc = evs__mdb_err(mrc, "begin write");
         goto fail;
@@ -568,8 +603,23 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
 
     uint64_t t0 = evs__mono_ns();
     for (evs__emb_req *r = reqs; r; r = r->next) {
-        if ((rc = stage_req(s, txn, r, stamp, &flushed)) < 0)
+        if ((rc = stage_req(s, txn, r, stamp, &flushed)) < 0) {
+            /* the map is full and nothing reached the log: the group
+             * starts over on a larger map (index_again once it did) */
+            if (!flushed && evs__idx_map_full_take() && grown++ < 16) {
+                mdb_txn_abort(txn);
+                txn = NULL;
+                s->next_position = pos0;
+                s->next_stream_id = sid0;
+                s->next_tenant_id = tid0;
+                s->time_max_us = ms0;
+                any = 0;
+                if ((rc = evs__idx_map_grow(s, s->idx_mapsize + 1)) < 0)
+                    goto fail;
+                goto again;
+            }
             goto fail;
+        }
         if (r->rc == 0 && !r->retry)
             any = 1;
     }
@@ -581,6 +631,8 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
         pthread_cond_broadcast(&s->sync_cond);
         pthread_mutex_unlock(&s->sync_lock);
         int irc = index_pending(s, txn);
+        if (irc < 0)
+            irc = index_again(s, &txn, ms0, irc, &grown);
         char imsg[512];
         if (irc < 0)
             snprintf(imsg, sizeof(imsg), "%s", evs_last_error());
@@ -605,7 +657,8 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
             flushed = 1;
             goto fail;
         }
-        if ((rc = index_pending(s, txn)) < 0) {
+        if ((rc = index_pending(s, txn)) < 0 &&
+            (rc = index_again(s, &txn, ms0, rc, &grown)) < 0) {
             flushed = 1;
             goto fail;
         }
@@ -626,18 +679,20 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
         assert(end->position == s->next_position - 1 &&
                end->loc + evs__pad8(end_len) == evs__loc(s->wseg, s->woff));
 #endif
-        if ((rc = evs__idx_applied_put(txn, s, s->next_position - 1,
-                                       evs__loc(s->wseg, s->woff))) < 0 ||
-            (rc = evs__idx_seq_put(txn, s)) < 0) {
-            flushed = 1;
-            goto fail;
-        }
-        mrc = mdb_txn_commit(txn);
-        txn = NULL;
-        if (mrc != 0) {
-            rc = evs__env_err(s->env, mrc, "commit");
-            flushed = 1;
-            goto fail;
+        for (;;) {
+            if ((rc = evs__idx_applied_put(txn, s, s->next_position - 1,
+                                           evs__loc(s->wseg, s->woff))) == 0 &&
+                (rc = evs__idx_seq_put(txn, s)) == 0) {
+                mrc = mdb_txn_commit(txn);
+                txn = NULL;
+                rc = mrc ? evs__env_err(s->env, mrc, "commit") : 0;
+            }
+            if (rc == 0)
+                break;
+            if ((rc = index_again(s, &txn, ms0, rc, &grown)) < 0) {
+                flushed = 1;
+                goto fail;
+            }
         }
         s->groups++;
         s->grouped_events += s->next_position - pos0;

@@ -12,6 +12,7 @@
  *                 lost connections
  *   pg_read.c     iterators (paged reads), commit waits (LISTEN/NOTIFY),
  *                 tokens, snapshots
+ *   pg_explore.c  one event by id, the streams and tenants of a store
  *   pg_store.c    the backend's table of functions, the handle, open and
  *                 close, stats, verify
  *
@@ -384,12 +385,24 @@ EVS_MUST_USE int evs__pg_token_at(uint64_t *out, evs_db *db, int64_t time_us);
  * snapshot_keep. */
 EVS_MUST_USE int evs__pg_snapshot_save(evs_db *db, const char *tenant, const char *stream,
                                        int64_t version, const char *schema, const void *data,
-                                       size_t len);
+                                       size_t len, int64_t saved_at);
+EVS_MUST_USE int evs__pg_snapshot_list(evs_db *db, const char *tenant, evs_snapshot_fn fn,
+                                       void *ctx);
 /* snapshot_load: the newest at or below max_version. */
 EVS_MUST_USE int evs__pg_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
                                        const char *stream, int64_t max_version);
 /* At close: end the LISTEN thread, if it was started. */
 void evs__pg_listener_stop(evs__pg *s);
+
+/* ---- pg_explore.c: exploring ----------------------------------------------- */
+
+/* The backend table's read_event, list_streams and list_tenants
+ * (backend.h): one statement each. */
+EVS_MUST_USE int evs__pg_read_event(evs_iter **out, evs_db *db, const evs_uuid *id);
+EVS_MUST_USE int evs__pg_list_streams(evs_db *db, const char *tenant, const char *prefix,
+                                      const char *after_tenant, const char *after,
+                                      uint64_t limit, int system, evs__list_sink *sink);
+EVS_MUST_USE int evs__pg_list_tenants(evs_db *db, evs__list_sink *sink);
 
 /* ---- pg_append.c: appends -------------------------------------------------- */
 

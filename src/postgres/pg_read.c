@@ -87,6 +87,7 @@ typedef struct pg_iter {
      * text until the iterator is freed, as the front end holds the events
      * of a batch across next calls. Other reads keep only the current. */
     int retain;
+    int system;            /* IT_ALL: EVS__READ_SYSTEM (evs_read_log) */
     void **kept;           /* retained pages (PGresult) and tag blocks */
     int *kept_res;         /* 1: kept[i] is a PGresult */
     size_t nkept, kept_cap, kept_res_cap;
@@ -182,7 +183,7 @@ static int fetch(pg_iter *it)
         evs__pgp_i64(a, (int64_t)want);
         break;
     case IT_ALL:
-        stmt = "evs_read_all";
+        stmt = it->system ? "evs_read_log" : "evs_read_all";
         evs__pgp_i64(a, clamp64(it->next_pos));
         evs__pgp_i64(a, bound);
         evs__pgp_i64(a, (int64_t)want);
@@ -445,6 +446,7 @@ int evs__pg_read_all(evs_iter **out, evs_db *db, const char *tenant, uint64_t fr
     if ((rc = iter_new(&it, (evs__pg *)db, tenant ? IT_TENANT : IT_ALL, limit)) < 0)
         return rc;
     it->retain = (flags & EVS__READ_RETAIN) != 0;
+    it->system = !tenant && (flags & EVS__READ_SYSTEM);
     it->next_pos = from_position;
     if (tenant && !(it->tenant = strdup(tenant))) {
         evs__pg_iter_free(&it->base);
@@ -784,7 +786,7 @@ int evs__pg_event_position(uint64_t *out, evs_db *db, const evs_uuid *id)
 /* ---- snapshots ------------------------------------------------------------------ */
 
 int evs__pg_snapshot_save(evs_db *db, const char *tenant, const char *stream, int64_t version,
-                          const char *schema, const void *data, size_t len)
+                          const char *schema, const void *data, size_t len, int64_t saved_at)
 {
     evs__pg *s = (evs__pg *)db;
     evs__pgparams a = {.n = 0};
@@ -798,7 +800,7 @@ int evs__pg_snapshot_save(evs_db *db, const char *tenant, const char *stream, in
     evs__pgp_text(&a, schema);
     evs__pgp_bytes(&a, data, len);
     evs__pgp_i32(&a, (int32_t)keep);
-    evs__pgp_i64(&a, evs__now_us());
+    evs__pgp_i64(&a, saved_at ? saved_at : evs__now_us());
     if ((rc = one_i64(s, "evs_snapshot_save", &a, &v, &null, "snapshot_save")) < 0)
         return rc;
     if (v < 0)
@@ -846,4 +848,60 @@ int evs__pg_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
     PQclear(r);
     *out = snap;
     return 0;
+}
+
+/* Snapshots are listed a page at a time, each page after the last key
+ * seen, in byte order of (tenant, stream) (COLLATE "C": the embedded
+ * store's order, whatever the database's collation), then version. */
+#define SNAP_LIST_PAGE 1000 /* = the LIMIT of evs_snapshot_list*, pg_wire.c */
+
+int evs__pg_snapshot_list(evs_db *db, const char *tenant, evs_snapshot_fn fn, void *ctx)
+{
+    evs__pg *s = (evs__pg *)db;
+    char *last_tenant = strdup(tenant ? tenant : ""), *last_stream = strdup("");
+    int64_t last_version = -1;
+    int rc = 0, n = SNAP_LIST_PAGE;
+    if (!last_tenant || !last_stream) {
+        rc = evs__err(EVS_ENOMEM, "snapshot_list: out of memory");
+        goto out;
+    }
+    while (rc == 0 && n == SNAP_LIST_PAGE) {
+        evs__pgparams a = {.n = 0};
+        PGresult *r;
+        if (tenant) {
+            evs__pgp_text(&a, tenant);
+        } else {
+            evs__pgp_text(&a, last_tenant);
+        }
+        evs__pgp_text(&a, last_stream);
+        evs__pgp_i64(&a, last_version);
+        if ((rc = query(s, tenant ? "evs_snapshot_list_tenant" : "evs_snapshot_list", &a, 1, &r,
+                        "snapshot_list")) < 0)
+            break;
+        n = PQntuples(r);
+        for (int i = 0; i < n && rc == 0; i++) {
+            evs_snapshot snap = {
+                .version = evs__pg_i64(PQgetvalue(r, i, 2)),
+                .saved_at = evs__pg_i64(PQgetvalue(r, i, 3)),
+                .schema = PQgetvalue(r, i, 4),
+                .data = PQgetvalue(r, i, 5),
+                .data_len = (size_t)PQgetlength(r, i, 5),
+            };
+            rc = fn(ctx, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), &snap);
+        }
+        if (rc == 0 && n > 0) {
+            free(last_tenant);
+            free(last_stream);
+            last_tenant = strdup(PQgetvalue(r, n - 1, 0));
+            last_stream = strdup(PQgetvalue(r, n - 1, 1));
+            last_version = evs__pg_i64(PQgetvalue(r, n - 1, 2));
+            if (!last_tenant || !last_stream)
+                rc = evs__err(EVS_ENOMEM, "snapshot_list: out of memory");
+        }
+        PQclear(r);
+    }
+out:
+    free(last_tenant);
+    free(last_stream);
+    return rc;
 }

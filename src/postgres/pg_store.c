@@ -17,6 +17,18 @@
 
 static int pg_close(evs_db *db);
 
+/* evs_backup: the server's own tools make consistent copies of a
+ * database; the library does not duplicate them. */
+static int pg_backup(evs_backup_result *out, evs_db *db, const char *dest,
+                     const evs_backup_options *opts)
+{
+    (void)out, (void)db, (void)opts;
+    return evs__err(EVS_EINVAL, "backup: %s: evs_backup copies embedded stores only; back "
+                    "up a PostgreSQL store with the server's tools (pg_dump -n evstore "
+                    "for the schema and its data, or pg_basebackup for the whole "
+                    "cluster)", dest);
+}
+
 static const evs__backend_ops pg_ops = {
     .version = EVS__BACKEND_VERSION,
     .name = "postgresql",
@@ -36,7 +48,12 @@ static const evs__backend_ops pg_ops = {
     .token_at = evs__pg_token_at,
     .snapshot_save = evs__pg_snapshot_save,
     .snapshot_load = evs__pg_snapshot_load,
+    .snapshot_list = evs__pg_snapshot_list,
+    .read_event = evs__pg_read_event,
+    .list_streams = evs__pg_list_streams,
+    .list_tenants = evs__pg_list_tenants,
     .verify = evs__pg_verify,
+    .backup = pg_backup,
     .close = pg_close,
 };
 

@@ -311,6 +311,11 @@ static const struct {
     {"evs_read_all",
      PAGE("SELECT * FROM evstore.events e WHERE NOT e.system AND e.position >= $1 AND "
           "e.position <= least(h.position, $2) ORDER BY e.position LIMIT $3")},
+    /* evs_read_log: $all with the system streams' events; $1 from
+     * position, $2 bound, $3 limit */
+    {"evs_read_log",
+     PAGE("SELECT * FROM evstore.events e WHERE e.position >= $1 AND "
+          "e.position <= least(h.position, $2) ORDER BY e.position LIMIT $3")},
     /* $1 tenant, $2 from position, $3 bound, $4 limit (a range on tenant
      * as in evs_tenant_head was tried here and is worse: the planner
      * misestimates the range and sorts half the store) */
@@ -349,6 +354,16 @@ static const struct {
      "SELECT coalesce((SELECT position - 1 FROM evstore.times WHERE recorded_at >= $1 "
      "ORDER BY recorded_at LIMIT 1), (SELECT position FROM evstore.head))"},
     {"evs_snapshot_save", "SELECT evstore.snapshot_save($1, $2, $3, $4, $5, $6, $7)"},
+    /* evs_snapshot_list: the page after key ($1, $2, $3), in byte order */
+    {"evs_snapshot_list",
+     "SELECT tenant, stream, version, saved_at, schema, data FROM evstore.snapshots "
+     "WHERE (tenant COLLATE \"C\", stream COLLATE \"C\", version) > "
+     "($1::text COLLATE \"C\", $2::text COLLATE \"C\", $3) "
+     "ORDER BY tenant COLLATE \"C\", stream COLLATE \"C\", version LIMIT 1000"},
+    {"evs_snapshot_list_tenant",
+     "SELECT tenant, stream, version, saved_at, schema, data FROM evstore.snapshots "
+     "WHERE tenant = $1 AND (stream COLLATE \"C\", version) > ($2::text COLLATE \"C\", $3) "
+     "ORDER BY stream COLLATE \"C\", version LIMIT 1000"},
     {"evs_snapshot_load",
      "SELECT version, saved_at, schema, data FROM evstore.snapshots WHERE tenant = $1 AND "
      "stream = $2 AND version <= $3 ORDER BY version DESC LIMIT 1"},

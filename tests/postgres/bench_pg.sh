@@ -9,20 +9,10 @@
 set -euo pipefail
 NAME=cli_bench_pg
 . "$(dirname "${BASH_SOURCE[0]}")/../cli/lib.bash"
-ADMIN=${EVS_TEST_PG:?EVS_TEST_PG names the test server}
-PSQL=psql
-command -v psql >/dev/null 2>&1 || PSQL=/usr/lib/postgresql/15/bin/psql
-
-# A fresh database; its URI is the admin URI with the database name
-# replaced (postgresql://AUTHORITY/DB?PARAMS).
-DB=evs_bench_pg_$$
-base=${ADMIN%%\?*}
-params=${ADMIN#"$base"}
-auth=${base#*://}
-case $auth in */*) auth=${auth%%/*} ;; esac
-URI="${base%%://*}://$auth/$DB$params"
-"$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$ADMIN" -c "CREATE DATABASE $DB" >/dev/null
-trap '"$PSQL" -X -q -d "$ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$T"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/pg.bash"
+trap 'pg_drop_db; rm -rf "$T"' EXIT
+pg_fresh_db evs_bench_pg_$$
+URI=$PG_URI
 
 O=$T/results
 run 0 "quick bench on PostgreSQL" "$EVS" bench --quick --events 5000 --seconds 0.2 \

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "evstore.h"
 
@@ -34,6 +35,7 @@ typedef struct cli_ctx {
                            store only when told on its command line) */
 } cli_ctx;
 
+int cmd_init(cli_ctx *cx, int argc, char **argv);
 int cmd_append(cli_ctx *cx, int argc, char **argv);
 int cmd_read(cli_ctx *cx, int argc, char **argv);
 int cmd_all(cli_ctx *cx, int argc, char **argv);
@@ -41,8 +43,21 @@ int cmd_import(cli_ctx *cx, int argc, char **argv);
 int cmd_export(cli_ctx *cx, int argc, char **argv);
 int cmd_stats(cli_ctx *cx, int argc, char **argv);
 int cmd_verify(cli_ctx *cx, int argc, char **argv);
+int cmd_backup(cli_ctx *cx, int argc, char **argv);
+int cmd_restore(cli_ctx *cx, int argc, char **argv);
 int cmd_head(cli_ctx *cx, int argc, char **argv);
 int cmd_query(cli_ctx *cx, int argc, char **argv);
+int cmd_event(cli_ctx *cx, int argc, char **argv);
+int cmd_streams(cli_ctx *cx, int argc, char **argv);
+int cmd_tenants(cli_ctx *cx, int argc, char **argv);
+
+/* When the default tenant has no events but other tenants do, say so on
+ * standard error ("evs: WHAT: the default tenant has no events; tenants
+ * with events: t1 (812), ...; use --tenant NAME or --all-tenants"), so
+ * that a read of a store made by `evs generate` does not silently print
+ * nothing. Prints nothing otherwise, or when the look fails (a hint, not
+ * the command's result). Standard output is untouched (cmd_tenants.c). */
+void cli_hint_tenants(evs_db *db, const char *what);
 int cmd_tail(cli_ctx *cx, int argc, char **argv);
 int cmd_token_at(cli_ctx *cx, int argc, char **argv);
 int cmd_subscribe(cli_ctx *cx, int argc, char **argv);
@@ -407,15 +422,47 @@ int cli_time_parse(int64_t *us, const char *s, size_t n);
 /* Events as JSON Lines                                                */
 /* ------------------------------------------------------------------ */
 
+/* cli_event_json flags */
+enum {
+    CLI_EV_TENANT = 1, /* include the "tenant" key */
+    /* every byte as stored (export): JSON data or metadata that the line
+     * would change (whitespace around the value, a value over several
+     * lines) is written as "data_base64"/"metadata_base64" instead */
+    CLI_EV_EXACT = 2,
+};
+
 /* Append the one-line JSON form of ev and a newline to b (docs/CLI.md
- * "Event lines"). with_tenant: include the "tenant" key. */
-void cli_event_json(cli_buf *b, const evs_event *ev, int with_tenant);
+ * "Event lines"). flags: CLI_EV_*. */
+void cli_event_json(cli_buf *b, const evs_event *ev, int flags);
 
 /* Write every event of it to f as JSON Lines, then flush f. On a read or
  * write error prints "evs: WHAT: ..." and returns the exit status; else
- * returns 0. *count (may be NULL) receives the number of events written. */
-int cli_write_events(evs_iter *it, FILE *f, int with_tenant, const char *what,
+ * returns 0. *count (may be NULL) receives the number of events written.
+ * flags: CLI_EV_*. */
+int cli_write_events(evs_iter *it, FILE *f, int flags, const char *what,
                      uint64_t *count);
+
+/* ------------------------------------------------------------------ */
+/* Progress on a terminal (export, import, verify)                     */
+/* ------------------------------------------------------------------ */
+
+/* One line on standard error, rewritten at most 4 times a second, only
+ * when standard error is a terminal: "WHAT: 1200000 events of 5000000
+ * (24 %), 310000 events/s, about 12 s left". */
+typedef struct cli_progress {
+    const char *what; /* the command */
+    int on;           /* stderr is a terminal */
+    int shown;        /* a line is on screen (end it with a newline) */
+    struct timespec start, last;
+} cli_progress;
+
+void cli_progress_start(cli_progress *p, const char *what);
+/* count: events so far (for the rate); done of total: the measure of how
+ * far (events, or bytes of the input), total 0 = unknown (then no
+ * percentage and no time left). */
+void cli_progress_show(cli_progress *p, uint64_t count, uint64_t done, uint64_t total);
+/* End the line (if one is shown), before any other message. */
+void cli_progress_end(cli_progress *p);
 
 /* ------------------------------------------------------------------ */
 /* Following: tracking reads until a signal (cli_follow.c)             */

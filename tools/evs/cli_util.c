@@ -328,7 +328,7 @@ int cli_open(evs_db **out, const cli_ctx *cx, unsigned flags)
         errno == ENOENT) {
         /* The library's message speaks of EVS_OPEN_CREATE; say it in
          * the CLI's words. */
-        cli_err("no store at %s (evs append or evs import creates one; "
+        cli_err("no store at %s (evs init, evs append or evs import creates one; "
                 "--db or EVS_DB names another)", cx->db_uri);
         return CLI_EXIT_USAGE;
     }
@@ -908,13 +908,14 @@ static void put_uuid(cli_buf *b, const char *key, const evs_uuid *u)
  * JSON, else -- the store was written with validate_json off -- as
  * "<key>_base64", which keeps every byte and still makes a valid line. */
 static void put_payload(cli_buf *b, const char *key, const void *p, size_t n,
-                        int is_data)
+                        int is_data, int exact)
 {
     const char *s = p ? p : "";
     size_t vs, ve;
     char err[8];
 
-    if (cli_json_check(s, n, &vs, &ve, err, sizeof err) == 0) {
+    if (cli_json_check(s, n, &vs, &ve, err, sizeof err) == 0 &&
+        (!exact || (vs == 0 && ve == n && !memchr(s, '\n', n) && !memchr(s, '\r', n)))) {
         cli_buf_printf(b, ",\"%s\":", key);
         cli_json_put_value(b, s + vs, ve - vs);
         return;
@@ -926,13 +927,14 @@ static void put_payload(cli_buf *b, const char *key, const void *p, size_t n,
     cli_buf_putc(b, '"');
 }
 
-void cli_event_json(cli_buf *b, const evs_event *ev, int with_tenant)
+void cli_event_json(cli_buf *b, const evs_event *ev, int flags)
 {
     char when[CLI_TIME_LEN];
     size_t i;
+    int exact = (flags & CLI_EV_EXACT) != 0;
 
     cli_buf_printf(b, "{\"position\":%" PRIu64, ev->position);
-    if (with_tenant) {
+    if (flags & CLI_EV_TENANT) {
         cli_buf_puts(b, ",\"tenant\":");
         cli_json_put_str(b, ev->tenant, strlen(ev->tenant));
     }
@@ -951,10 +953,10 @@ void cli_event_json(cli_buf *b, const evs_event *ev, int with_tenant)
         cli_base64_put(b, ev->data ? ev->data : "", ev->data_len);
         cli_buf_putc(b, '"');
     } else {
-        put_payload(b, "data", ev->data, ev->data_len, 1);
+        put_payload(b, "data", ev->data, ev->data_len, 1, exact);
     }
     if (ev->metadata_len > 0)
-        put_payload(b, "metadata", ev->metadata, ev->metadata_len, 0);
+        put_payload(b, "metadata", ev->metadata, ev->metadata_len, 0, exact);
     cli_buf_puts(b, ",\"tags\":[");
     for (i = 0; i < ev->ntags; i++) {
         if (i > 0)
@@ -970,7 +972,7 @@ void cli_event_json(cli_buf *b, const evs_event *ev, int with_tenant)
     cli_buf_printf(b, ",\"recorded_at\":\"%s\"}\n", when);
 }
 
-int cli_write_events(evs_iter *it, FILE *f, int with_tenant, const char *what,
+int cli_write_events(evs_iter *it, FILE *f, int flags, const char *what,
                      uint64_t *count)
 {
     const evs_event *ev;
@@ -980,7 +982,7 @@ int cli_write_events(evs_iter *it, FILE *f, int with_tenant, const char *what,
 
     while ((rc = evs_iter_next(&ev, it)) == 0) {
         line.len = 0;
-        cli_event_json(&line, ev, with_tenant);
+        cli_event_json(&line, ev, flags);
         if (fwrite(line.p, 1, line.len, f) != line.len)
             break;
         n++;
@@ -995,4 +997,72 @@ int cli_write_events(evs_iter *it, FILE *f, int with_tenant, const char *what,
         *count = n;
     cli_buf_free(&line);
     return status;
+}
+
+/* ------------------------------------------------------------------ */
+/* Progress                                                            */
+/* ------------------------------------------------------------------ */
+
+static double seconds_since(const struct timespec *t0, const struct timespec *t1)
+{
+    return (double)(t1->tv_sec - t0->tv_sec) + (double)(t1->tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+void cli_progress_start(cli_progress *p, const char *what)
+{
+    memset(p, 0, sizeof *p);
+    p->what = what;
+    p->on = isatty(STDERR_FILENO);
+    clock_gettime(CLOCK_MONOTONIC, &p->start);
+    p->last = p->start;
+}
+
+/* "12 s", "3 min 05 s", "2 h 10 min" */
+static void put_duration(char *out, size_t cap, double s)
+{
+    uint64_t t = s < 0 ? 0 : (uint64_t)(s + 0.5);
+
+    if (t < 60)
+        snprintf(out, cap, "%" PRIu64 " s", t);
+    else if (t < 3600)
+        snprintf(out, cap, "%" PRIu64 " min %02" PRIu64 " s", t / 60, t % 60);
+    else
+        snprintf(out, cap, "%" PRIu64 " h %02" PRIu64 " min", t / 3600, t / 60 % 60);
+}
+
+void cli_progress_show(cli_progress *p, uint64_t count, uint64_t done, uint64_t total)
+{
+    struct timespec now;
+    double el, rate;
+    char left[32];
+
+    if (!p->on)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (p->shown && seconds_since(&p->last, &now) < 0.25)
+        return;
+    p->last = now;
+    el = seconds_since(&p->start, &now);
+    rate = el > 0 ? (double)count / el : 0;
+    fprintf(stderr, "\r%s: %" PRIu64 " events", p->what, count);
+    if (total > 0 && done <= total) {
+        fprintf(stderr, " (%.0f %%)", 100.0 * (double)done / (double)total);
+    }
+    if (el >= 0.5)
+        fprintf(stderr, ", %.0f events/s", rate);
+    if (total > 0 && done > 0 && done <= total && el >= 1.0) {
+        put_duration(left, sizeof left, el * (double)(total - done) / (double)done);
+        fprintf(stderr, ", about %s left", left);
+    }
+    fputs("\033[K", stderr); /* clear what a longer line left */
+    fflush(stderr);
+    p->shown = 1;
+}
+
+void cli_progress_end(cli_progress *p)
+{
+    if (p->shown) {
+        fputc('\n', stderr);
+        p->shown = 0;
+    }
 }

@@ -12,9 +12,13 @@ static const char help[] =
     "Print the events of the store in global position order, one JSON\n"
     "object per line (see docs/CLI.md). Without --all-tenants only the\n"
     "default tenant's (or --tenant's) events, so positions may have gaps.\n"
+    "When the default tenant has no events while other tenants do, standard\n"
+    "error says which (standard output stays empty).\n"
     "\n"
     "Options:\n"
     "  --from POS      first global position to print (default: 1)\n"
+    "  --from end      with --follow: only the events committed after it\n"
+    "                  starts (it starts at the head)\n"
     "  --limit N       at most N events (0 = all, the default)\n"
     "  --tenant NAME   that tenant's events\n"
     "  --all-tenants   every tenant's events, each line with its tenant\n"
@@ -39,7 +43,7 @@ static const cli_cmd cmd = {"all", help, options};
 /* --follow: the same events by tracking reads, which wait for commits.
  * Position POS is the token POS - 1 (a token is exclusive). */
 static int follow(evs_db *db, const cli_scope *scope, uint64_t from,
-                  uint64_t limit)
+                  int from_end, uint64_t limit)
 {
     evs_tracking t = EVS_TRACKING_INIT;
     cli_follow f;
@@ -52,6 +56,12 @@ static int follow(evs_db *db, const cli_scope *scope, uint64_t from,
     f.db = db;
     f.filter = &t;
     f.token = from > 0 ? from - 1 : 0;
+    if (from_end) {
+        /* the store's head: tokens are global, whatever the tenant */
+        int rc = evs_head_position(&f.token, db, NULL);
+        if (rc < 0)
+            return cli_lib_err(rc, "all");
+    }
     f.limit = limit;
     f.with_tenant = scope->all_tenants || scope->tenant[0] != '\0';
     f.what = "all";
@@ -63,7 +73,8 @@ int cmd_all(cli_ctx *cx, int argc, char **argv)
 {
     cli_scope scope = CLI_SCOPE_INIT;
     uint64_t from = 0, limit = 0;
-    int c, rc, status, follow_on = 0;
+    int c, rc, status, follow_on = 0, from_end = 0;
+    uint64_t count = 0;
     evs_db *db = NULL;
     evs_iter *it = NULL;
 
@@ -71,7 +82,9 @@ int cmd_all(cli_ctx *cx, int argc, char **argv)
     while ((c = cli_next_opt(&status, cx, &scope, &cmd, argc, argv)) != -1) {
         switch (c) {
         case OPT_FROM:
-            if ((status = cli_parse_position(&from, "all", "--from",
+            from_end = strcmp(optarg, "end") == 0;
+            if (!from_end &&
+                (status = cli_parse_position(&from, "all", "--from",
                                              optarg)) != 0)
                 return status;
             break;
@@ -88,18 +101,28 @@ int cmd_all(cli_ctx *cx, int argc, char **argv)
     if (status >= 0)
         return status;
     if ((status = cli_no_args("all", argc, argv)) != 0 ||
-        (status = cli_scope_check(&scope, "all")) != 0 ||
-        (status = cli_open(&db, cx, EVS_OPEN_READONLY)) != 0)
+        (status = cli_scope_check(&scope, "all")) != 0)
         return status;
-    if (follow_on)
-        return cli_close(db, follow(db, &scope, from, limit));
+    if (from_end && !follow_on)
+        return cli_usage("all", "--from end is for --follow (without it there "
+                         "is nothing after the head to print)");
+    if ((status = cli_open(&db, cx, EVS_OPEN_READONLY)) != 0)
+        return status;
+    if (follow_on) {
+        if (!scope.have_tenant && !scope.all_tenants)
+            cli_hint_tenants(db, "all");
+        return cli_close(db, follow(db, &scope, from, from_end, limit));
+    }
     rc = evs_read_all(&it, db, cli_scope_tenant(&scope), from, limit);
     if (rc < 0)
         status = cli_lib_err(rc, NULL);
     else
         status = cli_write_events(it, stdout,
                                   scope.all_tenants || scope.tenant[0] != '\0',
-                                  "all", NULL);
+                                  "all", &count);
+    if (status == CLI_EXIT_OK && count == 0 && !scope.have_tenant &&
+        !scope.all_tenants)
+        cli_hint_tenants(db, "all");
     evs_iter_free(it);
     return cli_close(db, status);
 }

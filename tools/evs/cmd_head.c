@@ -10,7 +10,8 @@ static const char help[] =
     "\n"
     "Print the global position of the newest event of the default tenant\n"
     "(or of --tenant, or of the whole store with --all-tenants); 0 when\n"
-    "there is none.\n"
+    "there is none. When it is 0 for the default tenant while other\n"
+    "tenants hold events, standard error says which (and how many).\n"
     "\n"
     "Options:\n"
     "  --tenant NAME   that tenant's head\n"
@@ -44,5 +45,9 @@ int cmd_head(cli_ctx *cx, int argc, char **argv)
         status = cli_lib_err(rc, NULL);
     else
         printf("%" PRIu64 "\n", head);
+    if (rc == 0 && head == 0 && !scope.have_tenant && !scope.all_tenants) {
+        fflush(stdout);
+        cli_hint_tenants(db, "head");
+    }
     return cli_close(db, status);
 }

@@ -1,6 +1,8 @@
 /*
  * cmd_import.c -- `evs import [FILE|-]`: append events read as JSON Lines
- * (the shape `evs export` writes), in large atomic batches.
+ * (the shape `evs export` writes), in large atomic batches, and restore
+ * the checkpoints and snapshots of an export when every event keeps its
+ * position (importer, "Exact").
  *
  * Order. The store numbers the events of one evs_append_ex call in part
  * order, each part one stream (or the events of no stream: "stream":null,
@@ -30,6 +32,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,7 +44,13 @@ static const char help[] =
     "metadata, tags, correlation and causation ids, recorded_at and global\n"
     "order. Events whose ids are already stored are not written again, so\n"
     "importing the same file twice writes nothing the second time.\n"
-    "Prints 'imported N events' on standard error.\n"
+    "Into an empty store every event keeps its position, and the file's\n"
+    "checkpoints and snapshots are restored too: the copy's export is the\n"
+    "same bytes. Into a store holding other events, the events are appended\n"
+    "after them (new positions) and checkpoints and snapshots are left out;\n"
+    "standard error says so.\n"
+    "Prints 'imported N events' on standard error, and a progress line\n"
+    "when it is a terminal.\n"
     "\n"
     "Options:\n"
     "  --batch N       events per atomic append (default 1000)\n"
@@ -75,18 +84,31 @@ typedef struct line_event {
     const char *tenant;
     const char *stream;
     evs_event_data ev;
+    uint64_t position; /* the source's position; 0: the line has none */
+    int is_snapshot;   /* a snapshot line: tenant, stream and snap */
+    evs_snapshot snap;
 } line_event;
 
 enum {
     K_POSITION, K_TENANT, K_STREAM, K_VERSION, K_TYPE, K_ID, K_CONTENT_TYPE,
     K_DATA, K_DATA_BASE64, K_METADATA, K_METADATA_BASE64, K_TAGS,
-    K_CORRELATION, K_CAUSATION, K_RECORDED_AT, NKEYS
+    K_CORRELATION, K_CAUSATION, K_RECORDED_AT, K_KIND, K_SCHEMA, K_SAVED_AT,
+    NKEYS
 };
 
 static const char *const keys[NKEYS] = {
     "position", "tenant", "stream", "version", "type", "id", "content_type",
     "data", "data_base64", "metadata", "metadata_base64", "tags",
-    "correlation_id", "causation_id", "recorded_at",
+    "correlation_id", "causation_id", "recorded_at", "kind", "schema",
+    "saved_at",
+};
+
+/* The keys of a snapshot line ("kind":"snapshot"); every other key of an
+ * event line is an error there, and these three are errors in an event
+ * line. */
+static const unsigned char snapshot_key[NKEYS] = {
+    [K_TENANT] = 1, [K_STREAM] = 1, [K_VERSION] = 1, [K_DATA] = 1,
+    [K_DATA_BASE64] = 1, [K_KIND] = 1, [K_SCHEMA] = 1, [K_SAVED_AT] = 1,
 };
 
 static const char *events_word(uint64_t n)
@@ -125,6 +147,60 @@ static int get_uuid(const cli_json_member *m, evs_uuid *out, char *err,
     return 0;
 }
 
+/* A snapshot line's fields (the keys are checked), into le->snap. */
+static int parse_snapshot(cli_arena *a, const cli_json_member *const *by_key,
+                          line_event *le, char *err, size_t errlen)
+{
+    const cli_json_member *m;
+    int64_t v;
+    void *bytes;
+
+    le->is_snapshot = 1;
+    if (by_key[K_STREAM] == NULL || by_key[K_VERSION] == NULL ||
+        by_key[K_SCHEMA] == NULL || by_key[K_SAVED_AT] == NULL) {
+        snprintf(err, errlen, "a snapshot line needs \"stream\", \"version\", "
+                 "\"schema\", \"data\" (or \"data_base64\") and \"saved_at\"");
+        return -1;
+    }
+    if ((le->stream = get_string(by_key[K_STREAM], err, errlen)) == NULL ||
+        (le->snap.schema = get_string(by_key[K_SCHEMA], err, errlen)) == NULL)
+        return -1;
+    m = by_key[K_VERSION];
+    if (m->str != NULL || cli_parse_i64(cli_arena_strndup(a, m->val, m->val_len), &v) < 0 ||
+        v < 0) {
+        snprintf(err, errlen, "\"version\" must be a stream version (a number >= 0)");
+        return -1;
+    }
+    le->snap.version = v;
+    if ((by_key[K_DATA] != NULL) == (by_key[K_DATA_BASE64] != NULL)) {
+        snprintf(err, errlen, by_key[K_DATA] ? "both \"data\" and \"data_base64\""
+                                             : "missing \"data\" (or \"data_base64\")");
+        return -1;
+    }
+    if (by_key[K_DATA] != NULL) {
+        le->snap.data = by_key[K_DATA]->val;
+        le->snap.data_len = by_key[K_DATA]->val_len;
+    } else {
+        const char *s = get_string(by_key[K_DATA_BASE64], err, errlen);
+
+        if (s == NULL)
+            return -1;
+        if (cli_base64_decode(a, s, strlen(s), &bytes, &le->snap.data_len) < 0) {
+            snprintf(err, errlen, "\"data_base64\" is not base64");
+            return -1;
+        }
+        le->snap.data = bytes;
+    }
+    m = by_key[K_SAVED_AT];
+    if (m->str == NULL || cli_time_parse(&le->snap.saved_at, m->str, strlen(m->str)) < 0 ||
+        le->snap.saved_at <= 0) {
+        snprintf(err, errlen, "\"saved_at\" is not an RFC 3339 time after 1970 such as "
+                 "2026-11-22T02:19:18.123456Z");
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_line(cli_arena *a, const char *p, size_t n, line_event *le,
                       char *err, size_t errlen)
 {
@@ -152,12 +228,49 @@ static int parse_line(cli_arena *a, const char *p, size_t n, line_event *le,
         }
         by_key[k] = &m[i];
     }
-    /* position and version are the source store's; this store numbers
-     * the events itself (the same numbers when importing into an empty
-     * store). */
     if (by_key[K_TENANT] != NULL &&
         (le->tenant = get_string(by_key[K_TENANT], err, errlen)) == NULL)
         return -1;
+    if (by_key[K_KIND] != NULL) {
+        const char *kind = get_string(by_key[K_KIND], err, errlen);
+
+        if (kind == NULL)
+            return -1;
+        if (strcmp(kind, "snapshot") == 0) {
+            for (k = 0; k < NKEYS; k++)
+                if (by_key[k] != NULL && !snapshot_key[k]) {
+                    snprintf(err, errlen, "key \"%s\" is not one of a snapshot line",
+                             keys[k]);
+                    return -1;
+                }
+            return parse_snapshot(a, by_key, le, err, errlen);
+        }
+        if (strcmp(kind, "event") != 0) {
+            snprintf(err, errlen, "\"kind\" must be \"event\" (or absent) or "
+                     "\"snapshot\", not \"%.32s\"", kind);
+            return -1;
+        }
+    }
+    for (k = K_SCHEMA; k <= K_SAVED_AT; k++)
+        if (by_key[k] != NULL) {
+            snprintf(err, errlen, "key \"%s\" is one of a snapshot line (\"kind\":"
+                     "\"snapshot\"), not of an event", keys[k]);
+            return -1;
+        }
+    /* version is the source store's: this store numbers the events
+     * itself (the same numbers when importing into an empty store).
+     * position is kept to see that it does. */
+    if (by_key[K_POSITION] != NULL && !is_null(by_key[K_POSITION]->val,
+                                               by_key[K_POSITION]->val_len)) {
+        const cli_json_member *pm = by_key[K_POSITION];
+
+        if (pm->str != NULL ||
+            cli_parse_u64(cli_arena_strndup(a, pm->val, pm->val_len), &le->position) < 0 ||
+            le->position == 0) {
+            snprintf(err, errlen, "\"position\" must be a global position (a number >= 1)");
+            return -1;
+        }
+    }
     if (by_key[K_STREAM] == NULL) {
         snprintf(err, errlen, "missing \"stream\"");
         return -1;
@@ -300,6 +413,7 @@ typedef struct importer {
     const char *tenant;     /* of every event in the batch */
     evs_event_data *events; /* max */
     size_t *lines;          /* line of each event */
+    uint64_t *positions;    /* the line's "position" of each event, 0: none */
     size_t n;
     part *parts; /* max */
     size_t nparts;
@@ -311,9 +425,25 @@ typedef struct importer {
     const char *name; /* of the input, for messages */
     uint64_t written; /* events appended by this import */
     uint64_t present; /* events found already stored */
-    int progress;     /* stderr is a terminal */
-    int progress_shown;
-    struct timespec last_progress;
+    cli_progress progress;
+    uint64_t bytes_read, input_size; /* input_size 0: not known (a pipe) */
+
+    /* Exact (lossless) import: every event gets the position it has in
+     * the file, so the file's checkpoint events (whose tokens are
+     * positions) and snapshots (of stream versions) mean the same here
+     * and are restored too. It holds from the start when the store is
+     * empty, or when it already holds the file's events at their
+     * positions (a re-run); it ends where a line's position differs from
+     * the one the store gives it (the store held other events, or the
+     * file has gaps). Otherwise the events are appended as any append
+     * (new positions) and checkpoints and snapshots are left out. */
+    int mode_known;       /* decided at the first event line */
+    int exact;
+    uint64_t head0;       /* the store's head before the import */
+    uint64_t next_new;    /* exact: the position of the next new event */
+    uint64_t snapshots;   /* restored */
+    uint64_t skipped_checkpoints, skipped_snapshots;
+    size_t inexact_line;  /* where exactness ended (0: it held or never did) */
 } importer;
 
 static size_t hash_str(const char *s)
@@ -377,6 +507,7 @@ static void add_event(importer *im, const line_event *le, size_t line,
     }
     ev->tags = tags;
     im->lines[im->n] = line;
+    im->positions[im->n] = le->position;
     if (pidx < 0) {
         part *pt = &im->parts[im->nparts];
 
@@ -400,31 +531,15 @@ static void reset_batch(importer *im)
     im->tenant = NULL;
 }
 
-static void show_progress(importer *im, size_t line)
+static void show_progress(importer *im)
 {
-    struct timespec now;
-
-    if (!im->progress)
-        return;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (im->progress_shown &&
-        (now.tv_sec - im->last_progress.tv_sec) * 1000000000L +
-                (now.tv_nsec - im->last_progress.tv_nsec) <
-            250000000L)
-        return;
-    im->last_progress = now;
-    im->progress_shown = 1;
-    fprintf(stderr, "\rimport: line %zu, %" PRIu64 " events imported, %" PRIu64
-            " already in the store", line, im->written, im->present);
-    fflush(stderr);
+    cli_progress_show(&im->progress, im->written + im->present, im->bytes_read,
+                      im->input_size);
 }
 
 static void end_progress(importer *im)
 {
-    if (im->progress_shown) {
-        fputc('\n', stderr);
-        im->progress_shown = 0;
-    }
+    cli_progress_end(&im->progress);
 }
 
 /* Append n parts of the batch as one atomic step; a part of stream ""
@@ -438,10 +553,35 @@ static int append_parts(importer *im, evs_stream_append *sa, size_t n,
     for (i = 0; i < n; i++)
         if (sa[i].stream[0] == '\0')
             sa[i].stream = NULL;
+    if (im->exact) /* the same call, with checkpoint streams allowed */
+        return evs_restore_append(res, im->db, im->tenant, sa, n);
     req.tenant = im->tenant;
     req.parts = sa;
     req.nparts = n;
     return evs_append_ex(res, NULL, im->db, &req);
+}
+
+/* Exact mode no longer holds from line on: say so once. */
+static void end_exact(importer *im, size_t line, uint64_t file_pos, uint64_t store_pos)
+{
+    end_progress(im);
+    cli_err("import: line %zu of %s has position %" PRIu64 " but would be stored at %"
+            PRIu64 " (the store holds other events, or the file has gaps): from there on "
+            "the events are appended with new positions, and checkpoints and snapshots "
+            "are left out", line, im->name, file_pos, store_pos);
+    im->exact = 0;
+    im->inexact_line = line;
+}
+
+/* After a batch in exact mode: did each part land where the file says? */
+static void check_positions(importer *im, const evs_append_result *res)
+{
+    for (size_t i = 0; im->exact && i < im->nparts; i++) {
+        uint64_t want = im->positions[im->parts[i].first];
+
+        if (want != 0 && res[i].first_position != want)
+            end_exact(im, im->lines[im->parts[i].first], want, res[i].first_position);
+    }
 }
 
 /* One event at a time, to get past a batch that straddles stored and new
@@ -474,6 +614,8 @@ static int replay_one_by_one(importer *im)
                 im->written++;
             else
                 im->present++;
+            if (im->exact && im->positions[i] != 0 && res.first_position != im->positions[i])
+                end_exact(im, im->lines[i], im->positions[i], res.first_position);
         }
     }
     return 0;
@@ -506,6 +648,7 @@ static int flush(importer *im)
             else
                 im->present += im->parts[i].n;
         }
+        check_positions(im, res);
     } else if (rc == EVS_EDUPLICATE || rc == EVS_EINVAL ||
                rc == EVS_ETOOBIG) {
         /* Something in the batch: find it (the call wrote nothing). */
@@ -538,6 +681,56 @@ static int is_blank(const char *p, size_t n)
     return 1;
 }
 
+/* Decide exact mode at the first event line (importer, "Exact"). */
+static int decide_mode(importer *im, const line_event *le)
+{
+    evs_iter *it = NULL;
+    const evs_event *ev;
+    int rc;
+
+    im->mode_known = 1;
+    if ((rc = evs_head_position(&im->head0, im->db, NULL)) < 0)
+        return cli_lib_err(rc, "import");
+    im->next_new = im->head0 + 1;
+    if (im->head0 == 0) {
+        im->exact = 1;
+        return 0;
+    }
+    /* a re-run: the store holds this line's event at its position */
+    im->exact = 0;
+    if (le->position == 0 || le->position > im->head0 || evs_uuid_is_nil(&le->ev.id))
+        return 0;
+    if ((rc = evs_read_log(&it, im->db, le->position, 1)) == 0 &&
+        (rc = evs_iter_next(&ev, it)) == 0)
+        im->exact = ev->position == le->position &&
+                    memcmp(&ev->id, &le->ev.id, sizeof ev->id) == 0;
+    evs_iter_free(it);
+    if (rc < 0 && rc != EVS_ITEROVER)
+        return cli_lib_err(rc, "import");
+    return 0;
+}
+
+/* One snapshot line: restored in exact mode, else counted as left out. */
+static int snapshot_line(importer *im, const line_event *le, size_t lineno)
+{
+    int rc;
+
+    if (!im->exact) {
+        im->skipped_snapshots++;
+        return 0;
+    }
+    if ((rc = evs_snapshot_restore(im->db, le->tenant, le->stream, &le->snap)) < 0) {
+        end_progress(im);
+        cli_err("import: line %zu of %s: snapshot of %s at version %" PRId64 ": %s; the %"
+                PRIu64 " %s before it are in the store", lineno, im->name, le->stream,
+                le->snap.version, cli_lib_detail(rc), im->written + im->present,
+                events_word(im->written + im->present));
+        return CLI_EXIT_FAIL;
+    }
+    im->snapshots++;
+    return 0;
+}
+
 static int run(importer *im, FILE *in)
 {
     cli_arena line_arena = {0};
@@ -552,6 +745,7 @@ static int run(importer *im, FILE *in)
         long pidx;
 
         lineno++;
+        im->bytes_read += (uint64_t)len;
         if (is_blank(buf, (size_t)len))
             continue;
         cli_arena_reset(&line_arena);
@@ -568,6 +762,31 @@ static int run(importer *im, FILE *in)
             status = CLI_EXIT_FAIL;
             goto out;
         }
+        if (le.is_snapshot) { /* after the events it is of */
+            if ((status = flush(im)) != 0 ||
+                (status = snapshot_line(im, &le, lineno)) != 0)
+                goto out;
+            continue;
+        }
+        if (!im->mode_known && (status = decide_mode(im, &le)) != 0)
+            goto out;
+        /* exact: a new event must come at the next position */
+        if (im->exact && le.position > im->head0) {
+            if (le.position != im->next_new) {
+                if ((status = flush(im)) != 0) /* while still exact */
+                    goto out;
+                if (im->exact)
+                    end_exact(im, lineno, le.position, im->next_new);
+            } else {
+                im->next_new++;
+            }
+        } else if (im->exact && le.position == 0) {
+            im->next_new++;
+        }
+        if (!im->exact && le.stream[0] == '$') {
+            im->skipped_checkpoints++;
+            continue;
+        }
         if (im->n > 0) {
             int full = im->n == im->max ||
                        im->bytes + le.ev.data_len + le.ev.metadata_len >
@@ -579,7 +798,7 @@ static int run(importer *im, FILE *in)
                 (pidx >= 0 && (size_t)pidx != im->nparts - 1)) {
                 if ((status = flush(im)) != 0)
                     goto out;
-                show_progress(im, lineno);
+                show_progress(im);
             }
         }
         pidx = find_part(im, le.stream, &slot);
@@ -649,13 +868,20 @@ int cmd_import(cli_ctx *cx, int argc, char **argv)
     im.table = calloc(tsize, sizeof *im.table);
     im.events = cli_xmalloc(im.max * sizeof *im.events);
     im.lines = cli_xmalloc(im.max * sizeof *im.lines);
+    im.positions = cli_xmalloc(im.max * sizeof *im.positions);
     im.parts = cli_xmalloc(im.max * sizeof *im.parts);
     if (im.table == NULL) {
         cli_err("out of memory");
         status = CLI_EXIT_FAIL;
         goto out;
     }
-    im.progress = isatty(STDERR_FILENO);
+    cli_progress_start(&im.progress, "import");
+    {
+        struct stat st;
+
+        if (fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode))
+            im.input_size = (uint64_t)st.st_size;
+    }
 
     im.name = path != NULL ? path : "standard input";
     status = run(&im, in);
@@ -664,7 +890,20 @@ int cmd_import(cli_ctx *cx, int argc, char **argv)
     if (im.present > 0)
         fprintf(stderr, " (%" PRIu64 " %s already in the store)",
                 im.present, im.present == 1 ? "was" : "were");
+    if (im.snapshots > 0)
+        fprintf(stderr, " and %" PRIu64 " %s", im.snapshots,
+                im.snapshots == 1 ? "snapshot" : "snapshots");
     fputc('\n', stderr);
+    if (im.mode_known && !im.exact && im.inexact_line == 0)
+        fprintf(stderr, "the store held %" PRIu64 " %s before: the file's events were "
+                "appended after %s, with new positions\n", im.head0, events_word(im.head0),
+                im.head0 == 1 ? "it" : "them");
+    if (im.skipped_checkpoints + im.skipped_snapshots > 0)
+        fprintf(stderr, "left out: %" PRIu64 " checkpoint %s and %" PRIu64 " %s (their "
+                "tokens and versions are the source store's positions; import into an "
+                "empty store to keep them)\n", im.skipped_checkpoints,
+                events_word(im.skipped_checkpoints), im.skipped_snapshots,
+                im.skipped_snapshots == 1 ? "snapshot" : "snapshots");
 out:
     status = cli_close(im.db, status);
     if (path != NULL)
@@ -673,6 +912,7 @@ out:
     free(im.table);
     free(im.events);
     free(im.lines);
+    free(im.positions);
     free(im.parts);
     return status;
 }

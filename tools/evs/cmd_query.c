@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char help[] =
@@ -37,10 +38,16 @@ static const char help[] =
     "                    (exclusive; default: from the newest)\n"
     "  --limit N         at most N events (0 = all, the default)\n"
     "  --tenant NAME     tenant (default: the default tenant)\n"
+    "  --all-tenants     every tenant's matching events, merged in position\n"
+    "                    order, each line with its tenant; no marker (an\n"
+    "                    append condition is a tenant's)\n"
     "  --marker-file F   write the marker to file F (the number and a\n"
     "                    newline) instead of standard error\n"
     "  --db URI          the store\n"
     "  -h, --help        this help\n"
+    "\n"
+    "When the default tenant has no events while other tenants do, standard\n"
+    "error says which (standard output stays empty).\n"
     "\n"
     "Exit status: 0 ok, 1 error, 2 usage error (a bad flag or number,\n"
     "malformed --query JSON, an empty or reserved type or tag).\n";
@@ -55,6 +62,7 @@ enum {
     OPT_BACKWARD,
     OPT_LIMIT,
     OPT_TENANT,
+    OPT_ALL_TENANTS,
     OPT_MARKER_FILE
 };
 
@@ -68,6 +76,7 @@ static const struct option options[] = {
     {"backward", no_argument, NULL, OPT_BACKWARD},
     {"limit", required_argument, NULL, OPT_LIMIT},
     {"tenant", required_argument, NULL, OPT_TENANT},
+    {"all-tenants", no_argument, NULL, OPT_ALL_TENANTS},
     {"marker-file", required_argument, NULL, OPT_MARKER_FILE},
     CLI_OPTIONS_END,
 };
@@ -101,6 +110,86 @@ static int put_marker(const evs_iter *it, const char *file)
     return CLI_EXIT_OK;
 }
 
+/*
+ * --all-tenants: the query in every tenant that has events (as listed
+ * when it starts), merged by position: each tenant's read is in position
+ * order, so the next line is the smallest (backward: largest) head of
+ * the reads, as in a k-way merge. A tenant's events are a snapshot each.
+ */
+#define QUERY_MAX_TENANTS 256 /* reads open at once (each holds a snapshot) */
+
+static int query_all_tenants(evs_db *db, const evs_query *q, uint64_t bound,
+                             int backward, uint64_t limit)
+{
+    evs_tenant_list *tl = NULL;
+    evs_iter **its = NULL;
+    const evs_event **heads = NULL;
+    cli_buf line = {0};
+    uint64_t printed = 0;
+    size_t n = 0, i;
+    int rc, status = CLI_EXIT_OK;
+
+    if ((rc = evs_list_tenants(&tl, db)) < 0)
+        return cli_lib_err(rc, "query");
+    for (i = 0; i < tl->count; i++)
+        n += tl->tenants[i].events > 0;
+    if (n > QUERY_MAX_TENANTS) {
+        cli_err("query: --all-tenants merges one read per tenant and the store "
+                "has %zu tenants with events (at most %d at once); query them "
+                "one --tenant at a time ('evs tenants' lists them)", n,
+                QUERY_MAX_TENANTS);
+        evs_tenant_list_free(tl);
+        return CLI_EXIT_FAIL;
+    }
+    n = 0;
+    its = cli_xmalloc((tl->count ? tl->count : 1) * sizeof(*its));
+    heads = cli_xmalloc((tl->count ? tl->count : 1) * sizeof(*heads));
+    for (i = 0; i < tl->count && status == CLI_EXIT_OK; i++) {
+        if (tl->tenants[i].events == 0)
+            continue;
+        rc = evs_read_query(&its[n], db, tl->tenants[i].tenant, q, bound,
+                            backward ? EVS_BACKWARD : EVS_FORWARD, limit);
+        if (rc == 0 && (rc = evs_iter_next(&heads[n], its[n])) == EVS_ITEROVER) {
+            heads[n] = NULL;
+            rc = 0;
+        }
+        if (rc < 0)
+            status = cli_lib_err(rc, "query");
+        if (its[n] != NULL)
+            n++;
+    }
+    while (status == CLI_EXIT_OK && (limit == 0 || printed < limit)) {
+        size_t best = n;
+        for (i = 0; i < n; i++)
+            if (heads[i] != NULL &&
+                (best == n || (backward ? heads[i]->position > heads[best]->position
+                                        : heads[i]->position < heads[best]->position)))
+                best = i;
+        if (best == n)
+            break;
+        line.len = 0;
+        cli_event_json(&line, heads[best], 1);
+        if (fwrite(line.p, 1, line.len, stdout) != line.len)
+            break;
+        printed++;
+        if ((rc = evs_iter_next(&heads[best], its[best])) == EVS_ITEROVER)
+            heads[best] = NULL;
+        else if (rc < 0)
+            status = cli_lib_err(rc, "query");
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_err("query: cannot write the output");
+        status = CLI_EXIT_FAIL;
+    }
+    for (i = 0; i < n; i++)
+        evs_iter_free(its[i]);
+    free(its);
+    free((void *)heads);
+    cli_buf_free(&line);
+    evs_tenant_list_free(tl);
+    return status;
+}
+
 int cmd_query(cli_ctx *cx, int argc, char **argv)
 {
     cli_qflags flags = {0};
@@ -111,7 +200,8 @@ int cmd_query(cli_ctx *cx, int argc, char **argv)
      * position bound; the other is refused below. */
     uint64_t bound = 0, limit = 0;
     unsigned bounds = 0;
-    int backward = 0, c, rc, status;
+    int backward = 0, all_tenants = 0, c, rc, status;
+    uint64_t count = 0;
     evs_db *db = NULL;
     evs_iter *it = NULL;
     char err[320];
@@ -152,6 +242,9 @@ int cmd_query(cli_ctx *cx, int argc, char **argv)
         case OPT_TENANT:
             tenant = optarg;
             break;
+        case OPT_ALL_TENANTS:
+            all_tenants = 1;
+            break;
         case OPT_MARKER_FILE:
             marker_file = optarg;
             break;
@@ -161,6 +254,13 @@ int cmd_query(cli_ctx *cx, int argc, char **argv)
         goto out;
     if ((status = cli_no_args("query", argc, argv)) != 0)
         goto out;
+    if (all_tenants && (tenant != NULL || marker_file != NULL)) {
+        status = cli_usage("query", tenant != NULL
+                           ? "--tenant and --all-tenants exclude each other"
+                           : "--marker-file: a query of --all-tenants has no "
+                             "marker (an append condition is a tenant's)");
+        goto out;
+    }
     if (json != NULL && flags.n > 0) {
         status = cli_usage("query", "--query JSON and the --type, --tag and "
                            "--or flags exclude each other");
@@ -185,6 +285,11 @@ int cmd_query(cli_ctx *cx, int argc, char **argv)
 
     if ((status = cli_open(&db, cx, EVS_OPEN_READONLY)) != 0)
         goto out;
+    if (all_tenants) {
+        status = cli_close(db, query_all_tenants(db, &q, bound, backward,
+                                                 limit));
+        goto out;
+    }
     rc = evs_read_query(&it, db, tenant, &q, bound,
                         backward ? EVS_BACKWARD : EVS_FORWARD, limit);
     if (rc < 0)
@@ -192,9 +297,11 @@ int cmd_query(cli_ctx *cx, int argc, char **argv)
     else
         status = cli_write_events(it, stdout,
                                   tenant != NULL && tenant[0] != '\0',
-                                  "query", NULL);
+                                  "query", &count);
     if (status == CLI_EXIT_OK)
         status = put_marker(it, marker_file);
+    if (status == CLI_EXIT_OK && count == 0 && tenant == NULL)
+        cli_hint_tenants(db, "query");
     evs_iter_free(it);
     status = cli_close(db, status);
 out:

@@ -14,10 +14,14 @@ static const struct command {
     cmd_fn fn;
     const char *summary;
 } commands[] = {
+    {"init", cmd_init, "create the store (a directory, or the schema on PostgreSQL)"},
     {"append", cmd_append, "append one event (to a stream, or of none)"},
     {"read", cmd_read, "print the events of a stream (--follow: live)"},
     {"all", cmd_all, "print the events of $all, in global order (--follow)"},
     {"query", cmd_query, "print the events matching a DCB query"},
+    {"event", cmd_event, "print one event by its id (any tenant)"},
+    {"streams", cmd_streams, "list the streams with their event counts"},
+    {"tenants", cmd_tenants, "list the tenants with their event counts"},
     {"head", cmd_head, "print the head position"},
     {"tail", cmd_tail, "print the tail token (before the oldest event)"},
     {"token-at", cmd_token_at, "print the tracking token at a time"},
@@ -29,6 +33,8 @@ static const struct command {
     {"export", cmd_export, "write every event of every tenant as JSON Lines"},
     {"stats", cmd_stats, "print counts and sizes of the store"},
     {"verify", cmd_verify, "check the log and the index for damage"},
+    {"backup", cmd_backup, "copy the store while in use (incremental into a backup)"},
+    {"restore", cmd_restore, "make a new store from a backup"},
     {"generate", cmd_generate, "fill a store with realistic test data"},
     {"bench", cmd_bench, "measure: data, scenarios, report (bench-results/)"},
 };
