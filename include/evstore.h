@@ -542,7 +542,10 @@ EVS_EXTERN int evs_dcb_append(evs_append_result *out, uint64_t *conflict,
  * mean the source's positions, so restore them only into a store whose
  * positions are the source's (an empty store, appended in log order;
  * `evs import` does so and skips them otherwise). A part's stream NULL
- * holds events of no stream, as in evs_append_ex.
+ * holds events of no stream, as in evs_append_ex. JSON data and metadata
+ * are not checked as JSON (whatever validate_json says): they are what a
+ * store accepted, and one opened with validate_json off may hold JSON
+ * events that are not valid JSON; they are kept byte for byte.
  */
 EVS_EXTERN int evs_restore_append(evs_append_result *out, evs_db *db,
                                   const char *tenant,
@@ -1208,10 +1211,11 @@ EVS_EXTERN void evs_snapshot_free(evs_snapshot *snap);
  * by version ascending. fn returns 0 to go on; any other value stops the
  * walk and is returned. The walk is not one snapshot: a snapshot saved or
  * pruned meanwhile may or may not be seen, every other one is seen once.
- * fn must not call into db from the same thread on the embedded backend
- * (it may on PostgreSQL). Returns 0, fn's non-zero value, EVS_EINVAL (db
- * or fn NULL, bad tenant name), EVS_ECORRUPT (a malformed snapshot
- * record), EVS_ENOMEM, EVS_EBACKEND.
+ * fn may read db (the walk holds no index snapshot) but must not save or
+ * restore snapshots from the same thread on the embedded backend (the
+ * walk holds a read transaction of the snapshots environment). Returns
+ * 0, fn's non-zero value, EVS_EINVAL (db or fn NULL, bad tenant name),
+ * EVS_ECORRUPT (a malformed snapshot record), EVS_ENOMEM, EVS_EBACKEND.
  */
 typedef int (*evs_snapshot_fn)(void *ctx, const char *tenant, const char *stream,
                                const evs_snapshot *snap);

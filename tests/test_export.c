@@ -327,6 +327,40 @@ static void test_restore_bad_input(void **state)
     TU_CHECK(evs_snapshot_restore(s->db, NULL, "a-1", &sn), EVS_EREADONLY);
 }
 
+/* A store written with validate_json off may hold JSON events that are
+ * not valid JSON: its log restores into a store that checks JSON, byte
+ * for byte. */
+static void test_restore_unchecked_json(void **state)
+{
+    tu_store *s = *state;
+    tu_store *c = tu_store_new();
+    evs_open_options o = EVS_OPEN_OPTIONS_INIT;
+    evs_event_data ev = tu_event_id("Odd", "{not json");
+    tu_events log = {0}, copy = {0};
+
+    tu_store_close(s);
+    o.validate_json = 0;
+    tu_store_open_opts(s, &o);
+    ev.metadata = "also not";
+    ev.metadata_len = 8;
+    TU_OK(evs_append(NULL, s->db, NULL, "o-1", EVS_ANY, &ev, 1));
+    TU_OK(read_log(&log, s->db, 0, 0));
+    assert_int_equal(log.n, 1);
+    tu_store_open(c); /* validate_json on */
+    TU_CHECK(evs_append(NULL, c->db, NULL, "o-1", EVS_ANY, &ev, 1), EVS_EINVAL);
+    restore_one(c->db, &log.v[0]);
+    TU_OK(read_log(&copy, c->db, 0, 0));
+    assert_int_equal(copy.n, 1);
+    assert_int_equal(copy.v[0].content_type, EVS_CONTENT_JSON);
+    assert_int_equal(copy.v[0].data_len, 9);
+    assert_memory_equal(copy.v[0].data, "{not json", 9);
+    assert_int_equal(copy.v[0].metadata_len, 8);
+    assert_memory_equal(copy.v[0].metadata, "also not", 8);
+    tu_events_free(&log);
+    tu_events_free(&copy);
+    tu_store_free(c);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -335,6 +369,7 @@ int main(void)
         T(test_snapshot_list_order_and_stop),
         T(test_restore_copies_exactly),
         T(test_restore_bad_input),
+        T(test_restore_unchecked_json),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -82,7 +82,7 @@ static int check_json(const char *what, const char *stream, size_t idx,
 }
 
 static int check_event(const evs_db *db, const char *stream, size_t idx,
-                       const evs_event_data *e)
+                       const evs_event_data *e, unsigned flags)
 {
     int rc;
     const char *why;
@@ -131,7 +131,7 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
     if (e->recorded_at < 0)
         return evs__err(EVS_EINVAL, "stream %s, event %zu: recorded_at %lld is negative",
                         stream, idx, (long long)e->recorded_at);
-    if (db->opts.validate_json) {
+    if (db->opts.validate_json && !(flags & EVS__APPEND_RESTORE)) {
         if (e->content_type == EVS_CONTENT_JSON && e->data_len > 0 &&
             (rc = check_json("data", stream, idx, e->data, e->data_len)) < 0)
             return rc;
@@ -466,7 +466,7 @@ static const char *part_name(const evs_stream_append *pa)
 
 /* Checks of the request that do not need derived tags. */
 static int check_request(const evs_db *db, const evs_append_request *r, size_t nsystem,
-                         size_t *tenant_len, size_t *nevents)
+                         unsigned flags, size_t *tenant_len, size_t *nevents)
 {
     int rc;
     size_t streamless = 0;
@@ -538,7 +538,7 @@ static int check_request(const evs_db *db, const evs_append_request *r, size_t n
             return evs__err(EVS_ETOOBIG, "stream %s: %zu events in one append, at most %u",
                             part_name(pa), pa->nevents, 1u << 20);
         for (size_t i = 0; i < pa->nevents; i++)
-            if ((rc = check_event(db, part_name(pa), i, &pa->events[i])) < 0)
+            if ((rc = check_event(db, part_name(pa), i, &pa->events[i], flags)) < 0)
                 return rc;
         *nevents += pa->nevents;
     }
@@ -553,18 +553,18 @@ int evs_append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
         return evs__err(EVS_EINVAL, "append: %s is NULL", db ? "request" : "db");
     if (r->version >= 2 && r->checkpoint)
         return evs__append_checkpointed(out, conflicts, db, r);
-    return evs__append_ex(out, conflicts, db, r, 0);
+    return evs__append_ex(out, conflicts, db, r, 0, 0);
 }
 
 int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
-                   const evs_append_request *r, size_t nsystem)
+                   const evs_append_request *r, size_t nsystem, unsigned flags)
 {
     int rc;
     size_t tenant_len, nevents = 0;
     void *arena = NULL;
     if (db->opts.flags & EVS_OPEN_READONLY)
         return evs__err(EVS_EREADONLY, "append: the store is open read-only");
-    if ((rc = check_request(db, r, nsystem, &tenant_len, &nevents)) < 0)
+    if ((rc = check_request(db, r, nsystem, flags, &tenant_len, &nevents)) < 0)
         return rc;
 
     size_t nparts = r->nparts;
@@ -752,7 +752,7 @@ int evs_restore_append(evs_append_result *out, evs_db *db, const char *tenant,
     }
     if (db->opts.flags & EVS_OPEN_READONLY)
         return evs__err(EVS_EREADONLY, "restore_append: the store is open read-only");
-    return evs__append_ex(out, NULL, db, &r, nparts);
+    return evs__append_ex(out, NULL, db, &r, nparts, EVS__APPEND_RESTORE);
 }
 
 int evs_append(evs_append_result *out, evs_db *db, const char *tenant,

@@ -146,7 +146,7 @@ int evs_checkpoint_set(evs_db *db, const char *tenant, const char *name, uint64_
         r.tenant = tenant;
         r.parts = &part;
         r.nparts = 1;
-        rc = evs__append_ex(NULL, NULL, db, &r, 1);
+        rc = evs__append_ex(NULL, NULL, db, &r, 1, 0);
         if (rc != EVS_ECONFLICT || attempt >= 1000)
             return rc;
     }
@@ -230,7 +230,7 @@ int evs__append_checkpointed(evs_append_result *out, uint64_t *conflicts, evs_db
     r2.checkpoint = NULL;
     r2.parts = parts;
     r2.nparts = r->nparts + 1;
-    rc = evs__append_ex(res, conflicts, db, &r2, 1);
+    rc = evs__append_ex(res, conflicts, db, &r2, 1, 0);
     if (rc == EVS_ECONFLICT && res[r->nparts].status == EVS_ECONFLICT)
         rc = evs__err(EVS_ECONFLICT, "checkpoint \"%s\" was moved by another writer while "
                       "this append was prepared; nothing was written (read it again and "

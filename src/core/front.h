@@ -24,10 +24,17 @@ EVS_MUST_USE int evs__check_query(const evs_query *q, const char *what);
 EVS_MUST_USE int evs__check_stream(const char *stream);
 /* qsort comparator of const char * elements (strcmp order). */
 int evs__cmp_str_ptr(const void *a, const void *b);
+/* evs__append_ex flags */
+enum {
+    /* evs_restore_append: the events come from a store that accepted them;
+     * their JSON is not checked again (a store written with validate_json
+     * off exports JSON events that are not valid JSON) */
+    EVS__APPEND_RESTORE = 1u << 0,
+};
 /* evs_append_ex that may write the trailing nsystem parts to system
- * streams ('$' names: checkpoints) */
+ * streams ('$' names: checkpoints); flags: EVS__APPEND_*. */
 EVS_MUST_USE int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
-                   const evs_append_request *r, size_t nsystem);
+                   const evs_append_request *r, size_t nsystem, unsigned flags);
 /* evs_append_ex of a request with a checkpoint update (checkpoint.c) */
 EVS_MUST_USE int evs__append_checkpointed(evs_append_result *out, uint64_t *conflicts, evs_db *db,
                              const evs_append_request *r);

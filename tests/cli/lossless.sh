@@ -92,6 +92,36 @@ has "gap: warned" "$T/err" "would be stored at"
 has "gap: from there on appended" "$T/err" "from there on the events are appended with new positions"
 run 0 "verify after the gap import" "$EVS" --db "$T/g" verify
 
+# --- a re-run into a store that got another event meanwhile: the checkpoint
+# of the file must not be written at another position (it would point at
+# the other event) -------------------------------------------------------------
+for first_tenant in '' acme; do
+    rm -rf "$T/r" && mkdir -p "$T/r"
+    id1=11111111-1111-4111-8111-111111111111
+    id2=22222222-2222-4222-8222-222222222222
+    id3=33333333-3333-4333-8333-333333333333
+    printf '%s\n' \
+        "{\"position\":1,\"tenant\":\"$first_tenant\",\"stream\":\"x-1\",\"type\":\"X\",\"id\":\"$id1\",\"data\":{}}" \
+        "{\"position\":2,\"tenant\":\"\",\"stream\":\"a-1\",\"type\":\"A\",\"id\":\"$id2\",\"data\":{}}" \
+        "{\"position\":3,\"tenant\":\"\",\"stream\":\"\$checkpoint-c\",\"type\":\"\$checkpoint\",\"id\":\"$id3\",\"content_type\":\"binary\",\"data_base64\":\"AgAAAAAAAAA=\"}" \
+        >"$T/r/f.jsonl"
+    head -n 1 "$T/r/f.jsonl" >"$T/r/f1.jsonl"
+    "$EVS" --db "$T/r/s" import "$T/r/f1.jsonl" 2>/dev/null
+    "$EVS" --db "$T/r/s" append other-1 O '{}' >/dev/null
+    run 0 "re-run after another append (tenant '$first_tenant')" "$EVS" --db "$T/r/s" import "$T/r/f.jsonl"
+    has "re-run: exactness ends (tenant '$first_tenant')" "$T/err" "line 2 of $T/r/f.jsonl has position 2 but the store holds another event there"
+    has "re-run: checkpoint left out (tenant '$first_tenant')" "$T/err" "left out: 1 checkpoint event"
+    run 1 "re-run: no checkpoint written (tenant '$first_tenant')" "$EVS" --db "$T/r/s" checkpoint get c
+    same "re-run: events (tenant '$first_tenant')" "$(events "$T/r/s")" 3
+done
+
+# --- metadata that is the JSON text null is kept (not taken for none) ------------------
+"$EVS" --db "$T/n" append m-1 M '{}' --metadata null >/dev/null
+"$EVS" --db "$T/n" export >"$T/n.jsonl"
+"$EVS" --db "$T/n2" import "$T/n.jsonl" 2>/dev/null
+"$EVS" --db "$T/n2" export >"$T/n2.jsonl"
+if cmp -s "$T/n.jsonl" "$T/n2.jsonl"; then ok; else bad "metadata null lost: $(cat "$T/n2.jsonl")"; fi
+
 # --- bad snapshot lines -----------------------------------------------------------
 good='{"kind":"snapshot","tenant":"","stream":"acct-1","version":0,"schema":"S","data":{},"saved_at":"2026-01-01T00:00:00Z"}'
 for line in \

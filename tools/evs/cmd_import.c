@@ -561,14 +561,21 @@ static int append_parts(importer *im, evs_stream_append *sa, size_t n,
     return evs_append_ex(res, NULL, im->db, &req);
 }
 
-/* Exact mode no longer holds from line on: say so once. */
+/* Exact mode no longer holds from line on: say so once. store_pos: where
+ * the event would be stored, 0: the store holds another event at file_pos. */
 static void end_exact(importer *im, size_t line, uint64_t file_pos, uint64_t store_pos)
 {
+    char where[64];
+
     end_progress(im);
-    cli_err("import: line %zu of %s has position %" PRIu64 " but would be stored at %"
-            PRIu64 " (the store holds other events, or the file has gaps): from there on "
-            "the events are appended with new positions, and checkpoints and snapshots "
-            "are left out", line, im->name, file_pos, store_pos);
+    if (store_pos != 0)
+        snprintf(where, sizeof where, "would be stored at %" PRIu64, store_pos);
+    else
+        snprintf(where, sizeof where, "the store holds another event there");
+    cli_err("import: line %zu of %s has position %" PRIu64 " but %s (the store holds "
+            "other events, or the file has gaps): from there on the events are appended "
+            "with new positions, and checkpoints and snapshots are left out", line,
+            im->name, file_pos, where);
     im->exact = 0;
     im->inexact_line = line;
 }
@@ -599,8 +606,17 @@ static int replay_one_by_one(importer *im)
             uint64_t head = 0;
             int rc;
 
-            if ((rc = evs_head_position(&head, im->db, NULL)) == 0)
+            if ((rc = evs_head_position(&head, im->db, NULL)) == 0) {
+                /* a new event must come at the next position, or the
+                 * checkpoints after it would mean other events */
+                if (im->exact && im->positions[i] > head && im->positions[i] != head + 1)
+                    end_exact(im, im->lines[i], im->positions[i], head + 1);
+                if (!im->exact && pt->stream[0] == '$') {
+                    im->skipped_checkpoints++;
+                    continue;
+                }
                 rc = append_parts(im, &one, 1, &res);
+            }
             if (rc < 0) {
                 end_progress(im);
                 cli_err("import: line %zu of %s: %s; the %" PRIu64
@@ -639,7 +655,22 @@ static int flush(importer *im)
         sa[i].events = &im->events[im->parts[i].first];
         sa[i].nevents = im->parts[i].n;
     }
-    if ((rc = evs_head_position(&head, im->db, NULL)) == 0)
+    rc = evs_head_position(&head, im->db, NULL);
+    if (rc == 0 && im->exact) {
+        /* the batch's first new event must come at head + 1 (the later
+         * ones follow it: run() checked), else its checkpoints would be
+         * written at other positions than the file's: one at a time */
+        for (i = 0; i < im->n; i++)
+            if (im->positions[i] > head) {
+                if (im->positions[i] != head + 1) {
+                    end_exact(im, im->lines[i], im->positions[i], head + 1);
+                    status = replay_one_by_one(im);
+                    goto done;
+                }
+                break;
+            }
+    }
+    if (rc == 0)
         rc = append_parts(im, sa, im->nparts, res);
     if (rc == 0) {
         for (i = 0; i < im->nparts; i++) {
@@ -661,6 +692,7 @@ static int flush(importer *im)
                 events_word(im->written + im->present));
         status = CLI_EXIT_FAIL;
     }
+done:
     free(sa);
     free(res);
     reset_batch(im);
@@ -707,6 +739,31 @@ static int decide_mode(importer *im, const line_event *le)
     evs_iter_free(it);
     if (rc < 0 && rc != EVS_ITEROVER)
         return cli_lib_err(rc, "import");
+    return 0;
+}
+
+/* Exact mode, a line at or below the head the import started from: does
+ * the store hold this event there? If not, exactness ends here (after
+ * writing the batch, which is still exact). Returns an exit status. */
+static int check_stored(importer *im, const line_event *le, size_t lineno)
+{
+    evs_iter *it = NULL;
+    const evs_event *ev;
+    int same = 0, rc, status;
+
+    if ((rc = evs_read_log(&it, im->db, le->position, 1)) == 0 &&
+        (rc = evs_iter_next(&ev, it)) == 0)
+        same = ev->position == le->position && !evs_uuid_is_nil(&le->ev.id) &&
+               memcmp(&ev->id, &le->ev.id, sizeof ev->id) == 0;
+    evs_iter_free(it);
+    if (rc < 0 && rc != EVS_ITEROVER)
+        return cli_lib_err(rc, "import");
+    if (same)
+        return 0;
+    if ((status = flush(im)) != 0)
+        return status;
+    if (im->exact)
+        end_exact(im, lineno, le->position, 0);
     return 0;
 }
 
@@ -770,7 +827,11 @@ static int run(importer *im, FILE *in)
         }
         if (!im->mode_known && (status = decide_mode(im, &le)) != 0)
             goto out;
-        /* exact: a new event must come at the next position */
+        /* exact: an event the store should hold already must be there (a
+         * re-run), and a new one must come at the next position */
+        if (im->exact && le.position != 0 && le.position <= im->head0 &&
+            (status = check_stored(im, &le, lineno)) != 0)
+            goto out;
         if (im->exact && le.position > im->head0) {
             if (le.position != im->next_new) {
                 if ((status = flush(im)) != 0) /* while still exact */
