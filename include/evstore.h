@@ -726,9 +726,10 @@ EVS_EXTERN int evs_stats_get(evs_stats *out, evs_db *db);
  * records (= events) checked. Runs on a snapshot: appends may continue
  * (the embedded store checks the events up to the head it started at, as
  * in one snapshot, while it renews its index snapshot as long reads do,
- * evs_read_all). cb runs on the calling thread while verify reads the
- * index: it must not append to the same store (an append that grows the
- * index's map waits for it). Returns 0 when clean, EVS_ECORRUPT when any
+ * evs_read_all). cb runs on the calling thread, between verify's reads
+ * of the index, never inside one (the embedded store holds the problems
+ * it finds until it is out of the index, at most about 1,000 records
+ * later): cb may read the store and append to it. Returns 0 when clean, EVS_ECORRUPT when any
  * problem was found, EVS_EINVAL (db NULL), EVS_EBACKEND (the index could
  * not be read). May take seconds per million events: every record is read
  * and CRC-checked.
@@ -736,6 +737,18 @@ EVS_EXTERN int evs_stats_get(evs_stats *out, evs_db *db);
 typedef void (*evs_verify_fn)(void *ctx, const char *problem);
 EVS_EXTERN int evs_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb,
                           void *ctx);
+
+/*
+ * evs_verify, telling progress (for a progress bar): progress (may be
+ * NULL) is called on the calling thread, with the same ctx as cb, as
+ * done of total events are checked; total is the store's head position
+ * when the check began. Embedded: every 65,536 records and at the end.
+ * PostgreSQL: the check is a few statements over the whole table, and
+ * done advances by a share of total after each. Errors as evs_verify.
+ */
+typedef void (*evs_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+EVS_EXTERN int evs_verify_ex(uint64_t *checked, evs_db *db, evs_verify_fn cb,
+                             evs_progress_fn progress, void *ctx);
 
 /* ------------------------------------------------------------------ */
 /* Online backup (embedded store)                                      */
@@ -765,10 +778,17 @@ typedef struct evs_backup_result {
 
 /*
  * Back the embedded store up into the directory dest_dir while it is in
- * use: appends and reads go on (the writer is held back only while LMDB
- * copies the index's two meta pages; and, through the same handle, an
- * append that must first grow the index's map waits for the index copy).
- * Works on a handle opened read-write
+ * use: appends and reads go on. The writer is held back only while LMDB
+ * copies the index's two meta pages, with one exception in the process
+ * that makes the backup: the index copy (one pass over index/data.mdb, at
+ * disk speed) holds the index's map in place, so if the writer of the
+ * same handle must grow the map meanwhile, that append, and every read
+ * of the handle begun after it, wait until the copy ends. On a read-write
+ * handle the backup first grows the map to leave room for half the index
+ * again (at most 1 GiB), so only an index that grows by more than that
+ * during the copy waits; on a read-only handle, its reads wait when the
+ * writer (another process) grew the map during the copy. Works on a
+ * handle opened read-write
  * (called beside its writer threads) or EVS_OPEN_READONLY (e.g. `evs
  * backup` beside an application that writes the store), on any thread.
  *
@@ -778,7 +798,8 @@ typedef struct evs_backup_result {
  * also written to dest_dir/BACKUP. The backup is itself a store: the log
  * segments up to P (the last one with zeros after P's record), a
  * consistent copy of the index (so it opens without a rebuild) and of the
- * snapshots, a state file naming its own files, and BACKUP (a text file:
+ * snapshots (copied just before the index: none is of a stream version
+ * past P), a state file naming its own files, and BACKUP (a text file:
  * the source's path, its identity -- the id of event 1 --, P, the time,
  * the bytes copied). evs_verify passes on it. Restore = open dest_dir as
  * a store where it is; or back the backup up (evs_backup on a read-only
@@ -787,9 +808,13 @@ typedef struct evs_backup_result {
  * opens too, but as a copy: its index is rebuilt and it starts without
  * snapshots (docs/OPERATIONS.md, "Backup and restore").
  *
- * dest_dir: a path that does not exist or an empty directory (a new
- * backup: made in dest_dir.tmp-XXXXXX beside it and renamed to dest_dir
- * when complete), or a directory holding an earlier backup of this store
+ * dest_dir: a path that does not exist (a new backup: made in
+ * dest_dir.tmp-XXXXXX beside it and renamed to dest_dir when complete),
+ * an empty directory, e.g. a mount point (a new backup made in it, its
+ * state file written last: a run that is killed leaves dest_dir/backup.tmp
+ * and part of the files, which the next run into it deletes and starts
+ * over; one that fails leaves it empty), or a directory holding an
+ * earlier backup of this store
  * (incremental: log segments that were already complete in it -- sealed
  * segments never change -- are kept, after checking that the store
  * still has the earlier backup's event at its position; the rest is
@@ -814,7 +839,9 @@ typedef struct evs_backup_result {
  * event, another segment size --, or of another history -- its event at
  * its position differs from this store's, or this store ends before it
  * (restored from an older backup?) --, a backup that was opened and
- * written to since; or the store is a PostgreSQL one: back it up with
+ * written to since -- its log holds events after the backup's that are
+ * not this store's, also when that writer was killed --; or the store is
+ * a PostgreSQL one: back it up with
  * pg_dump or pg_basebackup); EVS_EBUSY (dest_dir is open for writing, or
  * another backup into it runs); EVS_ENOSPC (dest_dir's disk is full: the
  * earlier backup there is still good; free space and retry); EVS_EIO;
@@ -834,11 +861,11 @@ EVS_EXTERN int evs_backup(evs_backup_result *out, evs_db *db, const char *dest_d
  * (system streams included): an iterator that yields it once, then
  * EVS_ITEROVER, so the event's pointers follow the iterator's rules
  * (valid until the next evs_iter_next or evs_iter_free); ev->tenant says
- * whose it is. evs_iter_marker gives its position. One lookup in the ids
- * index (embedded: event_ids, PostgreSQL: the events' unique id index),
- * then one read of the record; nothing is kept open (the iterator holds
- * no snapshot). Free it with evs_iter_free, before evs_close; one thread
- * at a time, as every iterator.
+ * whose it is. evs_iter_marker gives its position once it is read. One
+ * lookup in the ids index (embedded: event_ids, PostgreSQL: the events'
+ * unique id index), then a read of the log at that position
+ * (evs_read_log with a limit of 1). Free it with evs_iter_free, before
+ * evs_close; one thread at a time, as every iterator.
  *
  * Returns 0; EVS_ENOTFOUND (no such event; *out is NULL; the message
  * names the id); EVS_EINVAL (NULL out, db or id; *out is NULL);
@@ -902,7 +929,10 @@ typedef struct evs_list_streams_options {
  * order first. Streams without events do not exist; events without a
  * stream are in none.
  * System streams are left out unless flags has EVS_LIST_SYSTEM or the
- * prefix starts with '$'. One snapshot: a list is consistent in itself;
+ * prefix starts with '$'. One snapshot: a list is consistent in itself
+ * (a long one is read, on the embedded store, in renewed snapshots, as a
+ * long read is, and reports what the first held: streams created
+ * meanwhile are left out, versions are those of then);
  * pages are each their own snapshot (a stream created between two pages
  * shows in the later page only if it sorts after the first page's end).
  *
@@ -943,13 +973,28 @@ typedef struct evs_tenant_list {
  * a second with the index in the page cache: `evs tenants` on 1 million
  * events takes 50 ms), PostgreSQL counts the rows of the index
  * events_tenant (an index-only scan where the visibility map allows).
- * Seconds for a store of 100 million events.
+ * Seconds for a store of 100 million events: the embedded store's walk
+ * renews its snapshot as a long read does (every 1024 keys or 10 ms), so
+ * it holds up neither the writer nor the index's growth, and still
+ * reports what the first snapshot held (events after its head are not
+ * counted, tenants created meanwhile are not listed).
  *
  * *out is the caller's (evs_tenant_list_free), also when empty. Returns
  * 0, EVS_EINVAL (NULL out or db; *out is NULL), EVS_ENOMEM, EVS_EBACKEND.
  * Any thread, as every read; the list is plain memory, independent of db.
  */
 EVS_EXTERN int evs_list_tenants(evs_tenant_list **out, evs_db *db);
+
+/*
+ * evs_list_tenants with every count stopped at cap: a tenant's events is
+ * min(its events, cap), so events == cap means "cap or more". cap 1 tells
+ * only whether each tenant has events, at one index seek per tenant
+ * whatever the store's size (embedded: its first tenant_events key;
+ * PostgreSQL: an EXISTS on events_tenant); cap 0 counts all, as
+ * evs_list_tenants. The same list otherwise: every tenant, in name order.
+ * Errors, lifetime and threads as evs_list_tenants.
+ */
+EVS_EXTERN int evs_list_tenants_capped(evs_tenant_list **out, evs_db *db, uint64_t cap);
 /* NULL-safe. */
 EVS_EXTERN void evs_tenant_list_free(evs_tenant_list *list);
 

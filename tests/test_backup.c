@@ -17,9 +17,21 @@
  *     backup's events, and the next backup into it succeeds;
  *   - a full disk (a small tmpfs; root only): EVS_ENOSPC, the earlier
  *     backup intact, nothing half-made left, the next run succeeds;
+ *   - snapshots saved while the backup runs are never of a version past
+ *     the backup's log (they are copied before the index);
+ *   - an existing empty directory is filled in place (same inode; a
+ *     mount point, root only: no rename across filesystems; a failed run
+ *     leaves it empty); an interrupted in-place run's leftovers are
+ *     started over, with someone else's file among them refused;
+ *   - a backup on the writer's handle grows the index's map ahead of the
+ *     index copy (a remap would wait for the copy);
+ *   - a backup opened read-write, appended to and killed (its state never
+ *     says how far its log went) is refused, its event kept;
  *   - PostgreSQL: refused with EVS_EINVAL naming pg_dump.
  */
 #include "testutil.h"
+
+#include <lmdb.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -574,6 +586,11 @@ static int shell(const char *fmt, ...)
 
 static char *g_mnt; /* the small tmpfs while the case has one */
 
+static int mount_tmpfs(const char *dir, const char *size)
+{
+    return shell("mount -t tmpfs -o size=%s tmpfs '%s' 2>/dev/null", size, dir);
+}
+
 static int teardown_mnt(void **state)
 {
     if (g_mnt) {
@@ -630,6 +647,237 @@ static void test_backup_disk_full(void **state)
     free(fresh);
 }
 
+/* ---- snapshots are never past the backup's log (B1) ------------------------ */
+
+typedef struct snap_writer {
+    evs_db *db;
+    int calls;
+} snap_writer;
+
+/* At every progress call (between the copies): one more event of s-1
+ * and a snapshot at its new version. */
+static void append_and_snapshot(void *ctx, uint64_t done, uint64_t total)
+{
+    snap_writer *w = ctx;
+    (void)done;
+    (void)total;
+    if (w->calls++ >= 8)
+        return;
+    char buf[256];
+    evs_event_data ev = make_event(buf, 120, "s-1", 100 + (unsigned)w->calls);
+    evs_append_result r;
+    TU_OK(evs_append(&r, w->db, NULL, "s-1", EVS_ANY, &ev, 1));
+    TU_OK(evs_snapshot_save(w->db, NULL, "s-1", r.first_version, "state-v1", "{}", 2));
+}
+
+static void test_backup_snapshots_within_log(void **state)
+{
+    TU_EMBEDDED_ONLY("evs_backup copies the embedded store's files");
+    tu_store *s = *state;
+    s->db = open_store(s->dir, EVS_OPEN_CREATE);
+    fill(s->db, "s-1", 3, 100);
+    TU_OK(evs_snapshot_save(s->db, NULL, "s-1", 2, "state-v1", "{}", 2));
+    char *dest = backup_path(s, "bk");
+    snap_writer w = {s->db, 0};
+    evs_backup_options bo = EVS_BACKUP_OPTIONS_INIT;
+    bo.progress = append_and_snapshot;
+    bo.progress_ctx = &w;
+    evs_backup_result r;
+    TU_OK(evs_backup(&r, s->db, dest, &bo));
+    assert_true(w.calls >= 2);
+    /* whatever was saved while it ran: the backup's newest snapshot of
+     * s-1 is of a version its log has */
+    evs_db *b = open_store(dest, EVS_OPEN_READONLY);
+    int64_t version = tu_version(b, NULL, "s-1");
+    evs_snapshot *snap = NULL;
+    TU_OK(evs_snapshot_load(&snap, b, NULL, "s-1", EVS_END));
+    fprintf(stderr, "backup at position %" PRIu64 ": s-1 at version %" PRId64
+            ", newest snapshot at %" PRId64 " (the store: %" PRId64 ")\n", r.position,
+            version, snap->version, tu_version(s->db, NULL, "s-1"));
+    assert_true(snap->version <= version);
+    assert_int_equal(version + 1, (int64_t)r.position);
+    evs_snapshot_free(snap);
+    TU_OK(evs_close(b));
+    check_backup(s->db, dest, r.position, 1);
+    free(dest);
+}
+
+/* ---- an empty directory (a mount point) is filled in place (B2) ----------- */
+
+
+static void test_backup_empty_dir_in_place(void **state)
+{
+    TU_EMBEDDED_ONLY("evs_backup copies the embedded store's files");
+    tu_store *s = *state;
+    struct stat st0, st1;
+    s->db = open_store(s->dir, EVS_OPEN_CREATE);
+    fill(s->db, "p-1", 1500, 1000); /* 2 segments */
+    /* the directory itself is the backup: same inode, nothing beside it */
+    char *empty = backup_path(s, "empty");
+    assert_int_equal(mkdir(empty, 0755), 0);
+    assert_int_equal(stat(empty, &st0), 0);
+    evs_backup_result r;
+    TU_OK(evs_backup(&r, s->db, empty, NULL));
+    assert_int_equal(r.position, 1500);
+    assert_int_equal(r.incremental, 0);
+    assert_int_equal(stat(empty, &st1), 0);
+    assert_true(st0.st_ino == st1.st_ino);
+    assert_no_tmp(s->tmp);
+    check_backup(s->db, empty, 1500, 1);
+    fill(s->db, "p-2", 10, 100);
+    TU_OK(evs_backup(&r, s->db, empty, NULL));
+    assert_int_equal(r.incremental, 1);
+    check_backup(s->db, empty, 1510, 0);
+
+    /* what a killed in-place backup leaves (its scratch directory, part
+     * of the log): started over; with a file of someone else's: refused */
+    char *left = backup_path(s, "left");
+    char p[4096];
+    assert_int_equal(mkdir(left, 0755), 0);
+    snprintf(p, sizeof(p), "%s/backup.tmp", left);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/log", left);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/log/0000000000000001.evslog", left);
+    FILE *f = fopen(p, "w");
+    fputs("half a segment", f);
+    fclose(f);
+    snprintf(p, sizeof(p), "%s/notes.txt", left);
+    f = fopen(p, "w");
+    fputs("mine\n", f);
+    fclose(f);
+    assert_refused(s->db, left, EVS_EINVAL, "interrupted backup left");
+    assert_int_equal(unlink(p), 0);
+    TU_OK(evs_backup(&r, s->db, left, NULL));
+    assert_int_equal(r.incremental, 0);
+    check_backup(s->db, left, 1510, 0);
+
+    /* a mount point (root only): the backup on that filesystem, in it */
+    if (geteuid() == 0) {
+        g_mnt = tu_path_join(s->tmp, "mnt");
+        assert_int_equal(mkdir(g_mnt, 0755), 0);
+        if (mount_tmpfs(g_mnt, "1m") != 0) {
+            fprintf(stderr, "mount -t tmpfs failed: the mount point case not run\n");
+            rmdir(g_mnt);
+            free(g_mnt);
+            g_mnt = NULL;
+        } else {
+            /* too small: refused, and the mount point is left empty */
+            assert_refused(s->db, g_mnt, EVS_ENOSPC, "No space");
+            assert_int_equal(shell("[ -z \"$(ls -A '%s')\" ]", g_mnt), 0);
+            assert_int_equal(shell("mount -o remount,size=16m '%s'", g_mnt), 0);
+            TU_OK(evs_backup(&r, s->db, g_mnt, NULL));
+            assert_int_equal(r.position, 1510);
+            check_backup(s->db, g_mnt, 1510, 0);
+            assert_no_tmp(s->tmp);
+        }
+    } else {
+        fprintf(stderr, "not root: the mount point case not run (the same inode "
+                "check above covers it)\n");
+    }
+    free(empty);
+    free(left);
+}
+
+/* ---- the map has room before the index copy (B3) ------------------------- */
+
+/* Bytes of the index in use (LMDB's last page + 1) and the map (the
+ * writer's data.mdb is as large as its map). A second read-only,
+ * lock-free handle on the file: it reads only the meta pages. */
+static void index_use(const char *dir, uint64_t *used, uint64_t *map)
+{
+    char p[4096];
+    MDB_env *env;
+    MDB_envinfo info;
+    MDB_stat st;
+    struct stat fst;
+    snprintf(p, sizeof(p), "%s/index", dir);
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_open(env, p, MDB_RDONLY | MDB_NOLOCK, 0644), 0);
+    assert_int_equal(mdb_env_info(env, &info), 0);
+    assert_int_equal(mdb_env_stat(env, &st), 0);
+    mdb_env_close(env);
+    *used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    snprintf(p, sizeof(p), "%s/index/data.mdb", dir);
+    assert_int_equal(stat(p, &fst), 0);
+    *map = (uint64_t)fst.st_size;
+}
+
+static void test_backup_map_room(void **state)
+{
+    TU_EMBEDDED_ONLY("evs_backup copies the embedded store's files");
+    tu_store *s = *state;
+    /* a 256 KiB first map: it grows many times below */
+    assert_int_equal(setenv("EVS_DEBUG_INDEX_MAP_MIN", "262144", 1), 0);
+    s->db = open_store(s->dir, EVS_OPEN_CREATE);
+    assert_int_equal(unsetenv("EVS_DEBUG_INDEX_MAP_MIN"), 0);
+    uint64_t used = 0, map = 0;
+    /* until the map has less free room than half the index */
+    for (int i = 0; i < 400; i++) {
+        fill(s->db, "m-1", 64, 100);
+        index_use(s->dir, &used, &map);
+        if (used >= (1u << 20) && map - used < used / 2)
+            break;
+    }
+    fprintf(stderr, "before: index %" PRIu64 " bytes, map %" PRIu64 "\n", used, map);
+    assert_true(used >= (1u << 20) && map - used < used / 2);
+    char *dest = backup_path(s, "bk");
+    evs_backup_result r;
+    TU_OK(evs_backup(&r, s->db, dest, NULL));
+    uint64_t used2, map2;
+    index_use(s->dir, &used2, &map2);
+    fprintf(stderr, "after: index %" PRIu64 " bytes, map %" PRIu64 "\n", used2, map2);
+    /* grown ahead of the copy: room for half the index again */
+    assert_true(map2 >= used + used / 2);
+    check_backup(s->db, dest, r.position, 0);
+    /* appends go on as before */
+    fill(s->db, "m-2", 500, 100);
+    free(dest);
+}
+
+/* ---- a backup written to and killed is refused (B4) ---------------------- */
+
+static void test_backup_written_then_killed(void **state)
+{
+    TU_EMBEDDED_ONLY("evs_backup copies the embedded store's files");
+    tu_store *s = *state;
+    s->db = open_store(s->dir, EVS_OPEN_CREATE);
+    fill(s->db, "w-1", 20, 100);
+    char *dest = backup_path(s, "bk");
+    evs_backup_result r;
+    TU_OK(evs_backup(&r, s->db, dest, NULL));
+    fill(s->db, "w-1", 20, 100);
+    /* DEST opened as a store, appended to, the process killed: its state
+     * never says how far its log went */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        evs_open_options o = EVS_OPEN_OPTIONS_INIT;
+        evs_db *db;
+        char buf[256];
+        o.segment_size = SEG;
+        if (evs_open(&db, dest, &o) != 0)
+            _exit(3);
+        evs_event_data ev = make_event(buf, 100, "mine-1", 1);
+        evs_append_result ar;
+        if (evs_append(&ar, db, NULL, "mine-1", EVS_ANY, &ev, 1) != 0)
+            _exit(4);
+        raise(SIGKILL);
+        _exit(5);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_refused(s->db, dest, EVS_EINVAL, "written to");
+    /* its event is kept */
+    evs_db *w = open_store(dest, 0);
+    assert_int_equal(tu_head(w, NULL), 21);
+    assert_int_equal(tu_version(w, NULL, "mine-1"), 0);
+    TU_OK(evs_close(w));
+    assert_refused(s->db, dest, EVS_EINVAL, "written to");
+    free(dest);
+}
+
 /* ---- PostgreSQL ------------------------------------------------------------ */
 
 static void test_backup_postgres_refused(void **state)
@@ -661,6 +909,11 @@ int main(void)
         T(test_backup_interrupted),
         cmocka_unit_test_setup_teardown(test_backup_disk_full, tu_setup_store_closed,
                                         teardown_mnt),
+        T(test_backup_snapshots_within_log),
+        cmocka_unit_test_setup_teardown(test_backup_empty_dir_in_place, tu_setup_store_closed,
+                                        teardown_mnt),
+        T(test_backup_map_room),
+        T(test_backup_written_then_killed),
         T(test_backup_postgres_refused),
     };
 #undef T

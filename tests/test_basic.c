@@ -6,6 +6,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -759,6 +760,128 @@ static void test_max_event_in_min_segment(void **state)
     TU_OK(evs_verify(NULL, s->db, NULL, NULL));
 }
 
+typedef struct progress_seen {
+    uint64_t calls, last_done, total, problems;
+    int backwards;
+} progress_seen;
+
+static void seen_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    progress_seen *p = ctx;
+    if (p->calls && done < p->last_done)
+        p->backwards = 1;
+    p->calls++;
+    p->last_done = done;
+    p->total = total;
+}
+
+static void seen_problem(void *ctx, const char *problem)
+{
+    (void)problem;
+    ((progress_seen *)ctx)->problems++;
+}
+
+/* evs_verify_ex tells how far it is: never backwards, ending at the head. */
+static void test_verify_progress(void **state)
+{
+    tu_store *s = *state;
+    progress_seen p = {0};
+    uint64_t checked = 0;
+    enum { N = 70000 }; /* more than one embedded tick (65536 records) */
+    static evs_event_data ev[1000];
+
+    for (size_t i = 0; i < 1000; i++)
+        ev[i] = tu_event("Tick", "{}");
+    for (int b = 0; b < N / 1000; b++)
+        TU_OK(evs_append(NULL, s->db, NULL, "t-1", EVS_ANY, ev, 1000));
+    TU_OK(evs_verify_ex(&checked, s->db, seen_problem, seen_progress, &p));
+    assert_int_equal(checked, N);
+    assert_int_equal(p.problems, 0);
+    assert_true(p.calls >= 2);
+    assert_int_equal(p.backwards, 0);
+    assert_int_equal(p.total, N);
+    assert_int_equal(p.last_done, N);
+    /* NULL progress: plain evs_verify */
+    TU_OK(evs_verify_ex(NULL, s->db, NULL, NULL, NULL));
+    TU_CHECK(evs_verify_ex(NULL, NULL, NULL, seen_progress, &p), EVS_EINVAL);
+}
+
+typedef struct cb_reader {
+    evs_db *db;
+    uint64_t calls, reads_ok;
+} cb_reader;
+
+/* A progress callback that reads the store, as a progress bar that shows
+ * the head would. */
+static void reading_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    cb_reader *r = ctx;
+    int64_t v = 0;
+    (void)done;
+    (void)total;
+    r->calls++;
+    if (evs_stream_version(&v, r->db, NULL, "grow-1") == 0)
+        r->reads_ok++;
+}
+
+typedef struct grower {
+    evs_db *db;
+    _Atomic int stop;
+    uint64_t appended;
+    int rc;
+} grower;
+
+static void *grow_index(void *arg)
+{
+    grower *g = arg;
+    const char *tags[] = {"a:1", "b:2", "c:3", "d:4"};
+    evs_event_data ev[50];
+    for (int i = 0; i < 50; i++) {
+        ev[i] = tu_event("Grown", "{\"x\":1}");
+        ev[i].tags = tags;
+        ev[i].ntags = 4;
+    }
+    while (!atomic_load(&g->stop) && g->rc == 0) {
+        g->rc = evs_append(NULL, g->db, NULL, "grow-1", EVS_ANY, ev, 50);
+        g->appended += 50;
+    }
+    return NULL;
+}
+
+/* Verify's callbacks run outside its index reads: one that reads the store
+ * while a writer keeps growing the index's map (from a small first map)
+ * must neither deadlock nor fail. */
+static void test_verify_callbacks_read_beside_growth(void **state)
+{
+    tu_store *s = *state;
+    TU_EMBEDDED_ONLY("the embedded index's map growth");
+    tu_store_close(s);
+    assert_int_equal(setenv("EVS_DEBUG_INDEX_MAP_MIN", "262144", 1), 0);
+    tu_store_open(s);
+    assert_int_equal(unsetenv("EVS_DEBUG_INDEX_MAP_MIN"), 0);
+    static evs_event_data ev[1000];
+    for (size_t i = 0; i < 1000; i++)
+        ev[i] = tu_event("Tick", "{}");
+    for (int b = 0; b < 40; b++)
+        TU_OK(evs_append(NULL, s->db, NULL, "t-1", EVS_ANY, ev, 1000));
+
+    grower g = {.db = s->db};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, grow_index, &g), 0);
+    cb_reader r = {.db = s->db};
+    uint64_t checked = 0;
+    for (int round = 0; round < 5; round++)
+        TU_OK(evs_verify_ex(&checked, s->db, NULL, reading_progress, &r));
+    atomic_store(&g.stop, 1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    TU_OK(g.rc);
+    assert_true(r.calls >= 10);
+    assert_int_equal(r.reads_ok, r.calls);
+    assert_true(g.appended > 0);
+    TU_OK(evs_verify(&checked, s->db, NULL, NULL));
+    assert_int_equal(checked, 40000 + g.appended);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -777,6 +900,10 @@ int main(void)
                                         tu_setup_store, tu_teardown_store),
         cmocka_unit_test_setup_teardown(test_stats, tu_setup_store,
                                         tu_teardown_store),
+        cmocka_unit_test_setup_teardown(test_verify_progress, tu_setup_store,
+                                        tu_teardown_store),
+        cmocka_unit_test_setup_teardown(test_verify_callbacks_read_beside_growth,
+                                        tu_setup_store, tu_teardown_store),
         cmocka_unit_test_setup_teardown(test_stats_files, tu_setup_store,
                                         tu_teardown_store),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_everything,

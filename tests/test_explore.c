@@ -2,15 +2,19 @@
  * test_explore.c -- exploring a store (evstore.h, "Exploring"): one event
  * by id in any tenant, the streams of a tenant or of every tenant (order,
  * prefix, paging, system streams), the tenants with their event counts
- * (checked against evs_read_all), and bad arguments. Runs on both backends
- * (test_explore_pg).
+ * (checked against evs_read_all), capped counts, the lists of a large
+ * store while a writer appends (and, embedded, grows the index's map),
+ * and bad arguments. Runs on both backends (test_explore_pg).
  */
 #include "testutil.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Append one event with a fresh id to tenant/stream (NULL: no stream),
  * with tags; returns its id. */
@@ -400,6 +404,279 @@ static void test_list_tenants(void **state)
     evs_tenant_list_free(NULL);
 }
 
+/* Capped counts: min(count, cap); cap 1 says whether a tenant has events
+ * (what the CLI's hint asks), cap 0 counts all. */
+static void test_list_tenants_capped(void **state)
+{
+    tu_store *s = *state;
+    evs_tenant_list *l = NULL;
+    for (int i = 0; i < 7; i++)
+        put(s->db, "seven", "s-1", "E", "{}", NULL, 0);
+    put(s->db, "one", NULL, "E", "{}", NULL, 0);
+    TU_OK(evs_checkpoint_set(s->db, "zero", "c", 1));
+    const uint64_t caps[] = {0, 1, 2, 7, 8, UINT64_MAX};
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+        uint64_t cap = caps[c];
+        TU_OK(evs_list_tenants_capped(&l, s->db, cap));
+        assert_int_equal(l->count, 3);
+        assert_string_equal(l->tenants[0].tenant, "one");
+        assert_string_equal(l->tenants[1].tenant, "seven");
+        assert_string_equal(l->tenants[2].tenant, "zero");
+        assert_int_equal(l->tenants[0].events, 1);
+        assert_int_equal(l->tenants[1].events, cap && cap < 7 ? cap : 7);
+        assert_int_equal(l->tenants[2].events, 0);
+        evs_tenant_list_free(l);
+    }
+    TU_CHECK(evs_list_tenants_capped(NULL, s->db, 1), EVS_EINVAL);
+    l = (evs_tenant_list *)s;
+    TU_CHECK(evs_list_tenants_capped(&l, NULL, 1), EVS_EINVAL);
+    assert_null(l);
+}
+
+/*
+ * The lists of a store while a writer thread appends. A listing of more
+ * than a thousand keys is read in renewed snapshots on the embedded store
+ * (explore.c, "Long walks"), with the index's map started small so that
+ * it grows (a remap) many times meanwhile: the lists must still be those
+ * of one snapshot (fixed tenants exact; the busy tenant's count and its
+ * growing stream's version between what was committed before and after
+ * the call; tenants and streams created meanwhile either absent or
+ * whole), and nothing may deadlock.
+ */
+#define GROW_TENANTS 150 /* fixed tenants, GROW_STREAMS streams each */
+#define GROW_STREAMS 60  /* (6 on PostgreSQL: the renewals are the embedded store's) */
+#define GROW_EVENTS 4    /* events per fixed stream */
+#define GROW_BATCH 20    /* events per writer append */
+
+typedef struct grow_writer {
+    evs_db *db;
+    atomic_int stop;
+    /* batches: begun counts a batch before its first append, done after
+     * its last, so that what a list saw is between done before the call
+     * and begun after it */
+    atomic_uint_fast64_t begun, done;
+} grow_writer;
+
+/* Appends GROW_BATCH events to tenant "z-busy" (listed last, after the
+ * renewals): GROW_BATCH - 1 to stream "g" (its version grows) and one to
+ * a new stream "n-<batch>", in one request (one snapshot has all of it or
+ * none); every fifth batch then a new tenant "m-new-<batch>" with
+ * GROW_BATCH events in one stream. */
+static void *grow_write(void *arg)
+{
+    grow_writer *w = arg;
+    static const char *tags[] = {"k:v", "color:red", "size:xl"};
+    evs_event_data e[GROW_BATCH], f[GROW_BATCH];
+    char stream[32], tenant[32];
+    for (uint64_t b = 0; !atomic_load(&w->stop) && tu_failures() == 0; b++) {
+        atomic_fetch_add(&w->begun, 1);
+        for (int i = 0; i < GROW_BATCH; i++) {
+            e[i] = tu_event_id("Grew", "{\"x\":1}");
+            e[i].tags = tags;
+            e[i].ntags = 3;
+            f[i] = tu_event_id("New", "{}");
+        }
+        snprintf(stream, sizeof stream, "n-%06" PRIu64, b);
+        snprintf(tenant, sizeof tenant, "m-new-%06" PRIu64, b);
+        evs_stream_append parts[2] = {{"g", EVS_ANY, e, GROW_BATCH - 1},
+                                      {stream, EVS_NO_STREAM, e + GROW_BATCH - 1, 1}};
+        evs_append_request r = EVS_APPEND_REQUEST_INIT;
+        r.tenant = "z-busy";
+        r.parts = parts;
+        r.nparts = 2;
+        int rc = evs_append_ex(NULL, NULL, w->db, &r);
+        if (rc == 0 && b % 5 == 0) {
+            evs_stream_append p = {"s", EVS_NO_STREAM, f, GROW_BATCH};
+            evs_append_request r2 = EVS_APPEND_REQUEST_INIT;
+            r2.tenant = tenant;
+            r2.parts = &p;
+            r2.nparts = 1;
+            rc = evs_append_ex(NULL, NULL, w->db, &r2);
+        }
+        if (rc != 0) {
+            tu_fail("writer: append: %s: %s", tu_errname(rc), evs_last_error());
+            break;
+        }
+        atomic_fetch_add(&w->done, 1);
+    }
+    return NULL;
+}
+
+/* In the main thread while the writer runs: a failure is recorded (a
+ * cmocka assertion would leave the writer running on a closed store). */
+#define GROW_EQ(a, b)                                                        \
+    do {                                                                     \
+        uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                     \
+        if (a_ != b_)                                                        \
+            tu_fail("line %d: %s is %" PRIu64 ", expected %" PRIu64,        \
+                    __LINE__, #a, a_, b_);                                   \
+    } while (0)
+
+static uint64_t index_file_size(const char *dir)
+{
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/index/data.mdb", dir);
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void test_list_while_growing(void **state)
+{
+    tu_store *s = *state;
+    int pg = tu_backend_pg();
+    if (!pg) {
+        /* a first map of 256 KiB: it grows many times below */
+        tu_store_close(s);
+        assert_int_equal(setenv("EVS_DEBUG_INDEX_MAP_MIN", "262144", 1), 0);
+        tu_store_open(s);
+    }
+    int nstreams = pg ? 6 : GROW_STREAMS;
+    char tenant[32], stream[GROW_STREAMS][32];
+    evs_event_data e[GROW_STREAMS * GROW_EVENTS];
+    evs_stream_append parts[GROW_STREAMS];
+    for (int t = 0; t < GROW_TENANTS; t++) {
+        snprintf(tenant, sizeof tenant, "a-fixed-%03d", t);
+        for (int i = 0; i < nstreams; i++) {
+            snprintf(stream[i], sizeof stream[i], "s-%d", i);
+            for (int j = 0; j < GROW_EVENTS; j++)
+                e[i * GROW_EVENTS + j] = tu_event_id("E", "{}");
+            parts[i] = (evs_stream_append){stream[i], EVS_ANY, e + i * GROW_EVENTS,
+                                           GROW_EVENTS};
+        }
+        evs_append_request r = EVS_APPEND_REQUEST_INIT;
+        r.tenant = tenant;
+        r.parts = parts;
+        r.nparts = (size_t)nstreams;
+        TU_OK(evs_append_ex(NULL, NULL, s->db, &r));
+    }
+    uint64_t size0 = pg ? 0 : index_file_size(s->dir);
+
+    grow_writer w = {.db = s->db};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, grow_write, &w), 0);
+    unsigned rounds = 0;
+    int64_t t0 = tu_now_us();
+    /* until the map grew 4x (embedded: two remaps) with 3 rounds at least,
+     * or 2 s */
+    while (tu_failures() == 0 &&
+           (rounds < 3 || (!pg && index_file_size(s->dir) < 4 * size0)) &&
+           tu_now_us() - t0 < 2000000) {
+        rounds++;
+        /* tenants: fixed exact, busy within the commits around the call,
+         * a new tenant whole, no tenant without events */
+        evs_tenant_list *tl = NULL;
+        uint64_t before = atomic_load(&w.done);
+        int rc = evs_list_tenants(&tl, s->db);
+        if (rc != 0) {
+            tu_fail("list_tenants: %s: %s", tu_errname(rc), evs_last_error());
+            break;
+        }
+        uint64_t after = atomic_load(&w.begun);
+        size_t fixed = 0, busy = 0, nt = 0;
+        uint64_t nb = 0; /* z-busy's batches in the list's snapshot */
+        for (size_t i = 0; i < tl->count; i++) {
+            const evs_tenant_info *ti = &tl->tenants[i];
+            if (i > 0 && strcmp(tl->tenants[i - 1].tenant, ti->tenant) >= 0)
+                tu_fail("tenants out of order: %s then %s", tl->tenants[i - 1].tenant,
+                         ti->tenant);
+            if (strncmp(ti->tenant, "a-fixed-", 8) == 0) {
+                fixed++;
+                GROW_EQ(ti->events, (uint64_t)nstreams * GROW_EVENTS);
+            } else if (strcmp(ti->tenant, "z-busy") == 0) {
+                busy++;
+                nb = ti->events / GROW_BATCH;
+                GROW_EQ(ti->events % GROW_BATCH, 0);
+                if (ti->events < before * GROW_BATCH || ti->events > after * GROW_BATCH)
+                    tu_fail("busy: %" PRIu64 " events listed, %" PRIu64 " batches "
+                             "committed before the call and %" PRIu64 " begun after",
+                             ti->events, before, after);
+            } else if (strncmp(ti->tenant, "m-new-", 6) == 0) {
+                GROW_EQ(ti->events, GROW_BATCH);
+                nt++;
+            } else {
+                tu_fail("unexpected tenant %s", ti->tenant);
+            }
+        }
+        GROW_EQ(fixed, GROW_TENANTS);
+        if (busy > 1)
+            tu_fail("busy listed %zu times", busy);
+        /* one snapshot: the new tenants of the batches z-busy has (the
+         * last one's may not be committed yet) */
+        if (nt + 1 < (nb + 4) / 5 || nt > (nb + 4) / 5)
+            tu_fail("tenants: %zu new tenants listed beside %" PRIu64 " batches of z-busy",
+                    nt, nb);
+        evs_tenant_list_free(tl);
+
+        /* streams of every tenant, no limit */
+        evs_stream_list *sl = NULL;
+        evs_list_streams_options o = EVS_LIST_STREAMS_OPTIONS_INIT;
+        o.all_tenants = 1;
+        before = atomic_load(&w.done);
+        rc = evs_list_streams(&sl, s->db, &o);
+        if (rc != 0) {
+            tu_fail("list_streams: %s: %s", tu_errname(rc), evs_last_error());
+            break;
+        }
+        after = atomic_load(&w.begun);
+        size_t nfixed = 0, nnew = 0, nbusy = 0;
+        uint64_t gb = 0; /* z-busy's batches by the version of its "g" */
+        for (size_t i = 0; i < sl->count; i++) {
+            const evs_stream_info *si = &sl->streams[i];
+            if (i > 0) {
+                int c = strcmp(sl->streams[i - 1].tenant, si->tenant);
+                if (c > 0 || (c == 0 && strcmp(sl->streams[i - 1].stream, si->stream) >= 0))
+                    tu_fail("streams out of order: %s/%s then %s/%s",
+                             sl->streams[i - 1].tenant, sl->streams[i - 1].stream,
+                             si->tenant, si->stream);
+            }
+            if (strncmp(si->tenant, "a-fixed-", 8) == 0) {
+                nfixed++;
+                GROW_EQ(si->last_version, GROW_EVENTS - 1);
+            } else if (strncmp(si->tenant, "m-new-", 6) == 0) {
+                GROW_EQ(si->last_version, GROW_BATCH - 1);
+            } else if (strcmp(si->stream, "g") == 0) {
+                uint64_t n = (uint64_t)si->last_version + 1; /* (GROW_BATCH - 1) a batch */
+                gb = n / (GROW_BATCH - 1);
+                GROW_EQ(n % (GROW_BATCH - 1), 0);
+                if (n < before * (GROW_BATCH - 1) || n > after * (GROW_BATCH - 1))
+                    tu_fail("busy/g: version %" PRId64 " listed, %" PRIu64 " batches "
+                             "committed before the call and %" PRIu64 " begun after",
+                             si->last_version, before, after);
+            } else {
+                nbusy++;
+                GROW_EQ(si->last_version, 0);
+            }
+            nnew += strncmp(si->tenant, "m-new-", 6) == 0;
+        }
+        GROW_EQ(nfixed, (uint64_t)GROW_TENANTS * nstreams);
+        /* one snapshot: a stream n-* per batch "g" has, and the new
+         * tenants of those batches */
+        GROW_EQ(nbusy, gb);
+        if (nnew + 1 < (gb + 4) / 5 || nnew > (gb + 4) / 5)
+            tu_fail("streams: %zu new tenants listed beside %" PRIu64 " batches of z-busy",
+                    nnew, gb);
+        if (nbusy < before || nbusy > after)
+            tu_fail("busy: %zu n-* streams listed, %" PRIu64 " batches committed before "
+                     "the call and %" PRIu64 " begun after", nbusy, before, after);
+        if (nnew < (before + 4) / 5 || nnew > (after + 4) / 5)
+            tu_fail("%zu new-* tenants' streams listed, %" PRIu64 " batches committed "
+                     "before the call and %" PRIu64 " begun after", nnew, before, after);
+        evs_stream_list_free(sl);
+    }
+    atomic_store(&w.stop, 1);
+    pthread_join(th, NULL);
+    if (!pg)
+        assert_int_equal(unsetenv("EVS_DEBUG_INDEX_MAP_MIN"), 0);
+    TU_ASSERT_NO_THREAD_FAILURES();
+    uint64_t size1 = pg ? 0 : index_file_size(s->dir);
+    print_message("%u rounds of both lists beside %" PRIu64 " appends; data.mdb %" PRIu64
+                  " bytes before, %" PRIu64 " after\n", rounds,
+                  (uint64_t)atomic_load(&w.done), size0, size1);
+    /* the map grew (remapped) while the lists were read */
+    if (!pg)
+        assert_true(size1 >= 2 * size0);
+}
+
 /* A read-only open explores as well (the CLI's commands open read-only). */
 static void test_explore_readonly(void **state)
 {
@@ -436,6 +713,10 @@ int main(void)
                                         tu_teardown_store),
         cmocka_unit_test_setup_teardown(test_list_tenants, tu_setup_store, tu_teardown_store),
         cmocka_unit_test_setup_teardown(test_explore_readonly, tu_setup_store,
+                                        tu_teardown_store),
+        cmocka_unit_test_setup_teardown(test_list_tenants_capped, tu_setup_store,
+                                        tu_teardown_store),
+        cmocka_unit_test_setup_teardown(test_list_while_growing, tu_setup_store,
                                         tu_teardown_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -49,6 +49,12 @@
  * shim makes the faults, the file system does not matter; tmpfs keeps
  * the syncs cheap), else under $TMPDIR.
  *
+ * A third case, test_faults_remap, fails each ftruncate of a smaller
+ * workload in turn, among them LMDB's own inside a growth of the index's
+ * map, which leaves the environment without a map: the appends after it
+ * must fail (not crash), and every acknowledged event must be there after
+ * a reopen, in the same process and in another.
+ *
  * A table of op kind x outcome is printed per case ("not hit": the run
  * made fewer calls of the kind than N; "no error": the fault fired and
  * every call succeeded, e.g. an advisory sync_file_range; "errors ok":
@@ -1066,16 +1072,311 @@ static void test_faults_rebuild(void **state)
     campaign(1, 0.45);
 }
 
+/* ------------------------------------------------------------------ */
+/* A failed remap of the index's map                                   */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The writer grows the index's map (index.c, "The map"): it extends
+ * data.mdb with ftruncate, then LMDB unmaps the old map, calls ftruncate
+ * itself and maps the new size. When LMDB's ftruncate fails (the N-th
+ * ftruncate of the run, N sampled over all of them, so the pre-check's
+ * and LMDB's own are both hit), the environment is left without a map:
+ * the append gets an error, and the next append must get one too (it
+ * crashed in mdb_env_info before), and close must not crash. Then an open
+ * without the shim finds every acknowledged event. A 256 KiB first map
+ * (EVS_DEBUG_INDEX_MAP_MIN) makes 6,000 events grow it several times.
+ */
+#define REMAP_BATCH 100
+#define REMAP_BATCHES 60
+
+/* Append batch b (events k = b * REMAP_BATCH ..): 0 or the error code. */
+static int remap_append(evs_db *db, unsigned b, evs_append_result *r)
+{
+    static evs_event_data ev[REMAP_BATCH];
+    static char data[REMAP_BATCH][32], tags[REMAP_BATCH][4][24];
+    static const char *tp[REMAP_BATCH][4];
+    static const unsigned mod[] = {7, 101, 1009, 100003};
+    for (unsigned i = 0; i < REMAP_BATCH; i++) {
+        uint64_t k = (uint64_t)b * REMAP_BATCH + i;
+        snprintf(data[i], sizeof(data[i]), "{\"k\":%" PRIu64 "}", k);
+        ev[i] = tu_event("T", data[i]);
+        for (int j = 0; j < 4; j++) {
+            snprintf(tags[i][j], sizeof(tags[i][j]), "%c:%u", 'a' + j,
+                     (unsigned)(k % mod[j]));
+            tp[i][j] = tags[i][j];
+        }
+        ev[i].tags = tp[i];
+        ev[i].ntags = 4;
+    }
+    char stream[32];
+    snprintf(stream, sizeof(stream), "m-%u", b % 8);
+    return evs_append(r, db, NULL, stream, EVS_ANY, ev, REMAP_BATCH);
+}
+
+/* A failed call's trace line; *lost: a remap left an environment
+ * without a map (evs_close then keeps it: remap_main). */
+static void remap_note(int fd, char tag, int rc, int *lost)
+{
+    dprintf(fd, "%c %d %s\n", tag, rc, evs_last_error());
+    if (strstr(evs_last_error(), "remapping the index"))
+        *lost = 1;
+}
+
+/* The child, under the shim. Trace lines: "O rc msg" evs_open failed;
+ * "P rc msg" the reopen after close or its append failed;
+ * "A first last b" an acknowledged append of batch b; "E rc msg" a failed
+ * one; "F rc msg" the append after it when it
+ * failed too (then the child stops appending); "C rc" evs_close. */
+static int remap_main(const char *dir, const char *trace_path)
+{
+    int fd = open(trace_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return 2;
+    evs_open_options o = EVS_OPEN_OPTIONS_INIT;
+    o.segment_size = SEG;
+    evs_db *db;
+    int rc = evs_open(&db, dir, &o), lost = 0;
+    if (rc != 0) {
+        remap_note(fd, 'O', rc, &lost);
+        close(fd);
+        if (lost)
+            _exit(0); /* see the end */
+        return 0;
+    }
+    for (unsigned b = 0; b < REMAP_BATCHES; b++) {
+        evs_append_result r;
+        if ((rc = remap_append(db, b, &r)) == 0) {
+            dprintf(fd, "A %" PRIu64 " %" PRIu64 " %u\n", r.first_position,
+                    r.last_position, b);
+            continue;
+        }
+        remap_note(fd, 'E', rc, &lost);
+        /* the next append: an error or an acknowledgement, never a crash */
+        if ((rc = remap_append(db, ++b, &r)) == 0) {
+            dprintf(fd, "A %" PRIu64 " %" PRIu64 " %u\n", r.first_position,
+                    r.last_position, b);
+            continue;
+        }
+        remap_note(fd, 'F', rc, &lost);
+        break;
+    }
+    dprintf(fd, "C %d\n", evs_close(db));
+    /* the documented remedy, in this process (which may keep an
+     * environment left without a map): reopen, append */
+    if ((rc = evs_open(&db, dir, &o)) != 0) {
+        remap_note(fd, 'P', rc, &lost);
+    } else {
+        evs_append_result r;
+        if ((rc = remap_append(db, REMAP_BATCHES + 1, &r)) == 0)
+            dprintf(fd, "A %" PRIu64 " %" PRIu64 " %u\n", r.first_position,
+                    r.last_position, REMAP_BATCHES + 1);
+        else
+            remap_note(fd, 'P', rc, &lost);
+        dprintf(fd, "C %d\n", evs_close(db));
+    }
+    close(fd);
+    /* evs_close leaves an environment without a map alone, on purpose
+     * (store.c): no leak check (LeakSanitizer's runs at exit) then */
+    if (lost)
+        _exit(0);
+    return 0;
+}
+
+/* Run remap_main under the shim, ftruncate number at failing (0: none);
+ * the wait status. */
+static int remap_run(run *r, uint64_t at)
+{
+    pid_t pid = fork_child();
+    if (pid == 0) {
+        char a[32];
+        snprintf(a, sizeof(a), "%" PRIu64, at);
+        setenv("LD_PRELOAD", EVS_FAULTFS_PATH, 1);
+        setenv("EVS_FAULT_ROOT", r->root, 1);
+        setenv("EVS_FAULT_LOG", r->flog, 1);
+        setenv("EVS_FAULT_COUNTS", r->counts, 1);
+        if (at) {
+            setenv("EVS_FAULT_OP", "ftruncate", 1);
+            setenv("EVS_FAULT_AT", a, 1);
+            setenv("EVS_FAULT_ERRNO", "ENOSPC", 1);
+            setenv("EVS_FAULT_STICKY", "0", 1);
+            setenv("EVS_FAULT_SHORT", "0", 1);
+        } else {
+            unsetenv("EVS_FAULT_OP");
+        }
+        setenv("EVS_DEBUG_INDEX_MAP_MIN", "262144", 1);
+        const char *ao = getenv("ASAN_OPTIONS");
+        char abuf[1024];
+        snprintf(abuf, sizeof(abuf), "%s%sverify_asan_link_order=0", ao ? ao : "",
+                 ao && *ao ? ":" : "");
+        setenv("ASAN_OPTIONS", abuf, 1);
+        alarm(CHILD_TIMEOUT_S);
+        execl(self_path, self_path, "--remap", r->dir, r->trace, (char *)NULL);
+        _exit(127);
+    }
+    int st = -1;
+    while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return pid > 0 ? st : -1;
+}
+
+/* Check one run: the child's trace, then the store opened without the
+ * shim. Returns the number of problems (printed); *remap_hit: the run's
+ * failed append was LMDB's remap failing. */
+static unsigned remap_check(run *r, uint64_t at, int st, int *remap_hit)
+{
+    unsigned bad = 0;
+    uint64_t acked = 0;
+    uint64_t kat[(REMAP_BATCHES + 2) * REMAP_BATCH + 1]; /* position -> k + 1; 0: not acked */
+    memset(kat, 0, sizeof(kat));
+    int closed = 0, failed = 0;
+    *remap_hit = 0;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        print_error("ftruncate %" PRIu64 ": the child %s %d\n", at,
+                    WIFSIGNALED(st) ? "was killed by signal" : "exited with",
+                    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+        bad++;
+    }
+    char *tr = slurp(r->trace, NULL);
+    for (char *l = tr ? strtok(tr, "\n") : NULL; l; l = strtok(NULL, "\n")) {
+        unsigned long long a, b;
+        unsigned batch;
+        int rc;
+        char msg[1024] = "";
+        if (sscanf(l, "A %llu %llu %u", &a, &b, &batch) == 3) {
+            if (b > acked)
+                acked = b;
+            for (uint64_t p = a; p <= b && p < sizeof(kat) / sizeof(kat[0]); p++)
+                kat[p] = (uint64_t)batch * REMAP_BATCH + (p - a) + 1;
+        } else if (sscanf(l, "E %d %1023[^\n]", &rc, msg) >= 1) {
+            failed = 1;
+            if (strstr(msg, "remapping the index"))
+                *remap_hit = 1;
+            if (rc >= 0 || !msg[0]) {
+                print_error("ftruncate %" PRIu64 ": append failed with %d, message "
+                            "\"%s\"\n", at, rc, msg);
+                bad++;
+            }
+        } else if (sscanf(l, "F %d %1023[^\n]", &rc, msg) >= 1) {
+            if (rc >= 0 || !msg[0]) {
+                print_error("ftruncate %" PRIu64 ": the next append returned %d, "
+                            "message \"%s\"\n", at, rc, msg);
+                bad++;
+            }
+        } else if (sscanf(l, "P %d %1023[^\n]", &rc, msg) >= 1 && failed) {
+            /* (a fault that fires in the reopen itself may fail it) */
+            print_error("ftruncate %" PRIu64 ": reopened in the same process: %d %s\n",
+                        at, rc, msg);
+            bad++;
+        } else if (l[0] == 'C' || (sscanf(l, "O %d %1023[^\n]", &rc, msg) == 2 &&
+                                    rc < 0)) {
+            closed = 1; /* a failed open is a documented outcome */
+        }
+    }
+    free(tr);
+    if (!closed && !bad) {
+        print_error("ftruncate %" PRIu64 ": the child did not reach evs_close\n", at);
+        bad++;
+    }
+    /* every acknowledged event, opened without the shim */
+    evs_db *db;
+    evs_open_options o = EVS_OPEN_OPTIONS_INIT;
+    o.segment_size = SEG;
+    int rc = evs_open(&db, r->dir, &o);
+    if (rc != 0) {
+        print_error("ftruncate %" PRIu64 ": reopen: %s: %s\n", at, tu_errname(rc),
+                    evs_last_error());
+        return bad + 1;
+    }
+    evs_iter *it;
+    const evs_event *ev;
+    uint64_t n = 0;
+    char want[32];
+    if ((rc = evs_read_all(&it, db, NULL, 0, 0)) == 0) {
+        while (n < acked && (rc = evs_iter_next(&ev, it)) == 0) {
+            n++;
+            if (n < sizeof(kat) / sizeof(kat[0]) && !kat[n])
+                continue; /* not acknowledged: an append that failed */
+            snprintf(want, sizeof(want), "{\"k\":%" PRIu64 "}",
+                     n < sizeof(kat) / sizeof(kat[0]) ? kat[n] - 1 : 0);
+            if (ev->position != n || ev->data_len != strlen(want) ||
+                memcmp(ev->data, want, ev->data_len) != 0) {
+                print_error("ftruncate %" PRIu64 ": event %" PRIu64 " is at position %"
+                            PRIu64 " with data %.*s\n", at, n, ev->position,
+                            (int)ev->data_len, (const char *)ev->data);
+                bad++;
+                break;
+            }
+        }
+        evs_iter_free(it);
+    }
+    if (n < acked) {
+        print_error("ftruncate %" PRIu64 ": %" PRIu64 " events acknowledged, %" PRIu64
+                    " found (%s)\n", at, acked, n, rc ? evs_last_error() : "");
+        bad++;
+    }
+    if ((rc = evs_verify(NULL, db, NULL, NULL)) != 0) {
+        print_error("ftruncate %" PRIu64 ": verify: %s: %s\n", at, tu_errname(rc),
+                    evs_last_error());
+        bad++;
+    }
+    evs_append_result res;
+    if ((rc = remap_append(db, REMAP_BATCHES, &res)) != 0) {
+        print_error("ftruncate %" PRIu64 ": append after reopen: %s: %s\n", at,
+                    tu_errname(rc), evs_last_error());
+        bad++;
+    }
+    if ((rc = evs_close(db)) != 0) {
+        print_error("ftruncate %" PRIu64 ": close: %s\n", at, evs_last_error());
+        bad++;
+    }
+    return bad;
+}
+
+static void test_faults_remap(void **state)
+{
+    (void)state;
+    TU_EMBEDDED_ONLY("faults of the embedded store's files");
+    run r;
+    memset(&r, 0, sizeof(r));
+    /* the dry run: how many ftruncates */
+    assert_int_equal(run_setup(&r), 0);
+    int st = remap_run(&r, 0), hit;
+    uint64_t n = counts_of(r.counts, "ftruncate");
+    unsigned bad = remap_check(&r, 0, st, &hit);
+    run_cleanup(&r, 0);
+    assert_int_equal(bad, 0);
+    print_message("dry run: %" PRIu64 " ftruncates\n", n);
+    assert_true(n >= 4); /* the map grew */
+    unsigned remaps = 0, failures = 0;
+    for (uint64_t at = 1; at <= n && at <= 32; at++) {
+        memset(&r, 0, sizeof(r));
+        assert_int_equal(run_setup(&r), 0);
+        st = remap_run(&r, at);
+        unsigned b = remap_check(&r, at, st, &hit);
+        remaps += hit;
+        failures += b;
+        run_cleanup(&r, b != 0 && getenv("EVS_TEST_KEEP"));
+    }
+    print_message("%" PRIu64 " runs, %u with LMDB's remap failing\n",
+                  n < 32 ? n : 32, remaps);
+    assert_int_equal(failures, 0);
+    assert_true(remaps > 0); /* the case this test is for was hit */
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--seed") == 0)
         return seed_main(argv[2], argv[3]);
     if (argc == 4 && strcmp(argv[1], "--workload") == 0)
         return workload_main(argv[2], argv[3]);
+    if (argc == 4 && strcmp(argv[1], "--remap") == 0)
+        return remap_main(argv[2], argv[3]);
     self_path = realpath("/proc/self/exe", NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_faults_fresh),
         cmocka_unit_test(test_faults_rebuild),
+        cmocka_unit_test(test_faults_remap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -540,6 +540,124 @@ static void test_group_outgrows_map(void **state)
     tu_store_free(s);
 }
 
+/* ------------------------------------------------------------------ */
+/* A full map while a condition is checked, after a rollover flushed    */
+/* part of the group                                                   */
+/* ------------------------------------------------------------------ */
+
+#define GA 3500u /* events of A and of B */
+
+typedef struct group_app {
+    evs_db *db;
+    uint64_t k0;      /* its first event's k */
+    size_t n;         /* events */
+    int cond;         /* a DCB append with the condition "tag never, after 0" */
+    int rc;
+    uint64_t first;   /* first position */
+    char msg[512];
+} group_app;
+
+static void *group_app_main(void *arg)
+{
+    group_app *a = arg;
+    evs_event_data *ev = calloc(a->n, sizeof(*ev));
+    char (*data)[32] = calloc(a->n, sizeof(*data));
+    char (*tags)[4][24] = calloc(a->n, sizeof(*tags));
+    const char *(*tp)[4] = calloc(a->n, sizeof(*tp));
+    if (!ev || !data || !tags || !tp) {
+        a->rc = EVS_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        uint64_t k = a->k0 + i;
+        snprintf(data[i], sizeof(data[i]), "{\"k\":%" PRIu64 "}", k);
+        ev[i] = tu_event("T", data[i]);
+        for (int t = 0; t < 4; t++) {
+            snprintf(tags[i][t], sizeof(tags[i][t]), "%c:%u", 'a' + t,
+                     (unsigned)(k % tag_mod[t]));
+            tp[i][t] = tags[i][t];
+        }
+        ev[i].tags = tp[i];
+        ev[i].ntags = 4;
+    }
+    evs_append_result r = {0};
+    if (a->cond) {
+        static const char *const never[] = {"never"};
+        evs_query_item item = {NULL, 0, never, 1};
+        evs_append_condition c = {{&item, 1}, 0};
+        uint64_t conflict = 0;
+        a->rc = evs_dcb_append(&r, &conflict, a->db, NULL, ev, a->n, &c);
+    } else {
+        char stream[32];
+        snprintf(stream, sizeof(stream), "g-%" PRIu64, a->k0);
+        a->rc = evs_append(&r, a->db, NULL, stream, EVS_ANY, ev, a->n);
+    }
+    a->first = r.first_position;
+    snprintf(a->msg, sizeof(a->msg), "%s", a->rc ? evs_last_error() : "");
+out:
+    free(ev);
+    free(data);
+    free(tags);
+    free(tp);
+    return NULL;
+}
+
+/*
+ * One group of A (3,500 events with four tags: it fits in the 1 MiB
+ * segment), B (as many: a rollover, so A is written and synced first) and
+ * C (one event with a DCB condition). C's check puts A's and B's index
+ * entries into the txn, which fills the 256 KiB map: the writer grows it
+ * and goes on in a new txn (writer.c, index_again). Before that fix all
+ * three failed with EVS_ENOSPC "MDB_MAP_FULL ... outcome unknown" and the
+ * store refused further appends, A being durable. EVS_DEBUG_GROUP_WAIT=3
+ * makes A's caller wait, as the committer, until B and C are queued.
+ */
+static void test_full_map_after_rollover(void **state)
+{
+    (void)state;
+    assert_int_equal(setenv("EVS_DEBUG_INDEX_MAP_MIN", "262144", 1), 0);
+    tu_store *s = tu_store_new();
+    evs_open_options o = EVS_OPEN_OPTIONS_INIT;
+    o.segment_size = 1u << 20;
+    tu_store_open_opts(s, &o);
+    group_app apps[3] = {
+        {s->db, 0, GA, 0, 0, 0, ""},
+        {s->db, GA, GA, 0, 0, 0, ""},
+        {s->db, 2 * GA, 1, 1, 0, 0, ""},
+    };
+    pthread_t th[3];
+    assert_int_equal(setenv("EVS_DEBUG_GROUP_WAIT", "3", 1), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, group_app_main, &apps[i]), 0);
+        tu_sleep_ms(150); /* queued in this order */
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(unsetenv("EVS_DEBUG_GROUP_WAIT"), 0);
+    for (int i = 0; i < 3; i++)
+        if (apps[i].rc != 0)
+            fail_msg("append %c: %s: %s", 'A' + i, tu_errname(apps[i].rc), apps[i].msg);
+    assert_int_equal(apps[0].first, 1);
+    assert_int_equal(apps[1].first, GA + 1);
+    assert_int_equal(apps[2].first, 2 * GA + 1);
+    /* more than one segment: B rolled over */
+    size_t nseg = 0;
+    char **segs = tu_segments(s->dir, &nseg);
+    tu_free_strings(segs, nseg);
+    assert_true(nseg >= 2);
+    /* the store goes on */
+    append_batch(s->db, 2 * GA + 1, 10);
+    assert_int_equal(unsetenv("EVS_DEBUG_INDEX_MAP_MIN"), 0);
+    assert_int_equal(read_check(s->db, 2 * GA + 11, 0, "after"), 2 * GA + 11);
+    TU_ASSERT_NO_THREAD_FAILURES();
+    TU_OK(evs_verify(NULL, s->db, NULL, NULL));
+    tu_store_reopen(s);
+    assert_int_equal(read_check(s->db, 2 * GA + 11, 0, "reopened"), 2 * GA + 11);
+    TU_ASSERT_NO_THREAD_FAILURES();
+    TU_OK(evs_verify(NULL, s->db, NULL, NULL));
+    tu_store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -548,6 +666,7 @@ int main(void)
         cmocka_unit_test(test_long_reads_beside_writer),
         cmocka_unit_test(test_growth_under_readers),
         cmocka_unit_test(test_group_outgrows_map),
+        cmocka_unit_test(test_full_map_after_rollover),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

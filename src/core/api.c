@@ -301,11 +301,22 @@ int evs_stats_get(evs_stats *out, evs_db *db)
 
 int evs_verify(uint64_t *checked, evs_db *db, evs_verify_fn cb, void *ctx)
 {
+    return evs_verify_ex(checked, db, cb, NULL, ctx);
+}
+
+int evs_verify_ex(uint64_t *checked, evs_db *db, evs_verify_fn cb, evs_progress_fn progress,
+                  void *ctx)
+{
     evs__clear_error();
     if (!db)
         return evs__err(EVS_EINVAL, "verify: db is NULL");
-    evs__verify_sink sink = {cb, ctx, 0};
-    int rc = db->ops->verify(checked, db, &sink);
+    evs__verify_sink sink = {cb, ctx, 0, progress, 0};
+    int rc = progress ? db->ops->head_position(&sink.total, db, NULL) : 0;
+    if (rc < 0)
+        return rc;
+    rc = db->ops->verify(checked, db, &sink);
+    if (rc == 0)
+        evs__verify_tick(&sink, sink.total);
     if (rc == 0 && sink.problems)
         rc = evs__err(EVS_ECORRUPT, "verify found %" PRIu64 " problem%s", sink.problems,
                       sink.problems == 1 ? "" : "s");

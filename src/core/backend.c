@@ -24,7 +24,7 @@ int evs__backend_check(const evs__backend_ops *ops)
         E(name), E(append), E(read_stream), E(read_all), E(read_query), E(read_streams),
         E(stream_version), E(head_position), E(stats), E(verify), E(commit_seq),
         E(wait_commit), E(wake_readers), E(event_position), E(token_tail), E(token_at),
-        E(snapshot_save), E(snapshot_load), E(snapshot_list), E(read_event),
+        E(snapshot_save), E(snapshot_load), E(snapshot_list),
         E(list_streams), E(list_tenants), E(backup), E(close),
 #undef E
     };

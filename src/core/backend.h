@@ -139,7 +139,18 @@ typedef struct evs__verify_sink {
     evs_verify_fn cb;
     void *ctx;
     uint64_t problems;
+    evs_progress_fn progress; /* evs_verify_ex's; may be NULL */
+    uint64_t total;           /* the store's head when verify began */
 } evs__verify_sink;
+
+/* How far the check is: done of sink->total events (a backend calls it
+ * every EVS__VERIFY_TICK records, or after each step that checks all). */
+#define EVS__VERIFY_TICK 65536
+static inline void evs__verify_tick(evs__verify_sink *v, uint64_t done)
+{
+    if (v->progress)
+        v->progress(v->ctx, done < v->total ? done : v->total, v->total);
+}
 
 /* One problem, as a sentence naming the record or entry (printf format). */
 static inline void evs__verify_problem(evs__verify_sink *v, const char *fmt, ...)
@@ -277,12 +288,8 @@ typedef struct evs__backend_ops {
     int (*snapshot_list)(evs_db *db, const char *tenant, evs_snapshot_fn fn,
                          void *ctx) EVS_MUST_USE;
 
-    /* Exploring (src/core/explore.c). read_event: an iterator yielding
-     * the event with this id (any tenant, system streams included) once,
-     * its marker the event's position; EVS_ENOTFOUND (no message needed)
-     * when there is none. */
-    int (*read_event)(evs_iter **out, evs_db *db, const evs_uuid *id) EVS_MUST_USE;
-    /* evs_list_streams: to sink, in (tenant, stream) byte order from one
+    /* Exploring (src/core/explore.c; evs_read_event needs no entry of its
+     * own: event_position, then read_all of the log). evs_list_streams: to sink, in (tenant, stream) byte order from one
      * snapshot, the streams of tenant (NULL: of every tenant) whose name
      * starts with prefix ("" any) and sorts after `after` (NULL: from the
      * first; with tenant NULL, after (after_tenant, after)), system
@@ -291,10 +298,11 @@ typedef struct evs__backend_ops {
     int (*list_streams)(evs_db *db, const char *tenant, const char *prefix,
                         const char *after_tenant, const char *after, uint64_t limit,
                         int system, evs__list_sink *sink) EVS_MUST_USE;
-    /* evs_list_tenants: to sink, in name order from one snapshot, every
+    /* evs_list_tenants: to sink, in name order as of one snapshot, every
      * tenant with its number of events outside system streams (stream
-     * NULL). */
-    int (*list_tenants)(evs_db *db, evs__list_sink *sink) EVS_MUST_USE;
+     * NULL), each count stopped at cap (0: no cap; 1: whether it has
+     * events, one seek per tenant). */
+    int (*list_tenants)(evs_db *db, uint64_t cap, evs__list_sink *sink) EVS_MUST_USE;
 
     /* Close and free the handle (evs_close): a clean close makes what a
      * later open needs durable. 0 or the first error; the handle is gone

@@ -1,6 +1,7 @@
 /*
  * explore.c -- exploring a store: one event by id, the streams of a
- * tenant, the tenants with their event counts (evstore.h, "Exploring").
+ * tenant, the tenants with their event counts, or whether they have
+ * events (evstore.h, "Exploring").
  * Argument validation, then dispatch to the backend; the lists a backend
  * finds arrive through a sink (backend.h) and are copied here into one
  * allocation the caller frees.
@@ -21,13 +22,18 @@ int evs_read_event(evs_iter **out, evs_db *db, const evs_uuid *id)
     *out = NULL;
     if (!db || !id)
         return evs__err(EVS_EINVAL, "read_event: %s is NULL", db ? "id" : "db");
-    int rc = db->ops->read_event(out, db, id);
+    /* the ids index gives the position; the log's event there is it
+     * (positions and events never change) */
+    uint64_t pos = 0;
+    int rc = db->ops->event_position(&pos, db, id);
     if (rc == EVS_ENOTFOUND) {
         char text[37];
         evs_uuid_format(text, id);
         return evs__err(EVS_ENOTFOUND, "no event has the id %s (in any tenant)", text);
     }
-    return rc;
+    if (rc < 0)
+        return rc;
+    return db->ops->read_all(out, db, NULL, pos, 1, EVS__READ_SYSTEM);
 }
 
 /* ---- the collector behind both lists --------------------------------------- */
@@ -194,6 +200,11 @@ void evs_stream_list_free(evs_stream_list *list)
 
 int evs_list_tenants(evs_tenant_list **out, evs_db *db)
 {
+    return evs_list_tenants_capped(out, db, 0);
+}
+
+int evs_list_tenants_capped(evs_tenant_list **out, evs_db *db, uint64_t cap)
+{
     int rc;
     evs__clear_error();
     if (!out)
@@ -202,7 +213,7 @@ int evs_list_tenants(evs_tenant_list **out, evs_db *db)
     if (!db)
         return evs__err(EVS_EINVAL, "list_tenants: db is NULL");
     collector c = {.sink = {.add = collect}};
-    rc = db->ops->list_tenants(db, &c.sink);
+    rc = db->ops->list_tenants(db, cap, &c.sink);
     if (rc == 0) {
         evs_tenant_list *l = malloc(sizeof(*l) + c.n * sizeof(evs_tenant_info) + c.len);
         if (!l) {

@@ -5,9 +5,10 @@
  * The position. The index never gets ahead of the durable log (writer.c:
  * a group's index commit follows its fdatasync), and a committed index
  * transaction is a consistent snapshot. So the backup copies the index
- * first (mdb_env_copyfd2: one read transaction; LMDB holds the writer's
- * next commit back only while it copies the two meta pages), reads the
- * copy's `applied` = (P, L), and then copies the log up to location L.
+ * (mdb_env_copyfd2: one read transaction; LMDB holds the writer's next
+ * commit back only while it copies the two meta pages; in this process a
+ * remap waits for the whole copy: make_room), reads the copy's `applied`
+ * = (P, L), and then copies the log up to location L.
  * Every record up to position P is in the log, durable, and never
  * rewritten (recovery cuts nothing at or below an acknowledged position),
  * whatever the writer does meanwhile:
@@ -17,6 +18,9 @@
  *           index/data.mdb (the copy: applied = P, L), snapshots/data.mdb
  *           (a copy), state (CLEAN, durable P, naming the backup's own
  *           files), BACKUP (what, from where, up to where)
+ *
+ * The snapshots are copied just before the index: a snapshot is saved at
+ * a version its stream has in the index then, so none is past P.
  *
  * The state file names the backup's own inodes and says CLEAN, so an open
  * of the backup trusts its index and snapshots and treats its log as an
@@ -29,10 +33,17 @@
  * checks that the store still has the previous backup's history: the
  * record at the previous position is byte for byte the one in the backup
  * (a store restored from an older backup and written to since has other
- * records there: refused, not mixed).
+ * records there: refused, not mixed); and that DEST's log holds nothing
+ * after that record but the source's own records (an interrupted run's):
+ * DEST opened as a store and appended to is refused, also when the
+ * writer was killed and never recorded how far its log went.
  *
  * Interruptions. A new backup is made in DEST.tmp-XXXXXX and renamed to
- * DEST when complete. An incremental one writes every file under a
+ * DEST when complete; into an existing empty directory (perhaps a mount
+ * point, where the rename would fail), in DEST itself: SCRATCH first, the
+ * state last, SCRATCH removed after it, so a directory holding SCRATCH
+ * and no BACKUP is an unfinished one, started over by the next run. An
+ * incremental one writes every file under a
  * temporary name and renames it into place in an order that keeps the
  * directory a usable store at every step: segments first, in increasing
  * order (each one a superset of the one it replaces, synced, the directory
@@ -60,11 +71,14 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,12 +109,15 @@ typedef struct bk {
     char work[PATH_BUF];   /* where the files are written: DEST, or the
                               temporary directory of a new backup */
     int incremental;
+    int in_place;          /* a new backup filled into DEST, an existing
+                              empty directory (or one an interrupted such
+                              backup left: leftovers) */
+    int leftovers;
     int lock_fd;           /* DEST/LOCK, flock'ed: no writer, no other backup */
     prev_backup prev;
     uint64_t position, loc, rec_loc;
     char identity[40];
     uint64_t total, done;  /* progress, bytes */
-    uint64_t dest_durable; /* DEST's state's durable position (0: unknown) */
 } bk;
 
 /* A path (PATH_BUF bytes) from a format; long input is cut, never overrun. */
@@ -258,10 +275,78 @@ static EVS_MUST_USE int copy_env(bk *b, MDB_env *env, const char *path, int *mrc
 }
 
 /*
+ * Room in the index's map before its copy. The copy is made inside the
+ * index's gate (copy_index), for as long as LMDB takes to write the file
+ * out; a remap in this process -- the writer growing the map for a group
+ * that does not fit -- waits for the copy, and with it that group's
+ * appends and every read of this handle that comes after the remap
+ * began. So a backup on the writer's handle first grows the map to leave
+ * free room for half the index again (at least a quarter of the map's
+ * first size, at most EVS_IDX_MAP_STEP): only an index that grows by more
+ * than that during the copy makes appends and reads wait.
+ *
+ * The map may only be remapped while no write transaction is open: the
+ * writer does it at its next group (evs__idx_reserve reads idx_room_ask
+ * and clears it), or, when no group is being committed, this thread,
+ * holding the committer's role (s->busy, as an inline committer does)
+ * meanwhile. Best effort: after a second of neither, or when growing
+ * fails (the writer will meet the same at its next group), the copy goes
+ * ahead. A read-only handle has no map of its own to grow: its readers
+ * wait only when the writer (another process) grew the map during the
+ * copy and they adopt the new size.
+ */
+static void make_room(bk *b)
+{
+    evs__emb *s = b->s;
+    MDB_envinfo info;
+    MDB_stat st;
+    MDB_txn *txn;
+    uint64_t used = 0;
+    if (s->readonly || s->idx_fd < 0)
+        return;
+    if (evs__rtxn_begin(s, &txn) < 0) {
+        evs__clear_error(); /* the copy says why */
+        return;
+    }
+    if (mdb_env_info(s->env, &info) == 0 && mdb_env_stat(s->env, &st) == 0)
+        used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    evs__rtxn_end(s, txn);
+    uint64_t room = used / 2;
+    if (room < s->idx_map_min / 4)
+        room = s->idx_map_min / 4;
+    if (room > EVS_IDX_MAP_STEP)
+        room = EVS_IDX_MAP_STEP;
+    atomic_store(&s->idx_room_ask, room);
+    for (int i = 0; i < 1000 && atomic_load(&s->idx_room_ask); i++) {
+        pthread_mutex_lock(&s->qlock);
+        int mine = !s->busy && !s->failed, failed = s->failed;
+        if (mine)
+            s->busy = 1;
+        pthread_mutex_unlock(&s->qlock);
+        if (failed)
+            break; /* no more groups: the copy cannot be held up */
+        if (mine) {
+            /* need 0: only the asked room (and the usual runway) */
+            if (evs__idx_reserve(s, 0) < 0)
+                evs__clear_error();
+            pthread_mutex_lock(&s->qlock);
+            s->busy = 0;
+            if (s->writer_idle) /* appends queued meanwhile, or a stop */
+                pthread_cond_signal(&s->qcond);
+            pthread_mutex_unlock(&s->qlock);
+            break;
+        }
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    uint64_t left = room;
+    atomic_compare_exchange_strong(&s->idx_room_ask, &left, 0);
+}
+
+/*
  * The index's copy, made inside its gate (index.c, "The map"): a remap in
  * this process (the writer growing the map) waits until the copy is
- * done; a map that a writer in another process grew is adopted
- * (evs__rtxn_begin) and the copy tried again.
+ * done (make_room makes that rare); a map that a writer in another
+ * process grew is adopted (evs__rtxn_begin) and the copy tried again.
  */
 static EVS_MUST_USE int copy_index(bk *b, const char *path)
 {
@@ -491,8 +576,10 @@ static EVS_MUST_USE int copy_log(bk *b)
 
 /* ---- the destination ------------------------------------------------------ */
 
-/* Delete a new backup's temporary directory (only the names it makes). */
-static void remove_work(const char *work)
+/* Delete a new backup's directory (only the names it makes); keep_top:
+ * keep work itself and its LOCK, which this run holds (an empty directory
+ * filled in place). */
+static void remove_work(const char *work, int keep_top)
 {
     static const char *const dirs[] = {"log", "index", "snapshots", SCRATCH, ""};
     char path[PATH_BUF];
@@ -504,7 +591,8 @@ static void remove_work(const char *work)
         struct dirent *de;
         while ((de = readdir(d)) != NULL) {
             char f[PATH_BUF];
-            if (de->d_name[0] == '.')
+            if (de->d_name[0] == '.' || (keep_top && !dirs[i][0] &&
+                                         !strcmp(de->d_name, "LOCK")))
                 continue;
             pathf(f, "%s/%s", path, de->d_name);
             unlink(f); /* the subdirectories fail here and go below */
@@ -513,7 +601,8 @@ static void remove_work(const char *work)
         if (dirs[i][0])
             rmdir(path);
     }
-    rmdir(work);
+    if (!keep_top)
+        rmdir(work);
 }
 
 /* Is dir empty (. and .. only)? */
@@ -531,8 +620,37 @@ static int dir_empty(const char *path)
     return n == 0;
 }
 
-/* What is at dest: nothing or an empty directory (a new backup), an
- * earlier backup (incremental), or something else (refused). */
+/* Does dir hold only what an interrupted new backup made in place left
+ * (SCRATCH, which it makes first and removes last, and the names it
+ * makes), and neither BACKUP nor state? */
+static int dir_leftovers(const char *path)
+{
+    static const char *const ours[] = {"LOCK", SCRATCH, "log", "index", "snapshots"};
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    int scratch = 0, other = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        size_t i = 0;
+        while (i < sizeof(ours) / sizeof(ours[0]) && strcmp(de->d_name, ours[i]))
+            i++;
+        if (i == sizeof(ours) / sizeof(ours[0]))
+            other = 1;
+        else if (!strcmp(de->d_name, SCRATCH))
+            scratch = 1;
+    }
+    closedir(d);
+    return scratch && !other;
+}
+
+/* What is at dest: nothing (a new backup, made beside it and renamed), an
+ * empty directory (a new backup made in it: it may be a mount point, and
+ * a rename onto it would fail after the whole copy, from another
+ * filesystem), an earlier backup (incremental), or something else
+ * (refused). */
 static EVS_MUST_USE int examine_dest(bk *b, const char *dest)
 {
     struct stat st;
@@ -584,8 +702,16 @@ static EVS_MUST_USE int examine_dest(bk *b, const char *dest)
         b->incremental = 1;
         return 0;
     }
-    if (dir_empty(b->dest))
-        return 0; /* new, replacing the empty directory */
+    if (dir_empty(b->dest) || (b->leftovers = dir_leftovers(b->dest)) != 0) {
+        b->in_place = 1;
+        return 0;
+    }
+    pathf(path, "%s/" SCRATCH, b->dest);
+    if (access(path, F_OK) == 0)
+        return evs__err(EVS_EINVAL, "backup: %s holds what an interrupted backup left (%s) "
+                        "and other files, and is not a backup (no BACKUP file); refusing "
+                        "to write into it: empty it, or give a new or empty directory",
+                        b->dest, SCRATCH);
     pathf(path, "%s/log", b->dest);
     if (access(path, F_OK) == 0)
         return evs__err(EVS_EINVAL, "backup: %s is a store, not a backup made by evs "
@@ -596,12 +722,11 @@ static EVS_MUST_USE int examine_dest(bk *b, const char *dest)
                     "this store", b->dest);
 }
 
-/* An earlier backup in DEST: lock it, read it, and check that it is this
- * store's and can be brought forward. */
-static EVS_MUST_USE int open_previous(bk *b)
+/* DEST/LOCK, flock'ed: no store open on DEST for writing, no other
+ * backup into it. */
+static EVS_MUST_USE int lock_dest(bk *b)
 {
     char path[PATH_BUF];
-    int rc;
     pathf(path, "%s/LOCK", b->dest);
     b->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (b->lock_fd < 0)
@@ -610,25 +735,90 @@ static EVS_MUST_USE int open_previous(bk *b)
         return evs__err(EVS_EBUSY, "backup: %s is in use (%s is locked: it is open for "
                         "writing, or another backup into it is running); retry when it "
                         "is closed", b->dest, path);
+    return 0;
+}
+
+/* An earlier backup in DEST: lock it, read it, and check that it is this
+ * store's and can be brought forward. */
+static EVS_MUST_USE int open_previous(bk *b)
+{
+    int rc;
+    if ((rc = lock_dest(b)) < 0)
+        return rc;
     if ((rc = read_backup_file(b)) < 0)
         return rc;
     if (b->prev.seg_size != b->s->seg_size)
         return evs__err(EVS_EINVAL, "backup: %s holds a backup of another store (segment "
                         "size %" PRIu64 ", this store's is %u); back up into a new "
                         "directory", b->dest, b->prev.seg_size, b->s->seg_size);
-    /* the durable position of its state (state.c: offset 32): beyond the
-     * backup's when events were appended to the directory since, or when
-     * an interrupted incremental backup had copied more (check_previous
-     * tells the two apart) */
-    uint8_t st[128];
-    pathf(path, "%s/state", b->dest);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    int n = fd >= 0 ? (int)pread(fd, st, sizeof(st), 0) : -1;
-    if (fd >= 0)
+    return 0;
+}
+
+/*
+ * What DEST's log holds after the earlier backup's record at P: its last
+ * valid record (*q its position, *loc its location; *q = 0 when there is
+ * none), and *junk when non-zero bytes that are not a record follow it.
+ * Records after P come from an interrupted incremental backup (the
+ * source's own) or from appends to DEST opened as a store (check_previous
+ * tells the two apart). The log is read, not DEST's state: a store killed
+ * after an append never wrote its durable position there.
+ *
+ * Only the last segment holding records is walked (segments before it
+ * are full); the segments are numbered from 1 without holes.
+ */
+static EVS_MUST_USE int dest_log_end(bk *b, uint64_t *q, uint64_t *loc, int *junk)
+{
+    const prev_backup *p = &b->prev;
+    char path[PATH_BUF];
+    struct stat st;
+    uint32_t first = p->position ? p->rec_seg : 1, top = first - 1;
+    *q = *loc = 0;
+    *junk = 0;
+    for (uint32_t no = first;; no++) {
+        pathf(path, "%s/log/%016" PRIx32 ".evslog", b->dest, no);
+        if (stat(path, &st) != 0)
+            break;
+        top = no;
+    }
+    for (uint32_t no = top; no >= first && no > 0 && !*q && !*junk; no--) {
+        pathf(path, "%s/log/%016" PRIx32 ".evslog", b->dest, no);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            return io_err(e, "cannot read", path);
+        }
+        size_t size = (size_t)st.st_size;
+        if (size <= EVS_SEG_HEADER_SIZE) {
+            close(fd);
+            continue;
+        }
+        const uint8_t *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
         close(fd);
-    if (n == (int)sizeof(st) && evs__get_le32(st + 124) == evs__crc32c(st, 124) &&
-        evs__get_le64(st + 32) != EVS_DURABLE_UNKNOWN)
-        b->dest_durable = evs__get_le64(st + 32);
+        if (m == MAP_FAILED)
+            return io_err(errno, "cannot map", path);
+        /* in P's segment, from P's record (the earlier ones are the
+         * backup's, checked by same_record) */
+        uint32_t off = no == p->rec_seg && p->position ? p->rec_off : EVS_SEG_HEADER_SIZE;
+        uint32_t len, last = 0, end = off;
+        while ((size_t)off + 8 <= size &&
+               evs__rec_check(m + off, size - off, &len) == EVS_REC_OK) {
+            last = off;
+            off += evs__pad8(len);
+            end = off;
+        }
+        if (last && !(no == p->rec_seg && last == p->rec_off)) {
+            *q = evs__get_le64(m + last + EVS_REC_OFF_POSITION);
+            *loc = evs__loc(no, last);
+        }
+        /* anything but zeros after the last record: a torn append */
+        if (end < size && data_end(m, end & ~7u, (uint32_t)size) > (end & ~7u))
+            *junk = 1;
+        munmap((void *)m, size);
+        if (no == p->rec_seg && p->position)
+            break; /* nothing after P */
+    }
     return 0;
 }
 
@@ -706,14 +896,29 @@ static EVS_MUST_USE int check_previous(bk *b)
      * records (an interrupted incremental backup), or events appended to
      * the directory (it was opened as a store and written to: refused,
      * this would drop them). */
-    uint64_t q = b->dest_durable, loc = 0;
+    uint64_t q, dloc, loc = 0;
+    int junk;
+    if ((rc = dest_log_end(b, &q, &dloc, &junk)) < 0)
+        return rc;
+    if (junk)
+        return evs__err(EVS_EINVAL, "backup: %s's log holds data after its last event "
+                        "that is not a whole record (it was opened and written to since "
+                        "its backup, and the writer was killed); back up into a new "
+                        "directory", b->dest);
+    if (q > 0 && q <= p->position)
+        return evs__err(EVS_EINVAL, "backup: %s's log holds position %" PRIu64 " after "
+                        "its backup's position %" PRIu64 " (it was changed since its "
+                        "backup); back up into a new directory", b->dest, q, p->position);
     if (q > p->position) {
         if (q > b->position)
             return evs__err(EVS_EINVAL, "backup: %s holds events up to position %" PRIu64
                             ", after this store's end (%" PRIu64 "): it was opened and "
                             "written to since its backup; back up into a new directory",
                             b->dest, q, b->position);
-        if ((rc = source_loc(b->s, q, &loc)) < 0 || (rc = same_record(b, q, loc, &same)) < 0)
+        if ((rc = source_loc(b->s, q, &loc)) < 0)
+            return rc;
+        same = 0;
+        if (loc == dloc && (rc = same_record(b, q, loc, &same)) < 0)
             return rc;
         if (!same)
             return evs__err(EVS_EINVAL, "backup: %s holds events after its backup's "
@@ -762,6 +967,23 @@ int evs__emb_backup(evs_backup_result *out, evs_db *db, const char *dest,
         if ((rc = open_previous(b)) < 0)
             goto out;
         pathf(b->work, "%s", b->dest);
+    } else if (b->in_place) {
+        /* SCRATCH first (the mark of an unfinished backup here, removed
+         * after the state is written), then the log */
+        if ((rc = lock_dest(b)) < 0)
+            goto out;
+        pathf(b->work, "%s", b->dest);
+        pathf(scratch, "%s/" SCRATCH, b->work);
+        if (b->leftovers) {
+            remove_work(b->work, 1); /* an interrupted run's: start over */
+            if ((rc = sync_dir(b->work)) < 0)
+                goto out;
+        }
+        made_work = 1;
+        pathf(path, "%s/log", b->work);
+        if ((rc = make_dir(scratch)) < 0 || (rc = sync_dir(b->work)) < 0 ||
+            (rc = make_dir(path)) < 0)
+            goto out;
     } else {
         pathf(b->work, "%s.tmp-XXXXXX", b->dest);
         if (!mkdtemp(b->work)) {
@@ -776,7 +998,8 @@ int evs__emb_backup(evs_backup_result *out, evs_db *db, const char *dest,
     }
     out->incremental = b->incremental;
     pathf(scratch, "%s/" SCRATCH, b->work);
-    remove_work(scratch); /* a killed backup's leftovers */
+    if (!b->in_place)
+        remove_work(scratch, 0); /* a killed backup's leftovers */
     if ((rc = make_dir(scratch)) < 0)
         goto out;
 
@@ -803,7 +1026,23 @@ int evs__emb_backup(evs_backup_result *out, evs_db *db, const char *dest,
             b->total += (uint64_t)(segs - first + 1) * s->seg_size;
     }
 
-    /* 1. the index: fixes the position */
+    /* 1. the snapshots, before the index: a snapshot is saved at a
+     * version no later than its stream's in the index then, and the index
+     * only grows, so every snapshot copied here is of events the index
+     * copy below holds. Copied after it, a snapshot saved in between could
+     * be of a version past the backup's end. (None yet: the backup has
+     * none either.) */
+    if (s->snap_env) {
+        pathf(path, "%s/snapshots.mdb", scratch);
+        int mrc;
+        uint64_t before = out->bytes_copied;
+        if ((rc = copy_env(b, s->snap_env, path, &mrc)) < 0)
+            goto out;
+        progress(b, out->bytes_copied - before);
+    }
+
+    /* 2. the index: fixes the position */
+    make_room(b);
     pathf(path, "%s/index.mdb", scratch);
     if ((rc = copy_index(b, path)) < 0 ||
         (rc = copy_applied(path, &b->position, &b->loc, &b->rec_loc)) < 0)
@@ -828,19 +1067,9 @@ int evs__emb_backup(evs_backup_result *out, evs_db *db, const char *dest,
     if (b->incremental && (rc = check_previous(b)) < 0)
         goto out;
 
-    /* 2. the log up to the index's end */
+    /* 3. the log up to the index's end */
     if ((rc = copy_log(b)) < 0)
         goto out;
-
-    /* 3. the snapshots (none yet: the backup has none either) */
-    if (s->snap_env) {
-        pathf(path, "%s/snapshots.mdb", scratch);
-        int mrc;
-        uint64_t before = out->bytes_copied;
-        if ((rc = copy_env(b, s->snap_env, path, &mrc)) < 0)
-            goto out;
-        progress(b, out->bytes_copied - before);
-    }
 
     /* 4. into place; then BACKUP, then the state that names them */
     if ((rc = install_env(b, "index.mdb", "index")) < 0 ||
@@ -853,8 +1082,12 @@ int evs__emb_backup(evs_backup_result *out, evs_db *db, const char *dest,
     if ((rc = write_backup_file(b)) < 0 ||
         (rc = evs__state_write(b->work, 0, b->position)) < 0)
         goto out;
+    if (b->in_place)
+        made_work = 0; /* complete: kept whatever follows */
     rmdir(scratch);
-    if (!b->incremental) {
+    if (b->in_place && (rc = sync_dir(b->work)) < 0)
+        goto out;
+    if (!b->incremental && !b->in_place) {
         if (rename(b->work, b->dest) != 0) {
             rc = io_err(errno, "cannot rename the finished backup to", b->dest);
             goto out;
@@ -871,12 +1104,16 @@ out:
         char keep[1024];
         snprintf(keep, sizeof(keep), "%s", evs_last_error());
         if (made_work)
-            remove_work(b->work);
+            remove_work(b->work, b->in_place);
+        if (made_work && b->in_place) {
+            pathf(path, "%s/LOCK", b->work); /* DEST empty again */
+            unlink(path);
+        }
         else if (b->work[0]) {
             /* an incremental backup's scratch; its renamed files stay (each
              * one leaves the backup usable) */
             pathf(scratch, "%s/" SCRATCH, b->work);
-            remove_work(scratch);
+            remove_work(scratch, 0);
         }
         evs__set_error_text(keep);
         out->position = 0;

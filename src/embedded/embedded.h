@@ -67,7 +67,8 @@ typedef struct evs__gate {
     _Atomic uint64_t gen;      /* bumped by every remap: cursors must be re-sought */
     pthread_mutex_t lock;      /* held by the remapping thread */
     int lock_made;
-    int broken;                /* a remap failed half-way: the map is gone */
+    _Atomic int broken;        /* a remap failed half-way: the map is gone
+                                  (read by readers outside the gate lock) */
 } evs__gate;
 
 typedef struct evs__seg {
@@ -134,6 +135,10 @@ typedef struct evs__emb {
     uint64_t idx_mapsize;  /* the index map's size now (the writer's: data.mdb's size) */
     uint64_t idx_map_min;  /* its first size (EVS_IDX_MAP_MIN; tests: smaller) */
     evs__gate idx_gate;    /* readers of env in this process (index.c) */
+    _Atomic uint64_t idx_room_ask; /* free map bytes a backup asks for before
+                              its index copy (backup.c); the writer's next
+                              evs__idx_reserve grows the map to that and
+                              sets it back to 0 */
 
     /* published: newest committed (durable and indexed) position */
     _Atomic uint64_t head;
@@ -481,12 +486,11 @@ EVS_MUST_USE int evs__writer_start(evs__emb *s); /* the writer and syncer thread
 void evs__writer_stop(evs__emb *s);
 EVS_MUST_USE int evs__emb_append(evs_db *db, evs__append_req *req);
 
-/* ---- exploring (explore.c): the backend table's read_event, list_streams
- * and list_tenants (core/backend.h) ---- */
-EVS_MUST_USE int evs__emb_read_event(evs_iter **out, evs_db *db, const evs_uuid *id);
+/* ---- exploring (explore.c): the backend table's list_streams and
+ * list_tenants (core/backend.h) ---- */
 EVS_MUST_USE int evs__emb_list_streams(evs_db *db, const char *tenant, const char *prefix,
                                        const char *after_tenant, const char *after,
                                        uint64_t limit, int system, evs__list_sink *sink);
-EVS_MUST_USE int evs__emb_list_tenants(evs_db *db, evs__list_sink *sink);
+EVS_MUST_USE int evs__emb_list_tenants(evs_db *db, uint64_t cap, evs__list_sink *sink);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * explore.c -- the embedded store's exploring reads (evstore.h,
- * "Exploring"): one event by id (event_ids, then the record in the log),
- * the streams of a tenant (the streams index alone) and the tenants with
+ * "Exploring"; evs_read_event is the front end's, on event_position and
+ * read_all): the streams of a tenant (the streams index alone) and the tenants with
  * their event counts (tenants, then a walk of tenant_events keys: the
  * index only, no log read).
  *
@@ -14,9 +14,10 @@
  * that would not do, and then a counter can be added without changing
  * this interface.
  *
- * Every read is a short read transaction (evs__rtxn_begin/end: inside the
- * index's gate, so a map grown meanwhile is adopted); the sink's add only
- * copies, it never waits inside it.
+ * A listing may read millions of keys, so it is a long walk ("Long walks" below):
+ * it leaves the gate and renews its snapshot every EVS_READ_RENEW_EVENTS
+ * keys or EVS_READ_RENEW_MS, as the iterators do. The sink's add only
+ * copies, it never waits inside the gate.
  */
 #include "embedded/embedded.h"
 
@@ -24,85 +25,121 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- one event by id ------------------------------------------------------ */
+/* ---- long walks -------------------------------------------------------------- */
 
-/* Yields one decoded record once. The record lives in the log's mapping,
- * which lives as long as the handle: no transaction is kept. */
-typedef struct one_iter {
-    evs_iter base;
-    int done;
-    evs_event ev;
-    const char **tags;
-    size_t tags_cap;
-} one_iter;
+/*
+ * A listing of a large store reads many index entries (`evs tenants` on
+ * 100 million events: seconds). Under one read transaction inside the
+ * gate it would hold up a map growth of this process for all that time
+ * (the writer's remap waits for the gate to drain, and new readers wait
+ * behind it), and its snapshot would keep every page the writer frees
+ * meanwhile, which the index then grows by (index.c, "Long reads"). So a
+ * walk does what the iterators do: every EVS_READ_RENEW_EVENTS keys or
+ * EVS_READ_RENEW_MS it leaves the gate (a remap may pass), enters again,
+ * renews its snapshot and its cursors, and seeks the key after the last
+ * one it read.
+ *
+ * What a walk reports stays what its first snapshot held. The first
+ * snapshot's head position and next stream and tenant ids ("seq", written
+ * by every commit with "applied") bound what later ones add: events past
+ * the head are not counted, streams and tenants whose id is at or past
+ * the next id of then are left out, and a stream's version is its last
+ * one at or before the head (its stream_events entries, read back from the
+ * newest version: only once the snapshot was renewed and only for streams
+ * written since). The sub-databases read only gain entries (index.c), so
+ * a newer snapshot holds every key of the first.
+ */
+typedef struct span {
+    evs__emb *s;
+    MDB_txn *txn;          /* NULL: aborted outside the gate (the map is gone) */
+    MDB_cursor *cur[3];    /* the walk's cursors, renewed with its snapshot */
+    uint32_t since;        /* keys read since the snapshot was taken */
+    uint64_t since_ns;     /* when it was taken */
+    unsigned renewals;     /* 0: the first snapshot */
+    uint64_t head;         /* the first snapshot's head position */
+    uint64_t next_sid;     /* its next stream id (UINT64_MAX: no "seq" yet) */
+    uint32_t next_tid;     /* its next tenant id (UINT32_MAX: no "seq" yet) */
+} span;
 
-static int one_next(const evs_event **ev, evs_iter *base)
+/* A read txn, inside the gate, and the first snapshot's bounds. */
+static EVS_MUST_USE int span_begin(span *sp, evs__emb *s)
 {
-    one_iter *it = (one_iter *)base;
-    if (it->done)
-        return EVS_ITEROVER;
-    it->done = 1;
-    *ev = &it->ev;
-    return 0;
-}
-
-static int one_marker(uint64_t *out, const evs_iter *base)
-{
-    *out = ((const one_iter *)base)->ev.position;
-    return 0;
-}
-
-static void one_free(evs_iter *base)
-{
-    one_iter *it = (one_iter *)base;
-    free((void *)it->tags);
-    free(it);
-}
-
-static const evs__iter_ops one_ops = {
-    .next = one_next,
-    .marker = one_marker,
-    .free = one_free,
-};
-
-int evs__emb_read_event(evs_iter **out, evs_db *db, const evs_uuid *id)
-{
-    evs__emb *s = (evs__emb *)db;
-    MDB_txn *txn;
-    uint64_t pos, loc;
-    int rc;
-    if ((rc = evs__rtxn_begin(s, &txn)) < 0)
-        return rc;
-    rc = evs__idx_id_get(txn, s, id->bytes, &pos, &loc);
-    evs__rtxn_end(s, txn);
-    if (rc < 0)
-        return rc;
-    uint32_t seg = evs__loc_seg(loc), off = evs__loc_off(loc), len;
-    const uint8_t *m = evs__seg_map(s, seg);
-    if (!m || off >= s->seg_size)
-        return evs__err(EVS_ECORRUPT, "index points outside the log (segment %u offset %u, "
-                        "position %" PRIu64 ")", seg, off, pos);
-    int rr = evs__rec_check(m + off, s->seg_size - off, &len);
-    if (rr != EVS_REC_OK)
-        return evs__err(EVS_ECORRUPT, "log segment %u offset %u: record at position %" PRIu64
-                        " is damaged: %s", seg, off, pos, evs__rec_problem(rr));
-    one_iter *it = calloc(1, sizeof(*it));
-    if (!it)
-        return evs__err(EVS_ENOMEM, "out of memory creating an iterator");
-    it->base.ops = &one_ops;
-    it->base.db = db;
-    if ((rc = evs__rec_decode(m + off, &it->ev, &it->tags, &it->tags_cap)) < 0) {
-        one_free(&it->base);
+    memset(sp, 0, sizeof(*sp));
+    sp->s = s;
+    int rc = evs__rtxn_begin(s, &sp->txn);
+    if (rc < 0) {
+        sp->txn = NULL;
         return rc;
     }
-    if (it->ev.position != pos || memcmp(it->ev.id.bytes, id->bytes, 16) != 0) {
-        one_free(&it->base);
-        return evs__err(EVS_ECORRUPT, "index: event_ids entry of position %" PRIu64
-                        " points at the record of position %" PRIu64 " (segment %u offset "
-                        "%u)", pos, it->ev.position, seg, off);
+    sp->since_ns = evs__coarse_ns();
+    uint64_t loc;
+    if ((rc = evs__idx_applied_get(sp->txn, s, &sp->head, &loc)) < 0)
+        return rc;
+    MDB_val k = {3, "seq"}, v;
+    int mrc = mdb_get(sp->txn, s->db_meta, &k, &v);
+    if (mrc == 0 && v.mv_size == 12) {
+        sp->next_sid = evs__get_le64(v.mv_data);
+        sp->next_tid = evs__get_le32((const uint8_t *)v.mv_data + 8);
+    } else if (mrc == MDB_NOTFOUND) {
+        sp->next_sid = UINT64_MAX; /* a new index: nothing to tell apart */
+        sp->next_tid = UINT32_MAX;
+    } else {
+        return mrc ? evs__mdb_err(mrc, "read sequences")
+                   : evs__err(EVS_ECORRUPT, "index: sequences have %zu bytes", v.mv_size);
     }
-    *out = &it->base;
     return 0;
+}
+
+static EVS_MUST_USE int span_cursor(span *sp, int i, MDB_dbi dbi)
+{
+    int mrc = mdb_cursor_open(sp->txn, dbi, &sp->cur[i]);
+    return mrc ? evs__mdb_err(mrc, "open cursor") : 0;
+}
+
+/* After one more key: whether the snapshot is due for renewal (the clock
+ * is read every 64 keys: it costs 7 ns, a key about 50). */
+static int span_due(span *sp)
+{
+    sp->since++;
+    return sp->since >= EVS_READ_RENEW_EVENTS ||
+           ((sp->since & 63) == 0 &&
+            evs__coarse_ns() - sp->since_ns >= EVS_READ_RENEW_MS * UINT64_C(1000000));
+}
+
+/* Out of the gate and in again, on the newest snapshot: every pointer into
+ * the map is stale after it and every cursor must seek. */
+static EVS_MUST_USE int span_renew(span *sp)
+{
+    evs__emb *s = sp->s;
+    evs__gate_leave(&s->idx_gate);
+    int rc = evs__gate_enter(&s->idx_gate);
+    if (rc < 0) {
+        /* outside, the map gone: end the txn here (its cursors are closed
+         * by span_end, which a read-only txn allows after its end) */
+        mdb_txn_abort(sp->txn);
+        sp->txn = NULL;
+        return rc;
+    }
+    if ((rc = evs__rtxn_renew(s, sp->txn)) < 0)
+        return rc;
+    for (int i = 0; i < 3; i++) {
+        int mrc;
+        if (sp->cur[i] && (mrc = mdb_cursor_renew(sp->txn, sp->cur[i])) != 0)
+            return evs__mdb_err(mrc, "renew cursor");
+    }
+    sp->since = 0;
+    sp->since_ns = evs__coarse_ns();
+    sp->renewals++;
+    return 0;
+}
+
+static void span_end(span *sp)
+{
+    for (int i = 0; i < 3; i++)
+        if (sp->cur[i])
+            mdb_cursor_close(sp->cur[i]);
+    if (sp->txn)
+        evs__rtxn_end(sp->s, sp->txn);
 }
 
 /* ---- streams ---------------------------------------------------------------- */
@@ -110,8 +147,7 @@ int evs__emb_read_event(evs_iter **out, evs_db *db, const evs_uuid *id)
 /* One walk of the streams index: the tenant's part of it is a key range
  * (u32 BE tenant id + name), names in byte order. */
 typedef struct walk {
-    evs__emb *s;
-    MDB_cursor *cur;
+    span sp;            /* cursors: streams, tenants, stream_events */
     const char *prefix;
     size_t plen;
     int system;
@@ -119,20 +155,48 @@ typedef struct walk {
     evs__list_sink *sink;
 } walk;
 
-/* Report the streams of tenant tid (name tname) from the first name >=
- * from (exclusive of it when exclusive) on. Sets sink->more and stops
- * when one more would exceed the limit. */
+/* The version of stream sid (the newest is *version) at the first
+ * snapshot's head: back through its stream_events from the newest. */
+static EVS_MUST_USE int version_at_head(walk *w, uint64_t sid, int64_t *version)
+{
+    uint8_t kb[16];
+    evs__put_be64(kb, sid);
+    evs__put_be64(kb + 8, (uint64_t)*version);
+    MDB_val k = {16, kb}, v;
+    int mrc;
+    for (mrc = mdb_cursor_get(w->sp.cur[2], &k, &v, MDB_SET_KEY);
+         mrc == 0 && k.mv_size == 16 && evs__get_be64(k.mv_data) == sid && v.mv_size == 16;
+         mrc = mdb_cursor_get(w->sp.cur[2], &k, &v, MDB_PREV)) {
+        if (evs__get_le64(v.mv_data) <= w->sp.head) {
+            *version = (int64_t)evs__get_be64((const uint8_t *)k.mv_data + 8);
+            return 0;
+        }
+    }
+    if (mrc != 0 && mrc != MDB_NOTFOUND)
+        return evs__mdb_err(mrc, "stream_events: read");
+    return evs__err(EVS_ECORRUPT, "index: stream id %" PRIu64 " (older than this read) has "
+                    "no stream_events entry at or before position %" PRIu64, sid,
+                    w->sp.head);
+}
+
+/* Report the streams of tenant tid (name tname, a copy: it outlives a
+ * renewal) from the first name >= from (> from when exclusive) on. Sets
+ * sink->more and stops when one more would exceed the limit. */
 static EVS_MUST_USE int tenant_streams(walk *w, uint32_t tid, const char *tname, size_t tlen,
                                        const char *from, size_t flen, int exclusive)
 {
-    uint8_t kb[4 + EVS_MAX_STREAM_LEN];
+    /* + 1: the name after a name n is n + "\0" (names hold no NUL) */
+    uint8_t kb[4 + EVS_MAX_STREAM_LEN + 1];
+    MDB_cursor *cur = w->sp.cur[0];
     MDB_val k, v;
     int rc;
     evs__put_be32(kb, tid);
     memcpy(kb + 4, from, flen);
     k.mv_size = 4 + flen;
+    if (exclusive)
+        kb[k.mv_size++] = '\0';
     k.mv_data = kb;
-    int mrc = mdb_cursor_get(w->cur, &k, &v, MDB_SET_RANGE);
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     for (;;) {
         if (mrc == MDB_NOTFOUND)
             return 0;
@@ -142,10 +206,6 @@ static EVS_MUST_USE int tenant_streams(walk *w, uint32_t tid, const char *tname,
             return 0; /* past the tenant's range */
         const char *name = (const char *)k.mv_data + 4;
         size_t nlen = k.mv_size - 4;
-        if (exclusive && nlen == flen && memcmp(name, from, flen) == 0) {
-            mrc = mdb_cursor_get(w->cur, &k, &v, MDB_NEXT);
-            continue;
-        }
         if (nlen < w->plen || memcmp(name, w->prefix, w->plen) != 0)
             return 0; /* past the prefix's range (names >= it are sorted) */
         if (!w->system && nlen > 0 && name[0] == '$') {
@@ -153,22 +213,37 @@ static EVS_MUST_USE int tenant_streams(walk *w, uint32_t tid, const char *tname,
             k.mv_size = 5;
             k.mv_data = kb;
             kb[4] = '$' + 1;
-            mrc = mdb_cursor_get(w->cur, &k, &v, MDB_SET_RANGE);
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
             continue;
         }
-        if (v.mv_size != 16)
+        if (v.mv_size != 16 || nlen > EVS_MAX_STREAM_LEN)
             return evs__err(EVS_ECORRUPT, "index: the streams entry of a stream of %zu "
                             "bytes has a value of %zu bytes", nlen, v.mv_size);
-        if (w->left == 0) {
+        uint64_t sid = evs__get_le64(v.mv_data);
+        int64_t version = (int64_t)evs__get_le64((const uint8_t *)v.mv_data + 8);
+        /* a renewed snapshot: streams made since are not this read's */
+        int mine = !w->sp.renewals || sid < w->sp.next_sid;
+        if (mine && w->sp.renewals && (rc = version_at_head(w, sid, &version)) < 0)
+            return rc;
+        if (mine && w->left == 0) {
             w->sink->more = 1;
             return 0;
         }
-        int64_t version = (int64_t)evs__get_le64((const uint8_t *)v.mv_data + 8);
-        if ((rc = w->sink->add(w->sink, tname, tlen, name, nlen, version)) < 0)
+        if (mine && (rc = w->sink->add(w->sink, tname, tlen, name, nlen, version)) < 0)
             return rc;
-        if (w->left != UINT64_MAX)
+        if (mine && w->left != UINT64_MAX)
             w->left--;
-        mrc = mdb_cursor_get(w->cur, &k, &v, MDB_NEXT);
+        if (span_due(&w->sp)) {
+            memcpy(kb + 4, name, nlen);
+            kb[4 + nlen] = '\0';
+            if ((rc = span_renew(&w->sp)) < 0)
+                return rc;
+            k.mv_size = 5 + nlen;
+            k.mv_data = kb;
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        } else {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
     }
 }
 
@@ -187,116 +262,143 @@ int evs__emb_list_streams(evs_db *db, const char *tenant, const char *prefix,
                           int system, evs__list_sink *sink)
 {
     evs__emb *s = (evs__emb *)db;
-    MDB_txn *txn;
-    MDB_cursor *tcur = NULL;
     uint32_t tid;
     int rc, mrc;
-    walk w = {s, NULL, prefix, strlen(prefix), system, limit ? limit : UINT64_MAX, sink};
-    if ((rc = evs__rtxn_begin(s, &txn)) < 0)
-        return rc;
-    if ((mrc = mdb_cursor_open(txn, s->db_streams, &w.cur)) != 0) {
-        rc = evs__mdb_err(mrc, "streams: open cursor");
+    walk w = {.prefix = prefix, .plen = strlen(prefix), .system = system,
+              .left = limit ? limit : UINT64_MAX, .sink = sink};
+    if ((rc = span_begin(&w.sp, s)) < 0 || (rc = span_cursor(&w.sp, 0, s->db_streams)) < 0 ||
+        (rc = span_cursor(&w.sp, 2, s->db_stream_events)) < 0)
         goto out;
-    }
     if (tenant) {
-        rc = evs__idx_tenant_get(txn, s, tenant, strlen(tenant), &tid);
+        rc = evs__idx_tenant_get(w.sp.txn, s, tenant, strlen(tenant), &tid);
         if (rc == 0)
             rc = tenant_walk(&w, tid, tenant, strlen(tenant), after);
         else if (rc == EVS_ENOTFOUND)
             rc = 0;
         goto out;
     }
-    /* every tenant, in name order: the tenants index is 't' + name */
-    if ((mrc = mdb_cursor_open(txn, s->db_tenants, &tcur)) != 0) {
-        rc = evs__mdb_err(mrc, "tenants: open cursor");
+    /* every tenant, in name order: the tenants index is 't' + name; the
+     * name is copied (sink->add and the seek after a renewal need it) */
+    if ((rc = span_cursor(&w.sp, 1, s->db_tenants)) < 0)
         goto out;
-    }
-    uint8_t kb[1 + EVS_MAX_TENANT_LEN];
+    uint8_t kb[1 + EVS_MAX_TENANT_LEN + 1];
     size_t atl = after_tenant ? strlen(after_tenant) : 0;
     kb[0] = 't';
     memcpy(kb + 1, after_tenant ? after_tenant : "", atl);
     MDB_val k = {1 + atl, kb}, v;
-    for (mrc = mdb_cursor_get(tcur, &k, &v, MDB_SET_RANGE); mrc == 0 && !sink->more;
-         mrc = mdb_cursor_get(tcur, &k, &v, MDB_NEXT)) {
+    for (mrc = mdb_cursor_get(w.sp.cur[1], &k, &v, MDB_SET_RANGE); mrc == 0 && !sink->more;) {
         if (k.mv_size < 1 || ((const char *)k.mv_data)[0] != 't')
             break;
-        if (v.mv_size != 4) {
-            rc = evs__err(EVS_ECORRUPT, "index: a tenants entry has a value of %zu bytes",
-                          v.mv_size);
+        if (v.mv_size != 4 || k.mv_size - 1 > EVS_MAX_TENANT_LEN) {
+            rc = evs__err(EVS_ECORRUPT, "index: a tenants entry of %zu bytes has a value "
+                          "of %zu bytes", k.mv_size, v.mv_size);
             goto out;
         }
-        const char *tname = (const char *)k.mv_data + 1;
+        uint32_t t = evs__get_le32(v.mv_data);
         size_t tlen = k.mv_size - 1;
-        int same = after_tenant && tlen == atl && memcmp(tname, after_tenant, atl) == 0;
-        if ((rc = tenant_walk(&w, evs__get_le32(v.mv_data), tname, tlen,
-                              same ? after : NULL)) < 0)
+        memcpy(kb + 1, (const char *)k.mv_data + 1, tlen);
+        int same = after_tenant && tlen == atl && memcmp(kb + 1, after_tenant, atl) == 0;
+        unsigned renewals = w.sp.renewals;
+        if ((!w.sp.renewals || t < w.sp.next_tid) &&
+            (rc = tenant_walk(&w, t, (const char *)kb + 1, tlen, same ? after : NULL)) < 0)
             goto out;
+        if (renewals != w.sp.renewals || span_due(&w.sp)) {
+            if (renewals == w.sp.renewals && (rc = span_renew(&w.sp)) < 0)
+                goto out;
+            kb[1 + tlen] = '\0'; /* the tenant after this one */
+            k.mv_size = 2 + tlen;
+            k.mv_data = kb;
+            mrc = mdb_cursor_get(w.sp.cur[1], &k, &v, MDB_SET_RANGE);
+        } else {
+            mrc = mdb_cursor_get(w.sp.cur[1], &k, &v, MDB_NEXT);
+        }
     }
     if (mrc != 0 && mrc != MDB_NOTFOUND)
         rc = evs__mdb_err(mrc, "tenants: read");
 out:
-    if (tcur)
-        mdb_cursor_close(tcur);
-    if (w.cur)
-        mdb_cursor_close(w.cur);
-    evs__rtxn_end(s, txn);
+    span_end(&w.sp);
     return rc;
 }
 
 /* ---- tenants ---------------------------------------------------------------- */
 
-/* The number of tenant_events keys of tenant tid: its events outside
- * system streams (which have no tenant_events entry). */
-static EVS_MUST_USE int count_events(MDB_cursor *cur, uint32_t tid, uint64_t *n)
+/* The number of tenant_events keys of tenant tid at or before the first
+ * snapshot's head, up to cap (0: all): its events outside system streams
+ * (which have no tenant_events entry). */
+static EVS_MUST_USE int count_events(span *sp, uint32_t tid, uint64_t cap, uint64_t *n)
 {
+    MDB_cursor *cur = sp->cur[1];
     uint8_t kb[12] = {0};
     evs__put_be32(kb, tid);
     MDB_val k = {12, kb}, v;
+    int rc, mrc;
     *n = 0;
-    int mrc;
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         mrc == 0 && k.mv_size == 12 && evs__get_be32(k.mv_data) == tid;
-         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+         mrc == 0 && (!cap || *n < cap);) {
+        if (k.mv_size != 12 || evs__get_be32(k.mv_data) != tid)
+            break;
+        uint64_t pos = evs__get_be64((const uint8_t *)k.mv_data + 4);
+        if (pos > sp->head)
+            break; /* a renewed snapshot's: not this read's */
         (*n)++;
+        if (span_due(sp)) {
+            evs__put_be64(kb + 4, pos + 1);
+            if ((rc = span_renew(sp)) < 0)
+                return rc;
+            k.mv_size = 12;
+            k.mv_data = kb;
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        } else {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+    }
     return mrc == 0 || mrc == MDB_NOTFOUND ? 0 : evs__mdb_err(mrc, "tenant_events: read");
 }
 
-int evs__emb_list_tenants(evs_db *db, evs__list_sink *sink)
+int evs__emb_list_tenants(evs_db *db, uint64_t cap, evs__list_sink *sink)
 {
     evs__emb *s = (evs__emb *)db;
-    MDB_txn *txn;
-    MDB_cursor *tcur = NULL, *ecur = NULL;
+    span sp;
     int rc, mrc;
-    if ((rc = evs__rtxn_begin(s, &txn)) < 0)
-        return rc;
-    if ((mrc = mdb_cursor_open(txn, s->db_tenants, &tcur)) != 0 ||
-        (mrc = mdb_cursor_open(txn, s->db_tenant_events, &ecur)) != 0) {
-        rc = evs__mdb_err(mrc, "tenants: open cursor");
+    /* 't' + name, copied: sink->add and the seek after a renewal need it */
+    uint8_t kb[1 + EVS_MAX_TENANT_LEN + 1];
+    if ((rc = span_begin(&sp, s)) < 0 || (rc = span_cursor(&sp, 0, s->db_tenants)) < 0 ||
+        (rc = span_cursor(&sp, 1, s->db_tenant_events)) < 0)
         goto out;
-    }
     MDB_val k = {1, "t"}, v;
-    for (mrc = mdb_cursor_get(tcur, &k, &v, MDB_SET_RANGE); mrc == 0;
-         mrc = mdb_cursor_get(tcur, &k, &v, MDB_NEXT)) {
+    for (mrc = mdb_cursor_get(sp.cur[0], &k, &v, MDB_SET_RANGE); mrc == 0;) {
         if (k.mv_size < 1 || ((const char *)k.mv_data)[0] != 't')
             break;
-        if (v.mv_size != 4) {
-            rc = evs__err(EVS_ECORRUPT, "index: a tenants entry has a value of %zu bytes",
-                          v.mv_size);
+        if (v.mv_size != 4 || k.mv_size - 1 > EVS_MAX_TENANT_LEN) {
+            rc = evs__err(EVS_ECORRUPT, "index: a tenants entry of %zu bytes has a value "
+                          "of %zu bytes", k.mv_size, v.mv_size);
             goto out;
         }
+        uint32_t tid = evs__get_le32(v.mv_data);
+        size_t tlen = k.mv_size - 1;
+        memcpy(kb, k.mv_data, k.mv_size);
+        unsigned renewals = sp.renewals;
         uint64_t n;
-        if ((rc = count_events(ecur, evs__get_le32(v.mv_data), &n)) < 0 ||
-            (rc = sink->add(sink, (const char *)k.mv_data + 1, k.mv_size - 1, NULL, 0,
-                            (int64_t)n)) < 0)
-            goto out;
+        /* a renewed snapshot: tenants made since are not this read's */
+        if (!sp.renewals || tid < sp.next_tid) {
+            if ((rc = count_events(&sp, tid, cap, &n)) < 0 ||
+                (rc = sink->add(sink, (const char *)kb + 1, tlen, NULL, 0, (int64_t)n)) < 0)
+                goto out;
+        }
+        if (renewals != sp.renewals || span_due(&sp)) {
+            if (renewals == sp.renewals && (rc = span_renew(&sp)) < 0)
+                goto out;
+            kb[1 + tlen] = '\0'; /* the tenant after this one */
+            k.mv_size = 2 + tlen;
+            k.mv_data = kb;
+            mrc = mdb_cursor_get(sp.cur[0], &k, &v, MDB_SET_RANGE);
+        } else {
+            mrc = mdb_cursor_get(sp.cur[0], &k, &v, MDB_NEXT);
+        }
     }
     if (mrc != 0 && mrc != MDB_NOTFOUND)
         rc = evs__mdb_err(mrc, "tenants: read");
 out:
-    if (ecur)
-        mdb_cursor_close(ecur);
-    if (tcur)
-        mdb_cursor_close(tcur);
-    evs__rtxn_end(s, txn);
+    span_end(&sp);
     return rc;
 }

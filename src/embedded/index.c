@@ -207,7 +207,7 @@ int evs__gate_enter(evs__gate *g)
         pthread_mutex_lock(&g->lock); /* held by the remapper until it is done */
         pthread_mutex_unlock(&g->lock);
     }
-    if (g->broken) {
+    if (atomic_load(&g->broken)) {
         atomic_fetch_sub(&g->slot[i].n, 1);
         return evs__err(EVS_EBACKEND, "index: growing the index's map failed and the map "
                         "is gone; close and reopen the store");
@@ -270,17 +270,37 @@ static uint64_t map_target(const evs__emb *s, uint64_t want)
 /* Remap env at size (0: the size the writer recorded), the gate closed.
  * What can fail is tried first, so that LMDB's remap, which leaves no map
  * behind when it fails, does not: the address space, and (the writer) the
- * file's new size. */
+ * file's new size. LMDB unmaps the old map before it maps the new one, so
+ * the new map needs only what it adds beyond the old (under ulimit -v, a
+ * probe of the whole new size beside the old map would refuse what LMDB
+ * can do). A reader adopting the writer's size (size 0) probes for
+ * data.mdb's size: the writer's file is as large as its map.
+ *
+ * If LMDB's remap fails all the same (its own ftruncate or mmap: an I/O
+ * error, another process' mapping), the environment has no map and
+ * pointers into the old one (mdb_env_info, mdb_env_stat and every
+ * transaction would read them): the gate is marked broken, readers fail
+ * (evs__gate_enter), the writer fails the store (writer.c, commit_group)
+ * and touches the environment no more, and closing leaves it alone
+ * (store.c). Only a reopen helps. */
 static EVS_MUST_USE int remap(evs__emb *s, uint64_t size)
 {
-    if (size) {
-        void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+    uint64_t probe = size;
+    int fd;
+    struct stat fst;
+    if (!size && mdb_env_get_fd(s->env, &fd) == 0 && fstat(fd, &fst) == 0)
+        probe = (uint64_t)fst.st_size;
+    if (probe > s->idx_mapsize) {
+        uint64_t more = probe - s->idx_mapsize;
+        void *p = mmap(NULL, more, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                        -1, 0);
         if (p == MAP_FAILED)
-            return evs__err(EVS_ENOMEM, "index: cannot map %llu MiB for the index of %s "
-                            "(%s); raise the address-space limit (ulimit -v)",
-                            (unsigned long long)(size >> 20), s->dir, strerror(errno));
-        munmap(p, size);
+            return evs__err(EVS_ENOMEM, "index: cannot map %llu MiB more for the index of "
+                            "%s (%s); raise the address-space limit (ulimit -v)",
+                            (unsigned long long)(more >> 20), s->dir, strerror(errno));
+        munmap(p, more);
+    }
+    if (size) {
         if (s->idx_fd >= 0 && ftruncate(s->idx_fd, (off_t)size) != 0) {
             int e = errno;
             return evs__err(e == ENOSPC || e == EFBIG ? EVS_ENOSPC : EVS_EIO,
@@ -291,7 +311,7 @@ static EVS_MUST_USE int remap(evs__emb *s, uint64_t size)
     }
     int mrc = mdb_env_set_mapsize(s->env, (size_t)size);
     if (mrc != 0) {
-        s->idx_gate.broken = 1;
+        atomic_store(&s->idx_gate.broken, 1);
         return evs__err(EVS_EBACKEND, "index: remapping the index of %s failed (%s); close "
                         "and reopen the store", s->dir, mdb_strerror(mrc));
     }
@@ -590,6 +610,10 @@ int evs__idx_reserve(evs__emb *s, uint64_t need)
 {
     MDB_envinfo info;
     MDB_stat st;
+    /* never mdb_env_info on an environment without a map (remap) */
+    if (atomic_load(&s->idx_gate.broken))
+        return evs__err(EVS_EBACKEND, "index: the index's map is gone after a failed "
+                        "growth; close and reopen the store");
     if (s->idx_fd < 0 || mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0)
         return 0;
     uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
@@ -602,7 +626,15 @@ int evs__idx_reserve(evs__emb *s, uint64_t need)
      * which writer.c grows the map and redoes the txn. */
     uint64_t likely = 8 * s->idx_growth > s->idx_map_min / 4 ? 8 * s->idx_growth
                                                               : s->idx_map_min / 4;
-    int rc = evs__idx_map_grow(s, used + (need < likely ? need : likely));
+    uint64_t want = used + (need < likely ? need : likely);
+    /* a backup about to copy the index asks for room ahead (backup.c:
+     * while it copies, a remap would wait for it) */
+    uint64_t ask = atomic_load(&s->idx_room_ask);
+    if (ask && used + ask > want)
+        want = used + ask;
+    int rc = evs__idx_map_grow(s, want);
+    if (ask)
+        atomic_compare_exchange_strong(&s->idx_room_ask, &ask, 0);
     if (rc < 0)
         return rc;
     uint64_t runway = EVS_IDX_RUNWAY;

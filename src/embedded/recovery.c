@@ -450,8 +450,25 @@ out:
 
 /* ---- verify ------------------------------------------------------------- */
 
+/*
+ * The caller's callbacks (problems, progress) must not run inside the
+ * index gate: one that reads the store would wait for a map growth that
+ * waits for the gate to drain, and any would hold up the writer's growth
+ * meanwhile. So the walk reports into `inner`, which keeps the messages
+ * (up to the cap the front end reports) in `held`, and vflush() hands
+ * them to the caller's sink each time the walk is out of the gate.
+ */
+typedef struct vheld {
+    char *p;            /* messages, each NUL-terminated */
+    size_t len, cap;
+    size_t n;           /* messages held */
+    uint64_t delivered; /* inner.problems already passed on */
+    int oom;
+} vheld;
+
 typedef struct vctx {
-    evs__verify_sink *sink;
+    evs__verify_sink *sink; /* inner: what problem() reports into */
+    evs__verify_sink *out;  /* the caller's */
     MDB_cursor *pcur;     /* on the postings */
     uint64_t postings;    /* expected number of postings */
     uint64_t streamless;  /* events without a stream */
@@ -461,6 +478,46 @@ typedef struct vctx {
 
 #define problem(v, ...) evs__verify_problem((v)->sink, __VA_ARGS__)
 
+static void vhold(void *ctx, const char *msg)
+{
+    vheld *h = ctx;
+    size_t l = strlen(msg) + 1;
+    if (h->len + l > h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 4096;
+        while (cap < h->len + l)
+            cap *= 2;
+        char *p = realloc(h->p, cap);
+        if (!p) {
+            h->oom = 1; /* the message is lost, the count is not */
+            return;
+        }
+        h->p = p;
+        h->cap = cap;
+    }
+    memcpy(h->p + h->len, msg, l);
+    h->len += l;
+    h->n++;
+}
+
+/* Out of the gate: pass the held problems, and how far the walk is, on. */
+static void vflush(const evs__verify_sink *inner, evs__verify_sink *out, vheld *h,
+                   uint64_t done)
+{
+    const char *m = h->p;
+    for (size_t i = 0; i < h->n; i++, m += strlen(m) + 1)
+        evs__verify_problem(out, "%s", m);
+    /* counted beyond the cap (not held), or lost to a full memory */
+    uint64_t rest = inner->problems - h->delivered - h->n;
+    if (h->oom && rest > 0)
+        evs__verify_problem(out, "(verify: out of memory keeping problem messages; "
+                            "%" PRIu64 " more problems were counted)", rest);
+    else
+        out->problems += rest;
+    h->delivered = inner->problems;
+    h->len = h->n = 0;
+    h->oom = 0;
+    evs__verify_tick(out, done);
+}
 static uint64_t entries(MDB_txn *txn, MDB_dbi dbi)
 {
     MDB_stat st;
@@ -561,11 +618,13 @@ static void verify_index_entry(evs__emb *s, MDB_txn *txn, vctx *v, const uint8_t
                 "from or wrong in the stream index", stream, (long long)version, pos);
 }
 
-int evs__emb_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink)
+/* The walk of evs__emb_verify: *n = records checked; problems into inner
+ * (held until vflush), progress to out between gate passes. */
+static int verify_walk(uint64_t *n_out, evs__emb *s, evs__verify_sink *inner,
+                       evs__verify_sink *out, vheld *held)
 {
-    evs__emb *s = (evs__emb *)db;
     MDB_txn *txn = NULL;
-    vctx v = {sink, NULL, 0, 0, 0, 0};
+    vctx v = {inner, out, NULL, 0, 0, 0, 0};
     uint64_t applied, L, n = 0;
     int rc, mrc;
 
@@ -666,8 +725,10 @@ int evs__emb_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink)
                 uint64_t now = evs__coarse_ns();
                 if (since >= EVS_READ_RENEW_EVENTS ||
                     now - renewed >= EVS_READ_RENEW_MS * UINT64_C(1000000)) {
-                    /* out of the gate (a remap may run), then a new snapshot */
+                    /* out of the gate (a remap may run; the caller's
+                     * callbacks run), then a new snapshot */
                     evs__gate_leave(&s->idx_gate);
+                    vflush(inner, out, held, n);
                     if ((rc = evs__gate_enter(&s->idx_gate)) < 0) {
                         mdb_cursor_close(v.pcur);
                         mdb_txn_abort(txn);
@@ -712,7 +773,19 @@ int evs__emb_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink)
     else if (!v.unread && heads != applied - v.streamless)
         problem(&v, "index: stream heads account for %" PRIu64 " events, the log "
                 "for %" PRIu64 " in streams", heads, applied - v.streamless);
+    *n_out = n;
+    return 0;
+}
+
+int evs__emb_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink)
+{
+    vheld held = {0};
+    evs__verify_sink inner = {vhold, &held, 0, NULL, 0};
+    uint64_t n = 0;
+    int rc = verify_walk(&n, (evs__emb *)db, &inner, sink, &held);
+    vflush(&inner, sink, &held, n);
+    free(held.p);
     if (checked)
         *checked = n;
-    return 0; /* the front end counts the problems */
+    return rc; /* 0: the front end counts the problems */
 }

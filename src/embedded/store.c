@@ -70,7 +70,6 @@ static const evs__backend_ops emb_ops = {
     .snapshot_save = evs__emb_snapshot_save,
     .snapshot_load = evs__emb_snapshot_load,
     .snapshot_list = evs__emb_snapshot_list,
-    .read_event = evs__emb_read_event,
     .list_streams = evs__emb_list_streams,
     .list_tenants = evs__emb_list_tenants,
     .verify = evs__emb_verify,
@@ -429,7 +428,14 @@ static int emb_close(evs_db *db)
                 (unsigned long long)s->groups, (double)s->grouped_events / s->groups,
                 s->ns_stage / 1e3 / s->groups, s->ns_sync / 1e3 / s->groups,
                 s->ns_commit / 1e3 / s->groups, s->ns_wake / 1e3 / s->groups);
-    if (s->env) {
+    if (s->env && atomic_load(&s->idx_gate.broken)) {
+        /* A remap failed half-way (index.c, remap): LMDB may still hold
+         * the old map's address with the new size, so mdb_env_close could
+         * unmap whatever has been mapped there since, and mdb_env_sync
+         * would write through it. The environment is left as it is (its
+         * descriptors and memory, until the process ends); the state file
+         * still says "open", so the next open recovers from the log. */
+    } else if (s->env) {
         /* A clean close: the index synced, then the state says so (the next
          * open trusts the index, also after a reboot). The log is synced
          * already: every group was. */

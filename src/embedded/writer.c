@@ -232,24 +232,31 @@ static EVS_MUST_USE int check_retry(evs__emb *s, MDB_txn *txn, evs__emb_req *r,
 }
 
 static EVS_MUST_USE int index_pending(evs__emb *s, MDB_txn *txn);
+static EVS_MUST_USE int index_again(evs__emb *s, MDB_txn **txn, int64_t ms0, int rc,
+                                    int *grown);
 
 /*
  * The request's DCB conditions, against the txn. Every earlier request of
  * this group is indexed into the txn first (index_pending), so a condition
  * sees them: two appends with the same condition in one group cannot both
- * pass. A failed condition's conflicts[] entry gets the matching event's
- * position; returns the number of failed conditions, or < 0 for an error
- * that breaks the group.
+ * pass. That can fill the map (MDB_MAP_FULL): then index_again grows it
+ * and puts every staged entry into a new txn (*txn), as phase B does,
+ * whether or not part of the group is in the log already (a rollover
+ * flushed it). ms0, grown: index_again's. A failed condition's
+ * conflicts[] entry gets the matching event's position; returns the
+ * number of failed conditions, or < 0 for an error that breaks the group.
  */
-static EVS_MUST_USE int check_conditions(evs__emb *s, MDB_txn *txn, evs__emb_req *r,
-                                         uint32_t tid)
+static EVS_MUST_USE int check_conditions(evs__emb *s, MDB_txn **txnp, int64_t ms0,
+                                         int *grown, evs__emb_req *r, uint32_t tid)
 {
     evs__append_req *c = r->core;
     int rc, failed = 0;
     if (c->nconds == 0 || tid == 0) /* a tenant without events matches nothing */
         return 0;
-    if ((rc = index_pending(s, txn)) < 0)
+    if ((rc = index_pending(s, *txnp)) < 0 &&
+        (rc = index_again(s, txnp, ms0, rc, grown)) < 0)
         return rc;
+    MDB_txn *txn = *txnp;
     for (size_t i = 0; i < c->nconds; i++) {
         const evs_append_condition *cd = &c->conds[i];
         evs__qplan *pl;
@@ -274,13 +281,15 @@ static EVS_MUST_USE int check_conditions(evs__emb *s, MDB_txn *txn, evs__emb_req
 /*
  * Check one request and, if it may be written, number its records, copy
  * them into the group buffer and note its index entries (s->staged and the
- * overlay). Returns < 0 only for failures that break the whole group; a
- * failed condition is recorded in r->rc.
+ * overlay). *txnp: the group's txn, which check_conditions may replace
+ * (ms0, grown: its). Returns < 0 only for failures that break the whole
+ * group; a failed condition is recorded in r->rc.
  */
-static EVS_MUST_USE int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r,
-                                  int64_t stamp, int *flushed)
+static EVS_MUST_USE int stage_req(evs__emb *s, MDB_txn **txnp, evs__emb_req *r,
+                                  int64_t stamp, int64_t ms0, int *grown, int *flushed)
 {
     evs__append_req *c = r->core;
+    MDB_txn *txn = *txnp; /* until check_conditions */
     uint32_t tid = 0;
     int rc;
     r->rc = 0;
@@ -324,7 +333,7 @@ static EVS_MUST_USE int stage_req(evs__emb *s, MDB_txn *txn, evs__emb_req *r,
             nconf++;
         }
     }
-    if ((rc = check_conditions(s, txn, r, tid)) < 0)
+    if ((rc = check_conditions(s, txnp, ms0, grown, r, tid)) < 0)
         return rc;
     if (nconf || rc > 0) {
         r->rc = EVS_ECONFLICT;
@@ -505,10 +514,13 @@ static void fail_store(evs__emb *s, const char *why)
 
 /*
  * The index's map was full (MDB_MAP_FULL: the group grew the index more
- * than evs__idx_reserve made room for) after phase A, when the log holds
- * the group or is being written: grow the map and put the group's index
- * entries again into a new txn. rc: the failure; returned as it is when it
- * was not a full map.
+ * than evs__idx_reserve made room for): grow the map and put the index
+ * entries of every request staged so far again into a new txn (*txn), in
+ * phase B, at the commit, or in phase A before a DCB condition is checked
+ * (check_conditions). Nothing else of the group is in the txn, and the
+ * staged records, their stamp and the overlay stay as they are: the group
+ * goes on, whether or not some of it reached the log. rc: the failure;
+ * returned as it is when it was not a full map.
  */
 static EVS_MUST_USE int index_again(evs__emb *s, MDB_txn **txn, int64_t ms0, int rc,
                                     int *grown)
@@ -545,6 +557,10 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
     int64_t ms0 = s->time_max_us;
     int grown = 0; /* times the map grew for this group (MDB_MAP_FULL) */
 
+    /* A remap that failed half-way left LMDB without a map (index.c,
+     * remap): nothing may touch s->env again, and only a reopen helps */
+    if (s->idx_gate.broken && !s->failed)
+        fail_store(s, "growing the index's map failed and left no map");
     if (s->failed) {
         for (evs__emb_req *r = reqs; r; r = r->next)
             req_fail(r, EVS_ECLOSED, "%s", s->failed_msg);
@@ -567,7 +583,10 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
     while (last->next) {
         uint64_t more = need + last->next->idx_worst;
         /* past the runway: ask the filesystem (rare: a large group) */
-        if (more > s->idx_have && evs__idx_reserve(s, more) < 0) {
+        if (more > s->idx_have && (rc = evs__idx_reserve(s, more)) < 0) {
+            if (s->idx_gate.broken) /* its map growth failed half-way */
+                goto fail;
+            rc = 0;
             evs__clear_error();
             break;
         }
@@ -586,7 +605,6 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
             s->qtail = tail;
         pthread_mutex_unlock(&s->qlock);
     }
-again:
     (void)evs__idx_map_full_take();
     if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
         rc = evs__mdb_err(mrc, "begin write");
@@ -603,23 +621,10 @@ again:
 
     uint64_t t0 = evs__mono_ns();
     for (evs__emb_req *r = reqs; r; r = r->next) {
-        if ((rc = stage_req(s, txn, r, stamp, &flushed)) < 0) {
-            /* the map is full and nothing reached the log: the group
-             * starts over on a larger map (index_again once it did) */
-            if (!flushed && evs__idx_map_full_take() && grown++ < 16) {
-                mdb_txn_abort(txn);
-                txn = NULL;
-                s->next_position = pos0;
-                s->next_stream_id = sid0;
-                s->next_tenant_id = tid0;
-                s->time_max_us = ms0;
-                any = 0;
-                if ((rc = evs__idx_map_grow(s, s->idx_mapsize + 1)) < 0)
-                    goto fail;
-                goto again;
-            }
+        /* a full map is handled inside (check_conditions): the group goes
+         * on in a new txn, its stamp and staged records unchanged */
+        if ((rc = stage_req(s, &txn, r, stamp, ms0, &grown, &flushed)) < 0)
             goto fail;
-        }
         if (r->rc == 0 && !r->retry)
             any = 1;
     }
@@ -721,8 +726,9 @@ fail:
     s->time_max_us = ms0;
     s->gbuf_len = 0;
     /* Nothing reached the log: the store stays usable. Otherwise the log
-     * may hold events the index does not: only a reopen can reconcile. */
-    if (flushed)
+     * may hold events the index does not: only a reopen can reconcile.
+     * Nor can a store whose index map is gone go on (a remap failed). */
+    if (flushed || s->idx_gate.broken)
         fail_store(s, why);
     for (evs__emb_req *r = reqs; r; r = r->next)
         if (r->rc == 0)
@@ -837,6 +843,32 @@ static void syncer_stop(evs__emb *s)
 
 /* ---- the caller's side -------------------------------------------------- */
 
+/*
+ * Test hook: EVS_DEBUG_GROUP_WAIT=n (2..1024) makes a caller that is about
+ * to commit inline wait, up to 10 s, until n appends are queued (itself
+ * included), so that a test forms one group of appends in the order they
+ * were queued (tests/test_index_size.c). While it waits it is the
+ * committer (s->busy): the others queue behind it. Read at every inline
+ * commit.
+ */
+static void group_wait(evs__emb *s)
+{
+    const char *e = getenv("EVS_DEBUG_GROUP_WAIT");
+    unsigned long n = e ? strtoul(e, NULL, 10) : 0;
+    if (n < 2 || n > 1024)
+        return;
+    for (int ms = 0; ms < 10000; ms++) {
+        unsigned long q = 0;
+        pthread_mutex_lock(&s->qlock);
+        for (evs__emb_req *r = s->qhead; r; r = r->next)
+            q++;
+        pthread_mutex_unlock(&s->qlock);
+        if (q >= n)
+            return;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+}
+
 static _Thread_local evs__scratch tls_enc;  /* encoded records */
 static _Thread_local evs__scratch tls_offs; /* offset of each record */
 
@@ -915,6 +947,7 @@ int evs__emb_append(evs_db *db, evs__append_req *c)
     pthread_mutex_unlock(&s->qlock);
 
     if (inline_commit) {
+        group_wait(s);
         pthread_mutex_lock(&s->qlock);
         evs__emb_req *batch = s->qhead; /* me, and whoever queued since */
         s->qhead = s->qtail = NULL;

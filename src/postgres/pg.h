@@ -396,13 +396,12 @@ void evs__pg_listener_stop(evs__pg *s);
 
 /* ---- pg_explore.c: exploring ----------------------------------------------- */
 
-/* The backend table's read_event, list_streams and list_tenants
- * (backend.h): one statement each. */
-EVS_MUST_USE int evs__pg_read_event(evs_iter **out, evs_db *db, const evs_uuid *id);
+/* The backend table's list_streams and list_tenants (backend.h): one
+ * statement each. */
 EVS_MUST_USE int evs__pg_list_streams(evs_db *db, const char *tenant, const char *prefix,
                                       const char *after_tenant, const char *after,
                                       uint64_t limit, int system, evs__list_sink *sink);
-EVS_MUST_USE int evs__pg_list_tenants(evs_db *db, evs__list_sink *sink);
+EVS_MUST_USE int evs__pg_list_tenants(evs_db *db, uint64_t cap, evs__list_sink *sink);
 
 /* ---- pg_append.c: appends -------------------------------------------------- */
 

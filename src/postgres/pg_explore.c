@@ -1,9 +1,10 @@
 /*
- * pg_explore.c -- exploring reads on PostgreSQL (evstore.h, "Exploring"):
- * one event by id (the unique index on events.id), the streams of a
- * tenant (the table evstore.streams, no event read) and the tenants with
+ * pg_explore.c -- exploring reads on PostgreSQL (evstore.h, "Exploring";
+ * evs_read_event is the front end's, on event_position and read_all):
+ * the streams of a tenant (the table evstore.streams, no event read) and the tenants with
  * their event counts (evstore.tenants, a count over the partial index
- * events_tenant, which holds exactly the events outside system streams).
+ * events_tenant, which holds exactly the events outside system streams;
+ * capped: a LIMIT under the count, or an EXISTS for a cap of 1).
  *
  * Each is one statement, so one snapshot. Order is byte order (COLLATE
  * "C"), as on the embedded store, whatever the database's collation: with
@@ -43,150 +44,6 @@ static EVS_MUST_USE int run(evs__pg *s, const char *sql, const evs__pgparams *a,
         if (!lost || attempt >= 1)
             return rc;
     }
-}
-
-/* ---- one event by id ------------------------------------------------------ */
-
-/* Yields the one row of its result once; the event's pointers point into
- * the result (libpq ends every value with a NUL), its tags into tagtext. */
-typedef struct one_iter {
-    evs_iter base;
-    PGresult *res;
-    int done;
-    evs_event ev;
-    const char **tags;
-    char *tagtext;
-} one_iter;
-
-static int one_next(const evs_event **ev, evs_iter *base)
-{
-    one_iter *it = (one_iter *)base;
-    if (it->done)
-        return EVS_ITEROVER;
-    it->done = 1;
-    *ev = &it->ev;
-    return 0;
-}
-
-static int one_marker(uint64_t *out, const evs_iter *base)
-{
-    *out = ((const one_iter *)base)->ev.position;
-    return 0;
-}
-
-static void one_free(evs_iter *base)
-{
-    one_iter *it = (one_iter *)base;
-    PQclear(it->res);
-    free((void *)it->tags);
-    free(it->tagtext);
-    free(it);
-}
-
-static const evs__iter_ops one_ops = {
-    .next = one_next,
-    .marker = one_marker,
-    .free = one_free,
-};
-
-/* The binary text[] value p[0..len) into it->tags (pg_read.c reads the
- * same shape: ndim, flags, element type, then per dimension its length
- * and lower bound, then each element's length and bytes). */
-static EVS_MUST_USE int decode_tags(one_iter *it, const char *p, int len)
-{
-    it->ev.ntags = 0;
-    it->ev.tags = NULL;
-    if (len < 12)
-        return evs__err(EVS_EBACKEND, "read_event: malformed tags array");
-    if (evs__get_be32((const uint8_t *)p) == 0)
-        return 0;
-    if (evs__get_be32((const uint8_t *)p) != 1 || len < 20)
-        return evs__err(EVS_EBACKEND, "read_event: malformed tags array");
-    size_t n = evs__get_be32((const uint8_t *)p + 12);
-    if (n > (size_t)len / 4 || !(it->tags = calloc(n ? n : 1, sizeof(char *))) ||
-        !(it->tagtext = malloc((size_t)len)))
-        return evs__err(n > (size_t)len / 4 ? EVS_EBACKEND : EVS_ENOMEM,
-                        "read_event: %s", n > (size_t)len / 4 ? "malformed tags array"
-                                                              : "out of memory");
-    char *t = it->tagtext;
-    const char *q = p + 20, *end = p + len;
-    for (size_t i = 0; i < n; i++) {
-        if (q + 4 > end)
-            return evs__err(EVS_EBACKEND, "read_event: malformed tags array");
-        uint32_t l = evs__get_be32((const uint8_t *)q);
-        q += 4;
-        if (l == UINT32_MAX || l > (size_t)(end - q))
-            return evs__err(EVS_EBACKEND, "read_event: malformed tags array");
-        /* each element's 4-byte length is room for its NUL */
-        memcpy(t, q, l);
-        t[l] = '\0';
-        it->tags[i] = t;
-        t += l + 1;
-        q += l;
-    }
-    it->ev.tags = it->tags;
-    it->ev.ntags = n;
-    return 0;
-}
-
-static void uuid_at(evs_uuid *u, PGresult *r, int col)
-{
-    if (PQgetisnull(r, 0, col) || PQgetlength(r, 0, col) != 16)
-        memset(u, 0, sizeof(*u));
-    else
-        memcpy(u->bytes, PQgetvalue(r, 0, col), 16);
-}
-
-int evs__pg_read_event(evs_iter **out, evs_db *db, const evs_uuid *id)
-{
-    static const char sql[] =
-        "SELECT position, stream_version, tenant, stream, type, id, correlation_id, "
-        "causation_id, recorded_at, content_type, data, metadata, tags "
-        "FROM evstore.events WHERE id = $1::uuid";
-    evs__pgparams a = {.n = 0};
-    PGresult *r;
-    int rc;
-    evs__pgp_bytes(&a, id->bytes, 16);
-    if ((rc = run((evs__pg *)db, sql, &a, 1, &r, "read_event")) < 0)
-        return rc;
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return EVS_ENOTFOUND;
-    }
-    if (PQnfields(r) != 13) {
-        PQclear(r);
-        return evs__err(EVS_EBACKEND, "read_event: unexpected result shape from PostgreSQL");
-    }
-    one_iter *it = calloc(1, sizeof(*it));
-    if (!it) {
-        PQclear(r);
-        return evs__err(EVS_ENOMEM, "out of memory creating an iterator");
-    }
-    it->base.ops = &one_ops;
-    it->base.db = db;
-    it->res = r;
-    evs_event *e = &it->ev;
-    e->position = (uint64_t)evs__pg_i64(PQgetvalue(r, 0, 0));
-    e->stream_version = evs__pg_i64(PQgetvalue(r, 0, 1));
-    e->tenant = PQgetvalue(r, 0, 2);
-    e->stream = PQgetvalue(r, 0, 3);
-    e->type = PQgetvalue(r, 0, 4);
-    uuid_at(&e->id, r, 5);
-    uuid_at(&e->correlation_id, r, 6);
-    uuid_at(&e->causation_id, r, 7);
-    e->recorded_at = evs__pg_i64(PQgetvalue(r, 0, 8));
-    const uint8_t *ct = (const uint8_t *)PQgetvalue(r, 0, 9);
-    e->content_type = (evs_content_type)(((unsigned)ct[0] << 8) | ct[1]);
-    e->data = PQgetvalue(r, 0, 10);
-    e->data_len = (size_t)PQgetlength(r, 0, 10);
-    e->metadata = PQgetvalue(r, 0, 11);
-    e->metadata_len = (size_t)PQgetlength(r, 0, 11);
-    if ((rc = decode_tags(it, PQgetvalue(r, 0, 12), PQgetlength(r, 0, 12))) < 0) {
-        one_free(&it->base);
-        return rc;
-    }
-    *out = &it->base;
-    return 0;
 }
 
 /* ---- streams ---------------------------------------------------------------- */
@@ -241,16 +98,28 @@ int evs__pg_list_streams(evs_db *db, const char *tenant, const char *prefix,
 
 /* ---- tenants ---------------------------------------------------------------- */
 
-int evs__pg_list_tenants(evs_db *db, evs__list_sink *sink)
+int evs__pg_list_tenants(evs_db *db, uint64_t cap, evs__list_sink *sink)
 {
     /* `NOT system` is events_tenant's predicate: the count reads that index */
     static const char sql[] =
         "SELECT t.tenant, (SELECT count(*) FROM evstore.events e WHERE e.tenant = t.tenant "
         "AND NOT e.system) FROM evstore.tenants t ORDER BY t.tenant COLLATE \"C\"";
+    /* capped: the count stops after cap rows of the index; a cap of 1 is
+     * an EXISTS, one index probe per tenant whatever its size */
+    static const char capped[] =
+        "SELECT t.tenant, (SELECT count(*) FROM (SELECT 1 FROM evstore.events e "
+        "WHERE e.tenant = t.tenant AND NOT e.system LIMIT $1::bigint) x) "
+        "FROM evstore.tenants t ORDER BY t.tenant COLLATE \"C\"";
+    static const char exists[] =
+        "SELECT t.tenant, (EXISTS (SELECT 1 FROM evstore.events e WHERE e.tenant = t.tenant "
+        "AND NOT e.system))::int FROM evstore.tenants t ORDER BY t.tenant COLLATE \"C\"";
     evs__pgparams a = {.n = 0};
     PGresult *r;
     int rc;
-    if ((rc = run((evs__pg *)db, sql, &a, 0, &r, "list_tenants")) < 0)
+    if (cap > 1)
+        evs__pgp_i64(&a, cap > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)cap);
+    if ((rc = run((evs__pg *)db, cap == 0 ? sql : cap == 1 ? exists : capped, &a, 0, &r,
+                  "list_tenants")) < 0)
         return rc;
     int n = PQntuples(r);
     if (PQnfields(r) != 2) {

@@ -49,7 +49,6 @@ static const evs__backend_ops pg_ops = {
     .snapshot_save = evs__pg_snapshot_save,
     .snapshot_load = evs__pg_snapshot_load,
     .snapshot_list = evs__pg_snapshot_list,
-    .read_event = evs__pg_read_event,
     .list_streams = evs__pg_list_streams,
     .list_tenants = evs__pg_list_tenants,
     .verify = evs__pg_verify,
@@ -217,6 +216,7 @@ int evs__pg_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink)
 #pragma GCC diagnostic pop
         }
         PQclear(r);
+        evs__verify_tick(sink, sink->total * (i + 1) / (sizeof(checks) / sizeof(checks[0])));
     }
     rc = 0; /* the front end counts the problems */
 out:

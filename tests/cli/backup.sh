@@ -56,6 +56,16 @@ if ! grep -q rebuild "$T/err"; then ok; else bad "restored store rebuilt: $(cat 
 run 2 "restore into a non-empty directory" "$EVS" restore "$B" "$R"
 run 2 "restore: one argument" "$EVS" restore "$B"
 
+# --- an empty directory (a mount point, say) is filled in place -----------
+E="$T/empty"
+mkdir "$E"
+ino=$(stat -c %i "$E")
+run 0 "backup into an empty directory" "$EVS" --db "$S" backup "$E"
+same "the same directory, not replaced" "$(stat -c %i "$E")" "$ino"
+if [ ! -e "$E/backup.tmp" ]; then ok; else bad "backup.tmp left in a finished backup"; fi
+run 0 "verify the in-place backup" "$EVS" --db "$E" verify
+has "verify: 9000 in place" "$T/out" "verify: 9000 records checked, 0 problems"
+
 # --- beside a writer (another process holds the store open for writing) ---
 W="$T/w"
 run 0 "writer store" "$EVS" --db "$W" append a-1 T '{}'

@@ -148,11 +148,22 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 same "the holder opened the store" "$held" 1
-before=$("$EVS" --db "$S" stats)
+# The holder is a writer: its open goes on after it takes LOCK, and a
+# read-write open sets the index file to its map's size (LMDB's ftruncate
+# with MDB_WRITEMAP), which lets go of the blocks the last writer reserved
+# ahead (fallocate KEEP_SIZE): index_bytes, the blocks, drops from 64 MiB
+# to 16 MiB whenever that happens, between the two stats or before both.
+# That is the holder's doing, not the bench's: compare what a write by the
+# bench would change (events, streams, tenants, head, log), not the index's
+# blocks. (A read-only open changes nothing: the cases above compare all.)
+stats_written() {
+    "$EVS" --db "$S" stats | sed -E 's/"(index_bytes|bytes_on_disk)":[0-9]+,?//g'
+}
+before=$(stats_written)
 run 1 "store held by a writer, --force" "$EVS" bench "${Q[@]}" --db "$S" --force --out "$T/o3"
 has_i "held store reason" "$T/err" "open for writing"
 nothing_measured "held store"
-same "held store unchanged" "$("$EVS" --db "$S" stats)" "$before"
+same "held store unchanged" "$(stats_written)" "$before"
 exec 7>&-
 wait "$holder" || true
 

@@ -151,6 +151,9 @@ if command -v script >/dev/null 2>&1; then
     script -qec "'$EVS' --db '$T/p' import '$T/a.jsonl'" /dev/null >"$T/tty" 2>&1 || true
     has "import progress line" "$T/tty" "import: "
     has "import progress percentage" "$T/tty" " %)"
+    script -qec "'$EVS' --db '$A' verify" /dev/null >"$T/tty" 2>&1 || true
+    has "verify progress line" "$T/tty" "verify: "
+    has "verify summary after progress" "$T/tty" "verify: $n records checked, 0 problems"
 else
     bad "script(1) is missing: progress on a terminal not checked"
 fi

@@ -10,7 +10,8 @@ static const char help[] =
     "\n"
     "Check every log record's checksum, that positions are contiguous, and\n"
     "the index against the log. Prints each problem on a line of its own,\n"
-    "then 'verify: N records checked, M problems'. Exit status 0 when the\n"
+    "then 'verify: N records checked, M problems'; a progress line goes to\n"
+    "standard error when it is a terminal. Exit status 0 when the\n"
     "store is clean, 1 when anything is damaged (or the store cannot be\n"
     "opened because it is).\n"
     "\n"
@@ -22,18 +23,33 @@ static const char help[] =
 
 static const cli_cmd cmd = {"verify", help, cli_no_options};
 
+typedef struct verify_ctx {
+    uint64_t nproblems;
+    cli_progress progress;
+} verify_ctx;
+
 static void on_problem(void *ctx, const char *problem)
 {
-    uint64_t *nproblems = ctx;
+    verify_ctx *v = ctx;
 
+    cli_progress_end(&v->progress); /* a problem line is not overwritten */
     printf("%s\n", problem);
-    (*nproblems)++;
+    fflush(stdout);
+    v->nproblems++;
+}
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    verify_ctx *v = ctx;
+
+    cli_progress_show(&v->progress, done, done, total);
 }
 
 int cmd_verify(cli_ctx *cx, int argc, char **argv)
 {
     evs_open_options o = EVS_OPEN_OPTIONS_INIT;
-    uint64_t checked = 0, nproblems = 0;
+    uint64_t checked = 0;
+    verify_ctx v = {0};
     evs_db *db = NULL;
     int rc, status;
 
@@ -65,18 +81,20 @@ int cmd_verify(cli_ctx *cx, int argc, char **argv)
     if (rc < 0)
         return cli_lib_err(rc, NULL);
 
-    rc = evs_verify(&checked, db, on_problem, &nproblems);
+    cli_progress_start(&v.progress, "verify");
+    rc = evs_verify_ex(&checked, db, on_problem, on_progress, &v);
+    cli_progress_end(&v.progress);
     if (rc < 0 && rc != EVS_ECORRUPT) {
         status = cli_lib_err(rc, "verify");
     } else {
-        if (rc == EVS_ECORRUPT && nproblems == 0) {
+        if (rc == EVS_ECORRUPT && v.nproblems == 0) {
             /* Damage without a callback line: print the summary reason. */
             printf("%s\n", cli_lib_detail(rc));
-            nproblems = 1;
+            v.nproblems = 1;
         }
         printf("verify: %" PRIu64 " records checked, %" PRIu64 " problems\n",
-               checked, nproblems);
-        status = nproblems > 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+               checked, v.nproblems);
+        status = v.nproblems > 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
     }
     if (fflush(stdout) != 0)
         status = CLI_EXIT_FAIL;
