@@ -616,24 +616,24 @@ static void test_full_map_after_rollover(void **state)
 {
     (void)state;
     assert_int_equal(setenv("EVS_DEBUG_INDEX_MAP_MIN", "262144", 1), 0);
+    assert_int_equal(setenv("EVS_DEBUG_GROUP_WAIT", "3", 1), 0); /* read at open */
     tu_store *s = tu_store_new();
     evs_open_options o = EVS_OPEN_OPTIONS_INIT;
     o.segment_size = 1u << 20;
     tu_store_open_opts(s, &o);
+    assert_int_equal(unsetenv("EVS_DEBUG_GROUP_WAIT"), 0);
     group_app apps[3] = {
         {s->db, 0, GA, 0, 0, 0, ""},
         {s->db, GA, GA, 0, 0, 0, ""},
         {s->db, 2 * GA, 1, 1, 0, 0, ""},
     };
     pthread_t th[3];
-    assert_int_equal(setenv("EVS_DEBUG_GROUP_WAIT", "3", 1), 0);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(pthread_create(&th[i], NULL, group_app_main, &apps[i]), 0);
         tu_sleep_ms(150); /* queued in this order */
     }
     for (int i = 0; i < 3; i++)
         assert_int_equal(pthread_join(th[i], NULL), 0);
-    assert_int_equal(unsetenv("EVS_DEBUG_GROUP_WAIT"), 0);
     for (int i = 0; i < 3; i++)
         if (apps[i].rc != 0)
             fail_msg("append %c: %s: %s", 'A' + i, tu_errname(apps[i].rc), apps[i].msg);

@@ -134,6 +134,7 @@ typedef struct evs__emb {
                               last evs__idx_reserve */
     uint64_t idx_mapsize;  /* the index map's size now (the writer's: data.mdb's size) */
     uint64_t idx_map_min;  /* its first size (EVS_IDX_MAP_MIN; tests: smaller) */
+    unsigned long debug_group_wait; /* EVS_DEBUG_GROUP_WAIT (writer.c), read at open */
     evs__gate idx_gate;    /* readers of env in this process (index.c) */
     _Atomic uint64_t idx_room_ask; /* free map bytes a backup asks for before
                               its index copy (backup.c); the writer's next

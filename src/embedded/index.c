@@ -413,6 +413,8 @@ int evs__idx_open(evs__emb *s, int readonly, int writemap)
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, evs__term_hash_debug_init);
     s->idx_map_min = map_min();
+    const char *gw = getenv("EVS_DEBUG_GROUP_WAIT");
+    s->debug_group_wait = gw ? strtoul(gw, NULL, 10) : 0;
     snprintf(path, sizeof(path), "%s/index", s->dir);
     if (!readonly && mkdir(path, 0755) != 0 && errno != EEXIST)
         return evs__err(EVS_EIO, "create %s: %s", path, strerror(errno));
@@ -627,16 +629,21 @@ int evs__idx_reserve(evs__emb *s, uint64_t need)
     uint64_t likely = 8 * s->idx_growth > s->idx_map_min / 4 ? 8 * s->idx_growth
                                                               : s->idx_map_min / 4;
     uint64_t want = used + (need < likely ? need : likely);
-    /* a backup about to copy the index asks for room ahead (backup.c:
-     * while it copies, a remap would wait for it) */
-    uint64_t ask = atomic_load(&s->idx_room_ask);
-    if (ask && used + ask > want)
-        want = used + ask;
     int rc = evs__idx_map_grow(s, want);
-    if (ask)
-        atomic_compare_exchange_strong(&s->idx_room_ask, &ask, 0);
     if (rc < 0)
         return rc;
+    /* a backup about to copy the index asks for room ahead (backup.c:
+     * while it copies, a remap would wait for it): best effort, as on
+     * the backup's side. Claimed first, so that a growth cannot start
+     * after the backup gave up waiting and began its copy; a failure
+     * fails this group only when it broke the map. */
+    uint64_t ask = atomic_exchange(&s->idx_room_ask, 0);
+    if (ask && evs__idx_map_grow(s, used + ask) < 0) {
+        if (atomic_load(&s->idx_gate.broken))
+            return evs__err(EVS_EBACKEND, "index: the index's map is gone after a failed "
+                            "growth; close and reopen the store");
+        evs__clear_error();
+    }
     uint64_t runway = EVS_IDX_RUNWAY;
     if (runway < 4 * s->idx_growth)
         runway = 4 * s->idx_growth;

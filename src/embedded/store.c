@@ -434,7 +434,10 @@ static int emb_close(evs_db *db)
          * unmap whatever has been mapped there since, and mdb_env_sync
          * would write through it. The environment is left as it is (its
          * descriptors and memory, until the process ends); the state file
-         * still says "open", so the next open recovers from the log. */
+         * still says "open", so the next open recovers from the log. The
+         * snapshots are another, healthy environment: synced as always. */
+        if (!s->readonly && s->snap_env && mdb_env_sync(s->snap_env, 1) != 0)
+            rc = evs__err(EVS_EIO, "flushing the snapshots on close failed");
     } else if (s->env) {
         /* A clean close: the index synced, then the state says so (the next
          * open trusts the index, also after a reboot). The log is synced

@@ -333,7 +333,9 @@ static EVS_MUST_USE int stage_req(evs__emb *s, MDB_txn **txnp, evs__emb_req *r,
             nconf++;
         }
     }
-    if ((rc = check_conditions(s, txnp, ms0, grown, r, tid)) < 0)
+    rc = check_conditions(s, txnp, ms0, grown, r, tid);
+    txn = *txnp; /* a full map there continues in a new txn */
+    if (rc < 0)
         return rc;
     if (nconf || rc > 0) {
         r->rc = EVS_ECONFLICT;
@@ -848,13 +850,12 @@ static void syncer_stop(evs__emb *s)
  * to commit inline wait, up to 10 s, until n appends are queued (itself
  * included), so that a test forms one group of appends in the order they
  * were queued (tests/test_index_size.c). While it waits it is the
- * committer (s->busy): the others queue behind it. Read at every inline
- * commit.
+ * committer (s->busy): the others queue behind it. Read at open
+ * (index.c, into s->debug_group_wait): no getenv on the append path.
  */
 static void group_wait(evs__emb *s)
 {
-    const char *e = getenv("EVS_DEBUG_GROUP_WAIT");
-    unsigned long n = e ? strtoul(e, NULL, 10) : 0;
+    unsigned long n = s->debug_group_wait;
     if (n < 2 || n > 1024)
         return;
     for (int ms = 0; ms < 10000; ms++) {
