@@ -1230,8 +1230,13 @@ typedef struct evs_snapshot {
  * or a version beyond its last: the message gives the stream's version),
  * EVS_ETOOBIG (over EVS_MAX_SNAPSHOT_SIZE), EVS_EREADONLY, EVS_ENOSPC,
  * EVS_EIO (the snapshot may or may not be saved; events are not
- * affected), EVS_EBACKEND. Durable when it returns 0 (embedded: one fdatasync of the
- * snapshots environment; a crash may lose the newest save only).
+ * affected), EVS_EBACKEND. On return the save survives a crash of the
+ * process. A crash of the machine (power loss) may lose the newest save
+ * of the embedded store: it syncs the snapshot's pages once
+ * (MDB_NOMETASYNC), not the page that makes them current, so an older
+ * snapshot or none is found after such a crash (slower loads, never
+ * wrong ones: snapshots are a cache). On PostgreSQL it is durable when it
+ * returns 0 (a committed transaction).
  */
 EVS_EXTERN int evs_snapshot_save(evs_db *db, const char *tenant, const char *stream,
                                  int64_t version, const char *schema,
