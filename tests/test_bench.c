@@ -424,31 +424,41 @@ static void check_totals(json_t *root, md *m)
     }
 }
 
-static void test_quick_run(void **state)
+/* Run `evs bench ARGS --out g_dir/OUT --dir g_dir` (stdout to
+ * g_dir/PREFIXstdout, stderr to g_dir/PREFIXstderr), assert it exits 0
+ * (printing the end of its stderr otherwise) and that its report.json
+ * says so; returns that report (the caller's: json_decref). */
+static json_t *run_bench(const char *args, const char *out, const char *prefix)
 {
-    (void)state;
-    char cmd[PATH_MAX * 6 + 256], path[PATH_MAX + 32];
-    snprintf(cmd, sizeof cmd,
-             "'%s' bench --quick --events 20000 --seconds 0.2 --warmup 0.05 "
-             "--peers none "
-             "--out '%s/out' --dir '%s' >'%s/stdout' 2>'%s/stderr'",
-             EVS_CLI_PATH, g_dir, g_dir, g_dir, g_dir);
+    char cmd[PATH_MAX * 6 + 512], path[PATH_MAX + 32];
+    snprintf(cmd, sizeof cmd, "'%s' bench %s --out '%s/%s' --dir '%s' >'%s/%sstdout' "
+             "2>'%s/%sstderr'", EVS_CLI_PATH, args, g_dir, out, g_dir, g_dir, prefix,
+             g_dir, prefix);
     int st = system(cmd);
     int status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     if (status != 0) {
-        snprintf(cmd, sizeof cmd, "tail -n 30 '%s/stderr' >&2", g_dir);
+        snprintf(cmd, sizeof cmd, "tail -n 30 '%s/%sstderr' >&2", g_dir, prefix);
         if (system(cmd) != 0)
             print_error("(no stderr)\n");
     }
     assert_int_equal(status, 0);
 
     json_error_t jerr;
-    snprintf(path, sizeof path, "%s/out/report.json", g_dir);
+    snprintf(path, sizeof path, "%s/%s/report.json", g_dir, out);
     json_t *root = json_load_file(path, 0, &jerr);
     if (!root)
         print_error("%s: %s (line %d)\n", path, jerr.text, jerr.line);
     assert_non_null(root);
     assert_int_equal(json_integer_value(get(root, "exit_status")), 0);
+    return root;
+}
+
+static void test_quick_run(void **state)
+{
+    (void)state;
+    char cmd[PATH_MAX + 64], path[PATH_MAX + 32];
+    json_t *root = run_bench("--quick --events 20000 --seconds 0.2 --warmup 0.05 "
+                             "--peers none", "out", "");
     check_accounting(root);
     check_verdicts(root);
 
@@ -590,29 +600,11 @@ static void test_peers_run(void **state)
     (void)state;
     static const char *const names[] = {"append-1", "batch", "dcb-query",
                                         "dcb-workflow", "stream-batches"};
-    char cmd[PATH_MAX * 6 + 512], path[PATH_MAX + 32];
-    snprintf(cmd, sizeof cmd,
-             "'%s' bench --quick --events 2000 --seconds 0.2 --warmup 0.05 "
-             "--scenarios append-1,batch,dcb-query,dcb-workflow,"
-             "stream-batches,tokens --peers sqlite --no-plots "
-             "--out '%s/peers' --dir '%s' >'%s/pstdout' 2>'%s/pstderr'",
-             EVS_CLI_PATH, g_dir, g_dir, g_dir, g_dir);
-    int st = system(cmd);
-    int status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    if (status != 0) {
-        snprintf(cmd, sizeof cmd, "tail -n 30 '%s/pstderr' >&2", g_dir);
-        if (system(cmd) != 0)
-            print_error("(no stderr)\n");
-    }
-    assert_int_equal(status, 0);
-
-    json_error_t jerr;
-    snprintf(path, sizeof path, "%s/peers/report.json", g_dir);
-    json_t *root = json_load_file(path, 0, &jerr);
-    if (!root)
-        print_error("%s: %s (line %d)\n", path, jerr.text, jerr.line);
-    assert_non_null(root);
-    assert_int_equal(json_integer_value(get(root, "exit_status")), 0);
+    char cmd[PATH_MAX + 64], path[PATH_MAX + 32];
+    json_t *root = run_bench("--quick --events 2000 --seconds 0.2 --warmup 0.05 "
+                             "--scenarios append-1,batch,dcb-query,dcb-workflow,"
+                             "stream-batches,tokens --peers sqlite --no-plots",
+                             "peers", "p");
     check_accounting(root);
     /* tokens has no SQLite counterpart: the peer runs the other five */
     check_peer(root, names, 5);
