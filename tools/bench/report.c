@@ -493,6 +493,32 @@ static void md_levels(FILE *f, const scen_result *s)
     }
 }
 
+/* The accounting line, each level's first error and the check's outcome,
+ * for a scenario of evstore (what = "store") or of a peer ("database";
+ * none_note says why a peer scenario without a check needs none). */
+static void md_outcomes(FILE *f, const scen_result *s, const char *what,
+                        const char *none_note)
+{
+    fprintf(f, "Accounting: %s.\n\n",
+            s->accounting_ok ? "attempted = committed + rejected + "
+                               "conflicts + errors at every level, warm-up "
+                               "included"
+                             : "**BROKEN: the outcomes of a level do not add "
+                               "up to the operations attempted**");
+    for (int i = 0; i < s->n; i++)
+        if (s->lv[i].error[0])
+            fprintf(f, "- %d thread%s, first error: %s\n", s->lv[i].threads,
+                    plural(s->lv[i].threads), s->lv[i].error);
+    if (s->check == 1)
+        fprintf(f, "Check: **FAILED**: %s (%.2f s)\n\n", s->check_error,
+                s->check_s);
+    else if (s->check == 0)
+        fprintf(f, "Check: the %s agrees with the outcomes (%.2f s).\n\n", what,
+                s->check_s);
+    else
+        fprintf(f, "Check: none for this scenario%s.\n\n", none_note);
+}
+
 static void md_scenario(FILE *f, const suite_report *r, const scen_result *s)
 {
     const bench_scenario *sc = s->sc;
@@ -523,24 +549,8 @@ static void md_scenario(FILE *f, const suite_report *r, const scen_result *s)
         fprintf(f, "%s %d thread%s %llu", i ? "," : "", s->lv[i].threads,
                 plural(s->lv[i].threads),
                 (unsigned long long)s->lv[i].warm.attempted);
-    fprintf(f, ".\n\nAccounting: %s.\n\n",
-            s->accounting_ok ? "attempted = committed + rejected + "
-                               "conflicts + errors at every level, warm-up "
-                               "included"
-                             : "**BROKEN: the outcomes of a level do not add "
-                               "up to the operations attempted**");
-    for (int i = 0; i < s->n; i++)
-        if (s->lv[i].error[0])
-            fprintf(f, "- %d thread%s, first error: %s\n", s->lv[i].threads,
-                    plural(s->lv[i].threads), s->lv[i].error);
-    if (s->check == 1)
-        fprintf(f, "Check: **FAILED**: %s (%.2f s)\n\n", s->check_error,
-                s->check_s);
-    else if (s->check == 0)
-        fprintf(f, "Check: the store agrees with the outcomes (%.2f s).\n\n",
-                s->check_s);
-    else
-        fprintf(f, "Check: none for this scenario.\n\n");
+    fprintf(f, ".\n\n");
+    md_outcomes(f, s, "store", "");
     if (r->plots_drawn && s->n)
         fprintf(f, "![latency percentiles of `%s`](latency-%s.png)\n\n",
                 sc->name, sc->name);
@@ -773,25 +783,8 @@ static void md_peer_scenario(FILE *f, const peer_result *p,
     for (int i = 0; i < s->n; i++)
         fprintf(f, "%s %d thread%s %llu", i ? "," : "", s->lv[i].threads,
                 plural(s->lv[i].threads), (unsigned long long)s->retries[i]);
-    fprintf(f, ". Accounting: %s.\n\n",
-            s->accounting_ok ? "attempted = committed + rejected + "
-                               "conflicts + errors at every level, warm-up "
-                               "included"
-                             : "**BROKEN: the outcomes of a level do not add "
-                               "up to the operations attempted**");
-    for (int i = 0; i < s->n; i++)
-        if (s->lv[i].error[0])
-            fprintf(f, "- %d thread%s, first error: %s\n", s->lv[i].threads,
-                    plural(s->lv[i].threads), s->lv[i].error);
-    if (s->check == 1)
-        fprintf(f, "Check: **FAILED**: %s (%.2f s)\n\n", s->check_error,
-                s->check_s);
-    else if (s->check == 0)
-        fprintf(f, "Check: the database agrees with the outcomes (%.2f "
-                   "s).\n\n", s->check_s);
-    else
-        fprintf(f, "Check: none for this scenario (every answer is "
-                   "checked).\n\n");
+    fprintf(f, ". ");
+    md_outcomes(f, s, "database", " (every answer is checked)");
 }
 
 static void md_peers(FILE *f, const suite_report *r)
