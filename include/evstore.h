@@ -438,16 +438,16 @@ typedef struct evs_append_condition {
 #define EVS_MAX_CONDITIONS 64
 #define EVS_MAX_TAG_FIELDS 64
 
-/* Version 2 added the checkpoint fields; version 1 structs are still
- * accepted. */
-#define EVS_APPEND_REQUEST_VERSION 2
+/* Version 2 added the checkpoint fields, version 3 checkpoint_flags;
+ * version 1 and 2 structs are still accepted. */
+#define EVS_APPEND_REQUEST_VERSION 3
 /*
  * The general append: stream parts with expected versions, DCB append
  * conditions and payload-derived tags, all checked and written as one
  * atomic step inside the group commit.
  */
 typedef struct evs_append_request {
-    unsigned version;       /* EVS_APPEND_REQUEST_VERSION (1 or 2) */
+    unsigned version;       /* EVS_APPEND_REQUEST_VERSION (1, 2 or 3) */
     const char *tenant;     /* NULL or "": the default tenant */
     /* 1..65536 parts. A part whose stream is NULL holds events that
      * belong to no stream (pure DCB events, found by type and tags only);
@@ -485,9 +485,24 @@ typedef struct evs_append_request {
      */
     const char *checkpoint;
     uint64_t checkpoint_token;
+    /* Version 3: EVS_CHECKPOINT_* flags for the checkpoint; 0 = the rules
+     * above. Unknown bits, or flags without a checkpoint, are EVS_EINVAL. */
+    unsigned checkpoint_flags;
 } evs_append_request;
 #define EVS_APPEND_REQUEST_INIT                                              \
-    { EVS_APPEND_REQUEST_VERSION, NULL, NULL, 0, NULL, 0, NULL, 0, NULL, 0 }
+    { EVS_APPEND_REQUEST_VERSION, NULL, NULL, 0, NULL, 0, NULL, 0, NULL, 0, 0 }
+
+/*
+ * checkpoint_flags (evs_append_request, evs_checkpoint_set_ex): the token
+ * is a position in another source, not in this store (UmaDB's
+ * tracking_info: the position of the upstream event a processor handled).
+ * It is not bounded by this store's head, and it must move strictly
+ * forward: a token at or below the stored one fails with EVS_ECONFLICT
+ * (the message gives both; UmaDB's "non-increasing tracking position"),
+ * and nothing is written. A retry (the first event's id is stored) still
+ * returns the original result.
+ */
+#define EVS_CHECKPOINT_EXTERNAL 0x1u
 
 /*
  * Append as described by req (the one append path: evs_append and
@@ -716,6 +731,52 @@ typedef struct evs_stats {
  * Returns 0, EVS_EINVAL (NULL argument), EVS_EBACKEND.
  */
 EVS_EXTERN int evs_stats_get(evs_stats *out, evs_db *db);
+
+/* Buckets of the evs_metrics histograms. */
+#define EVS_METRICS_BUCKETS 24
+/*
+ * What this handle's appends did since evs_open, for monitoring (the
+ * server's /metrics). Counters only grow; a histogram's bucket i counts
+ * the observations in (bound(i-1), bound(i)] (not cumulative), the last
+ * bucket also everything above.
+ */
+#define EVS_METRICS_VERSION 1
+typedef struct evs_metrics {
+    unsigned version;          /* EVS_METRICS_VERSION: set by the caller */
+    uint64_t appends;          /* append requests committed (each evs_append*,
+                                  evs_dcb_append, evs_restore_append call
+                                  that returned 0, retries answered from
+                                  stored events included, and each
+                                  evs_checkpoint_set* that wrote) */
+    uint64_t events;           /* events those appends wrote (a checkpoint's
+                                  own event included; a retry writes none) */
+    uint64_t conflicts;        /* append requests (evs_checkpoint_set_ex
+                                  calls included) refused with EVS_ECONFLICT */
+    uint64_t groups;           /* group commits that wrote events (embedded:
+                                  one log write and one fdatasync each, one
+                                  more when the log moves to a new segment
+                                  mid-group; PostgreSQL: one transaction
+                                  each) */
+    /* Append requests per group (those it refused included): bound(i) =
+     * 2^i requests. */
+    uint64_t group_size_hist[EVS_METRICS_BUCKETS];
+    uint64_t syncs;            /* durability waits: embedded, fdatasync
+                                  calls of the log; PostgreSQL, COMMITs of
+                                  append transactions (an append committed
+                                  alone is one statement whose commit is
+                                  implicit: its whole round trip counts) */
+    uint64_t sync_ns;          /* total nanoseconds spent in them */
+    /* Their latency: bound(i) = 2^i microseconds (1 µs .. ~8.4 s). */
+    uint64_t sync_hist[EVS_METRICS_BUCKETS];
+} evs_metrics;
+
+/*
+ * Fill *out (out->version must be EVS_METRICS_VERSION) with this
+ * handle's counters. Thread-safe, lock-free (relaxed atomic reads: the
+ * counters may be a few appends apart from each other), never blocks
+ * appends. Returns 0, EVS_EINVAL (NULL argument, unknown version).
+ */
+EVS_EXTERN int evs_metrics_get(evs_metrics *out, evs_db *db);
 
 /*
  * Verify the store: every log record's CRC, contiguous positions, and the
@@ -1198,6 +1259,15 @@ EVS_EXTERN int evs_checkpoint_get(uint64_t *out, evs_db *db, const char *tenant,
  */
 EVS_EXTERN int evs_checkpoint_set(evs_db *db, const char *tenant, const char *name,
                                   uint64_t token);
+
+/*
+ * evs_checkpoint_set with flags: 0 is evs_checkpoint_set;
+ * EVS_CHECKPOINT_EXTERNAL stores a position of another source (no head
+ * bound; it must increase: the same or a lower token is EVS_ECONFLICT).
+ * Unknown flags are EVS_EINVAL. Other errors as evs_checkpoint_set.
+ */
+EVS_EXTERN int evs_checkpoint_set_ex(evs_db *db, const char *tenant, const char *name,
+                                     uint64_t token, unsigned flags);
 
 /* ------------------------------------------------------------------ */
 /* Snapshots                                                           */

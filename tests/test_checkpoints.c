@@ -3,8 +3,10 @@
  * (forward only, at most the head, per tenant, names, durable, read-only),
  * setters racing, a checkpoint committed with an append
  * (evs_append_request.checkpoint: its rules, a retry after the checkpoint
- * moved, projectors racing on one checkpoint) and a projector killed with
- * SIGKILL mid-append, whose checkpoint and projection always agree.
+ * moved, projectors racing on one checkpoint), external checkpoints
+ * (EVS_CHECKPOINT_EXTERNAL, evs_checkpoint_set_ex), a version-2 request
+ * struct, and a projector killed with SIGKILL mid-append, whose
+ * checkpoint and projection always agree.
  */
 #include "fixture_tracking.h"
 
@@ -324,7 +326,7 @@ static void test_checkpoint_with_append_rules(void **state)
     req.checkpoint_token = 2;
     TU_OK(evs_append_ex(&res, NULL, s->db, &req));
     TU_CHECK(evs_checkpoint_get(&cp, s->db, NULL, "v1"), EVS_ENOTFOUND);
-    req.version = 3;
+    req.version = EVS_APPEND_REQUEST_VERSION + 1;
     REJECT(s->db, evs_append_ex(&res, NULL, s->db, &req), EVS_EINVAL);
     req.version = 0;
     REJECT(s->db, evs_append_ex(&res, NULL, s->db, &req), EVS_EINVAL);
@@ -581,6 +583,330 @@ static void test_checkpoint_with_append_concurrent(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* External checkpoints (EVS_CHECKPOINT_EXTERNAL)                      */
+/* ------------------------------------------------------------------ */
+
+/* A token of another source: no head bound, strictly forward (the same
+ * or a lower token is EVS_ECONFLICT writing nothing), retries answered
+ * from the stored events, and the flag checks. */
+static void test_checkpoint_external_with_append(void **state)
+{
+    tu_store *s = *state;
+    evs_append_request req = EVS_APPEND_REQUEST_INIT;
+    evs_event_data ev = tu_event("Projected", "{}");
+    evs_stream_append part = {"ext-1", EVS_ANY, &ev, 1};
+    evs_append_result res, first, again;
+    uint64_t cp = 0, head;
+
+    tu_append1(s->db, NULL, "src-1", "E", "{}");
+    tu_append1(s->db, NULL, "src-1", "E", "{}");
+    req.parts = &part;
+    req.nparts = 1;
+    req.checkpoint = "up";
+    req.checkpoint_flags = EVS_CHECKPOINT_EXTERNAL;
+
+    /* Far beyond this store's head: accepted, stored as given. */
+    req.checkpoint_token = 1000;
+    TU_OK(evs_append_ex(&res, NULL, s->db, &req));
+    assert_int_equal(res.first_position, 3);
+    TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "up"));
+    assert_int_equal(cp, 1000);
+    assert_int_equal(tu_version(s->db, NULL, "ext-1"), 0);
+
+    /* The same token and a lower one: EVS_ECONFLICT naming both tokens,
+     * nothing written (head, events, checkpoint unchanged). */
+    REJECT(s->db, evs_append_ex(&res, NULL, s->db, &req), EVS_ECONFLICT);
+    TU_CHECK(evs_append_ex(&res, NULL, s->db, &req), EVS_ECONFLICT);
+    assert_true(tu_contains_number(evs_last_error(), 1000));
+    req.checkpoint_token = 999;
+    head = tu_head(s->db, NULL);
+    TU_CHECK(evs_append_ex(&res, NULL, s->db, &req), EVS_ECONFLICT);
+    assert_true(tu_contains_number(evs_last_error(), 1000));
+    assert_true(tu_contains_number(evs_last_error(), 999));
+    assert_non_null(strstr(evs_last_error(), "up"));
+    assert_int_equal(tu_head(s->db, NULL), head);
+    req.checkpoint_token = 1;
+    REJECT(s->db, evs_append_ex(&res, NULL, s->db, &req), EVS_ECONFLICT);
+    assert_int_equal(tu_version(s->db, NULL, "ext-1"), 0);
+    TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "up"));
+    assert_int_equal(cp, 1000);
+
+    /* Forward again: accepted. */
+    req.checkpoint_token = 1001;
+    TU_OK(evs_append_ex(&res, NULL, s->db, &req));
+    TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "up"));
+    assert_int_equal(cp, 1001);
+    assert_int_equal(tu_version(s->db, NULL, "ext-1"), 1);
+
+    /* A retry (same event ids) gets the original result, nothing written,
+     * also after the checkpoint moved on. */
+    {
+        evs_event_data idev = tu_event_id("Projected", "{\"r\":1}");
+        evs_stream_append idpart = {"ext-2", EVS_ANY, &idev, 1};
+        req.parts = &idpart;
+        req.checkpoint_token = 2000;
+        TU_OK(evs_append_ex(&first, NULL, s->db, &req));
+        head = tu_head(s->db, NULL);
+        memset(&again, 0, sizeof again);
+        TU_OK(evs_append_ex(&again, NULL, s->db, &req));
+        assert_int_equal(again.first_position, first.first_position);
+        assert_int_equal(again.stream_version, first.stream_version);
+        assert_int_equal(tu_head(s->db, NULL), head);
+        TU_OK(evs_checkpoint_set_ex(s->db, NULL, "up", 3000, EVS_CHECKPOINT_EXTERNAL));
+        head = tu_head(s->db, NULL);
+        memset(&again, 0, sizeof again);
+        TU_OK(evs_append_ex(&again, NULL, s->db, &req));
+        assert_int_equal(again.first_position, first.first_position);
+        assert_int_equal(tu_head(s->db, NULL), head);
+        TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "up"));
+        assert_int_equal(cp, 3000);
+        assert_int_equal(tu_version(s->db, NULL, "ext-2"), 0);
+        req.parts = &part;
+    }
+
+    /* A failed expected version still fails it all. */
+    req.checkpoint_token = 4000;
+    part.expected_version = 7;
+    REJECT(s->db, evs_append_ex(&res, NULL, s->db, &req), EVS_ECONFLICT);
+    part.expected_version = EVS_ANY;
+    TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "up"));
+    assert_int_equal(cp, 3000);
+
+    /* Flags: unknown bits, and flags without a checkpoint, are EINVAL. */
+    req.checkpoint_flags = 0x2;
+    REJECT(s->db, evs_append_ex(&res, NULL, s->db, &req), EVS_EINVAL);
+    req.checkpoint_flags = EVS_CHECKPOINT_EXTERNAL | 0x80000000u;
+    REJECT(s->db, evs_append_ex(&res, NULL, s->db, &req), EVS_EINVAL);
+    req.checkpoint_flags = EVS_CHECKPOINT_EXTERNAL;
+    req.checkpoint = NULL;
+    REJECT(s->db, evs_append_ex(&res, NULL, s->db, &req), EVS_EINVAL);
+    TU_CHECK(evs_append_ex(&res, NULL, s->db, &req), EVS_EINVAL);
+    assert_non_null(strstr(evs_last_error(), "checkpoint_flags"));
+    /* A version 4 request is unknown. */
+    req.checkpoint = "up";
+    req.version = 4;
+    REJECT(s->db, evs_append_ex(&res, NULL, s->db, &req), EVS_EINVAL);
+    req.version = EVS_APPEND_REQUEST_VERSION;
+
+    /* Without the flag the same checkpoint follows the store's rules:
+     * 3000 is beyond this store's head. */
+    req.checkpoint_flags = 0;
+    REJECT(s->db, evs_append_ex(&res, NULL, s->db, &req), EVS_EINVAL);
+    TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "up"));
+    assert_int_equal(cp, 3000);
+}
+
+/* The version 2 layout of evs_append_request (before checkpoint_flags):
+ * what a program built against the older header passes. */
+typedef struct append_request_v2 {
+    unsigned version;
+    const char *tenant;
+    const evs_stream_append *parts;
+    size_t nparts;
+    const evs_append_condition *conditions;
+    size_t nconditions;
+    const char *const *tag_fields;
+    size_t ntag_fields;
+    const char *checkpoint;
+    uint64_t checkpoint_token;
+} append_request_v2;
+
+static void test_checkpoint_request_version_2(void **state)
+{
+    tu_store *s = *state;
+    evs_event_data ev = tu_event("Projected", "{}");
+    evs_stream_append part = {"v2-1", EVS_ANY, &ev, 1};
+    evs_append_result res;
+    append_request_v2 v2 = {2, NULL, &part, 1, NULL, 0, NULL, 0, "v2", 2};
+    uint64_t cp = 0;
+    /* Whatever follows the struct is not the library's to read: 0xff there
+     * would be unknown checkpoint_flags. */
+    unsigned char *buf = malloc(sizeof v2 + 32);
+    const evs_append_request *req = (const evs_append_request *)(void *)buf;
+
+    assert_non_null(buf);
+    memset(buf, 0xff, sizeof v2 + 32);
+    memcpy(buf, &v2, sizeof v2);
+    tu_append1(s->db, NULL, "src-1", "E", "{}");
+    tu_append1(s->db, NULL, "src-1", "E", "{}");
+    TU_OK(evs_append_ex(&res, NULL, s->db, req));
+    assert_int_equal(res.first_position, 3);
+    TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "v2"));
+    assert_int_equal(cp, 2);
+    /* The rules of a plain checkpoint: backward and beyond the head are
+     * EINVAL, the same token is accepted. */
+    ((append_request_v2 *)(void *)buf)->checkpoint_token = 1;
+    REJECT(s->db, evs_append_ex(&res, NULL, s->db, req), EVS_EINVAL);
+    ((append_request_v2 *)(void *)buf)->checkpoint_token = 100000;
+    REJECT(s->db, evs_append_ex(&res, NULL, s->db, req), EVS_EINVAL);
+    ((append_request_v2 *)(void *)buf)->checkpoint_token = 2;
+    TU_OK(evs_append_ex(&res, NULL, s->db, req));
+    assert_int_equal(tu_version(s->db, NULL, "v2-1"), 1);
+    /* Without a checkpoint: a plain append. */
+    ((append_request_v2 *)(void *)buf)->checkpoint = NULL;
+    TU_OK(evs_append_ex(&res, NULL, s->db, req));
+    assert_int_equal(tu_version(s->db, NULL, "v2-1"), 2);
+    TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "v2"));
+    assert_int_equal(cp, 2);
+    free(buf);
+    /* A struct of exactly the version-2 size (a sanitizer build sees any
+     * read past its end). */
+    {
+        append_request_v2 *exact = malloc(sizeof *exact);
+        assert_non_null(exact);
+        *exact = v2;
+        exact->checkpoint_token = 3;
+        TU_OK(evs_append_ex(&res, NULL, s->db, (const evs_append_request *)(void *)exact));
+        TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "v2"));
+        assert_int_equal(cp, 3);
+        free(exact);
+    }
+}
+
+/* evs_checkpoint_set_ex on its own. */
+static void test_checkpoint_set_ex(void **state)
+{
+    tu_store *s = *state;
+    uint64_t cp = 0, head;
+
+    tu_append1(s->db, NULL, "src-1", "E", "{}");
+    /* flags 0 is evs_checkpoint_set: head bound, backward EINVAL, same
+     * token a no-op. */
+    TU_OK(evs_checkpoint_set_ex(s->db, NULL, "plain", 1, 0));
+    head = tu_head(s->db, NULL);
+    TU_OK(evs_checkpoint_set_ex(s->db, NULL, "plain", 1, 0));
+    assert_int_equal(tu_head(s->db, NULL), head);
+    REJECT(s->db, evs_checkpoint_set_ex(s->db, NULL, "plain", 0, 0), EVS_EINVAL);
+    REJECT(s->db, evs_checkpoint_set_ex(s->db, NULL, "plain", 1000000, 0), EVS_EINVAL);
+
+    /* External: beyond the head, strictly forward. */
+    TU_OK(evs_checkpoint_set_ex(s->db, NULL, "ext", 5000, EVS_CHECKPOINT_EXTERNAL));
+    TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "ext"));
+    assert_int_equal(cp, 5000);
+    REJECT(s->db, evs_checkpoint_set_ex(s->db, NULL, "ext", 5000, EVS_CHECKPOINT_EXTERNAL),
+           EVS_ECONFLICT);
+    TU_CHECK(evs_checkpoint_set_ex(s->db, NULL, "ext", 5000, EVS_CHECKPOINT_EXTERNAL),
+             EVS_ECONFLICT);
+    assert_true(tu_contains_number(evs_last_error(), 5000));
+    head = tu_head(s->db, NULL);
+    TU_CHECK(evs_checkpoint_set_ex(s->db, NULL, "ext", 4000, EVS_CHECKPOINT_EXTERNAL),
+             EVS_ECONFLICT);
+    assert_true(tu_contains_number(evs_last_error(), 5000));
+    assert_true(tu_contains_number(evs_last_error(), 4000));
+    assert_int_equal(tu_head(s->db, NULL), head);
+    TU_OK(evs_checkpoint_set_ex(s->db, NULL, "ext", 5001, EVS_CHECKPOINT_EXTERNAL));
+    TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "ext"));
+    assert_int_equal(cp, 5001);
+    /* per tenant, as every checkpoint */
+    TU_OK(evs_checkpoint_set_ex(s->db, "ta", "ext", 7, EVS_CHECKPOINT_EXTERNAL));
+    TU_OK(evs_checkpoint_get(&cp, s->db, "ta", "ext"));
+    assert_int_equal(cp, 7);
+
+    /* Bad arguments. */
+    REJECT(s->db, evs_checkpoint_set_ex(s->db, NULL, "ext", 6000, 0x2), EVS_EINVAL);
+    TU_CHECK(evs_checkpoint_set_ex(s->db, NULL, "ext", 6000, 0x2), EVS_EINVAL);
+    assert_non_null(strstr(evs_last_error(), "flags"));
+    REJECT(s->db, evs_checkpoint_set_ex(s->db, NULL, "ext", 6000, ~0u), EVS_EINVAL);
+    REJECT(s->db, evs_checkpoint_set_ex(s->db, NULL, "", 6000, EVS_CHECKPOINT_EXTERNAL),
+           EVS_EINVAL);
+    TU_CHECK(evs_checkpoint_set_ex(NULL, NULL, "ext", 6000, EVS_CHECKPOINT_EXTERNAL),
+             EVS_EINVAL);
+    TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "ext"));
+    assert_int_equal(cp, 5001);
+
+    /* Durable, and refused read-only. */
+    tu_store_reopen(s);
+    TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "ext"));
+    assert_int_equal(cp, 5001);
+    tu_store_close(s);
+    {
+        evs_open_options o = EVS_OPEN_OPTIONS_INIT;
+        o.flags = EVS_OPEN_READONLY;
+        tu_store_open_opts(s, &o);
+        TU_CHECK(evs_checkpoint_set_ex(s->db, NULL, "ext", 6000, EVS_CHECKPOINT_EXTERNAL),
+                 EVS_EREADONLY);
+        tu_store_close(s);
+    }
+    tu_store_open(s);
+}
+
+/* Setters racing on one external checkpoint: each gets 0 or
+ * EVS_ECONFLICT, its stored history only increases, and it ends at the
+ * highest accepted token. */
+#define EXT_SETTERS 4
+#define EXT_SETS 40
+
+typedef struct ext_setter {
+    evs_db *db;
+    unsigned idx;
+    uint64_t max_ok;
+    unsigned ok, conflict;
+} ext_setter;
+
+static void *ext_setter_main(void *arg)
+{
+    ext_setter *st = arg;
+    unsigned i;
+    for (i = 0; i < EXT_SETS; i++) {
+        /* the threads' tokens interleave: many races for close tokens */
+        uint64_t tok = 1000000 + (uint64_t)i * EXT_SETTERS + st->idx;
+        int rc = evs_checkpoint_set_ex(st->db, NULL, "ext-race", tok,
+                                       EVS_CHECKPOINT_EXTERNAL);
+        if (rc == 0) {
+            st->ok++;
+            if (tok > st->max_ok)
+                st->max_ok = tok;
+        } else if (rc == EVS_ECONFLICT) {
+            st->conflict++;
+        } else {
+            tu_fail("external setter %u: %d %s: %s", st->idx, rc, tu_errname(rc),
+                    evs_last_error());
+        }
+    }
+    return NULL;
+}
+
+static void test_checkpoint_external_concurrent(void **state)
+{
+    tu_store *s = *state;
+    ext_setter st[EXT_SETTERS];
+    pthread_t th[EXT_SETTERS];
+    uint64_t cp = 0, max_ok = 0, last = 0;
+    unsigned k, ok = 0;
+    tu_events cps = {0};
+    size_t i;
+
+    for (k = 0; k < EXT_SETTERS; k++) {
+        st[k] = (ext_setter){s->db, k, 0, 0, 0};
+        assert_int_equal(pthread_create(&th[k], NULL, ext_setter_main, &st[k]), 0);
+    }
+    for (k = 0; k < EXT_SETTERS; k++) {
+        assert_int_equal(pthread_join(th[k], NULL), 0);
+        ok += st[k].ok;
+        if (st[k].max_ok > max_ok)
+            max_ok = st[k].max_ok;
+    }
+    TU_ASSERT_NO_THREAD_FAILURES();
+    print_message("%u external sets accepted of %u\n", ok, EXT_SETTERS * EXT_SETS);
+    assert_true(ok >= 1);
+    TU_OK(evs_checkpoint_get(&cp, s->db, NULL, "ext-race"));
+    assert_int_equal(cp, max_ok);
+    TU_OK(tu_read_stream(&cps, s->db, NULL, "$checkpoint-ext-race", 0, EVS_FORWARD, 0));
+    /* one event per accepted set, each above the one before */
+    assert_int_equal(cps.n, ok);
+    for (i = 0; i < cps.n; i++) {
+        uint64_t tok = 0;
+        assert_int_equal(cps.v[i].data_len, 8);
+        for (int b = 7; b >= 0; b--)
+            tok = tok << 8 | (unsigned char)cps.v[i].data[b];
+        assert_true(tok > last);
+        last = tok;
+    }
+    assert_int_equal(last, max_ok);
+    tu_events_free(&cps);
+}
+
+/* ------------------------------------------------------------------ */
 /* Checkpoint-with-append under SIGKILL                                */
 /* ------------------------------------------------------------------ */
 
@@ -806,6 +1132,10 @@ int main(void)
         T(test_checkpoint_with_append_rules),
         T(test_checkpoint_append_retry_after_checkpoint_moved),
         T(test_checkpoint_with_append_concurrent),
+        T(test_checkpoint_external_with_append),
+        T(test_checkpoint_request_version_2),
+        T(test_checkpoint_set_ex),
+        T(test_checkpoint_external_concurrent),
         TC(test_checkpoint_append_atomic_under_sigkill),
     };
 #undef T

@@ -10,6 +10,7 @@
 #include "util/util.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,7 +472,7 @@ static int check_request(const evs_db *db, const evs_append_request *r, size_t n
     int rc;
     size_t streamless = 0;
     const char *why;
-    if (r->version != 1 && r->version != EVS_APPEND_REQUEST_VERSION)
+    if (r->version < 1 || r->version > EVS_APPEND_REQUEST_VERSION)
         return evs__err(EVS_EINVAL, "append: request version %u, this library knows 1..%d "
                         "(initialise with EVS_APPEND_REQUEST_INIT)", r->version,
                         EVS_APPEND_REQUEST_VERSION);
@@ -548,12 +549,36 @@ static int check_request(const evs_db *db, const evs_append_request *r, size_t n
 int evs_append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
                   const evs_append_request *r)
 {
+    evs_append_request req = EVS_APPEND_REQUEST_INIT;
     evs__clear_error();
     if (!db || !r)
         return evs__err(EVS_EINVAL, "append: %s is NULL", db ? "request" : "db");
-    if (r->version >= 2 && r->checkpoint)
-        return evs__append_checkpointed(out, conflicts, db, r);
-    return evs__append_ex(out, conflicts, db, r, 0, 0);
+    /* An older struct ends before the fields its version lacks: copy only
+     * what it has, the rest stays as EVS_APPEND_REQUEST_INIT sets it. */
+    _Static_assert(EVS_APPEND_REQUEST_VERSION == 3,
+                   "a new request version: copy version 3 structs by their size below");
+    if (r->version == 1)
+        memcpy(&req, r, offsetof(evs_append_request, checkpoint));
+    else if (r->version == 2)
+        memcpy(&req, r, offsetof(evs_append_request, checkpoint_flags));
+    else if (r->version == EVS_APPEND_REQUEST_VERSION)
+        req = *r;
+    else
+        return evs__err(EVS_EINVAL, "append: request version %u, this library knows 1..%d "
+                        "(initialise with EVS_APPEND_REQUEST_INIT)", r->version,
+                        EVS_APPEND_REQUEST_VERSION);
+    req.version = EVS_APPEND_REQUEST_VERSION;
+    if (req.checkpoint_flags & ~EVS_CHECKPOINT_EXTERNAL)
+        return evs__err(EVS_EINVAL, "append: unknown checkpoint_flags 0x%x (known: "
+                        "EVS_CHECKPOINT_EXTERNAL 0x%x)", req.checkpoint_flags,
+                        EVS_CHECKPOINT_EXTERNAL);
+    if (req.checkpoint_flags && !req.checkpoint)
+        return evs__err(EVS_EINVAL, "append: checkpoint_flags 0x%x but no checkpoint; name "
+                        "the checkpoint (checkpoint) or leave the flags 0",
+                        req.checkpoint_flags);
+    if (req.checkpoint)
+        return evs__count_conflict(db, evs__append_checkpointed(out, conflicts, db, &req));
+    return evs__count_conflict(db, evs__append_ex(out, conflicts, db, &req, 0, 0));
 }
 
 int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
@@ -692,6 +717,12 @@ int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
     rc = db->ops->append(db, &req);
     if (rc == EVS_ECONFLICT)
         rc = conflict_message(&req);
+    if (rc == 0) {
+        /* evs_metrics: one committed request; a retry wrote nothing */
+        atomic_fetch_add_explicit(&db->metrics.appends, 1, memory_order_relaxed);
+        if (!req.retried)
+            atomic_fetch_add_explicit(&db->metrics.events, nevents, memory_order_relaxed);
+    }
 out:
     free(arena);
     return rc;
@@ -752,7 +783,8 @@ int evs_restore_append(evs_append_result *out, evs_db *db, const char *tenant,
     }
     if (db->opts.flags & EVS_OPEN_READONLY)
         return evs__err(EVS_EREADONLY, "restore_append: the store is open read-only");
-    return evs__append_ex(out, NULL, db, &r, nparts, EVS__APPEND_RESTORE);
+    return evs__count_conflict(db, evs__append_ex(out, NULL, db, &r, nparts,
+                                                  EVS__APPEND_RESTORE));
 }
 
 int evs_append(evs_append_result *out, evs_db *db, const char *tenant,
@@ -779,4 +811,31 @@ int evs_dcb_append(evs_append_result *out, uint64_t *conflict, evs_db *db,
     if (conflict)
         *conflict = c;
     return rc;
+}
+
+/* ---- metrics ------------------------------------------------------------ */
+
+int evs_metrics_get(evs_metrics *out, evs_db *db)
+{
+    evs__clear_error();
+    if (!out || !db)
+        return evs__err(EVS_EINVAL, "metrics_get: %s is NULL", out ? "db" : "out");
+    if (out->version != EVS_METRICS_VERSION)
+        return evs__err(EVS_EINVAL, "metrics_get: version %u, this library knows %d "
+                        "(set out->version = EVS_METRICS_VERSION)", out->version,
+                        EVS_METRICS_VERSION);
+    const evs__metrics *m = &db->metrics;
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+    out->appends = LOAD(m->appends);
+    out->events = LOAD(m->events);
+    out->conflicts = LOAD(m->conflicts);
+    out->groups = LOAD(m->groups);
+    out->syncs = LOAD(m->syncs);
+    out->sync_ns = LOAD(m->sync_ns);
+    for (int i = 0; i < EVS_METRICS_BUCKETS; i++) {
+        out->group_size_hist[i] = LOAD(m->group_size_hist[i]);
+        out->sync_hist[i] = LOAD(m->sync_hist[i]);
+    }
+#undef LOAD
+    return 0;
 }

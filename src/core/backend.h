@@ -65,6 +65,9 @@ typedef struct evs__append_req {
     const evs_append_condition *conds; /* nconds DCB conditions, validated */
     size_t nconds;
     uint64_t *conflicts;     /* nconds, never NULL when nconds > 0 */
+    int retried;             /* out, 0 on entry: set by the backend when it
+                                answered the append as a retry of a stored
+                                one (nothing written; evs_metrics) */
 } evs__append_req;
 
 /*
@@ -310,11 +313,57 @@ typedef struct evs__backend_ops {
     int (*close)(evs_db *db) EVS_MUST_USE;
 } evs__backend_ops;
 
+/* ---- metrics ------------------------------------------------------------------ */
+
+/*
+ * The counters behind evs_metrics_get, in every handle (zero from the
+ * backend's calloc). The front end counts requests (appends, events,
+ * conflicts: append.c); a backend counts its group commits and durability
+ * waits with the two functions below, once per group, never per event.
+ * Relaxed atomics: monitoring needs no ordering between counters.
+ */
+typedef struct evs__metrics {
+    _Atomic uint64_t appends, events, conflicts, groups, syncs, sync_ns;
+    _Atomic uint64_t group_size_hist[EVS_METRICS_BUCKETS];
+    _Atomic uint64_t sync_hist[EVS_METRICS_BUCKETS];
+} evs__metrics;
+
 /* Every backend's handle starts with this. */
 struct evs_db {
     const evs__backend_ops *ops;
     evs_open_options opts;
+    evs__metrics metrics;
 };
+
+/* The histogram bucket of v: 0 for v <= 1, i for v in (2^(i-1), 2^i],
+ * the last one for everything above. */
+static inline unsigned evs__metrics_bucket(uint64_t v)
+{
+    if (v <= 1)
+        return 0;
+    unsigned b = 64u - (unsigned)__builtin_clzll(v - 1);
+    return b < EVS_METRICS_BUCKETS ? b : EVS_METRICS_BUCKETS - 1;
+}
+
+/* A group commit that wrote events (embedded: its log write and
+ * fdatasync; PostgreSQL: its transaction), of nreq append requests. */
+static inline void evs__metrics_group(evs_db *db, uint64_t nreq)
+{
+    atomic_fetch_add_explicit(&db->metrics.groups, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&db->metrics.group_size_hist[evs__metrics_bucket(nreq)], 1,
+                              memory_order_relaxed);
+}
+
+/* A durability wait of ns nanoseconds (CLOCK_MONOTONIC): embedded, one
+ * fdatasync of the log; PostgreSQL, one append transaction's commit. */
+static inline void evs__metrics_sync(evs_db *db, uint64_t ns)
+{
+    atomic_fetch_add_explicit(&db->metrics.syncs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&db->metrics.sync_ns, ns, memory_order_relaxed);
+    /* microseconds rounded up: (2^(i-1), 2^i] µs is bucket i */
+    atomic_fetch_add_explicit(&db->metrics.sync_hist[evs__metrics_bucket((ns + 999) / 1000)],
+                              1, memory_order_relaxed);
+}
 
 /* 0 when ops is complete and of this interface's version, else
  * EVS_EBACKEND naming the missing entry (api.c calls it before it hands a

@@ -84,12 +84,25 @@ int evs_checkpoint_get(uint64_t *out, evs_db *db, const char *tenant, const char
     return 0;
 }
 
-/* Can the checkpoint move to token? 0: yes, 1: it is there already. */
-static int checkpoint_allowed(evs_db *db, const char *name, uint64_t token, int found,
-                              uint64_t stored, const char *what)
+/*
+ * Can the checkpoint move to token? 0: yes, 1: it is there already.
+ * flags: EVS_CHECKPOINT_*. An external token (a position of another
+ * source, UmaDB's tracking_info) has no head bound and must move strictly
+ * forward: the same or a lower one is a conflict, as UmaDB's
+ * "non-increasing tracking position" is, not a bad argument.
+ */
+static int checkpoint_allowed(evs_db *db, const char *name, uint64_t token, unsigned flags,
+                              int found, uint64_t stored, const char *what)
 {
     uint64_t head;
     int rc;
+    if (flags & EVS_CHECKPOINT_EXTERNAL) {
+        if (found && token <= stored)
+            return evs__err(EVS_ECONFLICT, "%s: external checkpoint \"%s\" is at %" PRIu64
+                            "; it only moves strictly forward, so %" PRIu64 " is refused "
+                            "(nothing was written)", what, name, stored, token);
+        return 0;
+    }
     if (found && token < stored)
         return evs__err(EVS_EINVAL, "%s: checkpoint \"%s\" is at %" PRIu64 "; it may only "
                         "move forward, not back to %" PRIu64, what, name, stored, token);
@@ -116,12 +129,30 @@ static void checkpoint_event(evs_event_data *e, uint8_t data[8], uint64_t token)
 
 int evs_checkpoint_set(evs_db *db, const char *tenant, const char *name, uint64_t token)
 {
-    char stream[sizeof(EVS__CHECKPOINT_PREFIX) + EVS_MAX_CHECKPOINT_NAME_LEN];
-    size_t tl;
-    int rc;
+    return evs_checkpoint_set_ex(db, tenant, name, token, 0);
+}
+
+static int checkpoint_set(evs_db *db, const char *tenant, const char *name, uint64_t token,
+                          unsigned flags);
+
+int evs_checkpoint_set_ex(evs_db *db, const char *tenant, const char *name, uint64_t token,
+                          unsigned flags)
+{
     evs__clear_error();
     if (!db)
         return evs__err(EVS_EINVAL, "checkpoint_set: db is NULL");
+    if (flags & ~EVS_CHECKPOINT_EXTERNAL)
+        return evs__err(EVS_EINVAL, "checkpoint_set: unknown flags 0x%x (known: "
+                        "EVS_CHECKPOINT_EXTERNAL 0x%x)", flags, EVS_CHECKPOINT_EXTERNAL);
+    return evs__count_conflict(db, checkpoint_set(db, tenant, name, token, flags));
+}
+
+static int checkpoint_set(evs_db *db, const char *tenant, const char *name, uint64_t token,
+                          unsigned flags)
+{
+    char stream[sizeof(EVS__CHECKPOINT_PREFIX) + EVS_MAX_CHECKPOINT_NAME_LEN];
+    size_t tl;
+    int rc;
     if (db->opts.flags & EVS_OPEN_READONLY)
         return evs__err(EVS_EREADONLY, "checkpoint_set: the store is open read-only");
     if ((rc = evs__check_tenant(tenant, &tl)) < 0 ||
@@ -129,14 +160,16 @@ int evs_checkpoint_set(evs_db *db, const char *tenant, const char *name, uint64_
         return rc;
     tenant = tenant ? tenant : "";
     /* Optimistic: a concurrent setter makes the append conflict; then look
-     * again (a higher token stored meanwhile makes ours a backward move). */
+     * again (a higher token stored meanwhile makes ours a backward move;
+     * for an external one, the same token too). */
     for (int attempt = 0;; attempt++) {
         uint64_t stored;
         int64_t version;
         int found;
         if ((rc = checkpoint_read(db, tenant, stream, &stored, &version, &found)) < 0)
             return rc;
-        if ((rc = checkpoint_allowed(db, name, token, found, stored, "checkpoint_set")) != 0)
+        if ((rc = checkpoint_allowed(db, name, token, flags, found, stored,
+                                     "checkpoint_set")) != 0)
             return rc > 0 ? 0 : rc;
         evs_event_data e;
         uint8_t data[8];
@@ -175,7 +208,8 @@ static void checkpoint_event_id(evs_uuid *out, const evs_uuid *first, const char
  * that appends the checkpoint event to "$checkpoint-NAME" with the version
  * read here as expected version, so that a concurrent move of the
  * checkpoint fails the whole append. The part is added also when the
- * token equals the stored one: it is what guards the append.
+ * token equals the stored one: it is what guards the append. r is a
+ * version-3 request (evs_append_ex copies older ones into one).
  */
 int evs__append_checkpointed(evs_append_result *out, uint64_t *conflicts, evs_db *db,
                              const evs_append_request *r)
@@ -208,8 +242,8 @@ int evs__append_checkpointed(evs_append_result *out, uint64_t *conflicts, evs_db
             return rc;
     }
     if (!retry &&
-        (rc = checkpoint_allowed(db, r->checkpoint, r->checkpoint_token, found, stored,
-                                 "append")) < 0)
+        (rc = checkpoint_allowed(db, r->checkpoint, r->checkpoint_token, r->checkpoint_flags,
+                                 found, stored, "append")) < 0)
         return rc;
 
     evs_stream_append *parts = malloc((r->nparts + 1) * sizeof(*parts));

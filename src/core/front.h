@@ -39,6 +39,16 @@ EVS_MUST_USE int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs
 EVS_MUST_USE int evs__append_checkpointed(evs_append_result *out, uint64_t *conflicts, evs_db *db,
                              const evs_append_request *r);
 
+/* evs_metrics: a public append call ended with rc; count it as a
+ * conflict when it is EVS_ECONFLICT (committed appends and their events
+ * are counted in evs__append_ex, once per backend append). Returns rc. */
+static inline int evs__count_conflict(evs_db *db, int rc)
+{
+    if (rc == EVS_ECONFLICT)
+        atomic_fetch_add_explicit(&db->metrics.conflicts, 1, memory_order_relaxed);
+    return rc;
+}
+
 /* EVS_EINVAL naming what is NULL when out or db is NULL, else 0. */
 EVS_MUST_USE int evs__check_db_out(const void *out, const evs_db *db, const char *what);
 

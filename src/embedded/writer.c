@@ -117,7 +117,10 @@ static EVS_MUST_USE int flush_group(evs__emb *s)
                             w < 0 ? strerror(errno) : "short write");
         done += (size_t)w;
     }
-    if (fdatasync(s->wfd) != 0)
+    uint64_t t0 = evs__mono_ns();
+    int src = fdatasync(s->wfd);
+    evs__metrics_sync(&s->base, evs__mono_ns() - t0);
+    if (src != 0)
         return evs__err(EVS_EIO, "fdatasync of log segment %u failed: %s", s->wseg,
                         strerror(errno));
     s->woff += (uint32_t)s->gbuf_len;
@@ -228,6 +231,7 @@ static EVS_MUST_USE int check_retry(evs__emb *s, MDB_txn *txn, evs__emb_req *r,
     }
     r->rc = 0;
     r->retry = 1;
+    c->retried = 1;
     return 0;
 }
 
@@ -621,8 +625,8 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
     s->nstaged = s->nindexed = 0;
     evs__ov_reset(&s->ov);
 
-    uint64_t t0 = evs__mono_ns();
-    for (evs__emb_req *r = reqs; r; r = r->next) {
+    uint64_t t0 = evs__mono_ns(), nreq = 0;
+    for (evs__emb_req *r = reqs; r; r = r->next, nreq++) {
         /* a full map is handled inside (check_conditions): the group goes
          * on in a new txn, its stamp and staged records unchanged */
         if ((rc = stage_req(s, &txn, r, stamp, ms0, &grown, &flushed)) < 0)
@@ -703,6 +707,7 @@ static void commit_group(evs__emb *s, evs__emb_req *reqs, evs__emb_req *me)
         }
         s->groups++;
         s->grouped_events += s->next_position - pos0;
+        evs__metrics_group(&s->base, nreq); /* every request it decided */
         if (s->woff > s->seg_size / 2)
             evs__prealloc_request(s, s->wseg + 1);
         s->ns_commit += evs__mono_ns() - t2;

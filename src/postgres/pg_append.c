@@ -171,6 +171,7 @@ static int finish(evs__append_req *r, PGresult *res)
             rc = bad_answer("results");
             break;
         }
+        r->retried = status == 2; /* answered from the stored events */
         for (size_t p = 0; p < np; p++) {
             evs_append_result *x = &r->results[p];
             x->status = 0;
@@ -299,7 +300,9 @@ static int run(evs__pg *s, evs__append_req *r, const evs__pgparams *P, int *lost
     if ((rc = evs__pg_get(s, &pc)) < 0)
         return rc;
     int pid = PQbackendPID(pc->c);
+    uint64_t t0 = evs__mono_ns();
     PGresult *res = evs__pg_exec_prepared(pc->c, "evs_append", P, 0);
+    uint64_t t1 = evs__mono_ns();
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (evs__pg_conn_lost(pc->c) || !res)
             *lost_pid = pid;
@@ -309,6 +312,12 @@ static int run(evs__pg *s, evs__append_req *r, const evs__pgparams *P, int *lost
     }
     rc = finish(r, res);
     PQclear(res);
+    if (rc == 0 && !r->retried) {
+        /* a transaction of its own; its commit is the statement's, so the
+         * whole round trip is what evs_metrics sees as its sync */
+        evs__metrics_group(&s->base, 1);
+        evs__metrics_sync(&s->base, t1 - t0);
+    }
     evs__pg_put(s, pc);
     return rc;
 }
@@ -330,7 +339,12 @@ static int after_loss(evs__pg *s, evs__append_req *r, evs__pgparams *P, int pid)
     /* committed: replay it as a retry, which answers the stored result */
     if ((rc = build(P, r, 1)) < 0)
         return rc;
-    return run(s, r, P, &pid);
+    rc = run(s, r, P, &pid);
+    /* the lost transaction wrote the events, most likely for this very
+     * append (evs_metrics counts them; a caller's own retry that lost its
+     * connection is counted as writing too) */
+    r->retried = 0;
+    return rc;
 }
 
 static int run_alone(evs__pg *s, evs__append_req *r, evs__pgparams *P)
@@ -408,14 +422,21 @@ static void commit_group(evs__pg *s, evs__pg_req *batch)
     /* the answers: BEGIN, one per request, COMMIT, then the sync */
     PGresult **res = calloc((size_t)n, sizeof(*res));
     int ok = sent && res != NULL, lost = !sent;
+    /* the COMMIT's time (evs_metrics): from the last append's answer to
+     * the COMMIT's */
+    uint64_t t_last = 0, t_commit = 0;
     for (int k = 0; k < n + 2 && !lost; k++) {
         PGresult *r = PQgetResult(c), *x;
         if (!r) {
             lost = 1;
             break;
         }
+        if (k == n + 1)
+            t_commit = evs__mono_ns();
         while ((x = PQgetResult(c)) != NULL) /* a query's results end with NULL */
             PQclear(x);
+        if (k == n)
+            t_last = evs__mono_ns();
         ExecStatusType st = PQresultStatus(r);
         if (k == 0 || k == n + 1) {
             ok &= st == PGRES_COMMAND_OK;
@@ -438,10 +459,15 @@ static void commit_group(evs__pg *s, evs__pg_req *batch)
     if (!lost)
         PQexitPipelineMode(c);
     if (ok) {
-        int k = 0;
+        int k = 0, wrote = 0;
         for (evs__pg_req *q = batch; q; q = q->next, k++) {
             evs__clear_error();
             req_done(q, finish(q->core, res[k]));
+            wrote |= q->rc == 0 && !q->core->retried;
+        }
+        if (wrote) {
+            evs__metrics_group(&s->base, (uint64_t)n);
+            evs__metrics_sync(&s->base, t_commit - t_last);
         }
     } else if (!lost) {
         /* an error aborted the transaction: nothing of the group is
