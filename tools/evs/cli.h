@@ -65,6 +65,7 @@ int cmd_checkpoint(cli_ctx *cx, int argc, char **argv);
 int cmd_snapshot(cli_ctx *cx, int argc, char **argv);
 int cmd_generate(cli_ctx *cx, int argc, char **argv);
 int cmd_bench(cli_ctx *cx, int argc, char **argv);
+int cmd_serve(cli_ctx *cx, int argc, char **argv);
 
 /* ------------------------------------------------------------------ */
 /* Errors                                                              */

@@ -37,6 +37,7 @@ static const struct command {
     {"restore", cmd_restore, "make a new store from a backup"},
     {"generate", cmd_generate, "fill a store with realistic test data"},
     {"bench", cmd_bench, "measure: data, scenarios, report (bench-results/)"},
+    {"serve", cmd_serve, "serve the store over gRPC (UmaDB's DCB API) and HTTP"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
