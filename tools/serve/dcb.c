@@ -363,6 +363,7 @@ static void fail_in(gcall *c, int rc, const char *what)
 
 typedef struct reader {
     ProtobufCMessage *req;  /* the unpacked request */
+    ProtobufCAllocator *alloc; /* its allocator (gcall_allocator) */
     batch strings;          /* the query's strings */
     evs_query q;
     int backwards;
@@ -373,6 +374,7 @@ typedef struct reader {
     uint64_t head;          /* Read: the tenant's head when it began */
     int sent_any;
     int finished;           /* the last message is in flight */
+    int finished_empty;     /* nothing can match: one empty response */
     serve_sub_gauge *gauge; /* Subscribe */
     serve_metrics *metrics;
 } reader;
@@ -386,15 +388,15 @@ static void reader_free(void *p)
         serve_metrics_sub_close(r->metrics, r->gauge);
     batch_free(&r->strings);
     if (r->req)
-        protobuf_c_message_free_unpacked(r->req, NULL);
+        protobuf_c_message_free_unpacked(r->req, r->alloc);
     free(r);
 }
 
 static uint32_t batch_size(int has, uint32_t v)
 {
-    if (!has || v == 0)
+    if (!has)
         return BATCH_DEFAULT;
-    return v > BATCH_MAX ? BATCH_MAX : v;
+    return v < 1 ? 1 : v > BATCH_MAX ? BATCH_MAX : v; /* UmaDB: clamp(1, 4096) */
 }
 
 /* Read up to `limit` events from r->bound into b. *exhausted: the read
@@ -426,8 +428,6 @@ static int read_some(gcall *c, reader *r, batch *b, uint64_t limit, int stop_pas
             *exhausted = 1; /* newer than the head the read began with */
             break;
         }
-        if (r->backwards && ev->position > r->head)
-            continue;
         if (batch_add(b, ev) < 0) {
             evs_iter_free(it);
             return EVS_ENOMEM;
@@ -502,14 +502,14 @@ static void read_step(gcall *c)
 static void dcb_read(gcall *c, const uint8_t *req, size_t len)
 {
     serve *s = gcall_serve(c);
-    Umadb__Wire__ReadRequest *rq = umadb__wire__read_request__unpack(NULL, len, req);
+    Umadb__Wire__ReadRequest *rq = umadb__wire__read_request__unpack(gcall_allocator(c), len, req);
     if (!rq) {
         gcall_fail(c, GS_INVALID_ARGUMENT, UMA_SERIALIZATION,
-                   "Read: the request is not a valid umadb.v1.ReadRequest message");
+                   "Read: the request is not a valid umadb.v1.ReadRequest message (or one that decodes into more than 16 times its size)");
         return;
     }
     if (rq->has_subscribe && rq->subscribe) {
-        umadb__wire__read_request__free_unpacked(rq, NULL);
+        umadb__wire__read_request__free_unpacked(rq, gcall_free_allocator());
         gcall_fail(c, GS_INVALID_ARGUMENT, UMA_INVALID_ARGUMENT,
                    "The `subscribe` argument of `read()` has been deprecated. Please call "
                    "the `subscribe()` method instead.");
@@ -517,11 +517,12 @@ static void dcb_read(gcall *c, const uint8_t *req, size_t len)
     }
     reader *r = calloc(1, sizeof(*r));
     if (!r) {
-        umadb__wire__read_request__free_unpacked(rq, NULL);
+        umadb__wire__read_request__free_unpacked(rq, gcall_free_allocator());
         fail_in(c, -1, "Read");
         return;
     }
     r->req = &rq->base;
+    r->alloc = gcall_free_allocator();
     r->metrics = s->metrics;
     gcall_set_state(c, r, reader_free);
     int qrc = query_in(&r->strings, &r->q, rq->query);
@@ -538,18 +539,28 @@ static void dcb_read(gcall *c, const uint8_t *req, size_t len)
         fail_lib(c, rc, "Read");
         return;
     }
+    if (r->has_limit && r->remaining == 0) {
+        gcall_end(c); /* UmaDB: a limit of 0 sends nothing */
+        return;
+    }
     if (!r->backwards) {
         /* start is inclusive; position_bound is exclusive */
         r->bound = rq->has_start && rq->start > 0 ? rq->start - 1 : 0;
-    } else if (rq->has_start) {
-        if (rq->start == 0) { /* nothing is at or below position 0 */
-            r->remaining = 0;
-            r->has_limit = 1;
+    } else {
+        /* Backwards from min(start, head) inclusive: the bound is
+         * exclusive, and events appended after the head was taken are
+         * never read (they would use up the batch's limit). */
+        uint64_t top = r->head;
+        if (rq->has_start && rq->start < top)
+            top = rq->start;
+        if (top == 0) {
+            r->finished_empty = 1; /* one empty response with the head */
         }
-        r->bound = rq->start == UINT64_MAX ? 0 : rq->start + 1;
+        r->bound = top + 1;
     }
-    if (r->has_limit && r->remaining == 0) {
-        gcall_end(c); /* UmaDB: a limit of 0 sends nothing */
+    if (r->finished_empty) {
+        batch b = {0};
+        read_send(c, r, &b, 1);
         return;
     }
     read_step(c);
@@ -591,24 +602,25 @@ static void sub_step(gcall *c)
 static void dcb_subscribe(gcall *c, const uint8_t *req, size_t len)
 {
     serve *s = gcall_serve(c);
-    Umadb__Wire__SubscribeRequest *rq = umadb__wire__subscribe_request__unpack(NULL, len, req);
+    Umadb__Wire__SubscribeRequest *rq = umadb__wire__subscribe_request__unpack(gcall_allocator(c), len, req);
     if (!rq) {
         gcall_fail(c, GS_INVALID_ARGUMENT, UMA_SERIALIZATION,
-                   "Subscribe: the request is not a valid umadb.v1.SubscribeRequest message");
+                   "Subscribe: the request is not a valid umadb.v1.SubscribeRequest message (or one that decodes into more than 16 times its size)");
         return;
     }
     if (rq->has_after && rq->after == UINT64_MAX) {
-        umadb__wire__subscribe_request__free_unpacked(rq, NULL);
+        umadb__wire__subscribe_request__free_unpacked(rq, gcall_free_allocator());
         gcall_end(c); /* UmaDB: nothing can come after the last position */
         return;
     }
     reader *r = calloc(1, sizeof(*r));
     if (!r) {
-        umadb__wire__subscribe_request__free_unpacked(rq, NULL);
+        umadb__wire__subscribe_request__free_unpacked(rq, gcall_free_allocator());
         fail_in(c, -1, "Subscribe");
         return;
     }
     r->req = &rq->base;
+    r->alloc = gcall_free_allocator();
     r->metrics = s->metrics;
     gcall_set_state(c, r, reader_free);
     int qrc = query_in(&r->strings, &r->q, rq->query);
@@ -675,10 +687,10 @@ static void dcb_append(gcall *c, const uint8_t *req, size_t len)
 {
     serve *s = gcall_serve(c);
     const char *tenant = gcall_tenant(c);
-    Umadb__Wire__AppendRequest *rq = umadb__wire__append_request__unpack(NULL, len, req);
+    Umadb__Wire__AppendRequest *rq = umadb__wire__append_request__unpack(gcall_allocator(c), len, req);
     if (!rq) {
         gcall_fail(c, GS_INVALID_ARGUMENT, UMA_SERIALIZATION,
-                   "Append: the request is not a valid umadb.v1.AppendRequest message");
+                   "Append: the request is not a valid umadb.v1.AppendRequest message (or one that decodes into more than 16 times its size)");
         return;
     }
     size_t n = rq->n_events;
@@ -755,8 +767,9 @@ static void dcb_append(gcall *c, const uint8_t *req, size_t len)
     }
     uint64_t t0 = gcall_started_ns(c);
     if (n == 0) {
-        /* No events: the condition is checked, the tracking position
-         * stored, and the answer is the head. */
+        /* No events: the condition is checked, then the tracking
+         * position stored (not atomically with the check: nothing else is
+         * written), and the answer is 0, as UmaDB's. */
         if (has_cond) {
             evs_iter *it = NULL;
             const evs_event *e;
@@ -783,8 +796,7 @@ static void dcb_append(gcall *c, const uint8_t *req, size_t len)
         if (ti)
             rc = evs_checkpoint_set_ex(s->db, tenant, source, ti->position,
                                        EVS_CHECKPOINT_EXTERNAL);
-        if (rc == 0)
-            rc = evs_head_position(&position, s->db, tenant);
+        position = 0; /* UmaDB's answer when nothing was appended */
     } else {
         evs_stream_append part = {NULL, EVS_ANY, ev, n};
         evs_append_request ar = EVS_APPEND_REQUEST_INIT;
@@ -821,7 +833,7 @@ out:
     free(meta);
     free(ev);
     batch_free(&strings);
-    umadb__wire__append_request__free_unpacked(rq, NULL);
+    umadb__wire__append_request__free_unpacked(rq, gcall_free_allocator());
 }
 
 /* ------------------------------------------------------------------ */
@@ -831,13 +843,13 @@ out:
 static void dcb_head(gcall *c, const uint8_t *req, size_t len)
 {
     serve *s = gcall_serve(c);
-    Umadb__Wire__HeadRequest *rq = umadb__wire__head_request__unpack(NULL, len, req);
+    Umadb__Wire__HeadRequest *rq = umadb__wire__head_request__unpack(gcall_allocator(c), len, req);
     if (!rq) {
         gcall_fail(c, GS_INVALID_ARGUMENT, UMA_SERIALIZATION,
-                   "Head: the request is not a valid umadb.v1.HeadRequest message");
+                   "Head: the request is not a valid umadb.v1.HeadRequest message (or one that decodes into more than 16 times its size)");
         return;
     }
-    umadb__wire__head_request__free_unpacked(rq, NULL);
+    umadb__wire__head_request__free_unpacked(rq, gcall_free_allocator());
     uint64_t head = 0;
     int rc = evs_head_position(&head, s->db, gcall_tenant(c));
     if (rc < 0) {
@@ -853,17 +865,17 @@ static void dcb_head(gcall *c, const uint8_t *req, size_t len)
 static void dcb_tracking(gcall *c, const uint8_t *req, size_t len)
 {
     serve *s = gcall_serve(c);
-    Umadb__Wire__TrackingRequest *rq = umadb__wire__tracking_request__unpack(NULL, len, req);
+    Umadb__Wire__TrackingRequest *rq = umadb__wire__tracking_request__unpack(gcall_allocator(c), len, req);
     if (!rq) {
         gcall_fail(c, GS_INVALID_ARGUMENT, UMA_SERIALIZATION,
                    "GetTrackingInfo: the request is not a valid umadb.v1.TrackingRequest "
-                   "message");
+                   "message (or one that decodes into more than 16 times its size)");
         return;
     }
     batch strings = {0};
     int nul;
     const char *source = cstr(&strings, &rq->source, &nul);
-    umadb__wire__tracking_request__free_unpacked(rq, NULL);
+    umadb__wire__tracking_request__free_unpacked(rq, gcall_free_allocator());
     if (!source || !*source) {
         if (!source)
             fail_in(c, nul ? -2 : -1, "GetTrackingInfo");

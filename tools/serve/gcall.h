@@ -59,6 +59,15 @@ int gcall_done(gcall *c);
 /* Nanoseconds (CLOCK_MONOTONIC) when the call arrived. */
 uint64_t gcall_started_ns(gcall *c);
 
+/* The allocator to unpack the request with (free it with
+ * gcall_free_allocator(), which needs no call): it counts
+ * the decoded bytes against the call's budget (16 x the request's bytes +
+ * 1 MiB) and the server's (1 GiB), so that a small message of many empty
+ * entries cannot make the server run out of memory; unpacking fails (NULL)
+ * beyond them. */
+ProtobufCAllocator *gcall_allocator(gcall *c);
+ProtobufCAllocator *gcall_free_allocator(void);
+
 /* Per-call state of a streaming handler, freed with the call. */
 void gcall_set_state(gcall *c, void *state, void (*free_fn)(void *));
 void *gcall_state(gcall *c);

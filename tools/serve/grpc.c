@@ -73,6 +73,11 @@ struct gcall {
     int has_status_slice;
     grpc_metadata trailer;
     int has_trailer;
+    size_t queued;          /* request bytes counted in g->queued_bytes */
+    uint64_t park_seen;     /* gcall_park waiting for its headers to go */
+    gcall_step park_next;
+    ProtobufCAllocator alloc; /* the request's decoding budget */
+    size_t alloc_used, alloc_budget;
     gcall *live_prev, *live_next;
 };
 
@@ -93,6 +98,10 @@ struct serve_grpc {
     /* live calls, for the shutdown log */
     gcall *live;
     uint64_t nlive;
+    /* request bytes received and waiting for a worker (bounded) */
+    atomic_size_t queued_bytes;
+    /* bytes of decoded requests alive (bounded) */
+    atomic_size_t decoded_bytes;
     /* shutdown */
     tag shutdown_tag;
     int shut_done;
@@ -107,6 +116,14 @@ static uint64_t now_ns(void)
 }
 
 #define CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Memory bounds against clients that send many or amplifying requests
+ * (docs/SERVER.md, "Limits"): request bytes waiting for a worker, and
+ * bytes of decoded messages (protobuf-c builds a struct per entry: 2
+ * bytes of an empty Event decode into ~150), in all and per call. */
+#define QUEUED_BYTES_MAX ((size_t)512 << 20)
+#define DECODED_BYTES_MAX ((size_t)1 << 30)
+#define DECODE_FACTOR 16 /* a call may decode into 16 x its bytes + 1 MiB */
 
 /* ------------------------------------------------------------------ */
 /* Worker pool                                                         */
@@ -166,6 +183,53 @@ void gcall_set_state(gcall *c, void *state, void (*free_fn)(void *))
     c->free_state = free_fn;
 }
 
+/* protobuf-c's allocator for a call's request: every block carries its
+ * size and server in front, counted against the call's budget and the
+ * server's. Freeing needs no call (gcall_free_allocator): a request may be
+ * freed after the step's last gcall_* call, when the call may be gone. */
+typedef struct {
+    serve_grpc *g;
+    size_t size;
+    max_align_t pad[];
+} ablock;
+
+static void *pb_alloc(void *data, size_t size)
+{
+    gcall *c = data;
+    size_t need = sizeof(ablock) + size;
+    if (c->alloc_used + need > c->alloc_budget)
+        return NULL;
+    size_t was = atomic_fetch_add(&c->g->decoded_bytes, need);
+    if (was + need > DECODED_BYTES_MAX) {
+        atomic_fetch_sub(&c->g->decoded_bytes, need);
+        return NULL;
+    }
+    ablock *b = malloc(need);
+    if (!b) {
+        atomic_fetch_sub(&c->g->decoded_bytes, need);
+        return NULL;
+    }
+    b->g = c->g;
+    b->size = need;
+    c->alloc_used += need; /* frees do not give budget back */
+    return b->pad;
+}
+
+static void pb_free(void *data, void *p)
+{
+    (void)data;
+    if (!p)
+        return;
+    ablock *b = (ablock *)((char *)p - offsetof(ablock, pad));
+    atomic_fetch_sub(&b->g->decoded_bytes, b->size);
+    free(b);
+}
+
+static ProtobufCAllocator free_allocator = {NULL, pb_free, NULL};
+
+ProtobufCAllocator *gcall_allocator(gcall *c) { return &c->alloc; }
+ProtobufCAllocator *gcall_free_allocator(void) { return &free_allocator; }
+
 static void call_unref(gcall *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) != 1)
@@ -179,7 +243,11 @@ static void call_unref(gcall *c)
     if (c->live_next)
         c->live_next->live_prev = c->live_prev;
     g->nlive--;
+    if (g->nlive == 0)
+        pthread_cond_broadcast(&g->shut_cond);
     pthread_mutex_unlock(&g->lock);
+    if (c->queued)
+        atomic_fetch_sub(&g->queued_bytes, c->queued);
     if (c->free_state)
         c->free_state(c->state);
     if (c->recv_bb)
@@ -326,8 +394,16 @@ void gcall_fail(gcall *c, int code, int error_type, const char *fmt, ...)
     char text[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
+    int tn = vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    /* Cut to a whole UTF-8 character: clients decode the message as a
+     * proto3 string and refuse invalid UTF-8. */
+    if (tn >= (int)sizeof(text)) {
+        size_t l = sizeof(text) - 1;
+        while (l > 0 && ((unsigned char)text[l] & 0xc0) == 0x80)
+            l--;
+        text[l] = 0;
+    }
     uint8_t det[sizeof(text) + 32];
     size_t n = 0;
     if (error_type >= 0) {
@@ -349,8 +425,23 @@ static void waiter_wake(serve_waiter *w)
     pool_push(c->g, &c->j);
 }
 
+static void park_after_headers(gcall *c)
+{
+    gcall_park(c, c->park_seen, c->park_next);
+}
+
 void gcall_park(gcall *c, uint64_t seen, gcall_step next)
 {
+    if (!c->sent_md) {
+        /* A streaming call that has nothing to send yet still answers
+         * with its headers: clients (tonic, grpc-js) wait for them before
+         * they hand the stream to the application. */
+        c->park_seen = seen;
+        c->park_next = next;
+        c->next = park_after_headers;
+        start_send(c, NULL, -1, NULL, NULL, 0);
+        return;
+    }
     c->next = next;
     c->w.seen = seen;
     c->w.wake = waiter_wake;
@@ -389,6 +480,9 @@ static void run_handler(job *j)
     grpc_byte_buffer_reader_destroy(&r);
     grpc_byte_buffer_destroy(c->recv_bb);
     c->recv_bb = NULL;
+    atomic_fetch_sub(&c->g->queued_bytes, c->queued);
+    c->queued = 0;
+    c->alloc_budget = DECODE_FACTOR * GRPC_SLICE_LENGTH(sl) + ((size_t)1 << 20);
     c->m->handler(c, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl));
     grpc_slice_unref(sl);
 }
@@ -401,6 +495,16 @@ static void recv_done(tag *t, int ok)
                    "%s: the call ended before its request message arrived", c->method);
         return;
     }
+    size_t len = grpc_byte_buffer_length(c->recv_bb);
+    size_t was = atomic_fetch_add(&c->g->queued_bytes, len);
+    if (was + len > QUEUED_BYTES_MAX) {
+        atomic_fetch_sub(&c->g->queued_bytes, len);
+        gcall_fail(c, GS_RESOURCE_EXHAUSTED, UMA_IO,
+                   "%s: the server holds %zu MiB of requests waiting for a worker; retry "
+                   "shortly", c->method, QUEUED_BYTES_MAX >> 20);
+        return;
+    }
+    c->queued = len;
     c->j.run = run_handler;
     pool_push(c->g, &c->j);
 }
@@ -486,7 +590,7 @@ static void accept_done(tag *t, int ok)
         close_done(&c->close_tag, 0);
 
     serve *s = g->s;
-    char authz[1024], msg[512];
+    char authz[4096 + 16], msg[512]; /* auth.c: keys up to 4096 bytes */
     int long_tenant, long_authz;
     const char *tn = header(&c->md, SERVE_TENANT_HEADER, c->tenant, sizeof(c->tenant),
                             &long_tenant);
@@ -499,7 +603,8 @@ static void accept_done(tag *t, int ok)
                    "grpc.health.v1.Health; docs/SERVER.md)", c->method);
         return;
     }
-    if (atomic_load(&s->stopping)) {
+    int health = strncmp(c->m->path, "/grpc.health.v1.", 16) == 0;
+    if (atomic_load(&s->stopping) && !health) { /* health answers NOT_SERVING */
         gcall_fail(c, GS_UNAVAILABLE, UMA_IO, "the server is shutting down; retry on "
                    "another server or after it restarts");
         return;
@@ -511,7 +616,7 @@ static void accept_done(tag *t, int ok)
                    (long_tenant ? sizeof(c->tenant) : sizeof(authz)) - 1);
         return;
     }
-    if (strncmp(c->m->path, "/grpc.health.v1.", 16) != 0) {
+    if (!health) {
         int rc = serve_check(s, az, c->tenant, c->m->access, msg, sizeof(msg));
         if (rc == SERVE_DENY_UNAUTHENTICATED) {
             gcall_fail(c, GS_UNAUTHENTICATED, UMA_AUTHENTICATION, "%s", msg);
@@ -543,9 +648,15 @@ static void post_accept(serve_grpc *g)
     c->send_tag.done = send_done;
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
+    c->alloc.alloc = pb_alloc;
+    c->alloc.free = pb_free;
+    c->alloc.allocator_data = c;
     grpc_call_error e = grpc_server_request_call(g->server, &c->call, &c->details, &c->md,
                                                  g->cq, g->cq, &c->accept_tag);
     if (e != GRPC_CALL_OK) {
+        if (!atomic_load(&g->s->stopping))
+            serve_log("cannot wait for gRPC calls (grpc_call_error %d): one accept slot "
+                      "of 64 is lost", (int)e);
         grpc_call_details_destroy(&c->details);
         grpc_metadata_array_destroy(&c->md);
         free(c);
@@ -615,6 +726,12 @@ static char *read_file(const char *path, char *msg, size_t msglen)
     return buf;
 }
 
+static int ms_arg(uint32_t seconds)
+{
+    uint64_t ms = (uint64_t)seconds * 1000;
+    return seconds == 0 || ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
 int serve_grpc_start(serve *s, char *msg, size_t msglen)
 {
     serve_grpc *g = calloc(1, sizeof(*g));
@@ -646,8 +763,9 @@ int serve_grpc_start(serve *s, char *msg, size_t msglen)
     } while (0)
     INT_ARG(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, cfg->max_message_bytes);
     INT_ARG(GRPC_ARG_MAX_CONCURRENT_STREAMS, cfg->max_streams);
-    INT_ARG(GRPC_ARG_MAX_CONNECTION_IDLE_MS, (int64_t)cfg->idle_timeout_s * 1000);
-    INT_ARG(GRPC_ARG_KEEPALIVE_TIME_MS, (int64_t)cfg->keepalive_s * 1000);
+    /* 0 = never (gRPC's INT_MAX); long values are clamped to it. */
+    INT_ARG(GRPC_ARG_MAX_CONNECTION_IDLE_MS, ms_arg(cfg->idle_timeout_s));
+    INT_ARG(GRPC_ARG_KEEPALIVE_TIME_MS, ms_arg(cfg->keepalive_s));
     INT_ARG(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
     /* Clients may ping an idle connection every 10 s (grpc-js and the C
      * core default to none; some clients send keepalives every 10 s). */
@@ -693,28 +811,39 @@ int serve_grpc_start(serve *s, char *msg, size_t msglen)
                  "of this machine, or a bad TLS certificate or key)", cfg->listen);
         return -1;
     }
-    grpc_server_start(g->server);
-
-    g->nworkers = cfg->workers;
-    g->workers = calloc(g->nworkers, sizeof(*g->workers));
-    if (!g->workers) {
-        snprintf(msg, msglen, "out of memory");
-        return -1;
-    }
+    /* Threads first: a server that is started must have completion-queue
+     * threads, or its stop would wait for ever. */
+    g->nworkers = 0;
+    g->workers = calloc(cfg->workers, sizeof(*g->workers));
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 1024 * 1024);
-    for (unsigned i = 0; i < g->nworkers; i++)
+    int failed = !g->workers;
+    for (unsigned i = 0; !failed && i < cfg->workers; i++) {
         if (pthread_create(&g->workers[i], &attr, worker_main, g) != 0) {
-            snprintf(msg, msglen, "cannot start worker thread %u", i);
-            g->nworkers = i;
-            pthread_attr_destroy(&attr);
-            return -1;
+            snprintf(msg, msglen, "cannot start worker thread %u of %u (lower --workers?)", i,
+                     cfg->workers);
+            failed = 1;
+        } else {
+            g->nworkers++;
         }
+    }
     pthread_attr_destroy(&attr);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; !failed && i < 2; i++)
         if (pthread_create(&g->cq_threads[g->ncq], NULL, cq_main, g) == 0)
             g->ncq++;
+    if (!failed && g->ncq == 0) {
+        snprintf(msg, msglen, "cannot start the gRPC completion-queue threads");
+        failed = 1;
+    }
+    if (failed) {
+        if (!g->workers)
+            snprintf(msg, msglen, "out of memory");
+        grpc_server_destroy(g->server); /* never started */
+        g->server = NULL;
+        return -1;
+    }
+    grpc_server_start(g->server);
     /* Calls waiting to be accepted: the accepting completion posts the
      * next one, so this many can arrive at the same instant. */
     for (int i = 0; i < 64; i++)
@@ -752,6 +881,15 @@ void serve_grpc_stop(serve *s)
                 pthread_cond_wait(&g->shut_cond, &g->lock);
             pthread_mutex_unlock(&g->lock);
         }
+        /* gRPC reports the shutdown when its connections are gone, which
+         * may be before our calls have run their last completion: the
+         * workers and the queue stay until every call is freed. (A store
+         * call that never returns keeps us here; a second SIGTERM exits:
+         * serve.c.) */
+        pthread_mutex_lock(&g->lock);
+        while (g->nlive > 0)
+            pthread_cond_wait(&g->shut_cond, &g->lock);
+        pthread_mutex_unlock(&g->lock);
     }
     pthread_mutex_lock(&g->lock);
     g->workers_stop = 1;

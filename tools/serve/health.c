@@ -27,10 +27,10 @@ static serving status_now(gcall *c)
 static Grpc__Health__V1__HealthCheckRequest *unpack(gcall *c, const uint8_t *req, size_t len)
 {
     Grpc__Health__V1__HealthCheckRequest *rq =
-        grpc__health__v1__health_check_request__unpack(NULL, len, req);
+        grpc__health__v1__health_check_request__unpack(gcall_allocator(c), len, req);
     if (!rq)
         gcall_fail(c, GS_INVALID_ARGUMENT, -1,
-                   "the request is not a valid grpc.health.v1.HealthCheckRequest message");
+                   "the request is not a valid grpc.health.v1.HealthCheckRequest message (or one that decodes into more than 16 times its size)");
     return rq;
 }
 
@@ -40,7 +40,7 @@ static void health_check(gcall *c, const uint8_t *req, size_t len)
     if (!rq)
         return;
     int ok = known(rq->service);
-    grpc__health__v1__health_check_request__free_unpacked(rq, NULL);
+    grpc__health__v1__health_check_request__free_unpacked(rq, gcall_free_allocator());
     if (!ok) {
         gcall_fail(c, GS_NOT_FOUND, -1, "unknown service (this server serves \"\" and "
                    "\"umadb.v1.DCB\")");
@@ -86,7 +86,7 @@ static void health_watch(gcall *c, const uint8_t *req, size_t len)
     if (!rq)
         return;
     int ok = known(rq->service);
-    grpc__health__v1__health_check_request__free_unpacked(rq, NULL);
+    grpc__health__v1__health_check_request__free_unpacked(rq, gcall_free_allocator());
     Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
     resp.has_status = 1;
     resp.status = ok ? status_now(c)

@@ -427,12 +427,13 @@ static void render_store(sbuf *b, serve *s)
             "Events the store's committed appends wrote (library counter).");
     sb_printf(b, "evs_store_append_events_total %" PRIu64 "\n", lm.events);
     sb_head(b, "evs_store_conflicts_total", "counter",
-            "Append requests the store refused with a failed condition or expected "
-            "version (library counter).");
+            "Append requests the store refused with EVS_ECONFLICT: a failed condition, "
+            "expected version or non-increasing tracking position (library counter).");
     sb_printf(b, "evs_store_conflicts_total %" PRIu64 "\n", lm.conflicts);
     sb_head(b, "evs_group_commits_total", "counter",
-            "Group commits (embedded: one log write and one fdatasync each; "
-            "PostgreSQL: one transaction each).");
+            "Group commits that wrote events (embedded: one log write and one fdatasync "
+            "each, two when the log moves to a new segment; PostgreSQL: one transaction "
+            "each).");
     sb_printf(b, "evs_group_commits_total %" PRIu64 "\n", lm.groups);
 
     /* Group size: bucket i counts groups of (2^(i-1), 2^i] requests, the

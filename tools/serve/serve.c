@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "serve.h"
 
@@ -89,8 +90,12 @@ int serve_config_check(const serve_config *cfg, char *msg, size_t msglen)
         snprintf(msg, msglen, "--max-message-bytes must be 1 KiB..1 GiB");
         return -1;
     }
-    if (cfg->max_streams < 1 || cfg->max_connections < 1 || cfg->subscriber_buffer < 1024) {
+    if (cfg->max_streams < 1 || cfg->max_connections < 1) {
         snprintf(msg, msglen, "--max-streams and --max-connections must be at least 1");
+        return -1;
+    }
+    if (cfg->subscriber_buffer < 1024) {
+        snprintf(msg, msglen, "--subscriber-buffer must be at least 1024 bytes");
         return -1;
     }
     return 0;
@@ -116,6 +121,21 @@ static void raise_nofile(void)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+/* During a stop, SIGINT (a second Ctrl-C) exits at once: for a store call
+ * that never returns or a client that never goes. Nothing acknowledged is
+ * lost: every answer was sent after its append was durable. More SIGTERMs
+ * (orchestrators repeat them) change nothing; SIGKILL ends it too. */
+static void *second_signal(void *arg)
+{
+    sigset_t *set = arg;
+    int sig = 0;
+    while (sigwait(set, &sig) != 0 || sig != SIGINT)
+        ;
+    serve_log("SIGINT while stopping: exiting now (the next open recovers the store)");
+    _exit(1);
+    return NULL;
 }
 
 int serve_run(const serve_config *cfg, evs_db *db)
@@ -177,8 +197,13 @@ int serve_run(const serve_config *cfg, evs_db *db)
             serve_reload_keys(s);
             continue;
         }
-        serve_log("stopping (%s): refusing new calls, finishing appends in flight",
-                  sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        serve_log("stopping (%s): refusing new calls, finishing appends in flight (SIGINT "
+                  "exits at once)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        static sigset_t again;
+        again = set;
+        pthread_t t;
+        if (pthread_create(&t, NULL, second_signal, &again) == 0)
+            pthread_detach(t);
         break;
     }
 stop:
