@@ -62,7 +62,7 @@ uint64_t gcall_started_ns(gcall *c);
 /* The allocator to unpack the request with (free it with
  * gcall_free_allocator(), which needs no call): it counts
  * the decoded bytes against the call's budget (16 x the request's bytes +
- * 1 MiB) and the server's (1 GiB), so that a small message of many empty
+ * 1 MiB) and the server's (256 MiB), so that a small message of many empty
  * entries cannot make the server run out of memory; unpacking fails (NULL)
  * beyond them. */
 ProtobufCAllocator *gcall_allocator(gcall *c);

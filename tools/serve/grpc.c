@@ -121,8 +121,8 @@ static uint64_t now_ns(void)
  * (docs/SERVER.md, "Limits"): request bytes waiting for a worker, and
  * bytes of decoded messages (protobuf-c builds a struct per entry: 2
  * bytes of an empty Event decode into ~150), in all and per call. */
-#define QUEUED_BYTES_MAX ((size_t)512 << 20)
-#define DECODED_BYTES_MAX ((size_t)1 << 30)
+#define QUEUED_BYTES_MAX ((size_t)256 << 20)
+#define DECODED_BYTES_MAX ((size_t)256 << 20)
 #define DECODE_FACTOR 16 /* a call may decode into 16 x its bytes + 1 MiB */
 
 /* ------------------------------------------------------------------ */
