@@ -1014,6 +1014,8 @@ static enum MHD_Result do_append(struct MHD_Connection *c, serve *s, http_req *r
     int rc = evs_dcb_append(&res, &conflict, s->db, tenant_of(c), pa.events, pa.nevents,
                             pa.has_cond ? &pa.cond : NULL);
     uint64_t lat = now_ns() - r->t0_ns;
+    if (rc == 0)
+        serve_notify_head(s, res.last_position); /* wake gRPC subscriptions */
     serve_metrics_append(s->metrics, SERVE_PROTO_HTTP, rc, pa.nevents, lat);
     pappend_free(&pa);
     json_decref(root);

@@ -3,14 +3,13 @@
  * has read everything parks here with the head its read saw, and is woken
  * (its next step queued) as soon as a commit moves the head past it.
  *
- * Two sources of commits: this server's own appends (dcb.c calls
- * serve_notify_head with the appended position: no delay at all), and
- * everything else (other processes on PostgreSQL, `evs` writing beside a
- * read-only ... ): one thread blocks in evs_read_tracking with a timeout,
- * woken by the store's own commit notification (the embedded store's
- * futex, PostgreSQL's LISTEN/NOTIFY), then reads the head. The timeout
- * (250 ms) only bounds how late it sees a stop; it is not a poll of the
- * store for events.
+ * Two sources of commits: this server's own appends (dcb.c and http.c
+ * call serve_notify_head with the appended position: no delay at all),
+ * and, on PostgreSQL only, other processes: one thread blocks in
+ * evs_read_tracking with a timeout, woken by the backend's LISTEN/NOTIFY,
+ * then reads the head. (An embedded store has one writing process, this
+ * one, so it has no such thread.) The timeout (250 ms) only bounds how
+ * late it sees a stop; it is not a poll of the store for events.
  *
  * A waiter parks under notify_lock and is woken there, so a commit between
  * a subscription's read and its park is never missed: the park compares

@@ -165,7 +165,13 @@ int serve_run(const serve_config *cfg, evs_db *db)
         status = 2;
         goto close;
     }
-    if (serve_notify_start(s) < 0) {
+    /* Commits by other processes: only on PostgreSQL. An embedded store
+     * has one writing process, this one, whose appends wake subscriptions
+     * themselves (dcb.c, http.c): a thread woken by every commit would be
+     * one more hop on each append's path. */
+    int pg = strncmp(cfg->db_uri, "postgresql://", 13) == 0 ||
+             strncmp(cfg->db_uri, "postgres://", 11) == 0;
+    if (pg && serve_notify_start(s) < 0) {
         serve_log("cannot start the commit notification thread");
         status = 1;
         goto close;
