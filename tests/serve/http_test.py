@@ -609,9 +609,15 @@ def t_slow_subscriber(c, srv):
     after = rss_anon_kb(srv.proc.pid)
     c.eq("40 appends of 1 MB beside a subscriber that reads nothing: all appended", ok, 40)
     c.check("... in %.1f s (not held up by the subscriber)" % el, el < 30)
-    c.check("server memory grew by %d KiB for 40 MB of events the subscriber did not "
-            "read (< 20 MiB: it holds one batch, not a queue)" % (after - before),
-            before > 0 and after - before < 20 * 1024)
+    what = ("server memory grew by %d KiB for 40 MB of events the subscriber did not "
+            "read (< 20 MiB: it holds one batch, not a queue)" % (after - before))
+    if os.environ.get("EVS_SERVE_SANITIZED") == "1":
+        # ASan keeps freed memory in quarantine: the bound means nothing there
+        print("  .. not checked in a sanitizer build: %s (%s)"
+              % (what, "holds" if before > 0 and after - before < 20 * 1024
+                 else "does not hold"), flush=True)
+    else:
+        c.check(what, before > 0 and after - before < 20 * 1024)
     st, evs = cl.read(q(((), ["slow"])), {"backwards": True, "limit": 1})
     c.check("readers are served meanwhile", st == 200 and len(evs) == 1)
     s.close()
