@@ -85,6 +85,14 @@ static void fail_lib(gcall *c, int rc, const char *what)
     gcall_fail(c, code, type, "%s: %s", what, detail && *detail ? detail : evs_strerror(rc));
 }
 
+/* A request that did not unpack. */
+static void fail_unpack(gcall *c, const char *method, const char *message)
+{
+    gcall_fail(c, GS_INVALID_ARGUMENT, UMA_SERIALIZATION,
+               "%s: the request is not a valid umadb.v1.%s message (or one that decodes into "
+               "more than 16 times its size)", method, message);
+}
+
 /* The end of a streaming call the client left, or the server stopping. */
 static void fail_done(gcall *c)
 {
@@ -410,6 +418,29 @@ static void reader_free(void *p)
     free(r);
 }
 
+/* The state of a Read or Subscribe call, owning the unpacked request
+ * rq; NULL after failing the call. */
+static reader *reader_start(gcall *c, ProtobufCMessage *rq, const Umadb__Wire__Query *query,
+                            const char *what)
+{
+    reader *r = calloc(1, sizeof(*r));
+    if (!r) {
+        protobuf_c_message_free_unpacked(rq, gcall_free_allocator());
+        fail_in(c, -1, what);
+        return NULL;
+    }
+    r->req = rq;
+    r->alloc = gcall_free_allocator();
+    r->metrics = gcall_serve(c)->metrics;
+    gcall_set_state(c, r, reader_free);
+    int qrc = query_in(&r->strings, &r->q, query);
+    if (qrc < 0) {
+        fail_in(c, qrc, what);
+        return NULL;
+    }
+    return r;
+}
+
 static uint32_t batch_size(int has, uint32_t v)
 {
     if (!has)
@@ -520,10 +551,10 @@ static void read_step(gcall *c)
 static void dcb_read(gcall *c, const uint8_t *req, size_t len)
 {
     serve *s = gcall_serve(c);
-    Umadb__Wire__ReadRequest *rq = umadb__wire__read_request__unpack(gcall_allocator(c), len, req);
+    Umadb__Wire__ReadRequest *rq =
+        umadb__wire__read_request__unpack(gcall_allocator(c), len, req);
     if (!rq) {
-        gcall_fail(c, GS_INVALID_ARGUMENT, UMA_SERIALIZATION,
-                   "Read: the request is not a valid umadb.v1.ReadRequest message (or one that decodes into more than 16 times its size)");
+        fail_unpack(c, "Read", "ReadRequest");
         return;
     }
     if (rq->has_subscribe && rq->subscribe) {
@@ -533,21 +564,9 @@ static void dcb_read(gcall *c, const uint8_t *req, size_t len)
                    "the `subscribe()` method instead.");
         return;
     }
-    reader *r = calloc(1, sizeof(*r));
-    if (!r) {
-        umadb__wire__read_request__free_unpacked(rq, gcall_free_allocator());
-        fail_in(c, -1, "Read");
+    reader *r = reader_start(c, &rq->base, rq->query, "Read");
+    if (!r)
         return;
-    }
-    r->req = &rq->base;
-    r->alloc = gcall_free_allocator();
-    r->metrics = s->metrics;
-    gcall_set_state(c, r, reader_free);
-    int qrc = query_in(&r->strings, &r->q, rq->query);
-    if (qrc < 0) {
-        fail_in(c, qrc, "Read");
-        return;
-    }
     r->backwards = rq->has_backwards && rq->backwards;
     r->batch = batch_size(rq->has_batch_size, rq->batch_size);
     r->has_limit = rq->has_limit;
@@ -620,10 +639,10 @@ static void sub_step(gcall *c)
 static void dcb_subscribe(gcall *c, const uint8_t *req, size_t len)
 {
     serve *s = gcall_serve(c);
-    Umadb__Wire__SubscribeRequest *rq = umadb__wire__subscribe_request__unpack(gcall_allocator(c), len, req);
+    Umadb__Wire__SubscribeRequest *rq =
+        umadb__wire__subscribe_request__unpack(gcall_allocator(c), len, req);
     if (!rq) {
-        gcall_fail(c, GS_INVALID_ARGUMENT, UMA_SERIALIZATION,
-                   "Subscribe: the request is not a valid umadb.v1.SubscribeRequest message (or one that decodes into more than 16 times its size)");
+        fail_unpack(c, "Subscribe", "SubscribeRequest");
         return;
     }
     if (rq->has_after && rq->after == UINT64_MAX) {
@@ -631,21 +650,9 @@ static void dcb_subscribe(gcall *c, const uint8_t *req, size_t len)
         gcall_end(c); /* UmaDB: nothing can come after the last position */
         return;
     }
-    reader *r = calloc(1, sizeof(*r));
-    if (!r) {
-        umadb__wire__subscribe_request__free_unpacked(rq, gcall_free_allocator());
-        fail_in(c, -1, "Subscribe");
+    reader *r = reader_start(c, &rq->base, rq->query, "Subscribe");
+    if (!r)
         return;
-    }
-    r->req = &rq->base;
-    r->alloc = gcall_free_allocator();
-    r->metrics = s->metrics;
-    gcall_set_state(c, r, reader_free);
-    int qrc = query_in(&r->strings, &r->q, rq->query);
-    if (qrc < 0) {
-        fail_in(c, qrc, "Subscribe");
-        return;
-    }
     r->batch = batch_size(rq->has_batch_size, rq->batch_size);
     r->bound = rq->has_after ? rq->after : 0;
     r->gauge = serve_metrics_sub_open(s->metrics, SERVE_PROTO_GRPC);
@@ -682,7 +689,8 @@ static int metadata_in(char **out, size_t *len, const Umadb__Wire__Event *e)
             rc = ks && (!vs || !ks_j) ? -3 : -1;
         } else {
             dup |= json_object_get(o, ks) != NULL;
-            if (json_object_set(o, ks, vs) < 0 || json_array_append_new(a, json_pack("[OO]", ks_j, vs)) < 0)
+            if (json_object_set(o, ks, vs) < 0 ||
+                json_array_append_new(a, json_pack("[OO]", ks_j, vs)) < 0)
                 rc = -1;
         }
         free(ks);
@@ -705,10 +713,10 @@ static void dcb_append(gcall *c, const uint8_t *req, size_t len)
 {
     serve *s = gcall_serve(c);
     const char *tenant = gcall_tenant(c);
-    Umadb__Wire__AppendRequest *rq = umadb__wire__append_request__unpack(gcall_allocator(c), len, req);
+    Umadb__Wire__AppendRequest *rq =
+        umadb__wire__append_request__unpack(gcall_allocator(c), len, req);
     if (!rq) {
-        gcall_fail(c, GS_INVALID_ARGUMENT, UMA_SERIALIZATION,
-                   "Append: the request is not a valid umadb.v1.AppendRequest message (or one that decodes into more than 16 times its size)");
+        fail_unpack(c, "Append", "AppendRequest");
         return;
     }
     size_t n = rq->n_events;
@@ -861,10 +869,10 @@ out:
 static void dcb_head(gcall *c, const uint8_t *req, size_t len)
 {
     serve *s = gcall_serve(c);
-    Umadb__Wire__HeadRequest *rq = umadb__wire__head_request__unpack(gcall_allocator(c), len, req);
+    Umadb__Wire__HeadRequest *rq =
+        umadb__wire__head_request__unpack(gcall_allocator(c), len, req);
     if (!rq) {
-        gcall_fail(c, GS_INVALID_ARGUMENT, UMA_SERIALIZATION,
-                   "Head: the request is not a valid umadb.v1.HeadRequest message (or one that decodes into more than 16 times its size)");
+        fail_unpack(c, "Head", "HeadRequest");
         return;
     }
     umadb__wire__head_request__free_unpacked(rq, gcall_free_allocator());
@@ -883,11 +891,10 @@ static void dcb_head(gcall *c, const uint8_t *req, size_t len)
 static void dcb_tracking(gcall *c, const uint8_t *req, size_t len)
 {
     serve *s = gcall_serve(c);
-    Umadb__Wire__TrackingRequest *rq = umadb__wire__tracking_request__unpack(gcall_allocator(c), len, req);
+    Umadb__Wire__TrackingRequest *rq =
+        umadb__wire__tracking_request__unpack(gcall_allocator(c), len, req);
     if (!rq) {
-        gcall_fail(c, GS_INVALID_ARGUMENT, UMA_SERIALIZATION,
-                   "GetTrackingInfo: the request is not a valid umadb.v1.TrackingRequest "
-                   "message (or one that decodes into more than 16 times its size)");
+        fail_unpack(c, "GetTrackingInfo", "TrackingRequest");
         return;
     }
     batch strings = {0};

@@ -30,7 +30,8 @@ static Grpc__Health__V1__HealthCheckRequest *unpack(gcall *c, const uint8_t *req
         grpc__health__v1__health_check_request__unpack(gcall_allocator(c), len, req);
     if (!rq)
         gcall_fail(c, GS_INVALID_ARGUMENT, -1,
-                   "the request is not a valid grpc.health.v1.HealthCheckRequest message (or one that decodes into more than 16 times its size)");
+                   "the request is not a valid grpc.health.v1.HealthCheckRequest message (or "
+                   "one that decodes into more than 16 times its size)");
     return rq;
 }
 
