@@ -256,12 +256,45 @@ static int pg_admin_exec(const char *sql)
     PQfinish(c);
     return rc;
 }
+int tu_pg_settle(const char *name)
+{
+    PGconn *c = pg_admin();
+    const char *params[1] = {name};
+    int rc = -1;
+    if (c == NULL)
+        return -1;
+    for (int i = 0; i < 1000 && rc < 0; i++) {
+        PGresult *r = PQexecParams(c, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                      "datname = $1 AND pid <> pg_backend_pid()",
+                                   1, NULL, params, NULL, NULL, 0);
+        int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (!ok)
+            print_error("tu_pg_settle: %s\n", PQerrorMessage(c));
+        else if (atoi(PQgetvalue(r, 0, 0)) == 0)
+            rc = 0;
+        PQclear(r);
+        if (!ok)
+            break;
+        if (rc < 0)
+            tu_sleep_ms(10);
+    }
+    if (rc < 0)
+        print_error("tu_pg_settle: sessions on %s did not end within 10 s\n", name);
+    PQfinish(c);
+    return rc;
+}
 #else
 /* Built without the PostgreSQL backend: no database to make or drop. */
 static int pg_admin_exec(const char *sql)
 {
     print_error("%s: this build has no PostgreSQL backend "
                 "(EVS_WITH_POSTGRES=OFF)\n", sql);
+    return -1;
+}
+
+int tu_pg_settle(const char *name)
+{
+    print_error("tu_pg_settle(%s): this build has no PostgreSQL backend\n", name);
     return -1;
 }
 #endif

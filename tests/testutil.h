@@ -137,6 +137,11 @@ char *tu_pg_uri(const char *db, const char *const *set, size_t nset);
 int tu_pg_create_db(char *name, size_t n);
 /* Drop it WITH (FORCE) (ending its connections). 0, or -1 as above. */
 int tu_pg_drop_db(const char *name);
+/* Wait (up to 10 s) until no server process is connected to database
+ * name: the sessions of a killed client end when their server processes
+ * notice it, and only then is what they were doing (an append still
+ * committing) settled. 0, or -1 after printing why (timeout, no server). */
+int tu_pg_settle(const char *name);
 
 /* mkdtemp under $TMPDIR or /tmp; returns a malloc'd path or NULL. */
 char *tu_mkdtemp(void);

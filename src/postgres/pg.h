@@ -244,10 +244,23 @@ void evs__pg_first_line(char *dst, size_t n, const char *src);
 #define EVS_PG_POOL_MAX 8
 
 /* A pooled connection with its prepared statements. */
+/* A server process: its pid and its backend_start (pg_stat_activity, as
+ * text; "" when unknown). A pid alone is not an identity: a restarted
+ * server reuses pids. */
+typedef struct evs__pgbackend {
+    int pid;
+    char started[48];
+} evs__pgbackend;
+
 typedef struct evs__pgconn {
     PGconn *c;
     int in_use;
+    evs__pgbackend backend; /* the connection's server process */
 } evs__pgconn;
+
+/* Fill b with c's server process (pid; backend_start: one query, "" when
+ * it fails). */
+void evs__pg_backend_of(PGconn *c, evs__pgbackend *b);
 
 /* A fresh connection to the store's database, session set up (no
  * statements prepared). */

@@ -241,12 +241,15 @@ static void sleep_ms(unsigned ms)
 }
 
 /*
- * The connection to backend `pid` broke while an append was in flight.
- * Settle that backend's transaction (terminate it and wait until it is
+ * The connection to server process b broke while an append was in flight.
+ * Settle that process's transaction (terminate it and wait until it is
  * gone), then ask whether the append's first event is stored.
  * *committed: 1 yes, 0 no. Any failure here leaves the outcome unknown.
+ * The process is named by pid and backend_start: after a server restart
+ * the pid may belong to another session, which must not be terminated
+ * (and the old process is gone with the old server).
  */
-static int settle(evs__pg *s, int pid, const evs_uuid *first, int *committed)
+static int settle(evs__pg *s, const evs__pgbackend *b, const evs_uuid *first, int *committed)
 {
     static const char *what = "append: settling a lost connection";
     evs__pgconn *pc;
@@ -256,18 +259,22 @@ static int settle(evs__pg *s, int pid, const evs_uuid *first, int *committed)
     *committed = 0;
     if ((rc = evs__pg_get(s, &pc)) < 0)
         return rc;
-    snprintf(pids, sizeof(pids), "%d", pid);
+    snprintf(pids, sizeof(pids), "%d", b->pid);
     evs__pgparams a = {.n = 0};
     evs__pgp_literal(&a, pids);
-    if ((rc = evs__pg_query_sql(pc->c, "SELECT pg_terminate_backend(pid) FROM "
-                                "pg_stat_activity WHERE pid = $1::int", &a, NULL, what)) < 0)
+    evs__pgp_literal(&a, b->started);
+    static const char *match = " FROM pg_stat_activity WHERE pid = $1::int AND "
+                               "($2 = '' OR backend_start::text = $2)";
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid)%s", match);
+    if ((rc = evs__pg_query_sql(pc->c, sql, &a, NULL, what)) < 0)
         goto out;
     /* Only a backend seen gone has settled its transaction: while it may
      * still run, "not stored yet" proves nothing (it could commit after
      * the lookup), so the outcome stays unknown. */
+    snprintf(sql, sizeof(sql), "SELECT 1%s", match);
     for (int i = 0; i < 1000; i++) {
-        if ((rc = evs__pg_query_sql(pc->c, "SELECT 1 FROM pg_stat_activity WHERE pid = $1::int",
-                                    &a, &res, what)) < 0)
+        if ((rc = evs__pg_query_sql(pc->c, sql, &a, &res, what)) < 0)
             goto out;
         gone = PQntuples(res) == 0;
         PQclear(res);
@@ -276,7 +283,7 @@ static int settle(evs__pg *s, int pid, const evs_uuid *first, int *committed)
         sleep_ms(10);
     }
     if (!gone) {
-        rc = evs__err(EVS_EIO, "the old server process %d did not end within 10 s", pid);
+        rc = evs__err(EVS_EIO, "the old server process %d did not end within 10 s", b->pid);
         goto out;
     }
     evs__pgp_reset(&a);
@@ -292,20 +299,19 @@ out:
 
 /* ---- one request alone ---------------------------------------------------------- */
 
-static int run(evs__pg *s, evs__append_req *r, const evs__pgparams *P, int *lost_pid)
+static int run(evs__pg *s, evs__append_req *r, const evs__pgparams *P, evs__pgbackend *lost)
 {
     evs__pgconn *pc;
     int rc;
-    *lost_pid = 0;
+    lost->pid = 0;
     if ((rc = evs__pg_get(s, &pc)) < 0)
         return rc;
-    int pid = PQbackendPID(pc->c);
     uint64_t t0 = evs__mono_ns();
     PGresult *res = evs__pg_exec_prepared(pc->c, "evs_append", P, 0);
     uint64_t t1 = evs__mono_ns();
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (evs__pg_conn_lost(pc->c) || !res)
-            *lost_pid = pid;
+            *lost = pc->backend;
         rc = evs__pg_fail(pc->c, res, "append");
         evs__pg_put(s, pc);
         return rc;
@@ -322,14 +328,15 @@ static int run(evs__pg *s, evs__append_req *r, const evs__pgparams *P, int *lost
     return rc;
 }
 
-/* After the connection to backend `pid` broke under request r (alone or
- * in a group): did it commit? Returns r's outcome. */
-static int after_loss(evs__pg *s, evs__append_req *r, evs__pgparams *P, int pid)
+/* After the connection to server process b broke under request r (alone
+ * or in a group): did it commit? Returns r's outcome. */
+static int after_loss(evs__pg *s, evs__append_req *r, evs__pgparams *P,
+                      const evs__pgbackend *b)
 {
     char lost[512];
     int rc, committed;
     snprintf(lost, sizeof(lost), "%s", evs_last_error());
-    if (settle(s, pid, &r->ids[0], &committed) < 0)
+    if (settle(s, b, &r->ids[0], &committed) < 0)
         return evs__err(EVS_EIO, "%s; the connection was lost during the append and "
                         "whether it committed is unknown (%s): retry with the same event ids",
                         lost, evs_last_error());
@@ -339,7 +346,8 @@ static int after_loss(evs__pg *s, evs__append_req *r, evs__pgparams *P, int pid)
     /* committed: replay it as a retry, which answers the stored result */
     if ((rc = build(P, r, 1)) < 0)
         return rc;
-    rc = run(s, r, P, &pid);
+    evs__pgbackend again;
+    rc = run(s, r, P, &again);
     /* the lost transaction wrote the events, most likely for this very
      * append (evs_metrics counts them; a caller's own retry that lost its
      * connection is counted as writing too) */
@@ -349,10 +357,10 @@ static int after_loss(evs__pg *s, evs__append_req *r, evs__pgparams *P, int pid)
 
 static int run_alone(evs__pg *s, evs__append_req *r, evs__pgparams *P)
 {
-    int pid;
-    int rc = run(s, r, P, &pid);
-    if (rc < 0 && pid)
-        rc = after_loss(s, r, P, pid);
+    evs__pgbackend lost;
+    int rc = run(s, r, P, &lost);
+    if (rc < 0 && lost.pid)
+        rc = after_loss(s, r, P, &lost);
     return rc;
 }
 
@@ -412,7 +420,8 @@ static void commit_group(evs__pg *s, evs__pg_req *batch)
         return;
     }
     PGconn *c = pc->c;
-    int pid = PQbackendPID(c), sent = PQenterPipelineMode(c) &&
+    evs__pgbackend backend = pc->backend;
+    int sent = PQenterPipelineMode(c) &&
               PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
     for (evs__pg_req *q = batch; q && sent; q = q->next)
         sent = evs__pg_send_prepared(c, "evs_append", q->P);
@@ -487,7 +496,7 @@ static void commit_group(evs__pg *s, evs__pg_req *batch)
     evs__err(EVS_EBACKEND, "append: PostgreSQL: the connection was lost during a group "
              "commit");
     for (evs__pg_req *q = batch; q; q = q->next)
-        req_done(q, after_loss(s, q->core, q->P, pid));
+        req_done(q, after_loss(s, q->core, q->P, &backend));
 }
 
 int evs__pg_append(evs_db *db, evs__append_req *r)

@@ -12,6 +12,29 @@
  */
 #include "postgres/pg.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+/*
+ * TCP keepalives on every connection (the socket's options, whatever the
+ * URI says): a server or network that vanishes without a reset (a dropped
+ * route, a VM paused) is noticed after ~25 s of silence (10 s idle, then 3
+ * probes 5 s apart) instead of the kernel's two hours, so a statement or
+ * the LISTEN connection fails and is retried instead of hanging. Unix
+ * sockets refuse the options: nothing to do there, a local peer cannot
+ * vanish silently.
+ */
+static void keepalive(PGconn *c)
+{
+    int fd = PQsocket(c), on = 1, idle = 10, intvl = 5, cnt = 3;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) != 0)
+        return;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 /* The library never prints: server notices and warnings are dropped. */
 static void quiet(void *arg, const PGresult *res)
 {
@@ -31,6 +54,7 @@ int evs__pg_connect(evs__pg *s, PGconn **out)
         return evs__err(EVS_EBACKEND, "cannot connect to PostgreSQL: %s", msg);
     }
     PQsetNoticeReceiver(c, quiet, NULL);
+    keepalive(c);
     /* Appends rely on READ COMMITTED (a fresh snapshot per statement after
      * the head lock); a database default of another level must not apply.
      * No JIT: every statement here is short, and a misestimated one (stale
@@ -58,9 +82,21 @@ void evs__pg_pool_init(evs__pg *s)
     pthread_cond_init(&s->pool_cond, NULL);
 }
 
+void evs__pg_backend_of(PGconn *c, evs__pgbackend *b)
+{
+    b->pid = PQbackendPID(c);
+    b->started[0] = 0;
+    PGresult *r = PQexec(c, "SELECT backend_start::text FROM pg_stat_activity "
+                            "WHERE pid = pg_backend_pid()");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        snprintf(b->started, sizeof(b->started), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+}
+
 void evs__pg_pool_first(evs__pg *s, PGconn *c)
 {
     s->pool[0].c = c;
+    evs__pg_backend_of(c, &s->pool[0].backend);
     s->pool_made = 1;
 }
 
@@ -102,6 +138,7 @@ int evs__pg_get(evs__pg *s, evs__pgconn **out)
                     pthread_mutex_unlock(&s->pool_lock);
                     return rc;
                 }
+                evs__pg_backend_of(c, &s->pool[i].backend);
                 s->pool[i].c = c;
                 *out = &s->pool[i];
                 return 0;

@@ -556,6 +556,9 @@ static void bump(evs__pg *s)
     pthread_mutex_unlock(&s->nlock);
 }
 
+/* The longest the listener waits without anything from the server. */
+#define LISTEN_QUIET_MS 30000
+
 typedef struct listener_arg {
     evs__pg *s;
     PGconn *c;
@@ -578,10 +581,19 @@ static void *listener_main(void *arg)
             continue;
         }
         fds[1].fd = PQsocket(c);
-        if (poll(fds, 2, -1) < 0) {
+        int ready = poll(fds, 2, LISTEN_QUIET_MS);
+        if (ready < 0) {
             if (errno == EINTR)
                 continue;
             break;
+        }
+        if (ready == 0) {
+            /* Nothing for a while: wake the waiters anyway, so that a
+             * notification lost with a connection that died silently
+             * (before keepalives notice, pg_pool.c) delays a tracking
+             * read by at most this long, never for ever. */
+            bump(s);
+            continue;
         }
         if (fds[0].revents)
             break;
