@@ -17,6 +17,21 @@
  * on stdout) with the JSON's figures, and report.json carries the peer's
  * scenarios, load and side-by-side rows. (The quick run above passes
  * --peers none, keeping its time.)
+ *
+ * test_transport_run (issue 16): a tiny run with --transport grpc (the
+ * quick run leaves the transport out, and says so): `evs serve` started
+ * and stopped by the bench (exit status 0), every gRPC scenario's
+ * outcomes add up at every level, its checks held, its goals are judged,
+ * and the report's transport tables carry the JSON's figures.
+ *
+ * `test_bench pg` (ctest: test_bench_peers_pg, on the PostgreSQL test
+ * cluster EVS_TEST_PG, issue 20) runs the PostgreSQL peers instead:
+ * test_pg_peers_run, a short run with --pg-uri of raw PostgreSQL
+ * (pgbench) and Message DB: every peer scenario's outcomes add up with no
+ * error, their checks held, report.md has each side-by-side table with
+ * the JSON's figures, and their databases are dropped after;
+ * test_pg_throwaway, --pg-throwaway: the bench's own cluster ran the
+ * postgres peer and its directory is gone after, no server left.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -476,12 +492,155 @@ static void test_quick_run(void **state)
     md_load(&m, path);
     check_targets(root, &m);
     md_free(&m);
+    /* the quick run leaves the transport out, and says so */
+    json_t *tp = get(root, "transport");
+    assert_true(json_is_false(get(tp, "requested")));
+    assert_true(json_is_false(get(tp, "ran")));
+    snprintf(path, sizeof path, "%s/out/report.md", g_dir);
+    md_load(&m, path);
+    assert_true(md_find(&m, 0, "| transport | skipped in the quick run") >= 0);
+    md_free(&m);
     json_decref(root);
 
     /* the fresh store's temporary directory is gone */
     snprintf(cmd, sizeof cmd, "ls -d '%s'/evs-bench-* >/dev/null 2>&1",
              g_dir);
     assert_int_not_equal(system(cmd), 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* The transport (issue 16)                                            */
+/* ------------------------------------------------------------------ */
+
+/* report.md's level table of the gRPC scenario name, its rows the JSON's
+ * levels. */
+static void check_tp_levels_md(md *m, json_t *sc)
+{
+    char head[160];
+    snprintf(head, sizeof head, "### gRPC: `%s`",
+             json_string_value(get(sc, "name")));
+    int at = md_find(m, 0, head);
+    assert_true(at >= 0);
+    int t = md_find(m, at, "| connections | client threads | attempted |");
+    assert_true(t >= 0);
+    t += 2;
+    json_t *levels = get(sc, "levels"), *lv;
+    size_t k;
+    json_array_foreach(levels, k, lv) {
+        row r;
+        json_t *l = get(lv, "latency_ms");
+        assert_true(t < m->n);
+        assert_int_equal(split_row(m->lines[t++], &r), 0);
+        assert_int_equal(r.n, 17);
+        same_int("connections", r.cell[0], get(lv, "connections"));
+        same_int("attempted", r.cell[2], get(lv, "attempted"));
+        same_int("committed", r.cell[3], get(lv, "committed"));
+        same_int("conflicts", r.cell[5], get(lv, "conflicts"));
+        same_int("errors", r.cell[6], get(lv, "errors"));
+        same_real("ops/s", r.cell[7], get(lv, "ops_per_s"), "%.1f");
+        same_real("items/s", r.cell[8], get(lv, "items_per_s"), "%.1f");
+        same_real("p50", r.cell[9], get(l, "p50"), "%.3f");
+        same_real("p99", r.cell[12], get(l, "p99"), "%.3f");
+    }
+    assert_true(t >= m->n || m->lines[t][0] != '|');
+}
+
+static void test_transport_run(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"grpc-head", "grpc-append-1",
+                                        "grpc-dcb", "grpc-catchup"};
+    char path[PATH_MAX + 32];
+    json_t *root = run_bench("--quick --events 2000 --seconds 0.2 --warmup 0.05 "
+                             "--scenarios append-1 --peers none --transport "
+                             "grpc --no-plots",
+                             "transport", "t");
+    check_accounting(root);
+    json_t *tp = get(root, "transport");
+    assert_true(json_is_true(get(tp, "ran")));
+    assert_true(json_is_false(get(tp, "failed")));
+    assert_int_equal(json_integer_value(get(get(tp, "server"), "exit_status")),
+                     0);
+    json_t *scs = get(tp, "scenarios"), *sc;
+    size_t i;
+    assert_int_equal(json_array_size(scs), 4);
+    json_array_foreach(scs, i, sc) {
+        assert_string_equal(json_string_value(get(sc, "name")), names[i]);
+        assert_true(json_is_true(get(sc, "ran")));
+        assert_true(json_is_false(get(sc, "failed")));
+        if (i == 1 || i == 2) /* the writes are read back */
+            assert_string_equal(json_string_value(get(sc, "check")), "held");
+        json_t *levels = get(sc, "levels"), *lv;
+        size_t k;
+        assert_true(json_array_size(levels) > 0);
+        json_array_foreach(levels, k, lv) {
+            uint64_t a = u(lv, "attempted");
+            assert_true(a > 0);
+            assert_int_equal(a, u(lv, "committed") + u(lv, "rejected") +
+                                    u(lv, "conflicts") + u(lv, "errors"));
+            assert_int_equal(u(lv, "errors"), 0);
+            assert_true(u(lv, "committed") > 0);
+            json_t *w = get(lv, "warmup_excluded");
+            assert_int_equal(u(w, "attempted"),
+                             u(w, "committed") + u(w, "rejected") +
+                                 u(w, "conflicts") + u(w, "errors"));
+            json_t *lat = get(lv, "latency_ms");
+            assert_int_equal(u(lat, "samples"), a);
+            assert_true(json_number_value(get(lat, "p50")) > 0);
+            assert_true(json_number_value(get(lat, "p50")) <=
+                        json_number_value(get(lat, "p99")));
+            assert_true(json_is_true(get(lv, "accounting_ok")));
+        }
+    }
+    /* catch-up: every pass received every loaded event */
+    json_t *cu = json_array_get(scs, 3);
+    json_t *cl = json_array_get(get(cu, "levels"), 0);
+    assert_int_equal(u(cl, "items"),
+                     u(cl, "committed") * u(get(cu, "load"), "events"));
+    /* the in-process append-1 of the same run, beside */
+    json_t *ip = get(json_array_get(get(json_array_get(scs, 1), "levels"), 0),
+                     "in_process");
+    assert_string_equal(json_string_value(get(ip, "scenario")), "append-1");
+    json_t *idle = get(tp, "idle");
+    assert_int_equal(u(idle, "heads_ok"), u(idle, "connections"));
+    assert_true(u(idle, "server_sockets") >= u(idle, "connections"));
+    assert_true(u(idle, "rss_kb") > 0);
+    json_t *goals = get(tp, "goals"), *g;
+    assert_int_equal(json_array_size(goals), 4);
+    json_array_foreach(goals, i, g) {
+        const char *v = json_string_value(get(g, "verdict"));
+        assert_true(strcmp(v, "met") == 0 || strcmp(v, "not met") == 0 ||
+                    strcmp(v, "not run") == 0);
+        if (strcmp(v, "not run") != 0) /* judged on a figure */
+            assert_true(json_is_number(get(g, "measured")));
+    }
+    /* 256 connections and 1,000 idle ones are not in a quick pass */
+    assert_string_equal(
+        json_string_value(get(json_array_get(goals, 0), "verdict")), "not run");
+    assert_string_equal(
+        json_string_value(get(json_array_get(goals, 3), "verdict")), "not run");
+    /* nor 200,000 events to catch up on; the p50 at 1 connection is
+     * judged on the append-1 level's figure */
+    assert_string_equal(
+        json_string_value(get(json_array_get(goals, 2), "verdict")), "not run");
+    json_t *a1 = json_array_get(get(json_array_get(scs, 1), "levels"), 0);
+    assert_true(json_number_value(get(json_array_get(goals, 1), "measured")) ==
+                json_number_value(get(get(a1, "latency_ms"), "p50")));
+
+    md m;
+    snprintf(path, sizeof path, "%s/transport/report.md", g_dir);
+    md_load(&m, path);
+    assert_true(md_find(&m, 0, "## Over the network: gRPC") >= 0);
+    assert_true(md_find(&m, 0, "| transport | gRPC (C core ") >= 0);
+    json_array_foreach(scs, i, sc)
+        check_tp_levels_md(&m, sc);
+    check_levels(root, &m); /* the gRPC sections are not evstore's */
+    md_free(&m);
+    snprintf(path, sizeof path, "%s/tstdout", g_dir);
+    md_load(&m, path);
+    assert_true(md_find(&m, 0, "| goal (issue 16) | target |") >= 0);
+    md_free(&m);
+    json_decref(root);
 }
 
 /* ------------------------------------------------------------------ */
@@ -629,7 +788,181 @@ static void test_peers_run(void **state)
     assert_int_not_equal(system(cmd), 0);
 }
 
-int main(void)
+/* ------------------------------------------------------------------ */
+/* The PostgreSQL peers (issue 20): `test_bench pg`, as the ctest test  */
+/* test_bench_peers_pg on the PostgreSQL test cluster (EVS_TEST_PG)     */
+/* ------------------------------------------------------------------ */
+
+/* The peer named name in report.json: it ran without failing, each of
+ * its scenarios (names, in order) is ok with attempted = committed +
+ * rejected + conflicts + errors > 0 and no error at every level (warm-up
+ * too), its check (when it has one) held, and it has one side-by-side
+ * row per level. Returns the peer. */
+static json_t *check_pg_peer(json_t *root, const char *name,
+                             const char *const *names, int nnames)
+{
+    json_t *peers = get(root, "peers"), *p = NULL, *sc;
+    size_t i, rows = 0;
+    json_array_foreach(peers, i, sc)
+        if (strcmp(json_string_value(get(sc, "name")), name) == 0)
+            p = sc;
+    assert_non_null(p);
+    if (!json_is_true(get(p, "ran")) || json_is_true(get(p, "failed")))
+        print_error("peer %s: %s\n", name,
+                    json_string_value(get(p, "note")) ?: "(no note)");
+    assert_true(json_is_true(get(p, "ran")));
+    assert_true(json_is_false(get(p, "failed")));
+    assert_non_null(json_string_value(get(p, "server")));
+    assert_non_null(json_string_value(get(p, "compared_with")));
+    json_t *scs = get(p, "scenarios");
+    assert_int_equal(json_array_size(scs), (size_t)nnames);
+    json_array_foreach(scs, i, sc) {
+        json_t *levels = get(sc, "levels"), *lv;
+        size_t k;
+        assert_string_equal(json_string_value(get(sc, "name")), names[i]);
+        assert_string_equal(json_string_value(get(sc, "outcome")), "ok");
+        assert_true(json_is_true(get(sc, "accounting_ok")));
+        assert_true(json_array_size(levels) > 0);
+        json_array_foreach(levels, k, lv) {
+            uint64_t a = u(lv, "attempted");
+            assert_true(a > 0);
+            assert_int_equal(a, u(lv, "committed") + u(lv, "rejected") +
+                                    u(lv, "conflicts") + u(lv, "errors"));
+            assert_int_equal(u(lv, "errors"), 0);
+            assert_true(u(lv, "committed") > 0);
+            json_t *w = get(lv, "warmup_excluded");
+            assert_int_equal(u(w, "attempted"),
+                             u(w, "committed") + u(w, "rejected") +
+                                 u(w, "conflicts") + u(w, "errors"));
+            assert_int_equal(u(w, "errors"), 0);
+            rows++;
+        }
+        json_t *chk = json_object_get(sc, "check");
+        if (chk && json_is_string(chk))
+            assert_string_not_equal(json_string_value(chk), "failed");
+    }
+    assert_int_equal(json_array_size(get(p, "side_by_side")), rows);
+    return p;
+}
+
+/* report.md's side-by-side table of the peer titled title: a row per
+ * JSON row, its ops/s cells the JSON's. */
+static void check_pg_side_by_side(json_t *p, md *m, const char *title)
+{
+    char head[128];
+    int at = md_find(m, 0, "## Side by side");
+    assert_true(at >= 0);
+    snprintf(head, sizeof head, "### %s ", title);
+    int h = md_find(m, at, head);
+    assert_true(h >= 0);
+    snprintf(head, sizeof head, "| scenario | threads | evstore ops/s | %s "
+             "ops/s |", title);
+    int t = md_find(m, h, head);
+    assert_true(t >= 0);
+    t += 2;
+    json_t *sbs = get(p, "side_by_side"), *jr;
+    size_t i;
+    json_array_foreach(sbs, i, jr) {
+        row r;
+        char want[128];
+        assert_true(t < m->n);
+        assert_int_equal(split_row(m->lines[t++], &r), 0);
+        assert_int_equal(r.n, 12);
+        snprintf(want, sizeof want, "`%s`",
+                 json_string_value(get(jr, "scenario")));
+        assert_string_equal(r.cell[0], want);
+        same_int("threads", r.cell[1], get(jr, "threads"));
+        same_real("peer ops/s", r.cell[3], get(get(jr, "ops_per_s"), "peer"),
+                  "%.1f");
+    }
+    assert_true(t >= m->n || m->lines[t][0] != '|');
+}
+
+/* Both PostgreSQL peers on the test cluster (--pg-uri): raw PostgreSQL
+ * (pgbench) and Message DB; their databases are dropped after. */
+static void test_pg_peers_run(void **state)
+{
+    (void)state;
+    static const char *const raw[] = {"append-1", "batch"};
+    static const char *const mdb[] = {"append-1", "batch", "aggregate",
+                                      "stream-batches"};
+    const char *uri = getenv("EVS_TEST_PG");
+    char args[4096], path[PATH_MAX + 32], cmd[4096 + 256];
+    assert_non_null(uri);
+    snprintf(args, sizeof args,
+             "--quick --events 2000 --seconds 0.3 --warmup 0 --scenarios "
+             "append-1,batch,aggregate,stream-batches --peers "
+             "postgres,messagedb --pg-uri '%s' --transport none --no-plots",
+             uri);
+    json_t *root = run_bench(args, "pgpeers", "pg");
+    check_accounting(root);
+    json_t *pp = check_pg_peer(root, "postgres", raw, 2);
+    json_t *pm = check_pg_peer(root, "messagedb", mdb, 4);
+    /* Message DB was loaded with the same events */
+    assert_int_equal(u(get(pm, "load"), "events"),
+                     u(get(get(root, "generator"), "stats"), "events"));
+    md m;
+    snprintf(path, sizeof path, "%s/pgpeers/report.md", g_dir);
+    md_load(&m, path);
+    check_pg_side_by_side(pp, &m, "PostgreSQL");
+    check_pg_side_by_side(pm, &m, "Message DB");
+    assert_true(md_find(&m, 0, "| PostgreSQL peers' server |") >= 0);
+    assert_true(md_find(&m, 0, "Compared beside evstore's embedded "
+                               "figures") >= 0);
+    md_free(&m);
+    json_decref(root);
+    /* their databases are gone */
+    snprintf(cmd, sizeof cmd, "test \"$(psql -X -At -d '%s' -c \"SELECT "
+             "count(*) FROM pg_database WHERE datname LIKE 'evs_bench_%%'\")"
+             "\" = 0", uri);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* --pg-throwaway: the bench starts its own cluster under --dir, runs the
+ * postgres peer on it, then stops it and removes its directory. */
+static void test_pg_throwaway(void **state)
+{
+    (void)state;
+    char path[PATH_MAX + 32], line[1024], dir[PATH_MAX] = "";
+    char cmd[PATH_MAX * 2 + 64];
+    /* the user postgres runs the cluster (as root): it must reach --dir */
+    assert_int_equal(chmod(g_dir, 0755), 0);
+    json_t *root = run_bench("--quick --events 500 --seconds 0.2 --warmup 0 "
+                             "--scenarios append-1 --threads 1 --peers "
+                             "postgres --pg-throwaway --transport none "
+                             "--no-plots", "throwaway", "tw");
+    static const char *const raw[] = {"append-1"};
+    json_t *pp = check_pg_peer(root, "postgres", raw, 1);
+    assert_non_null(strstr(json_string_value(get(pp, "server")),
+                           "throwaway cluster in "));
+    json_decref(root);
+    /* its directory, from the progress line, is gone, and so is every
+       evs-bench-* directory the run made */
+    snprintf(path, sizeof path, "%s/twstderr", g_dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f)) {
+        const char *in = strstr(line, ") in /");
+        if (strstr(line, "evs bench: PostgreSQL ") && in) {
+            snprintf(dir, sizeof dir, "%s", in + 5);
+            dir[strcspn(dir, "\n")] = 0;
+        }
+    }
+    fclose(f);
+    assert_true(dir[0] == '/');
+    assert_non_null(strstr(dir, "/evs-bench-pg-"));
+    assert_int_not_equal(access(dir, F_OK), 0);
+    snprintf(cmd, sizeof cmd, "ls -d '%s'/evs-bench-* >/dev/null 2>&1",
+             g_dir);
+    assert_int_not_equal(system(cmd), 0);
+    /* and no server of it is left running ("[e]" so that the shell
+       running pgrep does not match itself) */
+    snprintf(cmd, sizeof cmd, "pgrep -f '[e]%s' >/dev/null",
+             strstr(dir, "/evs-bench-pg-") + 2);
+    assert_int_not_equal(system(cmd), 0);
+}
+
+int main(int argc, char **argv)
 {
     const char *tmp = getenv("TMPDIR");
     snprintf(g_dir, sizeof g_dir, "%s/test_bench-XXXXXX",
@@ -641,8 +974,17 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quick_run),
         cmocka_unit_test(test_peers_run),
+        cmocka_unit_test(test_transport_run),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    /* `test_bench pg`: the PostgreSQL peers only (EVS_TEST_PG) */
+    const struct CMUnitTest pg_tests[] = {
+        cmocka_unit_test(test_pg_peers_run),
+        cmocka_unit_test(test_pg_throwaway),
+    };
+    int pg = argc > 1 && strcmp(argv[1], "pg") == 0;
+    int rc = pg ? cmocka_run_group_tests_name("test_bench_peers_pg", pg_tests,
+                                              NULL, NULL)
+                : cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[PATH_MAX + 16];
     if (rc == 0) {
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);

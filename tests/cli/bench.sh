@@ -38,17 +38,27 @@ done
 run 2 "--warmup -1" "$EVS" bench --warmup -1 --out "$T/o"
 run 2 "--seed -1" "$EVS" bench --seed -1 --out "$T/o"
 run 2 "--force without --db" "$EVS" bench --force --out "$T/o"
-# --peers (issue 20): sqlite or none; the PostgreSQL peers are not there
-# yet and say so instead of being skipped silently
+# --peers (issue 20): the PostgreSQL peers asked for by name need a
+# server, and the message says how to give one
 for p in postgres messagedb sqlite,postgres; do
-    run 2 "--peers $p" "$EVS" bench --peers "$p" --out "$T/o"
-    has "--peers $p: not implemented" "$T/err" "not implemented yet"
+    run 2 "--peers $p without a server" "$EVS" bench --peers "$p" --out "$T/o"
+    has "--peers $p: needs a server" "$T/err" "--pg-throwaway"
 done
+run 2 "--pg-uri with --pg-throwaway" "$EVS" bench --pg-uri postgresql:///x \
+    --pg-throwaway --out "$T/o"
+has "--pg-uri with --pg-throwaway named" "$T/err" "not both"
+run 2 "--pg-uri ''" "$EVS" bench --pg-uri "" --out "$T/o"
 for p in nosuch '' sqlite,, none,sqlite; do
     run 2 "--peers '$p'" "$EVS" bench --peers "$p" --out "$T/o"
     has "--peers '$p' named" "$T/err" "--peers"
 done
 has "--peers: the valid ones listed" "$T/err" "sqlite"
+# --transport (issue 16): grpc or none, nothing else
+for t in nosuch '' GRPC grpc,none; do
+    run 2 "--transport '$t'" "$EVS" bench --transport "$t" --out "$T/o"
+    has "--transport '$t' named" "$T/err" "--transport"
+done
+has "--transport: the valid ones listed" "$T/err" "grpc, or none"
 run 2 "unknown option" "$EVS" bench --nosuch
 run 2 "stray argument" "$EVS" bench extra
 if [ -e "$T/o" ]; then bad "a usage error created the results directory"; else ok; fi

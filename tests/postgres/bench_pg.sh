@@ -3,8 +3,9 @@
 # pg_cluster fixture: tests/CMakeLists.txt): a quick run of three scenarios
 # on a fresh database of its own exits 0 (every scenario's outcomes add up
 # and its checks hold), and the report has the PostgreSQL-only section:
-# EXPLAIN (ANALYZE, BUFFERS) of the hot queries with a verdict each; the
-# same database, now holding events, is refused without --force.
+# EXPLAIN (ANALYZE, BUFFERS) of the hot queries with a verdict each, and
+# the PostgreSQL peers ran on the same server by default; the same
+# database, now holding events, is refused without --force.
 # Usage: bench_pg.sh PATH/TO/evs   (EVS_TEST_PG: an admin libpq URI)
 set -euo pipefail
 NAME=cli_bench_pg
@@ -21,6 +22,12 @@ R=$O/report.md
 J=$O/report.json
 has "EXPLAIN section" "$R" "## PostgreSQL: EXPLAIN (ANALYZE, BUFFERS) of the hot queries"
 has "ANALYZE after the load stated" "$R" "the runner ran ANALYZE"
+# the PostgreSQL peers (issue 20) ran by default on the --db server, beside
+# evstore-on-PostgreSQL's figures (tests/test_bench.c `pg` checks their
+# accounting)
+has "raw PostgreSQL peer ran" "$R" "| peer postgres | ran (PostgreSQL "
+has "Message DB peer ran" "$R" "| peer messagedb | ran (Message DB "
+has "compared on the same server" "$R" "beside evstore on PostgreSQL, on the same server"
 has "summary line" "$T/out" "PostgreSQL EXPLAIN: "
 for q in "stream read" "read_streams (command executor)" "tenant \$all page" \
     "tracking page from a token (tenant)" "DCB query: type + tag" \

@@ -342,6 +342,7 @@ void report_summary_md(FILE *f, const suite_report *r, const char *dir)
     }
     fprintf(f, "\n\n");
     md_side_by_side(f, r);
+    transport_md_summary(f, r);
     fprintf(f, "Full report: %s/report.md; every figure: "
                "%s/report.json; plots: %s.\n",
             dir, dir, r->plots_drawn ? "the .png files there" : r->plots_note);
@@ -370,8 +371,15 @@ static void md_environment(FILE *f, const suite_report *r)
         md_peer_status(f, &r->peers[i]);
         fprintf(f, " |\n");
     }
-    fprintf(f, "| peers postgres, messagedb | not implemented yet (issue 20) "
-               "|\n");
+    /* the PostgreSQL peers' server (the same for both: said once) */
+    for (int i = 0; i < BENCH_NPEERS; i++)
+        if (r->peers[i].server[0]) {
+            fprintf(f, "| PostgreSQL peers' server | ");
+            md_cell(f, r->peers[i].server);
+            fprintf(f, " |\n");
+            break;
+        }
+    transport_md_env(f, r);
     fprintf(f, "| run time | %.1f s (load average at start / end: %s / "
                "%s) |\n\n",
             r->total_s, r->load_start, r->load_end);
@@ -691,12 +699,19 @@ static void md_side_by_side(FILE *f, const suite_report *r)
             fprintf(f, "\n\n");
             continue;
         }
-        fprintf(f, "Data load: evstore " RATE_FMT " events/s, %s " RATE_FMT
-                   " events/s (%llu events each), ratio ",
-                evs_load_rate(r), p->title, peer_load_rate(p),
-                (unsigned long long)p->load_events);
-        md_ratio(f, ratio(evs_load_rate(r), peer_load_rate(p)));
-        fprintf(f, ".\n\n");
+        if (p->compare[0])
+            fprintf(f, "Compared %s.\n\n", p->compare);
+        if (p->load_events == 0) {
+            fprintf(f, "Data load: not compared (%s).\n\n",
+                    p->load_how ? p->load_how : "not loaded");
+        } else {
+            fprintf(f, "Data load: evstore " RATE_FMT " events/s, %s "
+                       RATE_FMT " events/s (%llu events each), ratio ",
+                    evs_load_rate(r), p->title, peer_load_rate(p),
+                    (unsigned long long)p->load_events);
+            md_ratio(f, ratio(evs_load_rate(r), peer_load_rate(p)));
+            fprintf(f, ".\n\n");
+        }
         fprintf(f, "| scenario | threads | evstore ops/s | %s ops/s | ratio "
                    "| evstore p50 ms | %s p50 ms | ratio | evstore p99 ms | "
                    "%s p99 ms | ratio | notes |\n"
@@ -742,14 +757,17 @@ static void md_side_by_side(FILE *f, const suite_report *r)
                     notes++;
                 }
                 if (pl->c.conflicts || pl->c.errors || pl->c.rejected ||
-                    ps->retries[l])
+                    ps->retries[l]) {
                     fprintf(f, "%s%s: %llu rejected, %llu conflicts, %llu "
-                               "errors, %llu busy retries",
+                               "errors",
                             notes ? "; " : "", p->title,
                             (unsigned long long)pl->c.rejected,
                             (unsigned long long)pl->c.conflicts,
-                            (unsigned long long)pl->c.errors,
-                            (unsigned long long)ps->retries[l]);
+                            (unsigned long long)pl->c.errors);
+                    if (p->retries_what)
+                        fprintf(f, ", %llu busy retries",
+                                (unsigned long long)ps->retries[l]);
+                }
                 fprintf(f, " |\n");
             }
         }
@@ -758,8 +776,6 @@ static void md_side_by_side(FILE *f, const suite_report *r)
             fprintf(f, "**Some of %s's scenarios failed**: see \"Peers\" "
                        "below.\n\n", p->title);
     }
-    fprintf(f, "Not implemented yet: the PostgreSQL and Message DB peers "
-               "(issue 20).\n\n");
 }
 
 static void md_peer_scenario(FILE *f, const peer_result *p,
@@ -778,12 +794,15 @@ static void md_peer_scenario(FILE *f, const peer_result *p,
         return;
     }
     md_levels(f, s);
-    fprintf(f, "\nBusy retries (BEGIN IMMEDIATE still SQLITE_BUSY after "
-               "the busy timeout, tried again; warm-up included):");
-    for (int i = 0; i < s->n; i++)
-        fprintf(f, "%s %d thread%s %llu", i ? "," : "", s->lv[i].threads,
-                plural(s->lv[i].threads), (unsigned long long)s->retries[i]);
-    fprintf(f, ". ");
+    fprintf(f, "\n");
+    if (p->retries_what) {
+        fprintf(f, "Busy retries (%s):", p->retries_what);
+        for (int i = 0; i < s->n; i++)
+            fprintf(f, "%s %d thread%s %llu", i ? "," : "",
+                    s->lv[i].threads, plural(s->lv[i].threads),
+                    (unsigned long long)s->retries[i]);
+        fprintf(f, ". ");
+    }
     md_outcomes(f, s, "database", " (every answer is checked)");
 }
 
@@ -801,18 +820,36 @@ static void md_peers(FILE *f, const suite_report *r)
             continue;
         fprintf(f, "### %s %s\n\n", p->title, p->version);
         fprintf(f, "Database `%s` (removed after unless --keep), %.1f MiB "
-                   "at the end. Pragmas: %s. Schema:\n\n```sql\n%s\n```\n\n",
-                p->path, (double)p->bytes / 1048576.0, p->pragmas, p->schema);
-        fprintf(f, "Data load: the same generated events (ids, timestamps, "
-                   "tags, payloads), no snapshots, in %llu transactions (a "
-                   "tenant's run of events, at most %u each), then ANALYZE.\n\n"
-                   "| events | transactions | seconds | events/s |\n"
-                   "|---|---|---|---|\n| %llu | %llu | %.3f | " RATE_FMT
-                   " |\n\n",
-                (unsigned long long)p->load_commits, r->gen.batch_events,
-                (unsigned long long)p->load_events,
-                (unsigned long long)p->load_commits, p->load_s,
-                peer_load_rate(p));
+                   "at the end. %s: %s. Schema:\n\n```sql\n%s\n```\n\n",
+                p->path, (double)p->bytes / 1048576.0,
+                p->load_how ? "Configuration" : "Pragmas", p->pragmas,
+                p->schema);
+        if (p->compare[0])
+            fprintf(f, "Its figures are put %s.\n\n", p->compare);
+        if (p->load_how && p->load_events == 0)
+            fprintf(f, "Data load: %s.\n\n", p->load_how);
+        else if (p->load_how)
+            fprintf(f, "Data load: %s; %llu transactions (at most %u events "
+                       "each).\n\n"
+                       "| events | transactions | seconds | events/s |\n"
+                       "|---|---|---|---|\n| %llu | %llu | %.3f | " RATE_FMT
+                       " |\n\n",
+                    p->load_how, (unsigned long long)p->load_commits,
+                    r->gen.batch_events, (unsigned long long)p->load_events,
+                    (unsigned long long)p->load_commits, p->load_s,
+                    peer_load_rate(p));
+        else
+            fprintf(f, "Data load: the same generated events (ids, "
+                       "timestamps, tags, payloads), no snapshots, in %llu "
+                       "transactions (a tenant's run of events, at most %u "
+                       "each), then ANALYZE.\n\n"
+                       "| events | transactions | seconds | events/s |\n"
+                       "|---|---|---|---|\n| %llu | %llu | %.3f | " RATE_FMT
+                       " |\n\n",
+                    (unsigned long long)p->load_commits, r->gen.batch_events,
+                    (unsigned long long)p->load_events,
+                    (unsigned long long)p->load_commits, p->load_s,
+                    peer_load_rate(p));
         for (int k = 0; k < p->nsr; k++)
             md_peer_scenario(f, p, &p->sr[k]);
     }
@@ -837,6 +874,7 @@ static void write_md(FILE *f, const suite_report *r, const char *dir)
     for (int i = 0; i < r->nsr; i++)
         md_scenario(f, r, &r->sr[i]);
     md_peers(f, r);
+    transport_md(f, r);
     fprintf(f, "## Throughput vs concurrency\n\n");
     if (r->plots_drawn)
         fprintf(f, "![committed operations per second by threads, every "
@@ -1092,6 +1130,10 @@ static json_t *j_peer(const suite_report *r, const peer_result *p)
                                               : json_null());
     json_object_set_new(o, "pragmas", str_or_null(p->pragmas));
     json_object_set_new(o, "schema", str_or_null(p->schema));
+    json_object_set_new(o, "compared_with",
+                        p->compare[0] ? json_string(p->compare) : json_null());
+    json_object_set_new(o, "server",
+                        p->server[0] ? json_string(p->server) : json_null());
     if (!p->ran) {
         json_object_set_new(o, "load", json_null());
         json_object_set_new(o, "scenarios", json_array());
@@ -1161,7 +1203,18 @@ static json_t *j_report(const suite_report *r)
     json_t *po = json_array();
     if (o->peers & BENCH_PEER_SQLITE)
         json_array_append_new(po, json_string("sqlite"));
+    if (o->peers & BENCH_PEER_POSTGRES)
+        json_array_append_new(po, json_string("postgres"));
+    if (o->peers & BENCH_PEER_MESSAGEDB)
+        json_array_append_new(po, json_string("messagedb"));
     json_object_set_new(opt, "peers", po);
+    json_object_set_new(opt, "pg_uri", json_boolean(o->pg_uri != NULL));
+    json_object_set_new(opt, "pg_throwaway", json_boolean(o->pg_throwaway));
+    json_object_set_new(opt, "transport",
+                        json_string(o->transport == BENCH_TRANSPORT_GRPC ? "grpc"
+                                    : o->transport == BENCH_TRANSPORT_NONE
+                                        ? "none"
+                                        : "default"));
     json_object_set_new(root, "options", opt);
     json_object_set_new(root, "environment", j_environment(r));
     json_object_set_new(
@@ -1181,8 +1234,7 @@ static json_t *j_report(const suite_report *r)
     for (int i = 0; i < BENCH_NPEERS; i++)
         json_array_append_new(pa, j_peer(r, &r->peers[i]));
     json_object_set_new(root, "peers", pa);
-    json_object_set_new(root, "peers_not_implemented",
-                        json_pack("[s, s]", "postgres", "messagedb"));
+    json_object_set_new(root, "transport", transport_json(r));
     json_t *ta = json_array();
     for (int i = 0; i < r->ntr; i++)
         json_array_append_new(ta, j_target(&r->tr[i]));
@@ -1407,7 +1459,7 @@ static int write_peers_plot(const char *dir, const suite_report *r, int run)
 {
     char path[PATH_MAX];
     FILE *f;
-    int block = 0, n = 0;
+    int block = 0, n = 0, plotted = 0;
 
     for (int i = 0; i < BENCH_NPEERS; i++)
         n += r->peers[i].ran ? r->peers[i].nsr : 0;
@@ -1451,11 +1503,24 @@ static int write_peers_plot(const char *dir, const suite_report *r, int run)
     for (int i = 0; i < BENCH_NPEERS; i++) {
         const peer_result *p = &r->peers[i];
         for (int k = 0; p->ran && k < p->nsr; k++) {
+            /* evstore's line once per scenario (an earlier peer that had
+               the scenario drew it); each peer its own dash type */
+            int drawn = 0;
+            for (int j = 0; j < i; j++)
+                for (int q = 0; r->peers[j].ran && q < r->peers[j].nsr; q++)
+                    drawn |= strcmp(r->peers[j].sr[q].sc->name,
+                                    p->sr[k].sc->name) == 0;
             for (int w = 0; w < 2; w++) {
+                if (w == 0 && drawn) {
+                    block++;
+                    continue;
+                }
+                /* the colour of evstore's scenario, in every peer */
                 fprintf(f, "%s'throughput-peers.dat' index %d using "
                            "1:($2 > 0 ? $2 : 1/0) with linespoints lc %d "
                            "dt %d title '%s %s'",
-                        block ? ", \\\n     " : "", block, k + 1, w ? 2 : 1,
+                        plotted++ ? ", \\\n     " : "", block,
+                        (int)(p->evs[k] - r->sr) + 1, w ? 2 + i : 1,
                         w ? p->title : "evstore", p->sr[k].sc->name);
                 block++;
             }

@@ -10,6 +10,7 @@
 #include "gen.h"
 #include "index_rebuild.h"
 #include "suite.h"
+#include "transport.h"
 
 #include <limits.h>
 
@@ -51,9 +52,16 @@ typedef struct peer_result {
     scen_result *sr;      /* the counterparts */
     const scen_result **evs; /* evstore's result for each of them */
     int nsr;
+    /* the PostgreSQL peers (peer_pg.h); NULL / "" for SQLite */
+    const char *retries_what; /* what scen_result.retries count (NULL:
+                                 none are counted, no line) */
+    const char *load_how;     /* how the data was loaded (NULL: SQLite's
+                                 text); load_events 0: not loaded */
+    char compare[400];        /* which evstore figures it is put beside */
+    char server[700];         /* its PostgreSQL server and settings */
 } peer_result;
 
-#define BENCH_NPEERS 1
+#define BENCH_NPEERS 3
 
 /* A target judged against the figures. */
 typedef struct target_result {
@@ -120,6 +128,8 @@ typedef struct suite_report {
     int nex;
     /* the peers, in BENCH_PEER_* order */
     peer_result peers[BENCH_NPEERS];
+    /* the transport dimension (transport.h) */
+    transport_result tp;
     /* plots */
     int plots_drawn;        /* 1: every PNG drawn */
     char plots_note[400];   /* why not, when not */

@@ -15,6 +15,7 @@
  * --force) refuses before anything is measured or written to the store.
  */
 #include "explain.h"
+#include "peer_pg.h"
 #include "peer_sqlite.h"
 #include "report.h"
 #include "scen_util.h"
@@ -53,6 +54,7 @@ void bench_options_init(bench_options *o)
     o->seed = 1;
     o->plots = 1;
     o->peers = BENCH_PEERS_DEFAULT;
+    o->transport = BENCH_TRANSPORT_DEFAULT;
 }
 
 /* ------------------------------------------------------------------ */
@@ -186,6 +188,7 @@ static void *sig_main(void *arg)
         say(PROG ": interrupted again: stopping now\n");
         if (g_root[0] && !g_keep)
             rm_rf(g_root);
+        peer_pg_emergency_stop(); /* a throwaway cluster (peer_pg.h) */
         _exit(128 + first);
     }
     return NULL;
@@ -437,6 +440,9 @@ typedef struct peer_run {
     const char *name;
     const char *uri;
     uint64_t (*retries)(void);
+    /* before each level, after the syncfs (NULL: nothing): the
+       PostgreSQL peers' CHECKPOINT (peer_pg.h) */
+    void (*before_level)(const char *uri);
 } peer_run;
 
 static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
@@ -517,6 +523,8 @@ static void run_scenario(suite_report *r, scen_result *s, evs_db *db,
         /* so that one level's writeback does not land in the next one's
          * window */
         sync_fs(fsdir, NULL, NULL, NULL, 0);
+        if (peer && peer->before_level)
+            peer->before_level(peer->uri);
         uint64_t retries0 = peer && peer->retries ? peer->retries() : 0;
         level_run(lv, &scenario_ops, &a, levels[i], 1, r->warmup,
                   r->seconds);
@@ -577,6 +585,56 @@ static void peers_init(suite_report *r, unsigned peers)
     snprintf(p->version, sizeof p->version, "%s", peer_sqlite_version());
     p->pragmas = peer_sqlite_pragmas();
     p->schema = peer_sqlite_schema();
+    p->retries_what = "BEGIN IMMEDIATE still SQLITE_BUSY after the busy "
+                      "timeout, tried again; warm-up included";
+    if (!p->requested)
+        snprintf(p->note, sizeof p->note, "not requested (--peers)");
+    /* the PostgreSQL peers (peer_pg.h; run_pg_peers) */
+    p = &r->peers[1];
+    p->name = "postgres";
+    p->title = "PostgreSQL";
+    p->requested = (peers & BENCH_PEER_POSTGRES) != 0;
+    p->pragmas = "the server's (the environment's \"PostgreSQL peers' "
+                 "server\" row)";
+    p->schema = peer_pgbench_schema();
+    p->load_how = "none: pgbench inserts into an empty table";
+    if (!p->requested)
+        snprintf(p->note, sizeof p->note, "not requested (--peers)");
+    p = &r->peers[2];
+    p->name = "messagedb";
+    p->title = "Message DB";
+    p->requested = (peers & BENCH_PEER_MESSAGEDB) != 0;
+    snprintf(p->version, sizeof p->version, "%s", PEER_MDB_VERSION);
+    p->pragmas = "the server's (the environment's \"PostgreSQL peers' "
+                 "server\" row); every connection "
+                 "sets search_path = message_store, public";
+    p->schema =
+        "-- Message DB's own: its database/ scripts, run by its install.sh\n"
+        "CREATE TABLE message_store.messages (\n"
+        "  global_position bigserial NOT NULL,  -- the primary key\n"
+        "  position bigint NOT NULL,\n"
+        "  time TIMESTAMP WITHOUT TIME ZONE DEFAULT (now() AT TIME ZONE "
+        "'utc') NOT NULL,\n"
+        "  stream_name text NOT NULL,\n"
+        "  type text NOT NULL,\n"
+        "  data jsonb,\n"
+        "  metadata jsonb,\n"
+        "  id UUID NOT NULL DEFAULT gen_random_uuid());\n"
+        "CREATE UNIQUE INDEX messages_id ON message_store.messages (id);\n"
+        "CREATE UNIQUE INDEX messages_stream ON message_store.messages "
+        "(stream_name, position);\n"
+        "CREATE INDEX messages_category ON message_store.messages (\n"
+        "  message_store.category(stream_name), global_position,\n"
+        "  message_store.category(metadata->>'correlationStreamName'));\n"
+        "-- and its functions (write_message, get_stream_messages,\n"
+        "-- get_category_messages, ...), views and grants";
+    p->load_how = "the same generated events (ids, types, payloads, "
+                  "metadata; Message DB has no tags and stamps its own "
+                  "time), no snapshots, through write_message with each "
+                  "event's expected version, one transaction per tenant's "
+                  "run of events (the calls sent in one libpq pipeline), "
+                  "stream tenantNN-<stream> (the tenant is the category), "
+                  "then ANALYZE";
     if (!p->requested)
         snprintf(p->note, sizeof p->note, "not requested (--peers)");
 }
@@ -653,12 +711,370 @@ static void run_sqlite(suite_report *r, const bench_options *o,
         p->evs[p->nsr++] = &evs[i];
     }
     p->ran = 1;
-    peer_run pr = {"sqlite", p->path, peer_sqlite_retries};
+    peer_run pr = {"sqlite", p->path, peer_sqlite_retries, NULL};
     for (int i = 0; i < p->nsr && !atomic_load(&g_interrupted); i++) {
         run_scenario(r, &p->sr[i], NULL, NULL, fsdir, i, p->nsr, &pr);
         p->failed |= p->sr[i].failed;
     }
     p->bytes = peer_sqlite_bytes(p->path);
+}
+
+/* The PostgreSQL peers (peer_pg.h), after SQLite: both skipped with one
+ * note, or marked failed with it. */
+/* Before a PostgreSQL peer's level (peer_run.before_level) and after its
+ * load: CHECKPOINT, the server's counterpart of the syncfs between levels
+ * (its dirty buffers are its own, not the kernel's). Not timed; a server
+ * that refuses it (no superuser, no pg_checkpoint) is said once. */
+static int g_checkpoint_refused;
+
+static void pg_checkpoint(const char *conninfo)
+{
+    char err[512];
+    if (g_checkpoint_refused)
+        return;
+    if (peer_pg_checkpoint(conninfo, err, sizeof err) != 0) {
+        g_checkpoint_refused = 1;
+        fprintf(stderr, PROG ": CHECKPOINT between levels refused, left "
+                "out: %s\n", err);
+    }
+}
+
+static void pg_peers_note(suite_report *r, int failed, const char *msg)
+{
+    for (int i = 1; i <= 2; i++) {
+        peer_result *p = &r->peers[i];
+        if (!p->requested || p->ran || p->note[0])
+            continue;
+        p->failed |= failed;
+        snprintf(p->note, sizeof p->note, "%s", msg);
+        fprintf(stderr, PROG ": %s: %s\n", p->name, p->note);
+    }
+}
+
+/* The raw-PostgreSQL peer: pgbench's levels of the counterparts of the
+ * selected scenarios, in a fresh database, dropped after unless keep. */
+static void run_pgbench_peer(suite_report *r, const bench_options *o,
+                             const pg_server *srv, const scen_result *evs,
+                             int nevs, const char *fsdir, const char *work)
+{
+    peer_result *p = &r->peers[1];
+    char db[64], ci[2400], err[512] = "";
+    int n = 0;
+    for (int i = 0; i < nevs; i++)
+        n += peer_pgbench_scenario(evs[i].sc->name) != NULL;
+    if (n == 0) {
+        snprintf(p->note, sizeof p->note, "skipped: none of the selected "
+                 "scenarios has a raw-PostgreSQL counterpart (append-1, "
+                 "batch)");
+        return;
+    }
+    snprintf(p->version, sizeof p->version, "%s", srv->version);
+    snprintf(db, sizeof db, "evs_bench_raw_%ld", (long)getpid());
+    snprintf(p->path, sizeof p->path, "%s on %.3000s", db,
+             srv->shown);
+    if (peer_pg_create_db(srv, db, ci, sizeof ci, err, sizeof err) != 0 ||
+        peer_pgbench_prepare(ci, err, sizeof err) != 0) {
+        p->failed = 1;
+        snprintf(p->note, sizeof p->note, "cannot make its database: %.450s",
+                 err);
+        fprintf(stderr, PROG ": postgres: %s\n", p->note);
+        peer_pg_drop_db(srv, db);
+        return;
+    }
+    p->sr = xcalloc((size_t)n, sizeof *p->sr);
+    p->evs = xcalloc((size_t)n, sizeof *p->evs);
+    for (int i = 0; i < nevs; i++) {
+        const bench_scenario *sc = peer_pgbench_scenario(evs[i].sc->name);
+        if (!sc)
+            continue;
+        p->sr[p->nsr].sc = sc;
+        p->sr[p->nsr].check = -1;
+        p->sr[p->nsr].accounting_ok = 1;
+        p->evs[p->nsr++] = &evs[i];
+    }
+    p->ran = 1;
+    for (int i = 0; i < p->nsr && !atomic_load(&g_interrupted); i++) {
+        scen_result *s = &p->sr[i];
+        const bench_scenario *sc = s->sc;
+        const int *levels = o->nthreads ? o->threads
+                            : o->quick  ? sc->quick_levels
+                                        : sc->levels;
+        int nlevels = o->nthreads ? o->nthreads
+                      : o->quick  ? sc->nquick_levels
+                                  : sc->nlevels;
+        uint64_t rows = 0;
+        snprintf(s->tenant, sizeof s->tenant, "bench-%s", sc->name);
+        s->ran = 1;
+        for (int l = 0; l < nlevels && l < BENCH_MAX_LEVELS &&
+                        !atomic_load(&g_interrupted); l++) {
+            fprintf(stderr, PROG ": [%d/%d] postgres: %s, %d client%s: "
+                    "pgbench\n", i + 1, p->nsr, sc->name, levels[l],
+                    levels[l] == 1 ? "" : "s");
+            sync_fs(fsdir, NULL, NULL, NULL, 0);
+            pg_checkpoint(ci);
+            if (peer_pgbench_level(s, ci, work, levels[l], r->warmup,
+                                   r->seconds, &rows, err, sizeof err) != 0) {
+                s->failed = 1;
+                snprintf(s->setup_error, sizeof s->setup_error, "%s", err);
+                fprintf(stderr, PROG ": postgres: %s: %s\n", sc->name, err);
+                break;
+            }
+            const level_result *lv = &s->lv[s->n - 1];
+            if (!counts_ok(&lv->c) || !counts_ok(&lv->warm))
+                s->accounting_ok = 0;
+            if (lv->c.errors || lv->warm.errors) {
+                s->failed = 1;
+                fprintf(stderr, PROG ": postgres: %s, %d clients: errors; "
+                        "first: %s\n", sc->name, levels[l], lv->error);
+            }
+        }
+        s->failed |= !s->accounting_ok;
+        if (!atomic_load(&g_interrupted) && !s->setup_error[0]) {
+            uint64_t t0 = now_ns();
+            s->check = peer_pgbench_check(ci, s, rows, s->check_error,
+                                          sizeof s->check_error) != 0;
+            s->check_s = (double)(now_ns() - t0) / 1e9;
+            s->failed |= s->check == 1;
+        }
+        p->failed |= s->failed;
+    }
+    p->bytes = peer_pg_db_bytes(ci);
+    if (o->keep)
+        fprintf(stderr, PROG ": postgres: database %s kept\n", db);
+    else
+        peer_pg_drop_db(srv, db);
+}
+
+/* The Message DB peer: installed by its own install.sh into a fresh
+ * database, the data loaded, the counterparts run through run_scenario. */
+static void run_mdb_peer(suite_report *r, const bench_options *o,
+                         const pg_server *srv, const scen_result *evs,
+                         int nevs, const char *fsdir, const char *work)
+{
+    peer_result *p = &r->peers[2];
+    char db[64], ci[2400], pkg[PATH_MAX], log[PATH_MAX], err[512] = "";
+    int n = 0;
+    for (int i = 0; i < nevs; i++)
+        n += peer_mdb_scenario(evs[i].sc->name) != NULL;
+    if (n == 0) {
+        snprintf(p->note, sizeof p->note, "skipped: none of the selected "
+                 "scenarios has a Message DB counterpart (append-1, batch, "
+                 "aggregate, stream-batches)");
+        return;
+    }
+    if (peer_mdb_find(pkg, sizeof pkg, err, sizeof err) != 0) {
+        p->failed = o->peers_given;
+        snprintf(p->note, sizeof p->note, "%s%.480s",
+                 o->peers_given ? "" : "skipped: ", err);
+        fprintf(stderr, PROG ": messagedb: %s\n", p->note);
+        return;
+    }
+    snprintf(db, sizeof db, "evs_bench_mdb_%ld", (long)getpid());
+    snprintf(p->path, sizeof p->path, "%s on %.3000s", db,
+             srv->shown);
+    snprintf(log, sizeof log, "%.*s/messagedb-install.log",
+             (int)sizeof log - 32, work);
+    fprintf(stderr, PROG ": messagedb: installing Message DB %s into %s "
+            "(its install.sh)\n", PEER_MDB_VERSION, db);
+    if (peer_pg_create_db(srv, db, ci, sizeof ci, err, sizeof err) != 0 ||
+        peer_mdb_install(srv, pkg, db, log, err, sizeof err) != 0) {
+        p->failed = 1;
+        snprintf(p->note, sizeof p->note, "cannot install it: %.470s", err);
+        fprintf(stderr, PROG ": messagedb: %s\n", p->note);
+        peer_pg_drop_db(srv, db);
+        return;
+    }
+    snprintf(p->version, sizeof p->version, "%s (message_store_version %s)",
+             PEER_MDB_VERSION, peer_mdb_store_version(ci));
+    fprintf(stderr, PROG ": messagedb: loading the same %llu events\n",
+            (unsigned long long)r->gen.events);
+    gen_config cfg = r->gen;
+    cfg.progress = 0;
+    uint64_t t0 = now_ns();
+    int rc = peer_mdb_load(ci, &cfg, &p->load_events, &p->load_commits, err,
+                           sizeof err);
+    p->load_s = (double)(now_ns() - t0) / 1e9;
+    if (rc != 0) {
+        p->failed = rc < 0;
+        snprintf(p->note, sizeof p->note, "loading the data failed: %.470s",
+                 err);
+        fprintf(stderr, PROG ": messagedb: %s\n", p->note);
+    } else {
+        fprintf(stderr, PROG ": messagedb: %llu events in %.1f s (%.0f "
+                "events/s)\n", (unsigned long long)p->load_events, p->load_s,
+                p->load_s > 0 ? (double)p->load_events / p->load_s : 0.0);
+        p->sr = xcalloc((size_t)n, sizeof *p->sr);
+        p->evs = xcalloc((size_t)n, sizeof *p->evs);
+        for (int i = 0; i < nevs; i++) {
+            const bench_scenario *sc = peer_mdb_scenario(evs[i].sc->name);
+            if (!sc)
+                continue;
+            p->sr[p->nsr].sc = sc;
+            p->sr[p->nsr].check = -1;
+            p->sr[p->nsr].accounting_ok = 1;
+            p->evs[p->nsr++] = &evs[i];
+        }
+        p->ran = 1;
+        peer_run pr = {"messagedb", ci, NULL, pg_checkpoint};
+        for (int i = 0; i < p->nsr && !atomic_load(&g_interrupted); i++) {
+            run_scenario(r, &p->sr[i], NULL, NULL, fsdir, i, p->nsr, &pr);
+            p->failed |= p->sr[i].failed;
+        }
+    }
+    p->bytes = peer_pg_db_bytes(ci);
+    if (o->keep)
+        fprintf(stderr, PROG ": messagedb: database %s kept\n", db);
+    else
+        peer_pg_drop_db(srv, db);
+}
+
+/* The PostgreSQL peers: their server (--pg-uri, the --db server, or a
+ * throwaway cluster started here and stopped and removed after), which
+ * evstore figures they stand beside, then each peer. */
+static void run_pg_peers(suite_report *r, const bench_options *o,
+                         const scen_result *evs, int nevs, const char *fsdir)
+{
+    peer_result *pp = &r->peers[1], *pm = &r->peers[2];
+    const char *uri = o->pg_uri     ? o->pg_uri
+                      : is_postgres(r->store) ? r->store
+                                              : NULL;
+    char err[512] = "", work[PATH_MAX];
+    static pg_server srv;
+
+    if (!pp->requested && !pm->requested)
+        return;
+    if (!uri && !o->pg_throwaway) {
+        pg_peers_note(r, 0, "skipped: no PostgreSQL server (give --pg-uri "
+                      "URI, run the bench with --db postgresql://..., or "
+                      "add --pg-throwaway)");
+        return;
+    }
+    if (!r->gen_ok) {
+        pg_peers_note(r, 0, "skipped: the data could not be loaded into "
+                      "evstore");
+        return;
+    }
+    if (atomic_load(&g_interrupted))
+        return;
+    snprintf(work, sizeof work, "%s/evs-bench-pgpeers-XXXXXX",
+             o->dir ? o->dir : o->out);
+    if (!mkdtemp(work)) {
+        snprintf(err, sizeof err, "cannot create %.400s: %s", work,
+                 strerror(errno));
+        pg_peers_note(r, 1, err);
+        return;
+    }
+    if (o->pg_throwaway) {
+        fprintf(stderr, PROG ": starting a throwaway PostgreSQL cluster\n");
+        if (peer_pg_throwaway_start(&srv, o->dir ? o->dir : o->out, err,
+                                    sizeof err) != 0) {
+            pg_peers_note(r, 1, err);
+            rm_rf(work);
+            return;
+        }
+        fprintf(stderr, PROG ": PostgreSQL %s in %s\n", srv.version,
+                srv.dir);
+    } else if (peer_pg_server_open(&srv, uri, err, sizeof err) != 0) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "the PostgreSQL server (%s): %.500s",
+                 o->pg_uri ? "--pg-uri" : "--db", err);
+        pg_peers_note(r, 1, msg);
+        rm_rf(work);
+        return;
+    }
+    srv.same_as_store = !o->pg_throwaway && !o->pg_uri &&
+                        is_postgres(r->store);
+    for (int i = 1; i <= 2; i++) {
+        peer_result *p = &r->peers[i];
+        snprintf(p->server, sizeof p->server, "%.400s; %.280s", srv.shown,
+                 srv.settings);
+        if (srv.same_as_store)
+            snprintf(p->compare, sizeof p->compare,
+                     "beside evstore on PostgreSQL, on the same server "
+                     "(this run's --db)");
+        else if (is_postgres(r->store))
+            snprintf(p->compare, sizeof p->compare,
+                     "beside evstore on PostgreSQL (--db), the peer on "
+                     "the server of %s",
+                     o->pg_throwaway ? "--pg-throwaway" : "--pg-uri");
+        else
+            snprintf(p->compare, sizeof p->compare,
+                     "beside evstore's embedded figures (this run's store "
+                     "is embedded; run the bench with --db "
+                     "postgresql://... for evstore on PostgreSQL)");
+    }
+    if (pp->requested && !atomic_load(&g_interrupted))
+        run_pgbench_peer(r, o, &srv, evs, nevs, fsdir, work);
+    if (pm->requested && !atomic_load(&g_interrupted))
+        run_mdb_peer(r, o, &srv, evs, nevs, fsdir, work);
+    if (srv.throwaway) {
+        fprintf(stderr, PROG ": stopping and removing the throwaway "
+                "cluster %s\n", srv.dir);
+        peer_pg_throwaway_stop(&srv);
+    }
+    if (o->keep)
+        fprintf(stderr, PROG ": pgbench's and install.sh's logs kept in "
+                "%s\n", work);
+    else
+        rm_rf(work);
+}
+
+/* ------------------------------------------------------------------ */
+/* The transport (transport.h): evstore's scenarios over gRPC           */
+/* ------------------------------------------------------------------ */
+
+/* `evs serve` on a fresh store directory (in the fresh store's temporary
+ * directory, or in one of its own under --dir / --out when --db named an
+ * embedded store), or on the --db PostgreSQL database; its log beside.
+ * dir_made: the temporary directory made here (removed by the caller), or
+ * "". */
+static void run_transport(suite_report *r, const bench_options *o,
+                          char *dir_made, size_t dir_size)
+{
+    transport_result *t = &r->tp;
+    int want = o->transport == BENCH_TRANSPORT_GRPC ||
+               (o->transport == BENCH_TRANSPORT_DEFAULT && !o->quick);
+    dir_made[0] = 0;
+    if (!want) {
+        snprintf(t->note, sizeof t->note, "%s",
+                 o->transport == BENCH_TRANSPORT_NONE
+                     ? "not run (--transport none)"
+                     : "skipped in the quick run (--transport grpc runs a "
+                       "small pass)");
+        transport_goals(t);
+        return;
+    }
+    if (!r->gen_ok || atomic_load(&g_interrupted)) {
+        t->requested = 1;
+        snprintf(t->note, sizeof t->note,
+                 "skipped: the data could not be loaded into evstore");
+        transport_goals(t);
+        return;
+    }
+    char dir[PATH_MAX], db[PATH_MAX], log[PATH_MAX];
+    if (r->fresh) {
+        snprintf(dir, sizeof dir, "%s", g_root);
+    } else {
+        snprintf(dir, sizeof dir, "%s/evs-bench-grpc-XXXXXX",
+                 o->dir ? o->dir : o->out);
+        if (!mkdtemp(dir)) {
+            t->requested = 1;
+            t->failed = 1;
+            snprintf(t->note, sizeof t->note, "cannot create %.400s: %s", dir,
+                     strerror(errno));
+            fprintf(stderr, PROG ": grpc: %s\n", t->note);
+            transport_goals(t);
+            return;
+        }
+        snprintf(dir_made, dir_size, "%s", dir);
+    }
+    if (is_postgres(r->store))
+        snprintf(db, sizeof db, "%s", r->store);
+    else
+        snprintf(db, sizeof db, "%.*s/grpc-store", (int)sizeof db - 16, dir);
+    snprintf(log, sizeof log, "%.*s/serve.log", (int)sizeof log - 16, dir);
+    transport_config cfg = {db, log, o->quick, r->seconds, r->warmup, o->seed};
+    transport_run(t, &cfg);
 }
 
 /* ------------------------------------------------------------------ */
@@ -919,6 +1335,18 @@ static int suite_run(const bench_options *o_in)
     if (r.gen_ok && is_postgres(r.store) && !atomic_load(&g_interrupted))
         run_explain(&r, &pg);
 
+    /* 6a. The transport: the scenarios over gRPC against `evs serve`
+     * (transport.h), on a store of its own (or the same PostgreSQL
+     * database), after evstore's in-process scenarios. */
+    char tp_dir[PATH_MAX] = "";
+    run_transport(&r, &o, tp_dir, sizeof tp_dir);
+    if (tp_dir[0]) {
+        if (o.keep)
+            fprintf(stderr, PROG ": gRPC server's store kept in %s\n", tp_dir);
+        else
+            rm_rf(tp_dir);
+    }
+
     /* 6b. The peers: the same data and the shared scenarios on another
      * store, after evstore's (which so ran on a machine the peer had not
      * yet touched). */
@@ -937,6 +1365,7 @@ static int suite_run(const bench_options *o_in)
         else
             rm_rf(peer_dir);
     }
+    run_pg_peers(&r, &o, r.sr, nsc, fsdir);
 
     /* 7. The end. */
     explain_close(pg.c);
@@ -976,6 +1405,8 @@ static int suite_run(const bench_options *o_in)
         for (int i = 0; i < BENCH_NPEERS; i++)
             if (r.peers[i].failed)
                 r.status = 3;
+        if (r.tp.failed)
+            r.status = 3;
     }
     report_targets(&r);
     report_plots(&r, o.out, o.plots);

@@ -128,12 +128,24 @@ const bench_scenario *bench_scenario_find(const char *name);
 
 /* The peers (docs/BENCH.md, "Peers"): other stores measured in the same
  * run on the same generated data, for the report's side-by-side ratios.
- * PostgreSQL and Message DB peers are not implemented yet (`--peers
- * postgres` is a usage error that says so). */
+ * The PostgreSQL peers (peer_pg.h: raw PostgreSQL measured with pgbench,
+ * and Message DB) run on a PostgreSQL server: --pg-uri, the --db server
+ * when evstore itself runs on PostgreSQL, or a throwaway cluster the bench
+ * starts (--pg-throwaway); without one they are skipped and the report
+ * says why. */
 #define BENCH_PEER_SQLITE 1u
-#define BENCH_PEERS_DEFAULT BENCH_PEER_SQLITE /* every peer that can run
-                                                 here: SQLite needs no
-                                                 server */
+#define BENCH_PEER_POSTGRES 2u
+#define BENCH_PEER_MESSAGEDB 4u
+#define BENCH_PEERS_PG (BENCH_PEER_POSTGRES | BENCH_PEER_MESSAGEDB)
+#define BENCH_PEERS_DEFAULT (BENCH_PEER_SQLITE | BENCH_PEERS_PG)
+/* every peer that can run here: SQLite always, the PostgreSQL ones when
+   a server is available (see above) */
+
+/* The transport dimension (transport.h; docs/BENCH.md, "Transport"): the
+ * scenarios over gRPC against an `evs serve` the bench starts. */
+#define BENCH_TRANSPORT_DEFAULT (-1) /* grpc in a full run, none with quick */
+#define BENCH_TRANSPORT_NONE 0
+#define BENCH_TRANSPORT_GRPC 1
 
 typedef struct bench_options {
     const char *db_uri;  /* NULL: a fresh store in a temporary directory
@@ -159,6 +171,15 @@ typedef struct bench_options {
     int plots;           /* 1 (default): draw the PNGs with gnuplot */
     unsigned peers;      /* BENCH_PEER_* bits (default
                             BENCH_PEERS_DEFAULT); 0: no peer */
+    int peers_given;     /* --peers named them (a PostgreSQL peer asked
+                            for without a server is then a usage error) */
+    const char *pg_uri;  /* --pg-uri: the PostgreSQL peers' server; NULL:
+                            db_uri when it is PostgreSQL */
+    int pg_throwaway;    /* --pg-throwaway: start a PostgreSQL 15 cluster
+                            for them (under dir, else out), removed after */
+    int transport;       /* the transport dimension (transport.h):
+                            BENCH_TRANSPORT_GRPC, _NONE, or _DEFAULT
+                            (grpc in a full run, none with quick) */
     const char *command; /* the command line, quoted in the report */
 } bench_options;
 

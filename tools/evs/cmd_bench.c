@@ -44,10 +44,22 @@ static const char help[] =
     "  --keep            keep the fresh store (its path is printed)\n"
     "  --no-plots        do not run gnuplot\n"
     "  --peers LIST      the alternatives measured in the same run on the\n"
-    "                    same data, for the side-by-side ratios: sqlite\n"
-    "                    (default: every peer that can run here, i.e.\n"
-    "                    sqlite); none: evstore alone. postgres and\n"
-    "                    messagedb are not implemented yet\n"
+    "                    same data, for the side-by-side ratios: sqlite,\n"
+    "                    postgres (raw PostgreSQL with pgbench), messagedb\n"
+    "                    (Message DB); none: evstore alone. Default: every\n"
+    "                    peer that can run here (sqlite; the PostgreSQL\n"
+    "                    ones when a server is given: --pg-uri, --db\n"
+    "                    postgresql://..., or --pg-throwaway)\n"
+    "  --pg-uri URI      the PostgreSQL server of the postgres and messagedb\n"
+    "                    peers (the role needs CREATEDB; each peer works in\n"
+    "                    a fresh database, dropped after)\n"
+    "  --pg-throwaway    start a throwaway PostgreSQL 15 cluster for them\n"
+    "                    (under --dir, else --out; Unix socket only, fsync\n"
+    "                    on), stopped and deleted after\n"
+    "  --transport T     grpc: also run the scenarios over gRPC against an\n"
+    "                    `evs serve` the bench starts (default in a full\n"
+    "                    run; with --quick, a small pass); none: in-process\n"
+    "                    only (default with --quick)\n"
     "  --label TEXT      recorded in the report, e.g. the git commit\n"
     "                    (default $EVS_BENCH_LABEL)\n"
     "  --list            print the scenarios and exit\n"
@@ -74,7 +86,10 @@ enum {
     OPT_NO_PLOTS,
     OPT_LABEL,
     OPT_LIST,
-    OPT_PEERS
+    OPT_PEERS,
+    OPT_TRANSPORT,
+    OPT_PG_URI,
+    OPT_PG_THROWAWAY
 };
 
 static const struct option options[] = {
@@ -93,6 +108,9 @@ static const struct option options[] = {
     {"label", required_argument, NULL, OPT_LABEL},
     {"list", no_argument, NULL, OPT_LIST},
     {"peers", required_argument, NULL, OPT_PEERS},
+    {"transport", required_argument, NULL, OPT_TRANSPORT},
+    {"pg-uri", required_argument, NULL, OPT_PG_URI},
+    {"pg-throwaway", no_argument, NULL, OPT_PG_THROWAWAY},
     CLI_OPTIONS_END,
 };
 
@@ -143,9 +161,7 @@ static int parse_scenarios(bench_options *o, const char *list)
     return 0;
 }
 
-/* --peers: sqlite (the only peer built), or none alone. The PostgreSQL
- * peers of issue 20 are named so that asking for them says they are not
- * there yet instead of passing silently. */
+/* --peers: sqlite, postgres, messagedb, or none alone. */
 static int parse_peers(bench_options *o, const char *list)
 {
     const char *p = list;
@@ -153,26 +169,27 @@ static int parse_peers(bench_options *o, const char *list)
     int none = 0;
 
     o->peers = 0;
+    o->peers_given = 1;
     for (;;) {
         size_t len = strcspn(p, ",");
         if (len == 0 || len >= sizeof name)
             return cli_usage("bench", "--peers: '%s' is not a "
-                             "comma-separated list of peers (sqlite, or "
-                             "none)", list);
+                             "comma-separated list of peers (sqlite, "
+                             "postgres, messagedb, or none)", list);
         memcpy(name, p, len);
         name[len] = 0;
         if (strcmp(name, "sqlite") == 0)
             o->peers |= BENCH_PEER_SQLITE;
+        else if (strcmp(name, "postgres") == 0)
+            o->peers |= BENCH_PEER_POSTGRES;
+        else if (strcmp(name, "messagedb") == 0)
+            o->peers |= BENCH_PEER_MESSAGEDB;
         else if (strcmp(name, "none") == 0)
             none = 1;
-        else if (strcmp(name, "postgres") == 0 ||
-                 strcmp(name, "messagedb") == 0)
-            return cli_usage("bench", "--peers: the %s peer is not "
-                             "implemented yet (issue 20); available: "
-                             "sqlite, or none", name);
         else
             return cli_usage("bench", "--peers: unknown peer '%s' "
-                             "(peers: sqlite, or none)", name);
+                             "(peers: sqlite, postgres, messagedb, or "
+                             "none)", name);
         p += len;
         if (!*p)
             break;
@@ -299,6 +316,21 @@ int cmd_bench(cli_ctx *cx, int argc, char **argv)
         case OPT_LABEL: o.label = optarg; break;
         case OPT_LIST: list = 1; break;
         case OPT_PEERS: status = parse_peers(&o, optarg); break;
+        case OPT_PG_URI:
+            if (!optarg[0])
+                return cli_usage("bench", "--pg-uri: empty URI");
+            o.pg_uri = optarg;
+            break;
+        case OPT_PG_THROWAWAY: o.pg_throwaway = 1; break;
+        case OPT_TRANSPORT:
+            if (strcmp(optarg, "grpc") == 0)
+                o.transport = BENCH_TRANSPORT_GRPC;
+            else if (strcmp(optarg, "none") == 0)
+                o.transport = BENCH_TRANSPORT_NONE;
+            else
+                return cli_usage("bench", "--transport: unknown transport "
+                                 "'%s' (grpc, or none)", optarg);
+            break;
         default: return CLI_EXIT_USAGE;
         }
         if (status != 0)
@@ -325,6 +357,21 @@ int cmd_bench(cli_ctx *cx, int argc, char **argv)
         return cli_usage("bench", "--force needs --db (the default store "
                          "is a fresh one)");
     }
+    /* The PostgreSQL peers' server: one source at most; asked for by name
+     * without one, say how to give one (by default they are skipped and
+     * the report says why). */
+    if (o.pg_uri && o.pg_throwaway)
+        return cli_usage("bench", "--pg-uri and --pg-throwaway: give one "
+                         "PostgreSQL server for the peers, not both");
+    int pg_store = o.db_uri && (strncmp(o.db_uri, "postgresql://", 13) == 0 ||
+                                strncmp(o.db_uri, "postgres://", 11) == 0);
+    if (o.peers_given && (o.peers & BENCH_PEERS_PG) && !o.pg_uri &&
+        !o.pg_throwaway && !pg_store)
+        return cli_usage("bench", "--peers %s needs a PostgreSQL server: "
+                         "give --pg-uri URI, run the bench with --db "
+                         "postgresql://..., or add --pg-throwaway",
+                         (o.peers & BENCH_PEER_POSTGRES) ? "postgres"
+                                                         : "messagedb");
     char *line = command_line(argc, argv);
     o.command = line;
     status = bench_suite_run(&o);
