@@ -728,6 +728,9 @@ def group_auth_tls(c, evs, tmp, db):
             c.note("Health/Check without a key: %s (not checked)" % e.code())
 
         c.section("SIGHUP reloads the API keys")
+        # a subscription of a key the reload removes: caught up, parked
+        doomed = d.subscribe(P.SubscribeRequest(query=sl.query(((), ["doomed:1"]))),
+                             timeout=30, metadata=bearer("star-key-0005"))
         with open(keys + ".new", "w") as f:
             f.write("new-key-0006\nro-key-0002 read-write\n")
         os.replace(keys + ".new", keys)
@@ -735,6 +738,17 @@ def group_auth_tls(c, evs, tmp, db):
         NEW = bearer("new-key-0006")
         ok_new = wait_for(lambda: probe_ok(d, NEW), 5)
         c.check("after SIGHUP a key added to the file works", ok_new)
+        # the next commit wakes it: it must end, not deliver the event
+        d.append(append_req([event("Doomed", ["doomed:1"])]), timeout=5, metadata=NEW)
+        got, code = [], None
+        try:
+            for resp in doomed:
+                got.extend(resp.events)
+        except grpc.RpcError as e:
+            code = e.code()
+        c.check("a subscription whose key SIGHUP removed ends UNAUTHENTICATED at the next "
+                "commit, without the event", code == SC.UNAUTHENTICATED and not got,
+                "code %s, %d events" % (code, len(got)))
         expect_error(c, "after SIGHUP a key removed from the file",
                      lambda: d.head(P.HeadRequest(), timeout=5, metadata=ADMIN), SC.UNAUTHENTICATED)
         c.note("(the TLS-and-keys server below gets the first keys file again)")

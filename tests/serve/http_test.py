@@ -23,7 +23,17 @@ library):
   - bad input (400 with a message), a wrong or missing key (401), a
     read-only key that appends (403), tenants (the evs-tenant header
     isolates; a key limited to a tenant cannot use another);
-  - SIGHUP reloads the keys (a bad file keeps the old ones);
+  - request limits: a Content-Length over the limit and a body on a GET
+    are refused before they are read; 4 MiB of empty JSON objects is a
+    413 and costs the server a bounded amount of memory; data holding NUL
+    round-trips as base64; the append latency excludes a slow upload;
+  - a /read read in fills while appends go on is still one snapshot;
+  - 1,100 idle connections to the gRPC port leave /health answering
+    (poll, not select);
+  - /metrics needs a key for every tenant; a 405 has Allow; Last-Event-ID
+    wins over after=;
+  - SIGHUP reloads the keys (a bad file keeps the old ones; a removed key
+    ends its open subscription);
   - SIGTERM: an open subscription ends with an error event, the server
     exits 0;
   - TLS (a throwaway certificate from the openssl command): /health,
@@ -287,12 +297,13 @@ class SseReader(threading.Thread):
     dict), "event: error" data in self.errors; self.ended when the stream
     ends."""
 
-    def __init__(self, srv, params, key=ADMIN, tenant=None):
+    def __init__(self, srv, params, key=ADMIN, tenant=None, headers=None):
         super().__init__(daemon=True)
         self.conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
         h = {"Authorization": "Bearer " + key, "Accept": "text/event-stream"}
         if tenant is not None:
             h["evs-tenant"] = tenant
+        h.update(headers or {})
         self.conn.request("GET", "/subscribe?" + urllib.parse.urlencode(params), headers=h)
         self.resp = self.conn.getresponse()
         self.status = self.resp.status
@@ -363,7 +374,8 @@ def t_health_metrics(c, srv, cl):
     want = {"evs_appends_total": "counter", "evs_append_events_total": "counter",
             "evs_append_latency_seconds": "histogram", "evs_requests_total": "counter",
             "evs_subscriptions": "gauge", "evs_subscription_lag_positions": "gauge",
-            "evs_subscription_lag_distribution_positions": "histogram",
+            "evs_subscription_lag_sum_positions": "gauge",
+            "evs_subscriptions_lagging": "gauge",
             "evs_connections": "gauge", "evs_store_bytes": "gauge",
             "evs_store_events": "gauge", "evs_head_position": "gauge",
             "evs_group_commits_total": "counter", "evs_group_commit_size": "histogram",
@@ -373,6 +385,8 @@ def t_health_metrics(c, srv, cl):
         fam = fams.get(name) or fams.get(name[:-6] if name.endswith("_total") else name)
         c.check("/metrics has %s (%s)" % (name, typ), fam is not None and fam.type == typ,
                 "got %r" % (fam.type if fam else None))
+    c.check("no lag histogram (a snapshot that goes down is not a histogram)",
+            "evs_subscription_lag_distribution_positions" not in fams)
     c.check("evs_connections{protocol=http} >= 1 while a client is connected",
             (sample(fams, "evs_connections", "evs_connections", protocol="http") or 0) >= 1)
     return fams
@@ -558,6 +572,19 @@ def t_sse(c, srv, cl):
     got2 = rd2.wait_for(2)
     c.eq("a subscriber resuming after a position gets the rest",
          [e[1]["data"] for e in got2], ["a1", "a2"])
+    # a reconnecting EventSource: the same URL (after=0) plus Last-Event-ID
+    rd3 = SseReader(srv, {"query": tagq, "after": 0}, headers={"Last-Event-ID": str(ids[4])})
+    rd3.start()
+    got3 = rd3.wait_for(1, timeout=3)
+    time.sleep(0.3)  # anything replayed would be there by now
+    c.eq("Last-Event-ID wins over the URL's after=0 (an EventSource reconnecting)",
+         [e[1]["data"] for e in rd3.events], ["a2"])
+    rd3.conn.sock.shutdown(socket.SHUT_RDWR)
+    rd3.conn.sock.close()
+    st, text, _ = raw_request(srv, "GET /subscribe?after=0 HTTP/1.1\r\nHost: x\r\n"
+                              "Authorization: Bearer %s\r\nLast-Event-ID: +1" % ADMIN)
+    c.check("Last-Event-ID that is not a position -> 400 naming it", st == 400 and
+            "Last-Event-ID" in text, "got %r %r" % (st, text[:200]))
     # an abrupt disconnect: the server notices within a wait (1 s), not at
     # the next event or keepalive (15 s)
     sock = rd2.conn.sock
@@ -572,6 +599,8 @@ def t_sse(c, srv, cl):
         time.sleep(0.1)
     c.eq("a subscriber that hung up is gone within 5 s: evs_subscriptions{protocol=http}",
          n, 1.0)
+    c.check("subscribers hanging up are not logged as errors",
+            "application error" not in srv.log(), srv.log()[-600:])
     lag = sample(cl.metrics(), "evs_subscription_lag_positions",
                  "evs_subscription_lag_positions", protocol="http")
     c.check("evs_subscription_lag_positions{protocol=http} is a small number (%r)" % lag,
@@ -662,6 +691,14 @@ def t_bad_input(c, cl):
     st, body = cl.request("GET", "/append")
     c.check("GET /append -> 405", st == 405 and "POST" in body.get("error", ""),
             "got %d %r" % (st, body))
+    hc = http.client.HTTPConnection("127.0.0.1", cl.srv.port, timeout=10)
+    hc.request("DELETE", "/read", headers={"Authorization": "Bearer " + ADMIN})
+    resp = hc.getresponse()
+    resp.read()
+    c.check("a 405 names the method allowed (Allow: GET)",
+            resp.status == 405 and resp.headers.get("Allow") == "GET",
+            "got %d Allow %r" % (resp.status, resp.headers.get("Allow")))
+    hc.close()
     st, evs = cl.read(q(((), ["t" * 300])))
     c.check("nothing was written by the rejected appends", st == 400 or evs == [],
             "got %d %r" % (st, evs))
@@ -703,6 +740,12 @@ def t_auth(c, srv):
     c.eq('... and tenant acme', st, 200)
     st, _ = Client(srv, key=BOTH, tenant="globex").read()
     c.eq('... but not tenant globex', st, 403)
+    st, body = Client(srv, key=ACME, tenant="acme").request("GET", "/metrics")
+    c.check("a key limited to tenant acme cannot read /metrics (store-wide) -> 403 "
+            "saying tenants=*", st == 403 and "tenants=*" in body.get("error", ""),
+            "got %d %r" % (st, str(body)[:200]))
+    st, _ = Client(srv, key=READER).request("GET", "/metrics")
+    c.eq("a read-only key for every tenant reads /metrics", st, 200)
     acme = Client(srv, key=ACME, tenant="acme")
     st, r = acme.append([ev("Signed", ["acct:1"], "acme's")])
     c.check("the acme key appends to tenant acme", st == 200 and
@@ -719,6 +762,165 @@ def t_auth(c, srv):
             "got %d %r" % (st, r))
     return 2  # appends ok
 
+def vm_hwm_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return -1
+
+
+def raw_request(srv, head, body=b"", wait=5.0):
+    """Send a raw request (head without the blank line); (status, text) of
+    the answer, or (None, why) when none came within `wait` seconds."""
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=wait)
+    try:
+        s.sendall(head.encode() + b"\r\n\r\n" + body)
+        resp = http.client.HTTPResponse(s)
+        resp.begin()
+        return resp.status, resp.read().decode("utf-8", "replace"), resp
+    except (OSError, http.client.HTTPException) as e:
+        return None, repr(e), None
+    finally:
+        s.close()
+
+
+def t_limits(c, srv, cl):
+    c.section("request limits")
+    auth = "Authorization: Bearer %s" % ADMIN
+    t0 = time.monotonic()
+    st, text, _ = raw_request(srv, "POST /append HTTP/1.1\r\nHost: x\r\n%s\r\n"
+                              "Content-Type: application/json\r\nContent-Length: 10000000000"
+                              % auth, wait=5)
+    c.check("POST /append with Content-Length 10 GB -> 413 at once, body unread (%.2f s)"
+            % (time.monotonic() - t0), st == 413 and "max-message-bytes" in text,
+            "got %r %r" % (st, text[:200]))
+    st, text, _ = raw_request(srv, "GET /read HTTP/1.1\r\nHost: x\r\n%s\r\n"
+                              "Content-Length: 1000" % auth, wait=5)
+    c.check("GET /read with a body -> 413 at once, body unread",
+            st == 413 and "no request body" in text, "got %r %r" % (st, text[:200]))
+    # The reviewer's repro: 4 MiB of empty objects (~80 x in jansson trees)
+    n = (4 * 1024 * 1024 - 20) // 3
+    body = b'{"events":[' + b"{}," * (n - 1) + b"{}]}"
+    hwm0 = vm_hwm_kb(srv.proc.pid)
+    t0 = time.monotonic()
+    st, r = cl.request("POST", "/append", raw=body)
+    el = time.monotonic() - t0
+    hwm1 = vm_hwm_kb(srv.proc.pid)
+    c.check("4 MiB of empty JSON objects -> 413 naming the decoding memory (%.2f s)" % el,
+            st == 413 and "memory" in (r.get("error", "") if isinstance(r, dict) else ""),
+            "got %d %r" % (st, r))
+    what = ("... and the server's peak memory grew by %d KiB (< 200 MiB: 32 x 4 MiB + "
+            "1 MiB is its budget; 313 MB without one)" % (hwm1 - hwm0))
+    if os.environ.get("EVS_SERVE_SANITIZED") == "1":
+        print("  .. not checked in a sanitizer build: %s" % what, flush=True)
+    else:
+        c.check(what, hwm0 > 0 and hwm1 - hwm0 < 200 * 1024)
+    # a legitimate large append still goes through
+    big = [ev("Big", ["big", "acct:%d" % i], "d" * 900) for i in range(2000)]
+    st, r = Client(srv, tenant="limits").append(big)
+    c.check("a 2 MB append of 2000 events is accepted", st == 200 and
+            r.get("appendConditionFailed") is False, "got %d %r" % (st, str(r)[:200]))
+    small = [{"type": "A", "tags": ["t"], "data": ""} for _ in range(20000)]
+    st, r = Client(srv, tenant="limits").append(small)
+    c.check("20,000 of the smallest events in one append (0.8 MB of JSON, ~20 x in a "
+            "jansson tree) are accepted", st == 200, "got %d %r" % (st, str(r)[:200]))
+    # NUL bytes in data: base64 both ways
+    cl2 = Client(srv, tenant="nul")
+    st, r = cl2.append([ev("Bin", ["nul"], "AGFiAA==", dataEncoding="base64")])
+    c.check("POST /append with dataEncoding base64", st == 200, "got %d %r" % (st, r))
+    st, evs = cl2.read(q(((), ["nul"])))
+    c.check("data holding NUL reads back as base64 with dataEncoding base64",
+            st == 200 and len(evs) == 1 and evs[0].get("data") == "AGFiAA==" and
+            evs[0].get("dataEncoding") == "base64", "got %d %r" % (st, evs))
+    if st == 200 and evs:
+        e0 = {k: evs[0][k] for k in ("type", "tags", "data", "dataEncoding")}
+        st, r = cl2.append([e0])
+        st2, evs2 = cl2.read(q(((), ["nul"])))
+        c.check("... and that event written back as read is the same bytes",
+                st == 200 and st2 == 200 and len(evs2) == 2 and
+                evs2[1]["data"] == evs2[0]["data"], "got %d %r" % (st2, evs2))
+    st, r = cl2.append([ev("Bin", ["nul"], "not base64!", dataEncoding="base64")])
+    c.check("data that is not base64 -> 400", st == 400 and "base64" in r.get("error", ""),
+            "got %d %r" % (st, r))
+    st, r = cl2.append([ev("Bin", ["nul"], "AA==", dataEncoding="hex")])
+    c.check("an unknown dataEncoding -> 400", st == 400 and "dataEncoding" in r.get("error", ""),
+            "got %d %r" % (st, r))
+    # the latency counts from the complete body, not the upload
+    payload = json.dumps({"events": [ev("Slow", ["upload"], "x")]}).encode()
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(("POST /append HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\n\r\n" % (auth, len(payload))).encode() + payload[:10])
+    time.sleep(1.2)
+    s.sendall(payload[10:])
+    resp = http.client.HTTPResponse(s)
+    resp.begin()
+    r = json.loads(resp.read())
+    s.close()
+    us = r.get("durationInMicroseconds", -1)
+    c.check("an append whose body took 1.2 s to arrive reports the store's time (%d us)" % us,
+            resp.status == 200 and 0 <= us < 1000000, "got %d %r" % (resp.status, r))
+
+
+def t_read_snapshot(c, srv):
+    c.section("a /read read in fills")
+    cl = Client(srv, tenant="fills")
+    for i in range(6):
+        cl.append([ev("F", ["fill"], "%04d" % j + "f" * 200) for j in range(i * 500, i * 500 + 500)])
+    st, head = cl.read({"items": []}, {"backwards": True, "limit": 1})
+    head = head[0]["position"]
+    hdr = {"Authorization": "Bearer " + ADMIN, "evs-tenant": "fills"}
+    fwd = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    fwd.request("GET", "/read?" + urllib.parse.urlencode({"query": json.dumps(q(((), ["fill"])))}),
+                headers=hdr)
+    fr = fwd.getresponse()
+    part = fr.read(20000)  # the first fill or so
+    bwd = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    bwd.request("GET", "/read?" + urllib.parse.urlencode(
+        {"query": json.dumps(q(((), ["fill"]))), "options": json.dumps({"backwards": True,
+                                                                         "limit": 2900})}),
+        headers=hdr)
+    br = bwd.getresponse()
+    bpart = br.read(20000)
+    for i in range(3):  # appended while both reads are under way
+        cl.append([ev("F", ["fill"], "late") for _ in range(100)])
+    fevs = json.loads(part + fr.read())
+    bevs = json.loads(bpart + br.read())
+    fwd.close()
+    bwd.close()
+    fpos = [e["position"] for e in fevs]
+    c.check("forward: the 3000 events there when it began, in order, none appended later "
+            "(got %d, last %r, head %d)" % (len(fpos), fpos[-1:], head),
+            len(fpos) == 3000 and fpos == sorted(set(fpos)) and fpos[-1] == head)
+    bpos = [e["position"] for e in bevs]
+    c.check("backward with limit 2900: newest first from the head it began with "
+            "(got %d, first %r)" % (len(bpos), bpos[:1]),
+            len(bpos) == 2900 and bpos == sorted(set(bpos), reverse=True) and bpos[0] == head)
+    c.check("... and the two agree", bpos == list(reversed(fpos))[:2900])
+
+
+def t_many_fds(c, srv):
+    c.section("1,100 connections to the gRPC port, then HTTP")
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048 and hard >= 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    socks = []
+    try:
+        for _ in range(1100):
+            socks.append(socket.create_connection(("127.0.0.1", srv.grpc_port), timeout=5))
+        time.sleep(0.3)
+        nfd = len(os.listdir("/proc/%d/fd" % srv.proc.pid))
+        st, body = Client(srv, key=None).request("GET", "/health")
+        c.check("GET /health answers 200 with %d descriptors open in the server "
+                "(beyond select()'s 1024)" % nfd, nfd > 1100 and st == 200,
+                "got %r %r" % (st, body))
+    except OSError as e:
+        c.check("GET /health with 1,100 idle connections open", False, repr(e))
+    finally:
+        for s in socks:
+            s.close()
+
 
 def t_reload(c, srv, keys):
     c.section("SIGHUP reloads the keys")
@@ -733,6 +935,17 @@ def t_reload(c, srv, keys):
             break
         time.sleep(0.05)
     c.check("a key added to the file works after SIGHUP", ok)
+    sub = SseReader(srv, {"after": 0}, key=LATER)
+    sub.start()
+    sub.wait_for(1)
+    with open(keys, "w") as f:
+        f.write(KEYS)
+    srv.proc.send_signal(signal.SIGHUP)
+    ended = sub.wait_end(5)
+    c.check("a key removed by SIGHUP ends its open subscription within 5 s", ended)
+    c.check("... with an error event saying the key is no longer valid",
+            any("no longer valid" in e.get("error", "") for e in sub.errors),
+            "errors %r, failure %r" % (sub.errors, sub.failure))
     with open(keys, "w") as f:
         f.write(LATER + " tenants=\n")
     srv.proc.send_signal(signal.SIGHUP)
@@ -879,6 +1092,9 @@ def main(argv):
         c.check("evs_sync_seconds: +Inf bucket = count > 0 (%r)" % cnt,
                 inf is not None and inf == cnt and cnt > 0)
 
+        t_limits(c, srv, cl)
+        t_read_snapshot(c, srv)
+        t_many_fds(c, srv)
         t_reload(c, srv, keys)
 
         c.section("SIGTERM")

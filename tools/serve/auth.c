@@ -337,28 +337,26 @@ int serve_check(serve *s, const char *authorization, const char *tenant, int acc
 {
     if (!tenant)
         tenant = "";
+    /* The header is parsed and the key digested before the lock: the read
+     * section stays short, so a SIGHUP's write lock is not held off by a
+     * stream of overlapping checks. */
+    const char *bad = NULL;
+    unsigned char d[KEY_DIGEST_LEN];
+    size_t len = 0;
+    const char *key = authorization && *authorization ? bearer_key(authorization, &len) : NULL;
+    if (!authorization || !*authorization)
+        bad = "missing authorization header: send 'authorization: Bearer KEY'";
+    else if (!key)
+        bad = "malformed authorization header: send 'authorization: Bearer KEY'";
+    else if (len > KEY_MAX_LEN || digest(d, key, len) < 0)
+        bad = "unknown API key";
     pthread_rwlock_rdlock(&s->auth_lock);
     const serve_auth *a = s->auth;
     int rc = SERVE_ALLOW;
     if (!a)
         goto out;
-    if (!authorization || !*authorization) {
-        snprintf(msg, msglen,
-                 "missing authorization header: send 'authorization: Bearer KEY'");
-        rc = SERVE_DENY_UNAUTHENTICATED;
-        goto out;
-    }
-    size_t len = 0;
-    const char *key = bearer_key(authorization, &len);
-    if (!key) {
-        snprintf(msg, msglen,
-                 "malformed authorization header: send 'authorization: Bearer KEY'");
-        rc = SERVE_DENY_UNAUTHENTICATED;
-        goto out;
-    }
-    unsigned char d[KEY_DIGEST_LEN];
-    if (len > KEY_MAX_LEN || digest(d, key, len) < 0) {
-        snprintf(msg, msglen, "unknown API key");
+    if (bad) {
+        snprintf(msg, msglen, "%s", bad);
         rc = SERVE_DENY_UNAUTHENTICATED;
         goto out;
     }
@@ -372,6 +370,12 @@ int serve_check(serve *s, const char *authorization, const char *tenant, int acc
     if (!found) {
         snprintf(msg, msglen, "unknown API key");
         rc = SERVE_DENY_UNAUTHENTICATED;
+    } else if (access == SERVE_ADMIN && !found->all_tenants) {
+        /* /metrics shows every tenant's activity (head position, append
+         * rates): a key limited to some tenants must not see it. */
+        snprintf(msg, msglen, "this API key is limited to some tenants and cannot read "
+                              "/metrics (store-wide figures): use a key with tenants=*");
+        rc = SERVE_DENY_FORBIDDEN;
     } else if (!key_allows_tenant(found, tenant)) {
         snprintf(msg, msglen, "API key not allowed for tenant \"%.*s\"",
                  EVS_MAX_TENANT_LEN, tenant);
@@ -401,6 +405,7 @@ void serve_reload_keys(serve *s)
     pthread_rwlock_wrlock(&s->auth_lock);
     serve_auth *old = s->auth;
     s->auth = fresh;
+    atomic_fetch_add(&s->auth_gen, 1); /* open streams check their key again */
     pthread_rwlock_unlock(&s->auth_lock);
     serve_auth_free(old);
     serve_log("API keys reloaded from %s: %zu key(s)", s->cfg.api_keys, n);

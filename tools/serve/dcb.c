@@ -516,6 +516,8 @@ static void read_step(gcall *c)
         fail_done(c);
         return;
     }
+    if (!gcall_still_allowed(c))
+        return;
     uint64_t want = r->batch;
     if (r->has_limit && r->remaining < want)
         want = r->remaining;
@@ -610,6 +612,8 @@ static void sub_step(gcall *c)
         fail_done(c);
         return;
     }
+    if (!gcall_still_allowed(c)) /* a key removed by SIGHUP: no more events */
+        return;
     batch b = {0};
     int exhausted = 0;
     uint64_t marker = 0;

@@ -68,6 +68,13 @@ uint64_t gcall_started_ns(gcall *c);
 ProtobufCAllocator *gcall_allocator(gcall *c);
 ProtobufCAllocator *gcall_free_allocator(void);
 
+/* A long call (a subscription) asks, at each step, whether its key still
+ * holds: after a SIGHUP reload of the API keys it is checked again (free
+ * otherwise). Returns 1 when it holds; else fails the call with
+ * UNAUTHENTICATED or PERMISSION_DENIED and returns 0 (the step must then
+ * not touch the call). */
+int gcall_still_allowed(gcall *c);
+
 /* Per-call state of a streaming handler, freed with the call. */
 void gcall_set_state(gcall *c, void *state, void (*free_fn)(void *));
 void *gcall_state(gcall *c);

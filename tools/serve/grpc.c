@@ -74,6 +74,7 @@ struct gcall {
     grpc_metadata trailer;
     int has_trailer;
     size_t queued;          /* request bytes counted in g->queued_bytes */
+    unsigned auth_gen;      /* s->auth_gen when the key was last checked */
     uint64_t park_seen;     /* gcall_park waiting for its headers to go */
     gcall_step park_next;
     ProtobufCAllocator alloc; /* the request's decoding budget */
@@ -543,6 +544,25 @@ static const char *header(const grpc_metadata_array *md, const char *key, char *
     return NULL;
 }
 
+int gcall_still_allowed(gcall *c)
+{
+    serve *s = c->g->s;
+    unsigned gen = atomic_load(&s->auth_gen);
+    if (gen == c->auth_gen)
+        return 1;
+    c->auth_gen = gen;
+    char authz[4096 + 16], msg[512];
+    int too_long;
+    const char *az = header(&c->md, "authorization", authz, sizeof(authz), &too_long);
+    int rc = serve_check(s, az, c->tenant, c->m->access, msg, sizeof(msg));
+    if (rc == SERVE_ALLOW)
+        return 1;
+    gcall_fail(c, rc == SERVE_DENY_UNAUTHENTICATED ? GS_UNAUTHENTICATED : GS_PERMISSION_DENIED,
+               UMA_AUTHENTICATION, "the API keys were reloaded and this call's no longer "
+               "holds: %s", msg);
+    return 0;
+}
+
 static void post_accept(serve_grpc *g);
 
 static void accept_done(tag *t, int ok)
@@ -617,6 +637,7 @@ static void accept_done(tag *t, int ok)
         return;
     }
     if (!health) {
+        c->auth_gen = atomic_load(&s->auth_gen);
         int rc = serve_check(s, az, c->tenant, c->m->access, msg, sizeof(msg));
         if (rc == SERVE_DENY_UNAUTHENTICATED) {
             gcall_fail(c, GS_UNAUTHENTICATED, UMA_AUTHENTICATION, "%s", msg);

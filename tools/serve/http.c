@@ -16,13 +16,17 @@
  * libmicrohttpd asks for the next block (STREAM_BLOCK bytes), from a
  * buffer refilled with at most one batch of events (cfg.subscriber_buffer
  * bytes, plus one event); a request body is at most cfg.max_message_bytes
- * (beyond, the rest is read and dropped and the answer is 413).
+ * (a longer Content-Length is refused with 413 before it is read; a
+ * chunked one is read and dropped up to that size, then the connection
+ * closed) and only POST /append takes one. Decoding JSON has a budget
+ * per request and one for the whole process ("Request memory" below).
  */
 #include "serve.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -48,6 +52,17 @@
 #define SSE_WAIT_US 1000000        /* one wait for commits: then check stopping */
 #define SSE_KEEPALIVE_NS (15ull * 1000000000ull) /* a comment when idle this long:
                                                     finds clients that left */
+#define SSE_AUTH_NS 1000000000ull  /* re-check a stream's key this often (SIGHUP) */
+/* Memory for decoding one request's JSON (body, query, options): 32 x its
+ * length + 1 MiB; and for every request body buffered or being decoded at
+ * once, process-wide, 256 MiB (as gRPC). gRPC allows 16 x per request, but
+ * a jansson tree costs more than a protobuf message: the smallest real
+ * events ({"type":"A","tags":["t"],"data":""}, 36 bytes) take about 700
+ * bytes each, 20 x, so 16 x refused an append of 10,000 of them; empty
+ * objects, 3 bytes each, take 80 x. */
+#define DECODE_FACTOR 32u
+#define DECODE_SLACK (1u << 20)
+#define HTTP_MEMORY_CAP ((size_t)256 << 20)
 
 struct serve_http {
     struct MHD_Daemon *d;
@@ -66,10 +81,13 @@ static const char *const route_label[] = {
  * completion callback. */
 typedef struct http_req {
     enum route route;
-    uint64_t t0_ns;      /* first callback */
     char *body;          /* POST body (NUL-terminated) */
     size_t body_len;
+    size_t charged;      /* bytes of body counted in http_memory */
+    uint64_t dropped;    /* body bytes read and dropped (too big, or busy) */
     int body_too_big;
+    int busy;            /* body dropped: the process-wide cap was reached */
+    const char *allow;   /* a 405's Allow header */
     int answered;        /* a response is queued */
     int err_status;      /* refused on the first call: the answer's status */
     char err[256];       /* ... and message */
@@ -85,6 +103,127 @@ static uint64_t now_ns(void)
 static int stopping(serve *s)
 {
     return atomic_load(&s->stopping) || (s->http && atomic_load(&s->http->stopping));
+}
+
+/* ------------------------------------------------------------------ */
+/* Request memory                                                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * jansson builds a whole tree before anything looks at its shape, and a
+ * tree costs far more than its text: a 4 MiB body of empty objects
+ * "{},{},..." took 320 MB. So jansson allocates through json_alloc and
+ * json_free below, which charge the blocks to the budget the calling
+ * thread has set (http.c sets one around each decode; every other thread,
+ * and every other jansson user in the process, has none and is not
+ * counted). A decode that would pass its budget, or take http_memory past
+ * HTTP_MEMORY_CAP, gets NULL from the allocator, so jansson fails cleanly
+ * and the request is refused (413, or 503 for the process-wide cap).
+ *
+ * The blocks are plain malloc blocks, sized with malloc_usable_size
+ * rather than a header: jansson memory freed with free() (json_dumps'
+ * text, as its callers do) and blocks allocated before the functions were
+ * installed stay valid either way.
+ */
+typedef struct http_budget {
+    size_t limit; /* bytes this decode may hold */
+    size_t used;  /* bytes it holds (also counted in http_memory) */
+    int over;     /* 1: passed limit; 2: passed HTTP_MEMORY_CAP */
+} http_budget;
+
+static _Thread_local http_budget *tl_budget;
+/* Bytes of request bodies buffered plus the budgets' used bytes, over
+ * every connection. */
+static atomic_size_t http_memory;
+/* The connection thread's SSE stream ended because its client left (no
+ * error to log). */
+static _Thread_local int tl_client_left;
+
+static void *json_alloc(size_t n)
+{
+    void *p = malloc(n);
+    http_budget *b = tl_budget;
+    if (!p || !b)
+        return p;
+    size_t got = malloc_usable_size(p);
+    size_t total = atomic_fetch_add(&http_memory, got) + got;
+    b->used += got;
+    if (b->used > b->limit || total > HTTP_MEMORY_CAP) {
+        b->over = b->used > b->limit ? 1 : 2;
+        b->used -= got;
+        atomic_fetch_sub(&http_memory, got);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void json_free(void *p)
+{
+    http_budget *b = tl_budget;
+    if (p && b) {
+        size_t got = malloc_usable_size(p);
+        if (got > b->used)
+            got = b->used; /* a block from before the budget was set */
+        b->used -= got;
+        atomic_fetch_sub(&http_memory, got);
+    }
+    free(p);
+}
+
+/* Installed before main: no thread can be inside jansson yet. */
+__attribute__((constructor)) static void install_json_alloc(void)
+{
+    json_set_alloc_funcs(json_alloc, json_free);
+}
+
+/* Decode `len` bytes of JSON text under a budget, on this thread, until
+ * budget_end (which releases what the budget still counts: the tree's
+ * memory stays allocated, it is no longer counted). */
+static void budget_begin(http_budget *b, size_t len)
+{
+    b->limit = DECODE_FACTOR * len + DECODE_SLACK;
+    b->used = 0;
+    b->over = 0;
+    tl_budget = b;
+}
+
+static void budget_end(http_budget *b)
+{
+    atomic_fetch_sub(&http_memory, b->used);
+    b->used = 0;
+    tl_budget = NULL;
+}
+
+/* After a large body: give the decoded tree's memory back to the system.
+ * glibc keeps what a thread freed in that thread's arena, so without this
+ * a few large appends on different connections leave hundreds of MB
+ * resident. */
+static void trim(size_t body_len)
+{
+    if (body_len >= (1u << 20))
+        malloc_trim(0);
+}
+
+/* Count n more bytes of request body; 0, or -1 past HTTP_MEMORY_CAP. */
+static int charge(http_req *r, size_t n)
+{
+    size_t total = atomic_fetch_add(&http_memory, n) + n;
+    if (total > HTTP_MEMORY_CAP) {
+        atomic_fetch_sub(&http_memory, n);
+        return -1;
+    }
+    r->charged += n;
+    return 0;
+}
+
+static void drop_body(http_req *r)
+{
+    free(r->body);
+    r->body = NULL;
+    r->body_len = 0;
+    atomic_fetch_sub(&http_memory, r->charged);
+    r->charged = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -117,6 +256,10 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, serve *s, http_req *
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (status == 401)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (status == 405 && r->allow)
+        MHD_add_response_header(resp, "Allow", r->allow);
+    if (status == 503)
+        MHD_add_response_header(resp, "Retry-After", "1");
     return queue(c, s, r, status, resp);
 }
 
@@ -338,15 +481,32 @@ static int get_uint(json_t *obj, const char *key, uint64_t *out, int *present,
     return 0;
 }
 
-static json_t *parse_json(const char *text, size_t len, const char *what, char *err,
-                          size_t errlen)
+/* Decode JSON text under a budget (budget_begin: the caller's). NULL
+ * with a message in err, and *status 400 (not JSON), 413 (it needs more
+ * memory than its budget) or 503 (the process-wide cap). */
+static json_t *parse_json(const char *text, size_t len, const char *what, int *status,
+                          char *err, size_t errlen)
 {
     json_error_t e;
+    http_budget *b = tl_budget;
     json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
-    if (!j)
+    if (j)
+        return j;
+    if (b && b->over == 1) {
+        *status = 413;
+        snprintf(err, errlen, "%s needs more than %zu MiB of memory to decode (%u x its "
+                 "%zu bytes + 1 MiB): send fewer or bigger items per request", what,
+                 (b->limit + (1u << 20) - 1) >> 20, DECODE_FACTOR, len);
+    } else if (b && b->over == 2) {
+        *status = 503;
+        snprintf(err, errlen, "the server is decoding %zu MiB of requests at once, its "
+                 "limit: retry later", HTTP_MEMORY_CAP >> 20);
+    } else {
+        *status = 400;
         snprintf(err, errlen, "%s is not valid JSON: %s (line %d, column %d)", what, e.text,
                  e.line, e.column);
-    return j;
+    }
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -356,7 +516,8 @@ static json_t *parse_json(const char *text, size_t len, const char *what, char *
 /* {"position","type","tags","data","id"[,"stream"][,"metadata"]} as one
  * line, appended to buf. data is the event's bytes as a string (what
  * POST /append and UmaDB's gRPC clients stored); bytes that are not
- * UTF-8 come as base64 with "dataEncoding": "base64". */
+ * UTF-8, or hold a NUL (which POST /append could not take back as a
+ * string), come as base64 with "dataEncoding": "base64". */
 static json_t *event_json(const evs_event *ev)
 {
     json_t *o = json_object();
@@ -371,7 +532,9 @@ static json_t *event_json(const evs_event *ev)
     for (size_t i = 0; i < ev->ntags; i++)
         json_array_append_new(tags, json_string(ev->tags[i]));
     json_object_set_new(o, "tags", tags);
-    json_t *data = json_stringn(ev->data ? ev->data : "", ev->data_len);
+    json_t *data = NULL;
+    if (!ev->data_len || !memchr(ev->data, 0, ev->data_len))
+        data = json_stringn(ev->data ? ev->data : "", ev->data_len);
     if (!data && ev->data_len < ((size_t)1 << 30)) {
         size_t cap = 4 * ((ev->data_len + 2) / 3) + 1;
         char *b64 = malloc(cap);
@@ -409,7 +572,17 @@ typedef struct http_stream {
     pquery pq;
     evs_tracking t;
     char tenant[EVS_MAX_TENANT_LEN + 1];
-    evs_iter *it;         /* /read: the open read */
+    /* /read: one fill at a time, each from a fresh iterator (an iterator
+     * kept for the whole response would pin its snapshot, and with it the
+     * index pages freed since, for as long as the client takes) */
+    evs_iter *it;         /* the first fill's (opened by do_read) */
+    uint64_t bound;       /* evs_read_query's exclusive bound: the last position sent */
+    uint64_t head;        /* the tenant's head when the read began: nothing above */
+    uint64_t remaining;   /* events the limit still allows (has_limit) */
+    int has_limit;
+    int backwards;
+    char *authorization;  /* /subscribe: the request's header, re-checked */
+    uint64_t auth_ns;     /* when it was last checked */
     uint64_t after;       /* /subscribe: the token delivered up to */
     serve_sub_gauge *gauge;
     char *buf;
@@ -434,6 +607,7 @@ static void stream_free(void *cls)
     }
     pquery_free(&st->pq);
     json_decref(st->qroot);
+    free(st->authorization);
     free(st->buf);
     free(st);
 }
@@ -493,6 +667,42 @@ static size_t drain(http_stream *st, char *out, size_t max)
     return n;
 }
 
+/* One fill of a /read: up to READ_FILL bytes of events from st->bound,
+ * from an iterator freed before returning. Events are never changed once
+ * written, so the fills make up the one answer the first read would have
+ * given: positions up to st->head (forward; a backward read starts below
+ * it), in order, within the limit. Returns 0, EVS_ITEROVER at the end, or
+ * an error. */
+static int read_fill(http_stream *st)
+{
+    int rc = 0;
+    evs_iter *it = st->it;
+    st->it = NULL;
+    if (!it)
+        rc = evs_read_query(&it, st->s->db, st->tenant, &st->pq.q, st->bound,
+                            st->backwards ? EVS_BACKWARD : EVS_FORWARD,
+                            st->has_limit ? st->remaining : 0);
+    const evs_event *ev;
+    while (rc == 0 && st->len < READ_FILL) {
+        if (st->has_limit && st->remaining == 0) {
+            rc = EVS_ITEROVER;
+            break;
+        }
+        if ((rc = evs_iter_next(&ev, it)) < 0)
+            break;
+        if (!st->backwards && ev->position > st->head) {
+            rc = EVS_ITEROVER; /* appended after the read began */
+            break;
+        }
+        st->bound = ev->position;
+        st->remaining -= st->has_limit;
+        if ((st->nevents++ ? buf_add(st, ",\n", 2) : 0) < 0 || buf_add_event(st, ev) < 0)
+            rc = EVS_ENOMEM;
+    }
+    evs_iter_free(it);
+    return rc;
+}
+
 /* /read: a JSON array, READ_FILL bytes of events at a time. */
 static ssize_t read_reader(void *cls, uint64_t pos, char *out, size_t max)
 {
@@ -504,14 +714,7 @@ static ssize_t read_reader(void *cls, uint64_t pos, char *out, size_t max)
             return MHD_CONTENT_READER_END_WITH_ERROR;
         if (st->done)
             return MHD_CONTENT_READER_END_OF_STREAM;
-        const evs_event *ev;
-        int rc = 0;
-        while (st->len < READ_FILL && (rc = evs_iter_next(&ev, st->it)) == 0) {
-            if ((st->nevents++ ? buf_add(st, ",\n", 2) : 0) < 0 || buf_add_event(st, ev) < 0) {
-                rc = EVS_ENOMEM;
-                break;
-            }
-        }
+        int rc = read_fill(st);
         if (rc == EVS_ITEROVER) {
             if (buf_add(st, "]\n", 2) < 0)
                 st->failed = 1;
@@ -569,6 +772,23 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *out, size_t max)
             st->done = 1;
             continue;
         }
+        if (now_ns() - st->auth_ns >= SSE_AUTH_NS) {
+            char msg[256];
+            st->auth_ns = now_ns();
+            if (serve_check(s, st->authorization, st->tenant, SERVE_READ, msg, sizeof msg) !=
+                SERVE_ALLOW) {
+                json_t *e = json_pack("{s:s+,s:I}", "error",
+                                      "the API key is no longer valid for this stream: ",
+                                      msg, "after", (json_int_t)st->after);
+                char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
+                json_decref(e);
+                buf_addf(st, "event: error\ndata: %s\n\n", text ? text : "{}");
+                free(text);
+                serve_log("HTTP /subscribe ended: %s", msg);
+                st->done = 1;
+                continue;
+            }
+        }
         evs_iter *it = NULL;
         int rc = evs_read_tracking(&it, s->db, &st->t, st->after, SSE_BATCH, SSE_WAIT_US);
         const evs_event *ev;
@@ -599,8 +819,10 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *out, size_t max)
             st->done = 1;
         }
         evs_iter_free(it);
-        if (st->len == 0 && client_left(st))
+        if (st->len == 0 && client_left(st)) {
+            tl_client_left = 1; /* not an error: see on_mhd_log */
             return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
         if (st->len == 0 && now_ns() - st->last_out_ns >= keepalive_ns(s))
             buf_add(st, ": keepalive\n\n", 13);
     }
@@ -645,13 +867,28 @@ static enum MHD_Result do_health(struct MHD_Connection *c, serve *s, http_req *r
                       json_pack("{s:s}", "status", down ? "not serving" : "serving"));
 }
 
+/* A URL argument's JSON, decoded under a budget; NULL with *status and
+ * a message in err. */
+static json_t *arg_json(const char *text, const char *what, int *status, char *err,
+                        size_t errlen)
+{
+    http_budget b;
+    size_t len = strlen(text);
+    budget_begin(&b, len);
+    json_t *j = parse_json(text, len, what, status, err, errlen);
+    budget_end(&b);
+    return j;
+}
+
 /* The query=JSON argument (absent: every event) into st. */
-static int stream_query(http_stream *st, struct MHD_Connection *c, char *err, size_t errlen)
+static int stream_query(http_stream *st, struct MHD_Connection *c, int *status, char *err,
+                        size_t errlen)
 {
     const char *q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "query");
+    *status = 400;
     if (!q || !*q)
         return 0;
-    st->qroot = parse_json(q, strlen(q), "the query parameter", err, errlen);
+    st->qroot = arg_json(q, "the query parameter", status, err, errlen);
     if (!st->qroot)
         return -1;
     return parse_query(&st->pq, st->qroot, "query", err, errlen);
@@ -673,6 +910,7 @@ static enum MHD_Result do_read(struct MHD_Connection *c, serve *s, http_req *r)
 {
     static const char *const okeys[] = {"from", "after", "limit", "backwards", NULL};
     char err[1024];
+    int status = 400;
     http_stream *st = stream_new(s, c, 0);
     if (!st)
         return reply_error(c, s, r, 500, "out of memory");
@@ -681,13 +919,13 @@ static enum MHD_Result do_read(struct MHD_Connection *c, serve *s, http_req *r)
         return reply_error(c, s, r, 400, "%s header longer than %d bytes",
                            SERVE_TENANT_HEADER, EVS_MAX_TENANT_LEN);
     }
-    if (stream_query(st, c, err, sizeof err) < 0)
+    if (stream_query(st, c, &status, err, sizeof err) < 0)
         goto bad;
     uint64_t from = 0, after = 0, limit = 0;
     int has_from = 0, has_after = 0, backwards = 0;
     const char *o = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "options");
     if (o && *o) {
-        json_t *opt = parse_json(o, strlen(o), "the options parameter", err, sizeof err);
+        json_t *opt = arg_json(o, "the options parameter", &status, err, sizeof err);
         if (!opt)
             goto bad;
         int bad = !json_is_object(opt);
@@ -721,20 +959,31 @@ static enum MHD_Result do_read(struct MHD_Connection *c, serve *s, http_req *r)
             goto bad;
         }
     }
+    /* The answer is the events up to the tenant's head now: later fills
+     * (read_fill) start from the last position sent and stop there. */
+    int rc = evs_head_position(&st->head, s->db, st->tenant);
+    if (rc < 0) {
+        stream_free(st);
+        return reply_evs_error(c, s, r, rc);
+    }
     /* evs_read_query's bound is exclusive both ways: forward reads
-     * position > bound, backward position < bound (0: from the newest). */
-    uint64_t bound;
-    if (backwards)
-        bound = has_from ? (from == UINT64_MAX ? 0 : from + 1) : 0;
-    else
-        bound = has_after ? after : (from > 0 ? from - 1 : 0);
-    if (backwards && has_from && from == 0) {
-        /* nothing is at or before position 0 */
-        st->done = 1;
+     * position > bound, backward position < bound. */
+    st->backwards = backwards;
+    st->has_limit = limit > 0; /* 0: no limit, as evs_read_query */
+    st->remaining = limit;
+    if (backwards) {
+        uint64_t top = has_from && from < st->head ? from : st->head;
+        st->bound = top + 1;
+        if (top == 0)
+            st->done = 1; /* nothing is at or before position 0 */
+    } else {
+        st->bound = has_after ? after : (from > 0 ? from - 1 : 0);
+    }
+    if (st->done) {
         buf_add(st, "[]\n", 3);
     } else {
-        int rc = evs_read_query(&st->it, s->db, st->tenant, &st->pq.q, bound,
-                                backwards ? EVS_BACKWARD : EVS_FORWARD, limit);
+        rc = evs_read_query(&st->it, s->db, st->tenant, &st->pq.q, st->bound,
+                            backwards ? EVS_BACKWARD : EVS_FORWARD, limit);
         if (rc < 0) {
             stream_free(st);
             return reply_evs_error(c, s, r, rc);
@@ -749,12 +998,13 @@ static enum MHD_Result do_read(struct MHD_Connection *c, serve *s, http_req *r)
     return queue(c, s, r, 200, resp);
 bad:
     stream_free(st);
-    return reply_error(c, s, r, 400, "%s", err);
+    return reply_error(c, s, r, status, "%s", err);
 }
 
 static enum MHD_Result do_subscribe(struct MHD_Connection *c, serve *s, http_req *r)
 {
     char err[1024];
+    int status = 400;
     http_stream *st = stream_new(s, c, 1);
     if (!st)
         return reply_error(c, s, r, 500, "out of memory");
@@ -763,20 +1013,23 @@ static enum MHD_Result do_subscribe(struct MHD_Connection *c, serve *s, http_req
         return reply_error(c, s, r, 400, "%s header longer than %d bytes",
                            SERVE_TENANT_HEADER, EVS_MAX_TENANT_LEN);
     }
-    if (stream_query(st, c, err, sizeof err) < 0)
+    if (stream_query(st, c, &status, err, sizeof err) < 0)
         goto bad;
-    /* after=N, else the Last-Event-ID a reconnecting EventSource sends */
-    const char *a = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
-    const char *what = "after";
+    /* The Last-Event-ID a reconnecting EventSource sends, else after=N. An
+     * EventSource reconnects to the same URL, after= included, and adds
+     * the header with the last id it got: the header is always the newer
+     * of the two. */
+    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+    const char *what = "the Last-Event-ID header";
     if (!a || !*a) {
-        a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
-        what = "the Last-Event-ID header";
+        a = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
+        what = "after";
     }
     if (a && *a) {
         char *end;
         errno = 0;
         unsigned long long v = strtoull(a, &end, 10);
-        if (errno || *end || *a == '-' || *a == '+' || *a == ' ') {
+        if (errno || *end || *a < '0' || *a > '9') {
             snprintf(err, sizeof err, "%s must be a position (a non-negative integer), "
                      "not \"%.40s\"", what, a);
             goto bad;
@@ -797,6 +1050,14 @@ static enum MHD_Result do_subscribe(struct MHD_Connection *c, serve *s, http_req
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     st->fd = ci ? (int)ci->connect_fd : -1;
+    /* Kept to check again while the stream lasts: a key removed by SIGHUP
+     * must not go on reading. */
+    const char *az = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    st->auth_ns = now_ns();
+    if (az && !(st->authorization = strdup(az))) {
+        stream_free(st);
+        return reply_error(c, s, r, 500, "out of memory");
+    }
     st->gauge = serve_metrics_sub_open(s->metrics, SERVE_PROTO_HTTP);
     if (!st->gauge) {
         stream_free(st);
@@ -815,7 +1076,7 @@ static enum MHD_Result do_subscribe(struct MHD_Connection *c, serve *s, http_req
     return queue(c, s, r, 200, resp);
 bad:
     stream_free(st);
-    return reply_error(c, s, r, 400, "%s", err);
+    return reply_error(c, s, r, status, "%s", err);
 }
 
 /* The events of an append, parsed; strings point into the JSON. */
@@ -824,6 +1085,7 @@ typedef struct pappend {
     size_t nevents;
     const char **tags;
     char **metadata;
+    unsigned char **decoded; /* data sent as base64, decoded */
     pquery cond_q;
     evs_append_condition cond;
     int has_cond;
@@ -833,7 +1095,10 @@ static void pappend_free(pappend *pa)
 {
     for (size_t i = 0; pa->metadata && i < pa->nevents; i++)
         free(pa->metadata[i]);
+    for (size_t i = 0; pa->decoded && i < pa->nevents; i++)
+        free(pa->decoded[i]);
     free(pa->metadata);
+    free(pa->decoded);
     free(pa->events);
     free(pa->tags);
     pquery_free(&pa->cond_q);
@@ -842,7 +1107,8 @@ static void pappend_free(pappend *pa)
 static int parse_event(pappend *pa, size_t i, json_t *e, size_t *ntag, char *err,
                        size_t errlen)
 {
-    static const char *const ekeys[] = {"type", "tags", "data", "metadata", "id", NULL};
+    static const char *const ekeys[] = {"type",     "tags", "data", "dataEncoding",
+                                        "metadata", "id",   NULL};
     char what[48];
     snprintf(what, sizeof what, "events[%zu]", i);
     evs_event_data *ev = &pa->events[i];
@@ -869,6 +1135,35 @@ static int parse_event(pappend *pa, size_t i, json_t *e, size_t *ntag, char *err
         }
         ev->data = json_string_value(data);
         ev->data_len = json_string_length(data);
+    }
+    json_t *enc = json_object_get(e, "dataEncoding");
+    if (enc && !json_is_null(enc)) {
+        if (!json_is_string(enc) || strcmp(json_string_value(enc), "base64") != 0) {
+            snprintf(err, errlen, "%s: dataEncoding must be \"base64\" (data is then the "
+                     "bytes in base64, as /read gives data that is not UTF-8 or holds a "
+                     "NUL), or absent", what);
+            return -1;
+        }
+        size_t n = ev->data_len;
+        const char *in = ev->data ? ev->data : "";
+        unsigned char *out = malloc(n / 4 * 3 + 1);
+        int got = n % 4 == 0 && n <= INT32_MAX && out
+                      ? EVP_DecodeBlock(out, (const unsigned char *)in, (int)n)
+                      : -1;
+        if (got < 0) {
+            free(out);
+            snprintf(err, errlen, "%s: data is not valid base64 (dataEncoding is \"base64\": "
+                     "groups of 4 characters A-Z a-z 0-9 + /, padded with =)", what);
+            return -1;
+        }
+        /* EVP_DecodeBlock counts the padding as zero bytes */
+        if (n >= 1 && in[n - 1] == '=')
+            got--;
+        if (n >= 2 && in[n - 2] == '=')
+            got--;
+        pa->decoded[i] = out;
+        ev->data = (const char *)out;
+        ev->data_len = (size_t)got;
     }
     json_t *tags = json_object_get(e, "tags");
     if (tags && !json_is_null(tags)) {
@@ -947,9 +1242,10 @@ static int parse_append(pappend *pa, json_t *root, char *err, size_t errlen)
     }
     pa->events = calloc(n, sizeof *pa->events);
     pa->metadata = calloc(n, sizeof *pa->metadata);
+    pa->decoded = calloc(n, sizeof *pa->decoded);
     pa->tags = calloc(ntags ? ntags : 1, sizeof *pa->tags);
     pa->nevents = n;
-    if (!pa->events || !pa->metadata || !pa->tags) {
+    if (!pa->events || !pa->metadata || !pa->decoded || !pa->tags) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -994,31 +1290,55 @@ static int parse_append(pappend *pa, json_t *root, char *err, size_t errlen)
 static enum MHD_Result do_append(struct MHD_Connection *c, serve *s, http_req *r)
 {
     char err[1024];
+    /* The latency counts from the complete body: a slow upload is the
+     * client's time, not the store's. */
+    uint64_t t0 = now_ns();
     if (r->body_too_big)
         return reply_error(c, s, r, 413, "request body larger than %" PRIu32
                            " bytes (the server's max message size)",
                            s->cfg.max_message_bytes);
-    json_t *root = parse_json(r->body ? r->body : "", r->body_len, "the request body", err,
-                              sizeof err);
-    if (!root)
-        return reply_error(c, s, r, 400, "%s", err);
+    if (r->busy)
+        return reply_error(c, s, r, 503, "the server holds %zu MiB of request bodies, its "
+                           "limit: retry later", HTTP_MEMORY_CAP >> 20);
+    /* The tree is counted until it is freed: the budget spans the decode,
+     * the append and the free. */
+    http_budget b;
+    int status = 400;
+    size_t body_len = r->body_len;
+    budget_begin(&b, body_len);
+    json_t *root = parse_json(r->body ? r->body : "", r->body_len, "the request body",
+                              &status, err, sizeof err);
+    drop_body(r); /* the tree holds what is needed */
     pappend pa;
-    if (parse_append(&pa, root, err, sizeof err) < 0) {
+    memset(&pa, 0, sizeof pa);
+    if (root && parse_append(&pa, root, err, sizeof err) < 0) {
+        if (b.over) {
+            status = b.over == 1 ? 413 : 503;
+            snprintf(err, sizeof err, "the request body needs more memory than its "
+                     "decoding budget (%zu MiB)", (b.limit + (1u << 20) - 1) >> 20);
+        }
         pappend_free(&pa);
         json_decref(root);
-        return reply_error(c, s, r, 400, "%s", err);
+        root = NULL;
+    }
+    if (!root) {
+        budget_end(&b);
+        trim(body_len);
+        return reply_error(c, s, r, status, "%s", err);
     }
     evs_append_result res;
     memset(&res, 0, sizeof res);
     uint64_t conflict = 0;
     int rc = evs_dcb_append(&res, &conflict, s->db, tenant_of(c), pa.events, pa.nevents,
                             pa.has_cond ? &pa.cond : NULL);
-    uint64_t lat = now_ns() - r->t0_ns;
+    uint64_t lat = now_ns() - t0;
     if (rc == 0)
         serve_notify_head(s, res.last_position); /* wake gRPC subscriptions */
     serve_metrics_append(s->metrics, SERVE_PROTO_HTTP, rc, pa.nevents, lat);
     pappend_free(&pa);
     json_decref(root);
+    budget_end(&b);
+    trim(body_len);
     json_int_t us = (json_int_t)(lat / 1000u);
     if (rc == 0)
         return reply_json(c, s, r, 200,
@@ -1068,12 +1388,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * libmicrohttpd close the connection after it (it cannot know what
          * follows), so requests are answered on the next call, with the
          * request complete, and the connection is kept alive. Refusals of
-         * a POST are the exception: answered at once, its body unread. */
+         * a request with a body (a POST, or any with a length or chunks)
+         * are the exception: answered at once, the body unread. */
         r = calloc(1, sizeof *r);
         if (!r)
             return MHD_NO;
         *con_cls = r;
-        r->t0_ns = now_ns();
         const char *want = NULL;
         r->route = route_of(url, &want);
         if (r->route == R_NONE) {
@@ -1084,8 +1404,31 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                      url);
         } else if (strcmp(method, want) != 0) {
             r->err_status = 405;
+            r->allow = want;
             snprintf(r->err, sizeof r->err, "%s takes %s, not %.20s", url, want, method);
             r->route = R_NONE; /* counted as method="other": it is not that route */
+        }
+        /* A body is refused before it is read: on every route but POST
+         * /append, and there beyond --max-message-bytes by its length. */
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
+        int has_body = (cl && strspn(cl, " \t0") != strlen(cl)) || te;
+        unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
+        if (r->err_status) {
+            /* answered below */
+        } else if (has_body && r->route != R_APPEND) {
+            r->err_status = 413;
+            snprintf(r->err, sizeof r->err, "%s takes no request body", url);
+        } else if (r->route == R_APPEND && clen > s->cfg.max_message_bytes) {
+            r->err_status = 413;
+            snprintf(r->err, sizeof r->err, "request body of %llu bytes is larger than %" PRIu32
+                     " bytes (the server's --max-message-bytes)", clen,
+                     s->cfg.max_message_bytes);
+        } else if (r->route == R_APPEND &&
+                   atomic_load(&http_memory) + clen > HTTP_MEMORY_CAP) {
+            r->err_status = 503;
+            snprintf(r->err, sizeof r->err, "the server holds %zu MiB of request bodies, its "
+                     "limit: retry later", HTTP_MEMORY_CAP >> 20);
         } else if (r->route == R_HEALTH) {
             /* no credentials: probes need none */
         } else if (stopping(s)) {
@@ -1094,14 +1437,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         } else {
             const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
             int v = serve_check(s, auth, tenant_of(c),
-                                r->route == R_APPEND ? SERVE_WRITE : SERVE_READ, r->err,
-                                sizeof r->err);
+                                r->route == R_APPEND    ? SERVE_WRITE
+                                : r->route == R_METRICS ? SERVE_ADMIN
+                                                        : SERVE_READ,
+                                r->err, sizeof r->err);
             if (v == SERVE_DENY_UNAUTHENTICATED)
                 r->err_status = 401;
             else if (v != SERVE_ALLOW)
                 r->err_status = 403;
         }
-        if (r->err_status && strcmp(method, "POST") == 0)
+        if (r->err_status && (has_body || strcmp(method, "POST") == 0))
             return reply_error(c, s, r, r->err_status, "%s", r->err);
         return MHD_YES;
     }
@@ -1117,12 +1462,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (r->body_too_big || r->body_len + n > s->cfg.max_message_bytes) {
-            r->body_too_big = 1;
-            free(r->body);
-            r->body = NULL;
-            r->body_len = 0;
-            return MHD_YES;
+        if (r->body_too_big || r->busy || r->body_len + n > s->cfg.max_message_bytes ||
+            charge(r, n) < 0) {
+            /* A body without a length (chunked) found too big or with the
+             * server's memory full: read and dropped, so the answer can be
+             * a 413 or 503, up to the message size; beyond, the connection
+             * is closed. */
+            if (!r->body_too_big && r->body_len + n <= s->cfg.max_message_bytes)
+                r->busy = 1;
+            else
+                r->body_too_big = 1;
+            drop_body(r);
+            r->dropped += n;
+            return r->dropped > s->cfg.max_message_bytes ? MHD_NO : MHD_YES;
         }
         char *nb = realloc(r->body, r->body_len + n + 1);
         if (!nb)
@@ -1151,7 +1503,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     http_req *r = *con_cls;
     if (!r)
         return;
-    free(r->body);
+    drop_body(r);
     free(r);
     *con_cls = NULL;
 }
@@ -1170,6 +1522,13 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
     vsnprintf(line, sizeof line, fmt, ap);
+    /* A subscriber hanging up is how SSE streams end: libmicrohttpd calls
+     * the reader's END_WITH_ERROR an application error, on this thread,
+     * right after it returned. */
+    if (tl_client_left && strstr(line, "application error generating response")) {
+        tl_client_left = 0;
+        return;
+    }
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
@@ -1316,8 +1675,12 @@ int serve_http_start(serve *s, char *msg, size_t msglen)
             return -1;
         }
     }
+    /* poll(), not select(): select() cannot watch a descriptor >= 1024
+     * (FD_SETSIZE), and libmicrohttpd refuses such connections, though
+     * the process raised its descriptor limit for gRPC and HTTP clients
+     * alike. epoll does not go with a thread per connection. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_ERROR_LOG | MHD_USE_ITC;
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_USE_POLL;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (tls)

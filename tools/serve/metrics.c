@@ -41,9 +41,8 @@ static const uint64_t lat_bound_ns[] = {
     500000000, 1000000000, 2500000000, 5000000000, 10000000000};
 #define NLAT (sizeof lat_bound_ns / sizeof lat_bound_ns[0])
 
-/* Subscription lag buckets, in positions. */
-static const uint64_t lag_bound[] = {0, 1, 10, 100, 1000, 10000, 100000, 1000000};
-#define NLAG (sizeof lag_bound / sizeof lag_bound[0])
+/* A subscription this many positions behind the head counts as lagging. */
+#define LAGGING_POSITIONS 1000
 
 /* Distinct (protocol, method, status) label sets kept; beyond, requests
  * count under method="other" (a bound on the page's size whatever
@@ -342,8 +341,7 @@ static void render_subscriptions(sbuf *b, serve *s)
     if (evs_head_position(&head, s->db, NULL) < 0)
         head = 0;
     uint64_t nsubs[NPROTO], maxlag[NPROTO] = {0}, lagsum[NPROTO] = {0};
-    uint64_t lagb[NPROTO][NLAG + 1];
-    memset(lagb, 0, sizeof lagb);
+    uint64_t lagging[NPROTO] = {0};
     pthread_mutex_lock(&m->sub_lock);
     memcpy(nsubs, m->nsubs, sizeof nsubs);
     for (serve_sub_gauge *g = m->subs; g; g = g->next) {
@@ -352,10 +350,7 @@ static void render_subscriptions(sbuf *b, serve *s)
         if (lag > maxlag[g->proto])
             maxlag[g->proto] = lag;
         lagsum[g->proto] += lag;
-        size_t i = 0;
-        while (i < NLAG && lag > lag_bound[i])
-            i++;
-        lagb[g->proto][i]++;
+        lagging[g->proto] += lag > LAGGING_POSITIONS;
     }
     pthread_mutex_unlock(&m->sub_lock);
 
@@ -369,28 +364,20 @@ static void render_subscriptions(sbuf *b, serve *s)
     for (int p = 0; p < NPROTO; p++)
         sb_printf(b, "evs_subscription_lag_positions{protocol=\"%s\"} %" PRIu64 "\n",
                   proto_name[p], maxlag[p]);
-    sb_head(b, "evs_subscription_lag_distribution_positions", "histogram",
-            "The lags of the open subscriptions at this scrape (one observation each), "
-            "in positions.");
-    for (int p = 0; p < NPROTO; p++) {
-        uint64_t cum = 0;
-        for (size_t i = 0; i < NLAG; i++) {
-            cum += lagb[p][i];
-            sb_printf(b,
-                      "evs_subscription_lag_distribution_positions_bucket{protocol=\"%s\","
-                      "le=\"%" PRIu64 "\"} %" PRIu64 "\n",
-                      proto_name[p], lag_bound[i], cum);
-        }
-        cum += lagb[p][NLAG];
-        sb_printf(b,
-                  "evs_subscription_lag_distribution_positions_bucket{protocol=\"%s\","
-                  "le=\"+Inf\"} %" PRIu64 "\n"
-                  "evs_subscription_lag_distribution_positions_sum{protocol=\"%s\"} %" PRIu64
-                  "\n"
-                  "evs_subscription_lag_distribution_positions_count{protocol=\"%s\"} "
-                  "%" PRIu64 "\n",
-                  proto_name[p], cum, proto_name[p], lagsum[p], proto_name[p], cum);
-    }
+    /* Gauges, not a histogram: these are recomputed at each scrape and go
+     * down when subscriptions catch up or close, which PromQL would take
+     * for counter resets of a histogram. */
+    sb_head(b, "evs_subscription_lag_sum_positions", "gauge",
+            "The lags of the open subscriptions added up, in positions (divided by "
+            "evs_subscriptions: the mean lag).");
+    for (int p = 0; p < NPROTO; p++)
+        sb_printf(b, "evs_subscription_lag_sum_positions{protocol=\"%s\"} %" PRIu64 "\n",
+                  proto_name[p], lagsum[p]);
+    sb_head(b, "evs_subscriptions_lagging", "gauge",
+            "Open subscriptions more than 1000 positions behind the head.");
+    for (int p = 0; p < NPROTO; p++)
+        sb_printf(b, "evs_subscriptions_lagging{protocol=\"%s\"} %" PRIu64 "\n",
+                  proto_name[p], lagging[p]);
 }
 
 static void render_store(sbuf *b, serve *s)

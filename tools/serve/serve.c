@@ -150,7 +150,13 @@ int serve_run(const serve_config *cfg, evs_db *db)
     }
     s->cfg = *cfg;
     s->db = db;
-    pthread_rwlock_init(&s->auth_lock, NULL);
+    /* Writer first: a SIGHUP reload must not wait behind a stream of
+     * requests checking keys. */
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->auth_lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&s->notify_lock, NULL);
     pthread_cond_init(&s->notify_cond, NULL);
     raise_nofile();

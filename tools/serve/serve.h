@@ -63,6 +63,7 @@ typedef struct serve_auth serve_auth;
 
 #define SERVE_READ 0
 #define SERVE_WRITE 1
+#define SERVE_ADMIN 2 /* store-wide data (/metrics): a key for every tenant */
 
 /* serve_check results */
 #define SERVE_ALLOW 0
@@ -126,6 +127,7 @@ typedef struct serve {
     serve_metrics *metrics;
     pthread_rwlock_t auth_lock; /* guards auth (replaced on SIGHUP) */
     serve_auth *auth;           /* NULL: no authentication */
+    atomic_uint auth_gen;       /* bumped by every reload of the keys */
     atomic_int stopping;        /* 1 once SIGTERM/SIGINT arrived */
     /* notify.c */
     pthread_mutex_t notify_lock;
