@@ -36,6 +36,7 @@
 #include <jansson.h>
 
 #include "gcall.h"
+#include "umadb_wire.pb-c.h"
 
 typedef struct tag {
     void (*done)(struct tag *t, int ok);
@@ -376,20 +377,6 @@ void gcall_end(gcall *c)
     start_send(c, NULL, GS_OK, "", NULL, 0);
 }
 
-/* The ErrorResponse message (umadb.proto) by hand: field 1 string, field 2
- * enum; protobuf-c's generated code lives in dcb.c, and this is the one
- * message grpc.c must write for every service. */
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
 void gcall_fail(gcall *c, int code, int error_type, const char *fmt, ...)
 {
     char text[1024];
@@ -405,16 +392,18 @@ void gcall_fail(gcall *c, int code, int error_type, const char *fmt, ...)
             l--;
         text[l] = 0;
     }
+    /* The details UmaDB's clients decode: umadb.v1.ErrorResponse. */
     uint8_t det[sizeof(text) + 32];
     size_t n = 0;
     if (error_type >= 0) {
-        size_t tl = strlen(text);
-        det[n++] = 0x0a; /* field 1, length-delimited */
-        n += put_varint(det + n, tl);
-        memcpy(det + n, text, tl);
-        n += tl;
-        det[n++] = 0x10; /* field 2, varint (sent also when 0, IO) */
-        n += put_varint(det + n, (uint64_t)error_type);
+        Umadb__Wire__ErrorResponse er = UMADB__WIRE__ERROR_RESPONSE__INIT;
+        er.has_message = 1;
+        er.message.data = (uint8_t *)text;
+        er.message.len = strlen(text);
+        er.has_error_type = 1; /* sent also when 0 (IO) */
+        er.error_type = (Umadb__Wire__ErrorResponse__ErrorType)error_type;
+        if (umadb__wire__error_response__get_packed_size(&er) <= sizeof(det))
+            n = umadb__wire__error_response__pack(&er, det);
     }
     start_send(c, NULL, code, text, n ? det : NULL, n);
 }
