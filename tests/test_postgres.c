@@ -506,6 +506,102 @@ static void test_newer_schema_refused(void **state)
     PQfinish(c);
 }
 
+/*
+ * Upgrade: a database built and filled by migration 0001 alone (as an
+ * evstore before 0002 left it; EVS_DEBUG_PG_MIGRATIONS=1 builds it) is
+ * refused read-only ("open it read-write once"), then migrated by a
+ * read-write open: every row stays as it was, every function gets its
+ * fixed search_path, and the store goes on (versions, checkpoints,
+ * snapshots, DCB conditions).
+ */
+static void test_upgrade_from_0001(void **state)
+{
+    tu_store *s = *state; /* not open */
+    PGconn *c;
+    char *rows0, *rows1, *migs, *unset, *msg;
+    evs_append_result res;
+    uint64_t tok = 0;
+
+    setenv("EVS_DEBUG_PG_MIGRATIONS", "1", 1);
+    tu_store_open(s);
+    unsetenv("EVS_DEBUG_PG_MIGRATIONS");
+    for (int i = 0; i < 20; i++)
+        tu_append1(s->db, NULL, "acct-1", "Deposited", "{\"amount\":1}");
+    tu_append1(s->db, "t2", "acct-9", "Opened", "{}");
+    TU_OK(evs_checkpoint_set(s->db, NULL, "proj", 5));
+    TU_OK(evs_snapshot_save(s->db, NULL, "acct-1", 19, "Acct/v1", "{\"b\":20}", 8));
+    tu_store_close(s);
+
+    c = pg_connect(s);
+    migs = pg_lines(c, "SELECT version FROM evstore.schema_migrations ORDER BY 1", NULL);
+    assert_string_equal(migs, "1\n");
+    free(migs);
+    unset = pg_lines(c, "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON "
+                        "n.oid = p.pronamespace WHERE n.nspname = 'evstore' AND "
+                        "p.proconfig IS NULL ORDER BY 1", NULL);
+    print_message("functions without a search_path under 0001: %s", unset);
+    assert_true(strlen(unset) > 0); /* the upgrade below has work to do */
+    free(unset);
+    rows0 = contents(c, "evstore");
+
+    /* read-only: refused, nothing touched */
+    msg = open_fails(s->dir, EVS_OPEN_READONLY, EVS_EBACKEND);
+    assert_non_null(strstr(msg, "read-write"));
+    free(msg);
+
+    /* read-write: migrated */
+    tu_store_open(s);
+    migs = pg_lines(c, "SELECT version || ' ' || name FROM evstore.schema_migrations "
+                       "ORDER BY version", NULL);
+    assert_string_equal(migs, "1 0001_init\n2 0002_search_path\n");
+    free(migs);
+    unset = pg_lines(c, "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON "
+                        "n.oid = p.pronamespace WHERE n.nspname = 'evstore' AND NOT "
+                        "coalesce('search_path=pg_catalog, evstore, pg_temp' = "
+                        "ANY (p.proconfig), false) ORDER BY 1", NULL);
+    assert_string_equal(unset, "");
+    free(unset);
+    rows1 = contents(c, "evstore");
+    /* the events, streams, tenants, snapshots... are the same rows; only
+     * schema_migrations has one more */
+    {
+        char *a = strstr(rows0, "schema_migrations"), *b = strstr(rows1, "schema_migrations");
+        assert_non_null(a);
+        assert_non_null(b);
+        *strchr(a, '\n') = '\0'; /* compare around that line */
+        *strchr(b, '\n') = '\0';
+        char *a2 = a + strlen(a) + 1, *b2 = b + strlen(b) + 1;
+        *a = *b = '\0';
+        assert_same_text("the rows before schema_migrations", rows0, rows1);
+        assert_same_text("the rows after schema_migrations", a2, b2);
+    }
+    free(rows0);
+    free(rows1);
+
+    /* the store goes on */
+    evs_event_data ev = {0};
+    ev.type = "Deposited";
+    ev.data = "{\"amount\":2}";
+    ev.data_len = strlen(ev.data);
+    TU_OK(evs_append(&res, s->db, NULL, "acct-1", 19, &ev, 1));
+    assert_int_equal(res.stream_version, 20);
+    TU_CHECK(evs_append(&res, s->db, NULL, "acct-1", 19, &ev, 1), EVS_ECONFLICT);
+    TU_OK(evs_checkpoint_get(&tok, s->db, NULL, "proj"));
+    assert_int_equal(tok, 5);
+    evs_snapshot *snap = NULL;
+    TU_OK(evs_snapshot_load(&snap, s->db, NULL, "acct-1", EVS_END));
+    assert_int_equal(snap->version, 19);
+    evs_snapshot_free(snap);
+    tu_store_close(s);
+    /* and a read-only open is fine now */
+    evs_open_options o = EVS_OPEN_OPTIONS_INIT;
+    evs_db *ro = NULL;
+    o.flags = EVS_OPEN_READONLY;
+    TU_OK(evs_open(&ro, s->dir, &o));
+    TU_OK(evs_close(ro));
+    PQfinish(c);
+}
+
 static void test_foreign_evstore_schema_refused(void **state)
 {
     tu_store *s = *state; /* not open */
@@ -1212,6 +1308,8 @@ int main(void)
                                         tu_teardown_store),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused,
                                         tu_setup_store, tu_teardown_store),
+        cmocka_unit_test_setup_teardown(test_upgrade_from_0001, tu_setup_store_closed,
+                                        tu_teardown_store),
         cmocka_unit_test_setup_teardown(test_foreign_evstore_schema_refused,
                                         tu_setup_store_closed,
                                         tu_teardown_store),

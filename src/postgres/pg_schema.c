@@ -172,6 +172,24 @@ static int compare_names(PGconn *c, const char *sql, const char *const *want, si
     return rc;
 }
 
+/* Every function runs with its own search_path (0002_search_path.sql). */
+static int check_search_path(PGconn *c)
+{
+    PGresult *r;
+    int rc = evs__pg_exec(c,
+        "SELECT p.proname FROM pg_proc p JOIN pg_namespace ns ON ns.oid = p.pronamespace "
+        "WHERE ns.nspname = 'evstore' AND NOT coalesce('search_path=pg_catalog, evstore, "
+        "pg_temp' = ANY (p.proconfig), false) ORDER BY 1", &r, "open: checking the schema");
+    if (rc < 0)
+        return rc;
+    if (PQntuples(r) > 0)
+        rc = evs__err(EVS_EBACKEND, "function evstore.%s has no fixed search_path (migration "
+                      "0002_search_path sets one): the schema was changed by hand",
+                      PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc;
+}
+
 int evs__pg_check_schema(PGconn *c, char *err, size_t n)
 {
     int rc = check_columns(c);
@@ -188,6 +206,8 @@ int evs__pg_check_schema(PGconn *c, char *err, size_t n)
             "ns ON ns.oid = p.pronamespace WHERE ns.nspname = 'evstore' ORDER BY 1",
             expected_functions, sizeof(expected_functions) / sizeof(expected_functions[0]),
             "function");
+    if (rc == 0)
+        rc = check_search_path(c);
     if (err && n)
         snprintf(err, n, "%s", rc < 0 ? evs_last_error() : "");
     return rc;
@@ -280,6 +300,19 @@ static int apply_one(PGconn *c, const evs__pg_migration *m)
     return evs__pg_exec(c, "COMMIT", NULL, "migration");
 }
 
+/* How many of the shipped migrations an open applies: all, except that
+ * the tests of upgrades build an older schema with EVS_DEBUG_PG_MIGRATIONS=N
+ * (the first N only; such a handle skips the schema check, which knows
+ * only the newest schema). */
+static size_t migrations_to_apply(void)
+{
+    const char *lim = getenv("EVS_DEBUG_PG_MIGRATIONS");
+    long n = lim && *lim ? strtol(lim, NULL, 10) : 0;
+    if (n > 0 && (size_t)n < evs__pg_nmigrations)
+        return (size_t)n;
+    return evs__pg_nmigrations;
+}
+
 static int migrate(PGconn *c, int create)
 {
     int rc, schema, table;
@@ -312,7 +345,7 @@ static int migrate(PGconn *c, int create)
     }
     if ((rc = recorded(c, &applied)) < 0)
         goto out;
-    for (size_t i = applied; i < evs__pg_nmigrations && rc == 0; i++)
+    for (size_t i = applied; i < migrations_to_apply() && rc == 0; i++)
         rc = apply_one(c, &evs__pg_migrations[i]);
 out:;
     char keep[1024];
@@ -351,5 +384,7 @@ int evs__pg_schema_open(PGconn *c, int readonly, int create)
     int rc = readonly ? check_readonly(c) : migrate(c, create);
     if (rc < 0)
         return rc;
+    if (migrations_to_apply() < evs__pg_nmigrations)
+        return 0; /* EVS_DEBUG_PG_MIGRATIONS: an older schema on purpose */
     return evs__pg_check_schema(c, NULL, 0);
 }
