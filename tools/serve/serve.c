@@ -158,7 +158,6 @@ int serve_run(const serve_config *cfg, evs_db *db)
     pthread_rwlock_init(&s->auth_lock, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&s->notify_lock, NULL);
-    pthread_cond_init(&s->notify_cond, NULL);
     raise_nofile();
     s->metrics = serve_metrics_new();
     if (!s->metrics) {
@@ -237,7 +236,6 @@ close: {
     serve_metrics_free(s->metrics);
     pthread_rwlock_destroy(&s->auth_lock);
     pthread_mutex_destroy(&s->notify_lock);
-    pthread_cond_destroy(&s->notify_cond);
     free(s);
     return status;
 }

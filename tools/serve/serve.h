@@ -131,7 +131,6 @@ typedef struct serve {
     atomic_int stopping;        /* 1 once SIGTERM/SIGINT arrived */
     /* notify.c */
     pthread_mutex_t notify_lock;
-    pthread_cond_t notify_cond;
     uint64_t notify_head;       /* highest head known (under notify_lock) */
     serve_waiter *waiters;      /* parked (under notify_lock) */
     pthread_t notify_thread;
