@@ -528,10 +528,7 @@ static int apb_setup(void **state, bench_ctx *ctx, char *err, size_t errsize)
 
 static void ap_problem(ap_state *s, const char *msg)
 {
-    pthread_mutex_lock(&s->mu);
-    if (!s->problem[0])
-        snprintf(s->problem, sizeof s->problem, "%s", msg);
-    pthread_mutex_unlock(&s->mu);
+    scen_first_problem(&s->mu, s->problem, sizeof s->problem, msg);
 }
 
 /* As scen_appends.c's and peer_sqlite.c's threads: 5 fresh streams per
@@ -558,12 +555,7 @@ static void *ap_thread_init(void *state, int thread, int nthreads)
         t->version[i] = EVS_NO_STREAM;
     }
     for (int j = 0; j < s->kind->per_part; j++)
-        snprintf(t->json[j], sizeof t->json[j],
-                 "{\"ledger\":\"%s\",\"entry\":%d,\"amount\":%d,"
-                 "\"currency\":\"EUR\",\"booked_by\":\"clerk-%u\","
-                 "\"memo\":\"monthly settlement of open items, "
-                 "batch %u line %d\",\"approved\":true}",
-                 s->kind->prefix, j, 100 + 37 * j, inst % 97, inst, j);
+        scen_ledger_json(t->json[j], sizeof t->json[j], s->kind->prefix, j, inst);
     return t;
 }
 

@@ -459,10 +459,7 @@ static int apb_setup(void **state, bench_ctx *ctx, char *err, size_t errsize)
 /* The first problem a thread found, for the check. */
 static void ap_problem(ap_state *s, const char *msg)
 {
-    pthread_mutex_lock(&s->mu);
-    if (!s->problem[0])
-        snprintf(s->problem, sizeof s->problem, "%s", msg);
-    pthread_mutex_unlock(&s->mu);
+    scen_first_problem(&s->mu, s->problem, sizeof s->problem, msg);
 }
 
 /* As scen_appends.c's thread: 5 fresh streams per thread of every level,
@@ -488,19 +485,11 @@ static void *ap_thread_init(void *state, int thread, int nthreads)
         snprintf(t->stream[i], NAME_LEN, "%s-%u-%d", s->kind->prefix, inst, i);
         t->version[i] = EVS_NO_STREAM;
     }
-    snprintf(t->tag[0], sizeof t->tag[0], "customer:c%u", inst);
-    snprintf(t->tag[1], sizeof t->tag[1], "region:%s",
-             (const char *[]){"north", "south", "east", "west",
-                              "central"}[inst % 5]);
+    scen_ledger_tags(t->tag, inst);
     t->tags[0] = t->tag[0];
     t->tags[1] = t->tag[1];
     for (int j = 0; j < s->kind->per_part; j++) {
-        int n = snprintf(t->json[j], sizeof t->json[j],
-                         "{\"ledger\":\"%s\",\"entry\":%d,\"amount\":%d,"
-                         "\"currency\":\"EUR\",\"booked_by\":\"clerk-%u\","
-                         "\"memo\":\"monthly settlement of open items, "
-                         "batch %u line %d\",\"approved\":true}",
-                         s->kind->prefix, j, 100 + 37 * j, inst % 97, inst, j);
+        int n = scen_ledger_json(t->json[j], sizeof t->json[j], s->kind->prefix, j, inst);
         event_init(&t->ev[j], j == 0 ? "EntryOpened" : "EntryPosted",
                    t->json[j], (size_t)n);
         t->ev[j].tags = t->tags;

@@ -103,18 +103,11 @@ static void *append_thread_init(void *state, int thread, int nthreads)
         snprintf(t->stream[i], NAME_LEN, "%s-%u-%d", s->kind->prefix, inst, i);
         t->version[i] = EVS_NO_STREAM;
     }
-    snprintf(t->tag[0], sizeof t->tag[0], "customer:c%u", inst);
-    snprintf(t->tag[1], sizeof t->tag[1], "region:%s",
-             (const char *[]){"north", "south", "east", "west", "central"}[inst % 5]);
+    scen_ledger_tags(t->tag, inst);
     t->tags[0] = t->tag[0];
     t->tags[1] = t->tag[1];
     for (int j = 0; j < s->kind->per_part; j++) {
-        int n = snprintf(t->json[j], sizeof t->json[j],
-                         "{\"ledger\":\"%s\",\"entry\":%d,\"amount\":%d,"
-                         "\"currency\":\"EUR\",\"booked_by\":\"clerk-%u\","
-                         "\"memo\":\"monthly settlement of open items, "
-                         "batch %u line %d\",\"approved\":true}",
-                         s->kind->prefix, j, 100 + 37 * j, inst % 97, inst, j);
+        int n = scen_ledger_json(t->json[j], sizeof t->json[j], s->kind->prefix, j, inst);
         for (int p = 0; p < s->kind->parts; p++) {
             evs_event_data *ev = &t->ev[p][j];
             event_init(ev, j == 0 ? "EntryOpened" : "EntryPosted", t->json[j],

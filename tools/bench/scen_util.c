@@ -8,6 +8,31 @@
 
 void scen_free(void *state) { free(state); }
 
+int scen_ledger_json(char *out, size_t size, const char *ledger, int j, unsigned inst)
+{
+    return snprintf(out, size,
+                    "{\"ledger\":\"%s\",\"entry\":%d,\"amount\":%d,"
+                    "\"currency\":\"EUR\",\"booked_by\":\"clerk-%u\","
+                    "\"memo\":\"monthly settlement of open items, "
+                    "batch %u line %d\",\"approved\":true}",
+                    ledger, j, 100 + 37 * j, inst % 97, inst, j);
+}
+
+void scen_ledger_tags(char tag[2][64], unsigned inst)
+{
+    static const char *const regions[] = {"north", "south", "east", "west", "central"};
+    snprintf(tag[0], 64, "customer:c%u", inst);
+    snprintf(tag[1], 64, "region:%s", regions[inst % 5]);
+}
+
+void scen_first_problem(pthread_mutex_t *mu, char *buf, size_t size, const char *msg)
+{
+    pthread_mutex_lock(mu);
+    if (!buf[0])
+        snprintf(buf, size, "%s", msg);
+    pthread_mutex_unlock(mu);
+}
+
 void scen_msg(char *err, size_t errsize, const char *fmt, ...)
 {
     va_list ap;

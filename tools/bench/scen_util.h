@@ -11,6 +11,7 @@
 #include "bench_util.h"
 #include "suite.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,6 +50,17 @@ static inline uint64_t scen_below(uint64_t *s, uint64_t n)
     .levels = (full), .nlevels = SCEN_COUNT(full), .quick_levels = (quick), \
     .nquick_levels = SCEN_COUNT(quick)
 #define SCEN_TARGETS(t) .targets = (t), .ntargets = SCEN_COUNT(t)
+
+/* The append scenarios' payload (scen_appends.c and the peers'): the
+   ~240-byte JSON of entry j of a ledger written by instance inst, into
+   out (320 bytes is enough); returns its length. */
+int scen_ledger_json(char *out, size_t size, const char *ledger, int j, unsigned inst);
+
+/* Their two tags: "customer:c<inst>" and "region:<one of five>". */
+void scen_ledger_tags(char tag[2][64], unsigned inst);
+
+/* Keep the first problem a thread reports, under mu, into buf. */
+void scen_first_problem(pthread_mutex_t *mu, char *buf, size_t size, const char *msg);
 
 /* free() as a thread_fini or teardown, for state that owns nothing. */
 void scen_free(void *state);
