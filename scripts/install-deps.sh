@@ -48,32 +48,24 @@ case $level in
   *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
 esac
 
-# The test level also installs the Node client stack of serve_grpc_node
-# (tests/serve/package-lock.json, with the machine's node and npm): `npm ci`
-# when node_modules is missing or older than the lock file.
-npm_test_deps() {
-  [ "$level" = test ] || return 0
+# The npm packages of the project (each folder's committed
+# package-lock.json, with the machine's node and npm): `npm ci` in DIR when
+# its node_modules is missing or older than the lock file.
+npm_ci() { # npm_ci DIR (relative to the repository)
   local dir
-  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/serve"
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/$1"
   if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
      [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
-    echo "install-deps (test): npm ci in tests/serve" >&2
+    echo "install-deps ($level): npm ci in $1" >&2
     npm ci --prefix "$dir" --no-audit --no-fund >/dev/null
   fi
 }
-
-# The bench and test levels also install Message DB for the messagedb peer
-# of `evs bench` (tools/bench/messagedb/package-lock.json: the npm package
-# @eventide/message-db, its SQL and install.sh), the same way.
-npm_messagedb() {
-  [ "$level" = test ] || [ "$level" = bench ] || return 0
-  local dir
-  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tools/bench/messagedb"
-  if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
-     [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
-    echo "install-deps ($level): npm ci in tools/bench/messagedb" >&2
-    npm ci --prefix "$dir" --no-audit --no-fund >/dev/null
-  fi
+npm_deps() {
+  # test: the Node client stack of serve_grpc_node (@grpc/grpc-js, proto-loader)
+  if [ "$level" = test ]; then npm_ci tests/serve; fi
+  # test and bench: Message DB for the messagedb peer of `evs bench`
+  # (@eventide/message-db: its SQL and install.sh)
+  if [ "$level" = test ] || [ "$level" = bench ]; then npm_ci tools/bench/messagedb; fi
 }
 
 missing=()
@@ -85,8 +77,7 @@ for p in "${PKGS[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-  npm_test_deps
-  npm_messagedb
+  npm_deps
   exit 0
 fi
 
@@ -102,5 +93,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "install-deps: done" >&2
-npm_test_deps
-npm_messagedb
+npm_deps
