@@ -66,7 +66,8 @@ except ImportError:
                      "(scripts/install-deps.sh test); this is %s\n" % sys.executable)
     sys.exit(1)
 
-PSQL = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testenv import PgDatabase, free_port  # noqa: E402
 
 ADMIN = "admin-0123456789abcdef0123456789"
 READER = "reader-0123456789abcdef012345678"
@@ -120,37 +121,8 @@ class Checks:
 # The server
 # --------------------------------------------------------------------------
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
-class PgDatabase:
-    """A fresh database on the server EVS_TEST_PG names (as pg.bash)."""
-
-    def __init__(self, name):
-        admin = os.environ.get("EVS_TEST_PG", "")
-        if not admin:
-            raise SystemExit("http_test: --pg needs EVS_TEST_PG (an admin libpq URI; "
-                             "ctest sets it, see tests/CMakeLists.txt)")
-        self.admin = admin
-        self.name = name
-        base, q, params = admin.partition("?")
-        scheme, _, rest = base.partition("://")
-        auth = rest.split("/", 1)[0]
-        self.uri = "%s://%s/%s%s%s" % (scheme, auth, name, q, params)
-        r = subprocess.run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin,
-                            "-c", "CREATE DATABASE %s" % name], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise SystemExit("http_test: CREATE DATABASE %s failed: %s" % (name, r.stderr))
-
-    def drop(self):
-        subprocess.run([PSQL, "-X", "-q", "-d", self.admin, "-c",
-                        "DROP DATABASE IF EXISTS %s WITH (FORCE)" % self.name],
-                       capture_output=True, text=True)
 
 
 class Server:

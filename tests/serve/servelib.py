@@ -44,7 +44,8 @@ except ImportError:  # pragma: no cover - the message is the point
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PROTO_DIR = os.path.join(ROOT, "tools", "serve", "proto")
-PSQL = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testenv import PgDatabase, free_port  # noqa: E402
 
 SANITIZED = os.environ.get("EVS_SERVE_SANITIZED") == "1"
 pb = None      # umadb_pb2, after load_protos()
@@ -133,13 +134,6 @@ def load_protos(tmp):
 # The server
 # --------------------------------------------------------------------------
 
-def free_port():
-    """A loopback port free right now (bind port 0, read it, close)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def raise_fd_limit():
@@ -156,30 +150,6 @@ def raise_fd_limit():
 DEATHSIG = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
 
 
-class PgDatabase:
-    """A fresh database on the PostgreSQL server EVS_TEST_PG names (an admin
-    libpq URI, as tests/postgres/pg.bash): uri is its URI, drop() drops it."""
-
-    def __init__(self, name):
-        admin = os.environ.get("EVS_TEST_PG", "")
-        if not admin:
-            raise SystemExit("servelib: --pg needs EVS_TEST_PG (an admin libpq URI; "
-                             "ctest sets it, see tests/CMakeLists.txt)")
-        self.admin = admin
-        self.name = name
-        base, q, params = admin.partition("?")
-        scheme, _, rest = base.partition("://")
-        auth = rest.split("/", 1)[0]
-        self.uri = "%s://%s/%s%s%s" % (scheme, auth, name, q, params)
-        r = subprocess.run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin,
-                            "-c", "CREATE DATABASE %s" % name], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise SystemExit("servelib: CREATE DATABASE %s failed: %s" % (name, r.stderr))
-
-    def drop(self):
-        subprocess.run([PSQL, "-X", "-q", "-d", self.admin, "-c",
-                        "DROP DATABASE IF EXISTS %s WITH (FORCE)" % self.name],
-                       capture_output=True, text=True)
 
 
 class Server:
