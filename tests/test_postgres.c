@@ -511,8 +511,9 @@ static void test_newer_schema_refused(void **state)
  * evstore before 0002 left it; EVS_DEBUG_PG_MIGRATIONS=1 builds it) is
  * refused read-only ("open it read-write once"), then migrated by a
  * read-write open: every row stays as it was, every function gets its
- * fixed search_path, and the store goes on (versions, checkpoints,
- * snapshots, DCB conditions).
+ * fixed search_path, the tag index loses its pending list (fastupdate
+ * off), and the store goes on (versions, checkpoints, snapshots, DCB
+ * conditions).
  */
 static void test_upgrade_from_0001(void **state)
 {
@@ -553,7 +554,11 @@ static void test_upgrade_from_0001(void **state)
     tu_store_open(s);
     migs = pg_lines(c, "SELECT version || ' ' || name FROM evstore.schema_migrations "
                        "ORDER BY version", NULL);
-    assert_string_equal(migs, "1 0001_init\n2 0002_search_path\n");
+    assert_string_equal(migs, "1 0001_init\n2 0002_search_path\n3 0003_gin_fastupdate_off\n");
+    free(migs);
+    migs = pg_lines(c, "SELECT coalesce('fastupdate=off' = ANY (reloptions), false)::text "
+                       "FROM pg_class WHERE oid = 'evstore.events_tags'::regclass", NULL);
+    assert_string_equal(migs, "true\n");
     free(migs);
     unset = pg_lines(c, "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON "
                         "n.oid = p.pronamespace WHERE n.nspname = 'evstore' AND NOT "

@@ -190,6 +190,22 @@ static int check_search_path(PGconn *c)
     return rc;
 }
 
+/* The tag index keeps no pending list (0003_gin_fastupdate_off.sql). */
+static int check_gin_fastupdate(PGconn *c)
+{
+    PGresult *r;
+    int rc = evs__pg_exec(c,
+        "SELECT coalesce('fastupdate=off' = ANY (reloptions), false) FROM pg_class "
+        "WHERE oid = 'evstore.events_tags'::regclass", &r, "open: checking the schema");
+    if (rc < 0)
+        return rc;
+    if (PQntuples(r) != 1 || PQgetvalue(r, 0, 0)[0] != 't')
+        rc = evs__err(EVS_EBACKEND, "index evstore.events_tags has fastupdate on (migration "
+                      "0003_gin_fastupdate_off sets it off): the schema was changed by hand");
+    PQclear(r);
+    return rc;
+}
+
 int evs__pg_check_schema(PGconn *c, char *err, size_t n)
 {
     int rc = check_columns(c);
@@ -208,6 +224,8 @@ int evs__pg_check_schema(PGconn *c, char *err, size_t n)
             "function");
     if (rc == 0)
         rc = check_search_path(c);
+    if (rc == 0)
+        rc = check_gin_fastupdate(c);
     if (err && n)
         snprintf(err, n, "%s", rc < 0 ? evs_last_error() : "");
     return rc;
