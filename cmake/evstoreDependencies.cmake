@@ -6,7 +6,7 @@
 # find_path/find_library (Debian ships no .pc for lmdb, isa-l or xxhash).
 #
 # In:  evstore_WITH_POSTGRES (true: the PostgreSQL backend, libpq, is in).
-# Out: evstore::dep_lmdb, _isal, _xxhash, _uuid, _simdjson, _libpq (with
+# Out: evstore::dep_lmdb, _isal, _xxhash, _uuid, _simdjson, _sodium, _libpq (with
 #      the PostgreSQL backend), Threads::Threads; evstore_DEPS_MISSING, the
 #      names of those not found (empty when all were). Never fails: the
 #      build stops on a missing one, find_package(evstore) then offers the
@@ -63,6 +63,7 @@ _evstore_lib(isal isa-l/crc.h isal)         # CRC32C
 _evstore_lib(xxhash xxhash.h xxhash)        # the writer's group overlay
 _evstore_pkg(uuid uuid)                     # UUID text form
 _evstore_pkg(simdjson simdjson)             # JSON validation
+_evstore_pkg(sodium libsodium)              # crypto-shredding (XChaCha20-Poly1305)
 if(evstore_WITH_POSTGRES)
   _evstore_pkg(libpq libpq)                 # the PostgreSQL backend
 endif()

@@ -66,7 +66,8 @@ extern "C" {
     XX(EBUSY, -12, "store is open for writing by another process")          \
     XX(EREADONLY, -13, "store is open read-only")                           \
     XX(ECLOSED, -14, "store is closing or has failed")                      \
-    XX(ITEROVER, -15, "end of iteration")
+    XX(ITEROVER, -15, "end of iteration")                                   \
+    XX(EDELETED, -16, "stream is deleted (tombstoned)")
 
 typedef enum evs_errno {
     EVS_OK = 0,
@@ -154,7 +155,36 @@ typedef struct evs_event_data {
     evs_uuid correlation_id; /* nil = none */
     evs_uuid causation_id;   /* nil = none */
     int64_t recorded_at;     /* µs since the Unix epoch; 0 = now */
+    /* Crypto-shredding (docs/ERASURE.md). NULL: stored in clear. Else the
+     * data subject (e.g. "person-42", 1..EVS_MAX_STREAM_LEN bytes, UTF-8):
+     * data (and metadata with EVS_EVENT_ENCRYPT_METADATA) is encrypted
+     * under the subject's key in the tenant (XChaCha20-Poly1305, the key
+     * made on the subject's first encrypted append), and the event gets
+     * the tag "$subject:SUBJECT" (queryable; type, stream, version,
+     * position and the other tags stay in clear). evs_forget destroys the
+     * key: from then on the event reads back redacted (EVS_EVENT_REDACTED),
+     * and an append under the forgotten subject fails with EVS_EINVAL.
+     * JSON data is validated and tags are derived before encryption. */
+    const char *subject;
+    unsigned flags;          /* EVS_EVENT_ENCRYPT_METADATA (needs subject) */
 } evs_event_data;
+
+/* evs_event_data.flags: encrypt the metadata too (needs a subject). */
+#define EVS_EVENT_ENCRYPT_METADATA 0x1u
+
+/* evs_event.flags */
+/* Stored encrypted under a subject's key (it has the tag
+ * "$subject:SUBJECT"); data and metadata are the plaintext when readable. */
+#define EVS_EVENT_ENCRYPTED 0x1u
+/* Encrypted, content withheld: data (and metadata, if it was encrypted)
+ * is empty (""), because the subject was forgotten (evs_forget), the key
+ * store has no key for it, or the key does not open the stored envelope
+ * (then EVS_EVENT_DAMAGED too). content_type is the original one;
+ * everything else is as stored. */
+#define EVS_EVENT_REDACTED 0x2u
+/* With EVS_EVENT_REDACTED: the subject's key exists but does not open the
+ * envelope (a damaged or tampered record). */
+#define EVS_EVENT_DAMAGED 0x4u
 
 /*
  * A stored event, as returned by iterators. Every pointer is borrowed from
@@ -181,6 +211,8 @@ typedef struct evs_event {
     size_t metadata_len;
     const char *const *tags;
     size_t ntags;
+    unsigned flags;          /* EVS_EVENT_ENCRYPTED, EVS_EVENT_REDACTED,
+                                EVS_EVENT_DAMAGED; 0 for an event in clear */
 } evs_event;
 
 /* ------------------------------------------------------------------ */
@@ -194,11 +226,11 @@ typedef struct evs_db evs_db;
                                   store this user cannot write (evs_open) */
 
 /* Version 2 added snapshot_keep, version 3 the recovery callbacks, version
- * 4 busy_timeout_ms; version 1, 2 and 3 structs are still accepted (their
- * missing fields take the defaults). */
-#define EVS_OPEN_OPTIONS_VERSION 4
+ * 4 busy_timeout_ms, version 5 read_replica_uri; version 1, 2, 3 and 4
+ * structs are still accepted (their missing fields take the defaults). */
+#define EVS_OPEN_OPTIONS_VERSION 5
 typedef struct evs_open_options {
-    unsigned version;        /* EVS_OPEN_OPTIONS_VERSION (1, 2, 3 or 4) */
+    unsigned version;        /* EVS_OPEN_OPTIONS_VERSION (1 to 5) */
     unsigned flags;          /* EVS_OPEN_* */
     uint32_t segment_size;   /* bytes per log segment; 0 = default. Used
                                 only when creating a store; 1 MiB..1 GiB */
@@ -232,9 +264,29 @@ typedef struct evs_open_options {
      * ignores it: the server serialises writers from any number of
      * processes itself. */
     uint32_t busy_timeout_ms;
+    /* PostgreSQL, version 5: NULL (default), or the libpq URI of a hot
+     * standby of the primary that uri names (streaming replication; e.g.
+     * "postgresql:///db?host=/run/standby"), copied at open. Reads go to
+     * it: iterators (evs_read_stream, _streams, _all, _log, _query,
+     * tracking reads and subscriptions) and the small reads (stream
+     * versions, heads, tokens, snapshots loaded); appends, checkpoints,
+     * snapshot saves, stats, verify and the explore functions stay on
+     * the primary. Read-your-writes per handle: a read that would miss an
+     * append of this handle (the standby has not replayed it yet) is
+     * served by the primary instead, so it never waits for the standby;
+     * other writers' appends show up on the standby after its replay lag.
+     * Tracking reads on the standby poll its head instead of LISTEN
+     * (which a standby does not deliver): woken within 1 ms of a commit
+     * while commits stream, within 50 ms after a quiet spell, plus the
+     * replay lag (docs/POSTGRES.md, "Reads from a replica"). The open
+     * fails with EVS_EINVAL when uri is not a PostgreSQL URI, and with
+     * EVS_EBACKEND when the standby is unreachable, not a copy of this
+     * server (another system identifier), or has not replayed the
+     * primary's current schema within 10 s. */
+    const char *read_replica_uri;
 } evs_open_options;
 #define EVS_OPEN_OPTIONS_INIT                                                \
-    { EVS_OPEN_OPTIONS_VERSION, EVS_OPEN_CREATE, 0, 0, 1, 0, NULL, NULL, NULL, 0 }
+    { EVS_OPEN_OPTIONS_VERSION, EVS_OPEN_CREATE, 0, 0, 1, 0, NULL, NULL, NULL, 0, NULL }
 #define EVS_DEFAULT_SNAPSHOT_KEEP 3
 
 /*
@@ -548,10 +600,20 @@ EVS_EXTERN int evs_dcb_append(evs_append_result *out, uint64_t *conflict,
  * Restore events read with evs_read_log (an import of an export): as
  * evs_append_multi (expected versions, idempotency, atomicity, errors),
  * except that a part may also be a system stream as evs_read_log returns
- * them. Today that is a checkpoint stream "$checkpoint-NAME" (NAME as
+ * them: a checkpoint stream "$checkpoint-NAME" (NAME as
  * evs_checkpoint_set takes it), whose every event must have type
- * "$checkpoint" and 8 bytes of EVS_CONTENT_BINARY data; anything else
- * starting with '$' is EVS_EINVAL. The checkpoint rules of
+ * "$checkpoint" and 8 bytes of EVS_CONTENT_BINARY data; a stream's
+ * metadata stream "$$STREAM" (events of type "$metadata" whose JSON data
+ * is an object, "$maxCount", "$maxAge" and "$tb" integers >= 0); a
+ * tenant's "$lifecycle" stream (type "$lifecycle", binary records of
+ * 33..288 bytes as evs_read_log returns them). Anything else starting
+ * with '$' is EVS_EINVAL. The store's own types may be restored where
+ * the store writes them: "$metadata" in a "$$STREAM" part or among events
+ * of no stream, "$streamDeleted" as the only event of a part of the
+ * stream it deletes (it is stored as that stream's tombstone, see
+ * evs_stream_tombstone); elsewhere EVS_EINVAL. The metadata rules refer
+ * to the source's stream versions (truncate_before): docs/CLI.md,
+ * "import", says what that means for an import. The checkpoint rules of
  * evs_checkpoint_set (never backward, never beyond the head) are not
  * applied: the events are the source store's history, and their tokens
  * mean the source's positions, so restore them only into a store whose
@@ -626,7 +688,11 @@ EVS_EXTERN int evs_read_streams(evs_iter **out, evs_db *db, const char *tenant,
  * like evs_read_stream; a tenant with no events yields none. Semantics of
  * $all as in KurrentDB (from_position inclusive), except that events of
  * system streams (checkpoints, names starting with '$') are never
- * returned: they are read through their stream. Returns 0, EVS_EINVAL
+ * returned: they are read through their stream. Stream metadata hides
+ * events here as in every read, and a metadata change or soft delete
+ * shows as an event without a stream of type "$metadata", a hard delete
+ * as its tombstone, type "$streamDeleted" ("Stream lifecycle" below).
+ * Returns 0, EVS_EINVAL
  * (out or db NULL, bad tenant name), EVS_ENOMEM, EVS_EBACKEND.
  *
  * Long reads (embedded store; every iterator): the read moves on to newer
@@ -812,6 +878,210 @@ EVS_EXTERN int evs_verify_ex(uint64_t *checked, evs_db *db, evs_verify_fn cb,
                              evs_progress_fn progress, void *ctx);
 
 /* ------------------------------------------------------------------ */
+/* Stream lifecycle: metadata, deletion, scavenge                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A stream's metadata (KurrentDB's stream metadata: $maxCount, $maxAge,
+ * $tb and custom keys). The rules decide which of the stream's events
+ * reads return; they never change the stream's version numbering, and an
+ * event they hide stays stored until evs_scavenge removes it (so raising
+ * max_count or lowering truncate_before before a scavenge shows the
+ * events again, as in KurrentDB). An event of version v of a stream whose
+ * last version is h is read iff
+ *     v >= truncate_before                  (when truncate_before > 0)
+ * and v > h - max_count                     (when max_count > 0)
+ * and recorded_at >= now - max_age_s * 10^6 (when max_age_s > 0).
+ * The rules apply at once, to every read of the stream's events:
+ * evs_read_stream, evs_read_streams, evs_aggregate_load, evs_read_all,
+ * evs_read_log, evs_read_query, evs_read_tracking and subscriptions,
+ * evs_read_event (docs/DESIGN.md, "Stream lifecycle"). They do not apply
+ * to expected versions (which see the stream's version) nor to DCB
+ * append conditions (which see every event still stored: a hidden event
+ * may still fail a condition until it is scavenged, never the reverse).
+ */
+typedef struct evs_stream_metadata {
+    int64_t max_count;       /* > 0: only the newest max_count events are
+                                read; 0: no limit */
+    int64_t max_age_s;       /* > 0: events recorded more than this many
+                                seconds ago are not read; 0: no limit */
+    int64_t truncate_before; /* > 0: events with a lower version are not
+                                read; 0: none */
+    const char *custom;      /* NULL, or a JSON object of the caller's own
+                                keys (none may start with '$'), custom_len
+                                bytes, at most 64 KiB */
+    size_t custom_len;
+} evs_stream_metadata;
+#define EVS_STREAM_METADATA_INIT { 0, 0, 0, NULL, 0 }
+
+/* What evs_stream_metadata_get returns (the caller's; free it with
+ * evs_stream_meta_info_free). */
+typedef struct evs_stream_meta_info {
+    evs_stream_metadata meta; /* the rules in force; custom is "{}" when
+                                 none was set (NUL-terminated, owned by
+                                 this struct) */
+    int64_t meta_version;     /* version of the metadata: 0 after the first
+                                 evs_stream_metadata_set, EVS_NO_STREAM when
+                                 never set */
+    int64_t stream_version;   /* the stream's last version (EVS_NO_STREAM
+                                 when it has no events; a soft-deleted
+                                 stream keeps its version) */
+    int deleted;              /* 1: soft-deleted and not written since
+                                 (truncate_before is beyond the last
+                                 version, so reads see nothing) */
+    int tombstoned;           /* 1: hard-deleted (evs_stream_tombstone) */
+} evs_stream_meta_info;
+
+/*
+ * The metadata of a stream. Returns 0 (also for a stream that has neither
+ * events nor metadata: everything 0, the versions EVS_NO_STREAM), EVS_EINVAL
+ * (NULL out/db, bad tenant or stream name), EVS_ECORRUPT (a stored
+ * metadata event that is not what evs_stream_metadata_set writes),
+ * EVS_ENOMEM, EVS_EBACKEND. A tombstoned stream is not an error here:
+ * tombstoned is set.
+ */
+EVS_EXTERN int evs_stream_metadata_get(evs_stream_meta_info **out, evs_db *db,
+                                       const char *tenant, const char *stream);
+EVS_EXTERN void evs_stream_meta_info_free(evs_stream_meta_info *info);
+
+/*
+ * Replace the metadata of stream (KurrentDB's metadata write: the whole
+ * metadata, not a patch) if its metadata version is expected_meta_version
+ * (EVS_ANY, EVS_NO_STREAM: never set, or an exact meta_version), durable
+ * on return. The stream need not exist. *meta_version (may be NULL) gets
+ * the new metadata version. Stored as an event of type "$metadata" in
+ * the system stream "$$STREAM" (JSON: {"$maxCount":..,"$maxAge":..,
+ * "$tb":..} and the custom keys), which evs_read_stream reads and no
+ * $all, query or tracking read returns; and, in the same append, as an
+ * event without a stream of type "$metadata" whose data is
+ * {"stream":STREAM,"metadata":{...},"deleted":false|true}, which $all,
+ * tracking reads and subscriptions return, so that a subscriber learns of
+ * every metadata change and soft delete (docs/DESIGN.md, "Stream
+ * lifecycle"). The types "$metadata" and "$streamDeleted" are the
+ * store's: evs_append refuses them. Returns 0, EVS_ECONFLICT (the
+ * metadata version differs: the message gives it), EVS_EDELETED (the
+ * stream is tombstoned), EVS_EINVAL (NULL db/meta, bad names, a negative
+ * field, custom not a JSON object or with a key starting with '$', custom
+ * over 64 KiB), EVS_EREADONLY, and the errors of evs_append.
+ */
+EVS_EXTERN int evs_stream_metadata_set(int64_t *meta_version, evs_db *db,
+                                       const char *tenant, const char *stream,
+                                       int64_t expected_meta_version,
+                                       const evs_stream_metadata *meta);
+
+/*
+ * Soft delete (KurrentDB's Delete): if the stream's version matches
+ * expected_version (as for evs_append), set its truncate_before to its
+ * last version + 1, keeping the rest of its metadata: from then on it
+ * reads as absent (no events from any read; evs_stream_meta_info.deleted), and
+ * an append to it continues its version numbering (expected versions see
+ * the last version, which a soft delete does not change). Atomic with
+ * respect to appends: an append that commits first makes the delete fail
+ * (exact expected version) or includes that append in the delete
+ * (EVS_ANY). Idempotent: deleting a deleted stream, or a stream without
+ * events, writes nothing and returns 0. It writes what
+ * evs_stream_metadata_set writes, so subscribers see it as a "$metadata"
+ * event without a stream whose data says "deleted": true. *position (may
+ * be NULL) gets the position of that event (0 when nothing was written).
+ * Returns 0,
+ * EVS_ECONFLICT (expected version failed; the message gives the version),
+ * EVS_EDELETED (tombstoned), EVS_EINVAL, EVS_EREADONLY, and the errors of
+ * evs_append.
+ */
+EVS_EXTERN int evs_stream_delete(uint64_t *position, evs_db *db, const char *tenant,
+                                 const char *stream, int64_t expected_version);
+
+/*
+ * Hard delete (KurrentDB's Tombstone): if the stream's version matches
+ * expected_version, append the tombstone, an event of type
+ * "$streamDeleted" with stream version INT64_MAX (KurrentDB's
+ * DeletedStream number) and no data, atomically with the check. From then
+ * on the stream can never be written again: appends to it, metadata sets
+ * and reads of it (evs_read_stream, evs_read_streams, evs_aggregate_load,
+ * evs_stream_version) fail with EVS_EDELETED; its events are hidden from
+ * every read, except the tombstone itself, which $all, tracking reads and
+ * subscriptions return (so a projection learns of it). Idempotent:
+ * tombstoning a tombstoned stream returns 0. *position (may be NULL) gets
+ * the tombstone's position. Returns 0, EVS_ECONFLICT, EVS_EINVAL,
+ * EVS_EREADONLY, and the errors of evs_append.
+ */
+EVS_EXTERN int evs_stream_tombstone(uint64_t *position, evs_db *db, const char *tenant,
+                                    const char *stream, int64_t expected_version);
+
+#define EVS_SCAVENGE_OPTIONS_VERSION 1
+typedef struct evs_scavenge_options {
+    unsigned version;          /* EVS_SCAVENGE_OPTIONS_VERSION */
+    /* Called on the calling thread as done of total bytes of log
+     * (embedded) or events (PostgreSQL) are examined. NULL: not told. */
+    evs_progress_fn progress;
+    void *ctx;
+} evs_scavenge_options;
+#define EVS_SCAVENGE_OPTIONS_INIT { EVS_SCAVENGE_OPTIONS_VERSION, NULL, NULL }
+
+typedef struct evs_scavenge_result {
+    uint64_t streams;            /* streams whose rules made events eligible */
+    uint64_t events_removed;     /* events physically removed */
+    uint64_t segments_examined;  /* embedded: sealed segments looked at */
+    uint64_t segments_rewritten; /* embedded: segments written anew */
+    uint64_t segments_resumed;   /* embedded: finished by an interrupted
+                                    scavenge, not redone */
+    uint64_t bytes_before;       /* embedded: log bytes of the rewritten
+                                    segments before, and after */
+    uint64_t bytes_after;
+    uint64_t elapsed_us;         /* wall time of the call */
+} evs_scavenge_result;
+
+/*
+ * Reclaim the space of the events no read returns any more: events of
+ * tombstoned streams (not the tombstone), events below truncate_before
+ * (soft delete included), beyond max_count and older than max_age, as the
+ * rules stand when the scavenge starts; the last event of a stream is
+ * kept unless the stream is tombstoned (its version survives an index
+ * rebuild). Online: appends and reads go on (embedded: each rewritten
+ * segment replaces the old one in one rename; a reader meanwhile reads
+ * the old or the new file, never neither). The positions of surviving
+ * events never change: $all, tokens and checkpoints skip the holes.
+ * Resumable: an interrupted scavenge (crash, kill, power loss) leaves a
+ * valid store, and the next evs_scavenge continues after the segments it
+ * finished. PostgreSQL: deletes the rows in batches of 10,000, each its
+ * own transaction. The active (last) segment of the embedded log is never
+ * rewritten. out (may be NULL) gets the summary; opts may be NULL.
+ * Returns 0, EVS_EINVAL (db NULL, bad opts), EVS_EREADONLY, EVS_ENOSPC
+ * (no room for a rewritten segment: nothing of it was changed), EVS_EIO,
+ * EVS_ECORRUPT (a damaged record in a segment: that segment is left as
+ * it is), EVS_ENOMEM, EVS_EBACKEND. Semantics: KurrentDB's scavenge.
+ */
+EVS_EXTERN int evs_scavenge(evs_scavenge_result *out, evs_db *db,
+                            const evs_scavenge_options *opts);
+
+/* ------------------------------------------------------------------ */
+/* Crypto-shredding (erasure of a data subject)                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Forget a data subject of tenant (NULL: the default tenant): destroy its
+ * key (evs_event_data.subject), durably before returning. From then on
+ * every read of the events encrypted under it (every read function, the
+ * tracking reads and subscriptions, evs_read_log and so exports, backups
+ * taken afterwards, evs serve) returns them with EVS_EVENT_REDACTED and
+ * empty data (and metadata, if it was encrypted); nothing else of them
+ * changes. An append under a forgotten subject fails with EVS_EINVAL (the
+ * name cannot be reused: choose another). Other handles on the store see
+ * the forget within one second (their key caches expire). What this
+ * protects and what it does not (backups taken before, PostgreSQL's WAL
+ * and dead rows, the filesystem): docs/ERASURE.md. Embedded: the key's
+ * slot in <dir>/keys is overwritten with zeros and synced; PostgreSQL: the
+ * key's column in evstore.subject_keys is set to NULL.
+ * Returns 0 (also when the subject was already forgotten: idempotent),
+ * EVS_ENOTFOUND (the subject never had a key: nothing was written),
+ * EVS_EINVAL (db NULL, bad tenant, subject NULL, empty, longer than
+ * EVS_MAX_STREAM_LEN or not UTF-8), EVS_EREADONLY, EVS_EIO, EVS_ENOSPC,
+ * EVS_ECORRUPT (a damaged key file), EVS_EBACKEND, EVS_ENOMEM.
+ * Thread-safe.
+ */
+EVS_EXTERN int evs_forget(evs_db *db, const char *tenant, const char *subject);
+
+/* ------------------------------------------------------------------ */
 /* Online backup (embedded store)                                      */
 /* ------------------------------------------------------------------ */
 
@@ -927,6 +1197,11 @@ EVS_EXTERN int evs_backup(evs_backup_result *out, evs_db *db, const char *dest_d
  * unique id index), then a read of the log at that position
  * (evs_read_log with a limit of 1). Free it with evs_iter_free, before
  * evs_close; one thread at a time, as every iterator.
+ *
+ * An event its stream's metadata or tombstone hides (evs_stream_metadata
+ * _set, "Stream lifecycle") gives an iterator that yields nothing; one a
+ * scavenge removed is EVS_ENOTFOUND on PostgreSQL and may be either on
+ * the embedded store.
  *
  * Returns 0; EVS_ENOTFOUND (no such event; *out is NULL; the message
  * names the id); EVS_EINVAL (NULL out, db or id; *out is NULL);

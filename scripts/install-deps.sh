@@ -19,6 +19,7 @@ BUILD_PKGS=(
   g++                        # the one C++ file: simdjson's wrapper
   libsimdjson-dev            # JSON validation in the library
   uuid-dev                   # UUID text form
+  libsodium-dev              # crypto-shredding: XChaCha20-Poly1305 (docs/ERASURE.md)
   libpq-dev                  # the PostgreSQL backend (issue 7; not with -DEVS_WITH_POSTGRES=OFF)
   libjansson-dev             # JSON building in the CLI
   libssl-dev                 # base64 in the CLI (binary event data)

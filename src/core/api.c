@@ -44,6 +44,8 @@ int evs_open(evs_db **out, const char *uri, const evs_open_options *opts)
             memcpy(&o, opts, offsetof(evs_open_options, recovery_notice));
         else if (opts->version == 3)
             memcpy(&o, opts, offsetof(evs_open_options, busy_timeout_ms));
+        else if (opts->version == 4)
+            memcpy(&o, opts, offsetof(evs_open_options, read_replica_uri));
         else
             o = *opts;
         o.version = EVS_OPEN_OPTIONS_VERSION;
@@ -76,8 +78,19 @@ int evs_open(evs_db **out, const char *uri, const evs_open_options *opts)
     if (o.flags & ~(EVS_OPEN_CREATE | EVS_OPEN_READONLY))
         return evs__err(EVS_EINVAL, "evs_open: unknown flags 0x%x", o.flags);
 
+    int is_pg = strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0;
+    if (o.read_replica_uri) {
+        const char *r = o.read_replica_uri;
+        if (!is_pg)
+            return evs__err(EVS_EINVAL, "evs_open: read_replica_uri is for PostgreSQL stores; "
+                            "%s is not a postgresql:// URI (leave read_replica_uri NULL)", uri);
+        if (strncmp(r, "postgresql://", 13) != 0 && strncmp(r, "postgres://", 11) != 0)
+            return evs__err(EVS_EINVAL, "evs_open: read_replica_uri \"%s\" is not a "
+                            "postgresql:// URI; give the libpq URI of a hot standby", r);
+    }
+
     int rc;
-    if (strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0) {
+    if (is_pg) {
 #if EVS_WITH_POSTGRES
         rc = evs__postgres_open(out, uri, &o);
 #else
@@ -107,6 +120,8 @@ int evs_close(evs_db *db)
 {
     if (!db)
         return 0;
+    evs__crypto_free(db);
+    evs__lc_free(db);
     return db->ops->close(db);
 }
 
@@ -149,8 +164,8 @@ int evs_read_stream(evs_iter **out, evs_db *db, const char *tenant,
         return evs__err(EVS_EINVAL,
                         "read_stream: backward reads start at a version >= 0 or "
                         "EVS_END, got %lld", (long long)from_version);
-    return db->ops->read_stream(out, db, tenant ? tenant : "", stream, from_version,
-                                dir, limit);
+    return evs__lc_read_stream(out, db, tenant ? tenant : "", stream, from_version, dir,
+                               limit);
 }
 
 int evs_read_streams(evs_iter **out, evs_db *db, const char *tenant,
@@ -191,7 +206,7 @@ int evs_read_streams(evs_iter **out, evs_db *db, const char *tenant,
     free(names);
     if (rc < 0)
         return rc;
-    return db->ops->read_streams(out, db, tenant ? tenant : "", streams, nstreams);
+    return evs__lc_read_streams(out, db, tenant ? tenant : "", streams, nstreams);
 }
 
 int evs_read_all(evs_iter **out, evs_db *db, const char *tenant,
@@ -207,7 +222,7 @@ int evs_read_all(evs_iter **out, evs_db *db, const char *tenant,
         return evs__err(EVS_EINVAL, "read_all: db is NULL");
     if ((rc = evs__check_tenant(tenant, &tl)) < 0)
         return rc;
-    return db->ops->read_all(out, db, tenant, from_position ? from_position : 1, limit, 0);
+    return evs__lc_read_all(out, db, tenant, from_position ? from_position : 1, limit, 0);
 }
 
 int evs_read_log(evs_iter **out, evs_db *db, uint64_t from_position, uint64_t limit)
@@ -218,8 +233,8 @@ int evs_read_log(evs_iter **out, evs_db *db, uint64_t from_position, uint64_t li
     *out = NULL;
     if (!db)
         return evs__err(EVS_EINVAL, "read_log: db is NULL");
-    return db->ops->read_all(out, db, NULL, from_position ? from_position : 1, limit,
-                             EVS__READ_SYSTEM);
+    return evs__lc_read_all(out, db, NULL, from_position ? from_position : 1, limit,
+                            EVS__READ_SYSTEM);
 }
 
 int evs_read_query(evs_iter **out, evs_db *db, const char *tenant, const evs_query *query,
@@ -239,8 +254,8 @@ int evs_read_query(evs_iter **out, evs_db *db, const char *tenant, const evs_que
         return evs__err(EVS_EINVAL, "read_query: unknown direction %d", (int)dir);
     if ((rc = evs__check_query(query, "read_query")) < 0)
         return rc;
-    return db->ops->read_query(out, db, tenant ? tenant : "", query, position_bound, dir,
-                               limit, 0);
+    return evs__lc_read_query(out, db, tenant ? tenant : "", query, position_bound, dir,
+                              limit, 0);
 }
 
 int evs_iter_marker(uint64_t *out, const evs_iter *it)
@@ -275,7 +290,12 @@ int evs_stream_version(int64_t *out, evs_db *db, const char *tenant,
         return rc;
     if ((rc = evs__check_stream(stream)) < 0)
         return rc;
-    return db->ops->stream_version(out, db, tenant ? tenant : "", stream);
+    if ((rc = db->ops->stream_version(out, db, tenant ? tenant : "", stream)) < 0)
+        return rc;
+    if (*out == EVS__TOMBSTONE_VERSION)
+        return evs__err(EVS_EDELETED, "stream_version: stream %s is deleted (tombstoned)",
+                        stream);
+    return 0;
 }
 
 int evs_head_position(uint64_t *out, evs_db *db, const char *tenant)

@@ -107,6 +107,12 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
                         "--max-event-size, EVS_MAX_EVENT_SIZE)",
                         stream, idx, e->data_len + e->metadata_len,
                         db->opts.max_event_size);
+    if (!(flags & (EVS__APPEND_LIFECYCLE | EVS__APPEND_RESTORE)) &&
+        (strcmp(e->type, EVS__METADATA_TYPE) == 0 || strcmp(e->type, EVS__TOMBSTONE_TYPE) == 0))
+        return evs__err(EVS_EINVAL, "stream %s, event %zu: type \"%s\" is the store's own "
+                        "(stream metadata and tombstones: use evs_stream_metadata_set, "
+                        "evs_stream_delete, evs_stream_tombstone); choose another type",
+                        stream, idx, e->type);
     if (e->ntags > EVS_MAX_TAGS)
         return evs__err(EVS_EINVAL, "stream %s, event %zu: %zu tags, at most %d allowed",
                         stream, idx, e->ntags, EVS_MAX_TAGS);
@@ -117,6 +123,13 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
         if ((why = evs__name_problem(e->tags[t], EVS_MAX_TAG_LEN)))
             return evs__err(EVS_EINVAL, "stream %s, event %zu: tag %zu %s", stream, idx,
                             t, why);
+        if (strncmp(e->tags[t], EVS__SUBJECT_TAG_PREFIX, strlen(EVS__SUBJECT_TAG_PREFIX)) == 0)
+            return evs__err(EVS_EINVAL,
+                            "stream %s, event %zu: tag \"%s\" is the store's mark of an "
+                            "event encrypted under a subject; set the event's subject "
+                            "(evs_event_data.subject) to \"%s\" instead of the tag",
+                            stream, idx, e->tags[t],
+                            e->tags[t] + strlen(EVS__SUBJECT_TAG_PREFIX));
         if (e->tags[t][0] == '$')
             return evs__err(EVS_EINVAL,
                             "stream %s, event %zu: tag \"%s\" starts with '$', which is "
@@ -132,6 +145,8 @@ static int check_event(const evs_db *db, const char *stream, size_t idx,
     if (e->recorded_at < 0)
         return evs__err(EVS_EINVAL, "stream %s, event %zu: recorded_at %lld is negative",
                         stream, idx, (long long)e->recorded_at);
+    if ((e->subject || e->flags) && (rc = evs__crypto_check(e, stream, idx)) < 0)
+        return rc;
     if (db->opts.validate_json && !(flags & EVS__APPEND_RESTORE)) {
         if (e->content_type == EVS_CONTENT_JSON && e->data_len > 0 &&
             (rc = check_json("data", stream, idx, e->data, e->data_len)) < 0)
@@ -194,6 +209,16 @@ int evs__check_query(const evs_query *q, const char *what)
                     return evs__err(EVS_EINVAL, "%s: query item %zu: category \"%s\" "
                                     "contains '-'; a category is the part of a stream "
                                     "name before the first '-'", what, i, tag + cl);
+                continue;
+            }
+            size_t sl = strlen(EVS__SUBJECT_TAG_PREFIX);
+            if (tag && strncmp(tag, EVS__SUBJECT_TAG_PREFIX, sl) == 0) {
+                /* "$subject:NAME": the events encrypted under subject NAME
+                 * (crypto.c), an ordinary tag to the backends */
+                if ((why = evs__name_problem(tag + sl, EVS_MAX_STREAM_LEN)))
+                    return evs__err(EVS_EINVAL, "%s: query item %zu: tag %zu: the subject "
+                                    "after \"%s\" %s", what, i, t,
+                                    EVS__SUBJECT_TAG_PREFIX, why);
                 continue;
             }
             if ((why = evs__name_problem(tag, EVS_MAX_TAG_LEN)))
@@ -452,6 +477,7 @@ static _Thread_local evs__scratch tls_ids;
 static _Thread_local evs__scratch tls_sorted;
 static _Thread_local evs__scratch tls_results;
 static _Thread_local evs__scratch tls_parts;
+static _Thread_local evs__scratch tls_tomb;
 
 static int cmp_uuid(const void *a, const void *b) { return memcmp(a, b, 16); }
 
@@ -586,7 +612,7 @@ int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
 {
     int rc;
     size_t tenant_len, nevents = 0;
-    void *arena = NULL;
+    void *arena = NULL, *sealed = NULL;
     if (db->opts.flags & EVS_OPEN_READONLY)
         return evs__err(EVS_EREADONLY, "append: the store is open read-only");
     if ((rc = check_request(db, r, nsystem, flags, &tenant_len, &nevents)) < 0)
@@ -686,6 +712,12 @@ int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
             }
     }
 
+    /* events with a subject: data (and metadata) sealed under the
+     * subject's key, tag "$subject:SUBJECT" added (crypto.c) */
+    if ((rc = evs__crypto_seal(&sealed, &parts, db, r->tenant ? r->tenant : "", parts,
+                               nparts, ids)) < 0)
+        goto out;
+
     evs_append_result *results = out;
     if (!results) {
         results = evs__scratch_get(&tls_results, nparts * sizeof(*results));
@@ -700,7 +732,24 @@ int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
     if (r->nconditions)
         memset(conflicts, 0, r->nconditions * sizeof(*conflicts));
 
+    /* a tombstone part: one "$streamDeleted" event of a stream, which only
+     * lifecycle.c (and a restore of its events) may write */
+    uint8_t *tomb = NULL;
+    if (flags & (EVS__APPEND_LIFECYCLE | EVS__APPEND_RESTORE))
+        for (size_t p = 0; p < nparts; p++)
+            if (lens[p] > 0 && parts[p].stream[0] != '$' && parts[p].nevents == 1 &&
+                strcmp(parts[p].events[0].type, EVS__TOMBSTONE_TYPE) == 0) {
+                if (!tomb) {
+                    if (!(tomb = evs__scratch_get(&tls_tomb, nparts))) {
+                        rc = evs__err(EVS_ENOMEM, "append: out of memory");
+                        goto out;
+                    }
+                    memset(tomb, 0, nparts);
+                }
+                tomb[p] = 1;
+            }
     evs__append_req req = {
+        .tombstone = tomb,
         .tenant = r->tenant ? r->tenant : "",
         .tenant_len = tenant_len,
         .parts = parts,
@@ -715,6 +764,11 @@ int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
         .conflicts = conflicts,
     };
     rc = db->ops->append(db, &req);
+    for (size_t p = 0; rc == EVS_ECONFLICT && p < nparts; p++)
+        if (results[p].status == EVS_ECONFLICT &&
+            results[p].stream_version == EVS__TOMBSTONE_VERSION)
+            rc = evs__err(EVS_EDELETED, "append: stream %s is deleted (tombstoned): it can "
+                          "never be written again; nothing was written", parts[p].stream);
     if (rc == EVS_ECONFLICT)
         rc = conflict_message(&req);
     if (rc == 0) {
@@ -725,6 +779,7 @@ int evs__append_ex(evs_append_result *out, uint64_t *conflicts, evs_db *db,
     }
 out:
     free(arena);
+    free(sealed);
     return rc;
 }
 
@@ -742,6 +797,132 @@ int evs_append_multi(evs_append_result *out, evs_db *db, const char *tenant,
     return evs_append_ex(out, NULL, db, &r);
 }
 
+/* ---- restoring the store's lifecycle events (lifecycle.c) ---------------- */
+
+/* The shapes lifecycle.c writes and reads back; a restored event that
+ * is not in them would make every later read of its stream's metadata
+ * (or of the whole tenant, for "$lifecycle") fail with EVS_ECORRUPT. */
+#define RESTORE_META_PREFIX "$$"    /* "$$STREAM": a stream's metadata */
+#define RESTORE_LC_STREAM "$lifecycle" /* a tenant's rule changes */
+#define RESTORE_LC_TYPE "$lifecycle"
+#define RESTORE_LC_FORMAT 1
+#define RESTORE_LC_FIXED 32 /* then the stream's name */
+
+typedef struct restore_meta_walk {
+    const char *bad; /* a "$maxCount", "$maxAge" or "$tb" that is not an
+                        integer >= 0 of at most 18 digits */
+} restore_meta_walk;
+
+static void restore_meta_item(void *ctx, const evs__json_item *item)
+{
+    restore_meta_walk *w = ctx;
+    static const char *const known[] = {"$maxCount", "$maxAge", "$tb"};
+    for (int k = 0; k < 3; k++) {
+        if (item->key_len != strlen(known[k]) || memcmp(item->key, known[k], item->key_len))
+            continue;
+        int ok = item->raw_len > 0 && item->raw_len <= 18;
+        for (size_t i = 0; ok && i < item->raw_len; i++)
+            ok = item->raw[i] >= '0' && item->raw[i] <= '9';
+        if (!ok && !w->bad)
+            w->bad = known[k];
+    }
+}
+
+/* An event of a "$$STREAM" metadata stream: type "$metadata", JSON data
+ * that is an object whose store keys are integers >= 0. */
+static int restore_check_meta(const evs_stream_append *pa, size_t p, size_t i)
+{
+    const evs_event_data *e = &pa->events[i];
+    restore_meta_walk w = {NULL};
+    size_t where;
+    char err[128];
+    int jr;
+    if (!e->type || strcmp(e->type, EVS__METADATA_TYPE) != 0 ||
+        e->content_type != EVS_CONTENT_JSON)
+        return evs__err(EVS_EINVAL, "restore_append part %zu: stream %s, event %zu: a stream "
+                        "metadata event has type \"%s\" and JSON data, not type \"%s\" with "
+                        "%s data", p, pa->stream, i, EVS__METADATA_TYPE,
+                        e->type ? e->type : "(NULL)",
+                        e->content_type == EVS_CONTENT_BINARY ? "binary" : "JSON");
+    if (!e->data || e->data_len == 0)
+        return evs__err(EVS_EINVAL, "restore_append part %zu: stream %s, event %zu: a stream "
+                        "metadata event's data is a JSON object, not empty", p, pa->stream, i);
+    jr = evs__json_object_items(e->data, e->data_len, restore_meta_item, &w, &where, err,
+                                sizeof(err));
+    if (jr == -2)
+        return evs__err(EVS_ENOMEM, "restore_append: out of memory checking stream metadata");
+    if (jr != 0)
+        return evs__err(EVS_EINVAL, "restore_append part %zu: stream %s, event %zu: stream "
+                        "metadata is not a JSON object: %s", p, pa->stream, i, err);
+    if (w.bad)
+        return evs__err(EVS_EINVAL, "restore_append part %zu: stream %s, event %zu: stream "
+                        "metadata key \"%s\" must be an integer >= 0", p, pa->stream, i, w.bad);
+    return 0;
+}
+
+/* An event of a tenant's "$lifecycle" stream: type "$lifecycle", binary,
+ * u8 format 1, u8 flags, 6 bytes, three i64 LE >= 0, then a stream name
+ * that is not a system stream's (the flags are lifecycle.c's to read). */
+static int restore_check_lc(const evs_stream_append *pa, size_t p, size_t i)
+{
+    const evs_event_data *e = &pa->events[i];
+    const uint8_t *d = e->data;
+    if (!e->type || strcmp(e->type, RESTORE_LC_TYPE) != 0 ||
+        e->content_type != EVS_CONTENT_BINARY || !d || e->data_len <= RESTORE_LC_FIXED ||
+        e->data_len - RESTORE_LC_FIXED > EVS_MAX_STREAM_LEN)
+        return evs__err(EVS_EINVAL, "restore_append part %zu: stream %s, event %zu: a "
+                        "lifecycle record has type \"%s\" and %d to %d bytes of binary data, "
+                        "not type \"%s\" with %zu bytes of %s", p, pa->stream, i,
+                        RESTORE_LC_TYPE, RESTORE_LC_FIXED + 1,
+                        RESTORE_LC_FIXED + EVS_MAX_STREAM_LEN, e->type ? e->type : "(NULL)",
+                        e->data_len, e->content_type == EVS_CONTENT_BINARY ? "binary" : "JSON");
+    int ok = d[0] == RESTORE_LC_FORMAT;
+    for (int f = 0; ok && f < 3; f++)
+        ok = (int64_t)evs__get_le64(d + 8 + 8 * f) >= 0;
+    size_t sl = e->data_len - RESTORE_LC_FIXED;
+    const char *name = (const char *)d + RESTORE_LC_FIXED;
+    ok = ok && name[0] != '$' && !memchr(name, '\0', sl);
+    if (ok) {
+        char s[EVS_MAX_STREAM_LEN + 1];
+        memcpy(s, name, sl);
+        s[sl] = '\0';
+        ok = evs__name_problem(s, EVS_MAX_STREAM_LEN) == NULL;
+    }
+    if (!ok)
+        return evs__err(EVS_EINVAL, "restore_append part %zu: stream %s, event %zu: not a "
+                        "lifecycle record of format %d (three counts >= 0 and a stream name "
+                        "after 8 bytes, as evs_read_log returns them)", p, pa->stream, i,
+                        RESTORE_LC_FORMAT);
+    return 0;
+}
+
+/* Where the store's own event types may be restored: "$metadata" in a
+ * "$$STREAM" part or among events of no stream (the announcement),
+ * "$streamDeleted" alone in a part of the stream it deletes (so that
+ * evs__append_ex stores it as the tombstone). */
+static int restore_check_types(const evs_stream_append *pa, size_t p)
+{
+    for (size_t i = 0; pa->events && i < pa->nevents; i++) {
+        const char *type = pa->events[i].type;
+        if (!type)
+            continue; /* check_request names it */
+        if (strcmp(type, EVS__TOMBSTONE_TYPE) == 0 &&
+            (!pa->stream || pa->stream[0] == '$' || pa->nevents != 1))
+            return evs__err(EVS_EINVAL, "restore_append part %zu: event %zu is a tombstone "
+                            "(type \"%s\"), which must be the only event of its part, in the "
+                            "stream it deletes (this part: %s, %zu events)", p, i,
+                            EVS__TOMBSTONE_TYPE, pa->stream ? pa->stream : "no stream",
+                            pa->nevents);
+        if (strcmp(type, EVS__METADATA_TYPE) == 0 && pa->stream &&
+            strncmp(pa->stream, RESTORE_META_PREFIX, strlen(RESTORE_META_PREFIX)) != 0)
+            return evs__err(EVS_EINVAL, "restore_append part %zu: event %zu has type \"%s\", "
+                            "which only a stream's metadata stream (\"%sSTREAM\") or an event "
+                            "of no stream may have, not stream %s", p, i, EVS__METADATA_TYPE,
+                            RESTORE_META_PREFIX, pa->stream);
+    }
+    return 0;
+}
+
 int evs_restore_append(evs_append_result *out, evs_db *db, const char *tenant,
                        const evs_stream_append *parts, size_t nparts)
 {
@@ -753,19 +934,36 @@ int evs_restore_append(evs_append_result *out, evs_db *db, const char *tenant,
     r.parts = parts;
     r.nparts = nparts;
     /* The system streams a log holds, each in the shape its reader
-     * (checkpoint.c) relies on; check_request checks the rest. */
+     * (checkpoint.c, lifecycle.c) relies on; check_request checks the
+     * rest. */
     for (size_t p = 0; parts && p < nparts; p++) {
         const evs_stream_append *pa = &parts[p];
+        int rc;
+        if ((rc = restore_check_types(pa, p)) < 0)
+            return rc;
         if (!pa->stream || pa->stream[0] != '$')
             continue;
+        if (strncmp(pa->stream, RESTORE_META_PREFIX, strlen(RESTORE_META_PREFIX)) == 0 &&
+            pa->stream[strlen(RESTORE_META_PREFIX)] != '\0') {
+            for (size_t i = 0; pa->events && i < pa->nevents; i++)
+                if ((rc = restore_check_meta(pa, p, i)) < 0)
+                    return rc;
+            continue;
+        }
+        if (strcmp(pa->stream, RESTORE_LC_STREAM) == 0) {
+            for (size_t i = 0; pa->events && i < pa->nevents; i++)
+                if ((rc = restore_check_lc(pa, p, i)) < 0)
+                    return rc;
+            continue;
+        }
         size_t pl = strlen(EVS__CHECKPOINT_PREFIX);
         char stream[sizeof(EVS__CHECKPOINT_PREFIX) + EVS_MAX_CHECKPOINT_NAME_LEN];
-        int rc;
         if (strncmp(pa->stream, EVS__CHECKPOINT_PREFIX, pl) != 0)
             return evs__err(EVS_EINVAL, "restore_append part %zu: stream %s starts with '$' "
                             "but is not a system stream this library knows (only "
-                            "\"%sNAME\", checkpoints)", p, pa->stream,
-                            EVS__CHECKPOINT_PREFIX);
+                            "\"%sNAME\", checkpoints; \"%sSTREAM\", stream metadata; "
+                            "\"%s\", lifecycle records)", p, pa->stream,
+                            EVS__CHECKPOINT_PREFIX, RESTORE_META_PREFIX, RESTORE_LC_STREAM);
         if ((rc = evs__checkpoint_stream(stream, sizeof(stream), pa->stream + pl,
                                          "restore_append")) < 0)
             return rc;

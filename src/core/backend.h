@@ -68,17 +68,30 @@ typedef struct evs__append_req {
     int retried;             /* out, 0 on entry: set by the backend when it
                                 answered the append as a retry of a stored
                                 one (nothing written; evs_metrics) */
+    const uint8_t *tombstone; /* nparts or NULL: tombstone[p] set means part
+                                p is one event of type EVS__TOMBSTONE_TYPE
+                                that the backend stores with stream version
+                                EVS__TOMBSTONE_VERSION (evs_stream_tombstone) */
 } evs__append_req;
+
+/* The tombstone (evs_stream_tombstone, KurrentDB's DeletedStream): the
+ * stream version of its one event, and thereby the stream's version from
+ * then on, which no expected version accepts (evs__expected_ok). */
+#define EVS__TOMBSTONE_VERSION INT64_MAX
+#define EVS__TOMBSTONE_TYPE "$streamDeleted"
 
 /*
  * The expected-version rule (KurrentDB's): does a stream at version
  * `actual` (EVS_NO_STREAM when it has no events) satisfy `expected`
  * (EVS_ANY, EVS_NO_STREAM, EVS_STREAM_EXISTS or a version >= 0)? Every
  * backend applies it where it serialises appends (the embedded writer,
- * the PostgreSQL function evstore.append, which states it in SQL).
+ * the PostgreSQL function evstore.append, which states it in SQL). No
+ * expected version accepts a tombstoned stream (EVS__TOMBSTONE_VERSION).
  */
 static inline int evs__expected_ok(int64_t expected, int64_t actual)
 {
+    if (actual == EVS__TOMBSTONE_VERSION)
+        return 0; /* a tombstoned stream: the front end says EVS_EDELETED */
     switch (expected) {
     case EVS_ANY: return 1;
     case EVS_NO_STREAM: return actual == EVS_NO_STREAM;
@@ -183,6 +196,52 @@ typedef struct evs__list_sink {
     int more; /* set by list_streams: the limit cut the list */
 } evs__list_sink;
 
+/* ---- scavenge ------------------------------------------------------------------ */
+
+/*
+ * What a scavenge may remove, computed by the front end (lifecycle.c) from
+ * the stream metadata and tombstones as they stand when it starts: one
+ * entry per stream with eligible events, sorted by (tenant, stream) as
+ * byte strings (evs__scavenge_find). Events of system streams and events
+ * without a stream are never eligible, nor is a tombstone.
+ */
+typedef struct evs__scavenge_stream {
+    const char *tenant;    /* "" for the default tenant */
+    const char *stream;
+    int drop_all;          /* tombstoned: every event but the tombstone */
+    int64_t keep_from;     /* versions below are eligible (never above the
+                              last version: the last event is kept) */
+    int64_t expire_before; /* µs since the Unix epoch, 0 = none: events
+                              recorded before are eligible, except the
+                              stream's last */
+    int64_t last_version;  /* the stream's last version when planned */
+} evs__scavenge_stream;
+
+typedef struct evs__scavenge_plan {
+    const evs__scavenge_stream *streams;
+    size_t nstreams;
+    evs_progress_fn progress; /* may be NULL */
+    void *ctx;
+} evs__scavenge_plan;
+
+/* The plan's entry of (tenant, stream) (lengths in bytes), or NULL. */
+const evs__scavenge_stream *evs__scavenge_find(const evs__scavenge_plan *plan,
+                                               const char *tenant, size_t tenant_len,
+                                               const char *stream, size_t stream_len);
+
+/* May a scavenge remove the event of version v, recorded at recorded_at
+ * (µs), of the stream whose entry is s (NULL: none)? */
+static inline int evs__scavenge_drop(const evs__scavenge_stream *s, int64_t v,
+                                     int64_t recorded_at)
+{
+    if (!s || v == EVS__TOMBSTONE_VERSION)
+        return 0;
+    if (s->drop_all)
+        return 1;
+    return v < s->keep_from ||
+           (s->expire_before > 0 && recorded_at < s->expire_before && v < s->last_version);
+}
+
 /* ---- the backend's functions ------------------------------------------------- */
 
 /*
@@ -193,6 +252,13 @@ typedef struct evs__list_sink {
 typedef struct evs__backend_ops {
     unsigned version; /* EVS__BACKEND_VERSION */
     const char *name; /* "embedded", "postgresql": for messages */
+    /* 1 when commit_seq is a load of a counter (no I/O, no thread
+     * started) that every commit changes before it is acknowledged: a
+     * number unchanged since an earlier look means no commit came in
+     * between, so what was read then still holds (lifecycle.c caches on
+     * it). 0: the front end may not rely on it (PostgreSQL's follows
+     * NOTIFYs, which arrive after the commit). */
+    int commit_seq_exact;
 
     /*
      * Append atomically: every part and condition holds and every event is
@@ -307,6 +373,32 @@ typedef struct evs__backend_ops {
      * events, one seek per tenant). */
     int (*list_tenants)(evs_db *db, uint64_t cap, evs__list_sink *sink) EVS_MUST_USE;
 
+    /* evs_scavenge: physically remove the events plan makes eligible
+     * (evs__scavenge_drop), never others, as evs_scavenge documents;
+     * fill out (zeroed by the caller; streams and elapsed_us are the
+     * front end's). */
+    int (*scavenge)(evs_scavenge_result *out, evs_db *db,
+                    const struct evs__scavenge_plan *plan) EVS_MUST_USE;
+
+    /*
+     * Crypto-shredding's key store (core/crypto.c, docs/ERASURE.md): one
+     * 32-byte key per (tenant, subject), deletable for real (never in the
+     * log). subject_key: the key into key; 0, EVS_ENOTFOUND (no key and
+     * new_key NULL), EVS_EDELETED (forgotten), both without a message, or
+     * an error. new_key (32 random bytes from the front end; never given
+     * on a read-only handle): a subject without a key and not forgotten
+     * gets it (durable before return; 0 and key = new_key, or the key
+     * another caller made first). A handle may see another handle's
+     * forget late; the front end's key cache expires after a second.
+     * subject_forget: zero the key where it is stored and keep a
+     * "forgotten" mark, durable before return: 0 (also when already
+     * forgotten), EVS_ENOTFOUND (never had a key: nothing written, no
+     * message needed), EVS_EREADONLY, EVS_EIO, EVS_ENOSPC, EVS_EBACKEND.
+     */
+    int (*subject_key)(uint8_t key[32], evs_db *db, const char *tenant,
+                       const char *subject, const uint8_t *new_key) EVS_MUST_USE;
+    int (*subject_forget)(evs_db *db, const char *tenant, const char *subject) EVS_MUST_USE;
+
     /* Close and free the handle (evs_close): a clean close makes what a
      * later open needs durable. 0 or the first error; the handle is gone
      * either way. */
@@ -333,6 +425,15 @@ struct evs_db {
     const evs__backend_ops *ops;
     evs_open_options opts;
     evs__metrics metrics;
+    /* The front end's number of this handle (lifecycle.c), given on first
+     * use; 0 from the backend's calloc. */
+    _Atomic uint64_t fe_id;
+    /* The front end's cache of stream rules (lifecycle.c), made on first
+     * use and freed by evs_close; NULL from the backend's calloc. */
+    struct evs__lc *_Atomic lc;
+    /* crypto.c's key cache, made on first use (NULL from the backend's
+     * calloc) and freed by evs_close (evs__crypto_free). */
+    struct evs__crypto *_Atomic crypto;
 };
 
 /* The histogram bucket of v: 0 for v <= 1, i for v in (2^(i-1), 2^i],

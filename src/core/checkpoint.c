@@ -385,6 +385,11 @@ int evs_aggregate_load(evs_snapshot **snap, evs_iter **events, evs_db *db,
     if ((rc = snapshot_args(db, tenant, stream, "aggregate_load")) < 0)
         return rc;
     tenant = tenant ? tenant : "";
+    /* stream metadata: a snapshot of events no read returns any more
+     * (truncated, deleted) is not used */
+    int64_t floor;
+    if ((rc = evs__lc_stream_floor(&floor, db, tenant, stream)) < 0)
+        return rc;
     rc = db->ops->snapshot_load(snap, db, tenant, stream, EVS_END);
     if (rc == EVS_ENOTFOUND) {
         evs__clear_error();
@@ -392,8 +397,12 @@ int evs_aggregate_load(evs_snapshot **snap, evs_iter **events, evs_db *db,
     }
     if (rc < 0)
         return rc;
+    if (*snap && (*snap)->version < floor) {
+        evs_snapshot_free(*snap);
+        *snap = NULL;
+    }
     int64_t from = *snap ? (*snap)->version + 1 : 0;
-    if ((rc = db->ops->read_stream(events, db, tenant, stream, from, EVS_FORWARD, 0)) < 0) {
+    if ((rc = evs__lc_read_stream(events, db, tenant, stream, from, EVS_FORWARD, 0)) < 0) {
         evs_snapshot_free(*snap);
         *snap = NULL;
     }

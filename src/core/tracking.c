@@ -244,11 +244,11 @@ static int trk_open(trk_iter **out, evs_db *db, const evs__tracking *t, uint64_t
      * counted here */
     uint64_t inner_limit = t->size ? 0 : limit;
     unsigned flags = limit ? EVS__READ_RETAIN : 0;
-    int rc = t->query ? db->ops->read_query(&it->inner, db, t->tenant, t->query, after,
-                                            EVS_FORWARD, inner_limit, flags)
-                      : db->ops->read_all(&it->inner, db, t->tenant,
-                                          after == UINT64_MAX ? after : after + 1,
-                                          inner_limit, flags);
+    int rc = t->query ? evs__lc_read_query(&it->inner, db, t->tenant, t->query, after,
+                                           EVS_FORWARD, inner_limit, flags)
+                      : evs__lc_read_all(&it->inner, db, t->tenant,
+                                         after == UINT64_MAX ? after : after + 1,
+                                         inner_limit, flags);
     if (rc < 0) {
         free(it);
         return rc;

@@ -189,6 +189,14 @@ typedef struct evs__emb {
     int writer_started;
     int failed;            /* a write or sync failed: refuse appends */
     char failed_msg[512];
+    int scav_want;         /* a scavenge waits for the committer's role: the
+                              writer thread starts no group (scavenge.c) */
+
+    /* ---- scavenge (scavenge.c) ---- */
+    pthread_mutex_t scav_run;  /* one evs_scavenge at a time */
+    pthread_mutex_t scav_lock; /* one segment's swap, or one backup's copy */
+    void *scav_retired;    /* maps of segments a scavenge replaced (a reader
+                              may still use them): unmapped at close */
 
     /* ---- preallocator: zero-fills the next segment ahead of time ---- */
     pthread_t prep_thread;
@@ -207,7 +215,20 @@ typedef struct evs__emb {
     pthread_cond_t sync_cond;
     int sync_job, sync_stop, sync_rc;
     char sync_msg[512];
+
+    /* crypto-shredding's key store, <dir>/keys (keys.c), opened on first
+     * use; NULL until then */
+    struct evs__keys *_Atomic keys;
 } evs__emb;
+
+/* ---- the subject key store (keys.c): the backend entries subject_key and
+ * subject_forget (core/backend.h); evs__keys_close at close; a backup's
+ * copy of the file into dir (as <dir>/keys, synced) */
+EVS_MUST_USE int evs__emb_subject_key(uint8_t key[32], evs_db *db, const char *tenant,
+                                      const char *subject, const uint8_t *new_key);
+EVS_MUST_USE int evs__emb_subject_forget(evs_db *db, const char *tenant, const char *subject);
+void evs__keys_close(evs__emb *s);
+EVS_MUST_USE int evs__keys_backup(evs__emb *s, const char *dir);
 
 /* ---- log (log.c) ---- */
 const uint8_t *evs__seg_map(evs__emb *s, uint32_t seg);
@@ -479,6 +500,19 @@ EVS_MUST_USE int evs__recover(evs__emb *s, const evs__trust *t);
 EVS_MUST_USE int evs__emb_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink);
 
 /* ---- online backup (backup.c) ---- */
+/* evs_scavenge (scavenge.c): the backend entry, core/backend.h */
+EVS_MUST_USE int evs__emb_scavenge(evs_scavenge_result *out, evs_db *db,
+                                   const evs__scavenge_plan *plan);
+/* A read-write open, after the state is judged: delete an interrupted
+ * rewrite's temp files; when a scavenge stopped half-way through a
+ * segment, delete the index (t: not trusted, rebuilt from the log). */
+EVS_MUST_USE int evs__scav_open(evs__emb *s, evs__trust *t);
+/* Close: unmap the segment maps scavenges replaced. */
+void evs__scav_close(evs__emb *s);
+/* Segment no's map; in a read-only handle whose map is of a file that a
+ * scavenge (another process) has since replaced, the new file's, mapped
+ * now (the old map kept until close). Caller holds s->scav_lock (verify). */
+const uint8_t *evs__scav_refresh(evs__emb *s, uint32_t no);
 EVS_MUST_USE int evs__emb_backup(evs_backup_result *out, evs_db *db, const char *dest,
                                  const evs_backup_options *opts);
 

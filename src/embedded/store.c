@@ -53,6 +53,8 @@ static const evs__iter_ops emb_iter_ops = {
 static const evs__backend_ops emb_ops = {
     .version = EVS__BACKEND_VERSION,
     .name = "embedded",
+    .commit_seq_exact = 1, /* notify.c: bumped after the index commit, before
+                              the callers are woken */
     .append = evs__emb_append,
     .read_stream = emb_read_stream,
     .read_all = emb_read_all,
@@ -74,6 +76,9 @@ static const evs__backend_ops emb_ops = {
     .list_tenants = evs__emb_list_tenants,
     .verify = evs__emb_verify,
     .backup = evs__emb_backup,
+    .scavenge = evs__emb_scavenge,
+    .subject_key = evs__emb_subject_key,
+    .subject_forget = evs__emb_subject_forget,
     .close = emb_close,
 };
 
@@ -287,6 +292,8 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
     pthread_cond_init(&s->qcond, NULL);
     pthread_mutex_init(&s->sync_lock, NULL);
     pthread_mutex_init(&s->map_lock, NULL);
+    pthread_mutex_init(&s->scav_run, NULL);
+    pthread_mutex_init(&s->scav_lock, NULL);
     pthread_mutex_init(&s->prep_lock, NULL);
     pthread_cond_init(&s->prep_cond, NULL);
     s->prep_fd = -1;
@@ -336,6 +343,9 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
         goto fail;
     }
     if (!readonly) {
+        /* an interrupted scavenge may leave an index to rebuild (scavenge.c) */
+        if ((rc = evs__scav_open(s, &trust)) < 0)
+            goto fail;
         /* The state names this boot and these files, durably, before
          * anything in the index or the log is written (state.c). */
         int rebuild = !trust.index_trusted;
@@ -452,6 +462,8 @@ static int emb_close(evs_db *db)
         mdb_env_close(s->env);
     }
     evs__snap_close(s);
+    evs__keys_close(s);
+    evs__scav_close(s);
     if (s->segs) {
         uint32_t n = atomic_load(&s->nsegs);
         for (uint32_t i = 0; i < n; i++) {
@@ -471,6 +483,8 @@ static int emb_close(evs_db *db)
     pthread_cond_destroy(&s->qcond);
     pthread_mutex_destroy(&s->sync_lock);
     pthread_mutex_destroy(&s->map_lock);
+    pthread_mutex_destroy(&s->scav_run);
+    pthread_mutex_destroy(&s->scav_lock);
     pthread_mutex_destroy(&s->prep_lock);
     pthread_cond_destroy(&s->prep_cond);
     pthread_cond_destroy(&s->sync_cond);
@@ -909,6 +923,8 @@ static int emb_iter_next(const evs_event **ev, evs_iter *base)
         if ((rc = iter_decode(it, e)) < 0)
             return rc;
         it->last_pos = e->pos;
+        if (rc == 1)
+            continue; /* removed by a scavenge after this entry was read */
         if (it->skip_system && it->ev.stream[0] == '$')
             continue; /* skipped events do not count against the limit */
         it->left--;
@@ -917,7 +933,8 @@ static int emb_iter_next(const evs_event **ev, evs_iter *base)
     }
 }
 
-/* The record of an entry, checked (its CRC) and decoded into it->ev. */
+/* The record of an entry, checked (its CRC) and decoded into it->ev: 0;
+ * 1 when a scavenge removed the record since the entry was read. */
 static EVS_MUST_USE int iter_decode(emb_iter *it, const struct iter_ent *e)
 {
     const uint8_t *rec = e->rec;
@@ -928,6 +945,8 @@ static EVS_MUST_USE int iter_decode(emb_iter *it, const struct iter_ent *e)
             return evs__err(EVS_ECORRUPT, "index points outside the log (segment %u "
                             "offset %u)", seg, off);
         int rr = evs__rec_check(m + off, it->s->seg_size - off, &len);
+        if (rr == EVS_REC_ZERO && evs__seg_scavenged(m))
+            return 1; /* a hole: a scavenge removed it (scavenge.c) */
         if (rr != EVS_REC_OK)
             return evs__err(EVS_ECORRUPT, "log segment %u offset %u: record at position "
                             "%" PRIu64 " is damaged: %s", seg, off, e->pos,
@@ -1239,6 +1258,9 @@ static int emb_stats(evs_stats *out, evs_db *db)
         return rc;
     rc = evs__idx_applied_get(txn, s, &applied, &L);
     out->events = applied;
+    /* after a scavenge, fewer events than positions */
+    if (mdb_stat(txn, s->db_positions, &st) == 0)
+        out->events = st.ms_entries;
     out->head_position = applied;
     if (mdb_stat(txn, s->db_streams, &st) == 0)
         out->streams = st.ms_entries;
@@ -1248,7 +1270,13 @@ static int emb_stats(evs_stats *out, evs_db *db)
     out->segments = atomic_load(&s->nsegs);
     if (evs__loc_seg(L) > out->segments) /* read-only: a writer rolled on */
         out->segments = evs__loc_seg(L);
-    out->log_bytes = out->segments * (uint64_t)s->seg_size;
+    /* blocks on disk: a scavenged segment is sparse (scavenge.c) */
+    out->log_bytes = 0;
+    for (uint64_t no = 1; no <= out->segments; no++) {
+        snprintf(path, sizeof(path), "%s/log/%016" PRIx64 ".evslog", s->dir, no);
+        out->log_bytes += stat(path, &fst) == 0 ? (uint64_t)fst.st_blocks * 512u
+                                                : s->seg_size;
+    }
     snprintf(path, sizeof(path), "%s/index/data.mdb", s->dir);
     if (stat(path, &fst) == 0)
         out->index_bytes = (uint64_t)fst.st_blocks * 512u;

@@ -392,7 +392,9 @@ static EVS_MUST_USE int stage_req(evs__emb *s, MDB_txn **txnp, evs__emb_req *r,
         int64_t v = w_parts[p].version;
         evs_append_result *res = &c->results[p];
         res->status = 0;
-        res->first_version = streamless ? EVS_NO_STREAM : v + 1;
+        res->first_version = streamless ? EVS_NO_STREAM
+                             : c->tombstone && c->tombstone[p] ? EVS__TOMBSTONE_VERSION
+                                                               : v + 1;
         res->first_position = pos;
         for (size_t i = 0; i < pa->nevents; i++, k++, pos++) {
             uint8_t *rec = r->enc + r->rec_off[k];
@@ -401,7 +403,9 @@ static EVS_MUST_USE int stage_req(evs__emb *s, MDB_txn **txnp, evs__emb_req *r,
             if (flags & EVS_REC_FLAG_STAMP_TIME)
                 evs__put_le64(rec + EVS_REC_OFF_RECORDED_AT, (uint64_t)stamp);
             flags = (k + 1 == c->nevents) ? EVS_REC_FLAG_COMMIT_END : 0;
-            if (!streamless)
+            if (c->tombstone && c->tombstone[p])
+                v = EVS__TOMBSTONE_VERSION; /* its one event: evs_stream_tombstone */
+            else if (!streamless)
                 v++;
             evs__put_le16(rec + EVS_REC_OFF_FLAGS, flags);
             evs__put_le64(rec + EVS_REC_OFF_POSITION, pos);
@@ -790,7 +794,8 @@ static void *writer_main(void *arg)
     evs__emb *s = arg;
     pthread_mutex_lock(&s->qlock);
     for (;;) {
-        while (s->busy || (!s->qhead && !s->stopping)) {
+        /* scav_want: a scavenge's index transaction goes first (scavenge.c) */
+        while (s->busy || s->scav_want || (!s->qhead && !s->stopping)) {
             s->writer_idle = 1;
             pthread_cond_wait(&s->qcond, &s->qlock);
         }
@@ -945,7 +950,7 @@ int evs__emb_append(evs_db *db, evs__append_req *c)
     else
         s->qhead = &r;
     s->qtail = &r;
-    int inline_commit = !s->busy && s->qhead == &r;
+    int inline_commit = !s->busy && !s->scav_want && s->qhead == &r;
     if (inline_commit)
         s->busy = 1;
     else if (s->writer_idle)

@@ -10,8 +10,9 @@
  *   pg_schema.c   the migrations and the schema check
  *   pg_append.c   appends: evstore.append()'s parameters, group commit,
  *                 lost connections
- *   pg_read.c     iterators (paged reads), commit waits (LISTEN/NOTIFY),
- *                 tokens, snapshots
+ *   pg_read.c     iterators (paged reads), commit waits (LISTEN/NOTIFY, or
+ *                 polling a hot standby), reads from a replica, tokens,
+ *                 snapshots
  *   pg_explore.c  one event by id, the streams and tenants of a store
  *   pg_store.c    the backend's table of functions, the handle, open and
  *                 close, stats, verify
@@ -27,6 +28,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -196,6 +198,28 @@ EVS_MUST_USE int evs__pgarr_query_begin(evs__pgparams *p, size_t nitems, size_t 
                                         size_t ntags);
 EVS_MUST_USE int evs__pgarr_query(evs__pgparams *p, int a, const evs_query *q);
 
+/*
+ * DCB reads as prepared statements, one per query shape (pg_wire.c,
+ * docs/POSTGRES.md "Reads"): $1 tenant, $2 lo and $3 hi (positions
+ * strictly between), $4 limit, then one text parameter per type and tag,
+ * item after item, types before tags ($stream: and $category: tags
+ * without their prefix). The answer is a page as every read's (the head,
+ * then the event's 13 columns). evs__pg_dcb_sql returns 0 with the SQL in
+ * *sql (the caller's to free), its statement name, in *terms the number
+ * of term parameters it takes (0 when an item matches every event: then
+ * no term is sent) and in *prepared whether to run it as a named
+ * prepared statement (every item has a plain tag: its generic plan is the
+ * GIN lookup) or unnamed (planned with the values at every call, as the
+ * function's EXECUTE is), 1 when the query has more terms than a
+ * statement takes (use evstore.read_query), or
+ * EVS_ENOMEM. evs__pg_dcb_types fills the n parameter types to prepare.
+ */
+#define EVS_PG_DCB_FIXED 4
+#define EVS_PG_DCB_NAME 24
+EVS_MUST_USE int evs__pg_dcb_sql(char **sql, char name[EVS_PG_DCB_NAME], size_t *terms,
+                                 int *prepared, const evs_query *q, int backward);
+void evs__pg_dcb_types(Oid *types, int n);
+
 /* A binary int8 result value. */
 int64_t evs__pg_i64(const char *p);
 /* Parse a text-format bigint array ("{1,2,-1}") into out[0..n). Returns
@@ -338,6 +362,20 @@ struct evs__pg {
     int listener_efd;        /* eventfd: ends the listener's poll */
     pthread_t listener;
 
+    /* reads from a hot standby (pg_read.c, docs/POSTGRES.md "Reads from a
+     * replica"). The listener thread is then a poller of the reader's
+     * head, as a standby delivers no NOTIFY. */
+    evs__pg *replica;        /* read_replica_uri's own read-only handle (its
+                                pool only); NULL: reads go to this one */
+    int poll_commits;        /* commit waits poll evs__pg_reader's head */
+    int waiters;             /* in wait_commit (nlock); the poller idles at 0 */
+    pthread_cond_t pcond;    /* CLOCK_MONOTONIC: wakes the poller (a waiter
+                                came, or stop) */
+    _Atomic uint64_t written;      /* the last position this handle wrote,
+                                      or read on the primary: the replica
+                                      serves it once it shows as much */
+    _Atomic uint64_t replica_seen; /* the highest head read on the replica */
+
     /* group commit (pg_append.c) */
     pthread_mutex_t qlock;
     evs__pg_req *qhead, *qtail;
@@ -352,6 +390,14 @@ EVS_MUST_USE int evs__pg_stats(evs_stats *out, evs_db *db);
 /* verify: the tables' invariants, in one REPEATABLE READ snapshot, each
  * broken one reported to the sink (backend.h). */
 EVS_MUST_USE int evs__pg_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink);
+/* evs_scavenge (pg_scavenge.c): the backend entry, core/backend.h */
+EVS_MUST_USE int evs__pg_scavenge(evs_scavenge_result *out, evs_db *db,
+                                  const evs__scavenge_plan *plan);
+/* crypto-shredding's key store (pg_keys.c, evstore.subject_keys): the
+ * backend entries subject_key and subject_forget, core/backend.h */
+EVS_MUST_USE int evs__pg_subject_key(uint8_t key[32], evs_db *db, const char *tenant,
+                                     const char *subject, const uint8_t *new_key);
+EVS_MUST_USE int evs__pg_subject_forget(evs_db *db, const char *tenant, const char *subject);
 
 /* ---- pg_read.c: reads ------------------------------------------------------ */
 
@@ -404,8 +450,13 @@ EVS_MUST_USE int evs__pg_snapshot_list(evs_db *db, const char *tenant, evs_snaps
 /* snapshot_load: the newest at or below max_version. */
 EVS_MUST_USE int evs__pg_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
                                        const char *stream, int64_t max_version);
-/* At close: end the LISTEN thread, if it was started. */
+/* At close: end the LISTEN thread (or the replica's poller), if it was
+ * started. */
 void evs__pg_listener_stop(evs__pg *s);
+/* The handle a small read of s goes to: the replica, unless this handle
+ * wrote a position the replica was not yet seen to have replayed
+ * (read-your-writes), then s itself. */
+evs__pg *evs__pg_reader(evs__pg *s);
 
 /* ---- pg_explore.c: exploring ----------------------------------------------- */
 

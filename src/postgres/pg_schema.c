@@ -75,6 +75,11 @@ static const col_spec expected_cols[] = {
     {"streams", "tenant", "text", 1},
     {"streams", "stream", "text", 1},
     {"streams", "version", "bigint", 1},
+    {"subject_keys", "tenant", "text", 1},   /* 0005: crypto-shredding */
+    {"subject_keys", "subject", "text", 1},
+    {"subject_keys", "key", "bytea", 0},
+    {"subject_keys", "created_at", "timestamp with time zone", 1},
+    {"subject_keys", "forgotten_at", "timestamp with time zone", 0},
     {"tenants", "tenant", "text", 1},
     {"times", "recorded_at", "bigint", 1},
     {"times", "position", "bigint", 1},
@@ -83,7 +88,7 @@ static const col_spec expected_cols[] = {
 static const char *const expected_indexes[] = {
     "events_category", "events_id_key", "events_pkey", "events_stream", "events_tags",
     "events_tenant", "events_type", "head_pkey", "schema_migrations_pkey",
-    "snapshots_pkey", "streams_pkey", "tenants_pkey", "times_pkey",
+    "snapshots_pkey", "streams_pkey", "subject_keys_pkey", "tenants_pkey", "times_pkey",
 };
 
 static const char *const expected_functions[] = {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int pg_close(evs_db *db);
 
@@ -29,10 +30,31 @@ static int pg_backup(evs_backup_result *out, evs_db *db, const char *dest,
                     "cluster)", dest);
 }
 
+/*
+ * The append, noting the last position written when reads go to a
+ * replica: a read of this handle that the replica has not caught up with
+ * is then served by the primary (read-your-writes, pg_read.c).
+ */
+static int pg_append(evs_db *db, evs__append_req *req)
+{
+    evs__pg *s = (evs__pg *)db;
+    int rc = evs__pg_append(db, req);
+    if (rc != 0 || !s->replica)
+        return rc;
+    uint64_t last = 0;
+    for (size_t p = 0; p < req->nparts; p++)
+        if (req->results[p].status == 0 && req->results[p].last_position > last)
+            last = req->results[p].last_position;
+    uint64_t w = atomic_load(&s->written);
+    while (last > w && !atomic_compare_exchange_weak(&s->written, &w, last)) {
+    }
+    return rc;
+}
+
 static const evs__backend_ops pg_ops = {
     .version = EVS__BACKEND_VERSION,
     .name = "postgresql",
-    .append = evs__pg_append,
+    .append = pg_append,
     .read_stream = evs__pg_read_stream,
     .read_all = evs__pg_read_all,
     .read_query = evs__pg_read_query,
@@ -53,10 +75,127 @@ static const evs__backend_ops pg_ops = {
     .list_tenants = evs__pg_list_tenants,
     .verify = evs__pg_verify,
     .backup = pg_backup,
+    .scavenge = evs__pg_scavenge,
+    .subject_key = evs__pg_subject_key,
+    .subject_forget = evs__pg_subject_forget,
     .close = pg_close,
 };
 
 /* ---- open / close ------------------------------------------------------------ */
+
+/* *yes = the server of c is a standby (pg_is_in_recovery()). */
+static int in_recovery(PGconn *c, int *yes)
+{
+    PGresult *r;
+    int rc = evs__pg_exec(c, "SELECT pg_is_in_recovery()", &r, "open");
+    if (rc < 0)
+        return rc;
+    *yes = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return 0;
+}
+
+/* One text value of sql on c; "" when the statement fails (the caller
+ * then skips the check it was for). */
+static void one_text(PGconn *c, const char *sql, char *out, size_t n)
+{
+    PGresult *r = PQexec(c, sql);
+    out[0] = '\0';
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        snprintf(out, n, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+}
+
+/* How long the open waits for the replica to replay the primary's WAL as
+ * of the open (the schema it may just have migrated, and everything
+ * committed before). */
+#define REPLICA_CATCHUP_MS 10000
+
+/*
+ * The read replica (evs_open_options.read_replica_uri): a handle of its
+ * own, read-only, with its own pool, made here on the pool's first
+ * connection. Refused: a server that is not a copy of the primary
+ * (another system identifier: a physical standby shares its primary's),
+ * one that does not replay up to the primary's current WAL position
+ * within REPLICA_CATCHUP_MS, or whose schema is not this library's.
+ */
+static int replica_open(evs__pg *s, const char *uri)
+{
+    int rc;
+    PGconn *c = NULL;
+    evs__pg *rp = calloc(1, sizeof(*rp));
+    if (!rp)
+        return evs__err(EVS_ENOMEM, "out of memory opening the read replica");
+    rp->base = s->base;
+    rp->base.opts.read_replica_uri = NULL;
+    rp->readonly = 1;
+    rp->listener_efd = -1;
+    evs__pg_pool_init(rp);
+    s->replica = rp; /* closed with s */
+    if (!(rp->uri = strdup(uri)))
+        return evs__err(EVS_ENOMEM, "out of memory opening the read replica");
+    if ((rc = evs__pg_connect(rp, &c)) < 0) {
+        char msg[768];
+        snprintf(msg, sizeof(msg), "%s", evs_last_error());
+        return evs__err(rc, "read replica: %s", msg);
+    }
+    char sysid[2][32], lsn[64];
+    one_text(s->pool[0].c, "SELECT system_identifier::text FROM pg_control_system()", sysid[0],
+             sizeof(sysid[0]));
+    one_text(c, "SELECT system_identifier::text FROM pg_control_system()", sysid[1],
+             sizeof(sysid[1]));
+    if (sysid[0][0] && sysid[1][0] && strcmp(sysid[0], sysid[1]) != 0) {
+        rc = evs__err(EVS_EBACKEND, "read replica: the server is not a copy of the primary "
+                      "(system identifier %s, the primary's %s); give the URI of a hot "
+                      "standby made from it (pg_basebackup)", sysid[1], sysid[0]);
+        goto out;
+    }
+    one_text(s->pool[0].c, "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
+             "ELSE pg_current_wal_lsn() END)::text", lsn, sizeof(lsn));
+    if (lsn[0]) {
+        const char *v[1] = {lsn};
+        uint64_t t0 = evs__mono_ns();
+        for (;;) {
+            /* NULL replay position: not a standby (the primary itself,
+             * say): nothing to wait for */
+            PGresult *r = PQexecParams(c, "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, "
+                                       "true), coalesce(pg_last_wal_replay_lsn()::text, '')",
+                                       1, NULL, v, NULL, NULL, 0);
+            if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+                rc = evs__pg_fail(c, r, "read replica");
+                goto out;
+            }
+            int ok = PQgetvalue(r, 0, 0)[0] == 't';
+            char at[64];
+            snprintf(at, sizeof(at), "%s", PQgetvalue(r, 0, 1));
+            PQclear(r);
+            if (ok)
+                break;
+            if (evs__mono_ns() - t0 > (uint64_t)REPLICA_CATCHUP_MS * 1000000u) {
+                rc = evs__err(EVS_EBACKEND, "read replica: the standby has replayed WAL up to "
+                              "%s, not yet the primary's %s, after %d s; is it streaming "
+                              "from this primary (pg_stat_wal_receiver)?", at, lsn,
+                              REPLICA_CATCHUP_MS / 1000);
+                goto out;
+            }
+            struct timespec ts = {0, 10 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if ((rc = evs__pg_schema_open(c, 1, 0)) < 0 || (rc = evs__pg_prepare_all(c)) < 0) {
+        char msg[768];
+        snprintf(msg, sizeof(msg), "%s", evs_last_error());
+        rc = evs__err(rc, "read replica: %s", msg);
+        goto out;
+    }
+    evs__pg_pool_first(rp, c);
+    c = NULL;
+    s->poll_commits = 1;
+out:
+    if (c)
+        PQfinish(c);
+    return rc;
+}
 
 int evs__postgres_open(evs_db **out, const char *uri, const evs_open_options *opts)
 {
@@ -76,6 +215,7 @@ int evs__postgres_open(evs_db **out, const char *uri, const evs_open_options *op
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->ncond, &ca);
+    pthread_cond_init(&s->pcond, &ca);
     pthread_condattr_destroy(&ca);
     if (!(s->uri = strdup(uri))) {
         rc = evs__err(EVS_ENOMEM, "out of memory opening the store");
@@ -92,6 +232,14 @@ int evs__postgres_open(evs_db **out, const char *uri, const evs_open_options *op
         (rc = evs__pg_prepare_all(c)) < 0)
         goto fail;
     evs__pg_pool_first(s, c);
+    c = NULL;
+    /* A standby as the store itself (a read-only open): it delivers no
+     * NOTIFY, so commit waits poll it as they poll a replica. */
+    if (s->readonly && (rc = in_recovery(s->pool[0].c, &s->poll_commits)) < 0)
+        goto fail;
+    if (opts->read_replica_uri && (rc = replica_open(s, opts->read_replica_uri)) < 0)
+        goto fail;
+    s->base.opts.read_replica_uri = NULL; /* the caller's; s->replica has its copy */
     *out = &s->base;
     return 0;
 fail:;
@@ -112,8 +260,14 @@ static int pg_close(evs_db *db)
     evs__pg_append_close(s);
     evs__pg_listener_stop(s);
     evs__pg_pool_close(s);
+    if (s->replica) {
+        evs__pg_pool_close(s->replica);
+        free(s->replica->uri);
+        free(s->replica);
+    }
     pthread_mutex_destroy(&s->nlock);
     pthread_cond_destroy(&s->ncond);
+    pthread_cond_destroy(&s->pcond);
     free(s->uri);
     free(s);
     return 0;
@@ -150,8 +304,10 @@ int evs__pg_stats(evs_stats *out, evs_db *db)
 
 /*
  * What can be wrong in the tables (the database itself checks pages and
- * constraints): positions not gapless or not matching the head, stream
- * versions not contiguous from 0, the streams table disagreeing with the
+ * constraints): positions beyond the head, stream versions not increasing
+ * (evs_scavenge leaves gaps in positions and versions, and a tombstone has
+ * version 2^63-1, so gaps cannot be told from lost rows: the database's
+ * own checks are what guards against those), the streams table disagreeing with the
  * events, the system flag disagreeing with the stream name. One
  * REPEATABLE READ snapshot: appends may continue.
  */
@@ -160,14 +316,14 @@ static const struct {
     const char *fmt; /* printf with the row's columns as strings */
     int ncols;
 } checks[] = {
-    {"SELECT prev, position FROM (SELECT position, lag(position, 1, 0::bigint) OVER "
-     "(ORDER BY position) AS prev FROM evstore.events) x WHERE position <> prev + 1 LIMIT 1000",
-     "positions after %s are missing up to position %s (positions must be gapless)", 2},
-    {"SELECT x.tenant, x.stream, x.stream_version, x.position, x.want FROM (SELECT tenant, "
-     "stream, stream_version, position, row_number() OVER (PARTITION BY tenant, stream ORDER "
-     "BY position) - 1 AS want FROM evstore.events WHERE stream <> '') x "
-     "WHERE x.stream_version <> x.want LIMIT 1000",
-     "tenant \"%s\" stream %s: version %s at position %s should be %s", 5},
+    {"SELECT e.position, h.position FROM evstore.events e, evstore.head h "
+     "WHERE e.position > h.position LIMIT 1000",
+     "position %s is beyond the head (%s)", 2},
+    {"SELECT x.tenant, x.stream, x.stream_version, x.position, x.prev FROM (SELECT tenant, "
+     "stream, stream_version, position, lag(stream_version, 1, -1::bigint) OVER (PARTITION "
+     "BY tenant, stream ORDER BY position) AS prev FROM evstore.events WHERE stream <> '') x "
+     "WHERE x.stream_version <= x.prev LIMIT 1000",
+     "tenant \"%s\" stream %s: version %s at position %s does not follow version %s", 5},
     {"SELECT coalesce(s.tenant, e.tenant), coalesce(s.stream, e.stream), "
      "coalesce(s.version::text, 'missing'), coalesce(e.v::text, 'none') FROM evstore.streams s "
      "FULL JOIN (SELECT tenant, stream, max(stream_version) AS v FROM evstore.events WHERE "
