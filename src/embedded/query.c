@@ -198,6 +198,54 @@ static EVS_MUST_USE int stream_at(qnode *n, int64_t version)
     return 0;
 }
 
+/* The stream's first entry with a version >= version: *found 0 when it
+ * has none (the cursor is then anywhere). Versions may have gaps: a
+ * scavenge removes events, and a tombstone has version INT64_MAX. */
+static EVS_MUST_USE int stream_ge(qnode *n, uint64_t version, int *found, uint64_t *at)
+{
+    uint8_t kb[16];
+    memcpy(kb, n->key, 8);
+    evs__put_be64(kb + 8, version);
+    MDB_val k = {16, kb}, v;
+    int mrc = mdb_cursor_get(n->cur, &k, &v, MDB_SET_RANGE);
+    *found = 0;
+    if (mrc == MDB_NOTFOUND)
+        return 0;
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "query");
+    if (k.mv_size != 16 || memcmp(k.mv_data, n->key, 8) != 0)
+        return 0;
+    *found = 1;
+    *at = evs__get_be64((const uint8_t *)k.mv_data + 8);
+    n->pos = evs__get_le64(v.mv_data);
+    n->loc = evs__get_le64((const uint8_t *)v.mv_data + 8);
+    return 0;
+}
+
+/* The version of the stream's first entry whose position is >= p, or -1:
+ * a binary search over versions 0..head that steps over gaps. */
+static EVS_MUST_USE int stream_first_at(qnode *n, uint64_t p, int64_t *out)
+{
+    uint64_t lo = 0, hi = (uint64_t)n->head;
+    int rc, found;
+    *out = -1;
+    while (lo <= hi) {
+        uint64_t mid = lo + (hi - lo) / 2, at;
+        if ((rc = stream_ge(n, mid, &found, &at)) < 0)
+            return rc;
+        if (!found || n->pos >= p) {
+            if (found)
+                *out = (int64_t)at;
+            if (mid == 0)
+                break;
+            hi = mid - 1;
+        } else {
+            lo = at + 1; /* every version up to `at` is before p */
+        }
+    }
+    return 0;
+}
+
 static EVS_MUST_USE int stream_seek(qnode *n, uint64_t p, int backward)
 {
     MDB_val k, v;
@@ -209,32 +257,54 @@ static EVS_MUST_USE int stream_seek(qnode *n, uint64_t p, int backward)
         if (backward ? n->pos <= p : n->pos >= p)
             return 0;
     }
-    /* binary search: forward, the first version whose position >= p;
-     * backward, the last whose position <= p */
-    int64_t lo = 0, hi = n->head, found = -1;
+    /* forward: the first entry whose position >= p; backward: the entry
+     * before the first whose position > p (or the stream's last) */
+    int64_t first;
     int rc;
-    while (lo <= hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if ((rc = stream_at(n, mid)) < 0)
-            return rc;
-        if (!backward) {
-            if (n->pos >= p) {
-                found = mid;
-                hi = mid - 1;
-            } else {
-                lo = mid + 1;
-            }
-        } else {
-            if (n->pos <= p) {
-                found = mid;
-                lo = mid + 1;
-            } else {
-                hi = mid - 1;
-            }
-        }
-    }
     n->valid = 0;
-    return found < 0 ? 0 : stream_at(n, found);
+    if (!backward) {
+        if ((rc = stream_first_at(n, p, &first)) < 0 || first < 0)
+            return rc;
+        return stream_at(n, first);
+    }
+    if (p == UINT64_MAX)
+        first = -1;
+    else if ((rc = stream_first_at(n, p + 1, &first)) < 0)
+        return rc;
+    if (first >= 0) {
+        if ((rc = stream_at(n, first)) < 0)
+            return rc;
+    } else {
+        /* the stream's last entry: before the first key beyond it */
+        uint8_t kb[16];
+        memcpy(kb, n->key, 8);
+        memset(kb + 8, 0xff, 8);
+        MDB_val kk = {16, kb};
+        int mrc = mdb_cursor_get(n->cur, &kk, &v, MDB_SET_RANGE);
+        if (mrc != 0 && mrc != MDB_NOTFOUND)
+            return evs__mdb_err(mrc, "query");
+        mrc = mdb_cursor_get(n->cur, &k, &v, mrc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+        if (mrc == MDB_NOTFOUND || k.mv_size != 16 || memcmp(k.mv_data, n->key, 8) != 0)
+            return 0; /* the stream has no entry */
+        if (mrc != 0)
+            return evs__mdb_err(mrc, "query");
+        n->pos = evs__get_le64(v.mv_data);
+        n->loc = evs__get_le64((const uint8_t *)v.mv_data + 8);
+        n->valid = 1;
+        return 0;
+    }
+    /* the cursor is on the first entry past p: the one before it */
+    int mrc = mdb_cursor_get(n->cur, &k, &v, MDB_PREV);
+    n->valid = 0;
+    if (mrc == MDB_NOTFOUND || (mrc == 0 && (k.mv_size != 16 ||
+                                             memcmp(k.mv_data, n->key, 8) != 0)))
+        return 0;
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "query");
+    n->pos = evs__get_le64(v.mv_data);
+    n->loc = evs__get_le64((const uint8_t *)v.mv_data + 8);
+    n->valid = 1;
+    return 0;
 }
 
 /* ---- the tree ------------------------------------------------------------ */
@@ -640,6 +710,17 @@ int evs__qplan_seek(evs__qplan *pl, uint64_t from, uint64_t *pos, uint64_t *loc,
                 return evs__err(EVS_ECORRUPT, "index points outside the log (segment %u "
                                 "offset %u)", seg, off);
             int rr = evs__rec_check(m + off, s->seg_size - off, &len);
+            if (rr == EVS_REC_ZERO && evs__seg_scavenged(m)) {
+                /* a scavenge removed it after the plan's snapshot: no match */
+                if (pl->backward) {
+                    if (p == 0)
+                        return 0;
+                    from = p - 1;
+                } else {
+                    from = p + 1;
+                }
+                continue;
+            }
             if (rr != EVS_REC_OK)
                 return evs__err(EVS_ECORRUPT, "log segment %u offset %u: record at "
                                 "position %" PRIu64 " is damaged: %s", seg, off, p,
