@@ -118,6 +118,7 @@ typedef struct bk {
     uint64_t position, loc, rec_loc;
     char identity[40];
     uint64_t total, done;  /* progress, bytes */
+    int scav_locked;       /* holds s->scav_lock (scavenge.c) */
 } bk;
 
 /* A path (PATH_BUF bytes) from a format; long input is cut, never overrun. */
@@ -625,7 +626,8 @@ static int dir_empty(const char *path)
  * makes), and neither BACKUP nor state? */
 static int dir_leftovers(const char *path)
 {
-    static const char *const ours[] = {"LOCK", SCRATCH, "log", "index", "snapshots"};
+    static const char *const ours[] = {"LOCK", SCRATCH, "log", "index", "snapshots",
+                                       "keys", "keys.tmp"};
     DIR *d = opendir(path);
     if (!d)
         return 0;
@@ -1043,6 +1045,10 @@ int evs__emb_backup(evs_backup_result *out, evs_db *db, const char *dest,
 
     /* 2. the index: fixes the position */
     make_room(b);
+    /* no scavenge of this handle swaps a segment between the index copy
+     * and the log copy (scavenge.c) */
+    pthread_mutex_lock(&s->scav_lock);
+    b->scav_locked = 1;
     pathf(path, "%s/index.mdb", scratch);
     if ((rc = copy_index(b, path)) < 0 ||
         (rc = copy_applied(path, &b->position, &b->loc, &b->rec_loc)) < 0)
@@ -1055,7 +1061,11 @@ int evs__emb_backup(evs_backup_result *out, evs_db *db, const char *dest,
         goto out;
     }
     snprintf(b->identity, sizeof(b->identity), "-");
-    if (b->position > 0) {
+    /* a scavenge may have removed position 1: then the identity is unknown
+     * ("-", which any previous backup accepts) */
+    const uint8_t *m1 = evs__seg_map(s, 1);
+    if (b->position > 0 && !(evs__seg_scavenged(m1) &&
+                             evs__get_le32(m1 + EVS_SEG_HEADER_SIZE) == 0)) {
         const uint8_t *rec;
         uint32_t len;
         if ((rc = source_record(s, evs__loc(1, EVS_SEG_HEADER_SIZE), 1, &rec, &len)) < 0)
@@ -1070,6 +1080,8 @@ int evs__emb_backup(evs_backup_result *out, evs_db *db, const char *dest,
     /* 3. the log up to the index's end */
     if ((rc = copy_log(b)) < 0)
         goto out;
+    pthread_mutex_unlock(&s->scav_lock);
+    b->scav_locked = 0;
 
     /* 4. into place; then BACKUP, then the state that names them */
     if ((rc = install_env(b, "index.mdb", "index")) < 0 ||
@@ -1079,7 +1091,11 @@ int evs__emb_backup(evs_backup_result *out, evs_db *db, const char *dest,
      * log holds BACKUP's position already (and its index, which the old
      * state does not name, is rebuilt on open) */
     out->position = b->position;
-    if ((rc = write_backup_file(b)) < 0 ||
+    /* the subject keys as they are now, after the index copy: every key
+     * of an event up to P exists by then, and a key forgotten before now
+     * is not in the copy (keys.c, docs/ERASURE.md) */
+    if ((rc = evs__keys_backup(s, b->work)) < 0 ||
+        (rc = write_backup_file(b)) < 0 ||
         (rc = evs__state_write(b->work, 0, b->position)) < 0)
         goto out;
     if (b->in_place)
@@ -1100,6 +1116,8 @@ int evs__emb_backup(evs_backup_result *out, evs_db *db, const char *dest,
         }
     }
 out:
+    if (b->scav_locked)
+        pthread_mutex_unlock(&s->scav_lock);
     if (rc < 0) {
         char keep[1024];
         snprintf(keep, sizeof(keep), "%s", evs_last_error());

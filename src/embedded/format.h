@@ -22,7 +22,8 @@
  *     16     8     segment number (u64 LE), 1-based
  *     24     8     segment size in bytes (u64 LE)
  *     32     8     first position (u64 LE): global position of its first record
- *     40     20    reserved, zero
+ *     40     4     flags (u32 LE): bit 0 = SCAVENGED (was reserved, zero)
+ *     44     16    reserved, zero
  *     60     4     CRC32C of bytes 0..59 (u32 LE)
  *     64     ...   records, each padded to a multiple of 8 bytes, then zeros
  *
@@ -63,6 +64,37 @@
 #define EVS_LOG_FORMAT 1u
 #define EVS_SEG_MAGIC "EVSTLOG"         /* 8 bytes with the NUL */
 #define EVS_SEG_HEADER_SIZE 64u
+
+/*
+ * A SCAVENGED segment (scavenge.c) was rewritten by evs_scavenge: its
+ * surviving records are at the offsets they always had, and the records
+ * it removed are holes of zeros (sparse, never written). Every reader of
+ * the log skips zero 8-byte words in a scavenged segment to the next
+ * record, and accepts gaps in positions and stream versions there; in a
+ * segment without the flag, zeros before its end are damage as ever.
+ */
+#define EVS_SEG_OFF_FLAGS 40
+#define EVS_SEG_FLAG_SCAVENGED 0x1u
+
+static inline int evs__seg_scavenged(const uint8_t *m)
+{
+    return m && (m[EVS_SEG_OFF_FLAGS] & EVS_SEG_FLAG_SCAVENGED) != 0;
+}
+
+/* In a scavenged segment m of size bytes: the offset of the first
+ * non-zero 8-byte word at or after off (a multiple of 8), the next
+ * record; size when the rest is zeros. */
+static inline uint32_t evs__seg_skip_hole(const uint8_t *m, uint32_t off, uint32_t size)
+{
+    while (off + 8 <= size) {
+        uint64_t w;
+        __builtin_memcpy(&w, m + off, 8);
+        if (w)
+            return off;
+        off += 8;
+    }
+    return size;
+}
 
 #define EVS_REC_MAGIC 0x31525645u
 #define EVS_REC_FIXED 128u              /* header + fixed body */

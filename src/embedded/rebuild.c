@@ -750,6 +750,8 @@ typedef struct build {
     /* where the parse is */
     uint32_t seg, off;
     uint64_t next_pos;       /* next position expected */
+    int scav_seen;           /* a scavenged segment was parsed: positions and
+                                stream versions may have gaps (format.h) */
     /* ids and heads */
     name_tab tenants, streams;
     uint64_t next_sid;
@@ -762,6 +764,8 @@ typedef struct build {
     ent *a[K_N];
     size_t n[K_N], cap[K_N];
     uint64_t *locs;
+    uint64_t *lpos;          /* the position of each of locs (gaps after a
+                                scavenge) */
     size_t nlocs;
     int64_t *tm_at;
     uint64_t *tm_pos;
@@ -1018,7 +1022,7 @@ static EVS_MUST_USE int load_positions(build *b, uint64_t first)
             }
             in_txn += (np - dp) + (nt - dt);
             for (; dp < np; dp++) {
-                evs__put_be64(kb, first + dp);
+                evs__put_be64(kb, b->lpos[dp]);
                 evs__put_le64(vb, b->locs[dp]);
                 if ((mrc = mdb_cursor_put(cp, &key, &val, MDB_APPEND)) != 0) {
                     rc = evs__mdb_err(mrc, "positions");
@@ -1067,7 +1071,25 @@ static EVS_MUST_USE int parse_window(build *b)
     while (b->next_pos <= b->end_position && b->nlocs < b->window) {
         if (!m)
             return bad_record(b, "a missing segment");
+        int holes = evs__seg_scavenged(m);
+        b->scav_seen |= holes;
         if (b->off + EVS_REC_FIXED > s->seg_size || evs__get_le32(m + b->off) == 0) {
+            if (holes) {
+                /* a hole where a scavenge removed records */
+                uint32_t nx = evs__seg_skip_hole(m, b->off, s->seg_size);
+                if (nx + EVS_REC_FIXED <= s->seg_size) {
+                    if (nx == b->off) /* not zeros, not a record */
+                        return bad_record(b, "no valid record");
+                    b->off = nx;
+                    continue;
+                }
+                /* its tail removed */
+                if (b->seg < atomic_load(&s->nsegs) &&
+                    s->segs[b->seg].first_position > b->next_pos)
+                    b->next_pos = s->segs[b->seg].first_position;
+                if (b->next_pos > b->end_position)
+                    break;
+            }
             /* the unused end of a full segment */
             if (b->seg >= atomic_load(&s->nsegs))
                 return bad_record(b, "the end of the log");
@@ -1087,6 +1109,8 @@ static EVS_MUST_USE int parse_window(build *b)
             len > s->seg_size - b->off)
             return bad_record(b, "no valid record");
         uint64_t pos = evs__get_le64(rec + EVS_REC_OFF_POSITION);
+        if (holes && pos > b->next_pos && pos <= b->end_position)
+            b->next_pos = pos; /* the records before it were removed */
         if (pos != b->next_pos)
             return bad_record(b, "a record out of sequence");
         uint64_t loc = evs__loc(b->seg, b->off);
@@ -1125,7 +1149,12 @@ static EVS_MUST_USE int parse_window(build *b)
                 return evs__err(EVS_ENOMEM, "index rebuild: out of memory");
             if (se->id == 0)
                 se->id = b->next_sid++;
-            if (version != se->head + 1)
+            /* a tombstone follows any version (evs_stream_tombstone) */
+            /* after a scavenge, a stream's versions may have gaps (only
+             * ever upward) */
+            if (version != se->head + 1 &&
+                !(version == EVS__TOMBSTONE_VERSION && se->head != EVS__TOMBSTONE_VERSION) &&
+                !(b->scav_seen && version > se->head))
                 return evs__err(EVS_ECORRUPT,
                                 "log record at position %llu has version %lld of stream %s, "
                                 "but the stream is at %lld", (unsigned long long)pos,
@@ -1135,6 +1164,7 @@ static EVS_MUST_USE int parse_window(build *b)
             if ((rc = push(b, K_SE, sid, (uint64_t)version, pos, loc)) < 0)
                 return rc;
         }
+        b->lpos[b->nlocs] = pos;
         b->locs[b->nlocs++] = loc;
         if (at > b->time_max) {
             /* at most one per event: the arrays have a window's room */
@@ -1336,7 +1366,8 @@ int evs__idx_bulk_build(evs__emb *s, uint64_t end_position, uint64_t end_loc)
 
     size_t win = end_position < b.window ? (size_t)end_position : (size_t)b.window;
     if (win > 0) {
-        if (!(b.locs = malloc(win * sizeof(uint64_t)))) {
+        if (!(b.locs = malloc(win * sizeof(uint64_t))) ||
+            !(b.lpos = malloc(win * sizeof(uint64_t)))) {
             rc = evs__err(EVS_ENOMEM, "index rebuild: out of memory");
             goto out;
         }
@@ -1423,6 +1454,7 @@ out:
         free(b.runs[k].count);
     }
     free(b.locs);
+    free(b.lpos);
     free(b.mtmp);
     free(b.ptmp);
     free(b.tt);

@@ -291,9 +291,37 @@ int evs__recover(evs__emb *s, const evs__trust *t)
     for (;;) {
         const uint8_t *m = evs__seg_map(s, seg);
         int last = (seg == nsegs);
+        /* A scavenged segment (sealed, never the last): the records a
+         * scavenge removed are holes, and whatever it kept was complete
+         * (sealed segments hold whole appends), also an append whose
+         * COMMIT_END record it removed. */
+        int holes = !last && evs__seg_scavenged(m);
         uint32_t len = 0;
+        if (holes) {
+            uint32_t next = evs__seg_skip_hole(m, off, s->seg_size);
+            if (next != off || (off + 8 <= s->seg_size &&
+                                evs__get_le32(m + off) == EVS_REC_MAGIC &&
+                                evs__get_le64(m + off + EVS_REC_OFF_POSITION) > expect)) {
+                /* everything before the hole is complete */
+                end = expect - 1;
+                Lend = evs__loc(seg, off);
+                app_seg = seg;
+                off = app_off = next;
+            }
+            if (off + 8 > s->seg_size && s->segs[seg].first_position >= expect) {
+                expect = s->segs[seg].first_position;
+                end = expect - 1;
+                seg++;
+                off = app_off = EVS_SEG_HEADER_SIZE;
+                app_seg = seg;
+                continue;
+            }
+        }
         int rr = off + 8 <= s->seg_size ? evs__rec_check(m + off, s->seg_size - off, &len)
                                         : EVS_REC_ZERO;
+        if (rr == EVS_REC_OK && holes &&
+            evs__get_le64(m + off + EVS_REC_OFF_POSITION) > expect)
+            expect = evs__get_le64(m + off + EVS_REC_OFF_POSITION); /* removed before it */
         if (rr == EVS_REC_OK && evs__get_le64(m + off + EVS_REC_OFF_POSITION) != expect)
             rr = EVS_REC_BAD_LAYOUT; /* a valid record out of sequence */
         if (rr == EVS_REC_OK) {
@@ -474,6 +502,7 @@ typedef struct vctx {
     uint64_t streamless;  /* events without a stream */
     uint64_t unread;      /* damaged records: their index entries are unknown */
     uint64_t system;      /* events of system streams (no tenant_events) */
+    uint64_t scavenged;   /* segments a scavenge rewrote (format.h) */
 } vctx;
 
 #define problem(v, ...) evs__verify_problem((v)->sink, __VA_ARGS__)
@@ -624,8 +653,8 @@ static int verify_walk(uint64_t *n_out, evs__emb *s, evs__verify_sink *inner,
                        evs__verify_sink *out, vheld *held)
 {
     MDB_txn *txn = NULL;
-    vctx v = {inner, out, NULL, 0, 0, 0, 0};
-    uint64_t applied, L, n = 0;
+    vctx v = {inner, out, NULL, 0, 0, 0, 0, 0};
+    uint64_t applied, L, n = 0, gaps = 0;
     int rc, mrc;
 
     /*
@@ -652,18 +681,58 @@ static int verify_walk(uint64_t *n_out, evs__emb *s, evs__verify_sink *inner,
     };
     for (size_t i = 0; i < sizeof(counted) / sizeof(counted[0]); i++)
         counted[i].have = entries(txn, counted[i].dbi);
-    /* every stream's head + 1 summed must equal the number of events */
-    MDB_cursor *cur;
-    uint64_t heads = 0;
+    /*
+     * Every stream's head is the version of its last stream_events entry,
+     * and (unless a scavenge removed events: checked after the walk) it
+     * has one entry per version 0..head, or 0..v and a tombstone (version
+     * EVS__TOMBSTONE_VERSION, which follows any v). Counted per stream:
+     * a sum of heads would overflow on a tombstone.
+     */
+    MDB_cursor *cur, *scur = NULL;
+    uint64_t count_bad = 0;
+    char count_bad_name[160] = "";
     int heads_mrc = mdb_cursor_open(txn, s->db_streams, &cur);
+    if (heads_mrc == 0 && (heads_mrc = mdb_cursor_open(txn, s->db_stream_events, &scur)) != 0)
+        mdb_cursor_close(cur);
     if (heads_mrc == 0) {
         MDB_val k, val;
         int op = MDB_FIRST;
         while (mdb_cursor_get(cur, &k, &val, op) == 0) {
             op = MDB_NEXT;
-            if (val.mv_size == 16)
-                heads += evs__get_le64((const uint8_t *)val.mv_data + 8) + 1;
+            if (val.mv_size != 16 || k.mv_size < 4)
+                continue;
+            uint64_t sid = evs__get_le64(val.mv_data);
+            int64_t head = (int64_t)evs__get_le64((const uint8_t *)val.mv_data + 8);
+            int nl = k.mv_size - 4 > 100 ? 100 : (int)(k.mv_size - 4);
+            const char *name = (const char *)k.mv_data + 4;
+            uint8_t kb[16];
+            evs__put_be64(kb, sid);
+            evs__put_be64(kb + 8, 0);
+            MDB_val sk = {16, kb}, sv;
+            uint64_t cnt = 0;
+            int64_t last = EVS_NO_STREAM, prev = EVS_NO_STREAM;
+            int sop = MDB_SET_RANGE;
+            while (mdb_cursor_get(scur, &sk, &sv, sop) == 0 && sk.mv_size == 16 &&
+                   evs__get_be64(sk.mv_data) == sid) {
+                sop = MDB_NEXT;
+                prev = last;
+                last = (int64_t)evs__get_be64((const uint8_t *)sk.mv_data + 8);
+                cnt++;
+            }
+            if (last != head) {
+                problem(&v, "index: stream %.*s has head %lld but its last event in the "
+                        "stream index has version %lld", nl, name, (long long)head,
+                        (long long)last);
+                continue;
+            }
+            uint64_t want = head == EVS__TOMBSTONE_VERSION ? (uint64_t)(prev + 2)
+                                                           : (uint64_t)(head + 1);
+            if (cnt != want && count_bad++ == 0)
+                snprintf(count_bad_name, sizeof(count_bad_name), "%.*s (%" PRIu64
+                         " events, versions up to %lld)", nl, name, cnt,
+                         (long long)(head == EVS__TOMBSTONE_VERSION ? prev : head));
         }
+        mdb_cursor_close(scur);
         mdb_cursor_close(cur);
     }
     if ((mrc = mdb_cursor_open(txn, s->db_postings, &v.pcur)) != 0) {
@@ -675,7 +744,7 @@ static int verify_walk(uint64_t *n_out, evs__emb *s, evs__verify_sink *inner,
     uint32_t last_seg = evs__loc_seg(L), last_off = evs__loc_off(L);
     uint64_t expect = 1;
     for (uint32_t seg = 1; seg <= last_seg; seg++) {
-        const uint8_t *m = evs__seg_map(s, seg);
+        const uint8_t *m = evs__scav_refresh(s, seg); /* evs__seg_map, current */
         if (!m) {
             problem(&v, "segment %u is missing", seg);
             break;
@@ -686,8 +755,15 @@ static int verify_walk(uint64_t *n_out, evs__emb *s, evs__verify_sink *inner,
                     s->segs[seg - 1].first_position, expect);
         uint32_t end = seg == last_seg ? last_off : s->seg_size;
         uint32_t off = EVS_SEG_HEADER_SIZE;
+        /* a scavenged segment: holes where records were removed, and gaps
+         * in positions there (format.h); elsewhere both are damage */
+        int holes = evs__seg_scavenged(m);
+        if (holes)
+            v.scavenged++;
         while (off < end) {
             uint32_t len = 0;
+            if (holes && (off = evs__seg_skip_hole(m, off, s->seg_size)) >= end)
+                break;
             int rr = evs__rec_check(m + off, s->seg_size - off, &len);
             if (rr == EVS_REC_ZERO && seg != last_seg)
                 break; /* unused end of a full segment */
@@ -698,6 +774,10 @@ static int verify_walk(uint64_t *n_out, evs__emb *s, evs__verify_sink *inner,
                                       off + EVS_REC_FIXED <= s->seg_size
                                   ? evs__get_le64(m + off + EVS_REC_OFF_POSITION)
                                   : 0;
+                if (holes && hp > expect && hp <= applied) {
+                    gaps += hp - expect; /* removed before it (scavenge) */
+                    expect = hp;
+                }
                 uint64_t named = hp == expect ? hp : expect;
                 v.unread++;
                 problem(&v, "log segment %u offset %u: record at position %" PRIu64
@@ -716,6 +796,10 @@ static int verify_walk(uint64_t *n_out, evs__emb *s, evs__verify_sink *inner,
                 break;
             }
             uint64_t pos = evs__get_le64(m + off + EVS_REC_OFF_POSITION);
+            if (holes && pos > expect) {
+                gaps += pos - expect; /* removed by a scavenge */
+                expect = pos;
+            }
             if (pos != expect) {
                 problem(&v, "log segment %u offset %u: position %" PRIu64
                         " where %" PRIu64 " was expected", seg, off, pos, expect);
@@ -751,6 +835,12 @@ static int verify_walk(uint64_t *n_out, evs__emb *s, evs__verify_sink *inner,
             expect++;
             off += evs__pad8(len);
         }
+        /* the removed tail of a scavenged segment */
+        uint64_t next = seg < last_seg ? s->segs[seg].first_position : applied + 1;
+        if (holes && next > expect) {
+            gaps += next - expect;
+            expect = next;
+        }
     }
     if (expect - 1 != applied)
         problem(&v, "the log holds positions up to %" PRIu64 " but the index says %" PRIu64,
@@ -758,7 +848,8 @@ static int verify_walk(uint64_t *n_out, evs__emb *s, evs__verify_sink *inner,
     mdb_cursor_close(v.pcur);
     evs__rtxn_end(s, txn);
     /* the counts of the first snapshot, against what the walk found */
-    uint64_t want[] = {applied, applied, applied - v.system, applied - v.streamless,
+    uint64_t events = applied - gaps; /* what the log holds */
+    uint64_t want[] = {events, events, events - v.system, events - v.streamless,
                        v.postings};
     /* the last three counts come from reading every record: only exact
      * when none was damaged (each damaged one is reported already) */
@@ -766,13 +857,13 @@ static int verify_walk(uint64_t *n_out, evs__emb *s, evs__verify_sink *inner,
     for (size_t i = 0; i < ncounted; i++)
         if (counted[i].have != want[i])
             problem(&v, "index: %s has %" PRIu64 " entries where the log's %" PRIu64
-                    " events need %" PRIu64, counted[i].name, counted[i].have, applied,
+                    " events need %" PRIu64, counted[i].name, counted[i].have, events,
                     want[i]);
     if (heads_mrc != 0)
         problem(&v, "index: the streams index cannot be read: %s", mdb_strerror(heads_mrc));
-    else if (!v.unread && heads != applied - v.streamless)
-        problem(&v, "index: stream heads account for %" PRIu64 " events, the log "
-                "for %" PRIu64 " in streams", heads, applied - v.streamless);
+    else if (!v.unread && !v.scavenged && count_bad)
+        problem(&v, "index: %" PRIu64 " streams have versions missing from the stream "
+                "index (and no scavenge removed any), e.g. %s", count_bad, count_bad_name);
     *n_out = n;
     return 0;
 }
@@ -782,7 +873,12 @@ int evs__emb_verify(uint64_t *checked, evs_db *db, evs__verify_sink *sink)
     vheld held = {0};
     evs__verify_sink inner = {vhold, &held, 0, NULL, 0};
     uint64_t n = 0;
-    int rc = verify_walk(&n, (evs__emb *)db, &inner, sink, &held);
+    evs__emb *s = (evs__emb *)db;
+    /* no scavenge of this handle deletes index entries during the walk,
+     * whose snapshots must only ever gain entries (scavenge.c) */
+    pthread_mutex_lock(&s->scav_lock);
+    int rc = verify_walk(&n, s, &inner, sink, &held);
+    pthread_mutex_unlock(&s->scav_lock);
     vflush(&inner, sink, &held, n);
     free(held.p);
     if (checked)
