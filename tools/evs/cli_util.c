@@ -951,7 +951,9 @@ void cli_event_json(cli_buf *b, const evs_event *ev, int flags)
     cli_buf_puts(b, ",\"type\":");
     cli_json_put_str(b, ev->type, strlen(ev->type));
     put_uuid(b, "id", &ev->id);
-    if (ev->content_type == EVS_CONTENT_BINARY) {
+    if (ev->flags & EVS_EVENT_REDACTED) {
+        cli_buf_puts(b, ",\"data\":null"); /* withheld: "redacted" below */
+    } else if (ev->content_type == EVS_CONTENT_BINARY) {
         cli_buf_puts(b, ",\"content_type\":\"binary\",\"data_base64\":\"");
         cli_base64_put(b, ev->data ? ev->data : "", ev->data_len);
         cli_buf_putc(b, '"');
@@ -967,6 +969,10 @@ void cli_event_json(cli_buf *b, const evs_event *ev, int flags)
         cli_json_put_str(b, ev->tags[i], strlen(ev->tags[i]));
     }
     cli_buf_putc(b, ']');
+    /* crypto-shredding: content withheld (docs/ERASURE.md) */
+    if (ev->flags & EVS_EVENT_REDACTED)
+        cli_buf_puts(b, (ev->flags & EVS_EVENT_DAMAGED) ? ",\"redacted\":true,\"damaged\":true"
+                                                         : ",\"redacted\":true");
     if (!evs_uuid_is_nil(&ev->correlation_id))
         put_uuid(b, "correlation_id", &ev->correlation_id);
     if (!evs_uuid_is_nil(&ev->causation_id))

@@ -35,6 +35,10 @@ static const char help[] =
     "                            decision was made on (exclusive; default 0:\n"
     "                            the whole store)\n"
     "  --metadata JSON           event metadata\n"
+    "  --subject NAME            encrypt the data under data subject NAME's\n"
+    "                            key (crypto-shredding: 'evs forget NAME'\n"
+    "                            later redacts it; docs/ERASURE.md)\n"
+    "  --encrypt-metadata        with --subject: encrypt the metadata too\n"
     "  --tenant NAME             tenant (default: the default tenant)\n"
     "  --binary                  DATA is raw bytes, not JSON\n"
     "  --correlation-id UUID     correlation id\n"
@@ -58,7 +62,9 @@ enum {
     OPT_NO_STREAM,
     OPT_TAG_FIELD,
     OPT_FAIL_IF,
-    OPT_AFTER
+    OPT_AFTER,
+    OPT_SUBJECT,
+    OPT_ENCRYPT_METADATA
 };
 
 static const struct option options[] = {
@@ -74,6 +80,8 @@ static const struct option options[] = {
     {"tag-field", required_argument, NULL, OPT_TAG_FIELD},
     {"fail-if", required_argument, NULL, OPT_FAIL_IF},
     {"after", required_argument, NULL, OPT_AFTER},
+    {"subject", required_argument, NULL, OPT_SUBJECT},
+    {"encrypt-metadata", no_argument, NULL, OPT_ENCRYPT_METADATA},
     CLI_OPTIONS_END,
 };
 
@@ -158,6 +166,12 @@ static int parse_options(request *rq, cli_ctx *cx, int argc, char **argv)
             break;
         case OPT_METADATA:
             rq->metadata = optarg;
+            break;
+        case OPT_SUBJECT:
+            rq->ev.subject = optarg;
+            break;
+        case OPT_ENCRYPT_METADATA:
+            rq->ev.flags |= EVS_EVENT_ENCRYPT_METADATA;
             break;
         case OPT_TENANT:
             rq->tenant = optarg;

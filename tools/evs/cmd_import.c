@@ -17,6 +17,16 @@
  *         file:   a1 a2 b1 a3        batch: [a: a1 a2] [b: b1]
  *                          ^^ a is not the last part -> flush, then a3
  *
+ *   - the event is the tombstone ("$streamDeleted") of a stream in the
+ *     batch: the store keeps a tombstone only as a part of its own.
+ *
+ * Stream lifecycle. The metadata streams "$$STREAM", the "$lifecycle"
+ * records and the store's own event types go through evs_restore_append
+ * in either mode (only checkpoints need an exact import). An export
+ * leaves out what stream metadata hides, so a stream may be numbered
+ * lower here than in the file: fix_truncate moves truncate-before into
+ * this store's numbering after the import.
+ *
  * Idempotency. Every exported event carries its id, and the store answers
  * an append of already-stored ids with the original result, writing
  * nothing: re-importing a file is a no-op, and an import that stopped can
@@ -49,6 +59,10 @@ static const char help[] =
     "same bytes. Into a store holding other events, the events are appended\n"
     "after them (new positions) and checkpoints and snapshots are left out;\n"
     "standard error says so.\n"
+    "Stream metadata, soft deletes and tombstones are restored either way; a\n"
+    "stream whose first events the file left out (hidden or scavenged in the\n"
+    "source) is numbered from a lower version here, and its truncate-before\n"
+    "is moved to match (docs/CLI.md, \"import\").\n"
     "Prints 'imported N events' on standard error, and a progress line\n"
     "when it is a terminal.\n"
     "\n"
@@ -75,6 +89,11 @@ static const cli_cmd cmd = {"import", help, options};
 /* Payload bytes after which a batch is written whatever its count: keeps
  * memory and the size of one append bounded. */
 #define BATCH_BYTES (16u * 1024u * 1024u)
+/* The store's names an export holds (include/evstore.h, "Stream
+ * lifecycle", and evs_restore_append) */
+#define CHECKPOINT_PREFIX "$checkpoint-"
+#define STORE_TYPE_METADATA "$metadata"
+#define STORE_TYPE_TOMBSTONE "$streamDeleted"
 
 /* ------------------------------------------------------------------ */
 /* One line                                                            */
@@ -85,6 +104,8 @@ typedef struct line_event {
     const char *stream;
     evs_event_data ev;
     uint64_t position; /* the source's position; 0: the line has none */
+    int64_t version;   /* the source's stream version; -1: none (ignored but
+                          to see whether a stream was renumbered) */
     int is_snapshot;   /* a snapshot line: tenant, stream and snap */
     evs_snapshot snap;
 } line_event;
@@ -271,6 +292,12 @@ static int parse_line(cli_arena *a, const char *p, size_t n, line_event *le,
             return -1;
         }
     }
+    le->version = -1;
+    if (by_key[K_VERSION] != NULL && by_key[K_VERSION]->str == NULL &&
+        !is_null(by_key[K_VERSION]->val, by_key[K_VERSION]->val_len) &&
+        (cli_parse_i64(cli_arena_strndup(a, by_key[K_VERSION]->val, by_key[K_VERSION]->val_len),
+                       &le->version) < 0 || le->version < 0))
+        le->version = -1;
     if (by_key[K_STREAM] == NULL) {
         snprintf(err, errlen, "missing \"stream\"");
         return -1;
@@ -414,6 +441,7 @@ typedef struct importer {
     evs_event_data *events; /* max */
     size_t *lines;          /* line of each event */
     uint64_t *positions;    /* the line's "position" of each event, 0: none */
+    int64_t *versions;      /* the line's "version" of each event, -1: none */
     size_t n;
     part *parts; /* max */
     size_t nparts;
@@ -444,7 +472,23 @@ typedef struct importer {
     uint64_t snapshots;   /* restored */
     uint64_t skipped_checkpoints, skipped_snapshots;
     size_t inexact_line;  /* where exactness ended (0: it held or never did) */
+
+    /* Streams renumbered (an event stored at another version than its
+     * line's: the source hid or had scavenged its first events, or this
+     * store held the stream already) and streams with lifecycle rules:
+     * after the import, a truncate-before in the source's numbering is
+     * moved into this store's (fix_truncate). */
+    struct renum **rtab;
+    size_t rcap, rn;
+    uint64_t retruncated;
 } importer;
+
+typedef struct renum {
+    struct renum *next;
+    char *key; /* tenant NUL stream NUL */
+    int64_t delta; /* source version - version here */
+    int delta_known, rules;
+} renum;
 
 static size_t hash_str(const char *s)
 {
@@ -453,6 +497,161 @@ static size_t hash_str(const char *s)
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211u;
     return h;
+}
+
+/* ---- renumbered streams and streams with rules ----------------------------- */
+
+static size_t hash_key(const char *tenant, const char *stream, size_t sl)
+{
+    size_t h = hash_str(tenant) * 1099511628211u;
+
+    for (size_t i = 0; i < sl; i++)
+        h = (h ^ (unsigned char)stream[i]) * 1099511628211u;
+    return h;
+}
+
+/* The entry of (tenant, stream[0..sl)); added when add, else NULL when
+ * missing. */
+static renum *renum_get(importer *im, const char *tenant, const char *stream, size_t sl,
+                        int add)
+{
+    size_t tl = strlen(tenant), h = hash_key(tenant, stream, sl);
+    renum *r;
+
+    for (r = im->rcap ? im->rtab[h & (im->rcap - 1)] : NULL; r != NULL; r = r->next)
+        if (strcmp(r->key, tenant) == 0 && strlen(r->key + tl + 1) == sl &&
+            memcmp(r->key + tl + 1, stream, sl) == 0)
+            return r;
+    if (!add)
+        return NULL;
+    if ((im->rn + 1) * 2 > im->rcap) {
+        size_t ncap = im->rcap ? im->rcap * 2 : 64;
+        renum **nt = cli_xmalloc(ncap * sizeof *nt);
+
+        memset(nt, 0, ncap * sizeof *nt);
+        for (size_t i = 0; i < im->rcap; i++)
+            while ((r = im->rtab[i]) != NULL) {
+                const char *k = r->key;
+                size_t b = hash_key(k, k + strlen(k) + 1, strlen(k + strlen(k) + 1)) &
+                           (ncap - 1);
+
+                im->rtab[i] = r->next;
+                r->next = nt[b];
+                nt[b] = r;
+            }
+        free(im->rtab);
+        im->rtab = nt;
+        im->rcap = ncap;
+    }
+    r = cli_xmalloc(sizeof *r);
+    memset(r, 0, sizeof *r);
+    r->key = cli_xmalloc(tl + sl + 2);
+    memcpy(r->key, tenant, tl + 1);
+    memcpy(r->key + tl + 1, stream, sl);
+    r->key[tl + 1 + sl] = '\0';
+    h &= im->rcap - 1;
+    r->next = im->rtab[h];
+    im->rtab[h] = r;
+    im->rn++;
+    return r;
+}
+
+static void renum_free(importer *im)
+{
+    for (size_t i = 0; i < im->rcap; i++)
+        while (im->rtab[i] != NULL) {
+            renum *r = im->rtab[i];
+
+            im->rtab[i] = r->next;
+            free(r->key);
+            free(r);
+        }
+    free(im->rtab);
+}
+
+/* An event of the source's version `line_version` was stored here at
+ * `stored`: remember how far the stream was renumbered (the first
+ * such event of a stream decides; 0 is remembered only for a stream
+ * with rules, the others need no entry). */
+static void note_version(importer *im, const char *stream, const evs_event_data *ev,
+                         int64_t line_version, int64_t stored)
+{
+    renum *r;
+    int64_t delta;
+
+    if (stream == NULL || stream[0] == '\0' || stream[0] == '$' || line_version < 0 ||
+        stored < 0 || strcmp(ev->type, STORE_TYPE_TOMBSTONE) == 0)
+        return;
+    delta = line_version - stored;
+    r = renum_get(im, im->tenant, stream, strlen(stream), delta != 0);
+    if (r != NULL && !r->delta_known) {
+        r->delta = delta;
+        r->delta_known = 1;
+    }
+}
+
+/* A "$lifecycle" line: its stream has rules (the record's name follows
+ * 32 bytes: evs_restore_append checked the shape). */
+static void note_rules(importer *im, const line_event *le)
+{
+    if (strcmp(le->stream, "$lifecycle") != 0 || le->ev.content_type != EVS_CONTENT_BINARY ||
+        le->ev.data_len <= 32)
+        return;
+    renum_get(im, le->tenant, (const char *)le->ev.data + 32, le->ev.data_len - 32, 1)->rules =
+        1;
+}
+
+/* After the import: a truncate-before (and so a soft delete) counts the
+ * source's versions. Where this store numbered a stream's events lower
+ * (the source had hidden or scavenged its first events, which an export
+ * leaves out), set it in this store's numbering, so that the same events
+ * read and an append after a soft delete reads as in the source: the
+ * source's truncate-before minus the shift, or 0 for a stream none of
+ * whose events were imported and that has none here. One metadata write
+ * per such stream (evs_stream_metadata_set: its metadata version is one
+ * more than the source's). Returns an exit status. */
+static int fix_truncate(importer *im)
+{
+    for (size_t i = 0; i < im->rcap; i++)
+        for (renum *r = im->rtab[i]; r != NULL; r = r->next) {
+            const char *tenant = r->key, *stream = r->key + strlen(r->key) + 1;
+            evs_stream_meta_info *info = NULL;
+            evs_stream_metadata m;
+            int64_t tb;
+            int rc;
+
+            if (!r->rules)
+                continue;
+            if ((rc = evs_stream_metadata_get(&info, im->db, tenant, stream)) < 0) {
+                cli_err("import: after the import, stream %s: %s", stream, cli_lib_detail(rc));
+                return cli_exit_for(rc);
+            }
+            tb = info->meta.truncate_before;
+            if (info->tombstoned || tb == 0)
+                tb = -1; /* nothing to move */
+            else if (r->delta_known)
+                tb = tb > r->delta ? tb - r->delta : 0;
+            else if (info->stream_version == EVS_NO_STREAM)
+                tb = 0;
+            else
+                tb = -1;
+            if (tb >= 0 && tb != info->meta.truncate_before) {
+                m = info->meta;
+                m.truncate_before = tb;
+                rc = evs_stream_metadata_set(NULL, im->db, tenant, stream, info->meta_version,
+                                             &m);
+                if (rc < 0) {
+                    cli_err("import: after the import, moving the truncate-before of stream "
+                            "%s from %" PRId64 " to %" PRId64 ": %s", stream,
+                            info->meta.truncate_before, tb, cli_lib_detail(rc));
+                    evs_stream_meta_info_free(info);
+                    return cli_exit_for(rc);
+                }
+                im->retruncated++;
+            }
+            evs_stream_meta_info_free(info);
+        }
+    return 0;
 }
 
 /* The part index of stream in the batch, or -1. *slot gets its slot. */
@@ -508,6 +707,7 @@ static void add_event(importer *im, const line_event *le, size_t line,
     ev->tags = tags;
     im->lines[im->n] = line;
     im->positions[im->n] = le->position;
+    im->versions[im->n] = le->version;
     if (pidx < 0) {
         part *pt = &im->parts[im->nparts];
 
@@ -542,18 +742,42 @@ static void end_progress(importer *im)
     cli_progress_end(&im->progress);
 }
 
+/* The store's own types: a stream's metadata (and its announcement, an
+ * event of no stream) and a tombstone, which only evs_restore_append
+ * writes from an import. */
+static int store_type(const char *type)
+{
+    return strcmp(type, STORE_TYPE_METADATA) == 0 || strcmp(type, STORE_TYPE_TOMBSTONE) == 0;
+}
+
+/* A checkpoint stream: its events hold positions, kept only by an exact
+ * import. The other system streams ("$$STREAM" metadata, "$lifecycle")
+ * are restored by any import. */
+static int checkpoint_stream(const char *stream)
+{
+    return strncmp(stream, CHECKPOINT_PREFIX, strlen(CHECKPOINT_PREFIX)) == 0;
+}
+
 /* Append n parts of the batch as one atomic step; a part of stream ""
  * holds the events of no stream. Returns the library's code. */
 static int append_parts(importer *im, evs_stream_append *sa, size_t n,
                         evs_append_result *res)
 {
     evs_append_request req = EVS_APPEND_REQUEST_INIT;
-    size_t i;
+    size_t i, j;
+    int lifecycle = 0;
 
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
         if (sa[i].stream[0] == '\0')
             sa[i].stream = NULL;
-    if (im->exact) /* the same call, with checkpoint streams allowed */
+        else if (sa[i].stream[0] == '$')
+            lifecycle = 1;
+        for (j = 0; !lifecycle && j < sa[i].nevents; j++)
+            lifecycle = store_type(sa[i].events[j].type);
+    }
+    /* exact: the same call, with checkpoint streams allowed; else the
+     * stream lifecycle's events need it too */
+    if (im->exact || lifecycle)
         return evs_restore_append(res, im->db, im->tenant, sa, n);
     req.tenant = im->tenant;
     req.parts = sa;
@@ -611,7 +835,7 @@ static int replay_one_by_one(importer *im)
                  * checkpoints after it would mean other events */
                 if (im->exact && im->positions[i] > head && im->positions[i] != head + 1)
                     end_exact(im, im->lines[i], im->positions[i], head + 1);
-                if (!im->exact && pt->stream[0] == '$') {
+                if (!im->exact && checkpoint_stream(pt->stream)) {
                     im->skipped_checkpoints++;
                     continue;
                 }
@@ -630,6 +854,7 @@ static int replay_one_by_one(importer *im)
                 im->written++;
             else
                 im->present++;
+            note_version(im, pt->stream, &im->events[i], im->versions[i], res.first_version);
             if (im->exact && im->positions[i] != 0 && res.first_position != im->positions[i])
                 end_exact(im, im->lines[i], im->positions[i], res.first_position);
         }
@@ -678,6 +903,8 @@ static int flush(importer *im)
                 im->written += im->parts[i].n;
             else
                 im->present += im->parts[i].n;
+            note_version(im, im->parts[i].stream, &im->events[im->parts[i].first],
+                         im->versions[im->parts[i].first], res[i].first_version);
         }
         check_positions(im, res);
     } else if (rc == EVS_EDUPLICATE || rc == EVS_EINVAL ||
@@ -844,7 +1071,7 @@ static int run(importer *im, FILE *in)
         } else if (im->exact && le.position == 0) {
             im->next_new++;
         }
-        if (!im->exact && le.stream[0] == '$') {
+        if (!im->exact && checkpoint_stream(le.stream)) {
             im->skipped_checkpoints++;
             continue;
         }
@@ -855,8 +1082,11 @@ static int run(importer *im, FILE *in)
             int other_tenant = strcmp(im->tenant, le.tenant) != 0;
 
             pidx = find_part(im, le.stream, &slot);
+            /* a tombstone is a part of its own (the store keeps it as
+             * the stream's tombstone only then: evs_restore_append) */
             if (full || other_tenant ||
-                (pidx >= 0 && (size_t)pidx != im->nparts - 1)) {
+                (pidx >= 0 && (size_t)pidx != im->nparts - 1) ||
+                (pidx >= 0 && strcmp(le.ev.type, STORE_TYPE_TOMBSTONE) == 0)) {
                 if ((status = flush(im)) != 0)
                     goto out;
                 show_progress(im);
@@ -864,6 +1094,7 @@ static int run(importer *im, FILE *in)
         }
         pidx = find_part(im, le.stream, &slot);
         add_event(im, &le, lineno, slot, pidx);
+        note_rules(im, &le);
     }
     if (ferror(in)) {
         int err_no = errno;
@@ -930,6 +1161,7 @@ int cmd_import(cli_ctx *cx, int argc, char **argv)
     im.events = cli_xmalloc(im.max * sizeof *im.events);
     im.lines = cli_xmalloc(im.max * sizeof *im.lines);
     im.positions = cli_xmalloc(im.max * sizeof *im.positions);
+    im.versions = cli_xmalloc(im.max * sizeof *im.versions);
     im.parts = cli_xmalloc(im.max * sizeof *im.parts);
     if (im.table == NULL) {
         cli_err("out of memory");
@@ -946,6 +1178,8 @@ int cmd_import(cli_ctx *cx, int argc, char **argv)
 
     im.name = path != NULL ? path : "standard input";
     status = run(&im, in);
+    if (status == 0)
+        status = fix_truncate(&im);
     fprintf(stderr, "imported %" PRIu64 " %s", im.written,
             events_word(im.written));
     if (im.present > 0)
@@ -959,6 +1193,14 @@ int cmd_import(cli_ctx *cx, int argc, char **argv)
         fprintf(stderr, "the store held %" PRIu64 " %s before: the file's events were "
                 "appended after %s, with new positions\n", im.head0, events_word(im.head0),
                 im.head0 == 1 ? "it" : "them");
+    if (im.retruncated > 0)
+        fprintf(stderr, "renumbered: %" PRIu64 " %s with stream metadata had %s first "
+                "events left out of the file (hidden or scavenged in the source), so %s "
+                "numbered from a lower version here: %s truncate-before was moved to match "
+                "(a new metadata version)\n", im.retruncated,
+                im.retruncated == 1 ? "stream" : "streams",
+                im.retruncated == 1 ? "its" : "their", im.retruncated == 1 ? "it is" : "they are",
+                im.retruncated == 1 ? "its" : "their");
     if (im.skipped_checkpoints + im.skipped_snapshots > 0)
         fprintf(stderr, "left out: %" PRIu64 " checkpoint %s and %" PRIu64 " %s (their "
                 "tokens and versions are the source store's positions; import into an "
@@ -974,6 +1216,8 @@ out:
     free(im.events);
     free(im.lines);
     free(im.positions);
+    free(im.versions);
+    renum_free(&im);
     free(im.parts);
     return status;
 }

@@ -48,6 +48,8 @@ static void fail_lib(gcall *c, int rc, const char *what)
     switch (rc) {
     case EVS_ECONFLICT:
     case EVS_EDUPLICATE:
+    case EVS_EDELETED: /* a tombstoned stream: KurrentDB's StreamDeleted is
+                          FAILED_PRECONDITION too */
         code = GS_FAILED_PRECONDITION;
         type = UMA_INTEGRITY;
         break;

@@ -307,6 +307,7 @@ static int status_of(int rc)
     case EVS_EINVAL: return 400;
     case EVS_ETOOBIG: return 413;
     case EVS_EDUPLICATE: return 409;
+    case EVS_EDELETED: return 410; /* Gone: a tombstoned stream, for good */
     case EVS_ECLOSED:
     case EVS_EREADONLY:
     case EVS_EBUSY: return 503;
