@@ -405,6 +405,18 @@ void tu_store_open_opts(tu_store *s, const evs_open_options *opts)
 {
     evs_db *db = NULL;
     assert_null(s->db);
+    /* EVS_TEST_PG_REPLICA_SELF=1 (PostgreSQL stores): every handle reads
+     * through the replica path, with the store's own server as its
+     * "replica" (routing, read-your-writes, commit waits by polling the
+     * head instead of LISTEN; docs/POSTGRES.md "Reads from a replica") */
+    evs_open_options ro;
+    const char *self = getenv("EVS_TEST_PG_REPLICA_SELF");
+    if (self && *self == '1' && strncmp(s->dir, "postgres", 8) == 0 && opts &&
+        opts->version >= 5 && !opts->read_replica_uri) {
+        ro = *opts;
+        ro.read_replica_uri = s->dir;
+        opts = &ro;
+    }
     TU_OK(evs_open(&db, s->dir, opts));
     assert_non_null(db);
     s->db = db;

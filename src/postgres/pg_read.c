@@ -1,6 +1,7 @@
 /*
  * pg_read.c -- reads on PostgreSQL: paged iterators, the commit waits of
- * tracking reads (LISTEN/NOTIFY), tokens, snapshots.
+ * tracking reads (LISTEN/NOTIFY, or polling a hot standby), reads from a
+ * replica, DCB queries as statements per query shape, tokens, snapshots.
  *
  * An iterator is a snapshot without holding a transaction open: its first
  * page (fetched when it is created) also returns the head, and every later
@@ -40,8 +41,52 @@ static int64_t clamp64(uint64_t v)
  * (the server restarted since it was pooled) is replaced once: reads are
  * safe to repeat.
  */
+static int query_as(evs__pg *s, const char *stmt, const char *sql, const evs__pgparams *a,
+                    int binary, PGresult **res, const char *what);
+
 static int query(evs__pg *s, const char *stmt, const evs__pgparams *a, int binary,
                  PGresult **res, const char *what)
+{
+    return query_as(s, stmt, NULL, a, binary, res, what);
+}
+
+/* Prepare a DCB shape's statement (evs__pg_dcb_sql) on c and run it. */
+static int prepare_run(PGconn *c, const char *stmt, const char *sql, const evs__pgparams *a,
+                       int binary, PGresult **res, const char *what)
+{
+    Oid types[EVS_PG_MAXPARAMS];
+    evs__pg_dcb_types(types, a->n);
+    PGresult *r = PQprepare(c, stmt, sql, a->n, types);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return evs__pg_fail(c, r, what);
+    PQclear(r);
+    return evs__pg_query(c, stmt, a, binary, res, what);
+}
+
+/* A DCB shape's SQL as the unnamed statement: planned with the values. */
+static int run_unnamed(PGconn *c, const char *sql, const evs__pgparams *a, int binary,
+                       PGresult **res, const char *what)
+{
+    Oid types[EVS_PG_MAXPARAMS];
+    evs__pg_dcb_types(types, a->n);
+    *res = NULL;
+    PGresult *r = PQexecParams(c, sql, a->n, types, a->vals, a->lens, a->fmts, binary);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK)
+        return evs__pg_fail(c, r, what);
+    *res = r;
+    return 0;
+}
+
+/*
+ * As query; with sql and stmt NULL, sql runs as the unnamed statement;
+ * with sql and stmt, stmt is a DCB shape's statement, prepared on a
+ * connection the first time it is used there (the server answers 26000,
+ * "prepared statement does not exist": a new connection, or a shape not
+ * seen on it before).
+ */
+static int query_as(evs__pg *s, const char *stmt, const char *sql, const evs__pgparams *a,
+                    int binary, PGresult **res, const char *what)
 {
     for (int attempt = 0;; attempt++) {
         evs__pgconn *pc;
@@ -49,12 +94,42 @@ static int query(evs__pg *s, const char *stmt, const evs__pgparams *a, int binar
         *res = NULL;
         if ((rc = evs__pg_get(s, &pc)) < 0)
             return rc;
-        rc = evs__pg_query(pc->c, stmt, a, binary, res, what);
+        if (!stmt)
+            rc = run_unnamed(pc->c, sql, a, binary, res, what);
+        else
+            rc = evs__pg_query(pc->c, stmt, a, binary, res, what);
+        if (rc < 0 && stmt && sql && !evs__pg_conn_lost(pc->c) &&
+            strstr(evs_last_error(), "(SQLSTATE 26000)") != NULL)
+            rc = prepare_run(pc->c, stmt, sql, a, binary, res, what);
         int lost = rc < 0 && evs__pg_conn_lost(pc->c);
+        /* On a hot standby, a statement may be cancelled by the replay of
+         * a change it conflicts with (SQLSTATE 40001, "conflict with
+         * recovery", e.g. a vacuum on the primary removing rows its
+         * snapshot could still see); it is safe to run again. */
+        int conflict = rc == EVS_EBACKEND && s->readonly &&
+                       strstr(evs_last_error(), "(SQLSTATE 40001)") != NULL;
         evs__pg_put(s, pc);
-        if (!lost || attempt >= 1)
+        if (!(lost && attempt < 1) && !(conflict && attempt < 3))
             return rc;
     }
+}
+
+/* ---- reads from a replica ------------------------------------------------------- */
+
+/* The replica was seen at head h: reads of this handle up to h may go
+ * there. */
+static void note_seen(evs__pg *s, uint64_t h)
+{
+    uint64_t v = atomic_load(&s->replica_seen);
+    while (h > v && !atomic_compare_exchange_weak(&s->replica_seen, &v, h)) {
+    }
+}
+
+evs__pg *evs__pg_reader(evs__pg *s)
+{
+    if (!s->replica)
+        return s;
+    return atomic_load(&s->written) <= atomic_load(&s->replica_seen) ? s->replica : s;
 }
 
 /* ---- iterators ---------------------------------------------------------------- */
@@ -79,6 +154,12 @@ typedef struct pg_iter {
     int64_t next_version;  /* stream reads */
     uint64_t next_pos;     /* $all: first position; query: exclusive bound */
     evs__pgparams qarr;    /* query: i_ntypes, i_ntags, q_types, q_tags */
+    char *dcb_sql;         /* query: its shape's statement (evs__pg_dcb_sql), or
+                              NULL: evstore.read_query with qarr */
+    char dcb_name[EVS_PG_DCB_NAME];
+    int dcb_prepared;      /* 1: named, prepared per connection; 0: unnamed */
+    char **dcb_terms;      /* its parameters after the fixed ones */
+    size_t dcb_nterms;
     char **mnames;         /* read_streams */
     int64_t *mfrom;
     size_t mn, mi;
@@ -136,6 +217,10 @@ void evs__pg_iter_free(evs_iter *base)
     free(it->tenant);
     free(it->stream);
     evs__pgp_free(&it->qarr);
+    free(it->dcb_sql);
+    for (size_t i = 0; i < it->dcb_nterms; i++)
+        free(it->dcb_terms[i]);
+    free(it->dcb_terms);
     evs__pgp_free(&it->par);
     if (it->mnames)
         for (size_t i = 0; i < it->mn; i++)
@@ -196,7 +281,7 @@ static int fetch(pg_iter *it)
         evs__pgp_i64(a, (int64_t)want);
         break;
     case IT_QUERY:
-        stmt = "evs_read_query";
+        stmt = !it->dcb_sql ? "evs_read_query" : it->dcb_prepared ? it->dcb_name : NULL;
         evs__pgp_text(a, it->tenant);
         if (!it->backward) {
             evs__pgp_i64(a, clamp64(it->next_pos));
@@ -207,6 +292,12 @@ static int fetch(pg_iter *it)
             if (bound != INT64_MAX && (hi == 0 || hi > (uint64_t)bound + 1))
                 hi = (uint64_t)bound + 1;
             evs__pgp_i64(a, hi == 0 ? INT64_MAX : clamp64(hi));
+        }
+        if (it->dcb_sql) {
+            evs__pgp_i64(a, (int64_t)want);
+            for (size_t i = 0; i < it->dcb_nterms; i++)
+                evs__pgp_text(a, it->dcb_terms[i]);
+            break;
         }
         evs__pgp_bool(a, it->backward);
         evs__pgp_i64(a, (int64_t)want);
@@ -239,7 +330,8 @@ static int fetch(pg_iter *it)
     }
     it->res = NULL;
     PGresult *r;
-    if ((rc = query(it->s, stmt, a, 1, &r, "read")) < 0)
+    if ((rc = query_as(it->s, stmt, it->kind == IT_QUERY ? it->dcb_sql : NULL, a, 1, &r,
+                       "read")) < 0)
         return rc;
     it->res = r;
     it->row = 0;
@@ -409,10 +501,38 @@ int evs__pg_iter_marker(uint64_t *out, const evs_iter *base)
     return 0;
 }
 
-/* Finish creating an iterator: fetch its first page (the snapshot). */
+/*
+ * Finish creating an iterator: fetch its first page (the snapshot).
+ * With a replica the first page is read there, whatever evs__pg_reader
+ * says (its head tells whether it has caught up); the primary reads it
+ * again when the replica is behind what this handle wrote
+ * (read-your-writes), or cannot answer. The iterator then stays on the
+ * server of its first page: its later pages are bounded by that server's
+ * head.
+ */
 static int iter_start(evs_iter **out, pg_iter *it)
 {
-    int rc = fetch(it);
+    evs__pg *home = it->s;
+    int rc;
+    if (home->replica) {
+        it->s = home->replica;
+        rc = fetch(it);
+        if (rc == 0)
+            note_seen(home, it->snap_head);
+        if ((rc == 0 && it->snap_head < atomic_load(&home->written)) || rc == EVS_EBACKEND) {
+            it->s = home;
+            it->have_head = 0;
+            rc = fetch(it);
+            /* what the primary showed, the standby must show too before
+             * it serves this handle again: reads never go back in time */
+            uint64_t w = atomic_load(&home->written);
+            while (rc == 0 && it->snap_head > w &&
+                   !atomic_compare_exchange_weak(&home->written, &w, it->snap_head)) {
+            }
+        }
+    } else {
+        rc = fetch(it);
+    }
     if (rc < 0) {
         evs__pg_iter_free(&it->base);
         return rc;
@@ -470,6 +590,41 @@ static int query_arrays(evs__pgparams *qa, const evs_query *q)
     return a < 0 ? a : evs__pgarr_query(qa, a, q);
 }
 
+/* The prepared statement of the query's shape and its terms (copies: the
+ * query is the caller's only during the call). 1: too many terms, read
+ * through evstore.read_query instead. */
+static int dcb_shape(pg_iter *it, const evs_query *q)
+{
+    size_t n;
+    /* EVS_DEBUG_PG_READ_QUERY=function: through evstore.read_query(), as
+     * before the prepared shapes (for measuring one against the other in
+     * one run, docs/PERFORMANCE.md; read at every query) */
+    const char *dbg = getenv("EVS_DEBUG_PG_READ_QUERY");
+    if (dbg && strcmp(dbg, "function") == 0)
+        return 1;
+    int rc = evs__pg_dcb_sql(&it->dcb_sql, it->dcb_name, &n, &it->dcb_prepared, q,
+                             it->backward);
+    if (rc != 0)
+        return rc;
+    if (n && !(it->dcb_terms = calloc(n, sizeof(char *))))
+        return evs__err(EVS_ENOMEM, "out of memory reading a query");
+    for (size_t i = 0; i < q->nitems && it->dcb_nterms < n; i++) {
+        const evs_query_item *qi = &q->items[i];
+        for (size_t t = 0; t < qi->ntypes + qi->ntags; t++) {
+            const char *v = t < qi->ntypes ? qi->types[t] : qi->tags[t - qi->ntypes];
+            if (t >= qi->ntypes && strncmp(v, EVS_STREAM_TAG_PREFIX,
+                                           strlen(EVS_STREAM_TAG_PREFIX)) == 0)
+                v += strlen(EVS_STREAM_TAG_PREFIX);
+            else if (t >= qi->ntypes && strncmp(v, "$category:", 10) == 0)
+                v += 10;
+            if (!(it->dcb_terms[it->dcb_nterms] = strdup(v)))
+                return evs__err(EVS_ENOMEM, "out of memory reading a query");
+            it->dcb_nterms++;
+        }
+    }
+    return 0;
+}
+
 int evs__pg_read_query(evs_iter **out, evs_db *db, const char *tenant,
                        const evs_query *query_, uint64_t bound, evs_direction dir,
                        uint64_t limit, unsigned flags)
@@ -485,7 +640,8 @@ int evs__pg_read_query(evs_iter **out, evs_db *db, const char *tenant,
         evs__pg_iter_free(&it->base);
         return evs__err(EVS_ENOMEM, "out of memory creating an iterator");
     }
-    if ((rc = query_arrays(&it->qarr, query_)) < 0) {
+    if ((rc = dcb_shape(it, query_)) < 0 ||
+        (rc == 1 && (rc = query_arrays(&it->qarr, query_)) < 0)) {
         evs__pg_iter_free(&it->base);
         return rc;
     }
@@ -617,6 +773,8 @@ static void *listener_main(void *arg)
     return NULL;
 }
 
+static int poller_start(evs__pg *s);
+
 static int listener_start(evs__pg *s)
 {
     int rc = 0;
@@ -624,6 +782,10 @@ static int listener_start(evs__pg *s)
     if (s->listener_started) {
         pthread_mutex_unlock(&s->nlock);
         return 0;
+    }
+    if (s->poll_commits) {
+        rc = poller_start(s);
+        goto out;
     }
     listener_arg *la = malloc(sizeof(*la));
     if (!la) {
@@ -651,10 +813,100 @@ out:
     return rc;
 }
 
+/*
+ * Commit waits on a hot standby (a replica, or a standby opened as the
+ * store): a standby runs no LISTEN and delivers no NOTIFY, so a thread
+ * polls its head (`SELECT position FROM evstore.head`, one index-free
+ * row) while anyone waits, and bumps notify_seq when it moves. The
+ * standby replays commits in WAL order, which is position order (the
+ * head lock, pg_append.c), so a head it shows has every position below
+ * it: reads after a bump never skip an event, as on the primary. The
+ * interval is 1 ms after a change, doubling up to 50 ms while nothing
+ * changes; with nobody waiting it does not poll at all. A bump for a
+ * head that a waiter's read already saw only makes it look once more.
+ */
+#define POLL_MIN_NS 1000000ull   /* 1 ms */
+#define POLL_MAX_NS 50000000ull  /* 50 ms */
+#define POLL_RETRY_NS 200000000ull /* 200 ms after a failed poll */
+
+static void *poller_main(void *arg)
+{
+    evs__pg *s = arg;
+    evs__pg *rd = s->replica ? s->replica : s;
+    PGconn *c = NULL;
+    uint64_t last = UINT64_MAX, interval = POLL_MIN_NS;
+    pthread_mutex_lock(&s->nlock);
+    while (!s->listener_stop) {
+        if (s->waiters == 0) {
+            pthread_cond_wait(&s->pcond, &s->nlock);
+            interval = POLL_MIN_NS;
+            continue;
+        }
+        pthread_mutex_unlock(&s->nlock);
+        long long head = -1;
+        if (!c && evs__pg_connect(rd, &c) < 0)
+            c = NULL;
+        if (c) {
+            PGresult *r = PQexec(c, "SELECT position FROM evstore.head");
+            if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+                head = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            PQclear(r);
+            if (head < 0 && PQstatus(c) != CONNECTION_OK) {
+                PQfinish(c);
+                c = NULL;
+            }
+        }
+        if (head >= 0 && s->replica)
+            note_seen(s, (uint64_t)head);
+        pthread_mutex_lock(&s->nlock);
+        if (head >= 0 && (uint64_t)head != last) {
+            last = (uint64_t)head;
+            s->notify_seq++;
+            pthread_cond_broadcast(&s->ncond);
+            interval = POLL_MIN_NS;
+        } else if (head < 0) {
+            interval = POLL_RETRY_NS;
+        } else if ((interval *= 2) > POLL_MAX_NS) {
+            interval = POLL_MAX_NS;
+        }
+        if (s->listener_stop)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t at = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + interval;
+        ts.tv_sec = (time_t)(at / 1000000000u);
+        ts.tv_nsec = (long)(at % 1000000000u);
+        pthread_cond_timedwait(&s->pcond, &s->nlock, &ts);
+    }
+    pthread_mutex_unlock(&s->nlock);
+    if (c)
+        PQfinish(c);
+    return NULL;
+}
+
+/* Start the poller (nlock held). */
+static int poller_start(evs__pg *s)
+{
+    s->listener_stop = 0;
+    if (pthread_create(&s->listener, NULL, poller_main, s) != 0)
+        return evs__err(EVS_EBACKEND, "cannot start the replica's commit poller thread");
+    s->listener_started = 1;
+    return 0;
+}
+
 void evs__pg_listener_stop(evs__pg *s)
 {
     if (!s->listener_started)
         return;
+    if (s->poll_commits) {
+        pthread_mutex_lock(&s->nlock);
+        s->listener_stop = 1;
+        pthread_cond_broadcast(&s->pcond);
+        pthread_mutex_unlock(&s->nlock);
+        pthread_join(s->listener, NULL);
+        s->listener_started = 0;
+        return;
+    }
     uint64_t one = 1;
     if (write(s->listener_efd, &one, sizeof(one)) < 0) {
         /* an eventfd write fails only on overflow: it is readable anyway */
@@ -700,12 +952,16 @@ int evs__pg_wait_commit(evs_db *db, uint64_t seq, uint64_t deadline_ns,
         ts.tv_nsec = (long)(deadline_ns % 1000000000u);
     }
     pthread_mutex_lock(&s->nlock);
+    if (s->poll_commits && s->waiters++ == 0)
+        pthread_cond_signal(&s->pcond); /* the poller idles without waiters */
     while (s->notify_seq == seq && !(cancel && atomic_load(cancel))) {
         if (!deadline_ns)
             pthread_cond_wait(&s->ncond, &s->nlock);
         else if (pthread_cond_timedwait(&s->ncond, &s->nlock, &ts) == ETIMEDOUT)
             break;
     }
+    if (s->poll_commits)
+        s->waiters--;
     pthread_mutex_unlock(&s->nlock);
     return 0;
 }
@@ -734,7 +990,7 @@ int evs__pg_stream_version(int64_t *out, evs_db *db, const char *tenant, const c
     int64_t v;
     evs__pgp_text(&a, tenant);
     evs__pgp_text(&a, stream);
-    if ((rc = one_i64((evs__pg *)db, "evs_stream_version", &a, &v, &null, "stream_version")) < 0)
+    if ((rc = one_i64(evs__pg_reader((evs__pg *)db), "evs_stream_version", &a, &v, &null, "stream_version")) < 0)
         return rc;
     *out = null ? EVS_NO_STREAM : v;
     return 0;
@@ -747,10 +1003,13 @@ int evs__pg_head(uint64_t *out, evs_db *db, const char *tenant)
     int64_t v;
     if (tenant)
         evs__pgp_text(&a, tenant);
-    if ((rc = one_i64((evs__pg *)db, tenant ? "evs_tenant_head" : "evs_head", &a, &v, &null,
+    evs__pg *rd = evs__pg_reader((evs__pg *)db);
+    if ((rc = one_i64(rd, tenant ? "evs_tenant_head" : "evs_head", &a, &v, &null,
                       "head_position")) < 0)
         return rc;
     *out = null ? 0 : (uint64_t)v;
+    if (!tenant && rd != (evs__pg *)db)
+        note_seen((evs__pg *)db, *out);
     return 0;
 }
 
@@ -763,7 +1022,7 @@ int evs__pg_token_tail(uint64_t *out, evs_db *db, const char *tenant)
     if (!tenant)
         return 0; /* positions start at 1 and are never removed */
     evs__pgp_text(&a, tenant);
-    if ((rc = one_i64((evs__pg *)db, "evs_tenant_tail", &a, &v, &null, "token_tail")) < 0)
+    if ((rc = one_i64(evs__pg_reader((evs__pg *)db), "evs_tenant_tail", &a, &v, &null, "token_tail")) < 0)
         return rc;
     *out = null ? 0 : (uint64_t)v - 1;
     return 0;
@@ -775,7 +1034,7 @@ int evs__pg_token_at(uint64_t *out, evs_db *db, int64_t time_us)
     int null, rc;
     int64_t v;
     evs__pgp_i64(&a, time_us);
-    if ((rc = one_i64((evs__pg *)db, "evs_token_at", &a, &v, &null, "token_at")) < 0)
+    if ((rc = one_i64(evs__pg_reader((evs__pg *)db), "evs_token_at", &a, &v, &null, "token_at")) < 0)
         return rc;
     *out = null ? 0 : (uint64_t)v;
     return 0;
@@ -787,7 +1046,7 @@ int evs__pg_event_position(uint64_t *out, evs_db *db, const evs_uuid *id)
     int null, rc;
     int64_t v;
     evs__pgp_bytes(&a, id->bytes, 16);
-    if ((rc = one_i64((evs__pg *)db, "evs_event_position", &a, &v, &null, "event lookup")) < 0)
+    if ((rc = one_i64(evs__pg_reader((evs__pg *)db), "evs_event_position", &a, &v, &null, "event lookup")) < 0)
         return rc;
     if (null)
         return EVS_ENOTFOUND;
@@ -834,7 +1093,7 @@ int evs__pg_snapshot_load(evs_snapshot **out, evs_db *db, const char *tenant,
     evs__pgp_text(&a, tenant);
     evs__pgp_text(&a, stream);
     evs__pgp_i64(&a, max_version == EVS_END ? INT64_MAX : max_version);
-    if ((rc = query((evs__pg *)db, "evs_snapshot_load", &a, 1, &r, "snapshot_load")) < 0)
+    if ((rc = query(evs__pg_reader((evs__pg *)db), "evs_snapshot_load", &a, 1, &r, "snapshot_load")) < 0)
         return rc;
     if (PQntuples(r) == 0) {
         PQclear(r);
@@ -887,7 +1146,8 @@ int evs__pg_snapshot_list(evs_db *db, const char *tenant, evs_snapshot_fn fn, vo
         }
         evs__pgp_text(&a, last_stream);
         evs__pgp_i64(&a, last_version);
-        if ((rc = query(s, tenant ? "evs_snapshot_list_tenant" : "evs_snapshot_list", &a, 1, &r,
+        if ((rc = query(evs__pg_reader(s),
+                        tenant ? "evs_snapshot_list_tenant" : "evs_snapshot_list", &a, 1, &r,
                         "snapshot_list")) < 0)
             break;
         n = PQntuples(r);

@@ -27,9 +27,11 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 /* ---- errors ---------------------------------------------------------------- */
 
@@ -368,6 +370,173 @@ static const struct {
      "SELECT version, saved_at, schema, data FROM evstore.snapshots WHERE tenant = $1 AND "
      "stream = $2 AND version <= $3 ORDER BY version DESC LIMIT 1"},
 };
+
+/* ---- DCB reads: one prepared statement per query shape ------------------------- */
+
+/*
+ * evstore.read_query() builds and plans its SQL on every call (plpgsql
+ * EXECUTE); the same SELECT as a prepared statement skips the function,
+ * the text building and, once the plan is cached, the planning. The
+ * statement depends only on the query's shape -- its items, each with its
+ * number of types and the kind of each tag (plain, $stream:, $category:)
+ * -- and the direction; every type and tag is a parameter of its own, so
+ * the planner sees the values (custom plans) and the GIN index and
+ * events_type answer as they do for the function. Its name is made from
+ * a hash of its text: a connection that lacks it prepares it on first use
+ * (pg_read.c), so nothing has to be remembered per connection.
+ */
+static int sql_add(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int sql_add(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(*buf ? *buf + *len : NULL, *buf ? *cap - *len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return evs__err(EVS_ENOMEM, "building a DCB query's SQL");
+        if (*buf && *len + (size_t)n < *cap) {
+            *len += (size_t)n;
+            return 0;
+        }
+        size_t ncap = *cap ? *cap * 2 : 1024;
+        while (ncap <= *len + (size_t)n)
+            ncap *= 2;
+        char *nb = realloc(*buf, ncap);
+        if (!nb)
+            return evs__err(EVS_ENOMEM, "out of memory building a DCB query's SQL");
+        *buf = nb;
+        *cap = ncap;
+    }
+}
+
+static int has_prefix(const char *s, const char *p)
+{
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+/* Does every item of q have a plain tag (one the GIN index answers)? */
+static int tag_led(const evs_query *q)
+{
+    if (q->nitems == 0)
+        return 0;
+    for (size_t i = 0; i < q->nitems; i++) {
+        int plain = 0;
+        for (size_t t = 0; t < q->items[i].ntags && !plain; t++)
+            plain = !has_prefix(q->items[i].tags[t], EVS_STREAM_TAG_PREFIX) &&
+                    !has_prefix(q->items[i].tags[t], "$category:");
+        if (!plain)
+            return 0;
+    }
+    return 1;
+}
+
+int evs__pg_dcb_sql(char **sql, char name[EVS_PG_DCB_NAME], size_t *terms, int *prepared,
+                    const evs_query *q, int backward)
+{
+    size_t nterms = 0;
+    for (size_t i = 0; i < q->nitems; i++)
+        nterms += q->items[i].ntypes + q->items[i].ntags;
+    *sql = NULL;
+    if (nterms > EVS_PG_MAXPARAMS - EVS_PG_DCB_FIXED)
+        return 1;
+    char *b = NULL;
+    size_t len = 0, cap = 0;
+    int k = EVS_PG_DCB_FIXED + 1, rc, all = q->nitems == 0, led = tag_led(q);
+    for (size_t i = 0; i < q->nitems; i++)
+        if (q->items[i].ntypes == 0 && q->items[i].ntags == 0)
+            all = 1; /* an item of neither matches every event */
+    /*
+     * Not bounded by the head (h) inside: an event is visible exactly when
+     * the head that counts it is (one transaction writes both), so within
+     * the statement's snapshot every event is <= h anyway; and a reference
+     * to h.position made the planner take the position range for a
+     * selective one and AND a scan of events_pkey over the whole store
+     * into every tag lookup (120 ms at 1 M events instead of 0.1 ms).
+     *
+     * Tag-led (every item has a plain tag): the GIN index is the only
+     * index the statement can use -- tenant, position and type are
+     * compared as expressions (`|| ''`, `+ 0`) no index matches -- and the
+     * tags are hidden from the planner behind `(SELECT $k)`, so the plan
+     * made with the values costs what the plan made without them costs,
+     * and PostgreSQL keeps the generic plan after five executions: no
+     * planning per query. (Without both, the generic plan walked
+     * events_type filtering on the tag: 115-230 ms at 1 M events.)
+     */
+    const char *ten = led ? "e.tenant || ''" : "e.tenant";
+    const char *pos = led ? "e.position + 0" : "e.position";
+    if ((rc = sql_add(&b, &len, &cap,
+                      "SELECT h.position, " EV_COLS " FROM (SELECT position FROM evstore.head) "
+                      "h LEFT JOIN (SELECT * FROM evstore.events e WHERE %s = $1 AND NOT "
+                      "e.system AND %s > $2 AND %s < $3 AND (", ten, pos, pos)) < 0)
+        goto fail;
+    for (size_t i = 0; i < q->nitems && !all; i++) {
+        const evs_query_item *it = &q->items[i];
+        const char *and = "";
+        int first = k; /* this item's first parameter */
+        if ((rc = sql_add(&b, &len, &cap, "%s(", i ? " OR " : "")) < 0)
+            goto fail;
+        if (it->ntypes) {
+            if ((rc = sql_add(&b, &len, &cap, "%s IN (", led ? "e.type || ''" : "e.type")) < 0)
+                goto fail;
+            for (size_t t = 0; t < it->ntypes; t++)
+                if ((rc = sql_add(&b, &len, &cap, "%s$%d", t ? ", " : "", k++)) < 0)
+                    goto fail;
+            if ((rc = sql_add(&b, &len, &cap, ")")) < 0)
+                goto fail;
+            and = " AND ";
+        }
+        for (size_t t = 0; t < it->ntags; t++, k++) {
+            const char *tag = it->tags[t];
+            if (has_prefix(tag, EVS_STREAM_TAG_PREFIX))
+                rc = sql_add(&b, &len, &cap, "%se.stream = $%d AND e.stream <> ''", and, k);
+            else if (has_prefix(tag, "$category:"))
+                rc = sql_add(&b, &len, &cap,
+                             "%se.stream <> '' AND split_part(e.stream, '-', 1) = $%d", and, k);
+            else
+                continue;
+            if (rc < 0)
+                goto fail;
+            and = " AND ";
+        }
+        int plain = 0;
+        for (size_t t = 0; t < it->ntags; t++) {
+            const char *tag = it->tags[t];
+            if (has_prefix(tag, EVS_STREAM_TAG_PREFIX) || has_prefix(tag, "$category:"))
+                continue;
+            int pk = first + (int)(it->ntypes + t);
+            if ((rc = plain ? sql_add(&b, &len, &cap, ", ")
+                            : sql_add(&b, &len, &cap, "%scardinality(e.tags) > 0 AND "
+                                      "e.tags @> ARRAY[", and)) < 0 ||
+                (rc = sql_add(&b, &len, &cap, led ? "(SELECT $%d)" : "$%d", pk)) < 0)
+                goto fail;
+            plain = 1;
+        }
+        if (plain && (rc = sql_add(&b, &len, &cap, "]::text[]")) < 0)
+            goto fail;
+        if ((rc = sql_add(&b, &len, &cap, ")")) < 0)
+            goto fail;
+    }
+    if ((rc = sql_add(&b, &len, &cap, "%s) ORDER BY e.position %s LIMIT $4) e ON true",
+                      all ? "true" : "", backward ? "DESC" : "ASC")) < 0)
+        goto fail;
+    *terms = all ? 0 : nterms;
+    *prepared = led;
+    snprintf(name, EVS_PG_DCB_NAME, "evs_q%016llx",
+             (unsigned long long)XXH3_64bits(b, len));
+    *sql = b;
+    return 0;
+fail:
+    free(b);
+    return rc;
+}
+
+void evs__pg_dcb_types(Oid *types, int n)
+{
+    for (int i = 0; i < n; i++)
+        types[i] = i == 0 || i >= EVS_PG_DCB_FIXED ? EVS_OID_TEXT : EVS_OID_INT8;
+}
 
 /* Parameter types of evs_append, in pg_append.c's order (binary arrays
  * need their types known). */

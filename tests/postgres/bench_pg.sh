@@ -40,9 +40,12 @@ done
 if grep -q "EXPLAIN failed" "$R" "$T/err"; then bad "an EXPLAIN failed: $(grep -m1 'EXPLAIN failed' "$R" "$T/err")"; else ok; fi
 has "plans have execution times" "$R" "Execution Time:"
 has "capture not stopped" "$J" "\"explain_error\": null"
-# point lookups whose plan cannot reasonably be anything but their index
+# point lookups whose plan cannot reasonably be anything but their index,
+# and the DCB tag query, whose statement leaves it the GIN index alone
+# (evs__pg_dcb_sql, docs/POSTGRES.md "Reads")
 for row in "stream read|events_stream" "read_streams (command executor)|events_stream" \
-    "token_at|times_pkey" "event position by id|events_id_key"; do
+    "token_at|times_pkey" "event position by id|events_id_key" \
+    "DCB query: tag|events_tags"; do
     q=${row%%|*} idx=${row#*|}
     if grep -qF "| $q |" "$R" && grep -F "| $q |" "$R" | grep -qF "| $idx | used |"; then ok; else
         bad "$q: $idx not used: $(grep -F "| $q |" "$R" | head -n 1)"

@@ -6,8 +6,8 @@
  *
  * Each statement is the one the backend runs: the prepared statements'
  * SQL text (evs__pg_statement: the library's own table, so the text
- * explained is the text it prepares), the dynamic SELECT of
- * evstore.read_query and the condition of evstore.append built from the
+ * explained is the text it prepares), the DCB query's statement of its
+ * shape (evs__pg_dcb_sql) and the condition of evstore.append built from the
  * predicate the server's own evstore.query_pred makes, and evstore.append
  * itself (in a transaction that is rolled back). Parameters are bound
  * (text format, types given), never formatted into the SQL, and taken
@@ -270,10 +270,12 @@ static int query_pred(xq *x, char *out, size_t size, size_t nt, const char *cons
 }
 
 /*
- * A DCB query of one item (types AND tags) on tenant: the SELECT that
- * evstore.read_query executes (its format string, 0001_init.sql), from the
- * start of the log, at most 1000 rows; with cond, the condition evstore.append
- * checks after the token `after` instead.
+ * A DCB query of one item (types AND tags) on tenant: the statement
+ * evs_read_query prepares for its shape (evs__pg_dcb_sql; the SELECT that
+ * evstore.read_query executes, its format string in 0001_init.sql, for a
+ * query of more terms than that takes), from the start of the log, at
+ * most 1000 rows; with cond, the condition evstore.append checks after
+ * the token `after` instead.
  */
 static int explain_query(xq *x, const char *name, const char *index, const char *tenant,
                          const char *const *types, size_t nt, const char *const *tags,
@@ -290,6 +292,36 @@ static int explain_query(xq *x, const char *name, const char *index, const char 
     snprintf(params, sizeof params, "tenant %s, types %s, tags %s%s%s", tenant, tarr, garr,
              cond ? ", after " : "", cond ? after : "");
     xp p = {.n = 0};
+    if (!cond && EVS_PG_DCB_FIXED + nt + ng <= MAXP) {
+        /* the statement evs_read_query prepares for this shape
+         * (evs__pg_dcb_sql): what the backend runs */
+        evs_query_item item = {.types = types, .ntypes = nt, .tags = tags, .ntags = ng};
+        evs_query q = {.items = &item, .nitems = 1};
+        char *dsql = NULL, dname[EVS_PG_DCB_NAME];
+        size_t nterms;
+        int prepared;
+        if ((rc = evs__pg_dcb_sql(&dsql, dname, &nterms, &prepared, &q, 0)) < 0)
+            return fail(x, "explain: %s", evs_last_error());
+        if (rc == 0) {
+            xp_add(&p, EVS_OID_TEXT, tenant);
+            xp_add(&p, EVS_OID_INT8, "0");
+            xp_add(&p, EVS_OID_INT8, BIG);
+            xp_add(&p, EVS_OID_INT8, "1000");
+            for (size_t i = 0; i < nt && nterms; i++)
+                xp_add(&p, EVS_OID_TEXT, types[i]);
+            for (size_t i = 0; i < ng && nterms; i++) {
+                const char *v = tags[i];
+                if (strncmp(v, EVS_STREAM_TAG_PREFIX, strlen(EVS_STREAM_TAG_PREFIX)) == 0)
+                    v += strlen(EVS_STREAM_TAG_PREFIX);
+                else if (strncmp(v, "$category:", 10) == 0)
+                    v += 10;
+                xp_add(&p, EVS_OID_TEXT, v);
+            }
+            rc = explain(x, name, params, index, dsql, &p);
+            free(dsql);
+            return rc;
+        }
+    }
     if (cond) {
         snprintf(sql, sizeof sql,
                  "SELECT position FROM evstore.events WHERE tenant = $1 AND NOT system "
