@@ -28,6 +28,27 @@ static int is_rate(bench_metric m)
     return m == BENCH_OPS_PER_S || m == BENCH_ITEMS_PER_S;
 }
 
+/* A BENCH_FIGURE target's figure (suite.h, bench_target_figure), or NULL
+ * (and for every other target). */
+static const bench_target_figure *t_fig(const bench_scenario *sc,
+                                        const bench_target *t)
+{
+    if (t->metric != BENCH_FIGURE || !sc->target_figures ||
+        t < sc->targets || t >= sc->targets + sc->ntargets)
+        return NULL;
+    const bench_target_figure *f = &sc->target_figures[t - sc->targets];
+    return f->figure ? f : NULL;
+}
+
+/* A target on a rate (printed with one decimal): a rate metric, or a
+ * figure whose name has "_per_s" (suite.h, bench_figure). */
+static int target_rate(const bench_scenario *sc, const bench_target *t)
+{
+    if (t->metric == BENCH_FIGURE)
+        return t_fig(sc, t) && strstr(t_fig(sc, t)->figure, "_per_s") != NULL;
+    return is_rate(t->metric);
+}
+
 static double metric_of(const level_result *l, bench_metric m)
 {
     switch (m) {
@@ -36,6 +57,7 @@ static double metric_of(const level_result *l, bench_metric m)
     case BENCH_P50_MS: return l->lat.p50;
     case BENCH_P95_MS: return l->lat.p95;
     case BENCH_P99_MS: return l->lat.p99;
+    case BENCH_FIGURE: return 0; /* not a level's: judge() */
     }
     return 0;
 }
@@ -48,15 +70,16 @@ static const char *metric_key(bench_metric m)
     case BENCH_P50_MS: return "p50_ms";
     case BENCH_P95_MS: return "p95_ms";
     case BENCH_P99_MS: return "p99_ms";
+    case BENCH_FIGURE: return "figure";
     }
     return "?";
 }
 
 /* The unit of a metric's figures, e.g. "ops/s", "events/s", "ms p95". */
 static void metric_unit(char *out, size_t size, const bench_scenario *sc,
-                        bench_metric m)
+                        const bench_target *t)
 {
-    switch (m) {
+    switch (t->metric) {
     case BENCH_OPS_PER_S: snprintf(out, size, "ops/s"); break;
     case BENCH_ITEMS_PER_S:
         snprintf(out, size, "%s/s", sc->item ? sc->item : "items");
@@ -64,6 +87,10 @@ static void metric_unit(char *out, size_t size, const bench_scenario *sc,
     case BENCH_P50_MS: snprintf(out, size, "ms p50"); break;
     case BENCH_P95_MS: snprintf(out, size, "ms p95"); break;
     case BENCH_P99_MS: snprintf(out, size, "ms p99"); break;
+    case BENCH_FIGURE:
+        snprintf(out, size, "%s",
+                 t_fig(sc, t) && t_fig(sc, t)->unit ? t_fig(sc, t)->unit : "");
+        break;
     }
 }
 
@@ -109,6 +136,42 @@ static void judge(target_result *tr, const scen_result *s)
         snprintf(tr->note, sizeof tr->note, "%s",
                  s->setup_error[0] ? "the scenario's setup failed"
                                    : "the scenario did not run");
+        return;
+    }
+    if (t->metric == BENCH_FIGURE) {
+        /* a figure of the scenario's own, judged with the outcomes of the
+         * level it names */
+        const bench_figure *fg = NULL;
+        const bench_target_figure *tf = t_fig(s->sc, t);
+        for (int i = 0; i < s->fig.n && tf; i++)
+            if (strcmp(s->fig.f[i].name, tf->figure) == 0)
+                fg = &s->fig.f[i];
+        if (fg)
+            l = level_find(s->lv, s->n, fg->threads);
+        if (!fg || !l) {
+            snprintf(tr->note, sizeof tr->note, "%.190s",
+                     s->fig.note[0] ? s->fig.note : "not measured");
+            return;
+        }
+        tr->have = 1;
+        tr->threads = l->threads;
+        tr->measured = fg->value;
+        int ok = t->at_least ? fg->value >= t->value : fg->value <= t->value;
+        int lclean = target_rate(s->sc, t) ? level_clean(l)
+                                           : l->c.errors == 0 && l->lat.n > 0;
+        if (!lclean) {
+            ok = 0;
+            snprintf(tr->note, sizeof tr->note,
+                     "errors at the level it depends on");
+        }
+        if (!s->accounting_ok) {
+            ok = 0;
+            snprintf(tr->note, sizeof tr->note, "the outcomes did not add up");
+        } else if (s->check == 1) {
+            ok = 0;
+            snprintf(tr->note, sizeof tr->note, "the scenario's check failed");
+        }
+        tr->verdict = ok ? "met" : "not met";
         return;
     }
     if (t->threads > 0) {
@@ -193,7 +256,7 @@ static void md_target_value(FILE *f, const target_result *tr)
 {
     char unit[64];
     double v = tr->t->value;
-    metric_unit(unit, sizeof unit, tr->sc, tr->t->metric);
+    metric_unit(unit, sizeof unit, tr->sc, tr->t);
     /* whole numbers in full (1000000, not 1e+06) */
     if (v == floor(v) && fabs(v) < 1e15)
         fprintf(f, "%s %.0f %s", tr->t->at_least ? "≥" : "≤", v, unit);
@@ -213,24 +276,25 @@ static void md_targets(FILE *f, const suite_report *r)
     for (int i = 0; i < r->ntr; i++) {
         const target_result *tr = &r->tr[i];
         char unit[64];
-        metric_unit(unit, sizeof unit, tr->sc, tr->t->metric);
+        metric_unit(unit, sizeof unit, tr->sc, tr->t);
         fputs("| ", f);
         md_cell(f, tr->t->name);
         fputs(" | ", f);
         md_cell(f, tr->t->source);
         fprintf(f, " | `%s` | ", tr->sc->name);
+        /* a figure's level is its own, not the best one */
+        int at = tr->t->threads || tr->t->metric == BENCH_FIGURE;
         if (!tr->have)
             fprintf(f, "-");
         else
-            fprintf(f, "%s%d thread%s%s", tr->t->threads ? "" : "best (",
-                    tr->threads, plural(tr->threads),
-                    tr->t->threads ? "" : ")");
+            fprintf(f, "%s%d thread%s%s", at ? "" : "best (", tr->threads,
+                    plural(tr->threads), at ? "" : ")");
         fputs(" | ", f);
         md_target_value(f, tr);
         fputs(" | ", f);
         if (!tr->have)
             fprintf(f, "-");
-        else if (is_rate(tr->t->metric))
+        else if (target_rate(tr->sc, tr->t))
             fprintf(f, RATE_FMT " %s", tr->measured, unit);
         else
             fprintf(f, MS_FMT " %s", tr->measured, unit);
@@ -558,6 +622,10 @@ static void md_scenario(FILE *f, const suite_report *r, const scen_result *s)
                 plural(s->lv[i].threads),
                 (unsigned long long)s->lv[i].warm.attempted);
     fprintf(f, ".\n\n");
+    if (s->fig.md) /* the scenario's own figures (suite.h) */
+        fprintf(f, "%s\n", s->fig.md);
+    else if (s->fig.note[0])
+        fprintf(f, "**%s**\n\n", s->fig.note);
     md_outcomes(f, s, "store", "");
     if (r->plots_drawn && s->n)
         fprintf(f, "![latency percentiles of `%s`](latency-%s.png)\n\n",
@@ -994,6 +1062,8 @@ static json_t *j_scenario(const suite_report *r, const scen_result *s)
     for (int i = 0; i < s->n; i++)
         json_array_append_new(lv, j_level(s, &s->lv[i]));
     json_object_set_new(o, "levels", lv);
+    json_t *fig = s->fig.json ? json_loads(s->fig.json, 0, NULL) : NULL;
+    json_object_set_new(o, "figures", fig ? fig : json_null());
     return o;
 }
 
@@ -1003,7 +1073,10 @@ static json_t *j_target(const target_result *tr)
     json_object_set_new(o, "name", json_string(tr->t->name));
     json_object_set_new(o, "source", json_string(tr->t->source));
     json_object_set_new(o, "scenario", json_string(tr->sc->name));
-    json_object_set_new(o, "metric", json_string(metric_key(tr->t->metric)));
+    json_object_set_new(o, "metric",
+                        json_string(t_fig(tr->sc, tr->t)
+                                        ? t_fig(tr->sc, tr->t)->figure
+                                        : metric_key(tr->t->metric)));
     json_object_set_new(o, "comparison",
                         json_string(tr->t->at_least ? ">=" : "<="));
     json_object_set_new(o, "value", real(tr->t->value));

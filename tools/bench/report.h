@@ -30,6 +30,8 @@ typedef struct scen_result {
     /* a peer's scenario: SQLITE_BUSY retries per level, warm-up included
        (0 for evstore's) */
     uint64_t retries[BENCH_MAX_LEVELS];
+    /* the figures it measured itself (suite.h; most have none) */
+    bench_figures fig;
 } scen_result;
 
 /* A peer (suite.h, BENCH_PEER_*): another store loaded with the same

@@ -97,6 +97,6 @@ int scen_check_events(evs_db *db, const char *tenant, uint64_t want,
 extern const bench_scenario scen_bank, scen_shop, scen_batch, scen_append1,
     scen_append5, scen_dcb_query, scen_dcb_workflow, scen_aggregate,
     scen_aggregate_snapshot, scen_stream_batches, scen_tokens, scen_catchup,
-    scen_mixed;
+    scen_mixed, scen_scavenge, scen_crypto;
 
 #endif

@@ -21,6 +21,8 @@ const bench_scenario *const bench_scenarios[] = {
     &scen_tokens,
     &scen_catchup,
     &scen_mixed,
+    &scen_scavenge,
+    &scen_crypto,
     NULL
 };
 

@@ -34,6 +34,30 @@ enum {
     BENCH_ERROR = 3     /* anything else: err says what */
 };
 
+/* Figures a scenario measures itself, beyond its levels' (scen_scavenge.c:
+ * the scavenge's MB/s, the append p99 during it over without): named
+ * numbers its BENCH_FIGURE targets are judged on, and its own Markdown and
+ * JSON for the report. The runner gives every scenario one
+ * (bench_ctx.figures), kept with its results after teardown. */
+#define BENCH_MAX_FIGURES 16
+typedef struct bench_figure {
+    char name[48];   /* e.g. "scavenge_mb_per_s" ("_per_s": a rate,
+                        printed with one decimal; else three) */
+    double value;
+    int threads;     /* the level whose outcomes it depends on */
+} bench_figure;
+
+typedef struct bench_figures {
+    bench_figure f[BENCH_MAX_FIGURES];
+    int n;
+    char note[300]; /* why figures are missing (the note of their "not
+                       run" targets), or "" */
+    char *md;       /* malloc'ed Markdown printed in the scenario's section
+                       after its level table, or NULL */
+    char *json;     /* malloc'ed JSON object text: report.json's
+                       scenarios[].figures, or NULL (null) */
+} bench_figures;
+
 /* What every scenario is given. */
 typedef struct bench_ctx {
     evs_db *db;
@@ -45,6 +69,8 @@ typedef struct bench_ctx {
     /* a fresh tenant name for this scenario's own data ("bench-NAME"), so
        scenarios do not see each other's events */
     const char *tenant;
+    bench_figures *figures;   /* the scenario's own figures (above) */
+    double warmup, seconds;   /* the levels' warm-up and window (s) */
 } bench_ctx;
 
 /* A target a scenario's figures are judged against. */
@@ -53,7 +79,9 @@ typedef enum bench_metric {
     BENCH_ITEMS_PER_S,  /* items (events written or read) per second */
     BENCH_P50_MS,
     BENCH_P95_MS,
-    BENCH_P99_MS
+    BENCH_P99_MS,
+    BENCH_FIGURE        /* a figure of the scenario's own, not a level's
+                           (bench_scenario.target_figures names it) */
 } bench_metric;
 
 typedef struct bench_target {
@@ -65,6 +93,16 @@ typedef struct bench_target {
     double value;
     int threads;         /* the level it is judged at; 0 = the best level */
 } bench_target;
+
+/* What a BENCH_FIGURE target is judged on (bench_scenario.target_figures):
+ * the figure's name (bench_figure.name; also report.json's metric) and its
+ * unit in the report, e.g. "MB/s". */
+typedef struct bench_target_figure {
+    const char *figure;
+    const char *unit;
+} bench_target_figure;
+
+struct level_result;
 
 typedef struct bench_scenario {
     const char *name;   /* selectable name, e.g. "bank" (lowercase, '-') */
@@ -96,6 +134,19 @@ typedef struct bench_scenario {
        -1 with a message (the report shows it; the run's exit status is 3). */
     int (*check)(void *state, bench_ctx *ctx, char *err, size_t errsize);
     void (*teardown)(void *state);
+    /* Instead of the runner's levels (NULL: the levels as above): the
+       scenario's own measurement, after setup and before check, given the
+       level list (--threads or its own); fills lv[0..*n) (at most
+       BENCH_MAX_LEVELS) as level_run does -- the runner checks their
+       accounting and errors as any level's -- and its figures into
+       ctx->figures; stops early once g_interrupted is set. Returns 0, or
+       -1 with a message in err (the scenario is then failed; the levels
+       it filled are still reported). */
+    int (*run)(void *state, bench_ctx *ctx, const int *levels, int nlevels,
+               struct level_result *lv, int *n, char *err, size_t errsize);
+    /* ntargets entries, the figure of each BENCH_FIGURE target (others:
+       {NULL, NULL}); NULL when the scenario has none */
+    const bench_target_figure *target_figures;
 } bench_scenario;
 
 /* Every scenario, in report order (scenarios.c); NULL-terminated. */
