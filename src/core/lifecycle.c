@@ -931,6 +931,51 @@ static int check_names(evs_db *db, const char *tenant, const char *stream, const
     return check_user_stream(stream, what);
 }
 
+/* The arguments of a write (delete, tombstone): names, expected version
+ * (what evs_append takes), a store open for writing. */
+static int check_write(evs_db *db, const char *tenant, const char *stream, int64_t expected,
+                       const char *what)
+{
+    int rc = check_names(db, tenant, stream, what);
+    if (rc < 0)
+        return rc;
+    if (expected < 0 && expected != EVS_ANY && expected != EVS_NO_STREAM &&
+        expected != EVS_STREAM_EXISTS)
+        return evs__err(EVS_EINVAL, "%s: expected version %" PRId64 " (give EVS_ANY, "
+                        "EVS_NO_STREAM, EVS_STREAM_EXISTS or a version >= 0)", what, expected);
+    if (db->opts.flags & EVS_OPEN_READONLY)
+        return evs__err(EVS_EREADONLY, "%s: the store is open read-only", what);
+    return 0;
+}
+
+/* The "$lifecycle" record of a change of stream's rules as event *e, in
+ * rec (LC_REC_FIXED + EVS_MAX_STREAM_LEN bytes). */
+static void lc_event(evs_event_data *e, uint8_t *rec, const lc_rules *r, unsigned flags,
+                     const char *stream, size_t sl)
+{
+    rec_encode(rec, r, flags, stream, sl);
+    memset(e, 0, sizeof(*e));
+    e->type = LC_TYPE;
+    e->data = rec;
+    e->data_len = LC_REC_FIXED + sl;
+    e->content_type = EVS_CONTENT_BINARY;
+}
+
+/* Append lifecycle.c's parts, the last nsystem to system streams, with
+ * cond (NULL: none). */
+static int lc_append(evs_append_result *res, uint64_t *conflict, evs_db *db, const char *tenant,
+                     const evs_stream_append *parts, size_t nparts, size_t nsystem,
+                     const evs_append_condition *cond)
+{
+    evs_append_request req = EVS_APPEND_REQUEST_INIT;
+    req.tenant = tenant;
+    req.parts = parts;
+    req.nparts = nparts;
+    req.conditions = cond;
+    req.nconditions = cond ? 1 : 0;
+    return evs__append_ex(res, conflict, db, &req, nsystem, EVS__APPEND_LIFECYCLE);
+}
+
 int evs_stream_metadata_get(evs_stream_meta_info **out, evs_db *db, const char *tenant,
                             const char *stream)
 {
@@ -1002,31 +1047,21 @@ static int meta_write(evs_append_result res[3], uint64_t *conflict, evs_db *db,
     }
     meta_stream(ms, stream);
     lc_rules r = {m->max_count, m->max_age_s, m->truncate_before, 0};
-    rec_encode(rec, &r, lc_flags, stream, sl);
     evs_event_data ev[3];
-    memset(ev, 0, sizeof(ev));
+    memset(ev, 0, 2 * sizeof(ev[0]));
     ev[0].type = EVS__METADATA_TYPE;
     ev[0].data = ann.p;
     ev[0].data_len = ann.n;
     ev[1].type = EVS__METADATA_TYPE;
     ev[1].data = meta.p;
     ev[1].data_len = meta.n;
-    ev[2].type = LC_TYPE;
-    ev[2].data = rec;
-    ev[2].data_len = LC_REC_FIXED + sl;
-    ev[2].content_type = EVS_CONTENT_BINARY;
+    lc_event(&ev[2], rec, &r, lc_flags, stream, sl);
     evs_stream_append parts[3] = {
         {NULL, EVS_ANY, &ev[0], 1},
         {ms, expected_meta, &ev[1], 1},
         {LC_STREAM, EVS_ANY, &ev[2], 1},
     };
-    evs_append_request req = EVS_APPEND_REQUEST_INIT;
-    req.tenant = tenant;
-    req.parts = parts;
-    req.nparts = 3;
-    req.conditions = cond;
-    req.nconditions = cond ? 1 : 0;
-    rc = evs__append_ex(res, conflict, db, &req, 2, EVS__APPEND_LIFECYCLE);
+    rc = lc_append(res, conflict, db, tenant, parts, 3, 2, cond);
 out:
     free(meta.p);
     free(ann.p);
@@ -1125,15 +1160,9 @@ int evs_stream_delete(uint64_t *position, evs_db *db, const char *tenant, const 
     evs__clear_error();
     if (position)
         *position = 0;
-    if ((rc = check_names(db, tenant, stream, "stream_delete")) < 0)
+    if ((rc = check_write(db, tenant, stream, expected_version, "stream_delete")) < 0)
         return rc;
     tenant = tenant ? tenant : "";
-    if (expected_version < 0 && expected_version != EVS_ANY &&
-        expected_version != EVS_NO_STREAM && expected_version != EVS_STREAM_EXISTS)
-        return evs__err(EVS_EINVAL, "stream_delete: expected version %" PRId64 " (give EVS_ANY, "
-                        "EVS_NO_STREAM, EVS_STREAM_EXISTS or a version >= 0)", expected_version);
-    if (db->opts.flags & EVS_OPEN_READONLY)
-        return evs__err(EVS_EREADONLY, "stream_delete: the store is open read-only");
     for (int attempt = 0; attempt < DELETE_TRIES; attempt++) {
         int64_t last, mv;
         uint64_t lastpos;
@@ -1201,16 +1230,9 @@ int evs_stream_tombstone(uint64_t *position, evs_db *db, const char *tenant, con
     evs__clear_error();
     if (position)
         *position = 0;
-    if ((rc = check_names(db, tenant, stream, "stream_tombstone")) < 0)
+    if ((rc = check_write(db, tenant, stream, expected_version, "stream_tombstone")) < 0)
         return rc;
     tenant = tenant ? tenant : "";
-    if (expected_version < 0 && expected_version != EVS_ANY &&
-        expected_version != EVS_NO_STREAM && expected_version != EVS_STREAM_EXISTS)
-        return evs__err(EVS_EINVAL, "stream_tombstone: expected version %" PRId64 " (give "
-                        "EVS_ANY, EVS_NO_STREAM, EVS_STREAM_EXISTS or a version >= 0)",
-                        expected_version);
-    if (db->opts.flags & EVS_OPEN_READONLY)
-        return evs__err(EVS_EREADONLY, "stream_tombstone: the store is open read-only");
     size_t sl = strlen(stream);
     jbuf data = {0};
     jputs(&data, "{\"stream\":");
@@ -1220,26 +1242,18 @@ int evs_stream_tombstone(uint64_t *position, evs_db *db, const char *tenant, con
         return evs__err(EVS_ENOMEM, "out of memory writing a tombstone");
     uint8_t rec[LC_REC_FIXED + EVS_MAX_STREAM_LEN];
     lc_rules r = {0, 0, 0, 1};
-    rec_encode(rec, &r, 0, stream, sl);
     evs_event_data ev[2];
-    memset(ev, 0, sizeof(ev));
+    memset(ev, 0, sizeof(ev[0]));
     ev[0].type = EVS__TOMBSTONE_TYPE;
     ev[0].data = data.p;
     ev[0].data_len = data.n;
-    ev[1].type = LC_TYPE;
-    ev[1].data = rec;
-    ev[1].data_len = LC_REC_FIXED + sl;
-    ev[1].content_type = EVS_CONTENT_BINARY;
+    lc_event(&ev[1], rec, &r, 0, stream, sl);
     evs_stream_append parts[2] = {
         {stream, expected_version, &ev[0], 1},
         {LC_STREAM, EVS_ANY, &ev[1], 1},
     };
-    evs_append_request req = EVS_APPEND_REQUEST_INIT;
-    req.tenant = tenant;
-    req.parts = parts;
-    req.nparts = 2;
     evs_append_result res[2];
-    rc = evs__append_ex(res, NULL, db, &req, 1, EVS__APPEND_LIFECYCLE);
+    rc = lc_append(res, NULL, db, tenant, parts, 2, 1, NULL);
     free(data.p);
     if (rc == EVS_EDELETED) {
         /* tombstoned already (idempotent): its position */

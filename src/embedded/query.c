@@ -246,6 +246,24 @@ static EVS_MUST_USE int stream_first_at(qnode *n, uint64_t p, int64_t *out)
     return 0;
 }
 
+/* Step the cursor (op MDB_PREV or MDB_LAST) to the entry before it: n
+ * takes it when it is the stream's, else n is exhausted. */
+static EVS_MUST_USE int stream_prev(qnode *n, MDB_cursor_op op)
+{
+    MDB_val k, v;
+    int mrc = mdb_cursor_get(n->cur, &k, &v, op);
+    n->valid = 0;
+    if (mrc == MDB_NOTFOUND || (mrc == 0 && (k.mv_size != 16 ||
+                                             memcmp(k.mv_data, n->key, 8) != 0)))
+        return 0; /* no entry of the stream there */
+    if (mrc != 0)
+        return evs__mdb_err(mrc, "query");
+    n->pos = evs__get_le64(v.mv_data);
+    n->loc = evs__get_le64((const uint8_t *)v.mv_data + 8);
+    n->valid = 1;
+    return 0;
+}
+
 static EVS_MUST_USE int stream_seek(qnode *n, uint64_t p, int backward)
 {
     MDB_val k, v;
@@ -283,28 +301,10 @@ static EVS_MUST_USE int stream_seek(qnode *n, uint64_t p, int backward)
         int mrc = mdb_cursor_get(n->cur, &kk, &v, MDB_SET_RANGE);
         if (mrc != 0 && mrc != MDB_NOTFOUND)
             return evs__mdb_err(mrc, "query");
-        mrc = mdb_cursor_get(n->cur, &k, &v, mrc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
-        if (mrc == MDB_NOTFOUND || k.mv_size != 16 || memcmp(k.mv_data, n->key, 8) != 0)
-            return 0; /* the stream has no entry */
-        if (mrc != 0)
-            return evs__mdb_err(mrc, "query");
-        n->pos = evs__get_le64(v.mv_data);
-        n->loc = evs__get_le64((const uint8_t *)v.mv_data + 8);
-        n->valid = 1;
-        return 0;
+        return stream_prev(n, mrc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
     }
     /* the cursor is on the first entry past p: the one before it */
-    int mrc = mdb_cursor_get(n->cur, &k, &v, MDB_PREV);
-    n->valid = 0;
-    if (mrc == MDB_NOTFOUND || (mrc == 0 && (k.mv_size != 16 ||
-                                             memcmp(k.mv_data, n->key, 8) != 0)))
-        return 0;
-    if (mrc != 0)
-        return evs__mdb_err(mrc, "query");
-    n->pos = evs__get_le64(v.mv_data);
-    n->loc = evs__get_le64((const uint8_t *)v.mv_data + 8);
-    n->valid = 1;
-    return 0;
+    return stream_prev(n, MDB_PREV);
 }
 
 /* ---- the tree ------------------------------------------------------------ */
