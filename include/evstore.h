@@ -713,7 +713,12 @@ EVS_EXTERN int evs_read_all(evs_iter **out, evs_db *db, const char *tenant,
  * order, at most limit (0 = no limit). What `evs export` writes and
  * evs_restore_append takes back: a store's events read this way and
  * appended in that order to an empty store give a store whose log reads
- * the same, position for position. A snapshot like evs_read_all. Returns
+ * the same, position for position, as long as no stream metadata hides
+ * events and no scavenge removed any (the read honours the rules and
+ * skips the holes, so the copy's positions, and the versions of
+ * truncated streams, are renumbered: docs/CLI.md, "export and import").
+ * The system streams of stream metadata ("$$NAME", "$lifecycle") are
+ * returned too. A snapshot like evs_read_all. Returns
  * 0, EVS_EINVAL (out or db NULL), EVS_ENOMEM, EVS_EBACKEND.
  */
 EVS_EXTERN int evs_read_log(evs_iter **out, evs_db *db, uint64_t from_position,
@@ -999,8 +1004,10 @@ EVS_EXTERN int evs_stream_delete(uint64_t *position, evs_db *db, const char *ten
  * on the stream can never be written again: appends to it, metadata sets
  * and reads of it (evs_read_stream, evs_read_streams, evs_aggregate_load,
  * evs_stream_version) fail with EVS_EDELETED; its events are hidden from
- * every read, except the tombstone itself, which $all, tracking reads and
- * subscriptions return (so a projection learns of it). Idempotent:
+ * every read, except the tombstone itself, which $all, evs_read_log, DCB
+ * queries that match it (its stream's "$stream:NAME" tag, its type),
+ * tracking reads and subscriptions return (so a projection learns of
+ * it). Idempotent:
  * tombstoning a tombstoned stream returns 0. *position (may be NULL) gets
  * the tombstone's position. Returns 0, EVS_ECONFLICT, EVS_EINVAL,
  * EVS_EREADONLY, and the errors of evs_append.
@@ -1012,7 +1019,8 @@ EVS_EXTERN int evs_stream_tombstone(uint64_t *position, evs_db *db, const char *
 typedef struct evs_scavenge_options {
     unsigned version;          /* EVS_SCAVENGE_OPTIONS_VERSION */
     /* Called on the calling thread as done of total bytes of log
-     * (embedded) or events (PostgreSQL) are examined. NULL: not told. */
+     * (embedded) or streams of the plan (PostgreSQL) are done. NULL: not
+     * told. */
     evs_progress_fn progress;
     void *ctx;
 } evs_scavenge_options;
@@ -1049,7 +1057,8 @@ typedef struct evs_scavenge_result {
  * Returns 0, EVS_EINVAL (db NULL, bad opts), EVS_EREADONLY, EVS_ENOSPC
  * (no room for a rewritten segment: nothing of it was changed), EVS_EIO,
  * EVS_ECORRUPT (a damaged record in a segment: that segment is left as
- * it is), EVS_ENOMEM, EVS_EBACKEND. Semantics: KurrentDB's scavenge.
+ * it is and the scavenge stops there; the segments before it are done),
+ * EVS_ENOMEM, EVS_EBACKEND. Semantics: KurrentDB's scavenge.
  */
 EVS_EXTERN int evs_scavenge(evs_scavenge_result *out, evs_db *db,
                             const evs_scavenge_options *opts);

@@ -185,6 +185,24 @@ static void test_metadata_roundtrip(void **state)
     TU_CHECK(evs_stream_metadata_set(NULL, s->db, T, "cart-1", EVS_ANY, NULL), EVS_EINVAL);
     assert_int_equal(tu_head(s->db, NULL), head);
 
+    bad.custom = NULL;
+    bad.custom_len = 0;
+    bad.max_age_s = 1000000000000000000LL; /* 19 digits: more than the JSON keeps */
+    TU_CHECK(evs_stream_metadata_set(NULL, s->db, T, "cart-1", EVS_ANY, &bad), EVS_EINVAL);
+    assert_int_equal(tu_head(s->db, NULL), head);
+
+    /* a name too long for "$$" + name: its metadata under a hash */
+    char longname[257];
+    memset(longname, 'n', 256);
+    longname[256] = '\0';
+    m.max_count = 7;
+    TU_OK(evs_stream_metadata_set(&mv, s->db, T, longname, EVS_NO_STREAM, &m));
+    TU_OK(evs_stream_metadata_get(&info, s->db, T, longname));
+    assert_int_equal(info->meta.max_count, 7);
+    assert_int_equal(info->meta_version, 0);
+    evs_stream_meta_info_free(info);
+    head = tu_head(s->db, NULL);
+
     /* the store's types are refused from callers */
     evs_event_data e = tu_event("$metadata", "{}");
     TU_CHECK(evs_append(NULL, s->db, T, "cart-1", EVS_ANY, &e, 1), EVS_EINVAL);
@@ -222,6 +240,21 @@ static void test_truncate_and_max_count(void **state)
     assert_int_equal(ev.n, 2);
     assert_int_equal(ev.v[0].stream_version, 6);
     tu_events_clear(&ev);
+    /* evs_read_event of a hidden event yields nothing, not the next event */
+    {
+        evs_event_data idev[2] = {tu_event_id("e", "{}"), tu_event_id("e", "{}")};
+        TU_OK(evs_append(NULL, s->db, T, "acc-3", EVS_NO_STREAM, idev, 2));
+        set_meta(s->db, "acc-3", 0, 0, 1);
+        evs_iter *it0;
+        const evs_event *e0;
+        TU_OK(evs_read_event(&it0, s->db, &idev[0].id));
+        assert_int_equal(evs_iter_next(&e0, it0), EVS_ITEROVER);
+        evs_iter_free(it0);
+        TU_OK(evs_read_event(&it0, s->db, &idev[1].id));
+        TU_OK(evs_iter_next(&e0, it0));
+        assert_int_equal(e0->stream_version, 1);
+        evs_iter_free(it0);
+    }
     /* the version numbering does not change */
     assert_int_equal(tu_version(s->db, T, "acc-1"), 9);
     evs_event_data e = tu_event("e", "{}");
@@ -375,7 +408,10 @@ static void test_soft_delete(void **state)
 static void test_tombstone(void **state)
 {
     tu_store *s = *state;
-    put(s->db, "user-7", 3);
+    evs_event_data first = tu_event_id("e", "{}");
+    evs_uuid hidden_id = first.id, tomb_id;
+    TU_OK(evs_append(NULL, s->db, T, "user-7", EVS_NO_STREAM, &first, 1));
+    put(s->db, "user-7", 2);
     put(s->db, "user-8", 1);
     TU_CHECK(evs_stream_tombstone(NULL, s->db, T, "user-7", 0), EVS_ECONFLICT);
     uint64_t pos = 0, pos2 = 0;
@@ -383,6 +419,14 @@ static void test_tombstone(void **state)
     assert_true(pos > 0);
     TU_OK(evs_stream_tombstone(&pos2, s->db, T, "user-7", EVS_ANY)); /* idempotent */
     assert_int_equal(pos2, pos);
+    {
+        evs_iter *it3;
+        const evs_event *e3;
+        TU_OK(evs_read_log(&it3, s->db, pos, 1));
+        TU_OK(evs_iter_next(&e3, it3));
+        tomb_id = e3->id;
+        evs_iter_free(it3);
+    }
     uint64_t head = tu_head(s->db, NULL);
     evs_event_data e = tu_event("e", "{}");
     TU_CHECK(evs_append(NULL, s->db, T, "user-7", EVS_ANY, &e, 1), EVS_EDELETED);
@@ -420,6 +464,19 @@ static void test_tombstone(void **state)
     assert_int_equal(n7, 1);
     tu_events_free(&all);
     assert_int_equal(in_tracking(s->db, "user-7"), 1);
+    /* evs_read_event: a hidden event yields nothing, the tombstone itself */
+    {
+        evs_iter *it2;
+        const evs_event *e2;
+        TU_OK(evs_read_event(&it2, s->db, &hidden_id));
+        assert_int_equal(evs_iter_next(&e2, it2), EVS_ITEROVER);
+        evs_iter_free(it2);
+        TU_OK(evs_read_event(&it2, s->db, &tomb_id));
+        TU_OK(evs_iter_next(&e2, it2));
+        assert_int_equal(e2->position, pos);
+        assert_string_equal(e2->type, "$streamDeleted");
+        evs_iter_free(it2);
+    }
     /* a query of the stream's tag steps over its version gap */
     assert_int_equal(in_query(s->db, "user-7"), 1);
     assert_int_equal(in_query_dir(s->db, "user-7", EVS_BACKWARD, 0), 1);

@@ -33,7 +33,7 @@ int evs_read_event(evs_iter **out, evs_db *db, const evs_uuid *id)
     }
     if (rc < 0)
         return rc;
-    return evs__lc_read_all(out, db, NULL, pos, 1, EVS__READ_SYSTEM);
+    return evs__lc_read_at(out, db, pos);
 }
 
 /* ---- the collector behind both lists --------------------------------------- */

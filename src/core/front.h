@@ -88,6 +88,9 @@ EVS_MUST_USE int evs__lc_read_all(evs_iter **out, evs_db *db, const char *tenant
 EVS_MUST_USE int evs__lc_read_query(evs_iter **out, evs_db *db, const char *tenant,
                                     const evs_query *query, uint64_t position_bound,
                                     evs_direction dir, uint64_t limit, unsigned flags);
+/* evs_read_event: the event at position if a read returns it (an
+ * iterator that yields it or nothing; decrypted). */
+EVS_MUST_USE int evs__lc_read_at(evs_iter **out, evs_db *db, uint64_t position);
 /* The lowest version of stream a read returns (0 when no rule hides any;
  * EVS_EDELETED when tombstoned): evs_aggregate_load drops a snapshot below
  * it. */

@@ -8,7 +8,7 @@
  *  - "$$STREAM" (a system stream): the stream's metadata, events of type
  *    "$metadata" holding KurrentDB's JSON ({"$maxCount":..,"$maxAge":..,
  *    "$tb":.., custom keys}); its version is the metadata version. A
- *    stream name too long for the prefix gets "$$#" and a hash instead.
+ *    stream name too long for the prefix gets "$$$" and a hash instead.
  *  - "$lifecycle" (a system stream per tenant): one event per change of a
  *    stream's rules, binary (below), so that a handle's cache of rules is
  *    brought up to date by reading it from where it stopped; its version
@@ -35,6 +35,9 @@
 #define LC_TYPE "$lifecycle"
 #define META_PREFIX "$$"
 #define MAX_CUSTOM (64u * 1024u)
+/* the largest $maxCount, $maxAge, $tb: 18 digits, what parse_i64 (and a
+ * restore's check) reads back */
+#define MAX_RULE 999999999999999999LL
 /* "$lifecycle" event data: u8 format 1, u8 flags (LC_TOMBSTONED,
  * LC_BEFORE_ME), 6 zero bytes, i64 LE max_count, max_age_s,
  * truncate_before, then the stream's name (no NUL) */
@@ -399,6 +402,7 @@ typedef struct lc_iter {
     int64_t now;         /* µs, when the read began */
     int stop_below;      /* a backward stream read: stop under `floor` */
     int64_t floor;
+    uint64_t only;       /* evs_read_event: the one position returned, 0: any */
     seen_tenant *seen;   /* every-tenant reads: which tenants have rules */
     size_t nseen, seen_cap, last_seen;
     /* max_count needs the stream's last version: the last one looked up */
@@ -488,7 +492,8 @@ static int lc_next(const evs_event **ev, evs_iter *base)
         int rc = it->inner->ops->next(ev, it->inner), vis;
         if (rc != 0)
             return rc;
-        if (it->stop_below && (*ev)->stream_version < it->floor) {
+        if ((it->stop_below && (*ev)->stream_version < it->floor) ||
+            (it->only && (*ev)->position != it->only)) {
             it->left = 0;
             return EVS_ITEROVER;
         }
@@ -580,6 +585,13 @@ static int lc_read_stream(evs_iter **out, evs_db *db, const char *tenant, const 
     lc_iter *it = (lc_iter *)*out;
     it->stop_below = dir == EVS_BACKWARD;
     it->floor = lo;
+    if (r.max_count > 0) {
+        /* the filter's max count from the same last version as the floor:
+         * an append meanwhile must not hide the first events of a page the
+         * backend limited */
+        it->head_klen = make_key(it->head_key, tenant, strlen(tenant), stream, strlen(stream));
+        it->head = last;
+    }
     return 0;
 }
 
@@ -687,6 +699,18 @@ int evs__lc_read_query(evs_iter **out, evs_db *db, const char *tenant, const evs
 {
     int rc = lc_read_query(out, db, tenant, query, position_bound, dir, limit, flags);
     return rc < 0 ? rc : evs__crypto_wrap_ex(out, db, flags);
+}
+
+int evs__lc_read_at(evs_iter **out, evs_db *db, uint64_t position)
+{
+    evs_iter *inner;
+    int rc = db->ops->read_all(&inner, db, NULL, position, 1, EVS__READ_SYSTEM);
+    if (rc < 0)
+        return rc;
+    if ((rc = wrap(out, db, inner, NULL, NULL, 1)) < 0)
+        return rc;
+    ((lc_iter *)*out)->only = position;
+    return evs__crypto_wrap(out, db);
 }
 
 int evs__lc_stream_floor(int64_t *out, evs_db *db, const char *tenant, const char *stream)
@@ -850,8 +874,10 @@ static void meta_stream(char *buf, const char *stream)
         snprintf(buf, EVS_MAX_STREAM_LEN + 1, "%s%s", META_PREFIX, stream);
         return;
     }
+    /* "$$$": no "$$" + user stream starts so (user names never start
+     * with '$'), so a hashed name cannot be another stream's */
     XXH128_hash_t h = XXH3_128bits(stream, sl);
-    snprintf(buf, EVS_MAX_STREAM_LEN + 1, "%s#%016llx%016llx", META_PREFIX,
+    snprintf(buf, EVS_MAX_STREAM_LEN + 1, "%s$%016llx%016llx", META_PREFIX,
              (unsigned long long)h.high64, (unsigned long long)h.low64);
 }
 
@@ -1040,7 +1066,10 @@ static int meta_write(evs_append_result res[3], uint64_t *conflict, evs_db *db,
     jstr(&ann, stream, sl);
     jputs(&ann, ",\"metadata\":");
     jput(&ann, meta.p, meta.n);
-    jputs(&ann, deleted ? ",\"deleted\":true}" : ",\"deleted\":false}");
+    jputs(&ann, deleted ? ",\"deleted\":true" : ",\"deleted\":false");
+    /* a delete without an exact expected version hides every event of
+     * the stream before this one; $tb is then only a lower bound */
+    jputs(&ann, (lc_flags & LC_BEFORE_ME) ? ",\"beforeThisEvent\":true}" : "}");
     if (ann.oom) {
         rc = evs__err(EVS_ENOMEM, "out of memory writing stream metadata");
         goto out;
@@ -1079,6 +1108,12 @@ int evs_stream_metadata_set(int64_t *meta_version, evs_db *db, const char *tenan
     if (!meta)
         return evs__err(EVS_EINVAL, "stream_metadata_set: meta is NULL");
     tenant = tenant ? tenant : "";
+    if (meta->max_count > MAX_RULE || meta->max_age_s > MAX_RULE ||
+        meta->truncate_before > MAX_RULE)
+        return evs__err(EVS_EINVAL, "stream_metadata_set: max_count, max_age_s and "
+                        "truncate_before are at most %lld (0: no limit), got %" PRId64
+                        ", %" PRId64 " and %" PRId64, (long long)MAX_RULE, meta->max_count,
+                        meta->max_age_s, meta->truncate_before);
     if (meta->max_count < 0 || meta->max_age_s < 0 || meta->truncate_before < 0)
         return evs__err(EVS_EINVAL, "stream_metadata_set: max_count, max_age_s and "
                         "truncate_before must be >= 0 (0: none), got %" PRId64 ", %" PRId64

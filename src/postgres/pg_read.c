@@ -433,7 +433,11 @@ static void advance(pg_iter *it)
     const evs_event *e = &it->ev;
     switch (it->kind) {
     case IT_STREAM_FWD:
-        it->next_version = e->stream_version + 1;
+        /* a tombstone (version INT64_MAX) is a stream's last event */
+        if (e->stream_version == EVS__TOMBSTONE_VERSION)
+            it->short_page = 1;
+        else
+            it->next_version = e->stream_version + 1;
         break;
     case IT_STREAM_BWD:
         it->next_version = e->stream_version - 1;
@@ -448,8 +452,12 @@ static void advance(pg_iter *it)
     case IT_STREAMS:
         while (it->mi < it->mn && strcmp(it->mnames[it->mi], e->stream) != 0)
             it->mi++;
+        /* after a tombstone (INT64_MAX) nothing of the stream follows:
+         * the next page starts at it again, and step() skips it there */
         if (it->mi < it->mn)
-            it->mfrom[it->mi] = e->stream_version + 1;
+            it->mfrom[it->mi] = e->stream_version == EVS__TOMBSTONE_VERSION
+                                    ? EVS__TOMBSTONE_VERSION
+                                    : e->stream_version + 1;
         break;
     }
 }
@@ -477,6 +485,12 @@ static int step(pg_iter *it)
     if ((rc = decode(it)) < 0)
         return rc;
     it->row++;
+    /* read_streams: a tombstone returned on an earlier page is the first
+     * row of the next one again (its stream's from is INT64_MAX) */
+    if (it->kind == IT_STREAMS && it->ev.stream_version == EVS__TOMBSTONE_VERSION &&
+        it->mi < it->mn && it->mfrom[it->mi] == EVS__TOMBSTONE_VERSION &&
+        strcmp(it->mnames[it->mi], it->ev.stream) == 0)
+        return step(it);
     it->last_pos = it->ev.position;
     advance(it);
     return 0;
