@@ -1215,6 +1215,17 @@ static void measure_index_rebuild(suite_report *r, evs_db **db)
 
 static int suite_run(const bench_options *o_in);
 
+/* Free n scenario results and the figures their scenarios allocated
+ * (bench_figures.md, .json). NULL-safe. */
+static void free_results(scen_result *sr, int n)
+{
+    for (int i = 0; sr && i < n; i++) {
+        free(sr[i].fig.md);
+        free(sr[i].fig.json);
+    }
+    free(sr);
+}
+
 int bench_suite_run(const bench_options *o)
 {
     signals_take();
@@ -1424,9 +1435,9 @@ static int suite_run(const bench_options *o_in)
          * (the earlier run's files were cleared above). */
         fprintf(stderr, PROG ": interrupted by %s: no report written\n",
                 sig == SIGINT ? "SIGINT" : "SIGTERM");
-        free(r.sr);
+        free_results(r.sr, r.nsr);
         for (int i = 0; i < BENCH_NPEERS; i++) {
-            free(r.peers[i].sr);
+            free_results(r.peers[i].sr, r.peers[i].nsr);
             free((void *)r.peers[i].evs);
         }
         return 128 + sig;
@@ -1460,10 +1471,10 @@ static int suite_run(const bench_options *o_in)
                 PROG ": a scenario failed (setup, an error, outcomes that do "
                      "not add up, or its check): see %s/report.md\n",
                 o.out);
-    free(r.sr);
+    free_results(r.sr, r.nsr);
     free(r.tr);
     for (int i = 0; i < BENCH_NPEERS; i++) {
-        free(r.peers[i].sr);
+        free_results(r.peers[i].sr, r.peers[i].nsr);
         free((void *)r.peers[i].evs);
     }
     for (int i = 0; i < r.nex; i++) {
