@@ -1051,7 +1051,8 @@ typedef struct evs_scavenge_result {
  * events never change: $all, tokens and checkpoints skip the holes.
  * Resumable: an interrupted scavenge (crash, kill, power loss) leaves a
  * valid store, and the next evs_scavenge continues after the segments it
- * finished. PostgreSQL: deletes the rows in batches of 10,000, each its
+ * finished when its plan is the same (rules, stream heads and expiry cut
+ * as they stand then; otherwise it starts over). PostgreSQL: deletes the rows in batches of 10,000, each its
  * own transaction. The active (last) segment of the embedded log is never
  * rewritten. out (may be NULL) gets the summary; opts may be NULL.
  * Returns 0, EVS_EINVAL (db NULL, bad opts), EVS_EREADONLY, EVS_ENOSPC

@@ -981,6 +981,379 @@ static void test_scavenge_enospc(void **state)
     model_reset();
 }
 
+/* ---- readers during scavenges: what they decode never changes ---- */
+
+static _Atomic int stop_readers;
+
+typedef struct rdstat {
+    evs_db *db;
+    uint64_t reads, events, errors, garbage;
+    char msg[512];
+} rdstat;
+
+/* Well-formed and one of the model's: a stream, a type and data as
+ * populate writes them (a record turned to zeros under the reader has
+ * none of them). */
+static int well_formed(const evs_event *ev)
+{
+    return ev->stream && strncmp(ev->stream, "a-", 2) == 0 && ev->type &&
+           (strcmp(ev->type, "Odd") == 0 || strcmp(ev->type, "Even") == 0) &&
+           ev->data_len > 6 && memcmp(ev->data, "{\"s\":", 5) == 0 &&
+           ((const char *)ev->data)[ev->data_len - 1] == '}';
+}
+
+static void *scan_main(void *arg)
+{
+    rdstat *r = arg;
+    while (!atomic_load(&stop_readers)) {
+        evs_iter *it;
+        if (evs_read_log(&it, r->db, 0, 0) != 0) {
+            r->errors++;
+            snprintf(r->msg, sizeof(r->msg), "%s", evs_last_error());
+            continue;
+        }
+        const evs_event *ev;
+        int rc;
+        while ((rc = evs_iter_next(&ev, it)) == 0) {
+            r->events++;
+            if (!well_formed(ev))
+                r->garbage++;
+        }
+        if (rc != EVS_ITEROVER) {
+            r->errors++;
+            snprintf(r->msg, sizeof(r->msg), "%s", evs_last_error());
+        }
+        evs_iter_free(it);
+        r->reads++;
+    }
+    return NULL;
+}
+
+/* Lines of /proc/self/maps naming a deleted log segment: replaced maps
+ * still mapped. */
+static int deleted_segment_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[8192];
+    int n = 0;
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, ".evslog (deleted)") != NULL;
+    fclose(f);
+    return n;
+}
+
+static void test_scavenge_readers(void **state)
+{
+    tu_store *s = *state;
+    model_reset();
+    s->db = open_dir(s->dir);
+    populate(s->db, 24, 40, 250); /* three segments, two sealed */
+    int before = deleted_segment_maps();
+
+    /* an event borrowed before the scavenges, kept across them */
+    evs_iter *held;
+    const evs_event *hev;
+    TU_OK(evs_read_log(&held, s->db, 0, 0));
+    TU_OK(evs_iter_next(&hev, held));
+    assert_true(well_formed(hev));
+    assert_int_equal(hev->position, 1); /* a-0 version 0: removed below */
+    char hstream[64], htype[64], hdata[400];
+    snprintf(hstream, sizeof(hstream), "%s", hev->stream);
+    snprintf(htype, sizeof(htype), "%s", hev->type);
+    assert_true(hev->data_len < sizeof(hdata));
+    memcpy(hdata, hev->data, hev->data_len);
+    size_t hlen = hev->data_len;
+
+    enum { NREADERS = 3 };
+    rdstat rs[NREADERS];
+    pthread_t rt[NREADERS];
+    atomic_store(&stop_readers, 0);
+    for (int i = 0; i < NREADERS; i++) {
+        memset(&rs[i], 0, sizeof(rs[i]));
+        rs[i].db = s->db;
+        assert_int_equal(pthread_create(&rt[i], NULL, scan_main, &rs[i]), 0);
+    }
+    /* the same segments scavenged again and again, each time with more
+     * of a-0 and a-4 eligible, appends in between */
+    uint64_t removed = 0, rewritten = 0;
+    for (int k = 1; k <= 6; k++) {
+        usleep(20000);
+        int64_t last0 = M.next_ver[0] - 1, last4 = M.next_ver[4] - 1;
+        plan_v[0] = (evs__scavenge_stream){"", "a-0", 0, k * M.next_ver[0] / 8, 0, last0};
+        plan_v[1] = (evs__scavenge_stream){"t2", "a-4", 0, k * M.next_ver[4] / 8, 0, last4};
+        evs__scavenge_plan p = {plan_v, 2, NULL, NULL};
+        evs_scavenge_result r = {0};
+        TU_OK(s->db->ops->scavenge(&r, s->db, &p));
+        removed += r.events_removed;
+        rewritten += r.segments_rewritten;
+        populate(s->db, 1, 10, 250);
+    }
+    usleep(20000);
+    atomic_store(&stop_readers, 1);
+    uint64_t reads = 0, events = 0;
+    for (int i = 0; i < NREADERS; i++) {
+        pthread_join(rt[i], NULL);
+        if (rs[i].errors)
+            print_message("reader %d: %s\n", i, rs[i].msg);
+        assert_int_equal(rs[i].errors, 0);
+        assert_int_equal(rs[i].garbage, 0);
+        reads += rs[i].reads;
+        events += rs[i].events;
+    }
+    print_message("readers: %" PRIu64 " reads, %" PRIu64 " events during %" PRIu64
+                  " segment rewrites (%" PRIu64 " events removed)\n", reads, events,
+                  rewritten, removed);
+    assert_true(rewritten >= 6);
+    assert_true(reads > 0);
+    /* the borrowed event reads as it did (its record was removed: its old
+     * map is still mapped, for this iterator) */
+    assert_string_equal(hev->stream, hstream);
+    assert_string_equal(hev->type, htype);
+    assert_int_equal(hev->data_len, hlen);
+    assert_memory_equal(hev->data, hdata, hlen);
+    assert_true(deleted_segment_maps() > before);
+    evs_iter_free(held);
+    /* no reader left: every replaced map is gone, and its blocks with it */
+    assert_int_equal(deleted_segment_maps(), before);
+    assert_verify_clean(s->db);
+    tu_store_close(s);
+    model_reset();
+}
+
+/* ---- a read-only follower across a writer killed mid-scavenge ---- */
+
+static void test_scavenge_follower(void **state)
+{
+    tu_store *s = *state;
+    model_reset();
+    s->db = open_dir(s->dir);
+    populate(s->db, 24, 40, 250);
+    make_plan();
+    tu_store_close(s);
+    evs_open_options ro = small();
+    ro.flags = EVS_OPEN_READONLY;
+    evs_db *f = NULL;
+    TU_OK(evs_open(&f, s->dir, &ro));
+    uint64_t h0 = 0;
+    TU_OK(evs_head_position(&h0, f, NULL));
+    assert_int_equal(h0, M.n);
+    /* steps 3..5: pending, after the first and second index transactions */
+    for (int at = 3; at <= 5; at++) {
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        if (pid == 0) {
+            char n[16];
+            snprintf(n, sizeof(n), "%d", at);
+            setenv("EVS_DEBUG_SCAVENGE_KILL", n, 1);
+            setenv("EVS_DEBUG_SCAVENGE_TXN", "32", 1);
+            evs_open_options o = small();
+            evs_db *db = NULL;
+            if (evs_open(&db, s->dir, &o) != 0)
+                _exit(2);
+            evs_scavenge_result r;
+            memset(&r, 0, sizeof(r));
+            plan.progress = NULL;
+            if (db->ops->scavenge(&r, db, &plan) != 0)
+                _exit(4);
+            _exit(3);
+        }
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        /* another writer: recovers (rebuilds the index), appends */
+        pid = fork();
+        if (pid == 0) {
+            evs_open_options o = small();
+            evs_db *db = NULL;
+            if (evs_open(&db, s->dir, &o) != 0)
+                _exit(2);
+            evs_event_data ev[5];
+            for (int i = 0; i < 5; i++)
+                ev[i] = tu_event("After", "{}");
+            if (evs_append(NULL, db, NULL, "after", EVS_ANY, ev, 5) != 0)
+                _exit(3);
+            _exit(evs_close(db) == 0 ? 0 : 4);
+        }
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        /* the follower, open throughout, sees them */
+        uint64_t h = 0;
+        TU_OK(evs_head_position(&h, f, NULL));
+        assert_int_equal(h, h0 + 5);
+        tu_events got = {0};
+        evs_iter *it;
+        TU_OK(evs_read_log(&it, f, h0 + 1, 0));
+        TU_OK(tu_collect(&got, it));
+        evs_iter_free(it);
+        assert_int_equal(got.n, 5);
+        for (size_t i = 0; i < got.n; i++)
+            assert_string_equal(got.v[i].stream, "after");
+        tu_events_free(&got);
+        h0 = h;
+    }
+    TU_OK(evs_close(f));
+    s->db = open_dir(s->dir);
+    assert_verify_clean(s->db);
+    tu_store_close(s);
+    model_reset();
+}
+
+/* ---- incremental backups after scavenges ---- */
+
+static unsigned verify_dir_problems(const char *dir)
+{
+    evs_open_options o = small();
+    o.flags = EVS_OPEN_READONLY; /* a backup directory stays untouched */
+    evs_db *db = NULL;
+    TU_OK(evs_open(&db, dir, &o));
+    problems p = {0};
+    int rc = evs_verify(NULL, db, on_problem, &p);
+    assert_true(rc == 0 || rc == EVS_ECORRUPT);
+    TU_OK(evs_close(db));
+    return p.n;
+}
+
+static uint64_t dir_events(const char *dir)
+{
+    evs_open_options o = small();
+    o.flags = EVS_OPEN_READONLY;
+    evs_db *db = NULL;
+    TU_OK(evs_open(&db, dir, &o));
+    uint64_t n = tu_stats(db).events;
+    TU_OK(evs_close(db));
+    return n;
+}
+
+static void test_scavenge_backup(void **state)
+{
+    tu_store *s = *state;
+    model_reset();
+    s->db = open_dir(s->dir);
+    populate(s->db, 24, 40, 250);
+    char bk[4200];
+    snprintf(bk, sizeof(bk), "%s/bk", s->tmp);
+    evs_backup_options bo = EVS_BACKUP_OPTIONS_INIT;
+    evs_backup_result br;
+
+    /* 1. the same segment scavenged twice, a backup after each: the
+     * second must not reuse the first's copy */
+    int64_t last0 = M.next_ver[0] - 1;
+    plan_v[0] = (evs__scavenge_stream){"", "a-0", 0, M.next_ver[0] / 4, 0, last0};
+    evs__scavenge_plan p = {plan_v, 1, NULL, NULL};
+    evs_scavenge_result r = {0};
+    TU_OK(s->db->ops->scavenge(&r, s->db, &p));
+    assert_true(r.segments_rewritten >= 1);
+    TU_OK(evs_backup(&br, s->db, bk, &bo));
+    plan_v[0].keep_from = M.next_ver[0] / 2;
+    memset(&r, 0, sizeof(r));
+    TU_OK(s->db->ops->scavenge(&r, s->db, &p));
+    assert_true(r.segments_rewritten >= 1 && r.events_removed > 0);
+    TU_OK(evs_backup(&br, s->db, bk, &bo));
+    assert_int_equal(br.incremental, 1);
+    assert_int_equal(verify_dir_problems(bk), 0);
+    assert_int_equal(dir_events(bk), tu_stats(s->db).events);
+
+    /* 2. the previous backup's last event removed by a scavenge since:
+     * the next incremental backup still recognises it */
+    evs_event_data one = tu_event("Last", "{\"s\":9}");
+    evs_append_result ar;
+    TU_OK(evs_append(&ar, s->db, NULL, "last-1", EVS_ANY, &one, 1));
+    TU_OK(evs_backup(&br, s->db, bk, &bo));
+    assert_int_equal(br.position, ar.first_position);
+    populate(s->db, 12, 40, 250); /* seals its segment */
+    evs_event_data more = tu_event("Last", "{\"s\":10}");
+    TU_OK(evs_append(NULL, s->db, NULL, "last-1", EVS_ANY, &more, 1));
+    evs__scavenge_stream e = {"", "last-1", 0, 1, 0, 1};
+    evs__scavenge_plan p2 = {&e, 1, NULL, NULL};
+    memset(&r, 0, sizeof(r));
+    TU_OK(s->db->ops->scavenge(&r, s->db, &p2));
+    assert_int_equal(r.events_removed, 1);
+    memset(&br, 0, sizeof(br));
+    TU_OK(evs_backup(&br, s->db, bk, &bo));
+    assert_int_equal(br.incremental, 1);
+    assert_int_equal(verify_dir_problems(bk), 0);
+    assert_int_equal(dir_events(bk), tu_stats(s->db).events);
+    tu_store_close(s);
+    model_reset();
+}
+
+/* ---- a resumed scavenge under another plan starts over ---- */
+
+static void test_scavenge_replan(void **state)
+{
+    tu_store *s = *state;
+    model_reset();
+    s->db = open_dir(s->dir);
+    populate(s->db, 24, 40, 250);
+    make_plan();
+    tu_store_close(s);
+    char pristine[4200];
+    snprintf(pristine, sizeof(pristine), "%s/pristine", s->tmp);
+    tu_copy_tree(s->dir, pristine);
+    /* killed after segment 1 is done (the smallest such step) */
+    int killed_done = 0;
+    for (int at = 1; at <= 200 && !killed_done; at++) {
+        assert_int_equal(tu_rmrf(s->dir), 0);
+        tu_copy_tree(pristine, s->dir);
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        if (pid == 0) {
+            char n[16];
+            snprintf(n, sizeof(n), "%d", at);
+            setenv("EVS_DEBUG_SCAVENGE_KILL", n, 1);
+            evs_open_options o = small();
+            evs_db *db = NULL;
+            if (evs_open(&db, s->dir, &o) != 0)
+                _exit(2);
+            evs_scavenge_result r;
+            memset(&r, 0, sizeof(r));
+            plan.progress = NULL;
+            if (db->ops->scavenge(&r, db, &plan) != 0)
+                _exit(3);
+            _exit(evs_close(db) == 0 ? 0 : 4);
+        }
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        killed_done = WIFSIGNALED(st) && progress_done_segment(s->dir) >= 1;
+    }
+    assert_true(killed_done);
+    /* another plan: a-1, never in the first, tombstoned */
+    evs__scavenge_stream e2[NSTREAMS + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < plan.nstreams; i++) {
+        e2[n++] = plan_v[i];
+        if (i == 0)
+            e2[n++] = (evs__scavenge_stream){"", "a-1", 1, 0, 0, M.next_ver[1] - 1};
+    }
+    evs__scavenge_plan p2 = {e2, n, NULL, NULL};
+    s->db = open_dir(s->dir);
+    evs_scavenge_result r = {0};
+    TU_OK(s->db->ops->scavenge(&r, s->db, &p2));
+    assert_int_equal(r.segments_resumed, 0);
+    /* nothing left for it: segment 1 was examined again */
+    memset(&r, 0, sizeof(r));
+    TU_OK(s->db->ops->scavenge(&r, s->db, &p2));
+    assert_int_equal(r.events_removed, 0);
+    /* a-1's events in sealed segments are gone */
+    size_t nseg;
+    uint64_t first = keep_active(s->dir, &nseg);
+    tu_events got = {0};
+    evs_iter *it;
+    TU_OK(evs_read_log(&it, s->db, 0, 0));
+    TU_OK(tu_collect(&got, it));
+    evs_iter_free(it);
+    for (size_t i = 0; i < got.n; i++)
+        assert_false(strcmp(got.v[i].stream, "a-1") == 0 && got.v[i].position < first);
+    tu_events_free(&got);
+    assert_verify_clean(s->db);
+    tu_store_close(s);
+    model_reset();
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "--enospc-child") == 0)
@@ -999,6 +1372,10 @@ int main(int argc, char **argv)
         T(test_scavenge_sigkill),
         T(test_scavenge_enospc),
         T(test_scavenge_damage),
+        T(test_scavenge_readers),
+        T(test_scavenge_follower),
+        T(test_scavenge_backup),
+        T(test_scavenge_replan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

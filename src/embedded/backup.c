@@ -29,11 +29,16 @@
  * Incremental. A segment before the one holding L is sealed (the writer
  * syncs a segment before it starts the next, and never writes it again),
  * so a later backup into the same directory rewrites only the segments
- * from the previous backup's last one on. Before it reuses anything it
+ * from the previous backup's last one on, and those a scavenge rewrote
+ * since (each rewrite bumps the header's scavenge count: another header,
+ * segment_reusable). Before it reuses anything it
  * checks that the store still has the previous backup's history: the
  * record at the previous position is byte for byte the one in the backup
  * (a store restored from an older backup and written to since has other
- * records there: refused, not mixed); and that DEST's log holds nothing
+ * records there: refused, not mixed; one a scavenge removed since leaves
+ * a hole in a scavenged segment and no index entry: the last record the
+ * source still has before it is compared instead, same_but_scavenged);
+ * and that DEST's log holds nothing
  * after that record but the source's own records (an interrupted run's):
  * DEST opened as a store and appended to is refused, also when the
  * writer was killed and never recorded how far its log went.
@@ -557,12 +562,15 @@ static EVS_MUST_USE int copy_log(bk *b)
     if (b->incremental && (rc = sync_dir(path)) < 0)
         return rc;
     for (uint32_t no = 1; no <= last; no++) {
-        const uint8_t *m = evs__seg_map(s, no);
+        /* a read-only handle: the file a scavenge of another process
+         * rewrote since this handle mapped it (under scav_lock) */
+        const uint8_t *m = evs__scav_refresh(s, no);
         if (!m)
             return evs__err(EVS_ECORRUPT, "backup: log segment %u of %s cannot be read "
                             "(the index ends in segment %u)", no, s->dir, last);
         /* sealed in the previous backup too: the same bytes (same history,
-         * checked before) */
+         * checked before), unless a scavenge rewrote it since: every rewrite
+         * gives the segment another header (its scavenge count, scavenge.c) */
         if (b->incremental && no < b->prev.segments && segment_reusable(b, no, m)) {
             b->res->segments_reused++;
             b->res->bytes_reused += s->seg_size;
@@ -869,6 +877,67 @@ static EVS_MUST_USE int source_loc(evs__emb *s, uint64_t pos, uint64_t *loc)
     return 0;
 }
 
+/* The source's last record before loc (segment and offset), in segment
+ * order, skipping the holes of scavenged segments: 1 and *at, *pos; 0
+ * when there is none (a scavenge removed every record before loc). */
+static int source_last_before(evs__emb *s, uint64_t loc, uint64_t *at, uint64_t *pos)
+{
+    for (uint32_t no = evs__loc_seg(loc); no >= 1; no--) {
+        const uint8_t *m = evs__scav_refresh(s, no);
+        if (!m)
+            return 0;
+        int holes = evs__seg_scavenged(m);
+        uint32_t size = s->seg_size, limit = no == evs__loc_seg(loc) ? evs__loc_off(loc) : size;
+        uint32_t off = EVS_SEG_HEADER_SIZE, last = 0, len;
+        for (;;) {
+            if (holes)
+                off = evs__seg_skip_hole(m, off, size);
+            if (off >= limit || off + 8 > size || evs__get_le64(m + off) == 0 ||
+                evs__rec_check(m + off, size - off, &len) != EVS_REC_OK)
+                break;
+            last = off;
+            off += evs__pad8(len);
+        }
+        if (last) {
+            *at = evs__loc(no, last);
+            *pos = evs__get_le64(m + last + EVS_REC_OFF_POSITION);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The previous backup's last record (position pos at loc) is not the
+ * source's: is it a record a scavenge removed since? Then the source has
+ * a hole there, in a scavenged segment, and no position pos in its index;
+ * and the history is checked on the last record the source still has
+ * before it, byte for byte the backup's (none left: nothing to compare,
+ * as for the identity). *same 1 when so.
+ */
+static EVS_MUST_USE int same_but_scavenged(bk *b, uint64_t pos, uint64_t loc, int *same)
+{
+    evs__emb *s = b->s;
+    uint32_t seg = evs__loc_seg(loc), off = evs__loc_off(loc), len;
+    const uint8_t *m = evs__scav_refresh(s, seg);
+    uint64_t at, q, sloc;
+    *same = 0;
+    if (!m || !evs__seg_scavenged(m) || off < EVS_SEG_HEADER_SIZE || off >= s->seg_size ||
+        evs__rec_check(m + off, s->seg_size - off, &len) != EVS_REC_ZERO)
+        return 0;
+    int rc = source_loc(s, pos, &sloc);
+    if (rc == 0)
+        return 0; /* the source has position pos elsewhere: another history */
+    if (rc != EVS_ECORRUPT)
+        return rc;
+    evs__clear_error();
+    if (!source_last_before(s, loc, &at, &q)) {
+        *same = 1;
+        return 0;
+    }
+    return same_record(b, q, at, same);
+}
+
 /* After the index copy fixed the position: is the previous backup of
  * this store, with this store's history up to its position? */
 static EVS_MUST_USE int check_previous(bk *b)
@@ -887,6 +956,11 @@ static EVS_MUST_USE int check_previous(bk *b)
                         p->position, b->position);
     if (p->position > 0 &&
         (rc = same_record(b, p->position, evs__loc(p->rec_seg, p->rec_off), &same)) < 0)
+        return rc;
+    /* a scavenge may have removed it since */
+    if (p->position > 0 && !same &&
+        (rc = same_but_scavenged(b, p->position, evs__loc(p->rec_seg, p->rec_off),
+                                 &same)) < 0)
         return rc;
     if (p->position > 0 && !same)
         return evs__err(EVS_EINVAL, "backup: the event at position %" PRIu64 " in %s "

@@ -195,8 +195,18 @@ typedef struct evs__emb {
     /* ---- scavenge (scavenge.c) ---- */
     pthread_mutex_t scav_run;  /* one evs_scavenge at a time */
     pthread_mutex_t scav_lock; /* one segment's swap, or one backup's copy */
-    void *scav_retired;    /* maps of segments a scavenge replaced (a reader
-                              may still use them): unmapped at close */
+    uint32_t scav_pending; /* open: a scavenge stopped half-way through this
+                              segment; recovery rebuilds the index in place */
+    pthread_mutex_t maps_lock; /* map_gen, map_readers, scav_retired */
+    void *scav_retired;    /* maps of segments a scavenge replaced, each with
+                              the generation it was replaced in: unmapped
+                              once no reader of that generation or an older
+                              one is alive (evs__maps_unpin), or at close */
+    uint64_t map_gen;      /* bumped by every replacement of a segment map */
+    struct {
+        uint64_t gen, n;   /* n live readers pinned in generation gen */
+    } map_readers[32];     /* oldest first */
+    size_t map_nreaders;
 
     /* ---- preallocator: zero-fills the next segment ahead of time ---- */
     pthread_t prep_thread;
@@ -505,13 +515,32 @@ EVS_MUST_USE int evs__emb_scavenge(evs_scavenge_result *out, evs_db *db,
                                    const evs__scavenge_plan *plan);
 /* A read-write open, after the state is judged: delete an interrupted
  * rewrite's temp files; when a scavenge stopped half-way through a
- * segment, delete the index (t: not trusted, rebuilt from the log). */
+ * segment, set s->scav_pending (evs__recover then empties the index in
+ * place and rebuilds it from the log). */
 EVS_MUST_USE int evs__scav_open(evs__emb *s, evs__trust *t);
+/* After evs__recover committed the rebuilt index: the progress file
+ * forgets the pending segment. 0, or EVS_EIO/EVS_ENOSPC. */
+EVS_MUST_USE int evs__scav_recovered(evs__emb *s);
+/* A segment header's bytes 44..47 (u32 LE, covered by its CRC): how many
+ * times a scavenge rewrote the segment (0 in a segment never scavenged,
+ * or scavenged by a version that left the field zero); docs/FORMAT.md. */
+#define EVS_SEG_OFF_SCAV_GEN 44
 /* Close: unmap the segment maps scavenges replaced. */
 void evs__scav_close(evs__emb *s);
+/* A reader of segment maps (an iterator, from its creation to its free:
+ * the events it hands out point into the maps) pins the current map
+ * generation: a map a scavenge replaces later stays mapped until every
+ * reader pinned in its generation or an older one has unpinned. Returns
+ * the generation to give evs__maps_unpin. Never fails; any thread. */
+uint64_t evs__maps_pin(evs__emb *s);
+/* The end of a reader pinned at gen; unmaps the replaced maps no live
+ * reader can still point into (unless the committer is busy: its
+ * idempotency check may read a record; then the next unpin does). */
+void evs__maps_unpin(evs__emb *s, uint64_t gen);
 /* Segment no's map; in a read-only handle whose map is of a file that a
  * scavenge (another process) has since replaced, the new file's, mapped
- * now (the old map kept until close). Caller holds s->scav_lock (verify). */
+ * now (the old map kept while an older reader may use it: evs__maps_pin).
+ * Caller holds s->scav_lock (verify, backup). */
 const uint8_t *evs__scav_refresh(evs__emb *s, uint32_t no);
 EVS_MUST_USE int evs__emb_backup(evs_backup_result *out, evs_db *db, const char *dest,
                                  const evs_backup_options *opts);

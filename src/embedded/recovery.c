@@ -266,8 +266,11 @@ int evs__recover(evs__emb *s, const evs__trust *t)
     /* An index of an older format, or one that disagrees with the log
      * where it says it ends, is rebuilt; the log check below then finds
      * any damage at or before A. */
-    if (s->idx_upgrade || (applied > 0 && !index_end_ok(txn, s, applied, L))) {
-        if (!s->idx_upgrade)
+    if (s->idx_upgrade || s->scav_pending ||
+        (applied > 0 && !index_end_ok(txn, s, applied, L))) {
+        /* a scavenge stopped half-way (scavenge.c): emptied here, in place,
+         * so that read-only handles of other processes see the rebuild */
+        if (!s->idx_upgrade && !s->scav_pending)
             evs__emb_notice(s, "rebuilding the index of %s: its end (position %" PRIu64
                             ") does not match the log", s->dir, applied);
         if ((rc = drop_index(txn, s)) < 0)

@@ -22,18 +22,23 @@
  *      transactions of SCAV_TXN_EVENTS events, each holding the
  *      committer's role (appends wait for one transaction at most).
  *   4. rename(<seg>.evslog.scav, <seg>.evslog), fsync of log/.
- *   5. This handle maps the new file over the old map, in place
- *      (map_new_file): the old file's blocks are free at once. Other
- *      processes keep the map they have (the old file, which has every
- *      record): consistent for reads; their evs_verify maps the new file
- *      first (evs__scav_refresh), as its walk must match the index.
+ *   5. This handle maps the new file beside the old map and swaps the
+ *      segment's map pointer (map_new_file); the old map is unmapped (and
+ *      the old file's blocks freed) once no iterator that began before the
+ *      swap is alive (evs__maps_pin), so what a reader decodes never
+ *      changes under it. Other processes keep the map they have (the old
+ *      file, which has every record): consistent for reads; their
+ *      evs_verify maps the new file first (evs__scav_refresh), as its walk
+ *      must match the index.
  *   6. <dir>/scavenge says "segment N done".
  *
  * Between 2 and 6 the index and the log may disagree (the index has lost
  * entries of records still in the old file, or still holds entries of
  * records the new file dropped). A read-write open that finds a pending
- * segment (evs__scav_open) deletes the index, which is then rebuilt from
- * the log -- whichever file the log has, old or new, is a valid log. A
+ * segment (evs__scav_open) has recovery empty the index in place, in one
+ * transaction, and rebuild it from the log -- whichever file the log has,
+ * old or new, is a valid log; read-only handles of other processes see
+ * the rebuilt index as they see any commit. A
  * scavenge resumes after the last segment done; the file is removed when
  * a scavenge completes.
  */
@@ -52,6 +57,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 /* Index entries of at most this many removed events per transaction: the
  * committer's role (and with it the appends) is held that long. */
@@ -63,10 +69,15 @@
  *   0      8    magic "EVSSCAV\0"
  *   8      4    format (u32 LE) = 1
  *   12     4    done: the last segment finished (u32 LE; segments up to it
- *               are not examined again by a resumed scavenge)
+ *               are not examined again by a resumed scavenge of the same
+ *               plan)
  *   16     4    pending: the segment whose index entries and file are
  *               being changed (u32 LE), 0 = none
- *   20     8    reserved, zero
+ *   20     8    plan: a hash of the plan the segments up to `done` were
+ *               scavenged under (u64 LE, plan_hash; never 0, and 0 in a
+ *               file of a version that did not write it): a scavenge
+ *               resumes only under the same plan, and starts at segment 1
+ *               under another
  *   28     4    CRC32C of bytes 0..27
  */
 #define PROG_SIZE 32u
@@ -74,7 +85,27 @@
 
 typedef struct prog {
     uint32_t done, pending;
+    uint64_t plan;
 } prog;
+
+/* The plan's identity: a hash of every entry (names and rules, the
+ * versions and times they were computed from); never 0. */
+static uint64_t plan_hash(const evs__scavenge_plan *plan)
+{
+    uint64_t h = 0; /* chained: each part hashed with the previous hash as seed */
+    for (size_t i = 0; i < plan->nstreams; i++) {
+        const evs__scavenge_stream *e = &plan->streams[i];
+        uint8_t b[32];
+        h = XXH3_64bits_withSeed(e->tenant, strlen(e->tenant) + 1, h);
+        h = XXH3_64bits_withSeed(e->stream, strlen(e->stream) + 1, h);
+        evs__put_le64(b, (uint64_t)(e->drop_all != 0));
+        evs__put_le64(b + 8, (uint64_t)e->keep_from);
+        evs__put_le64(b + 16, (uint64_t)e->expire_before);
+        evs__put_le64(b + 24, (uint64_t)e->last_version);
+        h = XXH3_64bits_withSeed(b, sizeof(b), h);
+    }
+    return h ? h : 1;
+}
 
 /* Test hooks (tests/test_scavenge.c): EVS_DEBUG_SCAVENGE_KILL=N makes the
  * process SIGKILL itself at the Nth step of a scavenge (after each write
@@ -121,6 +152,7 @@ static int prog_read(const char *dir, prog *p)
         return 0;
     p->done = evs__get_le32(b + 12);
     p->pending = evs__get_le32(b + 16);
+    p->plan = evs__get_le64(b + 20);
     return 1;
 }
 
@@ -133,6 +165,7 @@ static EVS_MUST_USE int prog_write(const char *dir, const prog *p)
     evs__put_le32(b + 8, 1);
     evs__put_le32(b + 12, p->done);
     evs__put_le32(b + 16, p->pending);
+    evs__put_le64(b + 20, p->plan);
     evs__put_le32(b + 28, evs__crc32c(b, 28));
     snprintf(path, sizeof(path), "%s/" PROG_NAME, dir);
     snprintf(tmp, sizeof(tmp), "%s/" PROG_NAME ".tmp", dir);
@@ -168,7 +201,6 @@ static EVS_MUST_USE int prog_remove(const char *dir)
 int evs__scav_open(evs__emb *s, evs__trust *t)
 {
     char path[4096];
-    int rc;
     /* an unfinished rewrite (step 1): never used */
     snprintf(path, sizeof(path), "%s/log", s->dir);
     DIR *d = opendir(path);
@@ -185,71 +217,160 @@ int evs__scav_open(evs__emb *s, evs__trust *t)
         closedir(d);
     }
     prog p;
+    (void)t;
     if (!prog_read(s->dir, &p) || p.pending == 0)
         return 0;
-    /* Stopped between steps 2 and 6: the index is deleted (durably) before
-     * the progress file forgets the pending segment, so that a crash in
-     * between cannot leave a trusted index that disagrees with the log. */
-    if ((rc = evs__env_prepare(s->dir, "index", 1)) < 0)
-        return rc;
+    /* Stopped between steps 2 and 6: recovery empties the index in place
+     * and rebuilds it from the log (evs__recover: s->scav_pending). In
+     * place, not in new files: a read-only handle of another process that
+     * has the index open (a follower) sees the rebuilt index, as it sees
+     * every commit, instead of reading a deleted file forever. The
+     * progress file forgets the segment only once the rebuilt index is
+     * committed (evs__scav_recovered): a crash in between drops it again.
+     * (An index that is not trusted is deleted and rebuilt anyway.) */
+    s->scav_pending = p.pending;
     evs__emb_notice(s, "a scavenge of %s stopped while it changed log segment %u and its "
                     "index entries: the index is rebuilt from the log", s->dir, p.pending);
-    p.pending = 0;
-    if ((rc = prog_write(s->dir, &p)) < 0)
-        return rc;
-    t->index_trusted = 0;
-    snprintf(t->why, sizeof(t->why), "a scavenge stopped while it changed log segment %u",
-             p.pending);
     return 0;
+}
+
+int evs__scav_recovered(evs__emb *s)
+{
+    prog p;
+    if (!s->scav_pending || !prog_read(s->dir, &p) || p.pending == 0) {
+        s->scav_pending = 0;
+        return 0;
+    }
+    p.pending = 0;
+    int rc = prog_write(s->dir, &p);
+    if (rc == 0)
+        s->scav_pending = 0;
+    return rc;
 }
 
 typedef struct retired {
     uint8_t *map;
+    uint64_t gen; /* the generation it was replaced in */
     struct retired *next;
 } retired;
 
-/*
- * Make segment no's map show the file fd (the new file, whose surviving
- * records are at the same offsets as in the old one). In place: the new
- * file is mapped over the old map's address (MAP_FIXED, one atomic
- * replacement in the kernel), so a pointer a reader holds into a
- * surviving record stays valid and reads the same bytes, and the old
- * file, no longer mapped here, frees its blocks at once (if no other
- * process maps it). Only the records removed read as zeros from then on:
- * events the plan made eligible, which the rules hide already and whose
- * index entries are gone. Should the replacement fail, the old file is
- * mapped back in place (old_fd) and the new one beside it, the old map
- * kept until close (retired). old_fd -1: not in place, beside (a
- * read-only handle: evs__scav_refresh).
- */
-static void map_new_file(evs__emb *s, uint32_t no, int fd, int old_fd)
+/* Unmap the maps of list r (taken off s->scav_retired). */
+static void unmap_list(evs__emb *s, retired *r)
 {
-    uint8_t *old = atomic_load(&s->segs[no - 1].map);
-    if (old && old_fd >= 0) {
-        if (mmap(old, s->seg_size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) == old)
-            return;
-        (void)mmap(old, s->seg_size, PROT_READ, MAP_SHARED | MAP_FIXED, old_fd, 0);
-    }
-    void *nm = mmap(NULL, s->seg_size, PROT_READ, MAP_SHARED, fd, 0);
-    retired *r = nm != MAP_FAILED ? malloc(sizeof(*r)) : NULL;
-    if (r) {
-        r->map = atomic_exchange(&s->segs[no - 1].map, (uint8_t *)nm);
-        r->next = s->scav_retired;
-        s->scav_retired = r;
-    } else if (nm != MAP_FAILED) {
-        munmap(nm, s->seg_size); /* the old map stays: the same surviving bytes */
-    }
-}
-
-void evs__scav_close(evs__emb *s)
-{
-    retired *r = s->scav_retired;
     while (r) {
         retired *next = r->next;
         munmap(r->map, s->seg_size);
         free(r);
         r = next;
     }
+}
+
+/* Take off s->scav_retired the maps no live reader can point into: those
+ * replaced in a generation older than every live reader's. Caller holds
+ * maps_lock; the caller unmaps the list returned, outside it. */
+static retired *reclaimable(evs__emb *s)
+{
+    if (!s->scav_retired)
+        return NULL;
+    uint64_t oldest = s->map_nreaders ? s->map_readers[0].gen : UINT64_MAX;
+    /* the committer's idempotency check (writer.c) reads stored records
+     * through the maps without pinning: while it is busy, nothing goes (a
+     * group that starts later reads the maps replacing these) */
+    pthread_mutex_lock(&s->qlock);
+    int busy = s->busy;
+    pthread_mutex_unlock(&s->qlock);
+    if (busy)
+        return NULL;
+    retired *out = NULL, **pp = (retired **)&s->scav_retired;
+    while (*pp) {
+        retired *r = *pp;
+        if (r->gen < oldest) {
+            *pp = r->next;
+            r->next = out;
+            out = r;
+        } else {
+            pp = &r->next;
+        }
+    }
+    return out;
+}
+
+uint64_t evs__maps_pin(evs__emb *s)
+{
+    pthread_mutex_lock(&s->maps_lock);
+    size_t n = s->map_nreaders;
+    uint64_t gen = s->map_gen;
+    if (n > 0 && (s->map_readers[n - 1].gen == gen ||
+                  n == sizeof(s->map_readers) / sizeof(s->map_readers[0]))) {
+        /* the table full: counted with the newest generation there, which
+         * is older, so that its maps are kept longer, never shorter */
+        gen = s->map_readers[n - 1].gen;
+        s->map_readers[n - 1].n++;
+    } else {
+        s->map_readers[n].gen = gen;
+        s->map_readers[n].n = 1;
+        s->map_nreaders = n + 1;
+    }
+    pthread_mutex_unlock(&s->maps_lock);
+    return gen;
+}
+
+void evs__maps_unpin(evs__emb *s, uint64_t gen)
+{
+    retired *free_now = NULL;
+    pthread_mutex_lock(&s->maps_lock);
+    for (size_t i = 0; i < s->map_nreaders; i++) {
+        if (s->map_readers[i].gen != gen)
+            continue;
+        if (--s->map_readers[i].n == 0) {
+            memmove(&s->map_readers[i], &s->map_readers[i + 1],
+                    (s->map_nreaders - i - 1) * sizeof(s->map_readers[0]));
+            s->map_nreaders--;
+        }
+        /* also when the oldest generation did not end here: an earlier
+         * attempt may have met a busy committer */
+        free_now = reclaimable(s);
+        break;
+    }
+    pthread_mutex_unlock(&s->maps_lock);
+    unmap_list(s, free_now);
+}
+
+/*
+ * Make segment no's map show the file fd (the new file, whose surviving
+ * records are at the same offsets as in the old one). Beside the old map:
+ * the new file is mapped at a new address and the segment's map pointer
+ * swapped atomically, in a new generation of the maps; the old map stays
+ * mapped until no reader pinned in an older generation is alive
+ * (evs__maps_pin: an iterator that may hold pointers into it or read an
+ * index entry of a removed record from an older snapshot), so what a
+ * reader decodes never changes under it. The old file's blocks are free
+ * once its map is gone (and no other process maps it): at once when no
+ * read is under way. Should the new map fail, the old one stays (the same
+ * surviving bytes; the removed records too, whose index entries are gone).
+ */
+static void map_new_file(evs__emb *s, uint32_t no, int fd)
+{
+    void *nm = mmap(NULL, s->seg_size, PROT_READ, MAP_SHARED, fd, 0);
+    retired *r = nm != MAP_FAILED ? malloc(sizeof(*r)) : NULL;
+    if (!r) {
+        if (nm != MAP_FAILED)
+            munmap(nm, s->seg_size);
+        return;
+    }
+    pthread_mutex_lock(&s->maps_lock);
+    r->map = atomic_exchange(&s->segs[no - 1].map, (uint8_t *)nm);
+    r->gen = s->map_gen++;
+    r->next = s->scav_retired;
+    s->scav_retired = r;
+    retired *free_now = reclaimable(s);
+    pthread_mutex_unlock(&s->maps_lock);
+    unmap_list(s, free_now);
+}
+
+void evs__scav_close(evs__emb *s)
+{
+    unmap_list(s, s->scav_retired);
     s->scav_retired = NULL;
 }
 
@@ -565,7 +686,7 @@ static EVS_MUST_USE int rewrite(scav *c, uint32_t no, const uint8_t *m, prog *p)
 {
     evs__emb *s = c->s;
     char path[4096 + 32], tmp[4096 + 40], logdir[4096];
-    int rc = 0, fd = -1, old_fd = -1;
+    int rc = 0, fd = -1;
     snprintf(logdir, sizeof(logdir), "%s/log", s->dir);
     snprintf(path, sizeof(path), "%s/%016" PRIx32 ".evslog", logdir, no);
     snprintf(tmp, sizeof(tmp), "%s.scav", path);
@@ -582,6 +703,9 @@ static EVS_MUST_USE int rewrite(scav *c, uint32_t no, const uint8_t *m, prog *p)
     memcpy(h, m, sizeof(h));
     evs__put_le32(h + EVS_SEG_OFF_FLAGS, evs__get_le32(h + EVS_SEG_OFF_FLAGS) |
                                              EVS_SEG_FLAG_SCAVENGED);
+    /* a new header for new content: an incremental backup reuses its copy
+     * of a sealed segment only when the headers are equal (backup.c) */
+    evs__put_le32(h + EVS_SEG_OFF_SCAV_GEN, evs__get_le32(h + EVS_SEG_OFF_SCAV_GEN) + 1);
     evs__put_le32(h + 60, evs__crc32c(h, 60));
     if (ftruncate(fd, (off_t)s->seg_size) != 0) {
         rc = io_err(errno, "size", tmp);
@@ -638,8 +762,6 @@ static EVS_MUST_USE int rewrite(scav *c, uint32_t no, const uint8_t *m, prog *p)
         evs__set_error_text(keep_msg);
         goto fail;
     }
-    /* the old file, to map back should the new one fail to map in place */
-    old_fd = rc == 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
     if (rc == 0 && rename(tmp, path) != 0)
         rc = io_err(errno, "rename", tmp);
     if (rc == 0 && fsync(s->dir_fd_log) != 0)
@@ -652,12 +774,10 @@ static EVS_MUST_USE int rewrite(scav *c, uint32_t no, const uint8_t *m, prog *p)
     }
     step();
     /* 5. this handle reads the new file from now on */
-    map_new_file(s, no, fd, old_fd);
+    map_new_file(s, no, fd);
     pthread_mutex_unlock(&s->scav_lock);
     close(fd);
     fd = -1;
-    close(old_fd);
-    old_fd = -1;
 
     /* 6. done */
     p->done = no;
@@ -673,8 +793,6 @@ static EVS_MUST_USE int rewrite(scav *c, uint32_t no, const uint8_t *m, prog *p)
 fail:
     if (fd >= 0)
         close(fd);
-    if (old_fd >= 0)
-        close(old_fd);
     /* the old file stays; when pending was written, it stays too (the next
      * open rebuilds the index, and this handle scavenges no more) */
     unlink(tmp);
@@ -709,8 +827,16 @@ int evs__emb_scavenge(evs_scavenge_result *out, evs_db *db, const evs__scavenge_
     c.s = s;
     c.plan = plan;
     c.out = out;
-    prog p = {0, 0};
+    prog p = {0, 0, 0};
     (void)prog_read(s->dir, &p);
+    /* resume only the same plan: under another (new rules, a stream that
+     * grew, time that passed), segments done before may hold events this
+     * plan removes; start at segment 1 (a segment with nothing to remove
+     * is only read) */
+    uint64_t h = plan_hash(plan);
+    if (p.plan != h)
+        p.done = 0;
+    p.plan = h;
     if (p.pending) {
         /* an open clears it: this process's own scavenge failed half-way */
         pthread_mutex_unlock(&s->scav_run);
@@ -758,8 +884,19 @@ int evs__emb_scavenge(evs_scavenge_result *out, evs_db *db, const evs__scavenge_
         if (plan->progress)
             plan->progress(plan->ctx, done, total);
     }
-    if (rc == 0)
-        rc = prog_remove(s->dir);
+    if (rc == 0 || p.pending == 0) {
+        /* complete; or failed with nothing pending (a full disk, damage):
+         * the next scavenge starts at segment 1, not after segments done
+         * (when pending is set, the next open rebuilds the index, and
+         * resuming the same plan then is sound) */
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s", evs_last_error());
+        int rrc = prog_remove(s->dir);
+        if (rc == 0)
+            rc = rrc;
+        else
+            evs__set_error_text(msg);
+    }
     pthread_mutex_unlock(&s->scav_run);
     free(c.drops);
     return rc;
@@ -770,7 +907,7 @@ int evs__emb_scavenge(evs_scavenge_result *out, evs_db *db, const evs__scavenge_
 const uint8_t *evs__scav_refresh(evs__emb *s, uint32_t no)
 {
     const uint8_t *m = evs__seg_map(s, no);
-    if (!m || !s->readonly || evs__seg_scavenged(m))
+    if (!m || !s->readonly)
         return m;
     char path[4096 + 32];
     uint8_t h[EVS_SEG_HEADER_SIZE];
@@ -779,10 +916,12 @@ const uint8_t *evs__scav_refresh(evs__emb *s, uint32_t no)
     if (fd < 0)
         return m;
     struct stat st;
+    /* the file has another header than the map: rewritten (again) since */
     if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) && evs__seg_scavenged(h) &&
+        memcmp(h, m, sizeof(h)) != 0 &&
         evs__get_le32(h + 60) == evs__crc32c(h, 60) && fstat(fd, &st) == 0 &&
         (uint64_t)st.st_size == s->seg_size) {
-        map_new_file(s, no, fd, -1);
+        map_new_file(s, no, fd);
         m = evs__seg_map(s, no);
     }
     close(fd);

@@ -294,6 +294,7 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
     pthread_mutex_init(&s->map_lock, NULL);
     pthread_mutex_init(&s->scav_run, NULL);
     pthread_mutex_init(&s->scav_lock, NULL);
+    pthread_mutex_init(&s->maps_lock, NULL);
     pthread_mutex_init(&s->prep_lock, NULL);
     pthread_cond_init(&s->prep_cond, NULL);
     s->prep_fd = -1;
@@ -388,7 +389,7 @@ int evs__embedded_open(evs_db **out, const char *path, const evs_open_options *o
         evs__clear_error();
     }
     if (!readonly) {
-        if ((rc = evs__recover(s, &trust)) < 0 ||
+        if ((rc = evs__recover(s, &trust)) < 0 || (rc = evs__scav_recovered(s)) < 0 ||
             (rc = evs__state_write(path, 1, atomic_load(&s->head))) < 0)
             goto fail;
         /* recovered without MDB_WRITEMAP; the writer's environment has it
@@ -485,6 +486,7 @@ static int emb_close(evs_db *db)
     pthread_mutex_destroy(&s->map_lock);
     pthread_mutex_destroy(&s->scav_run);
     pthread_mutex_destroy(&s->scav_lock);
+    pthread_mutex_destroy(&s->maps_lock);
     pthread_mutex_destroy(&s->prep_lock);
     pthread_cond_destroy(&s->prep_cond);
     pthread_cond_destroy(&s->sync_cond);
@@ -541,6 +543,8 @@ typedef struct emb_iter {
     int in_gate;         /* inside s->idx_gate (until the read's setup ends) */
     int live;            /* txn holds a snapshot (0: reset, renew to read) */
     uint64_t gen;        /* the gate's generation the cursors are valid in */
+    uint64_t map_gen;    /* the segment maps' generation pinned (evs__maps_pin):
+                            the events handed out point into the maps */
     uint64_t renewed_ns; /* when txn's snapshot was taken */
     uint32_t since;      /* entries read since */
     int reseek;          /* the cursor must re-seek last_key */
@@ -606,8 +610,10 @@ static EVS_MUST_USE int iter_new(emb_iter **out, evs__emb *s, uint64_t limit)
     it->base.db = &s->base;
     it->s = s;
     it->left = limit ? limit : UINT64_MAX;
+    it->map_gen = evs__maps_pin(s);
     int rc = evs__rtxn_begin(s, &it->txn);
     if (rc < 0) {
+        evs__maps_unpin(s, it->map_gen);
         free(it);
         return rc;
     }
@@ -618,6 +624,7 @@ static EVS_MUST_USE int iter_new(emb_iter **out, evs__emb *s, uint64_t limit)
     uint64_t loc;
     if ((rc = evs__idx_applied_get(it->txn, s, &it->snap_head, &loc)) < 0) {
         evs__rtxn_end(s, it->txn);
+        evs__maps_unpin(s, it->map_gen);
         free(it);
         return rc;
     }
@@ -1063,6 +1070,7 @@ static void emb_iter_free(evs_iter *base)
     if (it->txn)
         mdb_txn_abort(it->txn);
     free((void *)it->tags);
+    evs__maps_unpin(it->s, it->map_gen);
     free(it);
 }
 
