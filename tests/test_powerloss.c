@@ -80,15 +80,23 @@
  * taken as durable; a missing fsync of that parent after creating the
  * store is reported as a failure of its own.
  *
+ * A second test, test_powerloss_scavenge (issue 17), runs the same
+ * machinery on another workload, an embedded scavenge with appends beside
+ * it, with checks of its own: its comment, "A power loss during a
+ * scavenge", below.
+ *
  * Variables: EVS_TEST_SEED replays a run (states and workload choices);
- * EVS_POWERLOSS_STATES overrides the number of states (default 300);
+ * EVS_POWERLOSS_STATES overrides the number of states (default 300;
+ * test_powerloss_scavenge: every key point twice and 30 more);
  * EVS_POWERLOSS_VERBOSE=1 prints every state; EVS_TEST_KEEP=1 keeps the
  * scratch directory (the journal, and a copy of the first failed states);
  * EVS_POWERLOSS_ONLY=i builds and checks state i only and keeps it;
  * EVS_POWERLOSS_SELFTEST=1 makes the model forget the log's fdatasyncs, so
  * that the run must report lost acknowledged events (a check of the
- * checks). `test_powerloss --check JOURNAL DIR POINT` runs the checks of
- * one kept state in the foreground (for gdb); `--dump JOURNAL` prints it.
+ * checks). `test_powerloss NAME` runs test NAME only. `test_powerloss
+ * --check JOURNAL DIR POINT` runs the checks of one kept state in the
+ * foreground (for gdb; --check-scavenge for the scavenge's); `--dump
+ * JOURNAL` prints it.
  *
  * Replaying: the seed fixes the workload's choices and which states are
  * drawn, but the journal itself depends on thread timing (group commits,
@@ -96,6 +104,7 @@
  * than replayed.
  */
 #include "testutil.h"
+#include "core/backend.h"
 #include "iorec/iorec.h"
 
 #include <dirent.h>
@@ -182,10 +191,17 @@ static size_t ev_tags(const char **out, uint32_t n)
 #define DATA_CAP 7200
 static size_t ev_data(char *buf, uint32_t n)
 {
+    static const char abc[] = "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz";
     size_t pad = (size_t)((n * 7919u) % 7000u), k, j;
     k = (size_t)snprintf(buf, DATA_CAP, "{\"n\":%u,\"p\":\"", n);
-    for (j = 0; j < pad; j++)
-        buf[k++] = (char)('a' + (n + j) % 26);
+    /* 'a' + (n + j) % 26 for each j, 26 at a time (the checks call this
+     * for every event they compare) */
+    for (j = 0; j < pad;) {
+        size_t m = pad - j < 26 ? pad - j : 26;
+        memcpy(buf + k, abc + (n + j) % 26, m);
+        k += m;
+        j += m;
+    }
     buf[k++] = '"';
     buf[k++] = '}';
     buf[k] = '\0';
@@ -223,6 +239,11 @@ static size_t snap_data(char *buf, size_t cap, unsigned t, unsigned s, int64_t v
 {
     return (size_t)snprintf(buf, cap, "{\"t\":%u,\"s\":%u,\"v\":%" PRId64 "}", t, s, v);
 }
+
+/* The scavenge workload's marks (test_powerloss_scavenge, below): the plan
+ * it hands the scavenge, just before the call, and what it returned. */
+#define PLAN_MAGIC 0x314e4c50u  /* "PLN1" */
+#define SCRES_MAGIC 0x31524353u /* "SCR1" */
 
 /* ------------------------------------------------------------------ */
 /* The workload (child process, under the shim)                         */
@@ -564,7 +585,7 @@ static int history_build(char *err, size_t errcap)
             ack_hdr h;
             ack_ev ev;
             memcpy(&h, ops[i].data, sizeof(h)); /* the journal is not aligned */
-            if (h.magic == SNAP_MAGIC)
+            if (h.magic != ACK_MAGIC)
                 continue;
             for (uint32_t j = 0; j < h.nev && j < 64 && ops[i].len >= sizeof(h) +
                                      (j + 1) * sizeof(ev); j++) {
@@ -590,6 +611,8 @@ static int history_build(char *err, size_t errcap)
                 snap_saved[m.tenant][m.stream] = 1;
             continue;
         }
+        if (h.magic == PLAN_MAGIC || h.magic == SCRES_MAGIC)
+            continue; /* the scavenge workload's plan and result */
         if (h.magic != ACK_MAGIC || h.nev == 0 || h.nev > 64 ||
             ops[i].len != sizeof(h) + h.nev * sizeof(ack_ev)) {
             snprintf(err, errcap, "mark at op %zu is malformed", i);
@@ -1557,8 +1580,8 @@ static void replay_free(unsigned char *map, size_t maplen)
     ws_root = keep_dir = NULL;
 }
 
-static int run_workload(const char *journal, const char *root, const char *dir,
-                        uint64_t seed, const char *boot)
+static int run_workload(const char *flag, const char *journal, const char *root,
+                        const char *dir, uint64_t seed, const char *boot)
 {
     pid_t pid = fork();
     if (pid == 0) {
@@ -1574,7 +1597,7 @@ static int run_workload(const char *journal, const char *root, const char *dir,
         snprintf(abuf, sizeof(abuf), "%s%sverify_asan_link_order=0", ao ? ao : "",
                  ao && *ao ? ":" : "");
         setenv("ASAN_OPTIONS", abuf, 1);
-        execl(self_path, self_path, "--workload", dir, s, (char *)NULL);
+        execl(self_path, self_path, flag, dir, s, (char *)NULL);
         _exit(127);
     }
     int st;
@@ -1649,15 +1672,68 @@ static const char *op_name(int o)
     }
 }
 
-static void test_powerloss(void **state)
+/* A power-loss test: its workload (this program with flag), the crash
+ * points it draws from the journal, and the checks of one state. */
+typedef struct pl_test {
+    const char *name;          /* for messages and the seed */
+    const char *flag;          /* the workload: --workload, --workload-scavenge */
+    unsigned default_states;   /* 0: the points function decides */
+    /* After the history is built: 0, or -1 with a message printed. */
+    int (*prepare)(uint64_t seed);
+    /* The crash points (malloc'd, *npts of them), for nstates states;
+     * first_mark: the journal's first mark. */
+    point *(*points)(size_t *npts, unsigned nstates, size_t first_mark, tu_rng *rng);
+    /* In the parent before state pi is checked (may be NULL). */
+    void (*before_state)(size_t pi, int power, tu_rng *rng);
+    /* The checks of one state (a forked child): the number of failures. */
+    int (*check)(const char *dir, size_t k);
+    /* More summary lines (may be NULL). */
+    void (*report)(void);
+} pl_test;
+
+/* Crash points of the append workload: before and after every sync, and
+ * inside write runs, from the first acknowledgement on; the state after
+ * the clean close among them. */
+static point *points_appends(size_t *npts_out, unsigned nstates, size_t first_mark,
+                             tu_rng *rng)
 {
-    (void)state;
-    TU_EMBEDDED_ONLY("power loss of the embedded store's files");
-    uint64_t seed = tu_seed("test_powerloss");
+    size_t ncand = 0;
+    size_t *cand = malloc((nops * 2 + 2) * sizeof(*cand));
+    for (size_t i = first_mark; i < nops; i++) {
+        if (ops[i].op == IOREC_FSYNC || ops[i].op == IOREC_DIRSYNC) {
+            cand[ncand++] = i;
+            cand[ncand++] = i + 1;
+        } else if (ops[i].op == IOREC_WRITE && i + 1 < nops && ops[i + 1].op == IOREC_WRITE &&
+                   !((ops[i].flags & ops[i + 1].flags & IOREC_F_MAP) &&
+                     ops[i].ino == ops[i + 1].ino)) {
+            /* Not inside the pages one snapshot found changed in a mapped
+             * file: the page cache held them all at once, so a process
+             * crash cannot split them, and a power loss after them keeps
+             * any subset anyway. */
+            cand[ncand++] = i + 1;
+        }
+    }
+    cand[ncand++] = nops;
+    point *pts = malloc((nstates + 1) * sizeof(*pts));
+    size_t npts = 0;
+    pts[npts++] = (point){nops, 1}; /* after the clean close: must all be there */
+    for (unsigned i = 1; i < nstates; i++)
+        pts[npts++] = (point){cand[tu_rng_range(rng, 0, ncand - 1)],
+                              tu_rng_range(rng, 0, 4) != 0};
+    free(cand);
+    *npts_out = npts;
+    return pts;
+}
+
+static void powerloss_run(const pl_test *t)
+{
+    uint64_t seed = tu_seed(t->name);
+    nkinds = 0; /* the summary by kind is per test */
+    memset(snap_saved, 0, sizeof(snap_saved));
     tu_rng rng;
     tu_rng_init(&rng, seed);
     const char *e = getenv("EVS_POWERLOSS_STATES");
-    unsigned nstates = e && *e ? (unsigned)strtoul(e, NULL, 10) : DEFAULT_STATES;
+    unsigned nstates = e && *e ? (unsigned)strtoul(e, NULL, 10) : t->default_states;
     int verbose = getenv("EVS_POWERLOSS_VERBOSE") != NULL;
     int keep = getenv("EVS_TEST_KEEP") != NULL;
     /* EVS_POWERLOSS_SELFTEST=1: the model forgets the log's fdatasyncs, so
@@ -1691,9 +1767,9 @@ static void test_powerloss(void **state)
     evs_uuid_generate(&bu);
     evs_uuid_format(wboot, &bu);
 
-    int wrc = run_workload(journal, ws_root, dir, seed, wboot);
+    int wrc = run_workload(t->flag, journal, ws_root, dir, seed, wboot);
     if (wrc != 0)
-        print_error("test_powerloss: seed=%" PRIu64 ": the workload failed (exit %d)\n", seed,
+        print_error("%s: seed=%" PRIu64 ": the workload failed (exit %d)\n", t->name, seed,
                     wrc);
     assert_int_equal(wrc, 0);
     int64_t t_wl = tu_now_us();
@@ -1704,9 +1780,10 @@ static void test_powerloss(void **state)
     char err[512] = "";
     int hrc = history_build(err, sizeof(err));
     if (hrc != 0)
-        print_error("test_powerloss: seed=%" PRIu64 ": %s\n", seed, err);
+        print_error("%s: seed=%" PRIu64 ": %s\n", t->name, seed, err);
     assert_int_equal(hrc, 0);
     assert_true(hist_n > 0);
+    assert_int_equal(t->prepare ? t->prepare(seed) : 0, 0);
     keep_tree(ws_root);
 
     unsigned failures = 0, model_failures = 0;
@@ -1749,36 +1826,14 @@ static void test_powerloss(void **state)
                     "as durable)\n", seed, mkdir_at);
         model_failures++;
     }
-    print_message("test_powerloss: journal %zu ops (%zu writes, %zu of them through a map; "
+    print_message("%s: journal %zu ops (%zu writes, %zu of them through a map; "
                   "%zu file syncs, %zu partial msyncs not counted as syncs, %zu dir syncs, "
                   "%zu segment renames), %" PRIu64 " events acknowledged, workload %.1f s\n",
-                  nops, nwrite, nmapw, nsync, nmsyncr, ndsync, segs, hist_n,
+                  t->name, nops, nwrite, nmapw, nsync, nmsyncr, ndsync, segs, hist_n,
                   (double)(t_wl - t0) / 1e6);
 
-    /* Crash points: before and after every sync, and inside write runs. */
-    size_t ncand = 0;
-    size_t *cand = malloc((nops * 2 + 2) * sizeof(*cand));
-    for (size_t i = first_mark; i < nops; i++) {
-        if (ops[i].op == IOREC_FSYNC || ops[i].op == IOREC_DIRSYNC) {
-            cand[ncand++] = i;
-            cand[ncand++] = i + 1;
-        } else if (ops[i].op == IOREC_WRITE && i + 1 < nops && ops[i + 1].op == IOREC_WRITE &&
-                   !((ops[i].flags & ops[i + 1].flags & IOREC_F_MAP) &&
-                     ops[i].ino == ops[i + 1].ino)) {
-            /* Not inside the pages one snapshot found changed in a mapped
-             * file: the page cache held them all at once, so a process
-             * crash cannot split them, and a power loss after them keeps
-             * any subset anyway. */
-            cand[ncand++] = i + 1;
-        }
-    }
-    cand[ncand++] = nops;
-    point *pts = malloc((nstates + 1) * sizeof(*pts));
     size_t npts = 0;
-    pts[npts++] = (point){nops, 1}; /* after the clean close: must all be there */
-    for (unsigned i = 1; i < nstates; i++)
-        pts[npts++] = (point){cand[tu_rng_range(&rng, 0, ncand - 1)],
-                              tu_rng_range(&rng, 0, 4) != 0};
+    point *pts = t->points(&npts, nstates, first_mark, &rng);
     qsort(pts, npts, sizeof(*pts), cmp_point);
 
     /* Replay, materialising each state as its point comes. */
@@ -1859,12 +1914,22 @@ static void test_powerloss(void **state)
         chk_first[0] = '\0';
         *chk_index = 0;
         chk_power = power;
+        if (t->before_state)
+            t->before_state(pi, power, &srng);
         pid_t pid = fork();
         if (pid == 0) {
+            /* A crash of the check is reported by the parent as one (not
+             * caught by cmocka's handlers, which would run the rest of the
+             * tests in this child). */
+            signal(SIGSEGV, SIG_DFL);
+            signal(SIGBUS, SIG_DFL);
+            signal(SIGILL, SIG_DFL);
+            signal(SIGFPE, SIG_DFL);
+            signal(SIGABRT, SIG_DFL);
             setenv("EVS_DEBUG_BOOT_ID", bootbuf, 1);
             alarm(STATE_TIMEOUT_S);
             chk_failed = 0;
-            int n = check_state(dir, k);
+            int n = t->check(dir, k);
             if (n && !verbose)
                 fprintf(stderr, "    state: %s\n", desc);
             _exit(!chk_opened ? 2 : n ? 1 : 0);
@@ -1911,28 +1976,30 @@ static void test_powerloss(void **state)
             /* Build it again, unopened, for a post-mortem. */
             tu_rng_init(&srng, sseed);
             materialise(k, power, &srng, desc, sizeof(desc));
-            print_message("test_powerloss: state %ld is in %s (EVS_DEBUG_BOOT_ID=%s): %s\n",
+            print_message("%s: state %ld is in %s (EVS_DEBUG_BOOT_ID=%s): %s\n", t->name,
                           only, dir, bootbuf, desc);
             break;
         }
     }
-    print_message("test_powerloss: seed=%" PRIu64 ": %u states built (%u power loss, %u "
+    print_message("%s: seed=%" PRIu64 ": %u states built (%u power loss, %u "
                   "process crash), %u opened, %u compared, %u failed; %u model failure(s); "
-                  "%.1f s\n", seed, built, npower, built - npower, opened, compared, failures,
-                  model_failures, (double)(tu_now_us() - t0) / 1e6);
+                  "%.1f s\n", t->name, seed, built, npower, built - npower, opened, compared,
+                  failures, model_failures, (double)(tu_now_us() - t0) / 1e6);
 
-    print_message("test_powerloss: the open kept / rebuilt the index / found none: power "
-                  "loss %u/%u/%u, process crash %u/%u/%u\n", idx_seen[1][1], idx_seen[1][2],
-                  idx_seen[1][0], idx_seen[0][1], idx_seen[0][2], idx_seen[0][0]);
+    print_message("%s: the open kept / rebuilt the index / found none: power "
+                  "loss %u/%u/%u, process crash %u/%u/%u\n", t->name, idx_seen[1][1],
+                  idx_seen[1][2], idx_seen[1][0], idx_seen[0][1], idx_seen[0][2],
+                  idx_seen[0][0]);
     if (!selftest)
         for (unsigned i = 0; i < nkinds; i++)
-            print_message("test_powerloss: %u state(s) failed with: %s\n      first: %s\n",
+            print_message("%s: %u state(s) failed with: %s\n      first: %s\n", t->name,
                           kinds[i].n, kinds[i].key, kinds[i].example);
+    if (t->report)
+        t->report();
     if (!keep && only < 0)
         tu_rmrf(tmp);
     else
-        print_message("test_powerloss: kept %s\n", tmp);
-    free(cand);
+        print_message("%s: kept %s\n", t->name, tmp);
     free(pts);
     free(dir);
     free(journal);
@@ -1940,7 +2007,7 @@ static void test_powerloss(void **state)
     replay_free(map, maplen);
     if (selftest) {
         /* The model lost the log's syncs: the checks must have noticed. */
-        print_message("test_powerloss: self-test: %u failed states (some expected)\n",
+        print_message("%s: self-test: %u failed states (some expected)\n", t->name,
                       failures);
         assert_true(failures > 0);
         return;
@@ -1948,10 +2015,832 @@ static void test_powerloss(void **state)
     assert_int_equal(failures + model_failures, 0);
 }
 
+static void test_powerloss(void **state)
+{
+    (void)state;
+    TU_EMBEDDED_ONLY("power loss of the embedded store's files");
+    static const pl_test t = {"test_powerloss", "--workload", DEFAULT_STATES, NULL,
+                              points_appends, NULL, check_state, NULL};
+    powerloss_run(&t);
+}
+
+/* ------------------------------------------------------------------ */
+/* A power loss during a scavenge (issue 17)                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * test_powerloss_scavenge: the machinery above with another workload and
+ * other checks. The child appends events (the vocabulary above, each
+ * recorded_at SC_T0 + its number) to six streams of two tenants across
+ * several 1 MiB segments, closes and reopens the store, then runs the
+ * embedded scavenge (the backend entry with a hand-made plan, as
+ * tests/test_scavenge.c does, so that which events are eligible is known
+ * exactly) while a thread appends to three of the streams, two of them in
+ * the plan (the plan's progress callback waits for two of its appends
+ * after each segment, so appends fall between the segments as well as
+ * inside their steps); then a few appends and a clean close. Index
+ * transactions of SC_TXN events (EVS_DEBUG_SCAVENGE_TXN), so that step 3
+ * of a segment spans several. The plan, in a mark just before the call:
+ * all but the last event of stream 0, versions below a half of stream 1
+ * and below two thirds of stream 4, events recorded before stream 2's
+ * version at two thirds, stream 3 in the plan with nothing eligible,
+ * stream 5 not in it.
+ *
+ * Crash points, from the plan's mark to the end of the journal: every
+ * "key" point, before and after each operation but a write on the
+ * scavenge's files (the .evslog.scav temporary, the progress file and its
+ * temporary) and each rename, unlink and directory sync, is checked both
+ * as a process crash and as a power loss (one draw); the other points
+ * (the appends' syncs, inside write runs) are drawn, SC_MORE_STATES of
+ * them. When the key points alone are more than the number of states
+ * asked (EVS_POWERLOSS_STATES), a sample of them is checked. A process
+ * crash where the journal's index may be torn is checked as a power loss
+ * instead (sc_taint_build says why): so the states of a process crash in
+ * the middle of step 3 (the index partly updated) are not among them;
+ * tests/test_scavenge.c kills a scavenge at each of its index
+ * transactions for those.
+ *
+ * Each state (in a third of them, first a read-only open, which may
+ * refuse: what it shows is right and holds every non-eligible event up to
+ * its head): the read-write open succeeds; it leaves no segment pending
+ * and no temporary segment file; the head is acknowledged (or later) and
+ * ends an append; evs_read_log, every stream, and a DCB query per tenant
+ * return every non-eligible event up to the head at its position with its
+ * content (an eligible one may be there or not, and is right when there),
+ * and the streams' versions; evs_verify is clean and counts exactly the
+ * records read; a second scavenge with the plan succeeds, every
+ * non-eligible event is still there and no eligible one is left before
+ * the last segment; an append gets position head+1; after a reopen
+ * evs_verify is clean and counts the records left. `test_powerloss
+ * --check-scavenge JOURNAL DIR POINT` runs these checks on a kept state.
+ */
+
+#define SC_NSTREAMS 6
+#define SC_T0 INT64_C(1700000000000000) /* recorded_at = SC_T0 + n, in µs */
+/* The setup appends about this much: five sealed segments and a sixth. */
+#define SC_LOG_BYTES (5u * SEGMENT_SIZE + SEGMENT_SIZE / 4)
+#define SC_TXN "16"
+#define SC_MAX_APPENDS 150 /* by the thread during the scavenge */
+/* States: every key point twice, and this many drawn among the others
+ * (EVS_POWERLOSS_STATES sets the total instead). */
+#define SC_MORE_STATES 30
+/* Each stream's tenant (an index into tenants[]). */
+static const uint8_t sc_tenant[SC_NSTREAMS] = {0, 0, 0, 0, 1, 1};
+
+typedef struct plan_ent {
+    uint16_t stream; /* stream index; its tenant is sc_tenant[stream] */
+    uint16_t drop_all;
+    uint32_t pad;
+    int64_t keep_from, expire_before, last_version;
+} plan_ent;
+typedef struct plan_mark {
+    uint32_t magic, n;
+    plan_ent e[SC_NSTREAMS];
+} plan_mark;
+typedef struct scres_mark {
+    uint32_t magic, appends; /* the thread's appends during the scavenge */
+    evs_scavenge_result r;
+} scres_mark;
+
+static evs__scavenge_stream sc_plan_v[SC_NSTREAMS];
+static char sc_names[SC_NSTREAMS][64];
+static evs__scavenge_plan sc_plan;
+
+static int cmp_bytes(const char *a, const char *b)
+{
+    size_t al = strlen(a), bl = strlen(b);
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c ? c : (al > bl) - (al < bl);
+}
+static int cmp_plan_ent(const void *a, const void *b)
+{
+    const evs__scavenge_stream *x = a, *y = b;
+    int c = cmp_bytes(x->tenant, y->tenant);
+    return c ? c : cmp_bytes(x->stream, y->stream);
+}
+
+/* The plan of a plan mark (sorted as evs__scavenge_find wants it). */
+static void sc_plan_build(const plan_mark *pm)
+{
+    memset(&sc_plan, 0, sizeof(sc_plan));
+    for (uint32_t i = 0; i < pm->n && i < SC_NSTREAMS; i++) {
+        const plan_ent *e = &pm->e[i];
+        stream_name(sc_names[i], sizeof(sc_names[i]), e->stream);
+        sc_plan_v[i] = (evs__scavenge_stream){tenants[sc_tenant[e->stream % SC_NSTREAMS]],
+                                              sc_names[i], e->drop_all, e->keep_from,
+                                              e->expire_before, e->last_version};
+    }
+    qsort(sc_plan_v, pm->n, sizeof(sc_plan_v[0]), cmp_plan_ent);
+    sc_plan.streams = sc_plan_v;
+    sc_plan.nstreams = pm->n;
+}
+
+/* Does the plan make event e eligible? */
+static int sc_elig_ev(const ack_ev *e)
+{
+    if (e->kind != K_STREAM)
+        return 0;
+    char sn[64];
+    stream_name(sn, sizeof(sn), e->stream);
+    const char *t = tenants[e->tenant];
+    return evs__scavenge_drop(evs__scavenge_find(&sc_plan, t, strlen(t), sn, strlen(sn)),
+                              e->version, SC_T0 + (int64_t)e->n);
+}
+
+/* ---- the workload (child process, under the shim) ---- */
+
+static int64_t sc_ver[SC_NSTREAMS];
+static uint32_t sc_n2[8192]; /* stream 2: the event number of each version */
+static uint64_t sc_bytes;
+static _Atomic unsigned sc_appends;
+static _Atomic int sc_stop;
+static uint64_t sc_seed;
+
+/* Append cnt events to stream si (its exact expected version); marks them
+ * once acknowledged. */
+static int sc_append(evs_db *db, unsigned si, size_t cnt)
+{
+    part_buf pb;
+    char name[64];
+    fill_part(&pb, cnt);
+    for (size_t i = 0; i < cnt; i++) {
+        pb.ev[i].recorded_at = SC_T0 + (int64_t)pb.n[i];
+        sc_bytes += pb.ev[i].data_len + 160;
+    }
+    stream_name(name, sizeof(name), si);
+    evs_append_result res;
+    int rc = evs_append(&res, db, tenants[sc_tenant[si]], name,
+                        sc_ver[si] < 0 ? EVS_NO_STREAM : sc_ver[si], pb.ev, cnt);
+    if (rc != 0) {
+        wl_fail("append", rc);
+        return rc;
+    }
+    _Alignas(8) unsigned char mbuf[sizeof(ack_hdr) + 5 * sizeof(ack_ev)];
+    ack_hdr *h = (ack_hdr *)mbuf;
+    ack_ev *ev = (ack_ev *)(mbuf + sizeof(ack_hdr));
+    for (size_t i = 0; i < cnt; i++) {
+        ev[i] = (ack_ev){0};
+        ev[i].position = res.first_position + i;
+        ev[i].version = res.first_version + (int64_t)i;
+        ev[i].n = pb.n[i];
+        ev[i].stream = (uint16_t)si;
+        ev[i].tenant = sc_tenant[si];
+        ev[i].kind = K_STREAM;
+        if (si == 2 && ev[i].version >= 0 &&
+            ev[i].version < (int64_t)(sizeof(sc_n2) / sizeof(sc_n2[0])))
+            sc_n2[ev[i].version] = pb.n[i];
+    }
+    h->magic = ACK_MAGIC;
+    h->nev = (uint32_t)cnt;
+    wl_mark(mbuf, sizeof(ack_hdr) + cnt * sizeof(ack_ev));
+    sc_ver[si] = res.stream_version;
+    return 0;
+}
+
+static void sleep_ms(long ms)
+{
+    nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL);
+}
+
+/* During the scavenge: appends to streams 1 and 4 (in the plan, nothing
+ * new eligible) and 5 (not in it), one every millisecond or so. */
+static void *sc_appender(void *p)
+{
+    evs_db *db = p;
+    tu_rng rng;
+    static const unsigned si[3] = {1, 4, 5};
+    tu_rng_init(&rng, sc_seed ^ 0xa99e);
+    while (!atomic_load(&sc_stop) && !atomic_load(&wl_failed) &&
+           atomic_load(&sc_appends) < SC_MAX_APPENDS) {
+        if (sc_append(db, si[tu_rng_range(&rng, 0, 2)], (size_t)tu_rng_range(&rng, 1, 3)) != 0)
+            break;
+        atomic_fetch_add(&sc_appends, 1);
+        sleep_ms(1);
+    }
+    return NULL;
+}
+
+/* After each segment: let the thread append twice (at most 2 s). */
+static void sc_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    (void)ctx;
+    (void)done;
+    (void)total;
+    unsigned want = atomic_load(&sc_appends) + 2;
+    for (int i = 0; i < 2000 && atomic_load(&sc_appends) < want &&
+                    atomic_load(&sc_appends) < SC_MAX_APPENDS && !atomic_load(&wl_failed);
+         i++)
+        sleep_ms(1);
+}
+
+static int workload_scavenge_main(const char *dir, uint64_t seed)
+{
+    wl_mark = (mark_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "evs_iorec_mark");
+    if (!wl_mark) {
+        fprintf(stderr, "workload: evs_iorec_mark not found: is the shim preloaded?\n");
+        return 2;
+    }
+    sc_seed = seed;
+    tu_rng rng;
+    tu_rng_init(&rng, seed ^ 0x5ca7);
+    for (unsigned i = 0; i < SC_NSTREAMS; i++)
+        sc_ver[i] = -1;
+    evs_db *db;
+    if (wl_open(&db, dir) != 0)
+        return 1;
+    while (sc_bytes < SC_LOG_BYTES && !wl_failed)
+        if (sc_append(db, (unsigned)tu_rng_range(&rng, 0, SC_NSTREAMS - 1),
+                      (size_t)tu_rng_range(&rng, 1, 5)) != 0)
+            return 1;
+    if (evs_close(db) != 0 || wl_open(&db, dir) != 0)
+        return 1;
+    for (unsigned i = 0; i < SC_NSTREAMS; i++)
+        if (sc_ver[i] < 6) {
+            fprintf(stderr, "workload: stream %u has only %" PRId64 " versions\n", i,
+                    sc_ver[i] + 1);
+            return 1;
+        }
+    if (sc_ver[2] >= (int64_t)(sizeof(sc_n2) / sizeof(sc_n2[0]))) {
+        fprintf(stderr, "workload: stream 2 is too long for sc_n2\n");
+        return 1;
+    }
+    plan_mark pm;
+    memset(&pm, 0, sizeof(pm));
+    pm.magic = PLAN_MAGIC;
+    /* stream, drop_all, pad, keep_from, expire_before, last_version */
+    pm.e[pm.n++] = (plan_ent){0, 0, 0, sc_ver[0], 0, sc_ver[0]}; /* all but the last */
+    pm.e[pm.n++] = (plan_ent){1, 0, 0, sc_ver[1] / 2, 0, sc_ver[1]};
+    pm.e[pm.n++] = (plan_ent){2, 0, 0, 0, SC_T0 + (int64_t)sc_n2[2 * sc_ver[2] / 3], sc_ver[2]};
+    pm.e[pm.n++] = (plan_ent){3, 0, 0, 0, 0, sc_ver[3]}; /* nothing eligible */
+    pm.e[pm.n++] = (plan_ent){4, 0, 0, 2 * sc_ver[4] / 3, 0, sc_ver[4]};
+    wl_mark(&pm, sizeof(pm));
+    sc_plan_build(&pm);
+    sc_plan.progress = sc_progress;
+    setenv("EVS_DEBUG_SCAVENGE_TXN", SC_TXN, 1);
+    pthread_t th;
+    if (pthread_create(&th, NULL, sc_appender, db) != 0)
+        return 1;
+    for (int i = 0; i < 2000 && atomic_load(&sc_appends) < 2 && !wl_failed; i++)
+        sleep_ms(1); /* the thread is appending when the scavenge starts */
+    scres_mark m;
+    memset(&m, 0, sizeof(m));
+    int rc = db->ops->scavenge(&m.r, db, &sc_plan);
+    atomic_store(&sc_stop, 1);
+    pthread_join(th, NULL);
+    if (rc != 0) {
+        wl_fail("scavenge", rc);
+        return 1;
+    }
+    m.magic = SCRES_MAGIC;
+    m.appends = atomic_load(&sc_appends);
+    wl_mark(&m, sizeof(m));
+    for (int i = 0; i < 4 && !wl_failed; i++)
+        if (sc_append(db, (unsigned)tu_rng_range(&rng, 0, SC_NSTREAMS - 1), 2) != 0)
+            return 1;
+    if (evs_close(db) != 0)
+        return 1;
+    return wl_failed ? 1 : 0;
+}
+
+/* ---- the parent: the plan, the eligible events, the crash points ---- */
+
+static size_t sc_plan_op; /* the plan's mark in ops */
+static uint8_t *sc_elig;  /* by position: the plan makes it eligible */
+static scres_mark sc_res;
+
+static int sc_prepare(uint64_t seed)
+{
+    int have_plan = 0, have_res = 0;
+    for (size_t i = 0; i < nops; i++) {
+        if (ops[i].op != IOREC_MARK || ops[i].len < 4)
+            continue;
+        uint32_t magic;
+        memcpy(&magic, ops[i].data, 4);
+        if (magic == PLAN_MAGIC && ops[i].len == sizeof(plan_mark) && !have_plan) {
+            plan_mark pm;
+            memcpy(&pm, ops[i].data, sizeof(pm));
+            sc_plan_build(&pm);
+            sc_plan_op = i;
+            have_plan = 1;
+        } else if (magic == SCRES_MAGIC && ops[i].len == sizeof(scres_mark)) {
+            memcpy(&sc_res, ops[i].data, sizeof(sc_res));
+            have_res = 1;
+        }
+    }
+    if (!have_plan || !have_res) {
+        print_error("test_powerloss_scavenge: seed=%" PRIu64 ": the journal has no %s mark\n",
+                    seed, have_plan ? "result" : "plan");
+        return -1;
+    }
+    free(sc_elig);
+    sc_elig = calloc(hist_n + 2, 1);
+    uint64_t nelig = 0;
+    for (uint64_t p = 1; p <= hist_n; p++)
+        nelig += sc_elig[p] = (uint8_t)sc_elig_ev(&hist[p].e);
+    print_message("test_powerloss_scavenge: %" PRIu64 " events, %" PRIu64 " eligible; the "
+                  "scavenge removed %" PRIu64 " from %" PRIu64 " of %" PRIu64 " segments, "
+                  "%" PRIu64 " -> %" PRIu64 " bytes, with %u appends beside it\n", hist_n,
+                  nelig, sc_res.r.events_removed, sc_res.r.segments_rewritten,
+                  sc_res.r.segments_examined, sc_res.r.bytes_before, sc_res.r.bytes_after,
+                  sc_res.appends);
+    /* The workload must have exercised what this test is about. */
+    if (sc_res.r.segments_rewritten < 4 || sc_res.r.events_removed == 0 || sc_res.appends < 2) {
+        print_error("test_powerloss_scavenge: seed=%" PRIu64 ": the workload's scavenge "
+                    "rewrote %" PRIu64 " segments (4 or more expected) with %u appends beside "
+                    "it (2 or more expected)\n", seed, sc_res.r.segments_rewritten,
+                    sc_res.appends);
+        return -1;
+    }
+    return 0;
+}
+
+/* An operation on the scavenge's own files, or one that changes a
+ * directory: the points around it are key. */
+static int sc_key_op(const op *o)
+{
+    if (o->op == IOREC_RENAME || o->op == IOREC_UNLINK || o->op == IOREC_DIRSYNC)
+        return 1;
+    if (o->op == IOREC_WRITE || o->op == IOREC_MARK)
+        return 0; /* the temporaries' writes: drawn among the others */
+    return strstr(o->path, ".evslog.scav") || is_base(o->path, "scavenge") ||
+           is_base(o->path, "scavenge.tmp");
+}
+
+static unsigned sc_nkey, sc_key_checked, sc_tainted;
+
+/*
+ * Process-crash states the journal cannot give faithfully. The shim takes
+ * the index's pages at snapshot points (tests/iorec/iorec.c), and a
+ * snapshot holds a consistent index only because no writer can finish two
+ * commits during one scan: the appends' writer stops at its next log
+ * write. The scavenge's index transactions (step 3) write no log between
+ * them, so a snapshot that the appending thread takes during step 3 may
+ * pair a meta page with data pages of later commits: an index no real
+ * process crash leaves (LMDB's pages are all in the page cache at once).
+ * Such a state lasts until the scavenge's own next sync after its rename
+ * (a snapshot while no scavenge transaction runs). Marks, by op index k,
+ * the crash points in those spans: from the first index page taken inside
+ * a step 3 to that sync. Those points are checked as power losses (whose
+ * index is never trusted), never as process crashes.
+ */
+static uint8_t *sc_taint;
+
+static void sc_taint_build(void)
+{
+    int st = 0, tainted = 0;
+    size_t from = 0;
+    free(sc_taint);
+    sc_taint = calloc(nops + 2, 1);
+    for (size_t i = sc_plan_op; i < nops; i++) {
+        const op *o = &ops[i];
+        int prog = o->op == IOREC_WRITE && is_base(o->path, "scavenge.tmp") && o->data &&
+                   o->off == 0 && o->len >= 20;
+        uint32_t pend = prog ? (uint32_t)o->data[16] | (uint32_t)o->data[17] << 8 |
+                                   (uint32_t)o->data[18] << 16 | (uint32_t)o->data[19] << 24
+                             : 0;
+        int idx_page = o->op == IOREC_WRITE && (o->flags & IOREC_F_MAP) &&
+                       is_base(o->path, "data.mdb") && strstr(o->path, "index/") != NULL;
+        if (st == 0 && prog && pend) {
+            st = 1; /* step 2 */
+        } else if (st == 1 && o->op == IOREC_DIRSYNC) {
+            st = 2; /* step 2 durable: step 3 may begin */
+            tainted = 0;
+        } else if (st == 2 && idx_page && !tainted) {
+            tainted = 1;
+            from = i + 1;
+        } else if (st == 2 && o->op == IOREC_RENAME && strstr(o->path, ".evslog.scav")) {
+            st = 3; /* step 4: the transactions are over */
+        } else if ((st == 3 && (o->op == IOREC_FSYNC || o->op == IOREC_DIRSYNC)) ||
+                   (st == 2 && prog)) {
+            for (size_t k = from; tainted && k <= i + 1; k++)
+                sc_taint[k] = 1;
+            st = 0;
+        }
+    }
+    for (size_t k = from; st >= 2 && tainted && k <= nops; k++)
+        sc_taint[k] = 1;
+}
+
+static point *sc_points(size_t *npts_out, unsigned nstates, size_t first_mark, tu_rng *rng)
+{
+    (void)first_mark;
+    size_t nkey = 0, noth = 0;
+    sc_taint_build();
+    sc_tainted = 0;
+    size_t *key = malloc((nops * 2 + 2) * sizeof(*key));
+    size_t *oth = malloc((nops * 2 + 2) * sizeof(*oth));
+    for (size_t i = sc_plan_op; i < nops; i++) {
+        if (sc_key_op(&ops[i])) {
+            if (nkey == 0 || key[nkey - 1] != i)
+                key[nkey++] = i;
+            key[nkey++] = i + 1;
+        } else if (ops[i].op == IOREC_FSYNC) {
+            oth[noth++] = i; /* the appends' syncs */
+            oth[noth++] = i + 1;
+        } else if (ops[i].op == IOREC_WRITE && i + 1 < nops && ops[i + 1].op == IOREC_WRITE &&
+                   !((ops[i].flags & ops[i + 1].flags & IOREC_F_MAP) &&
+                     ops[i].ino == ops[i + 1].ino)) {
+            oth[noth++] = i + 1; /* as points_appends: not inside one map snapshot */
+        }
+    }
+    if (nkey == 0 || key[nkey - 1] != nops)
+        key[nkey++] = nops; /* after the clean close */
+    if (nstates == 0)
+        nstates = (unsigned)(2 * nkey + SC_MORE_STATES);
+    point *pts = malloc((2 * nkey + nstates + 2) * sizeof(*pts));
+    size_t npts = 0;
+    sc_nkey = (unsigned)nkey;
+    if (2 * nkey <= nstates) {
+        for (size_t i = 0; i < nkey; i++) {
+            pts[npts++] = (point){key[i], 0};
+            pts[npts++] = (point){key[i], 1};
+        }
+        sc_key_checked = (unsigned)nkey;
+        while (npts < nstates && noth > 0)
+            pts[npts++] = (point){oth[tu_rng_range(rng, 0, noth - 1)],
+                                  tu_rng_range(rng, 0, 3) != 0};
+    } else {
+        /* a sample of the key points, each in one of its two kinds */
+        for (size_t i = 0; i < nkey && npts < nstates; i++) {
+            size_t j = i + (size_t)tu_rng_range(rng, 0, nkey - 1 - i);
+            size_t x = key[i];
+            key[i] = key[j];
+            key[j] = x;
+            pts[npts++] = (point){key[i], (int)(tu_rng_next(rng) & 1)};
+        }
+        sc_key_checked = (unsigned)npts;
+    }
+    for (size_t i = 0; i < npts; i++)
+        if (!pts[i].power && sc_taint[pts[i].k]) {
+            pts[i].power = 1;
+            sc_tainted++;
+        }
+    free(key);
+    free(oth);
+    *npts_out = npts;
+    return pts;
+}
+
+/* ---- the checks of one state ---- */
+
+static int sc_chk_ro;           /* this state: a read-only open first */
+static unsigned sc_seen_pending[2], sc_seen_temp[2], sc_states[2]; /* [power] */
+
+/* The progress file's pending segment: -1 when there is no valid file. */
+static long sc_pending(const char *dir)
+{
+    char path[4096];
+    unsigned char b[32];
+    snprintf(path, sizeof(path), "%s/scavenge", dir);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, b, sizeof(b));
+    close(fd);
+    if (n != (ssize_t)sizeof(b) || memcmp(b, "EVSSCAV", 8) != 0)
+        return -1;
+    return (long)((uint32_t)b[16] | (uint32_t)b[17] << 8 | (uint32_t)b[18] << 16 |
+                  (uint32_t)b[19] << 24);
+}
+
+/* log/: the number of temporary segment files (*.evslog.scav), and the
+ * first position of the last segment that starts at or before head (an
+ * empty segment after it does not seal it: the scavenge leaves that one
+ * alone), 0 if none. */
+static unsigned sc_log_scan(const char *dir, uint64_t head, uint64_t *last_first)
+{
+    char path[4096];
+    unsigned temps = 0;
+    char best[64] = "";
+    snprintf(path, sizeof(path), "%s/log", dir);
+    DIR *d = opendir(path);
+    struct dirent *de;
+    *last_first = 0;
+    if (!d)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len > 5 && strcmp(de->d_name + len - 5, ".scav") == 0) {
+            temps++;
+            continue;
+        }
+        if (len != 16 + 7 || strcmp(de->d_name + 16, ".evslog") != 0)
+            continue;
+        char f[4096 + 64];
+        unsigned char h[64];
+        snprintf(f, sizeof(f), "%s/%s", path, de->d_name);
+        int fd = open(f, O_RDONLY);
+        if (fd < 0)
+            continue;
+        ssize_t n = pread(fd, h, sizeof(h), 0);
+        close(fd);
+        if (n != (ssize_t)sizeof(h))
+            continue;
+        uint64_t first = 0;
+        for (int i = 7; i >= 0; i--)
+            first = first << 8 | h[32 + i];
+        if (first <= head && strcmp(de->d_name, best) > 0) {
+            snprintf(best, sizeof(best), "%s", de->d_name);
+            *last_first = first;
+        }
+    }
+    closedir(d);
+    return temps;
+}
+
+/*
+ * A read (got, in order) against the history's positions up to upto that
+ * pred selects: each event read is one of them, with its content; each
+ * non-eligible one is there. Returns how many (eligible) ones were not
+ * read, or -1 after a failure.
+ */
+static long sc_compare(const char *what, const tu_events *got, ev_pred pred, const void *ctx,
+                       uint64_t upto)
+{
+    size_t j = 0;
+    long missing = 0;
+    for (uint64_t p = 1; p <= upto; p++) {
+        if (!pred(&hist[p].e, ctx))
+            continue;
+        if (j < got->n && got->v[j].position == p) {
+            const char *d = event_diff(&got->v[j], p);
+            if (!*d && got->v[j].recorded_at != SC_T0 + (int64_t)hist[p].e.n)
+                d = "another recorded_at";
+            if (*d) {
+                chk_fail("%s: position %" PRIu64 " (%s): %s", what, p,
+                         sc_elig[p] ? "eligible" : "not eligible", d);
+                return -1;
+            }
+            j++;
+        } else if (!sc_elig[p]) {
+            char sn[64];
+            stream_name(sn, sizeof(sn), hist[p].e.stream);
+            chk_fail("%s: position %" PRIu64 " (stream %s of tenant \"%s\", version %" PRId64
+                     ", not eligible) is missing", what, p, sn, tenants[hist[p].e.tenant],
+                     hist[p].e.version);
+            return -1;
+        } else {
+            missing++;
+        }
+    }
+    if (j != got->n) {
+        chk_fail("%s: %zu events read, the one at %" PRIu64 " unexpected there (%zu matched "
+                 "the history up to %" PRIu64 ")", what, got->n, got->v[j].position, j, upto);
+        return -1;
+    }
+    return missing;
+}
+
+static int sc_read_log(tu_events *got, evs_db *db)
+{
+    evs_iter *it = NULL;
+    tu_events_clear(got);
+    int rc = evs_read_log(&it, db, 0, 0);
+    if (rc == 0) {
+        rc = tu_collect(got, it);
+        evs_iter_free(it);
+    }
+    return rc;
+}
+
+static int sc_verify(evs_db *db, const char *when, uint64_t want)
+{
+    unsigned problems = 0;
+    uint64_t checked = 0;
+    int rc = evs_verify(&checked, db, verify_cb, &problems);
+    if (rc != 0 || problems != 0) {
+        chk_fail("evs_verify %s: %s, %u problem(s)", when, tu_errname(rc), problems);
+        return -1;
+    }
+    if (checked != want) {
+        chk_fail("evs_verify %s checked %" PRIu64 " records, %" PRIu64 " expected (the "
+                 "events read)", when, checked, want);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_scav_state(const char *dir, size_t k)
+{
+    uint64_t acked = acked_before[k], head = 0, last_first = 0;
+    int all = -1, rc;
+    long pending = sc_pending(dir), missing = 0;
+    evs_db *db = NULL;
+    tu_events got = {0};
+    char path[4096], what[160];
+    struct stat ist;
+    ino_t ino_before = 0;
+    snprintf(path, sizeof(path), "%s/index/data.mdb", dir);
+    if (stat(path, &ist) == 0)
+        ino_before = ist.st_ino;
+    if (sc_chk_ro) {
+        /* It may refuse; what it shows must be right. */
+        evs_open_options ro = EVS_OPEN_OPTIONS_INIT;
+        ro.flags = EVS_OPEN_READONLY;
+        rc = evs_open(&db, dir, &ro);
+        if (rc != 0 && rc != EVS_ECORRUPT) {
+            chk_fail("read-only open: %s (EVS_ECORRUPT or success expected): %s",
+                     tu_errname(rc), evs_last_error());
+        } else if (rc == 0) {
+            uint64_t h = 0;
+            if ((rc = evs_head_position(&h, db, NULL)) != 0)
+                chk_fail("read-only open: evs_head_position: %s", tu_errname(rc));
+            else if (h < acked || h > hist_n)
+                chk_fail("read-only open shows head %" PRIu64 " but %" PRIu64 " was "
+                         "acknowledged (and %" PRIu64 " ever written)", h, acked, hist_n);
+            else if ((rc = sc_read_log(&got, db)) != 0)
+                chk_fail("read-only open: evs_read_log: %s: %s", tu_errname(rc),
+                         evs_last_error());
+            else
+                (void)sc_compare("read-only evs_read_log", &got, pred_tenant, &all, h);
+            evs_close(db);
+        }
+        db = NULL;
+    }
+    rc = chk_open(&db, dir);
+    if (rc != 0) {
+        chk_fail("read-write open failed: %s: %s", tu_errname(rc), evs_last_error());
+        goto out_free;
+    }
+    chk_opened = 1;
+    /* (for the summary only: an index rebuilt in place keeps its inode) */
+    if (ino_before && chk_index)
+        *chk_index = stat(path, &ist) == 0 && ist.st_ino == ino_before ? 1 : 2;
+    long p2 = sc_pending(dir);
+    if (p2 > 0)
+        chk_fail("after the open the progress file still says segment %ld pending (before "
+                 "it: %ld)", p2, pending);
+    if ((rc = evs_head_position(&head, db, NULL)) != 0) {
+        chk_fail("evs_head_position: %s", tu_errname(rc));
+        goto out;
+    }
+    if (sc_log_scan(dir, head, &last_first) != 0)
+        chk_fail("a temporary segment file (*.evslog.scav) is left after the open");
+    if (head < acked || head > hist_n) {
+        chk_fail("head %" PRIu64 ", but %" PRIu64 " was acknowledged and %" PRIu64 " ever "
+                 "written", head, acked, hist_n);
+        goto out;
+    }
+    if (head > 0 && hist[head].append_last != head)
+        chk_fail("head %" PRIu64 " is inside an append (which ends at %" PRIu64 ")", head,
+                 hist[head].append_last);
+    /* The log, every stream, a query per tenant. */
+    if ((rc = sc_read_log(&got, db)) != 0) {
+        chk_fail("evs_read_log: %s: %s", tu_errname(rc), evs_last_error());
+        goto out;
+    }
+    if ((missing = sc_compare("evs_read_log", &got, pred_tenant, &all, head)) < 0)
+        goto out;
+    for (unsigned si = 0; si < SC_NSTREAMS; si++) {
+        stream_key sk = {sc_tenant[si], si};
+        char sn[64];
+        stream_name(sn, sizeof(sn), si);
+        snprintf(what, sizeof(what), "stream %s of tenant \"%s\"", sn, tenants[sc_tenant[si]]);
+        tu_events_clear(&got);
+        rc = tu_read_stream(&got, db, tenants[sc_tenant[si]], sn, 0, EVS_FORWARD, 0);
+        if (rc != 0)
+            chk_fail("%s: read failed: %s: %s", what, tu_errname(rc), evs_last_error());
+        else
+            (void)sc_compare(what, &got, pred_stream, &sk, head);
+        int64_t v = -2, wv = -1;
+        for (uint64_t p = head; p >= 1 && wv < 0; p--)
+            if (pred_stream(&hist[p].e, &sk))
+                wv = hist[p].e.version;
+        if ((rc = evs_stream_version(&v, db, tenants[sc_tenant[si]], sn)) != 0 || v != wv)
+            chk_fail("%s: evs_stream_version %s, %" PRId64 " instead of %" PRId64, what,
+                     tu_errname(rc), v, wv);
+    }
+    for (int t = 0; t < 2; t++) {
+        /* tenant "": type Deposited; tenant acme: the tag vip */
+        query_model qm = t == 0 ? (query_model){0, 1, 0, -1} : (query_model){1, -1, 8u, -1};
+        const char *qt[1] = {types[1]}, *qg[1] = {tagnames[3]};
+        evs_query_item item = {qt, t == 0 ? 1 : 0, qg, t == 0 ? 0 : 1};
+        evs_query q = {&item, 1};
+        uint64_t marker = 0;
+        snprintf(what, sizeof(what), "query %s of tenant \"%s\"", t == 0 ? "type Deposited" :
+                 "tag vip", tenants[t]);
+        tu_events_clear(&got);
+        rc = tu_read_query(&got, &marker, db, tenants[t], &q, 0, EVS_FORWARD, 0);
+        if (rc != 0)
+            chk_fail("%s: read failed: %s: %s", what, tu_errname(rc), evs_last_error());
+        else
+            (void)sc_compare(what, &got, pred_query, &qm, head);
+    }
+    if (chk_failed || sc_verify(db, "after the open", head - (uint64_t)missing) < 0)
+        goto out;
+    /* A second scavenge completes what the first began. */
+    evs_scavenge_result r;
+    memset(&r, 0, sizeof(r));
+    if ((rc = db->ops->scavenge(&r, db, &sc_plan)) != 0) {
+        chk_fail("a second scavenge failed: %s: %s", tu_errname(rc), evs_last_error());
+        goto out;
+    }
+    if ((rc = sc_read_log(&got, db)) != 0) {
+        chk_fail("evs_read_log after a second scavenge: %s: %s", tu_errname(rc),
+                 evs_last_error());
+        goto out;
+    }
+    if ((missing = sc_compare("evs_read_log after a second scavenge", &got, pred_tenant, &all,
+                              head)) < 0)
+        goto out;
+    for (size_t i = 0; i < got.n; i++)
+        if (sc_elig[got.v[i].position] && got.v[i].position < last_first) {
+            chk_fail("after a second scavenge (%" PRIu64 " removed, %" PRIu64 " segments "
+                     "rewritten, %" PRIu64 " resumed) the eligible event at position %" PRIu64
+                     " is still there, before the last segment (from %" PRIu64 ")",
+                     r.events_removed, r.segments_rewritten, r.segments_resumed,
+                     got.v[i].position, last_first);
+            break;
+        }
+    if (chk_failed)
+        goto out; /* evs_verify after it: below, after a reopen */
+    /* One more append: position head+1 (stream 5 is in no plan). */
+    {
+        stream_key sk = {sc_tenant[5], 5};
+        int64_t wv = -1;
+        for (uint64_t p = head; p >= 1 && wv < 0; p--)
+            if (pred_stream(&hist[p].e, &sk))
+                wv = hist[p].e.version;
+        char sn[64], data[64];
+        stream_name(sn, sizeof(sn), 5);
+        evs_event_data e = {0};
+        e.type = "AfterCrash";
+        e.data = data;
+        e.data_len = (size_t)snprintf(data, sizeof(data), "{\"k\":%zu}", k);
+        evs_uuid_generate(&e.id);
+        evs_append_result ar;
+        rc = evs_append(&ar, db, tenants[sc_tenant[5]], sn, EVS_ANY, &e, 1);
+        if (rc != 0)
+            chk_fail("append after the crash: %s: %s", tu_errname(rc), evs_last_error());
+        else if (ar.first_position != head + 1 || ar.first_version != wv + 1)
+            chk_fail("append after the crash to %s: position %" PRIu64 " version %" PRId64
+                     ", expected %" PRIu64 " and %" PRId64, sn, ar.first_position,
+                     ar.first_version, head + 1, wv + 1);
+    }
+out:
+    if ((rc = evs_close(db)) != 0)
+        chk_fail("close: %s: %s", tu_errname(rc), evs_last_error());
+    db = NULL;
+    if (!chk_failed) {
+        if ((rc = chk_open(&db, dir)) != 0) {
+            chk_fail("reopen after the check failed: %s: %s", tu_errname(rc),
+                     evs_last_error());
+        } else {
+            (void)sc_verify(db, "after a reopen", head + 1 - (uint64_t)missing);
+            if ((rc = evs_close(db)) != 0)
+                chk_fail("close after verify: %s: %s", tu_errname(rc), evs_last_error());
+        }
+    }
+out_free:
+    tu_events_free(&got);
+    return chk_failed;
+}
+
+/* In the parent, the state built: what it holds of the scavenge. */
+static void sc_before_state(size_t pi, int power, tu_rng *rng)
+{
+    (void)rng;
+    char *dir = tu_path_join(ws_root, "db");
+    uint64_t lf;
+    sc_chk_ro = pi % 3 == 1;
+    sc_states[power]++;
+    sc_seen_pending[power] += sc_pending(dir) > 0;
+    sc_seen_temp[power] += sc_log_scan(dir, UINT64_MAX, &lf) > 0;
+    free(dir);
+}
+
+static void sc_report(void)
+{
+    print_message("test_powerloss_scavenge: %u key crash points, %u of them checked (as "
+                  "both a process crash and a power loss when all are); states with a "
+                  "segment pending: %u of %u power loss, %u of %u process crash; with a "
+                  "temporary segment file: %u and %u; %u process-crash points checked as "
+                  "power losses (the journal's index may be torn there: sc_taint_build)\n",
+                  sc_nkey, sc_key_checked, sc_seen_pending[1], sc_states[1],
+                  sc_seen_pending[0], sc_states[0], sc_seen_temp[1], sc_seen_temp[0],
+                  sc_tainted);
+    free(sc_elig);
+    free(sc_taint);
+    sc_elig = NULL;
+    sc_taint = NULL;
+}
+
+static void test_powerloss_scavenge(void **state)
+{
+    (void)state;
+    TU_EMBEDDED_ONLY("power loss of the embedded store's files during its scavenge");
+    static const pl_test t = {"test_powerloss_scavenge", "--workload-scavenge",
+                              0, sc_prepare, sc_points, sc_before_state,
+                              check_scav_state, sc_report};
+    powerloss_run(&t);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--workload") == 0)
         return workload_main(argv[2], strtoull(argv[3], NULL, 10));
+    if (argc == 4 && strcmp(argv[1], "--workload-scavenge") == 0)
+        return workload_scavenge_main(argv[2], strtoull(argv[3], NULL, 10));
     if (argc == 3 && strcmp(argv[1], "--dump") == 0) {
         /* Post-mortem: the journal, one operation a line. */
         unsigned char *map;
@@ -1966,7 +2855,8 @@ int main(int argc, char **argv)
                    ops[i].op == IOREC_WRITE && (ops[i].flags & IOREC_F_MAP) ? " map" : "");
         return 0;
     }
-    if (argc == 5 && strcmp(argv[1], "--check") == 0) {
+    if (argc == 5 && (strcmp(argv[1], "--check") == 0 ||
+                      strcmp(argv[1], "--check-scavenge") == 0)) {
         /* Post-mortem: test_powerloss --check JOURNAL STORE_DIR POINT runs
          * the checks of one state (a kept copy) in this process, against
          * the history of a kept journal; EVS_DEBUG_BOOT_ID as printed. */
@@ -1978,11 +2868,17 @@ int main(int argc, char **argv)
             return 2;
         }
         snprintf(chk_where, sizeof(chk_where), "%s point %s", argv[3], argv[4]);
-        return check_state(argv[3], (size_t)strtoull(argv[4], NULL, 10)) ? 1 : 0;
+        size_t k = (size_t)strtoull(argv[4], NULL, 10);
+        if (strcmp(argv[1], "--check") == 0)
+            return check_state(argv[3], k) ? 1 : 0;
+        return sc_prepare(0) == 0 && check_scav_state(argv[3], k) == 0 ? 0 : 1;
     }
     self_path = realpath("/proc/self/exe", NULL);
+    if (argc == 2)
+        cmocka_set_test_filter(argv[1]); /* one test: its name */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_powerloss),
+        cmocka_unit_test(test_powerloss_scavenge),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(self_path);
