@@ -802,11 +802,6 @@ int evs_append_multi(evs_append_result *out, evs_db *db, const char *tenant,
 /* The shapes lifecycle.c writes and reads back; a restored event that
  * is not in them would make every later read of its stream's metadata
  * (or of the whole tenant, for "$lifecycle") fail with EVS_ECORRUPT. */
-#define RESTORE_META_PREFIX "$$"    /* "$$STREAM": a stream's metadata */
-#define RESTORE_LC_STREAM "$lifecycle" /* a tenant's rule changes */
-#define RESTORE_LC_TYPE "$lifecycle"
-#define RESTORE_LC_FORMAT 1
-#define RESTORE_LC_FIXED 32 /* then the stream's name */
 
 typedef struct restore_meta_walk {
     const char *bad; /* a "$maxCount", "$maxAge" or "$tb" that is not an
@@ -867,20 +862,20 @@ static int restore_check_lc(const evs_stream_append *pa, size_t p, size_t i)
 {
     const evs_event_data *e = &pa->events[i];
     const uint8_t *d = e->data;
-    if (!e->type || strcmp(e->type, RESTORE_LC_TYPE) != 0 ||
-        e->content_type != EVS_CONTENT_BINARY || !d || e->data_len <= RESTORE_LC_FIXED ||
-        e->data_len - RESTORE_LC_FIXED > EVS_MAX_STREAM_LEN)
+    if (!e->type || strcmp(e->type, EVS__LC_TYPE) != 0 ||
+        e->content_type != EVS_CONTENT_BINARY || !d || e->data_len <= EVS__LC_REC_FIXED ||
+        e->data_len - EVS__LC_REC_FIXED > EVS_MAX_STREAM_LEN)
         return evs__err(EVS_EINVAL, "restore_append part %zu: stream %s, event %zu: a "
                         "lifecycle record has type \"%s\" and %d to %d bytes of binary data, "
                         "not type \"%s\" with %zu bytes of %s", p, pa->stream, i,
-                        RESTORE_LC_TYPE, RESTORE_LC_FIXED + 1,
-                        RESTORE_LC_FIXED + EVS_MAX_STREAM_LEN, e->type ? e->type : "(NULL)",
+                        EVS__LC_TYPE, EVS__LC_REC_FIXED + 1,
+                        EVS__LC_REC_FIXED + EVS_MAX_STREAM_LEN, e->type ? e->type : "(NULL)",
                         e->data_len, e->content_type == EVS_CONTENT_BINARY ? "binary" : "JSON");
-    int ok = d[0] == RESTORE_LC_FORMAT;
+    int ok = d[0] == EVS__LC_REC_FORMAT;
     for (int f = 0; ok && f < 3; f++)
         ok = (int64_t)evs__get_le64(d + 8 + 8 * f) >= 0;
-    size_t sl = e->data_len - RESTORE_LC_FIXED;
-    const char *name = (const char *)d + RESTORE_LC_FIXED;
+    size_t sl = e->data_len - EVS__LC_REC_FIXED;
+    const char *name = (const char *)d + EVS__LC_REC_FIXED;
     ok = ok && name[0] != '$' && !memchr(name, '\0', sl);
     if (ok) {
         char s[EVS_MAX_STREAM_LEN + 1];
@@ -892,7 +887,7 @@ static int restore_check_lc(const evs_stream_append *pa, size_t p, size_t i)
         return evs__err(EVS_EINVAL, "restore_append part %zu: stream %s, event %zu: not a "
                         "lifecycle record of format %d (three counts >= 0 and a stream name "
                         "after 8 bytes, as evs_read_log returns them)", p, pa->stream, i,
-                        RESTORE_LC_FORMAT);
+                        EVS__LC_REC_FORMAT);
     return 0;
 }
 
@@ -914,11 +909,11 @@ static int restore_check_types(const evs_stream_append *pa, size_t p)
                             EVS__TOMBSTONE_TYPE, pa->stream ? pa->stream : "no stream",
                             pa->nevents);
         if (strcmp(type, EVS__METADATA_TYPE) == 0 && pa->stream &&
-            strncmp(pa->stream, RESTORE_META_PREFIX, strlen(RESTORE_META_PREFIX)) != 0)
+            strncmp(pa->stream, EVS__META_PREFIX, strlen(EVS__META_PREFIX)) != 0)
             return evs__err(EVS_EINVAL, "restore_append part %zu: event %zu has type \"%s\", "
                             "which only a stream's metadata stream (\"%sSTREAM\") or an event "
                             "of no stream may have, not stream %s", p, i, EVS__METADATA_TYPE,
-                            RESTORE_META_PREFIX, pa->stream);
+                            EVS__META_PREFIX, pa->stream);
     }
     return 0;
 }
@@ -943,14 +938,14 @@ int evs_restore_append(evs_append_result *out, evs_db *db, const char *tenant,
             return rc;
         if (!pa->stream || pa->stream[0] != '$')
             continue;
-        if (strncmp(pa->stream, RESTORE_META_PREFIX, strlen(RESTORE_META_PREFIX)) == 0 &&
-            pa->stream[strlen(RESTORE_META_PREFIX)] != '\0') {
+        if (strncmp(pa->stream, EVS__META_PREFIX, strlen(EVS__META_PREFIX)) == 0 &&
+            pa->stream[strlen(EVS__META_PREFIX)] != '\0') {
             for (size_t i = 0; pa->events && i < pa->nevents; i++)
                 if ((rc = restore_check_meta(pa, p, i)) < 0)
                     return rc;
             continue;
         }
-        if (strcmp(pa->stream, RESTORE_LC_STREAM) == 0) {
+        if (strcmp(pa->stream, EVS__LC_STREAM) == 0) {
             for (size_t i = 0; pa->events && i < pa->nevents; i++)
                 if ((rc = restore_check_lc(pa, p, i)) < 0)
                     return rc;
@@ -963,7 +958,7 @@ int evs_restore_append(evs_append_result *out, evs_db *db, const char *tenant,
                             "but is not a system stream this library knows (only "
                             "\"%sNAME\", checkpoints; \"%sSTREAM\", stream metadata; "
                             "\"%s\", lifecycle records)", p, pa->stream,
-                            EVS__CHECKPOINT_PREFIX, RESTORE_META_PREFIX, RESTORE_LC_STREAM);
+                            EVS__CHECKPOINT_PREFIX, EVS__META_PREFIX, EVS__LC_STREAM);
         if ((rc = evs__checkpoint_stream(stream, sizeof(stream), pa->stream + pl,
                                          "restore_append")) < 0)
             return rc;

@@ -72,6 +72,15 @@ EVS_MUST_USE int evs__checkpoint_stream(char *buf, size_t cap, const char *name,
 /* The type of a stream's metadata events ("$$STREAM") and of the
  * stream-less event that announces a change; refused from callers. */
 #define EVS__METADATA_TYPE "$metadata"
+/* What lifecycle.c stores (docs/DESIGN.md, "Stream lifecycle"), which a
+ * restore (append.c) checks: "$$STREAM" metadata streams, and the
+ * tenant's "$lifecycle" stream of binary records of EVS__LC_REC_FIXED
+ * bytes (byte 0 EVS__LC_REC_FORMAT) followed by the stream's name. */
+#define EVS__META_PREFIX "$$"
+#define EVS__LC_STREAM "$lifecycle"
+#define EVS__LC_TYPE "$lifecycle"
+#define EVS__LC_REC_FORMAT 1
+#define EVS__LC_REC_FIXED 32
 /* Every read of events goes through these: the backend's read, wrapped
  * with the lifecycle filter when the tenant has rules (stream metadata,
  * tombstones), then with the decryption of crypto-shredded events

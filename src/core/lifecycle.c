@@ -31,9 +31,9 @@
 #include <sys/time.h>
 #include <xxhash.h>
 
-#define LC_STREAM "$lifecycle"
-#define LC_TYPE "$lifecycle"
-#define META_PREFIX "$$"
+#define LC_STREAM EVS__LC_STREAM
+#define LC_TYPE EVS__LC_TYPE
+#define META_PREFIX EVS__META_PREFIX
 #define MAX_CUSTOM (64u * 1024u)
 /* the largest $maxCount, $maxAge, $tb: 18 digits, what parse_i64 (and a
  * restore's check) reads back */
@@ -47,8 +47,8 @@
  * says (it is a lower bound then): the cache turns the record's position
  * into the version after the stream's last event before it */
 #define LC_BEFORE_ME 0x2
-#define LC_REC_FORMAT 1
-#define LC_REC_FIXED 32
+#define LC_REC_FORMAT EVS__LC_REC_FORMAT
+#define LC_REC_FIXED EVS__LC_REC_FIXED
 /* retries of a soft delete that lost a race with an append (EVS_ANY) */
 #define DELETE_TRIES 64
 
