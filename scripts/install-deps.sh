@@ -64,6 +64,10 @@ npm_ci() { # npm_ci DIR (relative to the repository)
 npm_deps() {
   # test: the Node client stack of serve_grpc_node (@grpc/grpc-js, proto-loader)
   if [ "$level" = test ]; then npm_ci tests/serve; fi
+  # test: the official KurrentDB Node client of serve_kurrent_node
+  # (@kurrent/kurrentdb-client, with its bundled native bridge), Emmett and
+  # the older @eventstore/db-client of serve_kurrent_emmett
+  if [ "$level" = test ]; then npm_ci tests/kurrent; fi
   # test and bench: Message DB for the messagedb peer of `evs bench`
   # (@eventide/message-db: its SQL and install.sh)
   if [ "$level" = test ] || [ "$level" = bench ]; then npm_ci tools/bench/messagedb; fi

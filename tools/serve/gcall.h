@@ -32,9 +32,18 @@ typedef struct gcall_method {
     int access;            /* SERVE_READ or SERVE_WRITE (API keys) */
 } gcall_method;
 
+/* The methods whose client sends a stream of messages (KurrentDB's
+ * Append), NULL-terminated paths (kurrent.c): their handler runs once the
+ * client half-closes, and req holds every message, each as a 4-byte
+ * little-endian length then its bytes (gcall_next_message); at most
+ * max_message_bytes in all, else the handler runs early with
+ * gcall_truncated 1. */
+extern const char *const serve_client_streaming[];
+
 /* dcb.c, health.c: their methods, NULL-terminated. */
 extern const gcall_method serve_dcb_methods[];
 extern const gcall_method serve_health_methods[];
+extern const gcall_method serve_kurrent_methods[]; /* kurrent.c */
 
 /* gRPC status codes used here (grpc/status.h has the full list). */
 #define GS_OK 0
@@ -85,6 +94,21 @@ void gcall_reply(gcall *c, const ProtobufCMessage *msg);
  * details trailer as umadb.v1.ErrorResponse when error_type >= 0). */
 void gcall_fail(gcall *c, int code, int error_type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Any call: end with status code and message, and trailing metadata:
+ * nkv pairs of ASCII key and value (KurrentDB's "exception" etc.; at most
+ * 4 pairs). */
+void gcall_fail_md(gcall *c, int code, const char *const *kv, size_t nkv, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
+
+/* A client-streaming request (serve_client_streaming): the next of its
+ * messages from offset *pos (start with 0) into msg and mlen; 1 when one
+ * was there, 0 at the end. */
+int gcall_next_message(const uint8_t *req, size_t len, size_t *pos, const uint8_t **msg,
+                       size_t *mlen);
+/* 1 when the client streamed more than max_message_bytes: req holds only
+ * the first messages. */
+int gcall_truncated(gcall *c);
+
 /* Streaming: send one message; once it is on its way (gRPC's flow
  * control took it), `next` runs on a worker. If the call ended
  * meanwhile, it is finished instead and next never runs. */

@@ -74,6 +74,12 @@ struct gcall {
     int has_status_slice;
     grpc_metadata trailer;
     int has_trailer;
+    grpc_metadata trailers[4]; /* gcall_fail_md's */
+    size_t ntrailers;
+    uint8_t *cs_buf;        /* client streaming: the messages so far */
+    size_t cs_len, cs_cap;
+    int cs_truncated;
+    int cs;                 /* the method is client streaming */
     size_t queued;          /* request bytes counted in g->queued_bytes */
     unsigned auth_gen;      /* s->auth_gen when the key was last checked */
     uint64_t park_seen;     /* gcall_park waiting for its headers to go */
@@ -254,6 +260,7 @@ static void call_unref(gcall *c)
         c->free_state(c->state);
     if (c->recv_bb)
         grpc_byte_buffer_destroy(c->recv_bb);
+    free(c->cs_buf);
     grpc_call_details_destroy(&c->details);
     grpc_metadata_array_destroy(&c->md);
     if (c->call)
@@ -297,6 +304,9 @@ static void start_send(gcall *c, grpc_byte_buffer *msg, int code, const char *te
             c->has_trailer = 1;
             ops[n].data.send_status_from_server.trailing_metadata_count = 1;
             ops[n].data.send_status_from_server.trailing_metadata = &c->trailer;
+        } else if (c->ntrailers) {
+            ops[n].data.send_status_from_server.trailing_metadata_count = c->ntrailers;
+            ops[n].data.send_status_from_server.trailing_metadata = c->trailers;
         }
         n++;
     }
@@ -331,6 +341,11 @@ static void send_done(tag *t, int ok)
         grpc_slice_unref(c->trailer.value);
         c->has_trailer = 0;
     }
+    for (size_t i = 0; i < c->ntrailers; i++) {
+        grpc_slice_unref(c->trailers[i].key);
+        grpc_slice_unref(c->trailers[i].value);
+    }
+    c->ntrailers = 0;
     if (c->finishing) {
         /* Unknown methods under one label: a client must not be able to
          * grow /metrics without bound by inventing method names. */
@@ -408,6 +423,55 @@ void gcall_fail(gcall *c, int code, int error_type, const char *fmt, ...)
     start_send(c, NULL, code, text, n ? det : NULL, n);
 }
 
+void gcall_fail_md(gcall *c, int code, const char *const *kv, size_t nkv, const char *fmt,
+                   ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int tn = vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (tn >= (int)sizeof(text)) { /* a whole UTF-8 character, as gcall_fail */
+        size_t l = sizeof(text) - 1;
+        while (l > 0 && ((unsigned char)text[l] & 0xc0) == 0x80)
+            l--;
+        text[l] = 0;
+    }
+    size_t max = sizeof(c->trailers) / sizeof(c->trailers[0]);
+    c->ntrailers = 0;
+    for (size_t i = 0; i < nkv && i < max; i++) {
+        /* A text header value may hold printable ASCII only (gRPC refuses
+         * the whole status otherwise): any other byte (a stream name's
+         * UTF-8) is sent as '?'. */
+        char v[512];
+        size_t l = 0;
+        for (const char *p = kv[2 * i + 1]; *p && l < sizeof(v) - 1; p++)
+            v[l++] = *p >= 0x20 && *p <= 0x7e ? *p : '?';
+        v[l] = 0;
+        c->trailers[i].key = grpc_slice_from_copied_string(kv[2 * i]);
+        c->trailers[i].value = grpc_slice_from_copied_string(v);
+        c->ntrailers++;
+    }
+    start_send(c, NULL, code, text, NULL, 0);
+}
+
+int gcall_next_message(const uint8_t *req, size_t len, size_t *pos, const uint8_t **msg,
+                       size_t *mlen)
+{
+    if (*pos + 4 > len)
+        return 0;
+    const uint8_t *p = req + *pos;
+    size_t l = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+    if (l > len - *pos - 4)
+        return 0;
+    *msg = p + 4;
+    *mlen = l;
+    *pos += 4 + l;
+    return 1;
+}
+
+int gcall_truncated(gcall *c) { return c->cs_truncated; }
+
 static void waiter_wake(serve_waiter *w)
 {
     gcall *c = CONTAINER(w, gcall, w);
@@ -477,9 +541,91 @@ static void run_handler(job *j)
     grpc_slice_unref(sl);
 }
 
+static void run_cs_handler(job *j)
+{
+    gcall *c = CONTAINER(j, gcall, j);
+    c->alloc_budget = DECODE_FACTOR * c->cs_len + ((size_t)1 << 20);
+    c->m->handler(c, c->cs_buf ? c->cs_buf : (const uint8_t *)"", c->cs_len);
+}
+
+/* Client streaming: one more message in (or the end of the stream). */
+static void cs_recv_done(gcall *c, int ok)
+{
+    if (!ok) {
+        gcall_fail(c, GS_INVALID_ARGUMENT, UMA_INVALID_ARGUMENT,
+                   "%s: the call ended before the client finished its messages", c->method);
+        return;
+    }
+    if (c->recv_bb) {
+        grpc_byte_buffer_reader r;
+        if (!grpc_byte_buffer_reader_init(&r, c->recv_bb)) {
+            gcall_fail(c, GS_INVALID_ARGUMENT, UMA_SERIALIZATION,
+                       "%s: a request message could not be read (compressed with an "
+                       "algorithm this server does not know?)", c->method);
+            return;
+        }
+        grpc_slice sl = grpc_byte_buffer_reader_readall(&r);
+        grpc_byte_buffer_reader_destroy(&r);
+        grpc_byte_buffer_destroy(c->recv_bb);
+        c->recv_bb = NULL;
+        size_t l = GRPC_SLICE_LENGTH(sl);
+        size_t max = c->g->s->cfg.max_message_bytes;
+        size_t was = atomic_fetch_add(&c->g->queued_bytes, 4 + l);
+        if (was + 4 + l > QUEUED_BYTES_MAX) {
+            atomic_fetch_sub(&c->g->queued_bytes, 4 + l);
+            grpc_slice_unref(sl);
+            gcall_fail(c, GS_RESOURCE_EXHAUSTED, UMA_IO,
+                       "%s: the server holds %zu MiB of requests waiting for a worker; retry "
+                       "shortly", c->method, QUEUED_BYTES_MAX >> 20);
+            return;
+        }
+        c->queued += 4 + l; /* counted until the call ends (call_unref) */
+        if (c->cs_len + 4 + l > max) {
+            grpc_slice_unref(sl);
+            c->cs_truncated = 1;
+        } else {
+            if (c->cs_len + 4 + l > c->cs_cap) {
+                size_t nc = c->cs_cap ? c->cs_cap : 4096;
+                while (nc < c->cs_len + 4 + l)
+                    nc *= 2;
+                uint8_t *nb = realloc(c->cs_buf, nc);
+                if (!nb) {
+                    grpc_slice_unref(sl);
+                    gcall_fail(c, GS_RESOURCE_EXHAUSTED, UMA_IO, "%s: out of memory",
+                               c->method);
+                    return;
+                }
+                c->cs_buf = nb;
+                c->cs_cap = nc;
+            }
+            uint8_t *p = c->cs_buf + c->cs_len;
+            p[0] = (uint8_t)l;
+            p[1] = (uint8_t)(l >> 8);
+            p[2] = (uint8_t)(l >> 16);
+            p[3] = (uint8_t)(l >> 24);
+            memcpy(p + 4, GRPC_SLICE_START_PTR(sl), l);
+            c->cs_len += 4 + l;
+            grpc_slice_unref(sl);
+            grpc_op op;
+            memset(&op, 0, sizeof(op));
+            op.op = GRPC_OP_RECV_MESSAGE;
+            op.data.recv_message.recv_message = &c->recv_bb;
+            if (grpc_call_start_batch(c->call, &op, 1, &c->recv_tag, NULL) != GRPC_CALL_OK)
+                cs_recv_done(c, 0);
+            return;
+        }
+    }
+    c->j.run = run_cs_handler;
+    pool_push(c->g, &c->j);
+}
+
 static void recv_done(tag *t, int ok)
 {
     gcall *c = CONTAINER(t, gcall, recv_tag);
+    if (c->cs) {
+        cs_recv_done(c, ok);
+        return;
+    }
     if (!ok || !c->recv_bb) {
         gcall_fail(c, GS_INVALID_ARGUMENT, UMA_INVALID_ARGUMENT,
                    "%s: the call ended before its request message arrived", c->method);
@@ -501,7 +647,8 @@ static void recv_done(tag *t, int ok)
 
 static const gcall_method *find_method(const char *path)
 {
-    const gcall_method *tables[] = {serve_dcb_methods, serve_health_methods};
+    const gcall_method *tables[] = {serve_dcb_methods, serve_health_methods,
+                                    serve_kurrent_methods};
     for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
         for (const gcall_method *m = tables[t]; m->path; m++)
             if (strcmp(m->path, path) == 0)
@@ -590,6 +737,8 @@ static void accept_done(tag *t, int ok)
     else
         snprintf(path, sizeof(path), "%s", c->method);
     c->m = find_method(path);
+    for (size_t i = 0; c->m && serve_client_streaming[i]; i++)
+        c->cs |= strcmp(serve_client_streaming[i], c->m->path) == 0;
 
     grpc_op op;
     memset(&op, 0, sizeof(op));
@@ -608,8 +757,9 @@ static void accept_done(tag *t, int ok)
     const char *az = header(&c->md, "authorization", authz, sizeof(authz), &long_authz);
     if (!c->m) {
         gcall_fail(c, GS_UNIMPLEMENTED, -1,
-                   "method %s is not served here (evs serve serves umadb.v1.DCB and "
-                   "grpc.health.v1.Health; docs/SERVER.md)", c->method);
+                   "method %s is not served here (evs serve serves umadb.v1.DCB, "
+                   "grpc.health.v1.Health and part of KurrentDB's "
+                   "event_store.client.streams.Streams; docs/SERVER.md)", c->method);
         return;
     }
     int health = strncmp(c->m->path, "/grpc.health.v1.", 16) == 0;
@@ -625,11 +775,23 @@ static void accept_done(tag *t, int ok)
                    (long_tenant ? sizeof(c->tenant) : sizeof(authz)) - 1);
         return;
     }
-    if (!health) {
+    /* KurrentDB's clients ask which calls the server has before they send
+     * any credentials (as KurrentDB, it needs no key: it says nothing of
+     * the data). */
+    int features = strcmp(c->m->path, "/event_store.client.server_features.ServerFeatures/"
+                                      "GetSupportedMethods") == 0;
+    if (!health && !features) {
         c->auth_gen = atomic_load(&s->auth_gen);
         int rc = serve_check(s, az, c->tenant, c->m->access, msg, sizeof(msg));
         if (rc == SERVE_DENY_UNAUTHENTICATED) {
             gcall_fail(c, GS_UNAUTHENTICATED, UMA_AUTHENTICATION, "%s", msg);
+            return;
+        }
+        if (rc != SERVE_ALLOW && (strncmp(c->m->path, "/event_store.", 13) == 0 ||
+                                  strncmp(c->m->path, "/kurrentdb.", 11) == 0)) {
+            /* what KurrentDB's clients read as AccessDeniedError */
+            static const char *const kv[] = {"exception", "access-denied"};
+            gcall_fail_md(c, GS_PERMISSION_DENIED, kv, 1, "%s", msg);
             return;
         }
         if (rc != SERVE_ALLOW) {
