@@ -555,7 +555,7 @@ static void test_upgrade_from_0001(void **state)
     migs = pg_lines(c, "SELECT version || ' ' || name FROM evstore.schema_migrations "
                        "ORDER BY version", NULL);
     assert_string_equal(migs, "1 0001_init\n2 0002_search_path\n3 0003_gin_fastupdate_off\n"
-                              "4 0004_tombstone\n5 0005_subject_keys\n");
+                              "4 0004_tombstone\n5 0005_subject_keys\n6 0006_lean_append\n");
     free(migs);
     migs = pg_lines(c, "SELECT coalesce('fastupdate=off' = ANY (reloptions), false)::text "
                        "FROM pg_class WHERE oid = 'evstore.events_tags'::regclass", NULL);
