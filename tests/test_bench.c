@@ -549,7 +549,9 @@ static void test_transport_run(void **state)
 {
     (void)state;
     static const char *const names[] = {"grpc-head", "grpc-append-1",
-                                        "grpc-dcb", "grpc-catchup"};
+                                        "grpc-dcb", "grpc-catchup",
+                                        "grpc-append-100", "kurrent-append-1",
+                                        "kurrent-append-100"};
     char path[PATH_MAX + 32];
     json_t *root = run_bench("--quick --events 2000 --seconds 0.2 --warmup 0.05 "
                              "--scenarios append-1 --peers none --transport "
@@ -563,12 +565,12 @@ static void test_transport_run(void **state)
                      0);
     json_t *scs = get(tp, "scenarios"), *sc;
     size_t i;
-    assert_int_equal(json_array_size(scs), 4);
+    assert_int_equal(json_array_size(scs), 7);
     json_array_foreach(scs, i, sc) {
         assert_string_equal(json_string_value(get(sc, "name")), names[i]);
         assert_true(json_is_true(get(sc, "ran")));
         assert_true(json_is_false(get(sc, "failed")));
-        if (i == 1 || i == 2) /* the writes are read back */
+        if (i == 1 || i == 2 || i >= 4) /* the writes are read back */
             assert_string_equal(json_string_value(get(sc, "check")), "held");
         json_t *levels = get(sc, "levels"), *lv;
         size_t k;

@@ -322,6 +322,36 @@ async function waitFor(what, cond, ms = 5000) {
   check(what, cond());
 }
 
+// fell_behind: a live subscription that finds a full batch (512 events)
+// waiting sends fellBehind, reads on from the store, then caughtUp again.
+async function testFellBehind(client) {
+  const s = `behind-${process.pid}`;
+  const sub = client.subscribeToStream(s);
+  const got = [];
+  const signals = [];
+  let subErr = null;
+  sub.on('data', (r) => got.push(r));
+  sub.on('caughtUp', () => signals.push(['caughtUp', got.length]));
+  sub.on('fellBehind', (info) => signals.push(['fellBehind', got.length, info && info.date instanceof Date]));
+  sub.on('error', (e) => { subErr = e; });
+  await waitFor('fellBehind: the first caughtUp', () => signals.length >= 1);
+  const many = [];
+  for (let i = 0; i < 600; i++) many.push(ev('Many', { i }));
+  await client.appendToStream(s, many);
+  await waitFor('fellBehind: the 600 events arrive', () => got.length >= 600 && signals.length >= 3);
+  eq('fellBehind: caughtUp, fellBehind (with a date), caughtUp',
+    signals.map((x) => x[0] + (x[2] === undefined ? '' : `:${x[2]}`)), ['caughtUp', 'fellBehind:true', 'caughtUp']);
+  check('fellBehind: sent after a full batch, before the rest', signals[1] && signals[1][1] >= 500 && signals[1][1] < 600,
+    JSON.stringify(signals));
+  await client.appendToStream(s, [ev('Few', {}), ev('Few', {})]);
+  await waitFor('fellBehind: a small append arrives', () => got.length >= 602);
+  await sleep(100);
+  eq('fellBehind: not sent for a small append', signals.length, 3);
+  eq('fellBehind: every event once, in order', revs(got).every((r, i) => r === i), true);
+  check('fellBehind: no error', subErr === null, subErr && subErr.message);
+  await sub.unsubscribe();
+}
+
 async function testSubscribe(client) {
   const s = `sub-${process.pid}`;
   await client.appendToStream(s, [ev('S0', { i: 0 }), ev('S1', { i: 1 })]);
@@ -575,6 +605,7 @@ async function stopServer() {
 // refused. A CA and a server certificate for 127.0.0.1 (rustls, under the
 // bridge, refuses a self-signed CA certificate as the server's).
 function makeCerts() {
+  if (makeCerts.made) return makeCerts.made;
   const dir = path.join(tmp, 'tls');
   fs.mkdirSync(dir);
   const f = (n) => path.join(dir, n);
@@ -588,7 +619,8 @@ function makeCerts() {
   fs.writeFileSync(f('ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
   run(['x509', '-req', '-in', f('s.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial',
     '-out', f('s.crt'), '-days', '2', '-extfile', f('ext')]);
-  return { ca: f('ca.crt'), cert: f('s.crt'), key: f('s.key'), dir };
+  makeCerts.made = { ca: f('ca.crt'), cert: f('s.crt'), key: f('s.key'), dir };
+  return makeCerts.made;
 }
 
 async function testAuth(db) {
@@ -597,7 +629,8 @@ async function testAuth(db) {
   const keys = path.join(t.dir, 'keys');
   const RW = 'rw-key-0123456789abcdef0123';
   const RO = 'ro-key-0123456789abcdef0123';
-  fs.writeFileSync(keys, `${RW}\n${RO} read-only\n`, { mode: 0o600 });
+  const TK = 'tk-key-0123456789abcdef0123';
+  fs.writeFileSync(keys, `${RW}\n${RO} read-only\n${TK} tenants=t1\n`, { mode: 0o600 });
   const port = await startServer(db, ['--tls-cert', t.cert, '--tls-key', t.key, '--api-keys', keys]);
   const c = withRetry(KurrentDBClient.connectionString`kurrentdb://127.0.0.1:${port}?tls=true&tlsCAFile=${t.ca}`);
   const rw = { credentials: { bearerToken: RW } };
@@ -613,11 +646,84 @@ async function testAuth(db) {
     eq('TLS, API keys: a read with a read-only key (the native bridge)',
       revs(await collect(c.readStream(s, ro))), [0]);
     await rejects('TLS, API keys: a read without credentials', collect(c.readStream(s)), AccessDeniedError);
+    const tk = { credentials: { bearerToken: TK } };
+    await c.appendToStream(s, ev('TK', {}), tk);
+    eq('TLS, API keys: a key of one tenant works in it (no tenant header)',
+      (await collect(c.readStream(s, tk))).map((e) => e.event.type), ['TK']);
+    eq('TLS, API keys: the default tenant is unchanged', (await collect(c.readStream(s, rw))).map((e) => e.event.type), ['A']);
     await rejects('TLS, API keys: basic credentials are refused',
       c.appendToStream(s, ev('C', {}), { credentials: { username: 'admin', password: 'changeit' } }),
       AccessDeniedError);
   } finally {
     await c.dispose().catch(() => {});
+  }
+  await stopServer();
+}
+
+// Users over TLS (--users): the clients' basic credentials checked against
+// salted Argon2id hashes made by `evs serve --hash-password`; a read-only
+// user, a user limited to a tenant; wrong passwords and unknown users are
+// refused as KurrentDB refuses them (AccessDeniedError); --users without
+// TLS is refused at start unless --insecure-basic-auth.
+async function testUsers(db) {
+  const { AccessDeniedError } = K;
+  const t = makeCerts();
+  const hash = (pw) => {
+    const r = spawnSync(EVS, ['serve', '--hash-password'], { input: `${pw}\n`, encoding: 'utf8' });
+    check('evs serve --hash-password', r.status === 0 && r.stdout.startsWith('$argon2id$'), r.stderr);
+    return r.stdout.trim();
+  };
+  const users = path.join(t.dir, 'users');
+  fs.writeFileSync(users, `# test users\nadmin ${hash('changeit')}\nreader ${hash('r3ad')} read-only\n` +
+    `tuser ${hash('tpw')} tenants=t1 read-write\nt2user ${hash('t2pw')} tenants=t1,t2\n`, { mode: 0o600 });
+  const clear = spawnSync(EVS, ['serve', '--db', db, '--listen', '127.0.0.1:1', '--http', 'off', '--users', users],
+    { encoding: 'utf8', timeout: 10000 });
+  check('--users without TLS: refused at start (exit 2)', clear.status === 2 && /--insecure-basic-auth/.test(clear.stderr),
+    `exit ${clear.status}: ${clear.stderr}`);
+  const port = await startServer(db, ['--tls-cert', t.cert, '--tls-key', t.key, '--users', users]);
+  const url = (cred) => KurrentDBClient.connectionString`kurrentdb://${cred}@127.0.0.1:${port}?tls=true&tlsCAFile=${t.ca}`;
+  const admin = withRetry(url('admin:changeit'));
+  const wrong = url('admin:wrong');
+  const reader = withRetry(url('reader:r3ad'));
+  const anon = KurrentDBClient.connectionString`kurrentdb://127.0.0.1:${port}?tls=true&tlsCAFile=${t.ca}`;
+  const s = `users-${process.pid}`;
+  try {
+    const r = await admin.appendToStream(s, ev('A', {}));
+    eq('TLS, users: an append by a read-write user (grpc-js)', r.nextExpectedRevision, 0n);
+    eq('TLS, users: a read by the same user (the native bridge)', revs(await collect(admin.readStream(s))), [0]);
+    const again = await admin.appendToStream(s, ev('A2', {}));
+    eq('TLS, users: a second append (the verified password remembered)', again.nextExpectedRevision, 1n);
+    await rejects('TLS, users: an append with a wrong password', wrong.appendToStream(s, ev('B', {})), AccessDeniedError);
+    await rejects('TLS, users: a read with a wrong password', collect(wrong.readStream(s)), AccessDeniedError);
+    await rejects('TLS, users: an unknown user', anon.appendToStream(s, ev('B', {}),
+      { credentials: { username: 'nobody', password: 'changeit' } }), AccessDeniedError);
+    await rejects('TLS, users: no credentials', anon.appendToStream(s, ev('B', {})), AccessDeniedError);
+    await rejects('TLS, users: an append by a read-only user', reader.appendToStream(s, ev('B', {})), AccessDeniedError,
+      (e) => check('TLS, users: the read-only refusal says why', /read-only user/.test(e.message), e.message));
+    eq('TLS, users: a read by a read-only user', revs(await collect(reader.readStream(s))), [0, 1]);
+    eq('TLS, users: per-call credentials (a read-only user reads)',
+      revs(await collect(anon.readStream(s, { credentials: { username: 'reader', password: 'r3ad' } }))), [0, 1]);
+    await rejects('TLS, users: a user of two tenants, no tenant header: the default tenant, refused',
+      anon.appendToStream(s, ev('B', {}), { credentials: { username: 't2user', password: 't2pw' } }), AccessDeniedError);
+    const after = await collect(admin.readStream(s));
+    eq('TLS, users: nothing written by the refused calls', revs(after), [0, 1]);
+    // The clients cannot send evs-tenant: a user limited to one tenant works in it.
+    const tuser = withRetry(url('tuser:tpw'));
+    try {
+      const tr = await tuser.appendToStream(s, ev('T', { t: 1 }));
+      eq('tenant bound to a one-tenant user: the append starts a new stream in t1', tr.nextExpectedRevision, 0n);
+      const tev = await collect(tuser.readStream(s));
+      eq('tenant bound to a one-tenant user: its read (native bridge) sees t1 only',
+        tev.map((e) => e.event.type), ['T']);
+      const tall = await collect(tuser.readAll({ maxCount: 100 }));
+      eq('tenant bound to a one-tenant user: $all of t1 (its event and the API-key test\'s)',
+        tall.filter((e) => e.event && !e.event.streamId.startsWith('$')).map((e) => e.event.type), ['TK', 'T']);
+      eq('tenant bound: the default tenant is unchanged', revs(await collect(admin.readStream(s))), [0, 1]);
+    } finally {
+      await tuser.dispose().catch(() => {});
+    }
+  } finally {
+    for (const c of [admin, wrong, reader, anon]) await c.dispose().catch(() => {});
   }
   await stopServer();
 }
@@ -635,6 +741,7 @@ async function main() {
     await testRead(client, s);
     await testDelete(client);
     await testSubscribe(client);
+    await testFellBehind(client);
     await testSizes(client);
     await testFilters(client);
     await testMetadata(client);
@@ -657,6 +764,7 @@ async function main() {
     client = null;
     await stopServer();
     await testAuth(db);
+    await testUsers(db);
   } catch (e) {
     check('the test ran to its end', false, e && e.stack);
   } finally {

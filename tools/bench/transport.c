@@ -46,6 +46,7 @@
 
 #include "serve.h"
 #include "umadb.pb-c.h"
+#include "kurrent/v2streams.pb-c.h"
 
 #define PROG "evs bench"
 
@@ -53,11 +54,17 @@
 #define M_READ "/umadb.v1.DCB/Read"
 #define M_SUBSCRIBE "/umadb.v1.DCB/Subscribe"
 #define M_HEAD "/umadb.v1.DCB/Head"
+/* KurrentDB's protocol (tools/serve/kurrent.c): AppendSession with one
+ * AppendRequest is shaped as a unary call (one message each way) */
+#define M_KAPPEND "/kurrentdb.protocol.v2.streams.StreamsService/AppendSession"
 
 #define T_HEAD "bench-grpc-head"
 #define T_APPEND "bench-grpc-append-1"
 #define T_DCB "bench-grpc-dcb"
 #define T_CATCHUP "bench-grpc-catchup"
+#define T_APPEND100 "bench-grpc-append-100"
+#define T_KAPPEND1 "bench-kurrent-append-1"
+#define T_KAPPEND100 "bench-kurrent-append-100"
 
 #define DCB_TAGS 10000u
 #define DCB_TAGS_QUICK 1000u
@@ -72,15 +79,17 @@
 #define STOP_TIMEOUT_S 60
 
 static const int head_levels[] = {1, 256}, head_quick[] = {1, 8};
-static const int append_levels[] = {1, 256}, append_quick[] = {1, 8};
+static const int append_levels[] = {1, 64, 256}, append_quick[] = {1, 8};
 static const int dcb_levels[] = {1, 64}, dcb_quick[] = {1, 8};
 static const int catchup_levels[] = {1};
+/* DCB and KurrentDB appends side by side (issue 19) */
+static const int kv_levels[] = {1, 64, 256}, kv_quick[] = {1, 8};
 
 /* ------------------------------------------------------------------ */
 /* The load generator                                                  */
 /* ------------------------------------------------------------------ */
 
-enum tp_kind { K_HEAD, K_APPEND1, K_DCB, K_SUB, K_LOAD, K_COUNT };
+enum tp_kind { K_HEAD, K_APPEND1, K_DCB, K_SUB, K_LOAD, K_COUNT, K_KAPPEND };
 
 /*
  * The messages a slot receives are unpacked into a bump arena, emptied
@@ -160,6 +169,8 @@ struct tp_run {
     uint32_t ntags;              /* K_DCB */
     uint64_t sub_n;              /* K_SUB: events expected */
     _Atomic uint64_t loaded;     /* K_LOAD: events acknowledged */
+    int batch;                   /* K_APPEND1, K_KAPPEND: events a call
+                                    (0: 1) */
 };
 
 /* mixed into the client's random ids (set by transport_run) */
@@ -439,32 +450,47 @@ static void status_text(const tp_slot *s, char *err, size_t errsize,
 static const char *const regions[] = {"north", "south", "east", "west",
                                       "central"};
 
+#define TP_MAX_BATCH 100
+
+/* One ~240 B JSON event of an append (line i of a batch) into json. */
+static int entry_json(char *json, size_t size, uint64_t k, int i)
+{
+    return snprintf(json, size,
+                    "{\"ledger\":\"grpc1\",\"entry\":%u,\"amount\":%u,"
+                    "\"currency\":\"EUR\",\"booked_by\":\"clerk-%u\","
+                    "\"memo\":\"monthly settlement of open items, batch "
+                    "%u line %d\",\"approved\":true}",
+                    (unsigned)(k % 1000), (unsigned)(100 + k % 9000),
+                    (unsigned)(k % 97), (unsigned)(k % 100000), i);
+}
+
 static int start_append1(tp_slot *s, char *err, size_t errsize)
 {
-    char json[320], uuid[37], t0[48], t1[48];
+    static __thread char json[TP_MAX_BATCH][320], uuid[TP_MAX_BATCH][37];
+    static __thread Umadb__V1__Event ev[TP_MAX_BATCH];
+    static __thread Umadb__V1__Event *evs[TP_MAX_BATCH];
+    char t0[48], t1[48];
+    int nb = s->run->batch > 0 ? s->run->batch : 1;
     uint64_t k = scen_rand(&s->rng);
     char *tags[2] = {t0, t1};
     snprintf(t0, sizeof t0, "customer:c%u", (unsigned)(k % 100000));
     snprintf(t1, sizeof t1, "region:%s", regions[(k >> 20) % 5]);
-    int n = snprintf(json, sizeof json,
-                     "{\"ledger\":\"grpc1\",\"entry\":%u,\"amount\":%u,"
-                     "\"currency\":\"EUR\",\"booked_by\":\"clerk-%u\","
-                     "\"memo\":\"monthly settlement of open items, batch "
-                     "%u line 0\",\"approved\":true}",
-                     (unsigned)(k % 1000), (unsigned)(100 + k % 9000),
-                     (unsigned)(k % 97), (unsigned)(k % 100000));
-    uuid_v4(uuid, &s->rng);
-    Umadb__V1__Event ev = UMADB__V1__EVENT__INIT;
-    Umadb__V1__Event *evs[1] = {&ev};
-    ev.event_type = "EntryPosted";
-    ev.n_tags = 2;
-    ev.tags = tags;
-    ev.has_data = 1;
-    ev.data.data = (uint8_t *)json;
-    ev.data.len = (size_t)n;
-    ev.uuid = uuid;
+    for (int i = 0; i < nb; i++) {
+        int n = entry_json(json[i], sizeof json[i], k, i);
+        uuid_v4(uuid[i], &s->rng);
+        Umadb__V1__Event e = UMADB__V1__EVENT__INIT;
+        ev[i] = e;
+        evs[i] = &ev[i];
+        ev[i].event_type = "EntryPosted";
+        ev[i].n_tags = 2;
+        ev[i].tags = tags;
+        ev[i].has_data = 1;
+        ev[i].data.data = (uint8_t *)json[i];
+        ev[i].data.len = (size_t)n;
+        ev[i].uuid = uuid[i];
+    }
     Umadb__V1__AppendRequest rq = UMADB__V1__APPEND_REQUEST__INIT;
-    rq.n_events = 1;
+    rq.n_events = (size_t)nb;
     rq.events = evs;
     size_t len = umadb__v1__append_request__get_packed_size(&rq);
     uint8_t *b = slot_buf(s, len);
@@ -474,6 +500,51 @@ static int start_append1(tp_slot *s, char *err, size_t errsize)
     }
     umadb__v1__append_request__pack(&rq, b);
     return call_start(s, M_APPEND, b, len, 0, err, errsize);
+}
+
+/* KurrentDB's AppendSession of run->batch events to one stream of
+ * 100,000 (customer-cN, as the DCB append's customer tag), expected
+ * revision any: what multiStreamAppend sends for one stream. */
+static int start_kappend(tp_slot *s, char *err, size_t errsize)
+{
+    static __thread char json[TP_MAX_BATCH][320], uuid[TP_MAX_BATCH][37];
+    static __thread Kurrentdb__Protocol__V2__Streams__AppendRecord rec[TP_MAX_BATCH];
+    static __thread Kurrentdb__Protocol__V2__Streams__AppendRecord *recs[TP_MAX_BATCH];
+    char stream[48];
+    int nb = s->run->batch > 0 ? s->run->batch : 1;
+    uint64_t k = scen_rand(&s->rng);
+    snprintf(stream, sizeof stream, "customer-c%u", (unsigned)(k % 100000));
+    Kurrentdb__Protocol__V2__Streams__SchemaInfo schema =
+        KURRENTDB__PROTOCOL__V2__STREAMS__SCHEMA_INFO__INIT;
+    schema.has_format = 1;
+    schema.format = KURRENTDB__PROTOCOL__V2__STREAMS__SCHEMA_FORMAT__SCHEMA_FORMAT_JSON;
+    schema.name = "EntryPosted";
+    for (int i = 0; i < nb; i++) {
+        int n = entry_json(json[i], sizeof json[i], k, i);
+        uuid_v4(uuid[i], &s->rng);
+        Kurrentdb__Protocol__V2__Streams__AppendRecord r =
+            KURRENTDB__PROTOCOL__V2__STREAMS__APPEND_RECORD__INIT;
+        rec[i] = r;
+        recs[i] = &rec[i];
+        rec[i].record_id = uuid[i];
+        rec[i].schema = &schema;
+        rec[i].has_data = 1;
+        rec[i].data.data = (uint8_t *)json[i];
+        rec[i].data.len = (size_t)n;
+    }
+    Kurrentdb__Protocol__V2__Streams__AppendRequest rq =
+        KURRENTDB__PROTOCOL__V2__STREAMS__APPEND_REQUEST__INIT;
+    rq.stream = stream;
+    rq.n_records = (size_t)nb;
+    rq.records = recs;
+    size_t len = kurrentdb__protocol__v2__streams__append_request__get_packed_size(&rq);
+    uint8_t *b = slot_buf(s, len);
+    if (!b) {
+        snprintf(err, errsize, "out of memory");
+        return -1;
+    }
+    kurrentdb__protocol__v2__streams__append_request__pack(&rq, b);
+    return call_start(s, M_KAPPEND, b, len, 0, err, errsize);
 }
 
 /* The DCB workflow's query: the events with the slot's tag. */
@@ -726,9 +797,29 @@ static void op_done(tp_driver *d, tp_slot *s)
             snprintf(err, sizeof err, "Append: the answer has no position");
         } else {
             outcome = BENCH_COMMITTED;
-            items = run->kind == K_LOAD ? LOAD_BATCH : 1;
+            items = run->kind == K_LOAD ? LOAD_BATCH
+                                        : (uint64_t)(run->batch > 0 ? run->batch : 1);
             if (run->kind == K_LOAD)
                 atomic_fetch_add(&run->loaded, LOAD_BATCH);
+        }
+        arena_reset(&s->arena);
+        break;
+    }
+    case K_KAPPEND: {
+        if (!ok) {
+            status_text(s, err, sizeof err, "AppendSession");
+            break;
+        }
+        Kurrentdb__Protocol__V2__Streams__AppendSessionResponse *m =
+            (Kurrentdb__Protocol__V2__Streams__AppendSessionResponse *)bb_unpack(
+                s->recv_bb,
+                &kurrentdb__protocol__v2__streams__append_session_response__descriptor,
+                &s->arena);
+        if (!m || !m->has_position || m->n_output != 1) {
+            snprintf(err, sizeof err, "AppendSession: the answer has no position");
+        } else {
+            outcome = BENCH_COMMITTED;
+            items = (uint64_t)(run->batch > 0 ? run->batch : 1);
         }
         arena_reset(&s->arena);
         break;
@@ -817,6 +908,7 @@ static void slot_next(tp_driver *d, tp_slot *s)
         case K_DCB: rc = start_dcb_read(s, err, sizeof err); break;
         case K_SUB: rc = start_sub(s, err, sizeof err); break;
         case K_LOAD: rc = start_load(s, err, sizeof err); break;
+        case K_KAPPEND: rc = start_kappend(s, err, sizeof err); break;
         default: rc = start_count(s, err, sizeof err); break;
         }
         if (rc == 0)
@@ -931,7 +1023,9 @@ static void run_level(tp_run *run, grpc_channel **ch, int nconns, pid_t server,
         /* event ids are unique store-wide: every level of every
          * scenario (and every run, for a --db store given with --force)
          * draws its own */
-        s->rng = scen_seed(seed ^ ((uint64_t)run->kind << 56) ^ g_salt, i);
+        s->rng = scen_seed(seed ^ ((uint64_t)run->kind << 56) ^
+                               ((uint64_t)run->batch << 40) ^ g_salt,
+                           i);
         s->tag_main.s = s;
         s->tag_recv.s = s;
         s->tag_recv.recv = 1;
@@ -1402,12 +1496,13 @@ static uint64_t committed_all(const tp_scen *sc)
     return n;
 }
 
-/* Check: the tenant holds exactly the committed events (one per
+/* Check: the tenant holds exactly the committed events (per_op per
  * committed operation). */
-static void check_tenant(transport_result *t, tp_scen *sc, const char *tenant)
+static void check_tenant_n(transport_result *t, tp_scen *sc, const char *tenant,
+                           uint64_t per_op)
 {
     char err[400];
-    uint64_t n = 0, want = committed_all(sc);
+    uint64_t n = 0, want = committed_all(sc) * per_op;
     grpc_channel *ch = chan_new(t->listen);
     if (count_events(t, ch, tenant, &n, err, sizeof err) != 0) {
         sc->check = 1;
@@ -1427,6 +1522,11 @@ static void check_tenant(transport_result *t, tp_scen *sc, const char *tenant)
                 sc->error);
     }
     grpc_channel_destroy(ch);
+}
+
+static void check_tenant(transport_result *t, tp_scen *sc, const char *tenant)
+{
+    check_tenant_n(t, sc, tenant, 1);
 }
 
 static void tp_scen_head(transport_result *t, const transport_config *cfg)
@@ -1455,6 +1555,25 @@ static void tp_scen_append(transport_result *t, const transport_config *cfg)
         run_levels(t, sc, &run, append_levels, SCEN_COUNT(append_levels), cfg);
     if (sc->ran && !atomic_load(&g_interrupted))
         check_tenant(t, sc, t->tenant[TP_APPEND]);
+}
+
+/* Appends of batch events a call, DCB (kind K_APPEND1) or KurrentDB
+ * (K_KAPPEND), at 1/64/256 connections (1/8 with --quick). */
+static void tp_scen_batch(transport_result *t, const transport_config *cfg, int which,
+                          int kind, int batch)
+{
+    tp_scen *sc = &t->sc[which];
+    tp_run run;
+    memset(&run, 0, sizeof run);
+    run.kind = kind;
+    run.batch = batch;
+    run.tenant = t->tenant[which];
+    if (cfg->quick)
+        run_levels(t, sc, &run, kv_quick, SCEN_COUNT(kv_quick), cfg);
+    else
+        run_levels(t, sc, &run, kv_levels, SCEN_COUNT(kv_levels), cfg);
+    if (sc->ran && !atomic_load(&g_interrupted))
+        check_tenant_n(t, sc, t->tenant[which], (uint64_t)batch);
 }
 
 static void tp_scen_dcb(transport_result *t, const transport_config *cfg)
@@ -1591,6 +1710,36 @@ static const tp_scen scen_defs[TP_NSCEN] = {
              "1000-event batches of the whole store with evs_read_tracking.)",
      .item = "events",
      .inproc = "catchup"},
+    [TP_APPEND100] = {.name = "grpc-append-100",
+     .title = "100-event appends over gRPC (DCB)",
+     .what = "One operation is one umadb.v1.DCB/Append of 100 ~240 B JSON "
+             "events (two tags each, uuids set by the client), no "
+             "condition; durable when acknowledged. At 1, 64 and 256 "
+             "connections, beside kurrent-append-100. Items: events "
+             "written. Check: the tenant holds exactly 100 events per "
+             "acknowledged append.",
+     .item = "events",
+     .inproc = "batch"},
+    [TP_KAPPEND1] = {.name = "kurrent-append-1",
+     .title = "Single-event appends through KurrentDB's protocol",
+     .what = "One operation is one kurrentdb.protocol.v2.streams."
+             "StreamsService/AppendSession (client streaming, one "
+             "AppendRequest: what the KurrentDB clients' multiStreamAppend "
+             "sends) of one event like grpc-append-1's (JSON, a record id) "
+             "to one stream of 100,000, expected revision any. Compare "
+             "with grpc-append-1 (the DCB Append) of the same run. Items: "
+             "events written. Check: the tenant holds exactly the "
+             "acknowledged events.",
+     .item = "events",
+     .inproc = "append-1"},
+    [TP_KAPPEND100] = {.name = "kurrent-append-100",
+     .title = "100-event appends through KurrentDB's protocol",
+     .what = "As kurrent-append-1 with 100 events in the AppendRequest "
+             "(one stream, one atomic append). Compare with "
+             "grpc-append-100 of the same run. Check: the tenant holds "
+             "exactly 100 events per acknowledged append.",
+     .item = "events",
+     .inproc = "batch"},
 };
 
 void transport_run(transport_result *t, const transport_config *cfg)
@@ -1607,6 +1756,12 @@ void transport_run(transport_result *t, const transport_config *cfg)
              run_id);
     snprintf(t->tenant[TP_DCB], sizeof t->tenant[0], "%s-%08x", T_DCB, run_id);
     snprintf(t->tenant[TP_CATCHUP], sizeof t->tenant[0], "%s-%08x", T_CATCHUP,
+             run_id);
+    snprintf(t->tenant[TP_APPEND100], sizeof t->tenant[0], "%s-%08x", T_APPEND100,
+             run_id);
+    snprintf(t->tenant[TP_KAPPEND1], sizeof t->tenant[0], "%s-%08x", T_KAPPEND1,
+             run_id);
+    snprintf(t->tenant[TP_KAPPEND100], sizeof t->tenant[0], "%s-%08x", T_KAPPEND100,
              run_id);
     for (int i = 0; i < TP_NSCEN; i++)
         t->sc[i].check = -1;
@@ -1633,6 +1788,13 @@ void transport_run(transport_result *t, const transport_config *cfg)
         tp_scen_dcb(t, cfg);
     if (!atomic_load(&g_interrupted))
         tp_scen_catchup(t, cfg);
+    /* DCB and KurrentDB appends, each pair back to back */
+    if (!atomic_load(&g_interrupted))
+        tp_scen_batch(t, cfg, TP_KAPPEND1, K_KAPPEND, 1);
+    if (!atomic_load(&g_interrupted))
+        tp_scen_batch(t, cfg, TP_APPEND100, K_APPEND1, 100);
+    if (!atomic_load(&g_interrupted))
+        tp_scen_batch(t, cfg, TP_KAPPEND100, K_KAPPEND, 100);
     proc_rss(t->pid, &t->rss_end_kb, &t->rss_end_anon_kb, &t->rss_end_file_kb);
     server_stop(t);
     grpc_shutdown();

@@ -67,8 +67,10 @@
 
 #define TP_DRIVERS 2      /* client threads driving the calls, at most */
 #define TP_MAX_LEVELS 4
-#define TP_NSCEN 4        /* head, append-1, dcb, catchup (idle apart) */
-enum { TP_HEAD, TP_APPEND, TP_DCB, TP_CATCHUP }; /* their index in sc[] */
+#define TP_NSCEN 7        /* head, append-1, dcb, catchup, append-100 and
+                             KurrentDB's append-1 / append-100 (idle apart) */
+enum { TP_HEAD, TP_APPEND, TP_DCB, TP_CATCHUP, TP_APPEND100, TP_KAPPEND1,
+       TP_KAPPEND100 }; /* their index in sc[] */
 
 /* One level: conns connections, one call in flight each. */
 typedef struct tp_level {

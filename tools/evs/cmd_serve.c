@@ -14,13 +14,16 @@
 static const char help[] =
     "usage: evs serve [--db URI] [--listen ADDR:PORT] [--http ADDR:PORT|off]\n"
     "                 [--tls-cert FILE --tls-key FILE] [--api-keys FILE]\n"
+    "                 [--users FILE [--insecure-basic-auth]]\n"
     "                 [--config FILE] [--insecure] [LIMITS]\n"
+    "       evs serve --hash-password < PASSWORD\n"
     "\n"
     "Serve the store to many clients until SIGTERM or SIGINT (a graceful\n"
     "stop: appends in flight finish, subscriptions end with UNAVAILABLE).\n"
-    "SIGHUP re-reads the API-keys file. gRPC (UmaDB's umadb.v1.DCB API and\n"
-    "grpc.health.v1.Health) on --listen, HTTP/1.1 (/metrics, /health, the\n"
-    "HTTP/JSON DCB API, Server-Sent Events) on --http. One log line per\n"
+    "SIGHUP re-reads the API-keys and users files. gRPC (UmaDB's\n"
+    "umadb.v1.DCB API and grpc.health.v1.Health) on --listen, HTTP/1.1\n"
+    "(/metrics, /health, the HTTP/JSON DCB API, Server-Sent Events) on\n"
+    "--http. One log line per\n"
     "start, stop and connection error, on standard error. docs/SERVER.md\n"
     "has the protocols, the mapping onto evstore and the limits.\n"
     "\n"
@@ -31,6 +34,12 @@ static const char help[] =
     "  --tls-key FILE          its PEM private key\n"
     "  --api-keys FILE         require 'authorization: Bearer KEY' (format in\n"
     "                          docs/SERVER.md); default: no authentication\n"
+    "  --users FILE            users of KurrentDB's clients: basic credentials\n"
+    "                          'NAME HASH [tenants=..] [read-only|read-write]'\n"
+    "                          per line (docs/SERVER.md); needs TLS\n"
+    "  --insecure-basic-auth   accept --users' basic credentials without TLS\n"
+    "  --hash-password         print the hash of the password on standard\n"
+    "                          input (one line), for the users file, and exit\n"
     "  --insecure              allow a non-loopback address without TLS\n"
     "  --config FILE           read options from FILE: one 'name = value'\n"
     "                          per line (names as the long options without\n"
@@ -65,6 +74,9 @@ enum {
     OPT_IDLE,
     OPT_KEEPALIVE,
     OPT_SUB_BUFFER,
+    OPT_USERS,
+    OPT_INSECURE_BASIC,
+    OPT_HASH_PASSWORD,
 };
 
 static const struct option options[] = {
@@ -74,6 +86,9 @@ static const struct option options[] = {
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"api-keys", required_argument, NULL, OPT_API_KEYS},
     {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"users", required_argument, NULL, OPT_USERS},
+    {"insecure-basic-auth", no_argument, NULL, OPT_INSECURE_BASIC},
+    {"hash-password", no_argument, NULL, OPT_HASH_PASSWORD},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
@@ -118,6 +133,12 @@ static int apply(serve_config *cfg, cli_ctx *cx, int opt, const char *name, cons
     case OPT_TLS_CERT: cfg->tls_cert = v; return 0;
     case OPT_TLS_KEY: cfg->tls_key = v; return 0;
     case OPT_API_KEYS: cfg->api_keys = v; return 0;
+    case OPT_USERS: cfg->users = v; return 0;
+    case OPT_INSECURE_BASIC:
+        if (v && strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+            return cli_usage("serve", "insecure-basic-auth: give true or false (got '%s')", v);
+        cfg->insecure_basic_auth = !v || strcmp(v, "true") == 0;
+        return 0;
     case OPT_INSECURE:
         if (v && strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
             return cli_usage("serve", "insecure: give true or false (got '%s')", v);
@@ -182,7 +203,7 @@ static int read_config(serve_config *cfg, cli_ctx *cx, const char *path)
         for (const struct option *o = options; o->name; o++)
             if (strcmp(o->name, name) == 0)
                 opt = o->val;
-        if (opt < 0 || opt == OPT_CONFIG || opt == 'h') {
+        if (opt < 0 || opt == OPT_CONFIG || opt == OPT_HASH_PASSWORD || opt == 'h') {
             cli_err("serve: %s:%d: unknown setting '%s' (the settings are the long options "
                     "of 'evs serve --help' without '--')", path, lineno, name);
             status = CLI_EXIT_USAGE;
@@ -192,6 +213,31 @@ static int read_config(serve_config *cfg, cli_ctx *cx, const char *path)
     }
     fclose(f);
     return status;
+}
+
+/* --hash-password: the first line of standard input, hashed. */
+static int print_hash(void)
+{
+    char pw[4096], out[256];
+    if (!fgets(pw, sizeof(pw), stdin)) {
+        cli_err("serve: --hash-password: give the password on standard input (one line)");
+        return CLI_EXIT_USAGE;
+    }
+    size_t l = strlen(pw);
+    while (l && (pw[l - 1] == '\n' || pw[l - 1] == '\r'))
+        pw[--l] = 0;
+    if (l == 0) {
+        cli_err("serve: --hash-password: the password is empty");
+        return CLI_EXIT_USAGE;
+    }
+    int rc = serve_hash_password(pw, l, out, sizeof(out));
+    memset(pw, 0, sizeof(pw));
+    if (rc < 0) {
+        cli_err("serve: --hash-password: hashing failed (out of memory?)");
+        return CLI_EXIT_FAIL;
+    }
+    printf("%s\n", out);
+    return 0;
 }
 
 int cmd_serve(cli_ctx *cx, int argc, char **argv)
@@ -204,12 +250,16 @@ int cmd_serve(cli_ctx *cx, int argc, char **argv)
     } given[64];
     size_t ngiven = 0;
     const char *config = NULL;
-    int c, status;
+    int c, status, hash_password = 0;
 
     cli_getopt_start();
     while ((c = cli_next_opt(&status, cx, NULL, &cmd, argc, argv)) != -1) {
         if (c == OPT_CONFIG) {
             config = optarg;
+            continue;
+        }
+        if (c == OPT_HASH_PASSWORD) {
+            hash_password = 1;
             continue;
         }
         if (ngiven == sizeof(given) / sizeof(given[0]))
@@ -220,13 +270,15 @@ int cmd_serve(cli_ctx *cx, int argc, char **argv)
                 name = o->name;
         given[ngiven].opt = c;
         given[ngiven].name = name;
-        given[ngiven].value = c == OPT_INSECURE ? NULL : optarg;
+        given[ngiven].value = c == OPT_INSECURE || c == OPT_INSECURE_BASIC ? NULL : optarg;
         ngiven++;
     }
     if (status >= 0)
         return status;
     if ((status = cli_no_args("serve", argc, argv)) != 0)
         return status;
+    if (hash_password)
+        return print_hash();
     /* The file first, then the command line over it. The global --db
      * (before the command) was taken by cli_next_opt into cx already and
      * wins over the file's db too. */

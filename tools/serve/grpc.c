@@ -780,6 +780,12 @@ static void accept_done(tag *t, int ok)
      * the data). */
     int features = strcmp(c->m->path, "/event_store.client.server_features.ServerFeatures/"
                                       "GetSupportedMethods") == 0;
+    /* KurrentDB's clients cannot send an evs-tenant header: without one,
+     * a key or user limited to exactly one tenant works in that tenant
+     * (docs/SERVER.md, "KurrentDB protocol"). */
+    if (!tn && az && (strncmp(c->m->path, "/event_store.", 13) == 0 ||
+                      strncmp(c->m->path, "/kurrentdb.", 11) == 0))
+        (void)serve_bound_tenant(s, az, c->tenant, sizeof(c->tenant));
     if (!health && !features) {
         c->auth_gen = atomic_load(&s->auth_gen);
         int rc = serve_check(s, az, c->tenant, c->m->access, msg, sizeof(msg));

@@ -12,7 +12,8 @@
  *                one ReadResp per event, $all filters by prefix or POSIX
  *                regex; with `subscription`: catch-up in batches, then
  *                caught_up, then parked in notify.c until a commit
- *                (checkpoints when filtered)
+ *                (checkpoints when filtered); fell_behind when a live read
+ *                finds a full batch waiting, caught_up again after
  *     Delete     evs_stream_delete (soft delete)
  *     Tombstone  evs_stream_tombstone (hard delete)
  *     BatchAppend UNIMPLEMENTED (not listed by GetSupportedMethods, so the
@@ -932,6 +933,27 @@ static void sub_caught_up(gcall *c)
     gcall_send(c, &resp.base, sub_step);
 }
 
+/* A live subscription (caught up) whose read found a full batch: it is
+ * SUB_BATCH or more events behind the head and reads from the store
+ * until a read comes back short, then sends caught_up again. */
+static void sub_fell_behind(gcall *c)
+{
+    ksub *k = gcall_state(c);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    EventStore__Client__Timestamp t = EVENT_STORE__CLIENT__TIMESTAMP__INIT;
+    t.seconds = ts.tv_sec;
+    t.nanos = (int32_t)ts.tv_nsec;
+    EventStore__Client__Streams__ReadResp__FellBehind fb =
+        EVENT_STORE__CLIENT__STREAMS__READ_RESP__FELL_BEHIND__INIT;
+    fb.timestamp = &t;
+    ReadResp resp = EVENT_STORE__CLIENT__STREAMS__READ_RESP__INIT;
+    resp.content_case = EVENT_STORE__CLIENT__STREAMS__READ_RESP__CONTENT_FELL_BEHIND;
+    resp.fell_behind = &fb;
+    k->caught_up = 0;
+    gcall_send(c, &resp.base, sub_step);
+}
+
 static void sub_step(gcall *c)
 {
     ksub *k = gcall_state(c);
@@ -973,6 +995,10 @@ static void sub_step(gcall *c)
             uint64_t got = k->r.remaining;
             evs_iter_free(k->r.it);
             k->r.it = NULL;
+            if (got == SUB_BATCH && k->caught_up) {
+                sub_fell_behind(c); /* then reads on (k->r.it is NULL) */
+                return;
+            }
             if (got == SUB_BATCH)
                 continue; /* a full batch: more may be stored */
             if (!k->caught_up) {

@@ -82,6 +82,12 @@ int serve_config_check(const serve_config *cfg, char *msg, size_t msglen)
                 return -1;
             }
     }
+    if (cfg->users && !cfg->tls_cert && !cfg->insecure_basic_auth) {
+        snprintf(msg, msglen, "--users without TLS would take passwords in the clear: give "
+                 "--tls-cert and --tls-key, or --insecure-basic-auth to accept basic "
+                 "credentials over cleartext anyway");
+        return -1;
+    }
     if (cfg->workers < 1 || cfg->workers > 4096) {
         snprintf(msg, msglen, "--workers must be 1..4096 (got %u)", cfg->workers);
         return -1;
@@ -165,7 +171,8 @@ int serve_run(const serve_config *cfg, evs_db *db)
         status = 1;
         goto close;
     }
-    if (cfg->api_keys && serve_auth_load(&s->auth, cfg->api_keys, msg, sizeof(msg)) < 0) {
+    if ((cfg->api_keys || cfg->users) &&
+        serve_auth_load(&s->auth, cfg->api_keys, cfg->users, msg, sizeof(msg)) < 0) {
         serve_log("%s", msg);
         status = 2;
         goto close;
@@ -193,7 +200,10 @@ int serve_run(const serve_config *cfg, evs_db *db)
         goto stop;
     }
     serve_log("serving %s%s", cfg->db_uri,
-              s->auth ? " (API keys required)" : " (no API keys: every client is allowed)");
+              !s->auth        ? " (no API keys: every client is allowed)"
+              : !cfg->users   ? " (API keys required)"
+              : cfg->api_keys ? " (API keys or users' basic credentials required)"
+                              : " (users' basic credentials required)");
 
     sigset_t set;
     sigemptyset(&set);

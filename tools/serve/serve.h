@@ -41,6 +41,8 @@ typedef struct serve_config {
     const char *tls_cert;      /* PEM certificate chain; NULL: cleartext */
     const char *tls_key;       /* PEM private key (with tls_cert) */
     const char *api_keys;      /* API-keys file; NULL: no authentication */
+    const char *users;         /* users file (basic credentials); NULL: none */
+    int insecure_basic_auth;   /* 1: allow --users without TLS */
     int insecure;              /* 1: allow a non-loopback address without TLS */
     unsigned workers;          /* threads running store calls (default 64) */
     uint32_t max_message_bytes;/* largest request message (default 4 MiB) */
@@ -73,7 +75,12 @@ typedef struct serve_auth serve_auth;
 
 /* Load an API-keys file (format: docs/SERVER.md "API keys"). Returns 0,
  * or -1 with a message naming the file and line in msg. */
-int serve_auth_load(serve_auth **out, const char *path, char *msg, size_t msglen);
+int serve_auth_load(serve_auth **out, const char *keys_path, const char *users_path,
+                    char *msg, size_t msglen);
+/* A password's salted Argon2id hash (libsodium's crypto_pwhash_str, at
+ * its "interactive" cost) into out (at least 128 bytes, NUL-terminated),
+ * the form of the users file. 0, or -1 (out of memory). */
+int serve_hash_password(const char *password, size_t len, char *out, size_t outlen);
 void serve_auth_free(serve_auth *a);
 
 /* ------------------------------------------------------------------ */
@@ -153,11 +160,17 @@ int serve_config_check(const serve_config *cfg, char *msg, size_t msglen);
 void serve_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Check a request's credentials (auth.c). authorization: the header's
- * value ("Bearer KEY") or NULL; tenant: "" for the default. Returns
+ * value ("Bearer KEY" or "Basic base64(user:password)") or NULL; tenant: "" for the default. Returns
  * SERVE_ALLOW, or a SERVE_DENY_* with a message for the client in msg.
  * Allows everything when no API-keys file is configured. Thread-safe. */
 int serve_check(serve *s, const char *authorization, const char *tenant, int access,
                 char *msg, size_t msglen);
+/* The tenant bound to the credentials of an "authorization" value: when
+ * they name an API key or a user limited to exactly one tenant
+ * (tenants=T), copy T into out and return 1; else 0. Checks nothing (the
+ * call's serve_check does): for calls whose clients cannot send the tenant
+ * header (KurrentDB's). Thread-safe. */
+int serve_bound_tenant(serve *s, const char *authorization, char *out, size_t outlen);
 /* Re-read the API-keys file (SIGHUP). Keeps the old keys on error. */
 void serve_reload_keys(serve *s);
 
