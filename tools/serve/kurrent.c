@@ -896,14 +896,21 @@ static void ksub_free(void *p)
 
 static void sub_step(gcall *c);
 
+/* The wall clock now, as the subscription messages' timestamps. */
+static void now_timestamp(EventStore__Client__Timestamp *t)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    *t = (EventStore__Client__Timestamp)EVENT_STORE__CLIENT__TIMESTAMP__INIT;
+    t->seconds = ts.tv_sec;
+    t->nanos = (int32_t)ts.tv_nsec;
+}
+
 static void sub_checkpoint(gcall *c)
 {
     ksub *k = gcall_state(c);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    EventStore__Client__Timestamp t = EVENT_STORE__CLIENT__TIMESTAMP__INIT;
-    t.seconds = ts.tv_sec;
-    t.nanos = (int32_t)ts.tv_nsec;
+    EventStore__Client__Timestamp t;
+    now_timestamp(&t);
     EventStore__Client__Streams__ReadResp__Checkpoint cp =
         EVENT_STORE__CLIENT__STREAMS__READ_RESP__CHECKPOINT__INIT;
     cp.commit_position = cp.prepare_position = k->checkpoint;
@@ -918,11 +925,8 @@ static void sub_checkpoint(gcall *c)
 static void sub_caught_up(gcall *c)
 {
     ksub *k = gcall_state(c);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    EventStore__Client__Timestamp t = EVENT_STORE__CLIENT__TIMESTAMP__INIT;
-    t.seconds = ts.tv_sec;
-    t.nanos = (int32_t)ts.tv_nsec;
+    EventStore__Client__Timestamp t;
+    now_timestamp(&t);
     EventStore__Client__Streams__ReadResp__CaughtUp cu =
         EVENT_STORE__CLIENT__STREAMS__READ_RESP__CAUGHT_UP__INIT;
     cu.timestamp = &t;
@@ -939,11 +943,8 @@ static void sub_caught_up(gcall *c)
 static void sub_fell_behind(gcall *c)
 {
     ksub *k = gcall_state(c);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    EventStore__Client__Timestamp t = EVENT_STORE__CLIENT__TIMESTAMP__INIT;
-    t.seconds = ts.tv_sec;
-    t.nanos = (int32_t)ts.tv_nsec;
+    EventStore__Client__Timestamp t;
+    now_timestamp(&t);
     EventStore__Client__Streams__ReadResp__FellBehind fb =
         EVENT_STORE__CLIENT__STREAMS__READ_RESP__FELL_BEHIND__INIT;
     fb.timestamp = &t;
